@@ -1,0 +1,26 @@
+//! `bench`: Junction's reproducible benchmarks. Each prints the machine, its settings and
+//! what it measured; `--json FILE` writes one record per case. Not part of `cargo test`.
+
+mod ledger_bench;
+mod machine;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Junction benchmarks: run with --release")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Durable transfers per second straight into the ledger.
+    Ledger(ledger_bench::LedgerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Ledger(args) => ledger_bench::run(&args),
+    }
+}

@@ -1,0 +1,289 @@
+//! The engine's vocabulary: participants, cards and tokens as provisioned, and the
+//! requests and responses that flow through the pipeline.
+
+use crate::codes::{DeclineReason, ResponseCode};
+use junction_ledger::{AccountId, Currency, ParticipantId};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Issuer,
+    Acquirer,
+    Wallet,
+    FxProvider,
+}
+
+/// A participant as provisioned. Keys are held by the gateways, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantSpec {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    /// Currencies it settles in, with its net debit cap in each (minor units): the most it
+    /// may owe in a window before settlement.
+    pub net_debit_caps: Vec<(Currency, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    Blocked,
+    Closed,
+}
+
+/// Per-account limits over a rolling day. Zero means "no limit".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VelocityLimits {
+    pub count_per_day_max: u32,
+    pub amount_per_day_max: u64,
+}
+
+/// A cardholder (or wallet user) account to provision: a ledger account plus the
+/// engine's authorization state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountSpec {
+    pub id: AccountId,
+    pub participant: ParticipantId,
+    pub currency: Currency,
+    /// Opening balance credited from the issuer's position account (on-us: moves no
+    /// position), in minor units.
+    pub opening_balance: u64,
+    pub status: AccountStatus,
+    pub velocity: VelocityLimits,
+}
+
+/// A card as provisioned. The PAN is hashed on the way in and never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardSpec {
+    pub pan: String,
+    pub account: AccountId,
+    /// YYMM, as in ISO 8583 field 14.
+    pub expiry_yymm: u16,
+}
+
+impl std::fmt::Debug for CardSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardSpec")
+            .field("pan", &crate::iso8583::MaskedPan(&self.pan))
+            .field("account", &self.account)
+            .field("expiry_yymm", &self.expiry_yymm)
+            .finish()
+    }
+}
+
+/// How the card was read (ISO 8583 field 22, first two digits), simplified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EntryMode {
+    Unknown = 0,
+    Manual = 1,
+    MagneticStripe = 2,
+    Chip = 5,
+    Contactless = 7,
+    Ecommerce = 81,
+}
+
+impl EntryMode {
+    /// From the first two digits of field 22.
+    pub fn from_pos_entry_mode(field_22: &str) -> EntryMode {
+        match field_22.get(..2) {
+            Some("01") => EntryMode::Manual,
+            Some("02") | Some("90") => EntryMode::MagneticStripe,
+            Some("05") => EntryMode::Chip,
+            Some("07") | Some("91") => EntryMode::Contactless,
+            Some("81") | Some("10") => EntryMode::Ecommerce,
+            _ => EntryMode::Unknown,
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            EntryMode::Unknown => 0,
+            EntryMode::Manual => 1 << 0,
+            EntryMode::MagneticStripe => 1 << 1,
+            EntryMode::Chip => 1 << 2,
+            EntryMode::Contactless => 1 << 3,
+            EntryMode::Ecommerce => 1 << 4,
+        }
+    }
+}
+
+/// A set of entry modes, for a token's domain restriction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntryModes(pub u8);
+
+impl EntryModes {
+    pub fn of(modes: &[EntryMode]) -> EntryModes {
+        EntryModes(modes.iter().fold(0, |bits, m| bits | m.bit()))
+    }
+
+    pub fn allows(self, mode: EntryMode) -> bool {
+        mode.bit() != 0 && self.0 & mode.bit() != 0
+    }
+}
+
+/// A device token (DPAN) standing for a card's account, usable only in its domain.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    pub dpan: String,
+    pub account: AccountId,
+    pub expiry_yymm: u16,
+    pub allowed_entry_modes: EntryModes,
+}
+
+impl std::fmt::Debug for TokenSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSpec")
+            .field("dpan", &crate::iso8583::MaskedPan(&self.dpan))
+            .field("account", &self.account)
+            .field("expiry_yymm", &self.expiry_yymm)
+            .field("allowed_entry_modes", &self.allowed_entry_modes)
+            .finish()
+    }
+}
+
+/// A request's idempotency key: the same key is the same request. The ISO 8583 gateway
+/// derives it from fields 32, 41, 11 and 7; the QR gateway from the wallet's key. It is
+/// also the ledger transfer id of the money the request moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestKey(pub u128);
+
+impl RequestKey {
+    /// Derives a key from the parts that identify a request, with a domain tag so that
+    /// keys of different kinds never collide.
+    pub fn derive(domain: &str, parts: &[&[u8]]) -> RequestKey {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update((domain.len() as u32).to_be_bytes());
+        hasher.update(domain.as_bytes());
+        for part in parts {
+            hasher.update((part.len() as u32).to_be_bytes());
+            hasher.update(part);
+        }
+        let digest = hasher.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        // Zero is "no transfer" in the ledger.
+        RequestKey(u128::from_be_bytes(bytes).max(1))
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Place a hold (ISO 8583 0100).
+    Authorize,
+    /// Complete (post) an earlier authorization, fully or partly (0220).
+    Complete { original: RequestKey },
+    /// Authorize and post at once (0200).
+    Purchase,
+    /// Void a hold or reverse a posted transfer (0400/0420).
+    Reverse { original: RequestKey },
+    /// Credit the cardholder back from the acquirer (0200 with processing code 20).
+    Refund,
+    /// Report the available balance; moves nothing.
+    BalanceInquiry,
+}
+
+/// How the request names the payer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Instrument {
+    /// A card, by the vault's keyed hash of its PAN.
+    Card(crate::vault::PanKey),
+    /// A device token, by the vault's keyed hash of its DPAN.
+    Token(crate::vault::PanKey),
+    /// An account named directly (wallets).
+    Account(AccountId),
+}
+
+/// Where the answer goes: usually the connection that sent the request.
+pub trait ReplySink: Send + Sync {
+    fn send(&self, response: Response);
+}
+
+impl ReplySink for crossbeam::channel::Sender<Response> {
+    fn send(&self, response: Response) {
+        // A closed connection no longer wants its answers; the transfer stands regardless.
+        let _ = crossbeam::channel::Sender::send(self, response);
+    }
+}
+
+/// A request as the pipeline sees it: parsed and checked by a gateway.
+#[derive(Clone)]
+pub struct Request {
+    pub key: RequestKey,
+    pub operation: Operation,
+    pub instrument: Instrument,
+    /// Minor units of `currency`. For a completion: the amount to post.
+    pub amount: u64,
+    pub currency: Currency,
+    /// The acquiring participant (ISO 8583 field 32) or the payee's acquirer.
+    pub acquirer: ParticipantId,
+    pub entry_mode: EntryMode,
+    /// YYMM the terminal read (field 14), if any.
+    pub card_expiry_yymm: Option<u16>,
+    /// References kept with the transfer (RRN/STAN), packed by the gateway.
+    pub reference: u128,
+    /// Echoed in the response so the gateway can match it to its connection's request.
+    pub tag: u64,
+    pub reply: Arc<dyn ReplySink>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("key", &self.key)
+            .field("operation", &self.operation)
+            .field("amount", &self.amount)
+            .field("currency", &self.currency)
+            .field("acquirer", &self.acquirer)
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response {
+    pub tag: u64,
+    pub key: RequestKey,
+    pub code: ResponseCode,
+    pub decline: Option<DeclineReason>,
+    /// Six characters, for approvals (ISO 8583 field 38).
+    pub auth_code: Option<[u8; 6]>,
+    /// For balance inquiries: available balance in minor units, and its currency.
+    pub balance: Option<(i128, Currency)>,
+    /// The ledger's timestamp of the transfer, for approvals that moved money.
+    pub timestamp: Option<u64>,
+}
+
+impl Response {
+    pub fn declined(tag: u64, key: RequestKey, reason: DeclineReason) -> Response {
+        Response { tag, key, code: reason.code(), decline: Some(reason), auth_code: None, balance: None, timestamp: None }
+    }
+
+    pub fn approved(tag: u64, key: RequestKey, transfer_id: u128, timestamp: Option<u64>) -> Response {
+        Response {
+            tag,
+            key,
+            code: ResponseCode::Approved,
+            decline: None,
+            auth_code: Some(auth_code(transfer_id)),
+            balance: None,
+            timestamp,
+        }
+    }
+}
+
+/// A deterministic authorization code: a resend of an approved request gets the same one.
+pub fn auth_code(transfer_id: u128) -> [u8; 6] {
+    const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut value = (transfer_id ^ (transfer_id >> 64)) as u64;
+    let mut code = [0u8; 6];
+    for byte in &mut code {
+        *byte = ALPHABET[(value % 36) as usize];
+        value /= 36;
+    }
+    code
+}

@@ -1,0 +1,580 @@
+//! HOT PATH: the authorization loop, one thread per shard.
+//!
+//! A shard owns the authorization state of a disjoint slice of accounts (shard = hash of
+//! the account): status, velocity counters, the holds it placed, the answers it gave to
+//! declined requests, and its slices of participants' net-debit-cap headroom. It drains
+//! its bounded queue in bursts, applies the rules in the order of `codes.rs`, answers
+//! declines at once, and hands what it approves to the commit stage as one batch per
+//! burst. Funds are checked by the ledger at commit, where every account's balance lives.
+//!
+//! Nothing here is shared with another shard: no locks but the cap pool's, taken once
+//! per headroom slice. No logging above debug. Allocation is per burst, not per request.
+
+use crate::clock;
+use crate::codes::DeclineReason;
+use crate::commit::{CommitBatch, Pending};
+use crate::headroom::{CapKey, CapPool, LocalHeadroom};
+use crate::model::*;
+use crate::vault::{is_expired, CardEntry};
+use crate::{participant_account, participant_of_account, EngineStats};
+use crossbeam::channel::{Receiver, Sender};
+use junction_ledger::{AccountId, Currency, Ledger, ParticipantId, Transfer, TransferFlags, TransferId};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// Requests a shard takes from its queue before handing a batch to the commit stage.
+pub const SHARD_BURST_MAX: usize = 1024;
+
+/// Declined requests whose answers a shard remembers for duplicates (about 80 bytes
+/// each). Approvals need no entry: the ledger's transfer id is the request key.
+pub const DEDUPE_ENTRIES_PER_SHARD_MAX: usize = 1 << 20;
+
+/// Open holds a shard tracks to give their cap reservation back on expiry (about 64
+/// bytes each). Beyond it, new authorizations are declined as overloaded.
+pub const HOLDS_PER_SHARD_MAX: usize = 4 << 20;
+
+/// How long an authorization hold lasts before the ledger releases it by itself.
+pub const AUTH_HOLD_TIMEOUT_S: u32 = 7 * 24 * 3600;
+
+/// Velocity counters: a rolling day kept as `VELOCITY_BUCKETS` buckets of
+/// `VELOCITY_BUCKET_S`, so "the last day" is accurate to one bucket.
+pub const VELOCITY_BUCKET_S: u64 = 3 * 3600;
+pub const VELOCITY_BUCKETS: usize = 8;
+const _: () = assert!(VELOCITY_BUCKET_S * VELOCITY_BUCKETS as u64 == 24 * 3600);
+
+/// Largest amount a single request may carry, in minor units (amount sanity, code 13).
+pub const AMOUNT_PER_REQUEST_MAX: u64 = 1_000_000_000_000;
+
+/// Messages a shard's queue carries.
+pub(crate) enum ShardMessage {
+    Request { request: Request, card: Option<CardEntry> },
+    AddAccounts(Vec<AccountSpec>),
+    SetStatus(AccountId, AccountStatus),
+    SetVelocity(AccountId, VelocityLimits),
+    /// Sent by `Engine::sync` and answered once everything before it was handled.
+    Barrier(Sender<()>),
+}
+
+/// What the completion stage tells a shard after the ledger's verdict.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Feedback {
+    pub account: AccountId,
+    /// Undo a velocity increment of (bucket, amount).
+    pub velocity: Option<(u64, u64)>,
+    /// Forget this hold (its authorization did not commit).
+    pub hold: Option<RequestKey>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Velocity {
+    newest_bucket: u64,
+    counts: [u32; VELOCITY_BUCKETS],
+    amounts: [u64; VELOCITY_BUCKETS],
+}
+
+impl Velocity {
+    fn advance(&mut self, bucket: u64) {
+        if bucket <= self.newest_bucket {
+            return;
+        }
+        let steps = (bucket - self.newest_bucket).min(VELOCITY_BUCKETS as u64);
+        for step in 1..=steps {
+            let slot = ((self.newest_bucket + step) % VELOCITY_BUCKETS as u64) as usize;
+            self.counts[slot] = 0;
+            self.amounts[slot] = 0;
+        }
+        self.newest_bucket = bucket;
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        let count = self.counts.iter().map(|c| u64::from(*c)).sum();
+        let amount = self.amounts.iter().fold(0u64, |sum, a| sum.saturating_add(*a));
+        (count, amount)
+    }
+
+    fn add(&mut self, bucket: u64, amount: u64) {
+        let slot = (bucket % VELOCITY_BUCKETS as u64) as usize;
+        self.counts[slot] = self.counts[slot].saturating_add(1);
+        self.amounts[slot] = self.amounts[slot].saturating_add(amount);
+    }
+
+    fn undo(&mut self, bucket: u64, amount: u64) {
+        if bucket + (VELOCITY_BUCKETS as u64) <= self.newest_bucket || bucket > self.newest_bucket {
+            return; // the bucket has rolled out of the day already
+        }
+        let slot = (bucket % VELOCITY_BUCKETS as u64) as usize;
+        self.counts[slot] = self.counts[slot].saturating_sub(1);
+        self.amounts[slot] = self.amounts[slot].saturating_sub(amount);
+    }
+}
+
+struct AuthAccount {
+    participant: ParticipantId,
+    currency: Currency,
+    status: AccountStatus,
+    limits: VelocityLimits,
+    velocity: Velocity,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HeldReservation {
+    cap: CapKey,
+    amount: u64,
+    expires_at_s: u64,
+}
+
+struct Remembered {
+    content: u64,
+    response: Response,
+}
+
+pub(crate) struct Shard {
+    pub index: usize,
+    pub input: Receiver<ShardMessage>,
+    pub feedback: Receiver<Feedback>,
+    pub commit: Sender<CommitBatch>,
+    pub ledger: Arc<Ledger>,
+    pub caps: Arc<CapPool>,
+    pub stats: Arc<EngineStats>,
+    accounts: FxHashMap<AccountId, AuthAccount>,
+    remembered: FxHashMap<RequestKey, Remembered>,
+    remembered_order: VecDeque<RequestKey>,
+    holds: FxHashMap<RequestKey, HeldReservation>,
+    hold_expiries: BTreeSet<(u64, RequestKey)>,
+    headroom: LocalHeadroom,
+}
+
+/// The time facts the rules need, read once per burst.
+#[derive(Clone, Copy)]
+struct Now {
+    unix_s: u64,
+    yymm: u16,
+    bucket: u64,
+}
+
+impl Shard {
+    pub fn new(
+        index: usize,
+        input: Receiver<ShardMessage>,
+        feedback: Receiver<Feedback>,
+        commit: Sender<CommitBatch>,
+        ledger: Arc<Ledger>,
+        caps: Arc<CapPool>,
+        stats: Arc<EngineStats>,
+    ) -> Shard {
+        Shard {
+            index,
+            input,
+            feedback,
+            commit,
+            ledger,
+            caps,
+            stats,
+            accounts: FxHashMap::default(),
+            remembered: FxHashMap::default(),
+            remembered_order: VecDeque::new(),
+            holds: FxHashMap::default(),
+            hold_expiries: BTreeSet::new(),
+            headroom: LocalHeadroom::default(),
+        }
+    }
+
+    pub fn run(mut self) {
+        while let Ok(first) = self.input.recv() {
+            let unix_s = clock::now_unix_s();
+            let now = Now { unix_s, yymm: clock::yymm(unix_s), bucket: unix_s / VELOCITY_BUCKET_S };
+            self.absorb_feedback();
+            self.expire_holds(now.unix_s);
+            let mut batch = CommitBatch::new(self.index);
+            self.handle(first, now, &mut batch);
+            while batch.pending.len() < SHARD_BURST_MAX {
+                let Ok(message) = self.input.try_recv() else { break };
+                self.handle(message, now, &mut batch);
+            }
+            if !batch.pending.is_empty() && self.commit.send(batch).is_err() {
+                break; // the commit stage has stopped: the engine is shutting down
+            }
+        }
+        self.headroom.flush(&self.caps);
+    }
+
+    fn absorb_feedback(&mut self) {
+        while let Ok(feedback) = self.feedback.try_recv() {
+            if let Some(account) = self.accounts.get_mut(&feedback.account) {
+                if let Some((bucket, amount)) = feedback.velocity {
+                    account.velocity.undo(bucket, amount);
+                }
+            }
+            if let Some(key) = feedback.hold {
+                if let Some(hold) = self.holds.remove(&key) {
+                    self.hold_expiries.remove(&(hold.expires_at_s, key));
+                }
+            }
+        }
+    }
+
+    /// Gives back the cap reservation of holds the ledger has released by timeout.
+    fn expire_holds(&mut self, now_s: u64) {
+        while let Some(&(at, key)) = self.hold_expiries.first() {
+            if at > now_s {
+                break;
+            }
+            self.hold_expiries.pop_first();
+            if let Some(hold) = self.holds.remove(&key) {
+                self.caps.give_back(hold.cap, i128::from(hold.amount));
+            }
+        }
+    }
+
+    fn handle(&mut self, message: ShardMessage, now: Now, batch: &mut CommitBatch) {
+        match message {
+            ShardMessage::Request { request, card } => {
+                if let Err((request, reason)) = self.authorize(request, card, now, batch) {
+                    self.decline(request, reason);
+                }
+            }
+            ShardMessage::AddAccounts(specs) => {
+                for spec in specs {
+                    self.accounts.insert(
+                        spec.id,
+                        AuthAccount {
+                            participant: spec.participant,
+                            currency: spec.currency,
+                            status: spec.status,
+                            limits: spec.velocity,
+                            velocity: Velocity::default(),
+                        },
+                    );
+                }
+            }
+            ShardMessage::SetStatus(id, status) => {
+                if let Some(account) = self.accounts.get_mut(&id) {
+                    account.status = status;
+                }
+            }
+            ShardMessage::SetVelocity(id, limits) => {
+                if let Some(account) = self.accounts.get_mut(&id) {
+                    account.limits = limits;
+                }
+            }
+            ShardMessage::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn decline(&mut self, request: Request, reason: DeclineReason) {
+        self.stats.record(reason.code(), Some(reason));
+        let response = Response::declined(request.tag, request.key, reason);
+        if reason != DeclineReason::Overloaded && reason != DeclineReason::DuplicateConflict {
+            self.remember(request.key, content_hash(&request), response);
+        }
+        request.reply.send(response);
+    }
+
+    fn remember(&mut self, key: RequestKey, content: u64, response: Response) {
+        if self.remembered_order.len() >= DEDUPE_ENTRIES_PER_SHARD_MAX {
+            if let Some(oldest) = self.remembered_order.pop_front() {
+                self.remembered.remove(&oldest);
+            }
+        }
+        if self.remembered.insert(key, Remembered { content, response }).is_none() {
+            self.remembered_order.push_back(key);
+        }
+    }
+
+    /// The rules, in the order of the table in `codes.rs`. Ok: the request went to the
+    /// commit batch or was answered; Err: decline it with this reason.
+    fn authorize(
+        &mut self,
+        request: Request,
+        card: Option<CardEntry>,
+        now: Now,
+        batch: &mut CommitBatch,
+    ) -> Result<(), (Request, DeclineReason)> {
+        // 1. Duplicate of a declined request: the same answer, or 94 if the content differs.
+        if let Some(remembered) = self.remembered.get(&request.key) {
+            let response = if remembered.content == content_hash(&request) {
+                Response { tag: request.tag, ..remembered.response }
+            } else {
+                Response::declined(request.tag, request.key, DeclineReason::DuplicateConflict)
+            };
+            self.stats.record(response.code, response.decline);
+            request.reply.send(response);
+            return Ok(());
+        }
+        // 2. Unknown card, token or account.
+        let account_id = match (request.instrument, card) {
+            (Instrument::Account(id), _) => id,
+            (_, Some(card)) => card.account,
+            (_, None) => return Err((request, DeclineReason::UnknownCard)),
+        };
+        let Some(account) = self.accounts.get_mut(&account_id) else {
+            return Err((request, DeclineReason::UnknownCard));
+        };
+        // 3. Device token: its domain and its own expiry.
+        if let (Instrument::Token(_), Some(card)) = (request.instrument, card) {
+            if is_expired(card.expiry_yymm, now.yymm) {
+                return Err((request, DeclineReason::TokenExpired));
+            }
+            if let Some(modes) = card.token_entry_modes {
+                if !modes.allows(request.entry_mode) {
+                    return Err((request, DeclineReason::TokenDomainViolation));
+                }
+            }
+        }
+        // 4. Account status. Reversals and completions of what was approved still go through.
+        let follow_up = matches!(request.operation, Operation::Complete { .. } | Operation::Reverse { .. });
+        match account.status {
+            AccountStatus::Active => {}
+            _ if follow_up => {}
+            AccountStatus::Blocked => return Err((request, DeclineReason::AccountBlocked)),
+            AccountStatus::Closed => return Err((request, DeclineReason::AccountClosed)),
+        }
+        // 5. Card expiry, and the expiry the terminal read must be the card's.
+        if let (Instrument::Card(_), Some(card)) = (request.instrument, card) {
+            if !follow_up
+                && (is_expired(card.expiry_yymm, now.yymm)
+                    || request.card_expiry_yymm.is_some_and(|read| read != card.expiry_yymm))
+            {
+                return Err((request, DeclineReason::CardExpired));
+            }
+        }
+        // 6. Amount sanity.
+        if request.currency != account.currency {
+            return Err((request, DeclineReason::CurrencyMismatch));
+        }
+        let needs_amount = !matches!(
+            request.operation,
+            Operation::BalanceInquiry | Operation::Reverse { .. } | Operation::Complete { .. }
+        );
+        if request.amount > AMOUNT_PER_REQUEST_MAX || (needs_amount && request.amount == 0) {
+            return Err((request, DeclineReason::InvalidAmount));
+        }
+        let participant = account.participant;
+        let currency = account.currency;
+        match request.operation {
+            Operation::BalanceInquiry => {
+                let available = self.ledger.account(account_id).map_or(0, |view| view.balances.available());
+                let response = Response {
+                    balance: Some((available, currency)),
+                    ..Response::approved(request.tag, request.key, request.key.0, None)
+                };
+                self.stats.record(response.code, None);
+                request.reply.send(response);
+                Ok(())
+            }
+            Operation::Authorize | Operation::Purchase => {
+                // 7. Velocity over the rolling day.
+                account.velocity.advance(now.bucket);
+                let (count, amount) = account.velocity.totals();
+                let limits = account.limits;
+                if limits.count_per_day_max != 0 && count >= u64::from(limits.count_per_day_max) {
+                    return Err((request, DeclineReason::VelocityCountExceeded));
+                }
+                if limits.amount_per_day_max != 0 && amount.saturating_add(request.amount) > limits.amount_per_day_max
+                {
+                    return Err((request, DeclineReason::VelocityAmountExceeded));
+                }
+                let hold = request.operation == Operation::Authorize;
+                if hold && self.holds.len() >= HOLDS_PER_SHARD_MAX {
+                    return Err((request, DeclineReason::Overloaded));
+                }
+                // 8. The issuer participant's net debit cap (funds, 9, are the ledger's).
+                let cap = (participant, currency);
+                if !self.headroom.reserve(&self.caps, cap, request.amount) {
+                    return Err((request, DeclineReason::NetDebitCapExceeded));
+                }
+                account.velocity.add(now.bucket, request.amount);
+                let mut transfer = Transfer::new(
+                    request.key.0,
+                    account_id.0,
+                    participant_account(request.acquirer, currency).0,
+                    request.amount,
+                    currency,
+                );
+                transfer.user_data_128 = request.reference;
+                if hold {
+                    transfer.flags = TransferFlags::PENDING;
+                    transfer.timeout_s = AUTH_HOLD_TIMEOUT_S;
+                    transfer.code = TRANSFER_CODE_AUTHORIZATION;
+                    let expires_at_s = now.unix_s + u64::from(AUTH_HOLD_TIMEOUT_S);
+                    self.holds.insert(request.key, HeldReservation { cap, amount: request.amount, expires_at_s });
+                    self.hold_expiries.insert((expires_at_s, request.key));
+                } else {
+                    transfer.code = TRANSFER_CODE_PURCHASE;
+                }
+                let creditor = (!hold && request.acquirer != participant).then_some((request.acquirer, currency));
+                batch.push(
+                    &[transfer],
+                    Pending {
+                        request,
+                        account: account_id,
+                        reserved: Some((cap, transfer.amount)),
+                        credit: creditor.map(|key| (key, transfer.amount)),
+                        release_on_success: None,
+                        velocity: Some((now.bucket, transfer.amount)),
+                        hold: hold.then_some(RequestKey(transfer.id.0)),
+                    },
+                );
+                Ok(())
+            }
+            Operation::Complete { original } => {
+                let mut transfer = Transfer::new(request.key.0, 0, 0, request.amount, currency);
+                transfer.flags = TransferFlags::POST_PENDING;
+                transfer.pending_id = TransferId(original.0);
+                transfer.code = TRANSFER_CODE_COMPLETION;
+                transfer.user_data_128 = request.reference;
+                // The hold's reservation becomes the posting; what is not posted goes back.
+                let held = self.holds.remove(&original);
+                if let Some(hold) = held {
+                    self.hold_expiries.remove(&(hold.expires_at_s, original));
+                }
+                let posted = if request.amount == 0 { held.map_or(0, |h| h.amount) } else { request.amount };
+                let release = held.map(|h| (h.cap, h.amount.saturating_sub(posted)));
+                let creditor = (request.acquirer != participant).then_some(((request.acquirer, currency), posted));
+                batch.push(
+                    &[transfer],
+                    Pending {
+                        request,
+                        account: account_id,
+                        reserved: None,
+                        credit: creditor,
+                        release_on_success: release,
+                        velocity: None,
+                        hold: None,
+                    },
+                );
+                Ok(())
+            }
+            Operation::Reverse { original } => self.reverse(request, account_id, participant, currency, original, batch),
+            Operation::Refund => {
+                // The acquirer pays the cardholder back: its cap is the one reserved.
+                let cap = (request.acquirer, currency);
+                if !self.headroom.reserve(&self.caps, cap, request.amount) {
+                    return Err((request, DeclineReason::NetDebitCapExceeded));
+                }
+                let mut transfer = Transfer::new(
+                    request.key.0,
+                    participant_account(request.acquirer, currency).0,
+                    account_id.0,
+                    request.amount,
+                    currency,
+                );
+                transfer.code = TRANSFER_CODE_REFUND;
+                transfer.user_data_128 = request.reference;
+                let creditor = (request.acquirer != participant).then_some(((participant, currency), transfer.amount));
+                batch.push(
+                    &[transfer],
+                    Pending {
+                        request,
+                        account: account_id,
+                        reserved: Some((cap, transfer.amount)),
+                        credit: creditor,
+                        release_on_success: None,
+                        velocity: None,
+                        hold: None,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Voids a hold, or moves a posted transfer's amount back. Either way the ledger id is
+    /// derived from the original, so two reversals of one original move money once.
+    fn reverse(
+        &mut self,
+        request: Request,
+        account_id: AccountId,
+        participant: ParticipantId,
+        currency: Currency,
+        original: RequestKey,
+        batch: &mut CommitBatch,
+    ) -> Result<(), (Request, DeclineReason)> {
+        let held = self.holds.get(&original).copied();
+        if held.is_some() || self.ledger.is_pending(TransferId(original.0)) {
+            let mut void = Transfer::new(RequestKey::derive("void", &[&original.0.to_be_bytes()]).0, 0, 0, 0, currency);
+            void.flags = TransferFlags::VOID_PENDING;
+            void.pending_id = TransferId(original.0);
+            void.code = TRANSFER_CODE_REVERSAL;
+            void.user_data_128 = request.reference;
+            if let Some(hold) = held {
+                self.holds.remove(&original);
+                self.hold_expiries.remove(&(hold.expires_at_s, original));
+            }
+            batch.push(
+                &[void],
+                Pending {
+                    request,
+                    account: account_id,
+                    reserved: None,
+                    credit: None,
+                    release_on_success: held.map(|h| (h.cap, h.amount)),
+                    velocity: None,
+                    hold: None,
+                },
+            );
+            return Ok(());
+        }
+        let record = match self.ledger.transfer(TransferId(original.0)) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err((request, DeclineReason::OriginalNotFound)),
+            Err(_) => return Err((request, DeclineReason::LedgerUnavailable)),
+        };
+        let original_transfer = record.transfer;
+        if original_transfer.flags.contains(TransferFlags::PENDING)
+            || (original_transfer.debit_account != account_id && original_transfer.credit_account != account_id)
+        {
+            // A hold that is no longer pending, or someone else's transfer.
+            return Err((request, DeclineReason::OriginalAlreadyFinal));
+        }
+        let mut reversal = Transfer::new(
+            RequestKey::derive("reversal", &[&original.0.to_be_bytes()]).0,
+            original_transfer.credit_account.0,
+            original_transfer.debit_account.0,
+            original_transfer.amount,
+            original_transfer.currency,
+        );
+        reversal.code = TRANSFER_CODE_REVERSAL;
+        reversal.user_data_128 = request.reference;
+        // Whoever is paid back gains headroom once it commits.
+        let payee = participant_of_account(reversal.credit_account).unwrap_or(participant);
+        let payer = participant_of_account(reversal.debit_account).unwrap_or(participant);
+        let credit = (payee != payer).then_some(((payee, currency), reversal.amount));
+        batch.push(
+            &[reversal],
+            Pending {
+                request,
+                account: account_id,
+                reserved: None,
+                credit,
+                release_on_success: None,
+                velocity: None,
+                hold: None,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Transfer codes the engine writes (the ledger's `code` field).
+pub const TRANSFER_CODE_PURCHASE: u16 = 1;
+pub const TRANSFER_CODE_AUTHORIZATION: u16 = 2;
+pub const TRANSFER_CODE_COMPLETION: u16 = 3;
+pub const TRANSFER_CODE_REVERSAL: u16 = 4;
+pub const TRANSFER_CODE_REFUND: u16 = 5;
+pub const TRANSFER_CODE_OPENING_BALANCE: u16 = 6;
+
+/// A digest of what a request asks, to tell a resend from a conflicting reuse of its key.
+pub(crate) fn content_hash(request: &Request) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    request.operation.hash(&mut hasher);
+    request.instrument.hash(&mut hasher);
+    request.amount.hash(&mut hasher);
+    request.currency.hash(&mut hasher);
+    request.acquirer.hash(&mut hasher);
+    hasher.finish()
+}

@@ -1,0 +1,168 @@
+//! The token vault and card directory.
+//!
+//! Full card numbers never stay in memory or reach the disk: each PAN (or DPAN) is
+//! replaced on entry by a keyed hash, HMAC-SHA256 under the vault key, truncated to 128
+//! bits. The directory maps those keys to the account they draw on, the card's expiry,
+//! and for device tokens their domain restrictions.
+//!
+//! Lookups happen on every request before it is routed to a shard, from many threads at
+//! once, so the directory is a lock-free concurrent map (papaya): readers never block each
+//! other or the admin side provisioning millions of cards.
+
+use crate::model::{CardSpec, EntryModes, TokenSpec};
+use hmac::{Hmac, Mac};
+use junction_ledger::AccountId;
+use sha2::Sha256;
+
+/// The vault's keyed hash of a PAN or DPAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PanKey(pub u128);
+
+/// Shortest vault key accepted, in bytes.
+pub const VAULT_KEY_SIZE_MIN_BYTES: usize = 16;
+
+/// Hashes PANs under the vault key. The prepared HMAC state is cloned per hash, so a
+/// hash costs two SHA-256 compressions.
+#[derive(Clone)]
+pub struct Vault {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault(<key redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("vault key must be at least {VAULT_KEY_SIZE_MIN_BYTES} bytes")]
+pub struct VaultKeyTooShort;
+
+impl Vault {
+    pub fn new(key: &[u8]) -> Result<Vault, VaultKeyTooShort> {
+        if key.len() < VAULT_KEY_SIZE_MIN_BYTES {
+            return Err(VaultKeyTooShort);
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| VaultKeyTooShort)?;
+        Ok(Vault { mac })
+    }
+
+    pub fn pan_key(&self, pan: &str) -> PanKey {
+        let mut mac = self.mac.clone();
+        mac.update(pan.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        PanKey(u128::from_be_bytes(bytes))
+    }
+}
+
+/// What the directory knows of a card or token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardEntry {
+    pub account: AccountId,
+    pub expiry_yymm: u16,
+    /// For device tokens: where the token may be used. `None` for real cards.
+    pub token_entry_modes: Option<EntryModes>,
+}
+
+/// Most cards and tokens the directory holds. Each costs about 64 bytes.
+pub const DIRECTORY_ENTRIES_MAX: usize = 50_000_000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DirectoryError {
+    #[error("the card directory is full ({DIRECTORY_ENTRIES_MAX} entries)")]
+    Full,
+    #[error("card expiry {0:04} is not a YYMM date")]
+    BadExpiry(u16),
+}
+
+#[derive(Default)]
+pub struct Directory {
+    entries: papaya::HashMap<PanKey, CardEntry, rustc_hash::FxBuildHasher>,
+}
+
+impl Directory {
+    pub fn new() -> Directory {
+        Directory::default()
+    }
+
+    pub fn get(&self, key: PanKey) -> Option<CardEntry> {
+        self.entries.pin().get(&key).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn insert(&self, key: PanKey, entry: CardEntry) -> Result<(), DirectoryError> {
+        if !valid_yymm(entry.expiry_yymm) {
+            return Err(DirectoryError::BadExpiry(entry.expiry_yymm));
+        }
+        if self.entries.len() >= DIRECTORY_ENTRIES_MAX {
+            return Err(DirectoryError::Full);
+        }
+        self.entries.pin().insert(key, entry);
+        Ok(())
+    }
+
+    pub fn add_card(&self, vault: &Vault, card: &CardSpec) -> Result<PanKey, DirectoryError> {
+        let key = vault.pan_key(&card.pan);
+        self.insert(key, CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None })?;
+        Ok(key)
+    }
+
+    pub fn add_token(&self, vault: &Vault, token: &TokenSpec) -> Result<PanKey, DirectoryError> {
+        let key = vault.pan_key(&token.dpan);
+        self.insert(
+            key,
+            CardEntry {
+                account: token.account,
+                expiry_yymm: token.expiry_yymm,
+                token_entry_modes: Some(token.allowed_entry_modes),
+            },
+        )?;
+        Ok(key)
+    }
+}
+
+fn valid_yymm(yymm: u16) -> bool {
+    let month = yymm % 100;
+    yymm < 10_000 && (1..=12).contains(&month)
+}
+
+/// Whether a card expiring at the end of `expiry_yymm` has expired by `today_yymm`.
+pub fn is_expired(expiry_yymm: u16, today_yymm: u16) -> bool {
+    // YY wraps at 2099; compare as months since 2000.
+    let months = |yymm: u16| u32::from(yymm / 100) * 12 + u32::from(yymm % 100);
+    months(expiry_yymm) < months(today_yymm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pan_keys_are_keyed_and_stable() {
+        let vault = Vault::new(b"0123456789abcdef0123456789abcdef").unwrap();
+        let other = Vault::new(b"fedcba9876543210fedcba9876543210").unwrap();
+        let pan = "4761739001010119";
+        assert_eq!(vault.pan_key(pan), vault.pan_key(pan));
+        assert_ne!(vault.pan_key(pan), other.pan_key(pan));
+        assert_ne!(vault.pan_key(pan), vault.pan_key("4761739001010127"));
+        assert!(Vault::new(b"short").is_err());
+        assert_eq!(format!("{vault:?}"), "Vault(<key redacted>)");
+    }
+
+    #[test]
+    fn expiry_compares_months() {
+        assert!(!is_expired(2612, 2611));
+        assert!(!is_expired(2611, 2611));
+        assert!(is_expired(2610, 2611));
+        assert!(is_expired(2512, 2601));
+    }
+}

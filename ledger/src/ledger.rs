@@ -1,0 +1,552 @@
+//! The ledger's public handle: the sequencer, the durable writer, recovery and queries.
+//!
+//! Commit path: `submit` takes the sequencer lock, applies a batch to the in-memory state
+//! (HOT PATH, `state.rs`), encodes the committed transfers as journal entry `n`, hands the
+//! bytes to the writer thread and returns a `Ticket`. The writer groups whatever entries
+//! are queued into one RocksDB write with the WAL synced, then raises the durable watermark.
+//! `Ticket::wait` returns the per-transfer results only once the watermark reaches `n`, so
+//! nothing is acknowledged before it is on disk, and while entry `n` syncs the caller can
+//! already apply `n + 1` (pipelining).
+
+use crate::journal::{self, JournalEntry};
+use crate::state::{HoldStatus, State};
+use crate::store;
+use crate::types::*;
+use crate::currency::Currency;
+use crossbeam::channel::{bounded, Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Most transfers in one submitted batch. A batch is one journal entry; bigger batches
+/// amortise the sync better but hold the sequencer lock longer (about 100 ns per transfer).
+pub const BATCH_TRANSFERS_MAX: usize = 8_192;
+
+/// Journal entries queued for the writer thread. When full, `submit` blocks: the ledger
+/// applies backpressure rather than buffering without limit. Costs up to this many
+/// encoded entries of memory (about 1.2 MiB each at `BATCH_TRANSFERS_MAX`).
+pub const WRITE_QUEUE_DEPTH_MAX: usize = 64;
+
+/// Most bytes the writer puts into one synced RocksDB write (one group commit).
+pub const WRITE_GROUP_BYTES_MAX: usize = 32 << 20;
+
+/// Most accounts created in one call (one journal entry).
+pub const ACCOUNTS_PER_CALL_MAX: usize = 100_000;
+
+/// Most transfers returned by one page of an account's history.
+pub const HISTORY_PAGE_MAX: usize = 10_000;
+
+const _: () = assert!(BATCH_TRANSFERS_MAX * 160 <= WRITE_GROUP_BYTES_MAX, "a full batch must fit a write group");
+
+#[derive(Debug, Clone)]
+pub struct LedgerOptions {
+    /// Sync the WAL on every group commit. Only benchmarks comparing sync costs turn it off.
+    pub sync: bool,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions { sync: true }
+    }
+}
+
+/// Failures of the ledger itself, as opposed to a transfer's own failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    #[error("batch of {0} transfers exceeds the maximum of {BATCH_TRANSFERS_MAX}")]
+    BatchTooLarge(usize),
+    #[error("{0} accounts in one call exceed the maximum of {ACCOUNTS_PER_CALL_MAX}")]
+    TooManyAccounts(usize),
+    #[error("ledger storage failed, no further commits until it is reopened: {0}")]
+    Unavailable(String),
+    #[error("ledger storage error: {0}")]
+    Storage(String),
+    #[error("journal is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<rocksdb::Error> for LedgerError {
+    fn from(error: rocksdb::Error) -> Self {
+        LedgerError::Storage(error.into_string())
+    }
+}
+
+struct WriteJob {
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Durable {
+    seq: u64,
+    error: Option<String>,
+}
+
+struct Shared {
+    db: DB,
+    durable: Mutex<Durable>,
+    durable_changed: Condvar,
+    failed: AtomicBool,
+    sync: bool,
+}
+
+/// Junction's double-entry ledger. Cheap to share: wrap it in an `Arc`.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+    writer_queue: Option<Sender<WriteJob>>,
+    writer: Option<JoinHandle<()>>,
+    recovery: RecoveryReport,
+}
+
+/// What `open` found and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub entries_replayed: u64,
+    pub transfers_replayed: u64,
+    pub duration_us: u64,
+}
+
+/// Per-transfer results of a submitted batch, released once the batch is durable.
+#[must_use = "results may only be acted on after wait() confirms durability"]
+pub struct Ticket {
+    seq: u64,
+    results: Vec<Result<TransferOk, TransferError>>,
+}
+
+impl Ticket {
+    /// The journal entry this batch waits for.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// A window's positions per participant and currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowPositions {
+    pub window: WindowId,
+    pub state: WindowState,
+    pub transfer_count: u64,
+    /// Journal entries of the window: `first_seq..=last_seq` (last is the close entry).
+    pub first_seq: u64,
+    pub last_seq: Option<u64>,
+    pub positions: BTreeMap<(ParticipantId, Currency), Position>,
+}
+
+/// A view of one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    pub account: Account,
+    pub balances: Balances,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger at `path` and rebuilds its state from the journal.
+    pub fn open(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
+        let started = Instant::now();
+        let db = store::open(path)?;
+        let mut state = State::new();
+        let mut transfers_replayed = 0u64;
+        {
+            let journal_cf = db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
+            for item in db.iterator_cf(&journal_cf, rocksdb::IteratorMode::Start) {
+                let (key, value) = item?;
+                let seq = journal::seq_of_key(&key).ok_or_else(|| LedgerError::Corrupt("bad journal key".into()))?;
+                if seq != state.next_seq {
+                    return Err(LedgerError::Corrupt(format!("journal jumps from {} to {seq}", state.next_seq - 1)));
+                }
+                let entry = journal::decode(&value).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?;
+                transfers_replayed += replay_entry(&mut state, seq, entry);
+            }
+        }
+        let entries_replayed = state.next_seq - 1;
+        let shared = Arc::new(Shared {
+            db,
+            durable: Mutex::new(Durable { seq: entries_replayed, error: None }),
+            durable_changed: Condvar::new(),
+            failed: AtomicBool::new(false),
+            sync: options.sync,
+        });
+        let (sender, receiver) = bounded(WRITE_QUEUE_DEPTH_MAX);
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || write_loop(&writer_shared, &receiver))
+            .map_err(|e| LedgerError::Storage(format!("spawning the writer thread: {e}")))?;
+        let recovery = RecoveryReport {
+            entries_replayed,
+            transfers_replayed,
+            duration_us: started.elapsed().as_micros() as u64,
+        };
+        tracing::info!(
+            entries = recovery.entries_replayed,
+            transfers = recovery.transfers_replayed,
+            duration_us = recovery.duration_us,
+            "ledger recovered"
+        );
+        Ok(Ledger { shared, state: Mutex::new(state), writer_queue: Some(sender), writer: Some(writer), recovery })
+    }
+
+    pub fn recovery(&self) -> RecoveryReport {
+        self.recovery
+    }
+
+    fn check_available(&self) -> Result<(), LedgerError> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            let error = self.shared.durable.lock().error.clone().unwrap_or_default();
+            return Err(LedgerError::Unavailable(error));
+        }
+        Ok(())
+    }
+
+    /// Hands an encoded entry to the writer. Called with the sequencer lock held, so
+    /// entries reach the writer in sequence order.
+    fn enqueue(&self, state: &mut State, entry: &JournalEntry) -> Result<u64, LedgerError> {
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let bytes = journal::encode(entry);
+        let queue = self.writer_queue.as_ref().ok_or_else(|| LedgerError::Unavailable("ledger is closing".into()))?;
+        queue.send(WriteJob { seq, bytes }).map_err(|_| LedgerError::Unavailable("writer thread has stopped".into()))?;
+        Ok(seq)
+    }
+
+    /// Applies a batch and queues it for durable commit. The results in the ticket must
+    /// not be acted on before `wait` returns them.
+    pub fn submit(&self, transfers: &[Transfer]) -> Result<Ticket, LedgerError> {
+        self.submit_at(now_ns(), transfers)
+    }
+
+    /// `submit` with the caller's clock (nanoseconds since the epoch). The ledger still
+    /// makes timestamps strictly increasing. Lets tests drive hold expiry deterministically.
+    pub fn submit_at(&self, now: u64, transfers: &[Transfer]) -> Result<Ticket, LedgerError> {
+        if transfers.len() > BATCH_TRANSFERS_MAX {
+            return Err(LedgerError::BatchTooLarge(transfers.len()));
+        }
+        self.check_available()?;
+        let mut results = Vec::with_capacity(transfers.len());
+        let mut records = Vec::with_capacity(transfers.len());
+        let mut expired = Vec::new();
+        let mut state = self.state.lock();
+        state.expire_due(now, &mut expired);
+        state.apply_batch(now, transfers, &mut results, &mut records);
+        let seq = if records.is_empty() && expired.is_empty() {
+            // Nothing new to write; still wait for everything before it (a duplicate's
+            // original may not be durable yet).
+            state.next_seq - 1
+        } else {
+            self.enqueue(&mut state, &JournalEntry::Transfers { expired, records })?
+        };
+        drop(state);
+        Ok(Ticket { seq, results })
+    }
+
+    /// Waits until the ticket's batch is durable and returns its per-transfer results.
+    pub fn wait(&self, ticket: Ticket) -> Result<Vec<Result<TransferOk, TransferError>>, LedgerError> {
+        self.wait_durable(ticket.seq)?;
+        Ok(ticket.results)
+    }
+
+    fn wait_durable(&self, seq: u64) -> Result<(), LedgerError> {
+        let mut durable = self.shared.durable.lock();
+        loop {
+            if durable.seq >= seq {
+                return Ok(());
+            }
+            if let Some(error) = &durable.error {
+                return Err(LedgerError::Unavailable(error.clone()));
+            }
+            self.shared.durable_changed.wait(&mut durable);
+        }
+    }
+
+    /// Submits a batch and waits for it: the results of a durable commit.
+    pub fn commit(&self, transfers: &[Transfer]) -> Result<Vec<Result<TransferOk, TransferError>>, LedgerError> {
+        let ticket = self.submit(transfers)?;
+        self.wait(ticket)
+    }
+
+    /// Creates accounts durably. Per account: Ok(true) created, Ok(false) already there
+    /// with the same attributes, or why not.
+    pub fn create_accounts(&self, accounts: &[Account]) -> Result<Vec<Result<bool, AccountError>>, LedgerError> {
+        if accounts.len() > ACCOUNTS_PER_CALL_MAX {
+            return Err(LedgerError::TooManyAccounts(accounts.len()));
+        }
+        self.check_available()?;
+        let mut state = self.state.lock();
+        let mut results = Vec::with_capacity(accounts.len());
+        let mut created = Vec::new();
+        for account in accounts {
+            // Inserting at once makes a repeat within the same call a duplicate of the first.
+            let result = state.check_account(account);
+            if result == Ok(true) {
+                state.insert_account(*account);
+                created.push(*account);
+            }
+            results.push(result);
+        }
+        let seq = if created.is_empty() {
+            state.next_seq - 1
+        } else {
+            self.enqueue(&mut state, &JournalEntry::Accounts { accounts: created })?
+        };
+        drop(state);
+        self.wait_durable(seq)?;
+        Ok(results)
+    }
+
+    /// Changes an account's flags (e.g. closes it) and credit limit, durably.
+    pub fn update_account(&self, id: AccountId, flags: AccountFlags, credit_limit: u64) -> Result<Result<(), AccountError>, LedgerError> {
+        self.check_available()?;
+        let mut state = self.state.lock();
+        if let Err(error) = state.update_account(id, flags, credit_limit) {
+            return Ok(Err(error));
+        }
+        let seq = self.enqueue(&mut state, &JournalEntry::AccountUpdate { id, flags, credit_limit })?;
+        drop(state);
+        self.wait_durable(seq)?;
+        Ok(Ok(()))
+    }
+
+    /// Closes the open settlement window: a consistent cut in the journal. Every transfer
+    /// committed before it is in the closed window, every later one in the next. Traffic
+    /// is held only for the moment it takes to move the window's positions aside.
+    pub fn close_window(&self) -> Result<WindowPositions, LedgerError> {
+        self.check_available()?;
+        let closed_at = now_ns();
+        let mut state = self.state.lock();
+        let window = state.window;
+        let seq = self.enqueue(&mut state, &JournalEntry::CloseWindow { window, closed_at })?;
+        state.close_window(closed_at, seq);
+        let positions = window_view(&state, window).ok_or_else(|| LedgerError::Corrupt("closed window vanished".into()))?;
+        drop(state);
+        self.wait_durable(seq)?;
+        Ok(positions)
+    }
+
+    /// The open window's id.
+    pub fn current_window(&self) -> WindowId {
+        self.state.lock().window
+    }
+
+    /// Positions of a window (open or closed), or None if it does not exist yet.
+    pub fn window_positions(&self, window: WindowId) -> Option<WindowPositions> {
+        window_view(&self.state.lock(), window)
+    }
+
+    /// Every window, oldest first.
+    pub fn windows(&self) -> Vec<WindowPositions> {
+        let state = self.state.lock();
+        let mut windows: Vec<WindowPositions> =
+            state.closed_windows.keys().filter_map(|w| window_view(&state, *w)).collect();
+        windows.extend(window_view(&state, state.window));
+        windows
+    }
+
+    pub fn account(&self, id: AccountId) -> Option<AccountView> {
+        self.state.lock().accounts.get(&id).map(|a| AccountView { account: a.account, balances: a.balances })
+    }
+
+    pub fn account_count(&self) -> usize {
+        self.state.lock().accounts.len()
+    }
+
+    /// Whether a hold is still pending (neither posted, voided nor expired).
+    pub fn is_pending(&self, id: TransferId) -> bool {
+        self.state.lock().holds.get(&id).is_some_and(|h| h.status == HoldStatus::Pending)
+    }
+
+    /// A committed transfer by id, read back from the journal.
+    pub fn transfer(&self, id: TransferId) -> Result<Option<TransferRecord>, LedgerError> {
+        let Some(entry) = self.state.lock().transfers.get(&id).copied() else {
+            return Ok(None);
+        };
+        self.wait_durable(entry.seq)?;
+        let records = self.read_records(entry.seq)?;
+        Ok(records.into_iter().find(|r| r.transfer.id == id))
+    }
+
+    /// An account's transfers in time order, starting after `after_timestamp` (0 for the
+    /// first page), at most `limit` (capped at `HISTORY_PAGE_MAX`). Pass the last
+    /// timestamp of a page to get the next one.
+    pub fn account_transfers(&self, id: AccountId, after_timestamp: u64, limit: usize) -> Result<Vec<TransferRecord>, LedgerError> {
+        let limit = limit.min(HISTORY_PAGE_MAX);
+        let seqs: Vec<u64> = {
+            let state = self.state.lock();
+            let Some(account) = state.accounts.get(&id) else {
+                return Ok(Vec::new());
+            };
+            // Each page reads the account's entries from its first: fine for an operator's
+            // query; clearing streams whole windows with `for_each_transfer` instead.
+            account.history.clone()
+        };
+        let mut page = Vec::new();
+        for seq in seqs {
+            self.wait_durable(seq)?;
+            for record in self.read_records(seq)? {
+                let touches = record.transfer.debit_account == id || record.transfer.credit_account == id;
+                if touches && record.timestamp > after_timestamp {
+                    page.push(record);
+                    if page.len() == limit {
+                        return Ok(page);
+                    }
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    fn read_records(&self, seq: u64) -> Result<Vec<TransferRecord>, LedgerError> {
+        let db = &self.shared.db;
+        let journal_cf = db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
+        let bytes = db
+            .get_pinned_cf(&journal_cf, journal::key(seq))?
+            .ok_or_else(|| LedgerError::Corrupt(format!("journal entry {seq} missing")))?;
+        match journal::decode(&bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))? {
+            JournalEntry::Transfers { records, .. } => Ok(records),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Streams every committed transfer of journal entries `first_seq..=last_seq` in order
+    /// (e.g. one window), without holding them all in memory.
+    pub fn for_each_transfer(
+        &self,
+        first_seq: u64,
+        last_seq: u64,
+        mut visit: impl FnMut(&TransferRecord),
+    ) -> Result<(), LedgerError> {
+        self.wait_durable(last_seq)?;
+        let db = &self.shared.db;
+        let journal_cf = db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
+        let start = journal::key(first_seq);
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in db.iterator_cf(&journal_cf, mode) {
+            let (key, value) = item?;
+            let seq = journal::seq_of_key(&key).ok_or_else(|| LedgerError::Corrupt("bad journal key".into()))?;
+            if seq > last_seq {
+                break;
+            }
+            if let JournalEntry::Transfers { records, .. } =
+                journal::decode(&value).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?
+            {
+                records.iter().for_each(&mut visit);
+            }
+        }
+        Ok(())
+    }
+
+    /// The durable watermark: entries up to this one are on disk.
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.durable.lock().seq
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what is queued and stop.
+        self.writer_queue = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn window_view(state: &State, window: WindowId) -> Option<WindowPositions> {
+    if window == state.window {
+        return Some(WindowPositions {
+            window,
+            state: WindowState::Open,
+            transfer_count: state.window_transfer_count,
+            first_seq: state.window_first_seq,
+            last_seq: None,
+            positions: state.positions.iter().map(|(k, v)| (*k, *v)).collect(),
+        });
+    }
+    state.closed_windows.get(&window).map(|closed| WindowPositions {
+        window,
+        state: WindowState::Closed { closed_at: closed.closed_at },
+        transfer_count: closed.transfer_count,
+        first_seq: closed.first_seq,
+        last_seq: Some(closed.last_seq),
+        positions: closed.positions.clone(),
+    })
+}
+
+/// Returns the number of transfers replayed.
+fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
+    match entry {
+        JournalEntry::Transfers { expired, records } => {
+            state.replay(seq, &expired, &records);
+            records.len() as u64
+        }
+        JournalEntry::Accounts { accounts } => {
+            for account in accounts {
+                assert_eq!(state.check_account(&account), Ok(true), "journal entry {seq}: account {:?} replays badly", account.id);
+                state.insert_account(account);
+            }
+            state.next_seq += 1;
+            0
+        }
+        JournalEntry::AccountUpdate { id, flags, credit_limit } => {
+            assert_eq!(state.update_account(id, flags, credit_limit), Ok(()), "journal entry {seq}: update replays badly");
+            state.next_seq += 1;
+            0
+        }
+        JournalEntry::CloseWindow { window, closed_at } => {
+            assert_eq!(window, state.window, "journal entry {seq}: closes the wrong window");
+            state.close_window(closed_at, seq);
+            state.next_seq += 1;
+            0
+        }
+    }
+}
+
+fn write_loop(shared: &Shared, queue: &Receiver<WriteJob>) {
+    let Some(journal_cf) = shared.db.cf_handle(store::JOURNAL_CF) else {
+        fail(shared, "journal column family missing".into());
+        return;
+    };
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(shared.sync);
+    while let Ok(first) = queue.recv() {
+        let mut batch = WriteBatch::default();
+        let mut bytes = first.bytes.len();
+        let mut last_seq = first.seq;
+        batch.put_cf(&journal_cf, journal::key(first.seq), &first.bytes);
+        while bytes < WRITE_GROUP_BYTES_MAX {
+            let Ok(job) = queue.try_recv() else { break };
+            debug_assert_eq!(job.seq, last_seq + 1);
+            bytes += job.bytes.len();
+            last_seq = job.seq;
+            batch.put_cf(&journal_cf, journal::key(job.seq), &job.bytes);
+        }
+        if shared.failed.load(Ordering::Acquire) {
+            continue; // never write past a failed entry: the journal must stay a prefix
+        }
+        match shared.db.write_opt(batch, &write_options) {
+            Ok(()) => {
+                let mut durable = shared.durable.lock();
+                durable.seq = last_seq;
+                shared.durable_changed.notify_all();
+            }
+            Err(error) => fail(shared, error.into_string()),
+        }
+    }
+}
+
+fn fail(shared: &Shared, error: String) {
+    tracing::error!(%error, "ledger write failed; refusing further commits until reopened");
+    shared.failed.store(true, Ordering::Release);
+    let mut durable = shared.durable.lock();
+    durable.error = Some(error);
+    shared.durable_changed.notify_all();
+}

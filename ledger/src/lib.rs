@@ -1,0 +1,22 @@
+//! Junction's books: a double-entry journal on RocksDB.
+//!
+//! The ledger owns the only RocksDB handle in the system. It keeps accounts with their
+//! balances and holds, commits batches of transfers durably (one synced write per group
+//! of batches), nets every participant's position per currency for each settlement
+//! window, and rebuilds all of it from the journal when reopened.
+//!
+//! It knows nothing about ISO 8583, QR codes or sockets.
+
+pub mod currency;
+mod journal;
+mod ledger;
+mod state;
+mod store;
+pub mod types;
+
+pub use currency::{Currency, UnknownCurrency};
+pub use ledger::{
+    AccountView, Ledger, LedgerError, LedgerOptions, RecoveryReport, Ticket, WindowPositions, ACCOUNTS_PER_CALL_MAX,
+    BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
+};
+pub use types::*;

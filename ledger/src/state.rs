@@ -1,0 +1,635 @@
+//! HOT PATH: the ledger's in-memory state and the rules that change it.
+//!
+//! Every committed transfer passes through `State::apply_batch` exactly once while the
+//! ledger's sequencer lock is held, and again through `State::replay` when the ledger is
+//! reopened. Both paths share `apply_one`, so recovery re-checks every rule and crashes on
+//! a journal that does not replay cleanly instead of running on wrong books.
+//!
+//! No I/O, no logging above debug, no allocation per transfer beyond the hash-table
+//! entries that a new transfer needs.
+
+use crate::currency::Currency;
+use crate::types::*;
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+/// An account's attributes, balances, and the journal entries that touched it.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountState {
+    pub account: Account,
+    pub balances: Balances,
+    /// Journal sequence numbers of the entries that moved this account, ascending and
+    /// without repeats: the account's history index (8 bytes per entry that touched it).
+    pub history: Vec<u64>,
+}
+
+/// Where a committed transfer lives, and what it looked like (for duplicate detection).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransferIndexEntry {
+    pub seq: u64,
+    pub timestamp: u64,
+    pub window: WindowId,
+    pub fingerprint: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HoldStatus {
+    Pending,
+    Posted,
+    Voided,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hold {
+    pub debit: AccountId,
+    pub credit: AccountId,
+    pub amount: u64,
+    pub currency: Currency,
+    /// Nanoseconds since the epoch; 0 = never.
+    pub expires_at: u64,
+    pub status: HoldStatus,
+}
+
+type PositionKey = (ParticipantId, Currency);
+
+/// A closed window's frozen figures.
+#[derive(Debug, Clone)]
+pub(crate) struct ClosedWindow {
+    pub closed_at: u64,
+    pub positions: BTreeMap<PositionKey, Position>,
+    pub transfer_count: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// What to restore when a linked chain fails part-way.
+#[derive(Debug)]
+enum Undo {
+    Balances(AccountId, Balances),
+    TransferInserted(TransferId),
+    HoldInserted(TransferId),
+    HoldStatus(TransferId, HoldStatus),
+    ExpiryInserted(u64, TransferId),
+    ExpiryRemoved(u64, TransferId),
+    Position(PositionKey, Option<Position>),
+}
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub accounts: FxHashMap<AccountId, AccountState>,
+    pub transfers: FxHashMap<TransferId, TransferIndexEntry>,
+    pub holds: FxHashMap<TransferId, Hold>,
+    expiries: BTreeSet<(u64, TransferId)>,
+    /// The open window and its positions.
+    pub window: WindowId,
+    pub positions: FxHashMap<PositionKey, Position>,
+    pub window_transfer_count: u64,
+    pub window_first_seq: u64,
+    pub closed_windows: BTreeMap<WindowId, ClosedWindow>,
+    pub last_timestamp: u64,
+    /// The sequence number the next journal entry will get. Entries are numbered from 1.
+    pub next_seq: u64,
+    undo: Vec<Undo>,
+}
+
+/// How `apply_one` gets its timestamp: from the clock (live) or from the journal (replay).
+#[derive(Clone, Copy)]
+enum Clock {
+    Live(u64),
+    Replay(u64),
+}
+
+impl State {
+    pub fn new() -> State {
+        State { window: WindowId(1), next_seq: 1, window_first_seq: 1, ..State::default() }
+    }
+
+    // ---- accounts -------------------------------------------------------------------
+
+    /// Ok(true) if created, Ok(false) if it already existed with the same attributes.
+    pub fn check_account(&self, account: &Account) -> Result<bool, AccountError> {
+        if account.id.0 == 0 {
+            return Err(AccountError::IdMustNotBeZero);
+        }
+        if !account.flags.is_valid() {
+            return Err(AccountError::FlagsInvalid);
+        }
+        match self.accounts.get(&account.id) {
+            Some(existing) if existing.account == *account => Ok(false),
+            Some(_) => Err(AccountError::IdConflict),
+            None => Ok(true),
+        }
+    }
+
+    pub fn insert_account(&mut self, account: Account) {
+        let previous = self.accounts.insert(
+            account.id,
+            AccountState { account, balances: Balances::default(), history: Vec::new() },
+        );
+        assert!(previous.is_none(), "account {:?} inserted twice", account.id);
+    }
+
+    pub fn update_account(&mut self, id: AccountId, flags: AccountFlags, credit_limit: u64) -> Result<(), AccountError> {
+        if !flags.is_valid() {
+            return Err(AccountError::FlagsInvalid);
+        }
+        let state = self.accounts.get_mut(&id).ok_or(AccountError::NotFound)?;
+        state.account.flags = flags;
+        state.account.credit_limit = credit_limit;
+        Ok(())
+    }
+
+    // ---- windows --------------------------------------------------------------------
+
+    /// Closes the open window at `closed_at`; `last_seq` is the journal entry of the close.
+    pub fn close_window(&mut self, closed_at: u64, last_seq: u64) -> WindowId {
+        let closed = self.window;
+        let positions: BTreeMap<PositionKey, Position> = self.positions.drain().collect();
+        let mut sums: BTreeMap<Currency, i128> = BTreeMap::new();
+        for ((_, currency), position) in &positions {
+            *sums.entry(*currency).or_default() += position.net();
+        }
+        for (currency, sum) in sums {
+            assert_eq!(sum, 0, "window {closed:?}: nets in {currency} sum to {sum}, not zero");
+        }
+        self.closed_windows.insert(
+            closed,
+            ClosedWindow {
+                closed_at,
+                positions,
+                transfer_count: self.window_transfer_count,
+                first_seq: self.window_first_seq,
+                last_seq,
+            },
+        );
+        self.window = WindowId(closed.0 + 1);
+        self.window_transfer_count = 0;
+        self.window_first_seq = last_seq + 1;
+        closed
+    }
+
+    // ---- transfers ------------------------------------------------------------------
+
+    /// Releases every hold whose deadline is at or before `now`; appends their ids.
+    pub fn expire_due(&mut self, now: u64, expired: &mut Vec<TransferId>) {
+        while let Some(&(expires_at, id)) = self.expiries.first() {
+            if expires_at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            self.expire(id);
+            expired.push(id);
+        }
+    }
+
+    fn expire(&mut self, id: TransferId) {
+        let hold = self.holds.get_mut(&id).expect("an expiry names a known hold");
+        assert_eq!(hold.status, HoldStatus::Pending, "hold {id:?} expired twice");
+        hold.status = HoldStatus::Expired;
+        let hold = *hold;
+        self.release_hold(&hold, hold.amount);
+    }
+
+    fn release_hold(&mut self, hold: &Hold, amount: u64) {
+        let debit = self.accounts.get_mut(&hold.debit).expect("a hold's debit account exists");
+        debit.balances.debits_pending = debit.balances.debits_pending.checked_sub(amount).expect("debits_pending covers the hold");
+        let credit = self.accounts.get_mut(&hold.credit).expect("a hold's credit account exists");
+        credit.balances.credits_pending =
+            credit.balances.credits_pending.checked_sub(amount).expect("credits_pending covers the hold");
+    }
+
+    /// Applies a batch at time `now`. Pushes one result per transfer, and the records of
+    /// the committed ones, in order, to be journaled as entry `self.next_seq`.
+    pub fn apply_batch(
+        &mut self,
+        now: u64,
+        transfers: &[Transfer],
+        results: &mut Vec<Result<TransferOk, TransferError>>,
+        records: &mut Vec<TransferRecord>,
+    ) {
+        let count = transfers.len();
+        let mut chain_start: Option<(usize, usize)> = None; // (transfer index, records length)
+        let mut index = 0;
+        while index < count {
+            let transfer = &transfers[index];
+            let linked = transfer.flags.contains(TransferFlags::LINKED);
+            if chain_start.is_none() && linked {
+                chain_start = Some((index, records.len()));
+                self.undo.clear();
+            }
+            let result = if linked && index + 1 == count {
+                Err(TransferError::LinkedChainOpen)
+            } else {
+                self.apply_one(transfer, Clock::Live(now), chain_start.is_some(), records)
+            };
+            let failed = result.is_err();
+            results.push(result);
+            if let Some((start, records_mark)) = chain_start {
+                if failed {
+                    self.rollback_chain();
+                    records.truncate(records_mark);
+                    for earlier in &mut results[start..index] {
+                        *earlier = Err(TransferError::LinkedEventFailed);
+                    }
+                    // The rest of the chain, up to and including its last member, fails too.
+                    let mut member_linked = linked;
+                    while member_linked && index + 1 < count {
+                        index += 1;
+                        member_linked = transfers[index].flags.contains(TransferFlags::LINKED);
+                        results.push(Err(if member_linked && index + 1 == count {
+                            TransferError::LinkedChainOpen
+                        } else {
+                            TransferError::LinkedEventFailed
+                        }));
+                    }
+                    chain_start = None;
+                } else if !linked {
+                    chain_start = None;
+                }
+            }
+            index += 1;
+        }
+        debug_assert_eq!(results.len(), count);
+        self.window_transfer_count += records.len() as u64;
+    }
+
+    /// Re-applies a journaled entry's expiries and records. Panics if the journal does not
+    /// replay to the same outcome: the books on disk would then be wrong.
+    pub fn replay(&mut self, seq: u64, expired: &[TransferId], records: &[TransferRecord]) {
+        assert_eq!(seq, self.next_seq, "journal entry out of order");
+        for id in expired {
+            let expires_at = self.holds.get(id).map(|h| h.expires_at).expect("replayed expiry names a hold");
+            assert!(self.expiries.remove(&(expires_at, *id)), "replayed expiry of {id:?} was not due");
+            self.expire(*id);
+        }
+        let mut scratch = Vec::with_capacity(1);
+        for record in records {
+            assert_eq!(record.window, self.window, "record of transfer {:?} in the wrong window", record.transfer.id);
+            scratch.clear();
+            let result = self.apply_one(&record.transfer, Clock::Replay(record.timestamp), false, &mut scratch);
+            match result {
+                Ok(ok) if ok.created => {}
+                other => panic!("journal entry {seq}: transfer {:?} replays as {other:?}", record.transfer.id),
+            }
+            assert_eq!(scratch.as_slice(), std::slice::from_ref(record), "journal entry {seq}: record differs on replay");
+        }
+        self.window_transfer_count += records.len() as u64;
+        self.next_seq += 1;
+    }
+
+    fn rollback_chain(&mut self) {
+        while let Some(undo) = self.undo.pop() {
+            match undo {
+                Undo::Balances(id, balances) => {
+                    if let Some(account) = self.accounts.get_mut(&id) {
+                        account.balances = balances;
+                    }
+                }
+                Undo::TransferInserted(id) => {
+                    self.transfers.remove(&id);
+                }
+                Undo::HoldInserted(id) => {
+                    self.holds.remove(&id);
+                }
+                Undo::HoldStatus(id, status) => {
+                    if let Some(hold) = self.holds.get_mut(&id) {
+                        hold.status = status;
+                    }
+                }
+                Undo::ExpiryInserted(at, id) => {
+                    self.expiries.remove(&(at, id));
+                }
+                Undo::ExpiryRemoved(at, id) => {
+                    self.expiries.insert((at, id));
+                }
+                Undo::Position(key, previous) => match previous {
+                    Some(position) => {
+                        self.positions.insert(key, position);
+                    }
+                    None => {
+                        self.positions.remove(&key);
+                    }
+                },
+            }
+        }
+    }
+
+    fn timestamp(&mut self, clock: Clock) -> u64 {
+        let timestamp = match clock {
+            Clock::Live(now) => now.max(self.last_timestamp + 1),
+            Clock::Replay(timestamp) => {
+                assert!(timestamp > self.last_timestamp, "journal timestamps must increase");
+                timestamp
+            }
+        };
+        self.last_timestamp = timestamp;
+        timestamp
+    }
+
+    /// The transfer as it will be journaled: for post/void, accounts and amount taken from
+    /// the hold when left zero. Also the form that duplicate detection compares.
+    fn resolve(&self, transfer: &Transfer) -> Transfer {
+        let mut resolved = *transfer;
+        if transfer.flags.contains(TransferFlags::POST_PENDING) || transfer.flags.contains(TransferFlags::VOID_PENDING) {
+            if let Some(hold) = self.holds.get(&transfer.pending_id) {
+                if resolved.debit_account.0 == 0 {
+                    resolved.debit_account = hold.debit;
+                }
+                if resolved.credit_account.0 == 0 {
+                    resolved.credit_account = hold.credit;
+                }
+                if resolved.amount == 0 {
+                    resolved.amount = hold.amount;
+                }
+            }
+        }
+        resolved
+    }
+
+    fn apply_one(
+        &mut self,
+        request: &Transfer,
+        clock: Clock,
+        in_chain: bool,
+        records: &mut Vec<TransferRecord>,
+    ) -> Result<TransferOk, TransferError> {
+        if request.id.0 == 0 {
+            return Err(TransferError::IdMustNotBeZero);
+        }
+        if !request.flags.is_valid() {
+            return Err(TransferError::FlagsInvalid);
+        }
+        let kinds = [TransferFlags::PENDING, TransferFlags::POST_PENDING, TransferFlags::VOID_PENDING]
+            .iter()
+            .filter(|flag| request.flags.contains(**flag))
+            .count();
+        if kinds > 1 {
+            return Err(TransferError::FlagsConflict);
+        }
+        let transfer = self.resolve(request);
+        let fingerprint = fingerprint(&transfer);
+        if let Some(existing) = self.transfers.get(&transfer.id) {
+            return if existing.fingerprint == fingerprint {
+                Ok(TransferOk { timestamp: existing.timestamp, window: existing.window, created: false })
+            } else {
+                Err(TransferError::IdConflict)
+            };
+        }
+        if transfer.timeout_s != 0 && !transfer.flags.contains(TransferFlags::PENDING) {
+            return Err(TransferError::TimeoutRequiresPending);
+        }
+        let resolving =
+            transfer.flags.contains(TransferFlags::POST_PENDING) || transfer.flags.contains(TransferFlags::VOID_PENDING);
+        if resolving != (transfer.pending_id.0 != 0) {
+            return Err(TransferError::PendingIdInvalid);
+        }
+        if resolving {
+            self.apply_resolve(transfer, fingerprint, clock, in_chain, records)
+        } else {
+            self.apply_new(transfer, fingerprint, clock, in_chain, records)
+        }
+    }
+
+    /// A single-phase transfer or a new hold.
+    fn apply_new(
+        &mut self,
+        transfer: Transfer,
+        fingerprint: u64,
+        clock: Clock,
+        in_chain: bool,
+        records: &mut Vec<TransferRecord>,
+    ) -> Result<TransferOk, TransferError> {
+        if transfer.amount == 0 {
+            return Err(TransferError::AmountMustNotBeZero);
+        }
+        if transfer.debit_account == transfer.credit_account {
+            return Err(TransferError::AccountsMustBeDifferent);
+        }
+        let pending = transfer.flags.contains(TransferFlags::PENDING);
+        let seq = self.next_seq;
+        let window = self.window;
+        let [debit, credit] = self.accounts.get_disjoint_mut([&transfer.debit_account, &transfer.credit_account]);
+        let debit = debit.ok_or(TransferError::DebitAccountNotFound)?;
+        let credit = credit.ok_or(TransferError::CreditAccountNotFound)?;
+        if debit.account.currency != transfer.currency || credit.account.currency != transfer.currency {
+            return Err(TransferError::CurrencyMismatch);
+        }
+        if debit.account.flags.contains(AccountFlags::CLOSED) {
+            return Err(TransferError::DebitAccountClosed);
+        }
+        if credit.account.flags.contains(AccountFlags::CLOSED) {
+            return Err(TransferError::CreditAccountClosed);
+        }
+        let amount = transfer.amount;
+        let mut debit_balances = debit.balances;
+        let mut credit_balances = credit.balances;
+        if pending {
+            debit_balances.debits_pending = debit_balances.debits_pending.checked_add(amount).ok_or(TransferError::Overflow)?;
+            credit_balances.credits_pending =
+                credit_balances.credits_pending.checked_add(amount).ok_or(TransferError::Overflow)?;
+        } else {
+            debit_balances.debits_posted = debit_balances.debits_posted.checked_add(amount).ok_or(TransferError::Overflow)?;
+            credit_balances.credits_posted =
+                credit_balances.credits_posted.checked_add(amount).ok_or(TransferError::Overflow)?;
+        }
+        let debits_total = u128::from(debit_balances.debits_posted) + u128::from(debit_balances.debits_pending);
+        let credits_total = u128::from(credit_balances.credits_posted) + u128::from(credit_balances.credits_pending);
+        if debits_total > u128::from(u64::MAX) || credits_total > u128::from(u64::MAX) {
+            return Err(TransferError::Overflow);
+        }
+        if debit.account.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) {
+            let credits_posted = u128::from(debit_balances.credits_posted);
+            if debits_total > credits_posted + u128::from(debit.account.credit_limit) {
+                return Err(if debit.account.credit_limit == 0 {
+                    TransferError::InsufficientFunds
+                } else {
+                    TransferError::CreditLimitExceeded
+                });
+            }
+        }
+        if credit.account.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+            && credits_total > u128::from(credit_balances.debits_posted)
+        {
+            return Err(TransferError::CreditsExceedDebits);
+        }
+
+        // Every check passed: mutate.
+        if in_chain {
+            self.undo.push(Undo::Balances(transfer.debit_account, debit.balances));
+            self.undo.push(Undo::Balances(transfer.credit_account, credit.balances));
+        }
+        debit.balances = debit_balances;
+        credit.balances = credit_balances;
+        push_history(&mut debit.history, seq);
+        push_history(&mut credit.history, seq);
+        let debit_participant = debit.account.participant;
+        let credit_participant = credit.account.participant;
+
+        let timestamp = self.timestamp(clock);
+        self.insert_transfer(&transfer, TransferIndexEntry { seq, timestamp, window, fingerprint }, in_chain);
+        if pending {
+            let expires_at = if transfer.timeout_s == 0 {
+                0
+            } else {
+                timestamp.saturating_add(u64::from(transfer.timeout_s) * NANOS_PER_SECOND)
+            };
+            let hold = Hold {
+                debit: transfer.debit_account,
+                credit: transfer.credit_account,
+                amount,
+                currency: transfer.currency,
+                expires_at,
+                status: HoldStatus::Pending,
+            };
+            self.holds.insert(transfer.id, hold);
+            if in_chain {
+                self.undo.push(Undo::HoldInserted(transfer.id));
+            }
+            if expires_at != 0 {
+                self.expiries.insert((expires_at, transfer.id));
+                if in_chain {
+                    self.undo.push(Undo::ExpiryInserted(expires_at, transfer.id));
+                }
+            }
+        } else {
+            self.move_positions(debit_participant, credit_participant, transfer.currency, amount, in_chain);
+        }
+        records.push(TransferRecord { transfer, timestamp, window });
+        Ok(TransferOk { timestamp, window, created: true })
+    }
+
+    /// Posts or voids a hold.
+    fn apply_resolve(
+        &mut self,
+        transfer: Transfer,
+        fingerprint: u64,
+        clock: Clock,
+        in_chain: bool,
+        records: &mut Vec<TransferRecord>,
+    ) -> Result<TransferOk, TransferError> {
+        let post = transfer.flags.contains(TransferFlags::POST_PENDING);
+        let Some(hold) = self.holds.get(&transfer.pending_id).copied() else {
+            return Err(if self.transfers.contains_key(&transfer.pending_id) {
+                TransferError::PendingTransferNotPending
+            } else {
+                TransferError::PendingTransferNotFound
+            });
+        };
+        match hold.status {
+            HoldStatus::Pending => {}
+            HoldStatus::Posted => return Err(TransferError::PendingAlreadyPosted),
+            HoldStatus::Voided => return Err(TransferError::PendingAlreadyVoided),
+            HoldStatus::Expired => return Err(TransferError::PendingExpired),
+        }
+        // `resolve` filled zero accounts and amount from the hold.
+        if transfer.debit_account != hold.debit || transfer.credit_account != hold.credit || transfer.currency != hold.currency
+        {
+            return Err(TransferError::PendingTransferMismatch);
+        }
+        if transfer.amount > hold.amount {
+            return Err(TransferError::PendingAmountExceeded);
+        }
+        if !post && transfer.amount != hold.amount {
+            // A void releases the whole hold; naming another amount is a mistake.
+            return Err(TransferError::PendingTransferMismatch);
+        }
+        let seq = self.next_seq;
+        let window = self.window;
+        let [debit, credit] = self.accounts.get_disjoint_mut([&hold.debit, &hold.credit]);
+        let debit = debit.expect("a hold's debit account exists");
+        let credit = credit.expect("a hold's credit account exists");
+        let mut debit_balances = debit.balances;
+        let mut credit_balances = credit.balances;
+        debit_balances.debits_pending -= hold.amount;
+        credit_balances.credits_pending -= hold.amount;
+        if post {
+            debit_balances.debits_posted =
+                debit_balances.debits_posted.checked_add(transfer.amount).ok_or(TransferError::Overflow)?;
+            credit_balances.credits_posted =
+                credit_balances.credits_posted.checked_add(transfer.amount).ok_or(TransferError::Overflow)?;
+        }
+        if in_chain {
+            self.undo.push(Undo::Balances(hold.debit, debit.balances));
+            self.undo.push(Undo::Balances(hold.credit, credit.balances));
+        }
+        debit.balances = debit_balances;
+        credit.balances = credit_balances;
+        push_history(&mut debit.history, seq);
+        push_history(&mut credit.history, seq);
+        let debit_participant = debit.account.participant;
+        let credit_participant = credit.account.participant;
+
+        let timestamp = self.timestamp(clock);
+        self.insert_transfer(&transfer, TransferIndexEntry { seq, timestamp, window, fingerprint }, in_chain);
+        if let Some(stored) = self.holds.get_mut(&transfer.pending_id) {
+            stored.status = if post { HoldStatus::Posted } else { HoldStatus::Voided };
+        }
+        if in_chain {
+            self.undo.push(Undo::HoldStatus(transfer.pending_id, HoldStatus::Pending));
+        }
+        if hold.expires_at != 0 && self.expiries.remove(&(hold.expires_at, transfer.pending_id)) && in_chain {
+            self.undo.push(Undo::ExpiryRemoved(hold.expires_at, transfer.pending_id));
+        }
+        if post {
+            self.move_positions(debit_participant, credit_participant, transfer.currency, transfer.amount, in_chain);
+        }
+        records.push(TransferRecord { transfer, timestamp, window });
+        Ok(TransferOk { timestamp, window, created: true })
+    }
+
+    fn insert_transfer(&mut self, transfer: &Transfer, entry: TransferIndexEntry, in_chain: bool) {
+        self.transfers.insert(transfer.id, entry);
+        if in_chain {
+            self.undo.push(Undo::TransferInserted(transfer.id));
+        }
+    }
+
+    fn move_positions(&mut self, debtor: ParticipantId, creditor: ParticipantId, currency: Currency, amount: u64, in_chain: bool) {
+        if debtor == creditor {
+            return; // an on-us transfer moves no position
+        }
+        for (participant, debit_side) in [(debtor, true), (creditor, false)] {
+            let key = (participant, currency);
+            let position = self.positions.entry(key).or_default();
+            if in_chain {
+                let previous = if position.debit_count == 0 && position.credit_count == 0 { None } else { Some(*position) };
+                self.undo.push(Undo::Position(key, previous));
+            }
+            if debit_side {
+                position.debits += u128::from(amount);
+                position.debit_count += 1;
+            } else {
+                position.credits += u128::from(amount);
+                position.credit_count += 1;
+            }
+        }
+    }
+}
+
+fn push_history(history: &mut Vec<u64>, seq: u64) {
+    if history.last() != Some(&seq) {
+        history.push(seq);
+    }
+}
+
+/// A 64-bit digest of a resolved transfer's content, for telling an idempotent retry from
+/// a conflicting reuse of an id. SipHash with fixed keys: stable across restarts.
+fn fingerprint(transfer: &Transfer) -> u64 {
+    #[allow(deprecated)] // SipHasher is deprecated only for HashMap use; we need fixed keys.
+    let mut hasher = std::hash::SipHasher::new_with_keys(0x6a75_6e63_7469_6f6e, 0x6c65_6467_6572_0001);
+    transfer.debit_account.hash(&mut hasher);
+    transfer.credit_account.hash(&mut hasher);
+    transfer.amount.hash(&mut hasher);
+    transfer.pending_id.hash(&mut hasher);
+    transfer.currency.hash(&mut hasher);
+    transfer.code.hash(&mut hasher);
+    transfer.flags.hash(&mut hasher);
+    transfer.timeout_s.hash(&mut hasher);
+    transfer.user_data_128.hash(&mut hasher);
+    transfer.user_data_64.hash(&mut hasher);
+    hasher.finish()
+}

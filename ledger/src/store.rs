@@ -1,0 +1,31 @@
+//! The one place in Junction that opens RocksDB.
+
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use std::path::Path;
+
+/// Column family holding journal entries, keyed by big-endian sequence number.
+pub(crate) const JOURNAL_CF: &str = "journal";
+
+/// Memtable size for the journal. Larger means fewer flushes while ingesting at full rate;
+/// costs that much memory per memtable (up to `WRITE_BUFFER_COUNT_MAX` of them).
+const WRITE_BUFFER_SIZE_BYTES: usize = 128 << 20;
+const WRITE_BUFFER_COUNT_MAX: i32 = 4;
+
+pub(crate) fn open(path: &Path) -> Result<DB, rocksdb::Error> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_max_background_jobs(2);
+    // A crash keeps a consistent prefix of the write-ahead log: the journal never has a hole.
+    options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+    options.set_keep_log_file_num(4);
+
+    let mut journal = Options::default();
+    journal.set_write_buffer_size(WRITE_BUFFER_SIZE_BYTES);
+    journal.set_max_write_buffer_number(WRITE_BUFFER_COUNT_MAX);
+    journal.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Keys only ever grow, so levels never overlap and compaction is mostly trivial moves.
+    journal.set_level_compaction_dynamic_level_bytes(true);
+
+    DB::open_cf_descriptors(&options, path, vec![ColumnFamilyDescriptor::new(JOURNAL_CF, journal)])
+}
