@@ -3,6 +3,7 @@
 
 mod ledger_bench;
 mod machine;
+mod pipeline_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -17,10 +18,13 @@ struct Cli {
 enum Command {
     /// Durable transfers per second straight into the ledger.
     Ledger(ledger_bench::LedgerArgs),
+    /// The whole in-process pipeline: rules + ledger, durable.
+    Pipeline(pipeline_bench::PipelineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ledger(args) => ledger_bench::run(&args),
+        Command::Pipeline(args) => pipeline_bench::run(&args),
     }
 }

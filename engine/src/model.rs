@@ -189,10 +189,9 @@ pub enum Operation {
 /// How the request names the payer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Instrument {
-    /// A card, by the vault's keyed hash of its PAN.
+    /// A card or device token, by the vault's keyed hash of its number. Whether it is a
+    /// token is the directory's knowledge.
     Card(crate::vault::PanKey),
-    /// A device token, by the vault's keyed hash of its DPAN.
-    Token(crate::vault::PanKey),
     /// An account named directly (wallets).
     Account(AccountId),
 }

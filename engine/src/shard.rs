@@ -266,7 +266,7 @@ impl Shard {
     }
 
     fn decline(&mut self, request: Request, reason: DeclineReason) {
-        self.stats.record(reason.code(), Some(reason));
+        self.stats.record(self.index, reason.code(), Some(reason));
         let response = Response::declined(request.tag, request.key, reason);
         if reason != DeclineReason::Overloaded && reason != DeclineReason::DuplicateConflict {
             self.remember(request.key, content_hash(&request), response);
@@ -301,7 +301,7 @@ impl Shard {
             } else {
                 Response::declined(request.tag, request.key, DeclineReason::DuplicateConflict)
             };
-            self.stats.record(response.code, response.decline);
+            self.stats.record(self.index, response.code, response.decline);
             request.reply.send(response);
             return Ok(());
         }
@@ -314,19 +314,20 @@ impl Shard {
         let Some(account) = self.accounts.get_mut(&account_id) else {
             return Err((request, DeclineReason::UnknownCard));
         };
-        // 3. Device token: its domain and its own expiry.
-        if let (Instrument::Token(_), Some(card)) = (request.instrument, card) {
-            if is_expired(card.expiry_yymm, now.yymm) {
-                return Err((request, DeclineReason::TokenExpired));
-            }
-            if let Some(modes) = card.token_entry_modes {
+        // 3. Device token: its domain and its own expiry. (The directory knows whether a
+        // number is a token; the gateway need not.)
+        let follow_up = matches!(request.operation, Operation::Complete { .. } | Operation::Reverse { .. });
+        if let Some(CardEntry { token_entry_modes: Some(modes), expiry_yymm, .. }) = card {
+            if !follow_up {
+                if is_expired(expiry_yymm, now.yymm) {
+                    return Err((request, DeclineReason::TokenExpired));
+                }
                 if !modes.allows(request.entry_mode) {
                     return Err((request, DeclineReason::TokenDomainViolation));
                 }
             }
         }
         // 4. Account status. Reversals and completions of what was approved still go through.
-        let follow_up = matches!(request.operation, Operation::Complete { .. } | Operation::Reverse { .. });
         match account.status {
             AccountStatus::Active => {}
             _ if follow_up => {}
@@ -334,10 +335,9 @@ impl Shard {
             AccountStatus::Closed => return Err((request, DeclineReason::AccountClosed)),
         }
         // 5. Card expiry, and the expiry the terminal read must be the card's.
-        if let (Instrument::Card(_), Some(card)) = (request.instrument, card) {
+        if let Some(CardEntry { token_entry_modes: None, expiry_yymm, .. }) = card {
             if !follow_up
-                && (is_expired(card.expiry_yymm, now.yymm)
-                    || request.card_expiry_yymm.is_some_and(|read| read != card.expiry_yymm))
+                && (is_expired(expiry_yymm, now.yymm) || request.card_expiry_yymm.is_some_and(|read| read != expiry_yymm))
             {
                 return Err((request, DeclineReason::CardExpired));
             }
@@ -362,7 +362,7 @@ impl Shard {
                     balance: Some((available, currency)),
                     ..Response::approved(request.tag, request.key, request.key.0, None)
                 };
-                self.stats.record(response.code, None);
+                self.stats.record(self.index, response.code, None);
                 request.reply.send(response);
                 Ok(())
             }

@@ -99,7 +99,7 @@ impl Directory {
         self.entries.is_empty()
     }
 
-    fn insert(&self, key: PanKey, entry: CardEntry) -> Result<(), DirectoryError> {
+    pub(crate) fn insert_entry(&self, key: PanKey, entry: CardEntry) -> Result<(), DirectoryError> {
         if !valid_yymm(entry.expiry_yymm) {
             return Err(DirectoryError::BadExpiry(entry.expiry_yymm));
         }
@@ -112,13 +112,13 @@ impl Directory {
 
     pub fn add_card(&self, vault: &Vault, card: &CardSpec) -> Result<PanKey, DirectoryError> {
         let key = vault.pan_key(&card.pan);
-        self.insert(key, CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None })?;
+        self.insert_entry(key, CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None })?;
         Ok(key)
     }
 
     pub fn add_token(&self, vault: &Vault, token: &TokenSpec) -> Result<PanKey, DirectoryError> {
         let key = vault.pan_key(&token.dpan);
-        self.insert(
+        self.insert_entry(
             key,
             CardEntry {
                 account: token.account,

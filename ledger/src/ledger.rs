@@ -200,6 +200,11 @@ impl Ledger {
         self.recovery
     }
 
+    /// Ok while the ledger accepts commits; the storage error once a write has failed.
+    pub fn health(&self) -> Result<(), LedgerError> {
+        self.check_available()
+    }
+
     fn check_available(&self) -> Result<(), LedgerError> {
         if self.shared.failed.load(Ordering::Acquire) {
             let error = self.shared.durable.lock().error.clone().unwrap_or_default();
@@ -440,6 +445,37 @@ impl Ledger {
             {
                 records.iter().for_each(&mut visit);
             }
+        }
+        Ok(())
+    }
+
+    /// Stores opaque metadata records durably (one synced write for all of them). The
+    /// engine keeps its provisioning here; the ledger never interprets it.
+    pub fn put_metadata(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), LedgerError> {
+        self.check_available()?;
+        let db = &self.shared.db;
+        let meta_cf = db.cf_handle(store::META_CF).ok_or_else(|| LedgerError::Corrupt("no meta family".into()))?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in records {
+            batch.put_cf(&meta_cf, key, value);
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(self.shared.sync);
+        db.write_opt(batch, &write_options)?;
+        Ok(())
+    }
+
+    /// Visits every metadata record whose key starts with `prefix`, in key order.
+    pub fn scan_metadata(&self, prefix: &[u8], mut visit: impl FnMut(&[u8], &[u8])) -> Result<(), LedgerError> {
+        let db = &self.shared.db;
+        let meta_cf = db.cf_handle(store::META_CF).ok_or_else(|| LedgerError::Corrupt("no meta family".into()))?;
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for item in db.iterator_cf(&meta_cf, mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            visit(&key, &value);
         }
         Ok(())
     }

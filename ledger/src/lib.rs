@@ -7,6 +7,7 @@
 //!
 //! It knows nothing about ISO 8583, QR codes or sockets.
 
+pub mod clearing;
 pub mod currency;
 mod journal;
 mod ledger;

@@ -5,6 +5,9 @@ use std::path::Path;
 
 /// Column family holding journal entries, keyed by big-endian sequence number.
 pub(crate) const JOURNAL_CF: &str = "journal";
+/// Column family of opaque metadata the engine persists through the ledger (participants,
+/// card directory entries, authorization settings). The ledger does not interpret it.
+pub(crate) const META_CF: &str = "meta";
 
 /// Memtable size for the journal. Larger means fewer flushes while ingesting at full rate;
 /// costs that much memory per memtable (up to `WRITE_BUFFER_COUNT_MAX` of them).
@@ -27,5 +30,10 @@ pub(crate) fn open(path: &Path) -> Result<DB, rocksdb::Error> {
     // Keys only ever grow, so levels never overlap and compaction is mostly trivial moves.
     journal.set_level_compaction_dynamic_level_bytes(true);
 
-    DB::open_cf_descriptors(&options, path, vec![ColumnFamilyDescriptor::new(JOURNAL_CF, journal)])
+    let meta = Options::default();
+    DB::open_cf_descriptors(
+        &options,
+        path,
+        vec![ColumnFamilyDescriptor::new(JOURNAL_CF, journal), ColumnFamilyDescriptor::new(META_CF, meta)],
+    )
 }

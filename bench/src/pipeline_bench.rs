@@ -1,0 +1,235 @@
+//! `bench pipeline`: the whole in-process pipeline — routing, shard rules, group commit
+//! into the ledger with the WAL synced, answers — at several shard counts and account
+//! distributions. Latency is per request, from submit to answer.
+
+use crate::machine::Machine;
+use anyhow::{Context, Result};
+use crossbeam::channel::unbounded;
+use hdrhistogram::Histogram;
+use junction_engine::model::*;
+use junction_engine::*;
+use junction_ledger::*;
+use rand::distributions::Distribution;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelineArgs {
+    /// Requests per case.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub requests: u64,
+    /// Shard counts to run each case with.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    pub shards: Vec<usize>,
+    /// Cases: uniform-10k, uniform-10m, zipf, hot.
+    #[arg(long, default_value = "uniform-10k,uniform-10m,zipf,hot", value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Requests in flight (submitted, not yet answered) at most.
+    #[arg(long, default_value_t = 65_536)]
+    pub in_flight: u64,
+    /// Commit delay in microseconds (how long a partial batch may wait to fill).
+    #[arg(long, default_value_t = COMMIT_DELAY_US_DEFAULT)]
+    pub commit_delay_us: u64,
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct CaseResult {
+    case: String,
+    shards: usize,
+    accounts: u64,
+    requests: u64,
+    approved: u64,
+    seconds: f64,
+    transfers_per_s: u64,
+    latency_us_p50: u64,
+    latency_us_p99: u64,
+    latency_us_p999: u64,
+    latency_us_max: u64,
+    machine: Machine,
+}
+
+const PARTICIPANTS: u64 = 16;
+const HOT_PARTICIPANT: u64 = 1;
+const ACQUIRER: ParticipantId = ParticipantId(100);
+
+pub fn run(args: &PipelineArgs) -> Result<()> {
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let machine = Machine::detect(&base);
+    machine.print();
+    println!(
+        "settings: {} requests per case (purchases), {} in flight, commit delay {} us, WAL synced per group commit",
+        args.requests, args.in_flight, args.commit_delay_us
+    );
+    let mut results = Vec::new();
+    for case in &args.cases {
+        let accounts: u64 = match case.as_str() {
+            "uniform-10k" | "zipf" | "hot" => 10_000,
+            "uniform-10m" => 10_000_000,
+            other => anyhow::bail!("unknown case {other:?}"),
+        };
+        for &shards in &args.shards {
+            let dir = tempfile::Builder::new().prefix("junction-bench-pipeline-").tempdir_in(&base)?;
+            let result = run_case(case, accounts, shards, args, dir.path(), &machine)
+                .with_context(|| format!("running case {case} with {shards} shards"))?;
+            println!(
+                "{:<12} shards {}  {:>9} transfers/s  latency p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>7} us  ({} approved)",
+                result.case,
+                result.shards,
+                result.transfers_per_s,
+                result.latency_us_p50,
+                result.latency_us_p99,
+                result.latency_us_p999,
+                result.latency_us_max,
+                result.approved
+            );
+            results.push(result);
+        }
+    }
+    if let Some(path) = &args.json {
+        let lines: Vec<String> = results.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+        std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn provision(engine: &Engine, accounts: u64) -> Result<()> {
+    let usd = Currency::from_code("USD")?;
+    for participant in 1..=PARTICIPANTS {
+        engine.add_participant(ParticipantSpec {
+            id: ParticipantId(participant),
+            name: format!("Issuer {participant}"),
+            role: Role::Issuer,
+            net_debit_caps: vec![(usd, u64::MAX / 64)],
+        })?;
+    }
+    engine.add_participant(ParticipantSpec {
+        id: ACQUIRER,
+        name: "Acquirer".into(),
+        role: Role::Acquirer,
+        net_debit_caps: vec![(usd, u64::MAX / 64)],
+    })?;
+    let specs: Vec<AccountSpec> = (1..=accounts)
+        .map(|id| AccountSpec {
+            id: AccountId(u128::from(id)),
+            participant: ParticipantId(participant_of(id)),
+            currency: usd,
+            opening_balance: 1_000_000_000,
+            status: AccountStatus::Active,
+            velocity: VelocityLimits::default(),
+        })
+        .collect();
+    for chunk in specs.chunks(PROVISION_BATCH_MAX) {
+        engine.add_accounts(chunk)?;
+    }
+    engine.sync()?;
+    Ok(())
+}
+
+/// Account `id` belongs to issuer `participant_of(id)`; in the hot case, 70% of the
+/// traffic goes to accounts of issuer 1.
+fn participant_of(id: u64) -> u64 {
+    id % PARTICIPANTS + 1
+}
+
+fn run_case(
+    case: &str,
+    accounts: u64,
+    shards: usize,
+    args: &PipelineArgs,
+    dir: &std::path::Path,
+    machine: &Machine,
+) -> Result<CaseResult> {
+    let ledger = Arc::new(Ledger::open(dir, LedgerOptions::default())?);
+    let config = EngineConfig {
+        shards,
+        shard_queue_depth_max: (args.in_flight as usize).max(1024),
+        commit_delay_us: args.commit_delay_us,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(ledger, config)?;
+    let provisioning = Instant::now();
+    provision(&engine, accounts)?;
+    eprintln!("  provisioned {accounts} accounts in {:.1} s", provisioning.elapsed().as_secs_f64());
+    let usd = Currency::from_code("USD")?;
+
+    let (reply_tx, reply_rx) = unbounded::<Response>();
+    let sink: Arc<dyn ReplySink> = Arc::new(reply_tx);
+    let answered = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let total = args.requests;
+    let collector = {
+        let answered = Arc::clone(&answered);
+        std::thread::spawn(move || -> Result<(Histogram<u64>, u64, u64)> {
+            let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+            let mut approved = 0u64;
+            let mut overloaded = 0u64;
+            for _ in 0..total {
+                let response = reply_rx.recv()?;
+                let sent_ns = response.tag;
+                let now_ns = started.elapsed().as_nanos() as u64;
+                latency.record((now_ns.saturating_sub(sent_ns) / 1000).max(1))?;
+                match response.code {
+                    ResponseCode::Approved => approved += 1,
+                    ResponseCode::SystemUnavailable => overloaded += 1,
+                    _ => {}
+                }
+                answered.fetch_add(1, Ordering::Release);
+            }
+            Ok((latency, approved, overloaded))
+        })
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let zipf = zipf::ZipfDistribution::new(accounts as usize, 1.1).map_err(|_| anyhow::anyhow!("zipf parameters"))?;
+    let hot_accounts: Vec<u64> = (1..=accounts).filter(|id| participant_of(*id) == HOT_PARTICIPANT).collect();
+    for sent in 0..total {
+        while sent - answered.load(Ordering::Acquire) >= args.in_flight {
+            std::hint::spin_loop();
+        }
+        let account = match case {
+            "zipf" => zipf.sample(&mut rng) as u64,
+            "hot" if rng.gen_bool(0.7) => hot_accounts[rng.gen_range(0..hot_accounts.len())],
+            _ => rng.gen_range(1..=accounts),
+        };
+        engine.submit(Request {
+            key: RequestKey(u128::from(sent) + 1 + (1 << 100)),
+            operation: Operation::Purchase,
+            instrument: Instrument::Account(AccountId(u128::from(account))),
+            amount: rng.gen_range(1..10_000),
+            currency: usd,
+            acquirer: ACQUIRER,
+            entry_mode: EntryMode::Chip,
+            card_expiry_yymm: None,
+            reference: 0,
+            tag: started.elapsed().as_nanos() as u64,
+            reply: Arc::clone(&sink),
+        });
+    }
+    let (latency, approved, overloaded) =
+        collector.join().map_err(|_| anyhow::anyhow!("the collector thread panicked"))??;
+    let seconds = started.elapsed().as_secs_f64();
+    if overloaded > 0 {
+        eprintln!("  note: {overloaded} requests were declined with 91 (a shard queue was full)");
+    }
+    engine.shutdown();
+    Ok(CaseResult {
+        case: case.to_string(),
+        shards,
+        accounts,
+        requests: total,
+        approved,
+        seconds,
+        transfers_per_s: (approved as f64 / seconds) as u64,
+        latency_us_p50: latency.value_at_quantile(0.50),
+        latency_us_p99: latency.value_at_quantile(0.99),
+        latency_us_p999: latency.value_at_quantile(0.999),
+        latency_us_max: latency.max(),
+        machine: machine.clone(),
+    })
+}

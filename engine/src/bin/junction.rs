@@ -1,0 +1,123 @@
+//! `junction`: the operator's command line. Talks to a running `junctiond` over its admin
+//! HTTP endpoint (status, participants, positions, windows), and checks clearing folders
+//! on its own, without the daemon.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(version, about = "Junction operator CLI")]
+struct Cli {
+    /// The daemon's HTTP address.
+    #[arg(long, env = "JUNCTION_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Admin token for calls that change state.
+    #[arg(long, env = "JUNCTION_ADMIN_TOKEN", default_value = "demo-admin-token-change-me")]
+    token: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Shards, queues, connections, answers by code, ledger state.
+    Status,
+    /// Participants with their caps and headroom.
+    Participants,
+    /// Net positions of a window (default: the open one).
+    Positions {
+        #[arg(long)]
+        window: Option<u64>,
+    },
+    /// Settlement windows.
+    Window {
+        #[command(subcommand)]
+        command: WindowCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WindowCommand {
+    /// List windows.
+    List,
+    /// Close the open window (a consistent cut; traffic keeps flowing).
+    Close,
+}
+
+fn get(cli: &Cli, path: &str) -> Result<Value> {
+    let url = format!("{}{path}", cli.url.trim_end_matches('/'));
+    let mut response = ureq::get(&url).call().with_context(|| format!("calling {url}"))?;
+    response.body_mut().read_json::<Value>().with_context(|| format!("reading the answer of {url}"))
+}
+
+fn post(cli: &Cli, path: &str) -> Result<Value> {
+    let url = format!("{}{path}", cli.url.trim_end_matches('/'));
+    let mut response = ureq::post(&url)
+        .header("authorization", &format!("Bearer {}", cli.token))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .with_context(|| format!("calling {url}"))?;
+    let status = response.status();
+    let body: Value = response.body_mut().read_json().with_context(|| format!("reading the answer of {url}"))?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {}", body["error"]["message"].as_str().unwrap_or("no message"));
+    }
+    Ok(body)
+}
+
+fn print_positions(body: &Value) {
+    println!(
+        "window {} ({}), {} transfers",
+        body["window"],
+        body["state"].as_str().unwrap_or("?"),
+        body["transfer_count"]
+    );
+    println!("{:>12} {:>4} {:>10} {:>10} {:>22}", "participant", "ccy", "debits#", "credits#", "net");
+    for row in body["positions"].as_array().into_iter().flatten() {
+        println!(
+            "{:>12} {:>4} {:>10} {:>10} {:>22}",
+            row["participant"],
+            row["currency"].as_str().unwrap_or("?"),
+            row["debit_count"],
+            row["credit_count"],
+            row["net"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Status => println!("{}", serde_json::to_string_pretty(&get(&cli, "/v1/admin/status")?)?),
+        Command::Participants => {
+            let body = get(&cli, "/v1/admin/participants")?;
+            for p in body["participants"].as_array().into_iter().flatten() {
+                println!("{:>4}  {:<24} {}", p["id"], p["name"].as_str().unwrap_or("?"), p["role"].as_str().unwrap_or("?"));
+                for (currency, cap) in p["currencies"].as_object().into_iter().flatten() {
+                    println!("        {currency}: net debit cap {} (headroom in pool {})", cap["net_debit_cap"], cap["headroom_in_pool"].as_str().unwrap_or("?"));
+                }
+            }
+        }
+        Command::Positions { window } => {
+            let path = match window {
+                Some(w) => format!("/v1/admin/positions?window={w}"),
+                None => "/v1/admin/positions".to_string(),
+            };
+            print_positions(&get(&cli, &path)?);
+        }
+        Command::Window { command: WindowCommand::List } => {
+            let body = get(&cli, "/v1/admin/windows")?;
+            for w in body["windows"].as_array().into_iter().flatten() {
+                println!("window {:>6}  {:<8} {:>12} transfers", w["window"], w["state"].as_str().unwrap_or("?"), w["transfer_count"]);
+            }
+        }
+        Command::Window { command: WindowCommand::Close } => {
+            let body = post(&cli, "/v1/admin/windows/close")?;
+            print_positions(&body);
+        }
+    }
+    Ok(())
+}

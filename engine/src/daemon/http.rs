@@ -1,0 +1,222 @@
+//! The HTTP side of the daemon: health, Prometheus metrics and the admin API (read-only
+//! views for anyone who can reach the loopback port; state changes need the admin token).
+
+use super::iso_gateway::IsoContext;
+use super::metrics::Metrics;
+use crate::Engine;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use junction_ledger::{AccountId, WindowId, WindowPositions, WindowState};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub struct HttpContext {
+    pub engine: Arc<Engine>,
+    pub iso: Arc<IsoContext>,
+    pub metrics: Arc<Metrics>,
+    pub admin_token: String,
+    pub recovery_us: u64,
+    /// Extra routes' state (the QR gateway) is merged by the caller.
+    pub switch_name: String,
+}
+
+pub fn admin_router(context: Arc<HttpContext>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/admin/status", get(status))
+        .route("/v1/admin/participants", get(participants))
+        .route("/v1/admin/windows", get(windows))
+        .route("/v1/admin/windows/close", post(close_window))
+        .route("/v1/admin/positions", get(positions))
+        .route("/v1/admin/accounts/{id}", get(account))
+        .with_state(context)
+}
+
+/// A JSON error with a stable machine-readable code and a human message.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": { "code": code, "message": message.into() } }))).into_response()
+}
+
+/// Whether the request carries the admin token (`Authorization: Bearer <token>`),
+/// compared in constant time.
+pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let Some(given) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+async fn health(State(context): State<Arc<HttpContext>>) -> Response {
+    let ledger = context.engine.ledger();
+    // A ledger that failed to write refuses commits; report it so load balancers see it.
+    match ledger.health() {
+        Ok(()) => Json(json!({ "status": "ok", "ledger_durable_seq": ledger.durable_seq() })).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "failing", "reason": e.to_string() })))
+            .into_response(),
+    }
+}
+
+async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
+    let engine = &context.engine;
+    context.metrics.ledger_durable_seq.set(engine.ledger().durable_seq() as i64);
+    context.metrics.ledger_recovery_us.set(context.recovery_us as i64);
+    let mut extra = String::new();
+    extra.push_str("# HELP junction_engine_answers_total Answers by response code, counted by the engine\n");
+    extra.push_str("# TYPE junction_engine_answers_total counter\n");
+    for (code, count) in engine.stats().by_code() {
+        extra.push_str(&format!("junction_engine_answers_total{{code=\"{code}\"}} {count}\n"));
+    }
+    extra.push_str("# HELP junction_engine_declines_total Declines by reason\n");
+    extra.push_str("# TYPE junction_engine_declines_total counter\n");
+    for (reason, count) in engine.stats().by_reason() {
+        extra.push_str(&format!("junction_engine_declines_total{{reason=\"{reason}\"}} {count}\n"));
+    }
+    extra.push_str("# HELP junction_shard_queue_depth Requests waiting in each shard's queue\n");
+    extra.push_str("# TYPE junction_shard_queue_depth gauge\n");
+    for (shard, depth) in engine.queue_depths().iter().enumerate() {
+        extra.push_str(&format!("junction_shard_queue_depth{{shard=\"{shard}\"}} {depth}\n"));
+    }
+    extra.push_str("# HELP junction_connections_open Open ISO 8583 connections\n# TYPE junction_connections_open gauge\n");
+    extra.push_str(&format!("junction_connections_open {}\n", context.iso.connections_open.load(Ordering::Relaxed)));
+    extra.push_str("# HELP junction_requests_in_flight ISO 8583 requests awaiting an answer\n# TYPE junction_requests_in_flight gauge\n");
+    extra.push_str(&format!("junction_requests_in_flight {}\n", context.iso.requests_in_flight.load(Ordering::Relaxed)));
+    ([("content-type", "text/plain; version=0.0.4")], context.metrics.render(&extra)).into_response()
+}
+
+async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    let engine = &context.engine;
+    let ledger = engine.ledger();
+    Json(json!({
+        "switch": context.switch_name,
+        "shards": engine.shard_count(),
+        "queue_depths": engine.queue_depths(),
+        "connections_open": context.iso.connections_open.load(Ordering::Relaxed),
+        "requests_in_flight": context.iso.requests_in_flight.load(Ordering::Relaxed),
+        "responses_by_code": engine.stats().by_code(),
+        "declines_by_reason": engine.stats().by_reason(),
+        "ledger": {
+            "durable_seq": ledger.durable_seq(),
+            "accounts": ledger.account_count(),
+            "current_window": ledger.current_window().0,
+            "recovery_us": context.recovery_us,
+        },
+    }))
+}
+
+async fn participants(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    let engine = &context.engine;
+    let list: Vec<Value> = engine
+        .participants()
+        .iter()
+        .map(|p| {
+            let caps: serde_json::Map<String, Value> = p
+                .net_debit_caps
+                .iter()
+                .map(|(currency, cap)| {
+                    let headroom = engine.cap_headroom(p.id, *currency).unwrap_or_default();
+                    (
+                        currency.code().to_string(),
+                        json!({ "net_debit_cap": cap, "headroom_in_pool": headroom.to_string() }),
+                    )
+                })
+                .collect();
+            json!({ "id": p.id.0, "name": p.name, "role": p.role, "currencies": caps })
+        })
+        .collect();
+    Json(json!({ "participants": list }))
+}
+
+fn window_json(window: &WindowPositions) -> Value {
+    let (state, closed_at) = match window.state {
+        WindowState::Open => ("open", None),
+        WindowState::Closed { closed_at } => ("closed", Some(closed_at)),
+    };
+    json!({
+        "window": window.window.0,
+        "state": state,
+        "closed_at_ns": closed_at,
+        "transfer_count": window.transfer_count,
+        "first_seq": window.first_seq,
+        "last_seq": window.last_seq,
+    })
+}
+
+fn positions_json(window: &WindowPositions) -> Value {
+    let mut value = window_json(window);
+    let rows: Vec<Value> = window
+        .positions
+        .iter()
+        .map(|((participant, currency), p)| {
+            json!({
+                "participant": participant.0,
+                "currency": currency.code(),
+                "debit_count": p.debit_count,
+                "credit_count": p.credit_count,
+                "debits_minor": p.debits.to_string(),
+                "credits_minor": p.credits.to_string(),
+                "net_minor": p.net().to_string(),
+                "net": currency.format_minor(p.net()),
+            })
+        })
+        .collect();
+    value["positions"] = Value::Array(rows);
+    value
+}
+
+async fn windows(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    let list: Vec<Value> = context.engine.ledger().windows().iter().map(window_json).collect();
+    Json(json!({ "windows": list }))
+}
+
+#[derive(serde::Deserialize)]
+struct PositionsQuery {
+    window: Option<u64>,
+}
+
+async fn positions(State(context): State<Arc<HttpContext>>, Query(query): Query<PositionsQuery>) -> Response {
+    let ledger = context.engine.ledger();
+    let window = query.window.map(WindowId).unwrap_or_else(|| ledger.current_window());
+    match ledger.window_positions(window) {
+        Some(positions) => Json(positions_json(&positions)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "unknown_window", format!("window {} does not exist", window.0)),
+    }
+}
+
+async fn close_window(State(context): State<Arc<HttpContext>>, headers: HeaderMap) -> Response {
+    if !authorized(&headers, &context.admin_token) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    }
+    let engine = Arc::clone(&context.engine);
+    match tokio::task::spawn_blocking(move || engine.close_window()).await {
+        Ok(Ok(closed)) => {
+            tracing::info!(window = closed.window.0, transfers = closed.transfer_count, "settlement window closed");
+            Json(positions_json(&closed)).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn account(State(context): State<Arc<HttpContext>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u128>() else {
+        return error(StatusCode::BAD_REQUEST, "bad_account_id", "account ids are decimal integers");
+    };
+    match context.engine.ledger().account(AccountId(id)) {
+        Some(view) => Json(json!({
+            "id": id.to_string(),
+            "participant": view.account.participant.0,
+            "currency": view.account.currency.code(),
+            "balances": view.balances,
+            "available": view.account.currency.format_minor(view.balances.available()),
+        }))
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, "unknown_account", "no such account"),
+    }
+}

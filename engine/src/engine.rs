@@ -1,0 +1,754 @@
+//! The engine's handle: starts the shards and the commit and completion stages, routes
+//! requests, and serves the admin side (provisioning, limits, window close).
+//!
+//! Provisioning is persisted as opaque metadata through the ledger (the engine never
+//! touches RocksDB itself) and reloaded on start, so a restarted switch knows its
+//! participants, cards and limits again.
+
+use crate::codes::{DeclineReason, ResponseCode};
+use crate::commit::{self, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX};
+use crate::headroom::CapPool;
+use crate::model::*;
+use crate::shard::{Shard, ShardMessage, TRANSFER_CODE_OPENING_BALANCE};
+use crate::vault::{CardEntry, Directory, DirectoryError, PanKey, Vault, VaultKeyTooShort};
+use crossbeam::channel::{bounded, Sender, TrySendError};
+use crossbeam::utils::CachePadded;
+use junction_ledger::*;
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Requests waiting in one shard's queue. A full queue declines new requests at once with
+/// 91 instead of queueing without limit. Costs about 200 bytes per slot.
+pub const SHARD_QUEUE_DEPTH_MAX_DEFAULT: usize = 65_536;
+
+/// Default wait for a partial ledger batch to fill before it is committed anyway.
+pub const COMMIT_DELAY_US_DEFAULT: u64 = 100;
+
+/// Most accounts, cards or tokens provisioned in one call.
+pub const PROVISION_BATCH_MAX: usize = ACCOUNTS_PER_CALL_MAX;
+
+/// High byte of the ledger ids of participants' position accounts. Cardholder account ids
+/// must not use it.
+const POSITION_ACCOUNT_TAG: u128 = 0x4A;
+
+/// The ledger account holding a participant's position in a currency.
+pub fn participant_account(participant: ParticipantId, currency: Currency) -> AccountId {
+    AccountId((POSITION_ACCOUNT_TAG << 120) | (u128::from(participant.0) << 16) | u128::from(currency.numeric()))
+}
+
+/// The participant of a position account, if `id` is one.
+pub fn participant_of_account(id: AccountId) -> Option<ParticipantId> {
+    (id.0 >> 120 == POSITION_ACCOUNT_TAG).then(|| ParticipantId((id.0 >> 16) as u64))
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Authorization threads; each owns a slice of the accounts.
+    pub shards: usize,
+    pub shard_queue_depth_max: usize,
+    pub commit_delay_us: u64,
+    /// Key of the vault's PAN hashing. At least 16 bytes.
+    pub vault_key: Vec<u8>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            shard_queue_depth_max: SHARD_QUEUE_DEPTH_MAX_DEFAULT,
+            commit_delay_us: COMMIT_DELAY_US_DEFAULT,
+            vault_key: b"junction-demo-vault-key-change-me".to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    VaultKey(#[from] VaultKeyTooShort),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error("account {0:?}: {1}")]
+    Account(AccountId, String),
+    #[error("unknown participant {0:?}")]
+    UnknownParticipant(ParticipantId),
+    #[error("stored provisioning record does not decode: {0}")]
+    Metadata(String),
+    #[error("the engine is stopping")]
+    Stopped,
+}
+
+/// Counters of one thread; summed on read.
+#[derive(Default)]
+pub struct Counters {
+    by_code: [AtomicU64; RESPONSE_CODES.len()],
+    by_reason: [AtomicU64; DECLINE_REASONS.len()],
+}
+
+const RESPONSE_CODES: [ResponseCode; 16] = [
+    ResponseCode::Approved,
+    ResponseCode::DoNotHonor,
+    ResponseCode::InvalidTransaction,
+    ResponseCode::InvalidAmount,
+    ResponseCode::InvalidCard,
+    ResponseCode::OriginalNotFound,
+    ResponseCode::FormatError,
+    ResponseCode::InsufficientFunds,
+    ResponseCode::ExpiredCard,
+    ResponseCode::NotPermitted,
+    ResponseCode::AmountLimitExceeded,
+    ResponseCode::SecurityViolation,
+    ResponseCode::FrequencyLimitExceeded,
+    ResponseCode::SystemUnavailable,
+    ResponseCode::DuplicateTransmission,
+    ResponseCode::SystemMalfunction,
+];
+
+const DECLINE_REASONS: [DeclineReason; 18] = [
+    DeclineReason::DuplicateConflict,
+    DeclineReason::UnknownCard,
+    DeclineReason::TokenDomainViolation,
+    DeclineReason::TokenExpired,
+    DeclineReason::AccountBlocked,
+    DeclineReason::AccountClosed,
+    DeclineReason::CardExpired,
+    DeclineReason::InvalidAmount,
+    DeclineReason::CurrencyMismatch,
+    DeclineReason::VelocityCountExceeded,
+    DeclineReason::VelocityAmountExceeded,
+    DeclineReason::NetDebitCapExceeded,
+    DeclineReason::InsufficientFunds,
+    DeclineReason::OriginalNotFound,
+    DeclineReason::OriginalAlreadyFinal,
+    DeclineReason::Overloaded,
+    DeclineReason::LedgerUnavailable,
+    DeclineReason::SystemError,
+];
+
+/// Answer counters by response code and decline reason, one cache line set per thread.
+pub struct EngineStats {
+    slots: Vec<CachePadded<Counters>>,
+}
+
+impl EngineStats {
+    fn new(slots: usize) -> EngineStats {
+        EngineStats { slots: (0..slots).map(|_| CachePadded::new(Counters::default())).collect() }
+    }
+
+    pub(crate) fn record(&self, slot: usize, code: ResponseCode, reason: Option<DeclineReason>) {
+        let Some(counters) = self.slots.get(slot) else { return };
+        if let Some(index) = RESPONSE_CODES.iter().position(|c| *c == code) {
+            counters.by_code[index].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(index) = reason.and_then(|r| DECLINE_REASONS.iter().position(|d| *d == r)) {
+            counters.by_reason[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Answers so far per response code (only codes seen).
+    pub fn by_code(&self) -> BTreeMap<&'static str, u64> {
+        let mut totals = BTreeMap::new();
+        for (index, code) in RESPONSE_CODES.iter().enumerate() {
+            let sum: u64 = self.slots.iter().map(|s| s.by_code[index].load(Ordering::Relaxed)).sum();
+            if sum > 0 {
+                totals.insert(code.as_str(), sum);
+            }
+        }
+        totals
+    }
+
+    /// Declines so far per reason (only reasons seen).
+    pub fn by_reason(&self) -> BTreeMap<&'static str, u64> {
+        let mut totals = BTreeMap::new();
+        for (index, reason) in DECLINE_REASONS.iter().enumerate() {
+            let sum: u64 = self.slots.iter().map(|s| s.by_reason[index].load(Ordering::Relaxed)).sum();
+            if sum > 0 {
+                totals.insert(reason.name(), sum);
+            }
+        }
+        totals
+    }
+}
+
+/// Shards stay paused while this lives.
+pub struct PauseGuard {
+    _held: Vec<crossbeam::channel::Receiver<()>>,
+}
+
+/// The switch's engine. Share it with `Arc`.
+pub struct Engine {
+    ledger: Arc<Ledger>,
+    vault: Vault,
+    directory: Arc<Directory>,
+    caps: Arc<CapPool>,
+    shards: RwLock<Vec<Sender<ShardMessage>>>,
+    stats: Arc<EngineStats>,
+    participants: RwLock<BTreeMap<ParticipantId, ParticipantSpec>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Serialises admin operations with one another (never taken by traffic).
+    admin: Mutex<()>,
+    /// Where declines that never reach a shard (overload) are counted.
+    front_slot: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("shards", &self.shards.read().len()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts the pipeline on `ledger` and reloads what was provisioned before.
+    pub fn start(ledger: Arc<Ledger>, config: EngineConfig) -> Result<Engine, EngineError> {
+        if config.shards == 0 || config.shards > 256 {
+            return Err(EngineError::Config(format!("shards must be 1..=256, not {}", config.shards)));
+        }
+        if config.shard_queue_depth_max == 0 {
+            return Err(EngineError::Config("shard_queue_depth_max must be at least 1".into()));
+        }
+        let vault = Vault::new(&config.vault_key)?;
+        let caps = Arc::new(CapPool::new());
+        // Slots: one per shard, one for the completion stage, one for the front door.
+        let stats = Arc::new(EngineStats::new(config.shards + 2));
+        let (commit_tx, commit_rx) = bounded(COMMIT_QUEUE_DEPTH_MAX);
+        let (completion_tx, completion_rx) = bounded(COMMITS_IN_FLIGHT_MAX);
+        let mut shard_senders = Vec::new();
+        let mut feedback_senders = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..config.shards {
+            let (shard_tx, shard_rx) = bounded(config.shard_queue_depth_max);
+            let (feedback_tx, feedback_rx) = bounded(FEEDBACK_QUEUE_DEPTH_MAX);
+            let shard = Shard::new(
+                index,
+                shard_rx,
+                feedback_rx,
+                commit_tx.clone(),
+                Arc::clone(&ledger),
+                Arc::clone(&caps),
+                Arc::clone(&stats),
+            );
+            threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
+            shard_senders.push(shard_tx);
+            feedback_senders.push(feedback_tx);
+        }
+        drop(commit_tx);
+        let commit_ledger = Arc::clone(&ledger);
+        let delay = Duration::from_micros(config.commit_delay_us);
+        threads.push(spawn("commit".into(), move || commit::commit_loop(commit_rx, commit_ledger, completion_tx, delay))?);
+        let (completion_ledger, completion_caps, completion_stats) =
+            (Arc::clone(&ledger), Arc::clone(&caps), Arc::clone(&stats));
+        let completion_slot = config.shards;
+        threads.push(spawn("completion".into(), move || {
+            commit::completion_loop(
+                completion_rx,
+                completion_ledger,
+                completion_caps,
+                feedback_senders,
+                completion_stats,
+                completion_slot,
+            )
+        })?);
+        let engine = Engine {
+            ledger,
+            vault,
+            directory: Arc::new(Directory::new()),
+            caps,
+            shards: RwLock::new(shard_senders),
+            stats,
+            participants: RwLock::new(BTreeMap::new()),
+            threads: Mutex::new(threads),
+            admin: Mutex::new(()),
+            front_slot: config.shards + 1,
+        };
+        engine.reload()?;
+        Ok(engine)
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.read().len()
+    }
+
+    /// Requests waiting in each shard's queue.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.shards.read().iter().map(|s| s.len()).collect()
+    }
+
+    fn shard_of(&self, id: u128, shards: usize) -> usize {
+        let mixed = ((id as u64) ^ ((id >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((mixed >> 32) % shards as u64) as usize
+    }
+
+    /// Routes a request to its shard. Never blocks: a full shard queue answers 91 at once.
+    /// The answer arrives through the request's reply sink.
+    pub fn submit(&self, request: Request) {
+        let card = match request.instrument {
+            Instrument::Card(key) => self.directory.get(key),
+            Instrument::Account(_) => None,
+        };
+        let routing_id = match (request.instrument, card) {
+            (Instrument::Account(id), _) => id.0,
+            (_, Some(card)) => card.account.0,
+            (Instrument::Card(key), None) => key.0,
+        };
+        let shards = self.shards.read();
+        if shards.is_empty() {
+            drop(shards);
+            self.refuse(request, DeclineReason::SystemError);
+            return;
+        }
+        let shard = &shards[self.shard_of(routing_id, shards.len())];
+        match shard.try_send(ShardMessage::Request { request, card }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(ShardMessage::Request { request, .. })) => {
+                drop(shards);
+                self.refuse(request, DeclineReason::Overloaded);
+            }
+            Err(TrySendError::Disconnected(ShardMessage::Request { request, .. })) => {
+                drop(shards);
+                self.refuse(request, DeclineReason::SystemError);
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn refuse(&self, request: Request, reason: DeclineReason) {
+        self.stats.record(self.front_slot, reason.code(), Some(reason));
+        request.reply.send(Response::declined(request.tag, request.key, reason));
+    }
+
+    /// Waits until every shard has handled everything sent to it before this call.
+    pub fn sync(&self) -> Result<(), EngineError> {
+        let shards = self.shards.read().clone();
+        let mut done = Vec::new();
+        for shard in &shards {
+            let (tx, rx) = bounded(1);
+            shard.send(ShardMessage::Barrier(tx)).map_err(|_| EngineError::Stopped)?;
+            done.push(rx);
+        }
+        for rx in done {
+            rx.recv().map_err(|_| EngineError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Stops every shard until the returned guard is dropped (requests keep queueing, and
+    /// are declined with 91 once a queue is full). For tests of backpressure and for
+    /// operators draining traffic.
+    pub fn pause(&self) -> Result<PauseGuard, EngineError> {
+        let shards = self.shards.read().clone();
+        let mut held = Vec::new();
+        for shard in &shards {
+            // A zero-capacity channel: the shard blocks in its send until we drop this end.
+            let (tx, rx) = bounded(0);
+            shard.send(ShardMessage::Barrier(tx)).map_err(|_| EngineError::Stopped)?;
+            held.push(rx);
+        }
+        Ok(PauseGuard { _held: held })
+    }
+
+    /// The PAN key the directory uses for a card number (the number itself is not kept).
+    pub fn pan_key(&self, pan: &str) -> PanKey {
+        self.vault.pan_key(pan)
+    }
+
+    // ---- admin side -----------------------------------------------------------------
+
+    /// Provisions a participant: its position account in each currency and its caps.
+    pub fn add_participant(&self, spec: ParticipantSpec) -> Result<(), EngineError> {
+        let _admin = self.admin.lock();
+        self.add_participant_inner(&spec)?;
+        self.ledger.put_metadata(&[(meta_key(META_PARTICIPANT, spec.id.0.into()), encode_participant(&spec))])?;
+        Ok(())
+    }
+
+    fn add_participant_inner(&self, spec: &ParticipantSpec) -> Result<(), EngineError> {
+        let accounts: Vec<Account> = spec
+            .net_debit_caps
+            .iter()
+            .map(|(currency, _)| Account {
+                id: participant_account(spec.id, *currency),
+                participant: spec.id,
+                currency: *currency,
+                kind: AccountKind::Position,
+                flags: AccountFlags::NONE,
+                credit_limit: 0,
+                user_data: 0,
+            })
+            .collect();
+        for (account, result) in accounts.iter().zip(self.ledger.create_accounts(&accounts)?) {
+            result.map_err(|e| EngineError::Account(account.id, e.to_string()))?;
+        }
+        for (currency, cap) in &spec.net_debit_caps {
+            self.caps.set_cap((spec.id, *currency), *cap);
+        }
+        self.participants.write().insert(spec.id, spec.clone());
+        Ok(())
+    }
+
+    pub fn participants(&self) -> Vec<ParticipantSpec> {
+        self.participants.read().values().cloned().collect()
+    }
+
+    pub fn participant(&self, id: ParticipantId) -> Option<ParticipantSpec> {
+        self.participants.read().get(&id).cloned()
+    }
+
+    /// Changes a participant's net debit cap in a currency, without stopping traffic.
+    pub fn set_net_debit_cap(&self, participant: ParticipantId, currency: Currency, cap: u64) -> Result<(), EngineError> {
+        let _admin = self.admin.lock();
+        let mut spec = self.participant(participant).ok_or(EngineError::UnknownParticipant(participant))?;
+        match spec.net_debit_caps.iter_mut().find(|(c, _)| *c == currency) {
+            Some(entry) => entry.1 = cap,
+            None => return Err(EngineError::Config(format!("participant {participant:?} does not settle in {currency}"))),
+        }
+        self.caps.set_cap((participant, currency), cap);
+        self.participants.write().insert(participant, spec.clone());
+        self.ledger.put_metadata(&[(meta_key(META_PARTICIPANT, participant.0.into()), encode_participant(&spec))])?;
+        Ok(())
+    }
+
+    /// Headroom of a participant's cap not granted to any shard.
+    pub fn cap_headroom(&self, participant: ParticipantId, currency: Currency) -> Option<i128> {
+        self.caps.available((participant, currency))
+    }
+
+    /// Provisions cardholder accounts in bulk: ledger accounts that may not be overdrawn,
+    /// funded with their opening balance from the issuer's position account (on-us, so no
+    /// position moves), and their authorization state in their shards.
+    pub fn add_accounts(&self, specs: &[AccountSpec]) -> Result<(), EngineError> {
+        if specs.len() > PROVISION_BATCH_MAX {
+            return Err(EngineError::Config(format!("at most {PROVISION_BATCH_MAX} accounts per call")));
+        }
+        let _admin = self.admin.lock();
+        for spec in specs {
+            if participant_of_account(spec.id).is_some() || spec.id.0 == 0 {
+                return Err(EngineError::Account(spec.id, "id is reserved for position accounts".into()));
+            }
+            let participant = self.participant(spec.participant).ok_or(EngineError::UnknownParticipant(spec.participant))?;
+            if !participant.net_debit_caps.iter().any(|(c, _)| *c == spec.currency) {
+                return Err(EngineError::Account(spec.id, format!("participant does not settle in {}", spec.currency)));
+            }
+        }
+        let accounts: Vec<Account> = specs
+            .iter()
+            .map(|spec| Account {
+                id: spec.id,
+                participant: spec.participant,
+                currency: spec.currency,
+                kind: AccountKind::Cardholder,
+                flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+                credit_limit: 0,
+                user_data: 0,
+            })
+            .collect();
+        let mut fresh = Vec::new();
+        for ((spec, account), result) in specs.iter().zip(&accounts).zip(self.ledger.create_accounts(&accounts)?) {
+            match result {
+                Ok(true) => fresh.push(*spec),
+                Ok(false) => {}
+                Err(e) => return Err(EngineError::Account(account.id, e.to_string())),
+            }
+        }
+        // Opening balances, in ledger batches; the transfer id is derived from the account
+        // so that provisioning twice funds once.
+        let funding: Vec<Transfer> = fresh
+            .iter()
+            .filter(|spec| spec.opening_balance > 0)
+            .map(|spec| {
+                let id = RequestKey::derive("opening-balance", &[&spec.id.0.to_be_bytes()]).0;
+                let issuer = participant_account(spec.participant, spec.currency);
+                let mut transfer = Transfer::new(id, issuer.0, spec.id.0, spec.opening_balance, spec.currency);
+                transfer.code = TRANSFER_CODE_OPENING_BALANCE;
+                transfer
+            })
+            .collect();
+        for chunk in funding.chunks(BATCH_TRANSFERS_MAX) {
+            for (transfer, result) in chunk.iter().zip(self.ledger.commit(chunk)?) {
+                result.map_err(|e| EngineError::Account(transfer.credit_account, format!("opening balance: {e}")))?;
+            }
+        }
+        self.install_accounts(specs)?;
+        let records: Vec<(Vec<u8>, Vec<u8>)> =
+            specs.iter().map(|spec| (meta_key(META_ACCOUNT, spec.id.0), encode_account(spec))).collect();
+        self.ledger.put_metadata(&records)?;
+        Ok(())
+    }
+
+    fn install_accounts(&self, specs: &[AccountSpec]) -> Result<(), EngineError> {
+        let shards = self.shards.read().clone();
+        let mut per_shard: Vec<Vec<AccountSpec>> = vec![Vec::new(); shards.len()];
+        for spec in specs {
+            per_shard[self.shard_of(spec.id.0, shards.len())].push(*spec);
+        }
+        for (shard, specs) in shards.iter().zip(per_shard) {
+            if !specs.is_empty() {
+                shard.send(ShardMessage::AddAccounts(specs)).map_err(|_| EngineError::Stopped)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Provisions cards; only the vault's hash of each PAN is kept.
+    pub fn add_cards(&self, cards: &[CardSpec]) -> Result<Vec<PanKey>, EngineError> {
+        let mut records = Vec::with_capacity(cards.len());
+        let mut keys = Vec::with_capacity(cards.len());
+        for card in cards {
+            let key = self.directory.add_card(&self.vault, card)?;
+            let entry = CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None };
+            records.push((meta_key(META_CARD, key.0), encode_card(&entry)));
+            keys.push(key);
+        }
+        self.ledger.put_metadata(&records)?;
+        Ok(keys)
+    }
+
+    /// Provisions device tokens with their domain restrictions.
+    pub fn add_tokens(&self, tokens: &[TokenSpec]) -> Result<Vec<PanKey>, EngineError> {
+        let mut records = Vec::with_capacity(tokens.len());
+        let mut keys = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            let key = self.directory.add_token(&self.vault, token)?;
+            let entry = CardEntry {
+                account: token.account,
+                expiry_yymm: token.expiry_yymm,
+                token_entry_modes: Some(token.allowed_entry_modes),
+            };
+            records.push((meta_key(META_CARD, key.0), encode_card(&entry)));
+            keys.push(key);
+        }
+        self.ledger.put_metadata(&records)?;
+        Ok(keys)
+    }
+
+    pub fn set_account_status(&self, id: AccountId, status: AccountStatus) -> Result<(), EngineError> {
+        self.update_account(id, |spec| spec.status = status, ShardMessage::SetStatus(id, status))
+    }
+
+    pub fn set_velocity_limits(&self, id: AccountId, limits: VelocityLimits) -> Result<(), EngineError> {
+        self.update_account(id, |spec| spec.velocity = limits, ShardMessage::SetVelocity(id, limits))
+    }
+
+    fn update_account(
+        &self,
+        id: AccountId,
+        change: impl FnOnce(&mut AccountSpec),
+        message: ShardMessage,
+    ) -> Result<(), EngineError> {
+        let _admin = self.admin.lock();
+        let mut spec = None;
+        self.ledger.scan_metadata(&meta_key(META_ACCOUNT, id.0), |_, value| spec = decode_account(value))?;
+        let mut spec = spec.ok_or_else(|| EngineError::Account(id, "not provisioned".into()))?;
+        change(&mut spec);
+        self.ledger.put_metadata(&[(meta_key(META_ACCOUNT, id.0), encode_account(&spec))])?;
+        let shards = self.shards.read().clone();
+        shards[self.shard_of(id.0, shards.len())].send(message).map_err(|_| EngineError::Stopped)?;
+        Ok(())
+    }
+
+    /// Closes the settlement window and gives each participant its window's net back as
+    /// headroom: the next window starts from zero.
+    pub fn close_window(&self) -> Result<WindowPositions, EngineError> {
+        let _admin = self.admin.lock();
+        let closed = self.ledger.close_window()?;
+        for ((participant, currency), position) in &closed.positions {
+            self.caps.give_back((*participant, *currency), -position.net());
+        }
+        Ok(closed)
+    }
+
+    /// Reloads provisioning persisted by earlier runs.
+    fn reload(&self) -> Result<(), EngineError> {
+        let mut participants = Vec::new();
+        let mut failure = None;
+        self.ledger.scan_metadata(&[META_PARTICIPANT], |_, value| match decode_participant(value) {
+            Some(spec) => participants.push(spec),
+            None => failure = Some("participant"),
+        })?;
+        for spec in &participants {
+            self.add_participant_inner(spec)?;
+        }
+        let mut accounts = Vec::new();
+        self.ledger.scan_metadata(&[META_ACCOUNT], |_, value| match decode_account(value) {
+            Some(spec) => accounts.push(spec),
+            None => failure = Some("account"),
+        })?;
+        for chunk in accounts.chunks(PROVISION_BATCH_MAX) {
+            self.install_accounts(chunk)?;
+        }
+        let mut cards = 0usize;
+        let directory = Arc::clone(&self.directory);
+        let mut directory_error = None;
+        self.ledger.scan_metadata(&[META_CARD], |key, value| {
+            match (key.get(1..17).and_then(|k| k.try_into().ok()), decode_card(value)) {
+                (Some(k), Some(entry)) => {
+                    if let Err(e) = directory.insert_entry(PanKey(u128::from_be_bytes(k)), entry) {
+                        directory_error = Some(e);
+                    }
+                    cards += 1;
+                }
+                _ => failure = Some("card"),
+            }
+        })?;
+        if let Some(what) = failure {
+            return Err(EngineError::Metadata(format!("a {what} record")));
+        }
+        if let Some(error) = directory_error {
+            return Err(error.into());
+        }
+        // Positions of the open window already used headroom.
+        if let Some(window) = self.ledger.window_positions(self.ledger.current_window()) {
+            for ((participant, currency), position) in &window.positions {
+                self.caps.give_back((*participant, *currency), position.net());
+            }
+        }
+        if !participants.is_empty() {
+            tracing::info!(participants = participants.len(), accounts = accounts.len(), cards, "provisioning reloaded");
+        }
+        Ok(())
+    }
+
+    /// Stops the pipeline after answering everything already accepted.
+    pub fn shutdown(&self) {
+        self.shards.write().clear();
+        for thread in self.threads.lock().drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
+    std::thread::Builder::new().name(name).spawn(body).map_err(|e| EngineError::Config(format!("spawning a thread: {e}")))
+}
+
+// ---- provisioning records ---------------------------------------------------------------
+// Small fixed binary layouts behind a one-byte tag; the ledger stores them opaquely.
+
+const META_PARTICIPANT: u8 = b'p';
+const META_ACCOUNT: u8 = b'a';
+const META_CARD: u8 = b'c';
+
+fn meta_key(tag: u8, id: u128) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(tag);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredParticipant {
+    id: u64,
+    name: String,
+    role: Role,
+    caps: Vec<(String, u64)>,
+}
+
+fn encode_participant(spec: &ParticipantSpec) -> Vec<u8> {
+    let stored = StoredParticipant {
+        id: spec.id.0,
+        name: spec.name.clone(),
+        role: spec.role,
+        caps: spec.net_debit_caps.iter().map(|(c, cap)| (c.code().to_string(), *cap)).collect(),
+    };
+    serde_json::to_vec(&stored).unwrap_or_default()
+}
+
+fn decode_participant(bytes: &[u8]) -> Option<ParticipantSpec> {
+    let stored: StoredParticipant = serde_json::from_slice(bytes).ok()?;
+    let caps: Option<Vec<(Currency, u64)>> =
+        stored.caps.iter().map(|(code, cap)| Currency::from_code(code).ok().map(|c| (c, *cap))).collect();
+    Some(ParticipantSpec { id: ParticipantId(stored.id), name: stored.name, role: stored.role, net_debit_caps: caps? })
+}
+
+fn encode_account(spec: &AccountSpec) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(48);
+    bytes.extend_from_slice(&spec.id.0.to_be_bytes());
+    bytes.extend_from_slice(&spec.participant.0.to_be_bytes());
+    bytes.extend_from_slice(&spec.currency.numeric().to_be_bytes());
+    bytes.extend_from_slice(&spec.opening_balance.to_be_bytes());
+    bytes.push(match spec.status {
+        AccountStatus::Active => 0,
+        AccountStatus::Blocked => 1,
+        AccountStatus::Closed => 2,
+    });
+    bytes.extend_from_slice(&spec.velocity.count_per_day_max.to_be_bytes());
+    bytes.extend_from_slice(&spec.velocity.amount_per_day_max.to_be_bytes());
+    bytes
+}
+
+fn decode_account(bytes: &[u8]) -> Option<AccountSpec> {
+    if bytes.len() != 16 + 8 + 2 + 8 + 1 + 4 + 8 {
+        return None;
+    }
+    let id = u128::from_be_bytes(bytes[0..16].try_into().ok()?);
+    let participant = u64::from_be_bytes(bytes[16..24].try_into().ok()?);
+    let currency = Currency::from_numeric(u16::from_be_bytes(bytes[24..26].try_into().ok()?)).ok()?;
+    let opening_balance = u64::from_be_bytes(bytes[26..34].try_into().ok()?);
+    let status = match bytes[34] {
+        0 => AccountStatus::Active,
+        1 => AccountStatus::Blocked,
+        2 => AccountStatus::Closed,
+        _ => return None,
+    };
+    let count_per_day_max = u32::from_be_bytes(bytes[35..39].try_into().ok()?);
+    let amount_per_day_max = u64::from_be_bytes(bytes[39..47].try_into().ok()?);
+    Some(AccountSpec {
+        id: AccountId(id),
+        participant: ParticipantId(participant),
+        currency,
+        opening_balance,
+        status,
+        velocity: VelocityLimits { count_per_day_max, amount_per_day_max },
+    })
+}
+
+fn encode_card(entry: &CardEntry) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(20);
+    bytes.extend_from_slice(&entry.account.0.to_be_bytes());
+    bytes.extend_from_slice(&entry.expiry_yymm.to_be_bytes());
+    match entry.token_entry_modes {
+        None => bytes.extend_from_slice(&[0, 0]),
+        Some(modes) => bytes.extend_from_slice(&[1, modes.0]),
+    }
+    bytes
+}
+
+fn decode_card(bytes: &[u8]) -> Option<CardEntry> {
+    if bytes.len() != 20 {
+        return None;
+    }
+    Some(CardEntry {
+        account: AccountId(u128::from_be_bytes(bytes[0..16].try_into().ok()?)),
+        expiry_yymm: u16::from_be_bytes(bytes[16..18].try_into().ok()?),
+        token_entry_modes: match bytes[18] {
+            0 => None,
+            1 => Some(EntryModes(bytes[19])),
+            _ => return None,
+        },
+    })
+}

@@ -1,0 +1,384 @@
+//! The pipeline end to end in process, on a real ledger: every rule and decline code, the
+//! operations, idempotency, concurrency and backpressure.
+
+use crossbeam::channel::{unbounded, Receiver, Sender};
+use junction_engine::model::*;
+use junction_engine::*;
+use junction_ledger::*;
+use std::sync::Arc;
+
+const ISSUER: ParticipantId = ParticipantId(1);
+const ACQUIRER: ParticipantId = ParticipantId(2);
+const PAN: &str = "4000001234567899";
+const EXPIRED_PAN: &str = "4000001234560001";
+const DPAN: &str = "4895370000000013";
+const OLD_DPAN: &str = "4895370000000021";
+const ACCOUNT: AccountId = AccountId(1001);
+
+fn usd() -> Currency {
+    Currency::from_code("USD").unwrap()
+}
+
+struct Switch {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    replies: (Sender<Response>, Receiver<Response>),
+    next: u64,
+}
+
+fn switch_with(shards: usize, queue: usize, cap: u64) -> Switch {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Ledger::open(dir.path(), LedgerOptions::default()).unwrap());
+    let config = EngineConfig { shards, shard_queue_depth_max: queue, ..EngineConfig::default() };
+    let engine = Engine::start(ledger, config).unwrap();
+    engine
+        .add_participant(ParticipantSpec {
+            id: ISSUER,
+            name: "Issuer".into(),
+            role: Role::Issuer,
+            net_debit_caps: vec![(usd(), cap)],
+        })
+        .unwrap();
+    engine
+        .add_participant(ParticipantSpec {
+            id: ACQUIRER,
+            name: "Acquirer".into(),
+            role: Role::Acquirer,
+            net_debit_caps: vec![(usd(), 1_000_000_000)],
+        })
+        .unwrap();
+    engine
+        .add_accounts(&[AccountSpec {
+            id: ACCOUNT,
+            participant: ISSUER,
+            currency: usd(),
+            opening_balance: 100_000,
+            status: AccountStatus::Active,
+            velocity: VelocityLimits::default(),
+        }])
+        .unwrap();
+    engine
+        .add_cards(&[
+            CardSpec { pan: PAN.into(), account: ACCOUNT, expiry_yymm: 9912 },
+            CardSpec { pan: EXPIRED_PAN.into(), account: ACCOUNT, expiry_yymm: 2001 },
+        ])
+        .unwrap();
+    engine
+        .add_tokens(&[
+            TokenSpec {
+                dpan: DPAN.into(),
+                account: ACCOUNT,
+                expiry_yymm: 9912,
+                allowed_entry_modes: EntryModes::of(&[EntryMode::Contactless]),
+            },
+            TokenSpec {
+                dpan: OLD_DPAN.into(),
+                account: ACCOUNT,
+                expiry_yymm: 2001,
+                allowed_entry_modes: EntryModes::of(&[EntryMode::Contactless]),
+            },
+        ])
+        .unwrap();
+    engine.sync().unwrap();
+    Switch { _dir: dir, engine, replies: unbounded(), next: 1 }
+}
+
+fn switch() -> Switch {
+    switch_with(2, 1024, 10_000_000)
+}
+
+impl Switch {
+    fn request(&mut self, operation: Operation, pan: &str, amount: u64) -> Request {
+        self.next += 1;
+        Request {
+            key: RequestKey::derive("test", &[&self.next.to_be_bytes()]),
+            operation,
+            instrument: Instrument::Card(self.engine.pan_key(pan)),
+            amount,
+            currency: usd(),
+            acquirer: ACQUIRER,
+            entry_mode: EntryMode::Chip,
+            card_expiry_yymm: None,
+            reference: 0,
+            tag: self.next,
+            reply: Arc::new(self.replies.0.clone()),
+        }
+    }
+
+    fn ask(&self, request: Request) -> Response {
+        self.engine.submit(request);
+        self.replies.1.recv().unwrap()
+    }
+
+    fn available(&self) -> i128 {
+        self.engine.ledger().account(ACCOUNT).unwrap().balances.available()
+    }
+}
+
+fn declined(response: Response, reason: DeclineReason, code: &str) {
+    assert_eq!(response.decline, Some(reason), "{response:?}");
+    assert_eq!(response.code.as_str(), code);
+}
+
+#[test]
+fn purchase_duplicate_and_conflict() {
+    let mut s = switch();
+    let request = s.request(Operation::Purchase, PAN, 2_500);
+    let first = s.ask(request.clone());
+    assert_eq!(first.code, ResponseCode::Approved);
+    assert!(first.auth_code.is_some());
+    assert_eq!(s.available(), 97_500);
+    // The same request again: the same answer, money moved once.
+    let again = s.ask(request.clone());
+    assert_eq!((again.code, again.auth_code, again.timestamp), (first.code, first.auth_code, first.timestamp));
+    assert_eq!(s.available(), 97_500);
+    // Same key, other content: 94.
+    let mut conflicting = request;
+    conflicting.amount = 2_600;
+    declined(s.ask(conflicting), DeclineReason::DuplicateConflict, "94");
+    assert_eq!(s.available(), 97_500);
+}
+
+#[test]
+fn every_rule_has_its_code() {
+    let mut s = switch();
+    let r = s.request(Operation::Purchase, "4000009999999999", 100);
+    declined(s.ask(r), DeclineReason::UnknownCard, "14");
+    let mut r = s.request(Operation::Purchase, DPAN, 100);
+    declined(s.ask(r.clone()), DeclineReason::TokenDomainViolation, "57");
+    r.entry_mode = EntryMode::Contactless;
+    r.key = RequestKey(r.key.0 + 1);
+    assert_eq!(s.ask(r).code, ResponseCode::Approved);
+    let mut r = s.request(Operation::Purchase, OLD_DPAN, 100);
+    r.entry_mode = EntryMode::Contactless;
+    declined(s.ask(r), DeclineReason::TokenExpired, "57");
+    let r = s.request(Operation::Purchase, EXPIRED_PAN, 100);
+    declined(s.ask(r), DeclineReason::CardExpired, "54");
+    let mut r = s.request(Operation::Purchase, PAN, 100);
+    r.card_expiry_yymm = Some(9911);
+    declined(s.ask(r), DeclineReason::CardExpired, "54");
+    let r = s.request(Operation::Purchase, PAN, 0);
+    declined(s.ask(r), DeclineReason::InvalidAmount, "13");
+    let r = s.request(Operation::Purchase, PAN, AMOUNT_PER_REQUEST_MAX + 1);
+    declined(s.ask(r), DeclineReason::InvalidAmount, "13");
+    let mut r = s.request(Operation::Purchase, PAN, 100);
+    r.currency = Currency::from_code("EUR").unwrap();
+    declined(s.ask(r), DeclineReason::CurrencyMismatch, "12");
+    let r = s.request(Operation::Purchase, PAN, 1_000_000);
+    declined(s.ask(r), DeclineReason::InsufficientFunds, "51");
+    // A declined request resent gets the same decline.
+    let r = s.request(Operation::Purchase, PAN, 0);
+    let first = s.ask(r.clone());
+    assert_eq!(s.ask(r).decline, first.decline);
+
+    s.engine.set_velocity_limits(ACCOUNT, VelocityLimits { count_per_day_max: 3, amount_per_day_max: 0 }).unwrap();
+    s.engine.sync().unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let r = s.request(Operation::Purchase, PAN, 10);
+        codes.push(s.ask(r).code.as_str());
+    }
+    // One approval (the token purchase) already counts today.
+    assert_eq!(codes, vec!["00", "00", "65", "65"]);
+    s.engine.set_velocity_limits(ACCOUNT, VelocityLimits { count_per_day_max: 0, amount_per_day_max: 150 }).unwrap();
+    s.engine.sync().unwrap();
+    let r = s.request(Operation::Purchase, PAN, 31);
+    declined(s.ask(r), DeclineReason::VelocityAmountExceeded, "61");
+    let r = s.request(Operation::Purchase, PAN, 30);
+    assert_eq!(s.ask(r).code, ResponseCode::Approved);
+    s.engine.set_velocity_limits(ACCOUNT, VelocityLimits::default()).unwrap();
+
+    s.engine.set_account_status(ACCOUNT, AccountStatus::Blocked).unwrap();
+    s.engine.sync().unwrap();
+    let r = s.request(Operation::Purchase, PAN, 10);
+    declined(s.ask(r), DeclineReason::AccountBlocked, "05");
+    s.engine.set_account_status(ACCOUNT, AccountStatus::Closed).unwrap();
+    s.engine.sync().unwrap();
+    let r = s.request(Operation::Purchase, PAN, 10);
+    declined(s.ask(r), DeclineReason::AccountClosed, "05");
+}
+
+#[test]
+fn net_debit_cap_is_reported_distinctly() {
+    let mut s = switch_with(2, 1024, 5_000);
+    let r = s.request(Operation::Purchase, PAN, 4_000);
+    assert_eq!(s.ask(r).code, ResponseCode::Approved);
+    let r = s.request(Operation::Purchase, PAN, 2_000);
+    declined(s.ask(r), DeclineReason::NetDebitCapExceeded, "05");
+    // A refund credits the issuer and gives headroom back.
+    let r = s.request(Operation::Refund, PAN, 3_000);
+    assert_eq!(s.ask(r).code, ResponseCode::Approved);
+    let r = s.request(Operation::Purchase, PAN, 2_000);
+    assert_eq!(s.ask(r).code, ResponseCode::Approved);
+    // Closing the window starts the cap afresh.
+    s.engine.close_window().unwrap();
+    let r = s.request(Operation::Purchase, PAN, 4_900);
+    assert_eq!(s.ask(r).code, ResponseCode::Approved);
+}
+
+#[test]
+fn hold_completion_reversal_refund_inquiry() {
+    let mut s = switch();
+    let auth = s.request(Operation::Authorize, PAN, 10_000);
+    let auth_key = auth.key;
+    assert_eq!(s.ask(auth).code, ResponseCode::Approved);
+    assert_eq!(s.available(), 90_000);
+    let complete = s.request(Operation::Complete { original: auth_key }, PAN, 7_000);
+    assert_eq!(s.ask(complete.clone()).code, ResponseCode::Approved);
+    assert_eq!(s.available(), 93_000, "the unposted 3000 of the hold is released");
+    let mut twice = complete;
+    twice.key = RequestKey(twice.key.0 ^ 1);
+    declined(s.ask(twice), DeclineReason::OriginalAlreadyFinal, "12");
+
+    let auth = s.request(Operation::Authorize, PAN, 5_000);
+    let auth_key = auth.key;
+    assert_eq!(s.ask(auth).code, ResponseCode::Approved);
+    let reversal = s.request(Operation::Reverse { original: auth_key }, PAN, 0);
+    assert_eq!(s.ask(reversal).code, ResponseCode::Approved);
+    assert_eq!(s.available(), 93_000);
+    // A second reversal message for the same original moves nothing.
+    let reversal = s.request(Operation::Reverse { original: auth_key }, PAN, 0);
+    let _ = s.ask(reversal);
+    assert_eq!(s.available(), 93_000);
+
+    let purchase = s.request(Operation::Purchase, PAN, 1_234);
+    let purchase_key = purchase.key;
+    assert_eq!(s.ask(purchase).code, ResponseCode::Approved);
+    assert_eq!(s.available(), 93_000 - 1_234);
+    for _ in 0..2 {
+        let reversal = s.request(Operation::Reverse { original: purchase_key }, PAN, 0);
+        assert_eq!(s.ask(reversal).code, ResponseCode::Approved);
+        assert_eq!(s.available(), 93_000, "reversed once");
+    }
+    let unknown = s.request(Operation::Reverse { original: RequestKey(42) }, PAN, 0);
+    declined(s.ask(unknown), DeclineReason::OriginalNotFound, "25");
+
+    let refund = s.request(Operation::Refund, PAN, 500);
+    assert_eq!(s.ask(refund).code, ResponseCode::Approved);
+    let inquiry = s.request(Operation::BalanceInquiry, PAN, 0);
+    let answer = s.ask(inquiry);
+    assert_eq!(answer.balance, Some((93_500, usd())));
+    // Positions: the issuer owes the acquirer what was posted minus what came back.
+    let window = s.engine.ledger().window_positions(s.engine.ledger().current_window()).unwrap();
+    assert_eq!(window.positions[&(ISSUER, usd())].net(), -(7_000 - 500));
+    assert_eq!(window.positions[&(ACQUIRER, usd())].net(), 7_000 - 500);
+}
+
+#[test]
+fn concurrent_purchases_never_overspend() {
+    let s = switch_with(4, 65_536, u64::MAX / 4);
+    let engine = &s.engine;
+    let approved: i128 = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                scope.spawn(move || {
+                    let (tx, rx) = unbounded();
+                    let sink: Arc<dyn ReplySink> = Arc::new(tx);
+                    for i in 0..500u64 {
+                        engine.submit(Request {
+                            key: RequestKey::derive("race", &[&t.to_be_bytes(), &i.to_be_bytes()]),
+                            operation: Operation::Purchase,
+                            instrument: Instrument::Card(engine.pan_key(PAN)),
+                            amount: 73,
+                            currency: usd(),
+                            acquirer: ACQUIRER,
+                            entry_mode: EntryMode::Chip,
+                            card_expiry_yymm: None,
+                            reference: 0,
+                            tag: i,
+                            reply: Arc::clone(&sink),
+                        });
+                    }
+                    (0..500).map(|_| rx.recv().unwrap()).filter(|r| r.code == ResponseCode::Approved).count() as i128
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    // 4000 * 73 = 292000 asked of 100000: exactly floor(100000 / 73) fit.
+    assert_eq!(approved, 100_000 / 73);
+    let balance = engine.ledger().account(ACCOUNT).unwrap().balances.available();
+    assert_eq!(balance, 100_000 - approved * 73);
+    assert!(balance >= 0);
+}
+
+#[test]
+fn full_queue_declines_at_once_with_91() {
+    let mut s = switch_with(1, 4, 10_000_000);
+    let pause = s.engine.pause().unwrap();
+    for _ in 0..10 {
+        let r = s.request(Operation::Purchase, PAN, 1);
+        s.engine.submit(r);
+    }
+    // With the shard stopped, 4 wait in its queue and 6 are refused at once.
+    let refused: Vec<Response> = (0..6).map(|_| s.replies.1.recv().unwrap()).collect();
+    assert!(refused.iter().all(|r| r.code.as_str() == "91" && r.decline == Some(DeclineReason::Overloaded)));
+    assert!(s.replies.1.try_recv().is_err());
+    drop(pause);
+    let served: Vec<Response> = (0..4).map(|_| s.replies.1.recv().unwrap()).collect();
+    assert!(served.iter().all(|r| r.code == ResponseCode::Approved));
+    assert_eq!(s.engine.stats().by_reason().get("overloaded"), Some(&6));
+}
+
+#[test]
+fn provisioning_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = Arc::new(Ledger::open(dir.path(), LedgerOptions::default()).unwrap());
+        let engine = Engine::start(ledger, EngineConfig::default()).unwrap();
+        engine
+            .add_participant(ParticipantSpec {
+                id: ISSUER,
+                name: "Issuer".into(),
+                role: Role::Issuer,
+                net_debit_caps: vec![(usd(), 10_000)],
+            })
+            .unwrap();
+        engine
+            .add_participant(ParticipantSpec {
+                id: ACQUIRER,
+                name: "Acq".into(),
+                role: Role::Acquirer,
+                net_debit_caps: vec![(usd(), 10_000)],
+            })
+            .unwrap();
+        engine
+            .add_accounts(&[AccountSpec {
+                id: ACCOUNT,
+                participant: ISSUER,
+                currency: usd(),
+                opening_balance: 50_000,
+                status: AccountStatus::Active,
+                velocity: VelocityLimits::default(),
+            }])
+            .unwrap();
+        engine.add_cards(&[CardSpec { pan: PAN.into(), account: ACCOUNT, expiry_yymm: 9912 }]).unwrap();
+        let (tx, rx) = unbounded();
+        engine.submit(purchase(&engine, 1, 6_000, Arc::new(tx.clone())));
+        assert_eq!(rx.recv().unwrap().code, ResponseCode::Approved);
+    }
+    let ledger = Arc::new(Ledger::open(dir.path(), LedgerOptions::default()).unwrap());
+    let engine = Engine::start(ledger, EngineConfig::default()).unwrap();
+    let (tx, rx) = unbounded();
+    // The card, the account and the cap (6000 of 10000 used this window) are known again.
+    engine.submit(purchase(&engine, 2, 3_000, Arc::new(tx.clone())));
+    assert_eq!(rx.recv().unwrap().code, ResponseCode::Approved);
+    engine.submit(purchase(&engine, 3, 3_000, Arc::new(tx)));
+    assert_eq!(rx.recv().unwrap().decline, Some(DeclineReason::NetDebitCapExceeded));
+}
+
+fn purchase(engine: &Engine, n: u64, amount: u64, reply: Arc<dyn ReplySink>) -> Request {
+    Request {
+        key: RequestKey::derive("restart", &[&n.to_be_bytes()]),
+        operation: Operation::Purchase,
+        instrument: Instrument::Card(engine.pan_key(PAN)),
+        amount,
+        currency: usd(),
+        acquirer: ACQUIRER,
+        entry_mode: EntryMode::Chip,
+        card_expiry_yymm: None,
+        reference: 0,
+        tag: n,
+        reply,
+    }
+}

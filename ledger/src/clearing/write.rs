@@ -1,0 +1,559 @@
+//! Writing a closed window's clearing folder, atomically and reproducibly.
+
+use super::iso20022::{self, Hub, NetSettlement, PartyRef, StatementInput};
+use super::manifest::{
+    instruction_file_name, statement_file_name, window_folder_name, window_temp_folder_name, CurrencyTotals,
+    FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE,
+    TRANSFERS_FILE,
+};
+use super::sink::{sync_dir, write_small_file, Sink, TRANSFERS_WRITE_BUFFER_BYTES};
+use super::text::{
+    amount_string, push_amount, push_csv_field, push_hex_u128, push_reference_u128, push_reference_u64, push_timestamp,
+    push_u128, push_u64, timestamp_string,
+};
+use super::{verify, ClearingConfig, ClearingError, ParticipantInfo};
+use crate::currency::Currency;
+use crate::ledger::{Ledger, WindowPositions};
+use crate::types::{AccountId, ParticipantId, Position, TransferFlags, TransferRecord, WindowId, WindowState};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+/// Header of `transfers.csv`. Ids and references are 32 (or 16) lowercase hex digits;
+/// participants are decimal; `amount` is in major units with the currency's exponent.
+pub const TRANSFERS_HEADER: &str = "transfer_id,timestamp,code,kind,linked,pending_id,debit_account,\
+debit_participant,credit_account,credit_participant,currency,amount,amount_minor,reference,user_data_64\n";
+
+/// Header of `positions.csv`: a participant's movement in one currency over the window.
+/// `net` = credits - debits: positive is owed to the participant, negative it owes.
+pub const POSITIONS_HEADER: &str = "participant_id,participant_name,currency,debit_count,credit_count,\
+debits,credits,net,debits_minor,credits_minor,net_minor\n";
+
+/// Longest `transfers.csv` row: 4 ids of 32 hex, a timestamp of 30, two participants and
+/// an amount of at most 20 digits each, the amount in decimal (at most 22), a code, a
+/// kind, a reference of 16. Sizes the reused row buffer so it never grows.
+const TRANSFER_ROW_BYTES_MAX: usize = 4 * 32 + 30 + 3 * 20 + 22 + 5 + 6 + 5 + 3 + 16 + 15;
+
+/// Slots of the account-to-participant cache used while streaming transfers. Direct
+/// mapped: costs 32 bytes per slot (2 MiB) and never grows, whatever the window's size;
+/// a miss costs one `Ledger::account` lookup (the ledger's lock, briefly).
+const ACCOUNT_CACHE_SLOTS: usize = 1 << 16;
+const _: () = assert!(ACCOUNT_CACHE_SLOTS.is_power_of_two());
+
+/// What a transfer does, from its flags; the `kind` column of `transfers.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransferKind {
+    /// Single-phase: moves the amount at once.
+    Single,
+    /// Reserves the amount; moves nothing until posted.
+    Hold,
+    /// Posts (all or part of) a hold: moves the posted amount.
+    Post,
+    /// Releases a hold: moves nothing.
+    Void,
+}
+
+impl TransferKind {
+    pub(crate) fn of(flags: TransferFlags) -> TransferKind {
+        if flags.contains(TransferFlags::PENDING) {
+            TransferKind::Hold
+        } else if flags.contains(TransferFlags::POST_PENDING) {
+            TransferKind::Post
+        } else if flags.contains(TransferFlags::VOID_PENDING) {
+            TransferKind::Void
+        } else {
+            TransferKind::Single
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TransferKind::Single => "single",
+            TransferKind::Hold => "hold",
+            TransferKind::Post => "post",
+            TransferKind::Void => "void",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<TransferKind> {
+        [TransferKind::Single, TransferKind::Hold, TransferKind::Post, TransferKind::Void]
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
+
+    /// Whether the transfer moves money now (and so, between participants, positions).
+    pub(crate) fn moves_money(self) -> bool {
+        matches!(self, TransferKind::Single | TransferKind::Post)
+    }
+}
+
+/// Adds a money-moving transfer to positions the way the ledger does: only between
+/// accounts of different participants, one debit to the payer and one credit to the payee.
+pub(crate) fn add_movement(
+    positions: &mut FxHashMap<(ParticipantId, Currency), Position>,
+    debtor: ParticipantId,
+    creditor: ParticipantId,
+    currency: Currency,
+    amount: u64,
+) {
+    if debtor == creditor {
+        return;
+    }
+    let debit = positions.entry((debtor, currency)).or_default();
+    debit.debits += u128::from(amount);
+    debit.debit_count += 1;
+    let credit = positions.entry((creditor, currency)).or_default();
+    credit.credits += u128::from(amount);
+    credit.credit_count += 1;
+}
+
+/// Writes the clearing folder of a closed window under `out_root` and returns its manifest.
+///
+/// Idempotent: when `out_root/window-<id>` already exists and verifies, its manifest is
+/// returned and nothing is written (files already handed out are never replaced, even if
+/// the configuration changed since). When it exists and does not verify, that is an error
+/// for an operator to look at. A temporary folder left by a crash is removed and redone.
+/// Callers must not write the same window from two threads at once.
+pub fn write_window_files(
+    ledger: &Ledger,
+    window: WindowId,
+    out_root: &Path,
+    config: &ClearingConfig,
+) -> Result<Manifest, ClearingError> {
+    config.validate()?;
+    let view = ledger.window_positions(window).ok_or(ClearingError::WindowNotFound(window.0))?;
+    let WindowState::Closed { closed_at } = view.state else {
+        return Err(ClearingError::WindowOpen(window.0));
+    };
+    let last_seq = view
+        .last_seq
+        .ok_or_else(|| ClearingError::Inconsistent { window: window.0, detail: "closed without a last entry".into() })?;
+    let target = out_root.join(window_folder_name(window.0));
+    if target.exists() {
+        return match verify::verify_folder(&target) {
+            Ok(report) => Ok(report.manifest),
+            Err(source) => Err(ClearingError::ExistingFolderInvalid { path: target, source }),
+        };
+    }
+    check_zero_sum(&view)?;
+    let openings = opening_balances(ledger, window);
+
+    fs::create_dir_all(out_root).map_err(ClearingError::io(out_root))?;
+    let temp = out_root.join(window_temp_folder_name(window.0));
+    if temp.exists() {
+        // Left by a crash part-way through an earlier attempt: start again from nothing.
+        fs::remove_dir_all(&temp).map_err(ClearingError::io(&temp))?;
+    }
+    fs::create_dir(&temp).map_err(ClearingError::io(&temp))?;
+    let built = build_folder(ledger, &view, closed_at, last_seq, &openings, &temp, config);
+    let manifest = match built {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            // Best effort: a leftover is removed by the next attempt anyway.
+            let _ = fs::remove_dir_all(&temp);
+            return Err(error);
+        }
+    };
+    sync_dir(&temp).map_err(ClearingError::io(&temp))?;
+    fs::rename(&temp, &target).map_err(ClearingError::io(&target))?;
+    sync_dir(out_root).map_err(ClearingError::io(out_root))?;
+    Ok(manifest)
+}
+
+/// DESIGN.md invariant 1, checked again before anything is written.
+fn check_zero_sum(view: &WindowPositions) -> Result<(), ClearingError> {
+    let mut sums: BTreeMap<Currency, i128> = BTreeMap::new();
+    for ((_, currency), position) in &view.positions {
+        *sums.entry(*currency).or_default() += position.net();
+    }
+    match sums.into_iter().find(|(_, sum)| *sum != 0) {
+        Some((currency, sum_minor)) => {
+            Err(ClearingError::NetsDoNotSumToZero { window: view.window.0, currency: currency.to_string(), sum_minor })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Each participant's cumulative net per currency over all closed windows before `window`.
+fn opening_balances(ledger: &Ledger, window: WindowId) -> BTreeMap<(ParticipantId, Currency), i128> {
+    let mut openings = BTreeMap::new();
+    for earlier in ledger.windows() {
+        if earlier.window < window && matches!(earlier.state, WindowState::Closed { .. }) {
+            for (key, position) in &earlier.positions {
+                *openings.entry(*key).or_insert(0i128) += position.net();
+            }
+        }
+    }
+    openings
+}
+
+fn build_folder(
+    ledger: &Ledger,
+    view: &WindowPositions,
+    closed_at: u64,
+    last_seq: u64,
+    openings: &BTreeMap<(ParticipantId, Currency), i128>,
+    dir: &Path,
+    config: &ClearingConfig,
+) -> Result<Manifest, ClearingError> {
+    let window = view.window.0;
+    let mut files = Vec::new();
+
+    let (transfers_entry, streamed) = write_transfers(ledger, view, last_seq, dir)?;
+    files.push(transfers_entry);
+    check_streamed(view, &streamed)?;
+
+    // Everyone the files name, resolved once.
+    let mut parties: BTreeMap<ParticipantId, ParticipantInfo> = BTreeMap::new();
+    let statement_keys: BTreeSet<(ParticipantId, Currency)> = view
+        .positions
+        .keys()
+        .copied()
+        .chain(openings.iter().filter(|(_, opening)| **opening != 0).map(|(key, _)| *key))
+        .collect();
+    for (participant, _) in &statement_keys {
+        parties.entry(*participant).or_insert_with(|| config.participant(*participant));
+    }
+    let party = |participant: ParticipantId| party_ref(&parties, participant);
+    let hub = Hub {
+        switch_name: &config.switch_name,
+        switch_bic: &config.switch_bic,
+        settlement_bank_bic: &config.settlement_bank_bic,
+    };
+
+    files.push(write_positions(view, &parties, dir)?);
+
+    for key in &statement_keys {
+        let (participant, currency) = *key;
+        let file = statement_file_name(participant.0, currency.code());
+        let input = StatementInput {
+            file: &file,
+            window,
+            cut_off_ns: closed_at,
+            party: party(participant),
+            currency,
+            opening_minor: openings.get(key).copied().unwrap_or(0),
+            position: view.positions.get(key).copied().unwrap_or_default(),
+        };
+        let xml = iso20022::statement_xml(&input, &hub)?;
+        files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
+    }
+
+    let totals = currency_totals(view);
+    let mut instructions = 0u64;
+    for currency in totals.keys() {
+        let settlements: Vec<NetSettlement<'_>> = view
+            .positions
+            .iter()
+            .filter(|((_, c), position)| c == currency && position.net() != 0)
+            .map(|((participant, _), position)| NetSettlement { party: party(*participant), net_minor: position.net() })
+            .collect();
+        if settlements.is_empty() {
+            continue; // everyone is flat in this currency: nothing to settle
+        }
+        instructions += settlements.len() as u64;
+        let file = instruction_file_name(currency.code());
+        let xml = iso20022::instructions_xml(&file, window, closed_at, *currency, &settlements, &hub)?;
+        files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
+    }
+
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.to_string(),
+        format_version: MANIFEST_FORMAT_VERSION,
+        window,
+        cut_off: timestamp_string(closed_at),
+        cut_off_ns: closed_at,
+        journal_first_seq: view.first_seq,
+        journal_last_seq: last_seq,
+        switch_name: config.switch_name.clone(),
+        switch_bic: config.switch_bic.clone(),
+        settlement_bank_bic: config.settlement_bank_bic.clone(),
+        records: RecordCounts {
+            transfers: streamed.transfers,
+            positions: view.positions.len() as u64,
+            statements: statement_keys.len() as u64,
+            settlement_instructions: instructions,
+        },
+        currencies: totals.into_values().collect(),
+        files,
+    };
+    let mut json = serde_json::to_vec_pretty(&manifest)?;
+    json.push(b'\n');
+    write_small_file(dir, MANIFEST_FILE, &json).map_err(ClearingError::io(dir.join(MANIFEST_FILE)))?;
+    Ok(manifest)
+}
+
+fn party_ref(parties: &BTreeMap<ParticipantId, ParticipantInfo>, participant: ParticipantId) -> PartyRef<'_> {
+    // `parties` holds everyone the files name; the fallbacks only keep this total.
+    let info = parties.get(&participant);
+    PartyRef {
+        id: participant,
+        name: info.map_or("", |i| i.name.as_str()),
+        bic: info.and_then(|i| i.bic.as_deref()),
+        account: info.map_or("", |i| i.settlement_account_iban_or_id.as_str()),
+    }
+}
+
+/// What streaming the journal saw, to compare with the ledger's own figures.
+struct Streamed {
+    transfers: u64,
+    positions: FxHashMap<(ParticipantId, Currency), Position>,
+}
+
+/// Account id to participant, for the accounts the stream meets. See `ACCOUNT_CACHE_SLOTS`.
+struct ParticipantCache {
+    slots: Vec<Option<(AccountId, ParticipantId)>>,
+}
+
+impl ParticipantCache {
+    fn new() -> ParticipantCache {
+        ParticipantCache { slots: vec![None; ACCOUNT_CACHE_SLOTS] }
+    }
+
+    fn participant(&mut self, ledger: &Ledger, account: AccountId) -> Option<ParticipantId> {
+        let folded = (account.0 as u64) ^ ((account.0 >> 64) as u64);
+        // Fibonacci hashing: the top bits of the product spread sequential ids.
+        let slot = (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - ACCOUNT_CACHE_SLOTS.trailing_zeros())) as usize;
+        if let Some((cached, participant)) = self.slots[slot] {
+            if cached == account {
+                return Some(participant);
+            }
+        }
+        let participant = ledger.account(account)?.account.participant;
+        self.slots[slot] = Some((account, participant));
+        Some(participant)
+    }
+}
+
+/// Streams the window's transfers from the journal into `transfers.csv`: one reused row
+/// buffer, one large write buffer, hashed as written. Memory does not grow with the window.
+fn write_transfers(
+    ledger: &Ledger,
+    view: &WindowPositions,
+    last_seq: u64,
+    dir: &Path,
+) -> Result<(FileEntry, Streamed), ClearingError> {
+    let path = dir.join(TRANSFERS_FILE);
+    let mut sink = Sink::create(dir, TRANSFERS_FILE, TRANSFERS_WRITE_BUFFER_BYTES).map_err(ClearingError::io(&path))?;
+    sink.write_all(TRANSFERS_HEADER.as_bytes()).map_err(ClearingError::io(&path))?;
+    let window = view.window;
+    let mut row = Vec::with_capacity(TRANSFER_ROW_BYTES_MAX);
+    let mut cache = ParticipantCache::new();
+    let mut streamed = Streamed { transfers: 0, positions: FxHashMap::default() };
+    // The visitor cannot return an error: remember the first and skip the rest.
+    let mut failure: Option<ClearingError> = None;
+    ledger.for_each_transfer(view.first_seq, last_seq, |record| {
+        if failure.is_some() {
+            return;
+        }
+        if let Err(error) = write_transfer(ledger, window, record, &mut cache, &mut row, &mut sink, &mut streamed) {
+            failure = Some(error);
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let entry = sink.finish().map_err(ClearingError::io(&path))?;
+    Ok((entry, streamed))
+}
+
+fn write_transfer(
+    ledger: &Ledger,
+    window: WindowId,
+    record: &TransferRecord,
+    cache: &mut ParticipantCache,
+    row: &mut Vec<u8>,
+    sink: &mut Sink,
+    streamed: &mut Streamed,
+) -> Result<(), ClearingError> {
+    let transfer = &record.transfer;
+    if record.window != window {
+        return Err(ClearingError::Inconsistent {
+            window: window.0,
+            detail: format!("transfer {:032x} is journaled for window {}", transfer.id.0, record.window.0),
+        });
+    }
+    let unknown = |account: AccountId| ClearingError::UnknownAccount {
+        window: window.0,
+        transfer: transfer.id.0,
+        account: account.0,
+    };
+    let debtor = cache.participant(ledger, transfer.debit_account).ok_or_else(|| unknown(transfer.debit_account))?;
+    let creditor = cache.participant(ledger, transfer.credit_account).ok_or_else(|| unknown(transfer.credit_account))?;
+    let kind = TransferKind::of(transfer.flags);
+    let currency = transfer.currency;
+
+    row.clear();
+    push_hex_u128(row, transfer.id.0);
+    row.push(b',');
+    push_timestamp(row, record.timestamp);
+    row.push(b',');
+    push_u64(row, u64::from(transfer.code));
+    row.push(b',');
+    row.extend_from_slice(kind.name().as_bytes());
+    row.push(b',');
+    row.extend_from_slice(if transfer.flags.contains(TransferFlags::LINKED) { b"true" } else { b"false" });
+    row.push(b',');
+    push_hex_u128(row, transfer.pending_id.0);
+    row.push(b',');
+    push_hex_u128(row, transfer.debit_account.0);
+    row.push(b',');
+    push_u64(row, debtor.0);
+    row.push(b',');
+    push_hex_u128(row, transfer.credit_account.0);
+    row.push(b',');
+    push_u64(row, creditor.0);
+    row.push(b',');
+    row.extend_from_slice(currency.code().as_bytes());
+    row.push(b',');
+    push_amount(row, i128::from(transfer.amount), currency.exponent());
+    row.push(b',');
+    push_u64(row, transfer.amount);
+    row.push(b',');
+    push_reference_u128(row, transfer.user_data_128);
+    row.push(b',');
+    push_reference_u64(row, transfer.user_data_64);
+    row.push(b'\n');
+    sink.write_all(row).map_err(ClearingError::io(sink.path()))?;
+
+    streamed.transfers += 1;
+    if kind.moves_money() {
+        add_movement(&mut streamed.positions, debtor, creditor, currency, transfer.amount);
+    }
+    Ok(())
+}
+
+/// The journal and the ledger's in-memory positions must tell the same story before the
+/// files go out (STYLE.md: check data before it is written).
+fn check_streamed(view: &WindowPositions, streamed: &Streamed) -> Result<(), ClearingError> {
+    let window = view.window.0;
+    if streamed.transfers != view.transfer_count {
+        return Err(ClearingError::Inconsistent {
+            window,
+            detail: format!("the journal holds {} transfers, the ledger counted {}", streamed.transfers, view.transfer_count),
+        });
+    }
+    if streamed.positions.len() != view.positions.len() {
+        return Err(ClearingError::Inconsistent {
+            window,
+            detail: format!(
+                "the journal gives {} positions, the ledger has {}",
+                streamed.positions.len(),
+                view.positions.len()
+            ),
+        });
+    }
+    for (key, position) in &view.positions {
+        if streamed.positions.get(key) != Some(position) {
+            return Err(ClearingError::Inconsistent {
+                window,
+                detail: format!(
+                    "participant {} {}: the journal gives {:?}, the ledger has {position:?}",
+                    key.0 .0,
+                    key.1,
+                    streamed.positions.get(key)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn write_positions(
+    view: &WindowPositions,
+    parties: &BTreeMap<ParticipantId, ParticipantInfo>,
+    dir: &Path,
+) -> Result<FileEntry, ClearingError> {
+    let mut out = Vec::with_capacity(POSITIONS_HEADER.len() + view.positions.len() * 160);
+    out.extend_from_slice(POSITIONS_HEADER.as_bytes());
+    for ((participant, currency), position) in &view.positions {
+        let exponent = currency.exponent();
+        push_u64(&mut out, participant.0);
+        out.push(b',');
+        let name = parties.get(participant).map_or("", |info| info.name.as_str());
+        push_csv_field(&mut out, name);
+        out.push(b',');
+        out.extend_from_slice(currency.code().as_bytes());
+        out.push(b',');
+        push_u64(&mut out, position.debit_count);
+        out.push(b',');
+        push_u64(&mut out, position.credit_count);
+        for minor in [signed(position.debits), signed(position.credits), position.net()] {
+            out.push(b',');
+            push_amount(&mut out, minor, exponent);
+        }
+        out.push(b',');
+        push_u128(&mut out, position.debits);
+        out.push(b',');
+        push_u128(&mut out, position.credits);
+        out.push(b',');
+        let net = position.net();
+        if net < 0 {
+            out.push(b'-');
+        }
+        push_u128(&mut out, net.unsigned_abs());
+        out.push(b'\n');
+    }
+    write_small_file(dir, POSITIONS_FILE, &out).map_err(ClearingError::io(dir.join(POSITIONS_FILE)))
+}
+
+/// Sums of u64 amounts within one window stay far below 2^127 (as `Position::net` assumes).
+fn signed(minor: u128) -> i128 {
+    i128::try_from(minor).unwrap_or(i128::MAX)
+}
+
+fn currency_totals(view: &WindowPositions) -> BTreeMap<Currency, CurrencyTotals> {
+    struct Sums {
+        participants: u64,
+        debit_count: u64,
+        credit_count: u64,
+        debits: u128,
+        credits: u128,
+        net: i128,
+        settlement: u128,
+    }
+    let mut sums: BTreeMap<Currency, Sums> = BTreeMap::new();
+    for ((_, currency), position) in &view.positions {
+        let sum = sums.entry(*currency).or_insert(Sums {
+            participants: 0,
+            debit_count: 0,
+            credit_count: 0,
+            debits: 0,
+            credits: 0,
+            net: 0,
+            settlement: 0,
+        });
+        sum.participants += 1;
+        sum.debit_count += position.debit_count;
+        sum.credit_count += position.credit_count;
+        sum.debits += position.debits;
+        sum.credits += position.credits;
+        sum.net += position.net();
+        if position.net() > 0 {
+            sum.settlement += position.net().unsigned_abs();
+        }
+    }
+    sums.into_iter()
+        .map(|(currency, sum)| {
+            let exponent = currency.exponent();
+            let totals = CurrencyTotals {
+                currency: currency.to_string(),
+                exponent,
+                participants: sum.participants,
+                debit_count: sum.debit_count,
+                credit_count: sum.credit_count,
+                debits: amount_string(signed(sum.debits), exponent),
+                credits: amount_string(signed(sum.credits), exponent),
+                net_sum: amount_string(sum.net, exponent),
+                settlement_amount: amount_string(signed(sum.settlement), exponent),
+                debits_minor: sum.debits.to_string(),
+                credits_minor: sum.credits.to_string(),
+                net_sum_minor: sum.net.to_string(),
+                settlement_amount_minor: sum.settlement.to_string(),
+            };
+            (currency, totals)
+        })
+        .collect()
+}
