@@ -360,7 +360,8 @@ impl Engine {
         for shard in &shards {
             // A zero-capacity channel: the shard blocks in its send until we drop this end.
             let (tx, rx) = bounded(0);
-            shard.send(ShardMessage::Barrier(tx)).map_err(|_| EngineError::Stopped)?;
+            shard.send(ShardMessage::Pause(tx)).map_err(|_| EngineError::Stopped)?;
+            rx.recv().map_err(|_| EngineError::Stopped)?;
             held.push(rx);
         }
         Ok(PauseGuard { _held: held })

@@ -55,6 +55,9 @@ pub(crate) enum ShardMessage {
     SetVelocity(AccountId, VelocityLimits),
     /// Sent by `Engine::sync` and answered once everything before it was handled.
     Barrier(Sender<()>),
+    /// Sent by `Engine::pause`: the shard says it has stopped, then waits until the
+    /// other end is dropped.
+    Pause(Sender<()>),
 }
 
 /// What the completion stage tells a shard after the ledger's verdict.
@@ -261,6 +264,12 @@ impl Shard {
             }
             ShardMessage::Barrier(done) => {
                 let _ = done.send(());
+            }
+            ShardMessage::Pause(paused) => {
+                // Rendezvous channel: the first send tells `pause` we stopped; the second
+                // blocks until the guard is dropped (then it fails and we go on).
+                let _ = paused.send(());
+                let _ = paused.send(());
             }
         }
     }

@@ -16,7 +16,7 @@ pub struct TransferId(pub u128);
 pub struct ParticipantId(pub u64);
 
 /// A settlement window: the journal between two cut-offs. Windows are numbered from 1.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct WindowId(pub u64);
 
 impl TransferId {

@@ -100,11 +100,13 @@ fn xml_count(count: u64, file: &str) -> Result<String, ClearingError> {
     Ok(text)
 }
 
-fn account_id_xml(account: &str) -> String {
+/// `<Id>` of a `CashAccount`: the IBAN when it is one, otherwise a generic identification.
+fn account_id_xml(account: &str, indent: &str) -> String {
     if is_iban(account) {
-        format!("<IBAN>{account}</IBAN>")
+        format!("{indent}<Id>\n{indent}  <IBAN>{account}</IBAN>\n{indent}</Id>\n")
     } else {
-        format!("<Othr><Id>{}</Id></Othr>", xml_text(account, ACCOUNT_ID_CHARS_MAX, "-"))
+        let id = xml_text(account, ACCOUNT_ID_CHARS_MAX, "-");
+        format!("{indent}<Id>\n{indent}  <Othr>\n{indent}    <Id>{id}</Id>\n{indent}  </Othr>\n{indent}</Id>\n")
     }
 }
 
@@ -137,7 +139,13 @@ pub(crate) struct StatementInput<'a> {
     pub position: Position,
 }
 
-fn balance_xml(out: &mut String, code: &str, minor: i128, input: &StatementInput<'_>, date: &str) -> Result<(), ClearingError> {
+fn balance_xml(
+    out: &mut String,
+    code: &str,
+    minor: i128,
+    input: &StatementInput<'_>,
+    date: &str,
+) -> Result<(), ClearingError> {
     let amount = xml_amount(minor.unsigned_abs(), input.currency, input.file)?;
     let indicator = if minor < 0 { DEBIT } else { CREDIT };
     let currency = input.currency;
@@ -168,7 +176,12 @@ struct BatchEntry<'a> {
     total: u128,
 }
 
-fn entry_xml(out: &mut String, entry: &BatchEntry<'_>, input: &StatementInput<'_>, date: &str) -> Result<(), ClearingError> {
+fn entry_xml(
+    out: &mut String,
+    entry: &BatchEntry<'_>,
+    input: &StatementInput<'_>,
+    date: &str,
+) -> Result<(), ClearingError> {
     let amount = xml_amount(entry.total, input.currency, input.file)?;
     let count = xml_count(entry.count, input.file)?;
     let BatchEntry { reference, indicator, transaction_code, .. } = entry;
@@ -218,8 +231,8 @@ pub(crate) fn statement_xml(input: &StatementInput<'_>, hub: &Hub<'_>) -> Result
     let name = xml_text(party.name, MAX140, "-");
     let account_name = xml_text(party.name, MAX70, "-");
     let switch_name = xml_text(hub.switch_name, MAX140, "-");
-    let account = account_id_xml(party.account);
-    let any_bic = party.bic.map(|bic| format!("\n                <AnyBIC>{bic}</AnyBIC>")).unwrap_or_default();
+    let account = account_id_xml(party.account, "        ");
+    let any_bic = party.bic.map(|bic| format!("\n              <AnyBIC>{bic}</AnyBIC>")).unwrap_or_default();
     let (window, currency, participant, switch_bic) = (input.window, input.currency, party.id.0, hub.switch_bic);
     let mut out = String::with_capacity(4096);
     let _ = write!(
@@ -236,10 +249,7 @@ pub(crate) fn statement_xml(input: &StatementInput<'_>, hub: &Hub<'_>) -> Result
       <ElctrncSeqNb>{window}</ElctrncSeqNb>
       <CreDtTm>{created}</CreDtTm>
       <Acct>
-        <Id>
-          {account}
-        </Id>
-        <Ccy>{currency}</Ccy>
+{account}        <Ccy>{currency}</Ccy>
         <Nm>{account_name}</Nm>
         <Ownr>
           <Nm>{name}</Nm>
@@ -349,13 +359,13 @@ pub(crate) fn instructions_xml(
     </GrpHdr>
 "
     );
-    let bank = format!("          <FinInstnId>\n            <BICFI>{bank_bic}</BICFI>\n          </FinInstnId>\n");
+    let bank = format!("        <FinInstnId>\n          <BICFI>{bank_bic}</BICFI>\n        </FinInstnId>\n");
     for settlement in settlements {
         let party = &settlement.party;
         let id = instruction_id(window, party.id, currency);
         let amount = xml_amount(settlement.net_minor.unsigned_abs(), currency, file)?;
-        let institution = participant_institution_xml(party, "          ");
-        let account = format!("        <Id>\n          {}\n        </Id>\n", account_id_xml(party.account));
+        let institution = participant_institution_xml(party, "        ");
+        let account = account_id_xml(party.account, "        ");
         let (debtor, debtor_account, creditor, creditor_account) = if settlement.net_minor < 0 {
             (institution, format!("      <DbtrAcct>\n{account}      </DbtrAcct>\n"), bank.clone(), String::new())
         } else {
@@ -414,7 +424,8 @@ pub(crate) fn flatten(xml: &str, namespace: &str) -> Result<Vec<XmlItem>, String
     let mut root_seen = false;
     loop {
         let position = reader.buffer_position();
-        let event = reader.read_event().map_err(|error| format!("not well-formed XML near byte {position}: {error}"))?;
+        let event =
+            reader.read_event().map_err(|error| format!("not well-formed XML near byte {position}: {error}"))?;
         match event {
             Event::Start(start) | Event::Empty(start) if !root_seen => {
                 root_seen = true;
@@ -452,7 +463,8 @@ pub(crate) fn flatten(xml: &str, namespace: &str) -> Result<Vec<XmlItem>, String
             }
             Event::Text(text) => {
                 let raw = std::str::from_utf8(&text).map_err(|_| "text is not UTF-8".to_string())?;
-                let unescaped = quick_xml::escape::unescape(raw).map_err(|error| format!("bad escape in text: {error}"))?;
+                let unescaped =
+                    quick_xml::escape::unescape(raw).map_err(|error| format!("bad escape in text: {error}"))?;
                 if let Some((_, _, content)) = open.last_mut() {
                     content.push_str(&unescaped);
                 }

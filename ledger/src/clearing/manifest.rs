@@ -4,7 +4,11 @@
 //! Money is written as strings (decimal and minor units): JSON numbers above 2^53 lose
 //! precision in common readers, and a manifest must not round.
 
+use super::text::amount_string;
+use crate::currency::Currency;
+use crate::types::Position;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Name of the format, in every manifest.
 pub const MANIFEST_FORMAT: &str = "junction-clearing";
@@ -102,4 +106,58 @@ pub(crate) fn statement_file_name(participant: u64, currency: &str) -> String {
 
 pub(crate) fn instruction_file_name(currency: &str) -> String {
     format!("pacs009-{currency}.xml")
+}
+
+/// Control totals per currency over `(currency, position)` pairs, one per participant.
+/// The writer computes them from the ledger's positions, the verifier from positions.csv.
+pub(crate) fn currency_totals<'a>(
+    positions: impl IntoIterator<Item = (Currency, &'a Position)>,
+) -> BTreeMap<Currency, CurrencyTotals> {
+    #[derive(Default)]
+    struct Sums {
+        participants: u64,
+        debit_count: u64,
+        credit_count: u64,
+        debits: u128,
+        credits: u128,
+        net: i128,
+        settlement: u128,
+    }
+    let mut sums: BTreeMap<Currency, Sums> = BTreeMap::new();
+    for (currency, position) in positions {
+        let sum = sums.entry(currency).or_default();
+        sum.participants += 1;
+        sum.debit_count += position.debit_count;
+        sum.credit_count += position.credit_count;
+        sum.debits += position.debits;
+        sum.credits += position.credits;
+        sum.net += position.net();
+        if position.net() > 0 {
+            sum.settlement += position.net().unsigned_abs();
+        }
+    }
+    // Sums of u64 amounts stay far below 2^127 (as `Position::net` assumes); saturate
+    // rather than panic on a corrupt figure.
+    let signed = |value: u128| i128::try_from(value).unwrap_or(i128::MAX);
+    sums.into_iter()
+        .map(|(currency, sum)| {
+            let exponent = currency.exponent();
+            let totals = CurrencyTotals {
+                currency: currency.to_string(),
+                exponent,
+                participants: sum.participants,
+                debit_count: sum.debit_count,
+                credit_count: sum.credit_count,
+                debits: amount_string(signed(sum.debits), exponent),
+                credits: amount_string(signed(sum.credits), exponent),
+                net_sum: amount_string(sum.net, exponent),
+                settlement_amount: amount_string(signed(sum.settlement), exponent),
+                debits_minor: sum.debits.to_string(),
+                credits_minor: sum.credits.to_string(),
+                net_sum_minor: sum.net.to_string(),
+                settlement_amount_minor: sum.settlement.to_string(),
+            };
+            (currency, totals)
+        })
+        .collect()
 }

@@ -40,9 +40,7 @@ pub use manifest::{
     window_folder_name, CurrencyTotals, FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT,
     MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSFERS_FILE,
 };
-pub use verify::{
-    summarize, verify_folder, CurrencySummary, ParticipantNet, Summary, VerifyError, VerifyReport,
-};
+pub use verify::{summarize, verify_folder, CurrencySummary, ParticipantNet, Summary, VerifyError, VerifyReport};
 pub use write::{write_window_files, POSITIONS_HEADER, TRANSFERS_HEADER};
 
 use crate::ledger::LedgerError;
@@ -148,7 +146,7 @@ pub enum ClearingError {
     #[error("{file}: an amount or count exceeds the digits ISO 20022 allows")]
     AmountTooLarge { file: String },
     #[error("{} already exists but does not verify ({source}); check it and move it aside, then write again", path.display())]
-    ExistingFolderInvalid { path: PathBuf, source: VerifyError },
+    ExistingFolderInvalid { path: PathBuf, source: Box<VerifyError> },
     #[error("encoding the manifest: {0}")]
     Manifest(#[from] serde_json::Error),
 }

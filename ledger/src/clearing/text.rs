@@ -14,16 +14,17 @@ pub(crate) const CARD_NUMBER_DIGITS_MAX: usize = 19;
 /// Digits left readable at the end of a masked run (PCI DSS allows at most the last four).
 pub(crate) const MASK_KEEP_LAST_DIGITS: usize = 4;
 
-const _: () = assert!(MASK_KEEP_LAST_DIGITS < CARD_NUMBER_DIGITS_MIN && CARD_NUMBER_DIGITS_MIN <= CARD_NUMBER_DIGITS_MAX);
+const _: () =
+    assert!(MASK_KEEP_LAST_DIGITS < CARD_NUMBER_DIGITS_MIN && CARD_NUMBER_DIGITS_MIN <= CARD_NUMBER_DIGITS_MAX);
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 const SECONDS_PER_DAY: u64 = 86_400;
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends `value` in decimal.
-pub(crate) fn push_u128(out: &mut Vec<u8>, mut value: u128) {
-    // u128::MAX has 39 digits.
-    let mut digits = [0u8; 39];
+/// Appends `value` in decimal. (u64 division: the u128 one is a library call, per digit.)
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut value: u64) {
+    // u64::MAX has 20 digits.
+    let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -36,8 +37,32 @@ pub(crate) fn push_u128(out: &mut Vec<u8>, mut value: u128) {
     out.extend_from_slice(&digits[start..]);
 }
 
-pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
-    push_u128(out, u128::from(value));
+/// Appends `value` in decimal.
+pub(crate) fn push_u128(out: &mut Vec<u8>, value: u128) {
+    if let Ok(small) = u64::try_from(value) {
+        return push_u64(out, small);
+    }
+    // u128::MAX has 39 digits.
+    let mut digits = [0u8; 39];
+    let mut start = digits.len();
+    let mut rest = value;
+    while rest > 0 {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Appends exactly `width` digits of `value` (at most 20), zero-padded on the left.
+fn push_fixed(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    debug_assert!(width <= 20 && (width == 20 || value < 10u64.pow(width as u32)));
+    let mut digits = [b'0'; 20];
+    for slot in digits[..width].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.extend_from_slice(&digits[..width]);
 }
 
 /// Appends minor units as a decimal in major units with exactly `exponent` fraction
@@ -52,12 +77,20 @@ pub(crate) fn push_amount(out: &mut Vec<u8>, minor: i128, exponent: u8) {
     push_u128(out, magnitude / scale);
     if exponent > 0 {
         out.push(b'.');
-        let fraction = magnitude % scale;
-        let mark = out.len();
-        push_u128(out, fraction);
-        let written = out.len() - mark;
-        let padding = exponent as usize - written;
-        out.splice(mark..mark, std::iter::repeat_n(b'0', padding));
+        // The fraction is below 10^exponent (an ISO 4217 exponent is at most 4).
+        let fraction = (magnitude % scale) as u64;
+        push_fixed(out, fraction, exponent as usize);
+    }
+}
+
+/// `push_amount` for a single transfer's amount, in u64 arithmetic (the hot path).
+pub(crate) fn push_amount_u64(out: &mut Vec<u8>, minor: u64, exponent: u8) {
+    let exponent = u32::from(exponent);
+    let scale = 10u64.pow(exponent);
+    push_u64(out, minor / scale);
+    if exponent > 0 {
+        out.push(b'.');
+        push_fixed(out, minor % scale, exponent as usize);
     }
 }
 
@@ -122,16 +155,17 @@ pub(crate) fn parse_u64(text: &str) -> Option<u64> {
 
 /// Appends `value` as exactly 32 lowercase hex digits.
 pub(crate) fn push_hex_u128(out: &mut Vec<u8>, value: u128) {
-    for shift in (0..32).rev() {
-        out.push(HEX_DIGITS[((value >> (shift * 4)) & 0xf) as usize]);
-    }
+    push_hex_u64(out, (value >> 64) as u64);
+    push_hex_u64(out, value as u64);
 }
 
 /// Appends `value` as exactly 16 lowercase hex digits.
 pub(crate) fn push_hex_u64(out: &mut Vec<u8>, value: u64) {
-    for shift in (0..16).rev() {
-        out.push(HEX_DIGITS[((value >> (shift * 4)) & 0xf) as usize]);
+    let mut digits = [0u8; 16];
+    for (index, slot) in digits.iter_mut().enumerate() {
+        *slot = HEX_DIGITS[((value >> ((15 - index) * 4)) & 0xf) as usize];
     }
+    out.extend_from_slice(&digits);
 }
 
 /// Appends a caller's reference as hex, with any card-like digit run masked.
@@ -189,32 +223,23 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mark = out.len();
-    push_u64(out, value);
-    let written = out.len() - mark;
-    if written < width {
-        out.splice(mark..mark, std::iter::repeat_n(b'0', width - written));
-    }
-}
-
 /// Appends `YYYY-MM-DD` (UTC) of a nanosecond timestamp.
 pub(crate) fn push_date(out: &mut Vec<u8>, timestamp_ns: u64) {
     let (year, month, day) = civil_from_days(timestamp_ns / NANOS_PER_SECOND / SECONDS_PER_DAY);
-    push_padded(out, year, 4);
+    push_fixed(out, year, 4);
     out.push(b'-');
-    push_padded(out, month, 2);
+    push_fixed(out, month, 2);
     out.push(b'-');
-    push_padded(out, day, 2);
+    push_fixed(out, day, 2);
 }
 
 fn push_time_of_day(out: &mut Vec<u8>, timestamp_ns: u64) {
     let second_of_day = timestamp_ns / NANOS_PER_SECOND % SECONDS_PER_DAY;
-    push_padded(out, second_of_day / 3600, 2);
+    push_fixed(out, second_of_day / 3600, 2);
     out.push(b':');
-    push_padded(out, second_of_day / 60 % 60, 2);
+    push_fixed(out, second_of_day / 60 % 60, 2);
     out.push(b':');
-    push_padded(out, second_of_day % 60, 2);
+    push_fixed(out, second_of_day % 60, 2);
 }
 
 /// Appends ISO 8601 UTC with nanoseconds: `2026-11-25T22:53:27.123456789Z`.
@@ -223,7 +248,7 @@ pub(crate) fn push_timestamp(out: &mut Vec<u8>, timestamp_ns: u64) {
     out.push(b'T');
     push_time_of_day(out, timestamp_ns);
     out.push(b'.');
-    push_padded(out, timestamp_ns % NANOS_PER_SECOND, 9);
+    push_fixed(out, timestamp_ns % NANOS_PER_SECOND, 9);
     out.push(b'Z');
 }
 
@@ -356,10 +381,7 @@ mod tests {
     #[test]
     fn card_like_runs_are_masked_and_padding_is_not() {
         assert_eq!(text(|o| push_reference_u128(o, 123)), "0000000000000000000000000000007b");
-        assert_eq!(
-            text(|o| push_reference_u128(o, 0x4111_1111_1111_1111)),
-            "0000000000000000************1111"
-        );
+        assert_eq!(text(|o| push_reference_u128(o, 0x4111_1111_1111_1111)), "0000000000000000************1111");
         // Twelve significant digits stay readable (an RRN), thirteen do not.
         assert_eq!(text(|o| push_reference_u64(o, 0x1234_5678_9012)), "0000123456789012");
         assert_eq!(text(|o| push_reference_u64(o, 0x1_2345_6789_0123)), "000*********0123");

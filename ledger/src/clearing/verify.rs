@@ -10,8 +10,8 @@
 
 use super::iso20022::{self, ParsedAmount, XML_FILE_BYTES_MAX};
 use super::manifest::{
-    instruction_file_name, statement_file_name, CurrencyTotals, Manifest, MANIFEST_FILE, MANIFEST_FORMAT,
-    MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSFERS_FILE,
+    currency_totals, instruction_file_name, statement_file_name, CurrencyTotals, Manifest, MANIFEST_FILE,
+    MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSFERS_FILE,
 };
 use super::sink::{hash_file, READ_BUFFER_BYTES};
 use super::text::{amount_string, parse_amount, parse_digits, parse_u64};
@@ -210,7 +210,13 @@ fn header_of(text: &str) -> Vec<&str> {
 fn check_header(file: &str, record: &csv::StringRecord, header: &str) -> Result<(), VerifyError> {
     let expected = header_of(header);
     if record.iter().collect::<Vec<_>>() != expected {
-        return Err(mismatch(file, "line 1", "the header", expected.join(","), record.iter().collect::<Vec<_>>().join(",")));
+        return Err(mismatch(
+            file,
+            "line 1",
+            "the header",
+            expected.join(","),
+            record.iter().collect::<Vec<_>>().join(","),
+        ));
     }
     Ok(())
 }
@@ -255,7 +261,8 @@ fn read_positions(path: &Path, manifest: &Manifest) -> Result<BTreeMap<PositionK
 fn parse_position_row(file: &str, line: u64, record: &csv::StringRecord) -> Result<PositionRow, VerifyError> {
     let location = format!("line {line}");
     let field = |index: usize| record.get(index).unwrap_or("");
-    let participant = parse_u64(field(0)).ok_or_else(|| malformed(file, &location, "participant_id is not a number"))?;
+    let participant =
+        parse_u64(field(0)).ok_or_else(|| malformed(file, &location, "participant_id is not a number"))?;
     let currency = Currency::from_code(field(2))
         .map_err(|_| malformed(file, &location, format!("currency {:?} is not a known ISO 4217 code", field(2))))?;
     let location = format!("line {line} (participant {participant}, {currency})");
@@ -300,7 +307,11 @@ fn parse_position_row(file: &str, line: u64, record: &csv::StringRecord) -> Resu
         return Err(mismatch(file, &location, "net (credits - debits)", credits - debits, net));
     }
     if (debit_count == 0) != (debits == 0) || (credit_count == 0) != (credits == 0) || debit_count + credit_count == 0 {
-        return Err(malformed(file, &location, "counts and amounts disagree (a count of zero needs an amount of zero)"));
+        return Err(malformed(
+            file,
+            &location,
+            "counts and amounts disagree (a count of zero needs an amount of zero)",
+        ));
     }
     Ok(PositionRow {
         line,
@@ -316,51 +327,15 @@ fn parse_position_row(file: &str, line: u64, record: &csv::StringRecord) -> Resu
     })
 }
 
-/// Per-currency sums of positions.csv, in the manifest's terms.
-fn totals_of(rows: &BTreeMap<PositionKey, PositionRow>) -> BTreeMap<String, CurrencyTotals> {
-    let mut sums: BTreeMap<Currency, (u64, u64, u64, u128, u128, i128, u128)> = BTreeMap::new();
-    for row in rows.values() {
-        let sum = sums.entry(row.currency).or_default();
-        let position = &row.position;
-        sum.0 += 1;
-        sum.1 += position.debit_count;
-        sum.2 += position.credit_count;
-        sum.3 += position.debits;
-        sum.4 += position.credits;
-        sum.5 += position.net();
-        if position.net() > 0 {
-            sum.6 += position.net().unsigned_abs();
-        }
-    }
-    sums.into_iter()
-        .map(|(currency, (participants, debit_count, credit_count, debits, credits, net, settlement))| {
-            let exponent = currency.exponent();
-            let signed = |value: u128| i128::try_from(value).unwrap_or(i128::MAX);
-            let totals = CurrencyTotals {
-                currency: currency.to_string(),
-                exponent,
-                participants,
-                debit_count,
-                credit_count,
-                debits: amount_string(signed(debits), exponent),
-                credits: amount_string(signed(credits), exponent),
-                net_sum: amount_string(net, exponent),
-                settlement_amount: amount_string(signed(settlement), exponent),
-                debits_minor: debits.to_string(),
-                credits_minor: credits.to_string(),
-                net_sum_minor: net.to_string(),
-                settlement_amount_minor: settlement.to_string(),
-            };
-            (currency.to_string(), totals)
-        })
-        .collect()
-}
-
 fn check_positions_against_manifest(
     manifest: &Manifest,
     rows: &BTreeMap<PositionKey, PositionRow>,
 ) -> Result<(), VerifyError> {
-    let computed = totals_of(rows);
+    let computed: BTreeMap<String, CurrencyTotals> =
+        currency_totals(rows.values().map(|row| (row.currency, &row.position)))
+            .into_iter()
+            .map(|(currency, totals)| (currency.to_string(), totals))
+            .collect();
     // Zero-sum first: it is the invariant that matters most, whatever the manifest says.
     for totals in computed.values() {
         if totals.net_sum_minor != "0" {
@@ -408,7 +383,11 @@ fn check_positions_against_manifest(
             ("debits_minor", expected.debits_minor.clone(), found.debits_minor.clone()),
             ("credits_minor", expected.credits_minor.clone(), found.credits_minor.clone()),
             ("net_sum_minor", expected.net_sum_minor.clone(), found.net_sum_minor.clone()),
-            ("settlement_amount_minor", expected.settlement_amount_minor.clone(), found.settlement_amount_minor.clone()),
+            (
+                "settlement_amount_minor",
+                expected.settlement_amount_minor.clone(),
+                found.settlement_amount_minor.clone(),
+            ),
         ];
         for (name, from_positions, in_manifest) in fields {
             if from_positions != in_manifest {
@@ -445,7 +424,8 @@ fn is_reference(text: &[u8], length: usize) -> bool {
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: fixed width, so such timestamps compare as bytes.
 fn is_timestamp(text: &[u8]) -> bool {
     const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd.dddddddddZ";
-    text.len() == SHAPE.len() && text.iter().zip(SHAPE).all(|(b, s)| if *s == b'd' { b.is_ascii_digit() } else { b == s })
+    text.len() == SHAPE.len()
+        && text.iter().zip(SHAPE).all(|(b, s)| if *s == b'd' { b.is_ascii_digit() } else { b == s })
 }
 
 /// Streams transfers.csv (constant memory), checks every row, and compares its netting
@@ -559,14 +539,15 @@ fn check_transfers(
                 return Err(mismatch(
                     file,
                     format!("participant {}, {}", key.0, key.1),
-                    &format!("{name} summed over the transfers (positions.csv {} says {in_positions})", row.location()),
+                    &format!("{name} summed over the transfers (positions.csv line {})", row.line),
                     in_positions,
                     from_transfers,
                 ));
             }
         }
     }
-    if let Some(((participant, currency), _)) = computed.into_iter().min_by_key(|((p, c), _)| (p.0, c.code().to_string()))
+    if let Some(((participant, currency), _)) =
+        computed.into_iter().min_by_key(|((p, c), _)| (p.0, c.code().to_string()))
     {
         return Err(malformed(
             file,
@@ -584,12 +565,28 @@ fn text_of(record: &csv::ByteRecord, name: &str) -> String {
 }
 
 /// An amount element: the right currency, an amount with the currency's exponent.
-fn xml_amount(file: &str, location: &str, what: &str, amount: &ParsedAmount, currency: Currency) -> Result<i128, VerifyError> {
+fn xml_amount(
+    file: &str,
+    location: &str,
+    what: &str,
+    amount: &ParsedAmount,
+    currency: Currency,
+) -> Result<i128, VerifyError> {
     if amount.currency.as_deref() != Some(currency.code()) {
-        return Err(mismatch(file, location, &format!("the Ccy of {what}"), currency, amount.currency.as_deref().unwrap_or("none")));
+        return Err(mismatch(
+            file,
+            location,
+            &format!("the Ccy of {what}"),
+            currency,
+            amount.currency.as_deref().unwrap_or("none"),
+        ));
     }
     parse_amount(&amount.text, currency.exponent()).filter(|value| *value >= 0).ok_or_else(|| {
-        malformed(file, location, format!("{what} {:?} is not an amount with {} decimals", amount.text, currency.exponent()))
+        malformed(
+            file,
+            location,
+            format!("{what} {:?} is not an amount with {} decimals", amount.text, currency.exponent()),
+        )
     })
 }
 
@@ -629,8 +626,8 @@ fn check_statements(
         if !file.starts_with("camt053-") {
             continue;
         }
-        let (participant, currency) =
-            statement_name_parts(file).ok_or_else(|| malformed(file, "file name", "not camt053-<participant>-<CCY>.xml"))?;
+        let (participant, currency) = statement_name_parts(file)
+            .ok_or_else(|| malformed(file, "file name", "not camt053-<participant>-<CCY>.xml"))?;
         let xml = read_limited(path, file, XML_FILE_BYTES_MAX)?;
         let parsed = iso20022::parse_statement(&xml).map_err(|problem| malformed(file, "XML", problem))?;
         let location = format!("participant {participant}, {currency}");
@@ -655,7 +652,13 @@ fn check_statements(
             return Err(mismatch(file, location, "the message and statement id", &id, &parsed.statement_id));
         }
         if parsed.sequence_number != manifest.window.to_string() {
-            return Err(mismatch(file, location, "the sequence number (the window)", manifest.window, &parsed.sequence_number));
+            return Err(mismatch(
+                file,
+                location,
+                "the sequence number (the window)",
+                manifest.window,
+                &parsed.sequence_number,
+            ));
         }
         let codes: Vec<&str> = parsed.balances.iter().map(|b| b.code.as_str()).collect();
         if codes != [iso20022::BALANCE_OPENING, iso20022::BALANCE_CLOSING] {
@@ -690,7 +693,9 @@ fn check_statements(
             match entry.indicator.as_str() {
                 iso20022::CREDIT => (credits, credit_count) = (amount, count),
                 iso20022::DEBIT => (debits, debit_count) = (amount, count),
-                other => return Err(malformed(file, location, format!("CdtDbtInd {other:?} is neither CRDT nor DBIT"))),
+                other => {
+                    return Err(malformed(file, location, format!("CdtDbtInd {other:?} is neither CRDT nor DBIT")))
+                }
             }
         }
         let expected = rows.get(&(participant, currency)).map(|row| row.position).unwrap_or_default();
@@ -716,11 +721,21 @@ fn check_statements(
             ("the debit entry's NbOfTxs", expected.debit_count, debit_count),
         ] {
             if from_positions != in_statement {
-                return Err(mismatch(file, location, &format!("{what} (from positions.csv)"), from_positions, in_statement));
+                return Err(mismatch(
+                    file,
+                    location,
+                    &format!("{what} (from positions.csv)"),
+                    from_positions,
+                    in_statement,
+                ));
             }
         }
         if !rows.contains_key(&(participant, currency)) && opening == 0 {
-            return Err(malformed(file, location, "a statement without a position in this window and without a balance"));
+            return Err(malformed(
+                file,
+                location,
+                "a statement without a position in this window and without a balance",
+            ));
         }
         let sum = sums.entry(currency).or_default();
         sum.0 += opening;
@@ -731,7 +746,13 @@ fn check_statements(
         return Err(VerifyError::MissingFile { file: statement_file_name(*participant, currency.code()) });
     }
     if seen.len() as u64 != manifest.records.statements {
-        return Err(mismatch(MANIFEST_FILE, "records", "the number of statements", seen.len(), manifest.records.statements));
+        return Err(mismatch(
+            MANIFEST_FILE,
+            "records",
+            "the number of statements",
+            seen.len(),
+            manifest.records.statements,
+        ));
     }
     for (currency, (opening, closing)) in sums {
         for (what, sum) in [("opening", opening), ("closing", closing)] {
@@ -761,14 +782,21 @@ fn check_instructions(
         if !file.starts_with("pacs009-") {
             continue;
         }
-        let currency = instruction_name_currency(file).ok_or_else(|| malformed(file, "file name", "not pacs009-<CCY>.xml"))?;
+        let currency =
+            instruction_name_currency(file).ok_or_else(|| malformed(file, "file name", "not pacs009-<CCY>.xml"))?;
         files_seen.insert(currency);
         let xml = read_limited(path, file, XML_FILE_BYTES_MAX)?;
         let parsed = iso20022::parse_instructions(&xml).map_err(|problem| malformed(file, "XML", problem))?;
         let exponent = currency.exponent();
         let header = "group header";
         if parsed.count != parsed.transactions.len().to_string() {
-            return Err(mismatch(file, header, "NbOfTxs (the number of transactions)", parsed.transactions.len(), &parsed.count));
+            return Err(mismatch(
+                file,
+                header,
+                "NbOfTxs (the number of transactions)",
+                parsed.transactions.len(),
+                &parsed.count,
+            ));
         }
         let mut expected_nets: BTreeMap<u64, i128> = rows
             .iter()
@@ -802,8 +830,8 @@ fn check_instructions(
                     ))
                 }
             };
-            let participant =
-                parse_u64(member).ok_or_else(|| malformed(file, &position, format!("participant id {member:?} is not a number")))?;
+            let participant = parse_u64(member)
+                .ok_or_else(|| malformed(file, &position, format!("participant id {member:?} is not a number")))?;
             let location = format!("{position} (participant {participant})");
             let Some(expected) = expected_nets.remove(&participant) else {
                 return Err(malformed(
@@ -864,7 +892,11 @@ fn check_instructions(
         return Err(VerifyError::MissingFile { file: instruction_file_name(currency.code()) });
     }
     if let Some(currency) = files_seen.iter().find(|currency| !needing.contains(*currency)) {
-        return Err(malformed(&instruction_file_name(currency.code()), "whole file", "no participant has a net to settle in this currency"));
+        return Err(malformed(
+            &instruction_file_name(currency.code()),
+            "whole file",
+            "no participant has a net to settle in this currency",
+        ));
     }
     if instructions != manifest.records.settlement_instructions {
         return Err(mismatch(
@@ -957,7 +989,11 @@ impl fmt::Display for Summary {
             self.window, self.cut_off, self.journal_first_seq, self.journal_last_seq, self.transfers
         )?;
         writeln!(f)?;
-        writeln!(f, "{:<8} {:>12} {:>22} {:>22} {:>22} {:>8}", "currency", "participants", "debits", "credits", "to settle", "net sum")?;
+        writeln!(
+            f,
+            "{:<8} {:>12} {:>22} {:>22} {:>22} {:>8}",
+            "currency", "participants", "debits", "credits", "to settle", "net sum"
+        )?;
         for c in &self.currencies {
             writeln!(
                 f,

@@ -2,14 +2,14 @@
 
 use super::iso20022::{self, Hub, NetSettlement, PartyRef, StatementInput};
 use super::manifest::{
-    instruction_file_name, statement_file_name, window_folder_name, window_temp_folder_name, CurrencyTotals,
+    currency_totals, instruction_file_name, statement_file_name, window_folder_name, window_temp_folder_name,
     FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE,
     TRANSFERS_FILE,
 };
 use super::sink::{sync_dir, write_small_file, Sink, TRANSFERS_WRITE_BUFFER_BYTES};
 use super::text::{
-    amount_string, push_amount, push_csv_field, push_hex_u128, push_reference_u128, push_reference_u64, push_timestamp,
-    push_u128, push_u64, timestamp_string,
+    push_amount, push_csv_field, push_hex_u128, push_reference_u128, push_reference_u64, push_timestamp, push_u128,
+    push_u64, timestamp_string,
 };
 use super::{verify, ClearingConfig, ClearingError, ParticipantInfo};
 use crate::currency::Currency;
@@ -126,14 +126,15 @@ pub fn write_window_files(
     let WindowState::Closed { closed_at } = view.state else {
         return Err(ClearingError::WindowOpen(window.0));
     };
-    let last_seq = view
-        .last_seq
-        .ok_or_else(|| ClearingError::Inconsistent { window: window.0, detail: "closed without a last entry".into() })?;
+    let last_seq = view.last_seq.ok_or_else(|| ClearingError::Inconsistent {
+        window: window.0,
+        detail: "closed without a last entry".into(),
+    })?;
     let target = out_root.join(window_folder_name(window.0));
     if target.exists() {
         return match verify::verify_folder(&target) {
             Ok(report) => Ok(report.manifest),
-            Err(source) => Err(ClearingError::ExistingFolderInvalid { path: target, source }),
+            Err(source) => Err(ClearingError::ExistingFolderInvalid { path: target, source: Box::new(source) }),
         };
     }
     check_zero_sum(&view)?;
@@ -240,7 +241,7 @@ fn build_folder(
         files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
     }
 
-    let totals = currency_totals(view);
+    let totals = currency_totals(view.positions.iter().map(|((_, currency), position)| (*currency, position)));
     let mut instructions = 0u64;
     for currency in totals.keys() {
         let settlements: Vec<NetSettlement<'_>> = view
@@ -381,7 +382,8 @@ fn write_transfer(
         account: account.0,
     };
     let debtor = cache.participant(ledger, transfer.debit_account).ok_or_else(|| unknown(transfer.debit_account))?;
-    let creditor = cache.participant(ledger, transfer.credit_account).ok_or_else(|| unknown(transfer.credit_account))?;
+    let creditor =
+        cache.participant(ledger, transfer.credit_account).ok_or_else(|| unknown(transfer.credit_account))?;
     let kind = TransferKind::of(transfer.flags);
     let currency = transfer.currency;
 
@@ -432,7 +434,10 @@ fn check_streamed(view: &WindowPositions, streamed: &Streamed) -> Result<(), Cle
     if streamed.transfers != view.transfer_count {
         return Err(ClearingError::Inconsistent {
             window,
-            detail: format!("the journal holds {} transfers, the ledger counted {}", streamed.transfers, view.transfer_count),
+            detail: format!(
+                "the journal holds {} transfers, the ledger counted {}",
+                streamed.transfers, view.transfer_count
+            ),
         });
     }
     if streamed.positions.len() != view.positions.len() {
@@ -504,56 +509,62 @@ fn signed(minor: u128) -> i128 {
     i128::try_from(minor).unwrap_or(i128::MAX)
 }
 
-fn currency_totals(view: &WindowPositions) -> BTreeMap<Currency, CurrencyTotals> {
-    struct Sums {
-        participants: u64,
-        debit_count: u64,
-        credit_count: u64,
-        debits: u128,
-        credits: u128,
-        net: i128,
-        settlement: u128,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position(debits: u128, credits: u128) -> Position {
+        Position { debits, credits, debit_count: u64::from(debits > 0), credit_count: u64::from(credits > 0) }
     }
-    let mut sums: BTreeMap<Currency, Sums> = BTreeMap::new();
-    for ((_, currency), position) in &view.positions {
-        let sum = sums.entry(*currency).or_insert(Sums {
-            participants: 0,
-            debit_count: 0,
-            credit_count: 0,
-            debits: 0,
-            credits: 0,
-            net: 0,
-            settlement: 0,
-        });
-        sum.participants += 1;
-        sum.debit_count += position.debit_count;
-        sum.credit_count += position.credit_count;
-        sum.debits += position.debits;
-        sum.credits += position.credits;
-        sum.net += position.net();
-        if position.net() > 0 {
-            sum.settlement += position.net().unsigned_abs();
+
+    #[test]
+    fn a_window_whose_nets_do_not_sum_to_zero_is_an_error() {
+        let usd = Currency::from_code("USD").expect("USD");
+        let jpy = Currency::from_code("JPY").expect("JPY");
+        let mut view = WindowPositions {
+            window: WindowId(7),
+            state: WindowState::Closed { closed_at: 1 },
+            transfer_count: 3,
+            first_seq: 1,
+            last_seq: Some(4),
+            positions: BTreeMap::new(),
+        };
+        view.positions.insert((ParticipantId(1), usd), position(500, 0));
+        view.positions.insert((ParticipantId(2), usd), position(0, 500));
+        view.positions.insert((ParticipantId(1), jpy), position(0, 70));
+        view.positions.insert((ParticipantId(2), jpy), position(69, 0));
+        match check_zero_sum(&view) {
+            Err(ClearingError::NetsDoNotSumToZero { window: 7, currency, sum_minor: 1 }) => assert_eq!(currency, "JPY"),
+            other => panic!("expected a zero-sum error, got {other:?}"),
         }
+        view.positions.insert((ParticipantId(2), jpy), position(70, 0));
+        assert!(check_zero_sum(&view).is_ok());
     }
-    sums.into_iter()
-        .map(|(currency, sum)| {
-            let exponent = currency.exponent();
-            let totals = CurrencyTotals {
-                currency: currency.to_string(),
-                exponent,
-                participants: sum.participants,
-                debit_count: sum.debit_count,
-                credit_count: sum.credit_count,
-                debits: amount_string(signed(sum.debits), exponent),
-                credits: amount_string(signed(sum.credits), exponent),
-                net_sum: amount_string(sum.net, exponent),
-                settlement_amount: amount_string(signed(sum.settlement), exponent),
-                debits_minor: sum.debits.to_string(),
-                credits_minor: sum.credits.to_string(),
-                net_sum_minor: sum.net.to_string(),
-                settlement_amount_minor: sum.settlement.to_string(),
-            };
-            (currency, totals)
-        })
-        .collect()
+
+    #[test]
+    fn kinds_follow_the_flags_and_parse_back() {
+        let cases = [
+            (TransferFlags::NONE, TransferKind::Single),
+            (TransferFlags::LINKED, TransferKind::Single),
+            (TransferFlags::PENDING | TransferFlags::LINKED, TransferKind::Hold),
+            (TransferFlags::POST_PENDING, TransferKind::Post),
+            (TransferFlags::VOID_PENDING, TransferKind::Void),
+        ];
+        for (flags, kind) in cases {
+            assert_eq!(TransferKind::of(flags), kind);
+            assert_eq!(TransferKind::parse(kind.name()), Some(kind));
+        }
+        assert!(TransferKind::Single.moves_money() && TransferKind::Post.moves_money());
+        assert!(!TransferKind::Hold.moves_money() && !TransferKind::Void.moves_money());
+    }
+
+    #[test]
+    fn long_identifiers_are_hashed_to_fit_max35() {
+        let usd = Currency::from_code("USD").expect("USD");
+        assert_eq!(iso20022::statement_id(1, ParticipantId(2), usd), "JNC-1-2-USD");
+        let long = iso20022::statement_id(u64::MAX, ParticipantId(u64::MAX), usd);
+        assert_eq!(long.len(), 35);
+        assert!(long.starts_with("JNC-"));
+        assert_eq!(long, iso20022::statement_id(u64::MAX, ParticipantId(u64::MAX), usd), "deterministic");
+    }
 }
