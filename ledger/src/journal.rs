@@ -30,17 +30,18 @@ pub(crate) enum DecodeError {
     Rkyv(String),
 }
 
-pub(crate) fn encode(entry: &JournalEntry) -> Vec<u8> {
-    let body = rkyv::to_bytes::<rancor::Error>(entry).expect("serializing a journal entry into memory cannot fail");
-    let mut bytes = Vec::with_capacity(body.len() + 1);
+/// Encodes an entry. The format version travels at the end, so the rkyv bytes need no
+/// second copy to make room for it at the front.
+pub(crate) fn encode(entry: &JournalEntry) -> AlignedVec {
+    let mut bytes =
+        rkyv::to_bytes::<rancor::Error>(entry).expect("serializing a journal entry into memory cannot fail");
     bytes.push(JOURNAL_FORMAT_VERSION);
-    bytes.extend_from_slice(&body);
     bytes
 }
 
 /// Decodes and validates (rkyv's bytecheck) an entry read from disk.
 pub(crate) fn decode(bytes: &[u8]) -> Result<JournalEntry, DecodeError> {
-    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    let (&version, body) = bytes.split_last().ok_or(DecodeError::Empty)?;
     if version != JOURNAL_FORMAT_VERSION {
         return Err(DecodeError::Version(version));
     }

@@ -78,7 +78,7 @@ impl From<rocksdb::Error> for LedgerError {
 
 struct WriteJob {
     seq: u64,
-    bytes: Vec<u8>,
+    bytes: rkyv::util::AlignedVec,
 }
 
 #[derive(Default)]
@@ -379,32 +379,39 @@ impl Ledger {
         Ok(records.into_iter().find(|r| r.transfer.id == id))
     }
 
-    /// An account's transfers in time order, starting after `after_timestamp` (0 for the
-    /// first page), at most `limit` (capped at `HISTORY_PAGE_MAX`). Pass the last
-    /// timestamp of a page to get the next one.
-    pub fn account_transfers(&self, id: AccountId, after_timestamp: u64, limit: usize) -> Result<Vec<TransferRecord>, LedgerError> {
+    /// An account's transfers, newest first: at most `limit` (capped at
+    /// `HISTORY_PAGE_MAX`) committed before `before_timestamp` (None for the newest page).
+    /// Pass the last timestamp of a page to get the next one. Walks the account's chain
+    /// through the journal (each record links to the previous entry that moved each of
+    /// its accounts), so a page costs one journal read per entry it spans.
+    pub fn account_transfers(
+        &self,
+        id: AccountId,
+        before_timestamp: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<TransferRecord>, LedgerError> {
         let limit = limit.min(HISTORY_PAGE_MAX);
-        let seqs: Vec<u64> = {
-            let state = self.state.lock();
-            let Some(account) = state.accounts.get(&id) else {
-                return Ok(Vec::new());
-            };
-            // Each page reads the account's entries from its first: fine for an operator's
-            // query; clearing streams whole windows with `for_each_transfer` instead.
-            account.history.clone()
+        let Some(mut seq) = self.state.lock().accounts.get(&id).map(|a| a.links.last_seq) else {
+            return Ok(Vec::new());
         };
+        self.wait_durable(seq)?;
+        let before = before_timestamp.unwrap_or(u64::MAX);
         let mut page = Vec::new();
-        for seq in seqs {
-            self.wait_durable(seq)?;
-            for record in self.read_records(seq)? {
-                let touches = record.transfer.debit_account == id || record.transfer.credit_account == id;
-                if touches && record.timestamp > after_timestamp {
-                    page.push(record);
-                    if page.len() == limit {
-                        return Ok(page);
-                    }
-                }
-            }
+        while seq != 0 && page.len() < limit {
+            let mut records: Vec<TransferRecord> = self
+                .read_records(seq)?
+                .into_iter()
+                .filter(|r| r.transfer.debit_account == id || r.transfer.credit_account == id)
+                .collect();
+            let Some(first) = records.first() else {
+                return Err(LedgerError::Corrupt(format!("entry {seq} is in account {id:?}'s chain but does not move it")));
+            };
+            let previous =
+                if first.transfer.debit_account == id { first.debit_previous_seq } else { first.credit_previous_seq };
+            records.retain(|r| r.timestamp < before);
+            records.reverse();
+            page.extend(records.into_iter().take(limit - page.len()));
+            seq = previous;
         }
         Ok(page)
     }

@@ -12,16 +12,33 @@ use crate::currency::Currency;
 use crate::types::*;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 
-/// An account's attributes, balances, and the journal entries that touched it.
+/// An account's attributes, balances, and where its history starts in the journal.
 #[derive(Debug, Clone)]
 pub(crate) struct AccountState {
     pub account: Account,
     pub balances: Balances,
-    /// Journal sequence numbers of the entries that moved this account, ascending and
-    /// without repeats: the account's history index (8 bytes per entry that touched it).
-    pub history: Vec<u64>,
+    pub links: HistoryLinks,
+}
+
+/// The head of an account's history chain through the journal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HistoryLinks {
+    /// The newest journal entry that moved the account (0: none).
+    pub last_seq: u64,
+    /// The entry before `last_seq` that moved it (0: none).
+    pub previous_seq: u64,
+}
+
+impl HistoryLinks {
+    /// Records that entry `seq` moves the account; returns the entry before it.
+    fn link(&mut self, seq: u64) -> u64 {
+        if self.last_seq != seq {
+            self.previous_seq = self.last_seq;
+            self.last_seq = seq;
+        }
+        self.previous_seq
+    }
 }
 
 /// Where a committed transfer lives, and what it looked like (for duplicate detection).
@@ -67,7 +84,7 @@ pub(crate) struct ClosedWindow {
 /// What to restore when a linked chain fails part-way.
 #[derive(Debug)]
 enum Undo {
-    Balances(AccountId, Balances),
+    Account(AccountId, Balances, HistoryLinks),
     TransferInserted(TransferId),
     HoldInserted(TransferId),
     HoldStatus(TransferId, HoldStatus),
@@ -128,7 +145,7 @@ impl State {
     pub fn insert_account(&mut self, account: Account) {
         let previous = self.accounts.insert(
             account.id,
-            AccountState { account, balances: Balances::default(), history: Vec::new() },
+            AccountState { account, balances: Balances::default(), links: HistoryLinks::default() },
         );
         assert!(previous.is_none(), "account {:?} inserted twice", account.id);
     }
@@ -284,9 +301,10 @@ impl State {
     fn rollback_chain(&mut self) {
         while let Some(undo) = self.undo.pop() {
             match undo {
-                Undo::Balances(id, balances) => {
+                Undo::Account(id, balances, links) => {
                     if let Some(account) = self.accounts.get_mut(&id) {
                         account.balances = balances;
+                        account.links = links;
                     }
                 }
                 Undo::TransferInserted(id) => {
@@ -459,13 +477,13 @@ impl State {
 
         // Every check passed: mutate.
         if in_chain {
-            self.undo.push(Undo::Balances(transfer.debit_account, debit.balances));
-            self.undo.push(Undo::Balances(transfer.credit_account, credit.balances));
+            self.undo.push(Undo::Account(transfer.debit_account, debit.balances, debit.links));
+            self.undo.push(Undo::Account(transfer.credit_account, credit.balances, credit.links));
         }
         debit.balances = debit_balances;
         credit.balances = credit_balances;
-        push_history(&mut debit.history, seq);
-        push_history(&mut credit.history, seq);
+        let debit_previous_seq = debit.links.link(seq);
+        let credit_previous_seq = credit.links.link(seq);
         let debit_participant = debit.account.participant;
         let credit_participant = credit.account.participant;
 
@@ -498,7 +516,7 @@ impl State {
         } else {
             self.move_positions(debit_participant, credit_participant, transfer.currency, amount, in_chain);
         }
-        records.push(TransferRecord { transfer, timestamp, window });
+        records.push(TransferRecord { transfer, timestamp, window, debit_previous_seq, credit_previous_seq });
         Ok(TransferOk { timestamp, window, created: true })
     }
 
@@ -553,13 +571,13 @@ impl State {
                 credit_balances.credits_posted.checked_add(transfer.amount).ok_or(TransferError::Overflow)?;
         }
         if in_chain {
-            self.undo.push(Undo::Balances(hold.debit, debit.balances));
-            self.undo.push(Undo::Balances(hold.credit, credit.balances));
+            self.undo.push(Undo::Account(hold.debit, debit.balances, debit.links));
+            self.undo.push(Undo::Account(hold.credit, credit.balances, credit.links));
         }
         debit.balances = debit_balances;
         credit.balances = credit_balances;
-        push_history(&mut debit.history, seq);
-        push_history(&mut credit.history, seq);
+        let debit_previous_seq = debit.links.link(seq);
+        let credit_previous_seq = credit.links.link(seq);
         let debit_participant = debit.account.participant;
         let credit_participant = credit.account.participant;
 
@@ -577,7 +595,7 @@ impl State {
         if post {
             self.move_positions(debit_participant, credit_participant, transfer.currency, transfer.amount, in_chain);
         }
-        records.push(TransferRecord { transfer, timestamp, window });
+        records.push(TransferRecord { transfer, timestamp, window, debit_previous_seq, credit_previous_seq });
         Ok(TransferOk { timestamp, window, created: true })
     }
 
@@ -610,26 +628,37 @@ impl State {
     }
 }
 
-fn push_history(history: &mut Vec<u64>, seq: u64) {
-    if history.last() != Some(&seq) {
-        history.push(seq);
-    }
-}
-
 /// A 64-bit digest of a resolved transfer's content, for telling an idempotent retry from
-/// a conflicting reuse of an id. SipHash with fixed keys: stable across restarts.
+/// a conflicting reuse of an id. Stable across restarts (no random seed). A multiply-mix
+/// over the fields' words with a final avalanche: fast on the hot path, and a collision
+/// could only make a conflicting reuse look like a retry, which moves no money.
 fn fingerprint(transfer: &Transfer) -> u64 {
-    #[allow(deprecated)] // SipHasher is deprecated only for HashMap use; we need fixed keys.
-    let mut hasher = std::hash::SipHasher::new_with_keys(0x6a75_6e63_7469_6f6e, 0x6c65_6467_6572_0001);
-    transfer.debit_account.hash(&mut hasher);
-    transfer.credit_account.hash(&mut hasher);
-    transfer.amount.hash(&mut hasher);
-    transfer.pending_id.hash(&mut hasher);
-    transfer.currency.hash(&mut hasher);
-    transfer.code.hash(&mut hasher);
-    transfer.flags.hash(&mut hasher);
-    transfer.timeout_s.hash(&mut hasher);
-    transfer.user_data_128.hash(&mut hasher);
-    transfer.user_data_64.hash(&mut hasher);
-    hasher.finish()
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let words = [
+        transfer.debit_account.0 as u64,
+        (transfer.debit_account.0 >> 64) as u64,
+        transfer.credit_account.0 as u64,
+        (transfer.credit_account.0 >> 64) as u64,
+        transfer.amount,
+        transfer.pending_id.0 as u64,
+        (transfer.pending_id.0 >> 64) as u64,
+        u64::from(transfer.currency.numeric())
+            | u64::from(transfer.code) << 16
+            | u64::from(transfer.flags.0) << 32
+            | u64::from(transfer.currency.exponent()) << 48,
+        u64::from(transfer.timeout_s),
+        transfer.user_data_128 as u64,
+        (transfer.user_data_128 >> 64) as u64,
+        transfer.user_data_64,
+    ];
+    let mut hash = 0x6a75_6e63_7469_6f6e_u64;
+    for word in words {
+        hash = (hash ^ word).wrapping_mul(K).rotate_left(29);
+    }
+    // murmur3's fmix64
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }

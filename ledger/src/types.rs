@@ -187,6 +187,12 @@ pub struct TransferRecord {
     /// Nanoseconds since the Unix epoch, strictly increasing across the journal.
     pub timestamp: u64,
     pub window: WindowId,
+    /// The journal entry before this record's that moved the debit account (0: none).
+    /// Together with `credit_previous_seq` this chains each account's history through
+    /// the journal, so the ledger keeps no per-account list in memory.
+    pub debit_previous_seq: u64,
+    /// The journal entry before this record's that moved the credit account (0: none).
+    pub credit_previous_seq: u64,
 }
 
 /// The result of a committed (or already committed) transfer.

@@ -214,11 +214,17 @@ fn window_close_is_a_cut_and_history_pages() {
     let mut ids = Vec::new();
     f.ledger.for_each_transfer(closed.first_seq, closed.last_seq.unwrap(), |r| ids.push(r.transfer.id.0)).unwrap();
     assert_eq!(ids, vec![1000, 100, 101, 102, 103, 104]);
-    // History of account 2 in pages of two.
-    let page1 = f.ledger.account_transfers(AccountId(2), 0, 2).unwrap();
-    assert_eq!(page1.iter().map(|r| r.transfer.id.0).collect::<Vec<_>>(), vec![100, 101]);
-    let page2 = f.ledger.account_transfers(AccountId(2), page1[1].timestamp, 10).unwrap();
-    assert_eq!(page2.iter().map(|r| r.transfer.id.0).collect::<Vec<_>>(), vec![102, 103, 104, 200]);
+    // History of account 2, newest first, in pages of two.
+    let page1 = f.ledger.account_transfers(AccountId(2), None, 2).unwrap();
+    assert_eq!(page1.iter().map(|r| r.transfer.id.0).collect::<Vec<_>>(), vec![200, 104]);
+    let page2 = f.ledger.account_transfers(AccountId(2), Some(page1[1].timestamp), 10).unwrap();
+    assert_eq!(page2.iter().map(|r| r.transfer.id.0).collect::<Vec<_>>(), vec![103, 102, 101, 100]);
+    // The same after a reopen: the chain is on disk.
+    let dir = f._dir.path().to_path_buf();
+    drop(f.ledger);
+    let reopened = Ledger::open(&dir, LedgerOptions::default()).unwrap();
+    let all = reopened.account_transfers(AccountId(1), None, 100).unwrap();
+    assert_eq!(all.iter().map(|r| r.transfer.id.0).collect::<Vec<_>>(), vec![200, 104, 103, 102, 101, 100, 1000]);
 }
 
 #[test]
