@@ -509,7 +509,9 @@ impl Shard {
             void.flags = TransferFlags::VOID_PENDING;
             void.pending_id = TransferId(original.0);
             void.code = TRANSFER_CODE_REVERSAL;
-            void.user_data_128 = request.reference;
+            // The original's key, not this message's references: every reversal message
+            // of one original must be the same ledger transfer, so it moves money once.
+            void.user_data_128 = original.0;
             if let Some(hold) = held {
                 self.holds.remove(&original);
                 self.hold_expiries.remove(&(hold.expires_at_s, original));
@@ -548,7 +550,7 @@ impl Shard {
             original_transfer.currency,
         );
         reversal.code = TRANSFER_CODE_REVERSAL;
-        reversal.user_data_128 = request.reference;
+        reversal.user_data_128 = original.0;
         // Whoever is paid back gains headroom once it commits.
         let payee = participant_of_account(reversal.credit_account).unwrap_or(participant);
         let payer = participant_of_account(reversal.debit_account).unwrap_or(participant);

@@ -1,7 +1,203 @@
-//! Helpers shared by Junction's end-to-end tests (the tests themselves live in `tests/`).
+//! Helpers shared by Junction's end-to-end tests (the tests themselves live in `tests/`):
+//! starting the real `junctiond` binary, and a small ISO 8583 client over a real socket.
+
+use junction_engine::iso8583::{mac, Iso8583Message, MacKey};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// The transfer id of transfer `index` of batch `batch` in a crash-test run: batch and
 /// index are packed so the checker can tell a whole batch from a part of one.
 pub fn crash_transfer_id(run: u32, batch: u64, index: u32) -> u128 {
     (u128::from(run) << 96) | (u128::from(batch) << 32) | u128::from(index) | (1 << 127)
+}
+
+/// A binary of the workspace, next to the test executable's folder (`target/<profile>`).
+/// `cargo test --workspace` builds them; run `cargo build --release --bins` if missing.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --release --workspace --bins` first", path.display());
+    path
+}
+
+/// The demo acquirer of the embedded default configuration.
+pub const ACQUIRER_INSTITUTION: &str = "200001";
+pub const ACQUIRER_KEY_HEX: &str = "33333333333333333333333333333333";
+pub const ADMIN_TOKEN: &str = "demo-admin-token-change-me";
+/// A demo card of account 1001 (USD 10,000.00), expiring 2912.
+pub const DEMO_PAN: &str = "4000001234567899";
+
+/// A running `junctiond` on ephemeral ports with its own data dir. Killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub iso: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(data_dir: &Path) -> Daemon {
+        Daemon::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Daemon {
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("opening the daemon log");
+        let mut child = Command::new(binary("junctiond"))
+            .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
+            .args(["--iso8583-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("starting junctiond");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line).expect("reading junctiond's ready line");
+        // Keep draining stdout so the daemon never blocks on it.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|part| part.strip_prefix(name))
+                .and_then(|address| address.parse().ok())
+                .unwrap_or_else(|| panic!("junctiond did not report {name} (line {line:?}); see {}", log.display()))
+        };
+        let (iso, http) = (field("iso8583="), field("http="));
+        Daemon { child, iso, http, data_dir: data_dir.to_path_buf(), log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        ureq::get(&self.url(path)).call().expect("GET").body_mut().read_json().expect("JSON body")
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM");
+        assert!(status.success());
+        self.child.wait().expect("waiting for junctiond")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A blocking ISO 8583 client: frames, MACs and matches answers by STAN.
+pub struct IsoClient {
+    pub stream: TcpStream,
+    pub key: MacKey,
+    pub institution: String,
+    pub stan: u32,
+}
+
+impl IsoClient {
+    pub fn connect(address: SocketAddr) -> IsoClient {
+        let stream = TcpStream::connect(address).expect("connecting to junctiond");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        let key = MacKey::new(&hex::decode(ACQUIRER_KEY_HEX).expect("hex")).expect("key");
+        IsoClient { stream, key, institution: ACQUIRER_INSTITUTION.into(), stan: 0 }
+    }
+
+    pub fn next_stan(&mut self) -> String {
+        self.stan += 1;
+        format!("{:06}", self.stan)
+    }
+
+    /// Sends raw bytes as one frame.
+    pub fn send_frame(&mut self, raw: &[u8]) {
+        let mut framed = Vec::with_capacity(raw.len() + 2);
+        framed.extend_from_slice(&(raw.len() as u16).to_be_bytes());
+        framed.extend_from_slice(raw);
+        self.stream.write_all(&framed).expect("writing a frame");
+    }
+
+    pub fn send(&mut self, message: &Iso8583Message, signed: bool) {
+        let mut message = message.clone();
+        if signed {
+            mac::sign(&mut message, &self.key);
+        }
+        let mut raw = Vec::new();
+        message.encode(&mut raw).expect("encoding");
+        self.send_frame(&raw);
+    }
+
+    /// Reads one answer; checks its MAC when it carries one.
+    pub fn receive(&mut self) -> Iso8583Message {
+        let mut prefix = [0u8; 2];
+        self.stream.read_exact(&mut prefix).expect("reading an answer's length");
+        let mut raw = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        self.stream.read_exact(&mut raw).expect("reading an answer");
+        let message = Iso8583Message::decode(&raw).expect("the answer decodes");
+        if message.contains(64) || message.contains(128) {
+            mac::verify(&raw, &self.key).expect("the answer's MAC verifies");
+        }
+        message
+    }
+
+    pub fn call(&mut self, message: &Iso8583Message) -> Iso8583Message {
+        self.send(message, true);
+        self.receive()
+    }
+
+    pub fn sign_on(&mut self) -> Iso8583Message {
+        let stan = self.next_stan();
+        let message = network(&stan, &self.institution, "001");
+        self.call(&message)
+    }
+}
+
+pub fn network(stan: &str, institution: &str, code: &str) -> Iso8583Message {
+    let mut m = Iso8583Message::new("0800").expect("mti");
+    m.set(7, "1125120000").expect("7");
+    m.set(11, stan).expect("11");
+    m.set(32, institution).expect("32");
+    m.set(70, code).expect("70");
+    m
+}
+
+/// A financial request from the demo acquirer's terminal.
+pub fn financial(mti: &str, processing: &str, pan: &str, amount: u64, stan: &str) -> Iso8583Message {
+    let mut m = Iso8583Message::new(mti).expect("mti");
+    m.set(2, pan).expect("2");
+    m.set(3, processing).expect("3");
+    m.set(4, &format!("{amount:012}")).expect("4");
+    m.set(7, "1125120000").expect("7");
+    m.set(11, stan).expect("11");
+    m.set(12, "120000").expect("12");
+    m.set(13, "1125").expect("13");
+    m.set(22, "051").expect("22");
+    m.set(32, ACQUIRER_INSTITUTION).expect("32");
+    m.set(37, &format!("RRN{stan:0>9}")).expect("37");
+    m.set(41, "TERM0001").expect("41");
+    m.set(42, "MERCHANT0000001").expect("42");
+    m.set(49, "840").expect("49");
+    m
+}
+
+/// Field 90 naming an original request sent with `financial` (same transmission time).
+pub fn original_data(mti: &str, stan: &str) -> String {
+    format!("{mti}{stan}1125120000{ACQUIRER_INSTITUTION:0>11}{:0>11}", 0)
 }
