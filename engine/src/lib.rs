@@ -11,11 +11,12 @@ mod commit;
 pub mod daemon;
 mod engine;
 pub mod headroom;
-pub mod iso8583;
 pub mod model;
-pub mod qr;
 mod shard;
 pub mod vault;
+
+/// The wire formats live in their own crate so clients can use them without the switch.
+pub use junction_wire::{iso8583, qr};
 
 pub use codes::{DeclineReason, ResponseCode};
 pub use commit::{COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, TRANSFERS_PER_REQUEST_MAX};
