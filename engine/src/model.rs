@@ -184,6 +184,21 @@ pub enum Operation {
     Refund,
     /// Report the available balance; moves nothing.
     BalanceInquiry,
+    /// A payment between participants' position accounts (the QR gateway): the payer is
+    /// the request's `Instrument::Account` (a participant's position account, in the
+    /// request's currency), the payee another position account. With `fx`, the money goes
+    /// through an FX provider: payer -> provider in the payer's currency, provider -> payee
+    /// in the payee's, as one linked group.
+    Payment { payee: AccountId, fx: Option<FxLeg> },
+}
+
+/// The second leg of a cross-currency payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FxLeg {
+    pub provider: ParticipantId,
+    /// What the payee receives, in minor units of `credit_currency`.
+    pub credit_amount: u64,
+    pub credit_currency: Currency,
 }
 
 /// How the request names the payer.

@@ -314,6 +314,9 @@ impl Shard {
             request.reply.send(response);
             return Ok(());
         }
+        if let Operation::Payment { payee, fx } = request.operation {
+            return self.payment(request, payee, fx, batch);
+        }
         // 2. Unknown card, token or account.
         let account_id = match (request.instrument, card) {
             (Instrument::Account(id), _) => id,
@@ -459,6 +462,8 @@ impl Shard {
                 Ok(())
             }
             Operation::Reverse { original } => self.reverse(request, account_id, participant, currency, original, batch),
+            // Handled before the account rules.
+            Operation::Payment { .. } => Err((request, DeclineReason::SystemError)),
             Operation::Refund => {
                 // The acquirer pays the cardholder back: its cap is the one reserved.
                 let cap = (request.acquirer, currency);
@@ -490,6 +495,72 @@ impl Shard {
                 Ok(())
             }
         }
+    }
+
+    /// A payment between participants' positions (QR): cap, then one or two linked legs.
+    fn payment(
+        &mut self,
+        request: Request,
+        payee: AccountId,
+        fx: Option<FxLeg>,
+        batch: &mut CommitBatch,
+    ) -> Result<(), (Request, DeclineReason)> {
+        let Instrument::Account(payer_account) = request.instrument else {
+            return Err((request, DeclineReason::UnknownCard));
+        };
+        let (Some(payer), Some(payee_participant)) = (participant_of_account(payer_account), participant_of_account(payee))
+        else {
+            return Err((request, DeclineReason::UnknownCard));
+        };
+        let credit_amount = fx.map_or(request.amount, |leg| leg.credit_amount);
+        let credit_currency = fx.map_or(request.currency, |leg| leg.credit_currency);
+        if request.amount == 0
+            || request.amount > AMOUNT_PER_REQUEST_MAX
+            || credit_amount == 0
+            || credit_amount > AMOUNT_PER_REQUEST_MAX
+        {
+            return Err((request, DeclineReason::InvalidAmount));
+        }
+        let cap = (payer, request.currency);
+        if !self.headroom.reserve(&self.caps, cap, request.amount) {
+            return Err((request, DeclineReason::NetDebitCapExceeded));
+        }
+        let mut first = Transfer::new(request.key.0, payer_account.0, payee.0, request.amount, request.currency);
+        first.code = TRANSFER_CODE_QR_PAYMENT;
+        first.user_data_128 = request.reference;
+        let mut legs = [first, first];
+        let count = match fx {
+            None => 1,
+            Some(leg) => {
+                legs[0].credit_account = participant_account(leg.provider, request.currency);
+                legs[0].code = TRANSFER_CODE_FX_LEG;
+                let mut second = Transfer::new(
+                    RequestKey::derive("fx-leg", &[&request.key.0.to_be_bytes()]).0,
+                    participant_account(leg.provider, leg.credit_currency).0,
+                    payee.0,
+                    leg.credit_amount,
+                    leg.credit_currency,
+                );
+                second.code = TRANSFER_CODE_FX_LEG;
+                second.user_data_128 = request.reference;
+                legs[1] = second;
+                2
+            }
+        };
+        let credit = (payee_participant != payer).then_some(((payee_participant, credit_currency), credit_amount));
+        batch.push(
+            &legs[..count],
+            Pending {
+                request,
+                account: payer_account,
+                reserved: Some((cap, first.amount)),
+                credit,
+                release_on_success: None,
+                velocity: None,
+                hold: None,
+            },
+        );
+        Ok(())
     }
 
     /// Voids a hold, or moves a posted transfer's amount back. Either way the ledger id is
@@ -578,6 +649,8 @@ pub const TRANSFER_CODE_COMPLETION: u16 = 3;
 pub const TRANSFER_CODE_REVERSAL: u16 = 4;
 pub const TRANSFER_CODE_REFUND: u16 = 5;
 pub const TRANSFER_CODE_OPENING_BALANCE: u16 = 6;
+pub const TRANSFER_CODE_QR_PAYMENT: u16 = 7;
+pub const TRANSFER_CODE_FX_LEG: u16 = 8;
 
 /// A digest of what a request asks, to tell a resend from a conflicting reuse of its key.
 pub(crate) fn content_hash(request: &Request) -> u64 {

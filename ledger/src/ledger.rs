@@ -326,8 +326,10 @@ impl Ledger {
     /// is held only for the moment it takes to move the window's positions aside.
     pub fn close_window(&self) -> Result<WindowPositions, LedgerError> {
         self.check_available()?;
-        let closed_at = now_ns();
         let mut state = self.state.lock();
+        // The cut-off is never before the last transfer it includes (ledger timestamps are
+        // forced to increase and may run ahead of the wall clock).
+        let closed_at = now_ns().max(state.last_timestamp + 1);
         let window = state.window;
         let seq = self.enqueue(&mut state, &JournalEntry::CloseWindow { window, closed_at })?;
         state.close_window(closed_at, seq);

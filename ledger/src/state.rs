@@ -165,6 +165,8 @@ impl State {
     /// Closes the open window at `closed_at`; `last_seq` is the journal entry of the close.
     pub fn close_window(&mut self, closed_at: u64, last_seq: u64) -> WindowId {
         let closed = self.window;
+        // Later transfers are stamped after the cut-off.
+        self.last_timestamp = self.last_timestamp.max(closed_at);
         let positions: BTreeMap<PositionKey, Position> = self.positions.drain().collect();
         let mut sums: BTreeMap<Currency, i128> = BTreeMap::new();
         for ((_, currency), position) in &positions {

@@ -35,14 +35,35 @@ enum Command {
         #[command(subcommand)]
         command: WindowCommand,
     },
+    /// Clearing files: verify, show and list window folders (no daemon needed).
+    Clearing {
+        #[command(subcommand)]
+        command: ClearingCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClearingCommand {
+    /// Check a window folder: checksums, control totals, zero-sum nets, CSV against XML.
+    /// Exits non-zero naming the first problem. Works on a copy on any machine.
+    Verify { folder: std::path::PathBuf },
+    /// A human-readable summary of a window folder.
+    Show { folder: std::path::PathBuf },
+    /// The window folders under a clearing directory, with whether each verifies.
+    List {
+        #[arg(long, default_value = "data/clearing")]
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum WindowCommand {
     /// List windows.
     List,
-    /// Close the open window (a consistent cut; traffic keeps flowing).
+    /// Close the open window (a consistent cut; traffic keeps flowing); files follow.
     Close,
+    /// Mark a window settled once the settlement bank has confirmed it.
+    Settle { window: u64 },
 }
 
 fn get(cli: &Cli, path: &str) -> Result<Value> {
@@ -111,12 +132,51 @@ fn main() -> Result<()> {
         Command::Window { command: WindowCommand::List } => {
             let body = get(&cli, "/v1/admin/windows")?;
             for w in body["windows"].as_array().into_iter().flatten() {
-                println!("window {:>6}  {:<8} {:>12} transfers", w["window"], w["state"].as_str().unwrap_or("?"), w["transfer_count"]);
+                println!(
+                    "window {:>6}  {:<14} {:>12} transfers  {}",
+                    w["window"],
+                    w["status"].as_str().unwrap_or("?"),
+                    w["transfer_count"],
+                    w["folder"].as_str().unwrap_or("")
+                );
             }
         }
         Command::Window { command: WindowCommand::Close } => {
             let body = post(&cli, "/v1/admin/windows/close")?;
             print_positions(&body);
+            println!("clearing files: {}", body["folder"].as_str().unwrap_or("?"));
+        }
+        Command::Window { command: WindowCommand::Settle { window } } => {
+            post(&cli, &format!("/v1/admin/windows/{window}/settle"))?;
+            println!("window {window} marked settled");
+        }
+        Command::Clearing { command: ClearingCommand::Verify { folder } } => {
+            match junction_ledger::clearing::verify_folder(folder) {
+                Ok(report) => println!(
+                    "OK: {} verifies ({} files, {} bytes checked)",
+                    folder.display(),
+                    report.files_checked,
+                    report.bytes_checked
+                ),
+                Err(problem) => {
+                    eprintln!("FAILED: {}: {problem}", folder.display());
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Clearing { command: ClearingCommand::Show { folder } } => {
+            let summary = junction_ledger::clearing::summarize(folder)
+                .with_context(|| format!("reading {}", folder.display()))?;
+            println!("{summary}");
+        }
+        Command::Clearing { command: ClearingCommand::List { dir } } => {
+            for folder in junction_engine::daemon::clearing::list_folders(dir) {
+                let verdict = match junction_ledger::clearing::verify_folder(&folder) {
+                    Ok(_) => "verifies".to_string(),
+                    Err(problem) => format!("FAILS: {problem}"),
+                };
+                println!("{}  {verdict}", folder.display());
+            }
         }
     }
     Ok(())

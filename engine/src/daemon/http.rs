@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 pub struct HttpContext {
     pub engine: Arc<Engine>,
+    pub clearing: Arc<super::clearing::Clearing>,
     pub iso: Arc<IsoContext>,
     pub metrics: Arc<Metrics>,
     pub admin_token: String,
@@ -32,8 +33,13 @@ pub fn admin_router(context: Arc<HttpContext>) -> Router {
         .route("/v1/admin/participants", get(participants))
         .route("/v1/admin/windows", get(windows))
         .route("/v1/admin/windows/close", post(close_window))
+        .route("/v1/admin/windows/{id}/settle", post(settle_window))
         .route("/v1/admin/positions", get(positions))
         .route("/v1/admin/accounts/{id}", get(account))
+        .route("/v1/admin/accounts", post(provision_accounts))
+        .route("/v1/admin/accounts/{id}/status", post(account_status))
+        .route("/v1/admin/cards", post(provision_cards))
+        .route("/v1/admin/participants/{id}/caps", post(set_cap))
         .with_state(context)
 }
 
@@ -171,8 +177,33 @@ fn positions_json(window: &WindowPositions) -> Value {
 }
 
 async fn windows(State(context): State<Arc<HttpContext>>) -> Json<Value> {
-    let list: Vec<Value> = context.engine.ledger().windows().iter().map(window_json).collect();
+    let list: Vec<Value> = context
+        .engine
+        .ledger()
+        .windows()
+        .iter()
+        .map(|w| {
+            let mut value = window_json(w);
+            value["status"] = json!(context.clearing.status(w.window, w.state));
+            if w.state != WindowState::Open {
+                value["folder"] = json!(context.clearing.folder(w.window).display().to_string());
+            }
+            value
+        })
+        .collect();
     Json(json!({ "windows": list }))
+}
+
+async fn settle_window(State(context): State<Arc<HttpContext>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    if !authorized(&headers, &context.admin_token) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    }
+    let clearing = Arc::clone(&context.clearing);
+    match tokio::task::spawn_blocking(move || clearing.settle(WindowId(id))).await {
+        Ok(Ok(())) => Json(json!({ "window": id, "status": "settled" })).into_response(),
+        Ok(Err(message)) => error(StatusCode::CONFLICT, "not_settleable", message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -197,7 +228,17 @@ async fn close_window(State(context): State<Arc<HttpContext>>, headers: HeaderMa
     match tokio::task::spawn_blocking(move || engine.close_window()).await {
         Ok(Ok(closed)) => {
             tracing::info!(window = closed.window.0, transfers = closed.transfer_count, "settlement window closed");
-            Json(positions_json(&closed)).into_response()
+            // The files are written in the background; the window's status says when.
+            let clearing = Arc::clone(&context.clearing);
+            let window = closed.window;
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = clearing.write(window) {
+                    tracing::error!(window = window.0, %error, "writing clearing files failed");
+                }
+            });
+            let mut body = positions_json(&closed);
+            body["folder"] = json!(context.clearing.folder(window).display().to_string());
+            Json(body).into_response()
         }
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
@@ -219,4 +260,145 @@ async fn account(State(context): State<Arc<HttpContext>>, Path(id): Path<String>
         .into_response(),
         None => error(StatusCode::NOT_FOUND, "unknown_account", "no such account"),
     }
+}
+
+/// Runs an admin change off the async threads, mapping engine errors to JSON.
+async fn admin_call(
+    context: &Arc<HttpContext>,
+    headers: &HeaderMap,
+    change: impl FnOnce(&Engine) -> Result<Value, crate::EngineError> + Send + 'static,
+) -> Response {
+    if !authorized(headers, &context.admin_token) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    }
+    let engine = Arc::clone(&context.engine);
+    match tokio::task::spawn_blocking(move || change(&engine)).await {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, "rejected", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsBody {
+    accounts: Vec<super::config::AccountConfig>,
+}
+
+async fn provision_accounts(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    body: Result<Json<AccountsBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"accounts\": [...]}");
+    };
+    admin_call(&context, &headers, move |engine| {
+        let mut specs = Vec::with_capacity(body.accounts.len());
+        for a in &body.accounts {
+            let currency = junction_ledger::Currency::from_code(&a.currency)
+                .map_err(|e| crate::EngineError::Config(e.to_string()))?;
+            specs.push(crate::model::AccountSpec {
+                id: AccountId(u128::from(a.id)),
+                participant: junction_ledger::ParticipantId(a.participant),
+                currency,
+                opening_balance: a.opening_balance,
+                status: crate::model::AccountStatus::Active,
+                velocity: crate::model::VelocityLimits {
+                    count_per_day_max: a.velocity_count_per_day_max,
+                    amount_per_day_max: a.velocity_amount_per_day_max,
+                },
+            });
+        }
+        engine.add_accounts(&specs)?;
+        engine.sync()?;
+        Ok(json!({ "provisioned": specs.len() }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardsBody {
+    cards: Vec<super::config::CardConfig>,
+}
+
+async fn provision_cards(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    body: Result<Json<CardsBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"cards\": [...]}");
+    };
+    admin_call(&context, &headers, move |engine| {
+        if body.cards.len() > crate::PROVISION_BATCH_MAX {
+            return Err(crate::EngineError::Config(format!("at most {} cards per call", crate::PROVISION_BATCH_MAX)));
+        }
+        let mut cards = Vec::with_capacity(body.cards.len());
+        for c in &body.cards {
+            let expiry = super::config::parse_yymm(&c.expiry)
+                .ok_or_else(|| crate::EngineError::Config("card expiry must be YYMM".into()))?;
+            if !(12..=19).contains(&c.pan.len()) || !c.pan.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(crate::EngineError::Config("a card number must be 12-19 digits".into()));
+            }
+            cards.push(crate::model::CardSpec { pan: c.pan.clone(), account: AccountId(u128::from(c.account)), expiry_yymm: expiry });
+        }
+        engine.add_cards(&cards)?;
+        Ok(json!({ "provisioned": cards.len() }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct StatusBody {
+    status: String,
+}
+
+async fn account_status(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Result<Json<StatusBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"status\": \"active|blocked|closed\"}");
+    };
+    let status = match body.status.as_str() {
+        "active" => crate::model::AccountStatus::Active,
+        "blocked" => crate::model::AccountStatus::Blocked,
+        "closed" => crate::model::AccountStatus::Closed,
+        _ => return error(StatusCode::BAD_REQUEST, "bad_status", "status is active, blocked or closed"),
+    };
+    admin_call(&context, &headers, move |engine| {
+        engine.set_account_status(AccountId(u128::from(id)), status)?;
+        engine.sync()?;
+        Ok(json!({ "account": id, "status": body.status }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct CapBody {
+    currency: String,
+    net_debit_cap: u64,
+}
+
+async fn set_cap(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Result<Json<CapBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"currency\": ..., \"net_debit_cap\": ...}");
+    };
+    let Ok(currency) = junction_ledger::Currency::from_code(&body.currency) else {
+        return error(StatusCode::BAD_REQUEST, "bad_currency", "unknown currency");
+    };
+    admin_call(&context, &headers, move |engine| {
+        engine.set_net_debit_cap(junction_ledger::ParticipantId(id), currency, body.net_debit_cap)?;
+        Ok(json!({ "participant": id, "currency": body.currency, "net_debit_cap": body.net_debit_cap }))
+    })
+    .await
 }

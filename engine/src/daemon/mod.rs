@@ -2,6 +2,7 @@
 //! engine, provisions what the configuration declares, and serves ISO 8583 over TCP and
 //! HTTP (admin, metrics) until SIGTERM, which drains in-flight requests and stops cleanly.
 
+pub mod clearing;
 pub mod config;
 pub mod http;
 pub mod iso_gateway;
@@ -113,8 +114,13 @@ pub async fn run(config: Config) -> Result<()> {
         });
     }
     let iso = Arc::new(iso_gateway::IsoContext::new(Arc::clone(&engine), iso_participants, Arc::clone(&metrics)));
+    let clearing = Arc::new(clearing::Clearing::new(switch.data_dir.join("clearing"), &config, Arc::clone(&engine)));
+    // Windows closed before a crash without their files get them now.
+    let catch_up = Arc::clone(&clearing);
+    tokio::task::spawn_blocking(move || catch_up.catch_up());
     let http_context = Arc::new(http::HttpContext {
         engine: Arc::clone(&engine),
+        clearing: Arc::clone(&clearing),
         iso: Arc::clone(&iso),
         metrics: Arc::clone(&metrics),
         admin_token: switch.admin_token.clone(),
@@ -131,6 +137,13 @@ pub async fn run(config: Config) -> Result<()> {
     let http_address = http_listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let iso_task = tokio::spawn(iso_gateway::serve(iso_listener, Arc::clone(&iso), shutdown_rx.clone()));
+    let cutoffs: Vec<(u32, u32)> = switch.cutoff_times.iter().filter_map(|t| config::parse_hh_mm(t)).collect();
+    tokio::spawn(clearing::cutoff_loop(
+        Arc::clone(&clearing),
+        switch.cutoff_utc_offset_minutes,
+        cutoffs,
+        shutdown_rx.clone(),
+    ));
     let router = http::admin_router(Arc::clone(&http_context));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {

@@ -1,79 +1,127 @@
 //! Files written once, hashed as they are written, and synced before anyone relies on them.
 
 use super::manifest::FileEntry;
+use crossbeam::channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::Path;
+use std::thread::JoinHandle;
 
-/// Write buffer of `transfers.csv`. A window of 10M transfers is about 2.5 GB of CSV;
-/// 4 MiB writes keep the syscall count near 600 and let SHA-256 work on big blocks.
+/// Size of one `transfers.csv` buffer. A window of 10M transfers is about 2 GB of CSV;
+/// 4 MiB writes keep the syscall count near 500 and let SHA-256 work on big blocks.
 pub(crate) const TRANSFERS_WRITE_BUFFER_BYTES: usize = 4 << 20;
 
-/// Write buffer of the small files (positions, statements, instructions, manifest).
-pub(crate) const SMALL_FILE_BUFFER_BYTES: usize = 64 << 10;
+/// Buffers of `transfers.csv` in flight between the thread formatting rows and the thread
+/// hashing and writing them (so the two overlap on two cores). Costs this many times
+/// `TRANSFERS_WRITE_BUFFER_BYTES` of memory, whatever the window's size.
+pub(crate) const TRANSFERS_WRITE_BUFFERS: usize = 3;
 
 /// Read buffer used when hashing or parsing files during verification.
 pub(crate) const READ_BUFFER_BYTES: usize = 1 << 20;
 
-/// A file that feeds every byte written through SHA-256 and counts it, so the manifest's
-/// digest describes exactly what reached the file without reading it back.
-struct HashingFile {
-    file: File,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.file.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-/// A new file in the clearing folder being built.
-pub(crate) struct Sink {
+/// A big file written through a second thread: the caller fills a buffer, the thread
+/// hashes and writes full buffers while the caller fills the next. Buffers are recycled,
+/// so a file of any size costs `TRANSFERS_WRITE_BUFFERS` buffers of memory.
+pub(crate) struct PipelinedSink {
     name: String,
-    path: PathBuf,
-    writer: BufWriter<HashingFile>,
+    buffer: Vec<u8>,
+    full: Option<Sender<Vec<u8>>>,
+    empty: Receiver<Vec<u8>>,
+    writer: Option<JoinHandle<io::Result<(u64, String)>>>,
 }
 
-impl Sink {
-    /// Creates `dir/name`, which must not exist yet.
-    pub(crate) fn create(dir: &Path, name: &str, buffer_bytes: usize) -> io::Result<Sink> {
-        let path = dir.join(name);
-        let file = File::options().write(true).create_new(true).open(&path)?;
-        let writer = BufWriter::with_capacity(buffer_bytes, HashingFile { file, hasher: Sha256::new(), bytes: 0 });
-        Ok(Sink { name: name.to_string(), path, writer })
+impl PipelinedSink {
+    /// Creates `dir/name`, which must not exist yet, and starts its writer thread.
+    pub(crate) fn create(dir: &Path, name: &str) -> io::Result<PipelinedSink> {
+        let mut file = File::options().write(true).create_new(true).open(dir.join(name))?;
+        let (full_sender, full_receiver) = bounded::<Vec<u8>>(TRANSFERS_WRITE_BUFFERS);
+        let (empty_sender, empty_receiver) = bounded::<Vec<u8>>(TRANSFERS_WRITE_BUFFERS);
+        for _ in 1..TRANSFERS_WRITE_BUFFERS {
+            // Cannot fail: the channel has room for all of them and its receiver is here.
+            let _ = empty_sender.send(Vec::with_capacity(TRANSFERS_WRITE_BUFFER_BYTES));
+        }
+        let writer = std::thread::Builder::new().name("clearing-writer".into()).spawn(move || {
+            let mut hasher = Sha256::new();
+            let mut bytes = 0u64;
+            for mut buffer in full_receiver {
+                hasher.update(&buffer);
+                file.write_all(&buffer)?;
+                bytes += buffer.len() as u64;
+                buffer.clear();
+                // The formatting side may have stopped; then nobody needs the buffer back.
+                let _ = empty_sender.send(buffer);
+            }
+            file.sync_all()?;
+            Ok((bytes, hex::encode(hasher.finalize())))
+        })?;
+        Ok(PipelinedSink {
+            name: name.to_string(),
+            buffer: Vec::with_capacity(TRANSFERS_WRITE_BUFFER_BYTES),
+            full: Some(full_sender),
+            empty: empty_receiver,
+            writer: Some(writer),
+        })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// The current buffer, with at least `room` bytes free (so appending up to `room`
+    /// bytes never reallocates it).
+    pub(crate) fn buffer_with_room(&mut self, room: usize) -> io::Result<&mut Vec<u8>> {
+        debug_assert!(room <= TRANSFERS_WRITE_BUFFER_BYTES);
+        if self.buffer.capacity() - self.buffer.len() < room {
+            let next = match self.empty.recv() {
+                Ok(next) => next,
+                Err(_) => return Err(self.writer_error()),
+            };
+            let full = std::mem::replace(&mut self.buffer, next);
+            self.send(full)?;
+        }
+        Ok(&mut self.buffer)
     }
 
-    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.writer.write_all(bytes)
+    fn send(&mut self, buffer: Vec<u8>) -> io::Result<()> {
+        let sent = self.full.as_ref().map(|full| full.send(buffer));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.writer_error()),
+        }
     }
 
-    /// Flushes, fsyncs the file's data, and returns its manifest entry.
-    pub(crate) fn finish(self) -> io::Result<FileEntry> {
-        let hashing = self.writer.into_inner().map_err(|error| error.into_error())?;
-        hashing.file.sync_all()?;
-        Ok(FileEntry { name: self.name, bytes: hashing.bytes, sha256: hex::encode(hashing.hasher.finalize()) })
+    /// The writer thread stopped early: its own error says why.
+    fn writer_error(&mut self) -> io::Error {
+        self.full = None;
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(Err(error))) => error,
+            _ => io::Error::other("the clearing writer thread stopped"),
+        }
+    }
+
+    /// Writes what is buffered, waits for the writer to fsync, returns the manifest entry.
+    pub(crate) fn finish(mut self) -> io::Result<FileEntry> {
+        if !self.buffer.is_empty() {
+            let last = std::mem::take(&mut self.buffer);
+            self.send(last)?;
+        }
+        self.full = None; // ends the writer's loop
+        let outcome = self.writer.take().map(JoinHandle::join);
+        match outcome {
+            Some(Ok(Ok((bytes, sha256)))) => Ok(FileEntry { name: self.name.clone(), bytes, sha256 }),
+            Some(Ok(Err(error))) => Err(error),
+            _ => Err(io::Error::other("the clearing writer thread panicked")),
+        }
     }
 }
 
-/// Writes a whole small file at once.
+/// Writes a whole small file at once (hashed from memory), then fsyncs it.
 pub(crate) fn write_small_file(dir: &Path, name: &str, contents: &[u8]) -> io::Result<FileEntry> {
-    let mut sink = Sink::create(dir, name, SMALL_FILE_BUFFER_BYTES)?;
-    sink.write_all(contents)?;
-    sink.finish()
+    let mut file = File::options().write(true).create_new(true).open(dir.join(name))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(FileEntry {
+        name: name.to_string(),
+        bytes: contents.len() as u64,
+        sha256: hex::encode(Sha256::digest(contents)),
+    })
 }
 
 /// Fsyncs a directory so that the names created or renamed in it survive a crash.

@@ -159,6 +159,14 @@ pub(crate) fn push_hex_u128(out: &mut Vec<u8>, value: u128) {
     push_hex_u64(out, value as u64);
 }
 
+/// Appends `value` in lowercase hex without leading zeros (`0` for zero).
+pub(crate) fn push_hex_short(out: &mut Vec<u8>, value: u128) {
+    let digits = (128 - value.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        out.push(HEX_DIGITS[((value >> (shift * 4)) & 0xf) as usize]);
+    }
+}
+
 /// Appends `value` as exactly 16 lowercase hex digits.
 pub(crate) fn push_hex_u64(out: &mut Vec<u8>, value: u64) {
     let mut digits = [0u8; 16];
@@ -355,6 +363,9 @@ mod tests {
                 .format_minor(minor);
                 assert_eq!(written, currency_form, "{minor} e{exponent}");
                 assert_eq!(parse_amount(&written, exponent), Some(minor), "{written}");
+                if let Ok(small) = u64::try_from(minor) {
+                    assert_eq!(text(|o| push_amount_u64(o, small, exponent)), written);
+                }
             }
         }
         assert_eq!(parse_amount("12.3", 2), None);
@@ -386,6 +397,9 @@ mod tests {
         assert_eq!(text(|o| push_reference_u64(o, 0x1234_5678_9012)), "0000123456789012");
         assert_eq!(text(|o| push_reference_u64(o, 0x1_2345_6789_0123)), "000*********0123");
         assert_eq!(text(|o| push_reference_u128(o, u128::MAX)), "ffffffffffffffffffffffffffffffff");
+        assert_eq!(text(|o| push_hex_short(o, 0)), "0");
+        assert_eq!(text(|o| push_hex_short(o, 0x1f)), "1f");
+        assert_eq!(text(|o| push_hex_short(o, u128::MAX)), "ffffffffffffffffffffffffffffffff");
     }
 
     #[test]

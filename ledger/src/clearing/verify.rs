@@ -417,6 +417,11 @@ fn is_hex(text: &[u8], length: usize) -> bool {
     text.len() == length && text.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
 
+/// Hex without leading zeros, as account ids are written (never zero).
+fn is_short_hex(text: &[u8]) -> bool {
+    text.first().is_some_and(|b| *b != b'0') && text.len() <= 32 && is_hex(text, text.len())
+}
+
 fn is_reference(text: &[u8], length: usize) -> bool {
     text.len() == length && text.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b) || *b == b'*')
 }
@@ -469,8 +474,11 @@ fn check_transfers(
         let field = |index: usize| record.get(index).unwrap_or(b"");
         let text = |index: usize| std::str::from_utf8(field(index)).unwrap_or("");
         let bad = |name: &str| malformed(file, location(), format!("{name} {:?} is not valid", text_of(&record, name)));
-        for (index, name) in [(0, "transfer_id"), (5, "pending_id"), (6, "debit_account"), (8, "credit_account")] {
-            if !is_hex(field(index), 32) {
+        if !is_hex(field(0), 32) {
+            return Err(bad("transfer_id"));
+        }
+        for (index, name) in [(6, "debit_account"), (8, "credit_account")] {
+            if !is_short_hex(field(index)) {
                 return Err(bad(name));
             }
         }
@@ -488,6 +496,12 @@ fn check_transfers(
         let kind = TransferKind::parse(text(3)).ok_or_else(|| bad("kind"))?;
         if !matches!(field(4), b"true" | b"false") {
             return Err(bad("linked"));
+        }
+        // A post or void names the hold it resolves; nothing else names one.
+        let resolves = matches!(kind, TransferKind::Post | TransferKind::Void);
+        let pending_ok = if resolves { is_hex(field(5), 32) } else { field(5).is_empty() };
+        if !pending_ok {
+            return Err(bad("pending_id"));
         }
         let debtor = parse_u64(text(7)).ok_or_else(|| bad("debit_participant"))?;
         let creditor = parse_u64(text(9)).ok_or_else(|| bad("credit_participant"))?;

@@ -6,10 +6,10 @@ use super::manifest::{
     FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE,
     TRANSFERS_FILE,
 };
-use super::sink::{sync_dir, write_small_file, Sink, TRANSFERS_WRITE_BUFFER_BYTES};
+use super::sink::{sync_dir, write_small_file, PipelinedSink};
 use super::text::{
-    push_amount, push_csv_field, push_hex_u128, push_reference_u128, push_reference_u64, push_timestamp, push_u128,
-    push_u64, timestamp_string,
+    push_amount, push_amount_u64, push_csv_field, push_hex_short, push_hex_u128, push_reference_u128,
+    push_reference_u64, push_timestamp, push_u128, push_u64, timestamp_string,
 };
 use super::{verify, ClearingConfig, ClearingError, ParticipantInfo};
 use crate::currency::Currency;
@@ -20,8 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
-/// Header of `transfers.csv`. Ids and references are 32 (or 16) lowercase hex digits;
-/// participants are decimal; `amount` is in major units with the currency's exponent.
+/// Header of `transfers.csv`. Transfer ids and references are 32 (`user_data_64`: 16)
+/// lowercase hex digits; account ids are lowercase hex without leading zeros (up to 56
+/// bytes a row less: at 10M rows a window, writing the file is what takes time);
+/// `pending_id` (the hold a post or void resolves) is empty for other kinds; participants
+/// are decimal; `amount` is in major units with the currency's exponent.
 pub const TRANSFERS_HEADER: &str = "transfer_id,timestamp,code,kind,linked,pending_id,debit_account,\
 debit_participant,credit_account,credit_participant,currency,amount,amount_minor,reference,user_data_64\n";
 
@@ -30,10 +33,13 @@ debit_participant,credit_account,credit_participant,currency,amount,amount_minor
 pub const POSITIONS_HEADER: &str = "participant_id,participant_name,currency,debit_count,credit_count,\
 debits,credits,net,debits_minor,credits_minor,net_minor\n";
 
-/// Longest `transfers.csv` row: 4 ids of 32 hex, a timestamp of 30, two participants and
-/// an amount of at most 20 digits each, the amount in decimal (at most 22), a code, a
-/// kind, a reference of 16. Sizes the reused row buffer so it never grows.
-const TRANSFER_ROW_BYTES_MAX: usize = 4 * 32 + 30 + 3 * 20 + 22 + 5 + 6 + 5 + 3 + 16 + 15;
+/// Longest `transfers.csv` row: five 32-hex fields (transfer, pending, two accounts,
+/// reference), a 16-hex one, a timestamp of 30, two participants and the minor units (at
+/// most 20 digits each), the decimal amount (at most 22), code, kind, linked, currency, 14
+/// commas and a newline. Each row reserves this much room in the write buffer first, so
+/// the buffer never reallocates.
+const TRANSFER_ROW_BYTES_MAX: usize = 5 * 32 + 16 + 30 + 3 * 20 + 22 + 5 + 6 + 5 + 3 + 15;
+const _: () = assert!(TRANSFER_ROW_BYTES_MAX * 1000 < super::sink::TRANSFERS_WRITE_BUFFER_BYTES);
 
 /// Slots of the account-to-participant cache used while streaming transfers. Direct
 /// mapped: costs 32 bytes per slot (2 MiB) and never grows, whatever the window's size;
@@ -328,8 +334,9 @@ impl ParticipantCache {
     }
 }
 
-/// Streams the window's transfers from the journal into `transfers.csv`: one reused row
-/// buffer, one large write buffer, hashed as written. Memory does not grow with the window.
+/// Streams the window's transfers from the journal into `transfers.csv`: rows formatted
+/// straight into recycled buffers that a second thread hashes and writes. Memory does
+/// not grow with the window.
 fn write_transfers(
     ledger: &Ledger,
     view: &WindowPositions,
@@ -337,10 +344,11 @@ fn write_transfers(
     dir: &Path,
 ) -> Result<(FileEntry, Streamed), ClearingError> {
     let path = dir.join(TRANSFERS_FILE);
-    let mut sink = Sink::create(dir, TRANSFERS_FILE, TRANSFERS_WRITE_BUFFER_BYTES).map_err(ClearingError::io(&path))?;
-    sink.write_all(TRANSFERS_HEADER.as_bytes()).map_err(ClearingError::io(&path))?;
+    let mut sink = PipelinedSink::create(dir, TRANSFERS_FILE).map_err(ClearingError::io(&path))?;
+    sink.buffer_with_room(TRANSFERS_HEADER.len())
+        .map_err(ClearingError::io(&path))?
+        .extend_from_slice(TRANSFERS_HEADER.as_bytes());
     let window = view.window;
-    let mut row = Vec::with_capacity(TRANSFER_ROW_BYTES_MAX);
     let mut cache = ParticipantCache::new();
     let mut streamed = Streamed { transfers: 0, positions: FxHashMap::default() };
     // The visitor cannot return an error: remember the first and skip the rest.
@@ -349,7 +357,7 @@ fn write_transfers(
         if failure.is_some() {
             return;
         }
-        if let Err(error) = write_transfer(ledger, window, record, &mut cache, &mut row, &mut sink, &mut streamed) {
+        if let Err(error) = write_transfer(ledger, window, record, &mut cache, &mut sink, &path, &mut streamed) {
             failure = Some(error);
         }
     })?;
@@ -365,8 +373,8 @@ fn write_transfer(
     window: WindowId,
     record: &TransferRecord,
     cache: &mut ParticipantCache,
-    row: &mut Vec<u8>,
-    sink: &mut Sink,
+    sink: &mut PipelinedSink,
+    sink_path: &Path,
     streamed: &mut Streamed,
 ) -> Result<(), ClearingError> {
     let transfer = &record.transfer;
@@ -387,7 +395,10 @@ fn write_transfer(
     let kind = TransferKind::of(transfer.flags);
     let currency = transfer.currency;
 
-    row.clear();
+    // Formatted straight into the write buffer: no allocation or copy per row.
+    let row = sink
+        .buffer_with_room(TRANSFER_ROW_BYTES_MAX)
+        .map_err(|source| ClearingError::Io { path: sink_path.to_path_buf(), source })?;
     push_hex_u128(row, transfer.id.0);
     row.push(b',');
     push_timestamp(row, record.timestamp);
@@ -398,19 +409,21 @@ fn write_transfer(
     row.push(b',');
     row.extend_from_slice(if transfer.flags.contains(TransferFlags::LINKED) { b"true" } else { b"false" });
     row.push(b',');
-    push_hex_u128(row, transfer.pending_id.0);
+    if transfer.pending_id.0 != 0 {
+        push_hex_u128(row, transfer.pending_id.0);
+    }
     row.push(b',');
-    push_hex_u128(row, transfer.debit_account.0);
+    push_hex_short(row, transfer.debit_account.0);
     row.push(b',');
     push_u64(row, debtor.0);
     row.push(b',');
-    push_hex_u128(row, transfer.credit_account.0);
+    push_hex_short(row, transfer.credit_account.0);
     row.push(b',');
     push_u64(row, creditor.0);
     row.push(b',');
     row.extend_from_slice(currency.code().as_bytes());
     row.push(b',');
-    push_amount(row, i128::from(transfer.amount), currency.exponent());
+    push_amount_u64(row, transfer.amount, currency.exponent());
     row.push(b',');
     push_u64(row, transfer.amount);
     row.push(b',');
@@ -418,7 +431,6 @@ fn write_transfer(
     row.push(b',');
     push_reference_u64(row, transfer.user_data_64);
     row.push(b'\n');
-    sink.write_all(row).map_err(ClearingError::io(sink.path()))?;
 
     streamed.transfers += 1;
     if kind.moves_money() {
