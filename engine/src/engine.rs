@@ -42,7 +42,7 @@ pub fn participant_account(participant: ParticipantId, currency: Currency) -> Ac
 
 /// The participant of a position account, if `id` is one.
 pub fn participant_of_account(id: AccountId) -> Option<ParticipantId> {
-    (id.0 >> 120 == POSITION_ACCOUNT_TAG).then(|| ParticipantId((id.0 >> 16) as u64))
+    (id.0 >> 120 == POSITION_ACCOUNT_TAG).then_some(ParticipantId((id.0 >> 16) as u64))
 }
 
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! The pipeline end to end in process, on a real ledger: every rule and decline code, the
 //! operations, idempotency, concurrency and backpressure.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use crossbeam::channel::{unbounded, Receiver, Sender};
 use junction_engine::model::*;

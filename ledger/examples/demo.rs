@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release -p junction-ledger --example demo [-- DATA_DIR]`
 
+// Amounts are written major_minor: 500_00 is 500.00 in a two-decimal currency.
+#![allow(clippy::inconsistent_digit_grouping)]
+
 use junction_ledger::*;
 use std::path::PathBuf;
 

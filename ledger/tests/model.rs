@@ -5,6 +5,7 @@
 //! operation every result, balance and position must agree, and every closed window's
 //! nets must sum to zero per currency. Reopening the real ledger (recovery from RocksDB)
 //! is one of the operations.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_ledger::*;
 use proptest::prelude::*;

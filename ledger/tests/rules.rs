@@ -1,5 +1,6 @@
 //! Targeted tests of the ledger's rules: bad input writes nothing, two-phase transfers,
 //! linked groups (FX), idempotency, windows and queries.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_ledger::*;
 

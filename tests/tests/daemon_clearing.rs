@@ -1,6 +1,7 @@
 //! Windows and clearing through the real daemon: close windows while traffic flows, the
 //! files appear and verify with `junction clearing verify`, tampering is caught, state
 //! changes need the admin token, and every approved amount is in exactly one window.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_tests::*;
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! `junctiond` end to end over its real ISO 8583 socket: network management, every
 //! financial message, duplicates, security refusals, malformed frames. After each bad
 //! input the same connection and the daemon keep working.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_engine::iso8583::Iso8583Message;
 use junction_tests::*;

@@ -1,6 +1,7 @@
 //! Interoperability with pyiso8583, an independent ISO 8583 implementation: a Python
 //! client encodes requests (and computes MACs) with it, sends them to a real `junctiond`,
 //! and decodes the answers with it.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_tests::*;
 use std::process::Command;

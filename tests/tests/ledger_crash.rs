@@ -1,6 +1,7 @@
 //! Crash test: a real child process commits batches; we SIGKILL it at random moments,
 //! reopen the ledger, and check that every acknowledged batch is there in full, no batch
 //! is there in part, nothing is there twice, and the books balance.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_ledger::*;
 use junction_tests::crash_transfer_id;

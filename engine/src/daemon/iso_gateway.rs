@@ -281,7 +281,7 @@ fn network_management(
 fn response_mti(mti: &str) -> String {
     let mut bytes: Vec<u8> = mti.bytes().collect();
     if bytes.len() == 4 && bytes.iter().all(u8::is_ascii_digit) {
-        if (bytes[2] - b'0') % 2 == 0 {
+        if (bytes[2] - b'0').is_multiple_of(2) {
             bytes[2] += 1;
         }
         String::from_utf8(bytes).unwrap_or_else(|_| "0010".into())
@@ -396,6 +396,9 @@ pub fn pack_reference(rrn: Option<&str>, stan: Option<&str>) -> u128 {
     u128::from_be_bytes(bytes)
 }
 
+/// A submitted request awaiting its answer: what to echo, the key to MAC with, when it came.
+type Expected = (Box<Iso8583Message>, Option<Arc<IsoParticipant>>, Instant);
+
 async fn write_loop(
     mut writer: tokio::net::tcp::OwnedWriteHalf,
     mut receiver: mpsc::UnboundedReceiver<WriterMessage>,
@@ -403,7 +406,7 @@ async fn write_loop(
     in_flight: Arc<AtomicUsize>,
     notify: Arc<tokio::sync::Notify>,
 ) {
-    let mut expected: HashMap<u64, (Box<Iso8583Message>, Option<Arc<IsoParticipant>>, Instant)> = HashMap::new();
+    let mut expected: HashMap<u64, Expected> = HashMap::new();
     let mut out: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
     let mut broken = false;
     while let Some(first) = receiver.recv().await {
