@@ -45,6 +45,8 @@ struct CaseResult {
     latency_us_p50: u64,
     latency_us_p99: u64,
     latency_us_max: u64,
+    /// Time to reopen the ledger afterwards: rebuilding its state from the journal.
+    recovery_ms: u64,
     machine: Machine,
 }
 
@@ -68,14 +70,15 @@ pub fn run(args: &LedgerArgs) -> Result<()> {
         let dir = tempfile::Builder::new().prefix("junction-bench-ledger-").tempdir_in(&base)?;
         let result = run_case(case, accounts, args, dir.path(), &machine)?;
         println!(
-            "{:<12} {:>10} transfers/s   batch commit p50 {:>6} us  p99 {:>6} us  max {:>6} us   ({} transfers in {:.2} s)",
+            "{:<12} {:>10} transfers/s   batch commit p50 {:>6} us  p99 {:>6} us  max {:>6} us   ({} transfers in {:.2} s; reopen {} ms)",
             result.case,
             result.transfers_per_s,
             result.latency_us_p50,
             result.latency_us_p99,
             result.latency_us_max,
             result.transfers,
-            result.seconds
+            result.seconds,
+            result.recovery_ms
         );
         results.push(result);
         drop(dir); // deletes the database
@@ -154,6 +157,11 @@ fn run_case(case: &str, accounts: u64, args: &LedgerArgs, dir: &std::path::Path,
         seconds
     );
     anyhow::ensure!(committed == args.transfers, "only {committed} of {} transfers committed", args.transfers);
+    drop(batches);
+    drop(ledger);
+    let reopened = Ledger::open(dir, LedgerOptions::default())?;
+    let recovery_ms = reopened.recovery().duration_us / 1000;
+    drop(reopened);
     Ok(CaseResult {
         case: case.to_string(),
         accounts,
@@ -166,6 +174,7 @@ fn run_case(case: &str, accounts: u64, args: &LedgerArgs, dir: &std::path::Path,
         latency_us_p50: latency.value_at_quantile(0.50),
         latency_us_p99: latency.value_at_quantile(0.99),
         latency_us_max: latency.max(),
+        recovery_ms,
         machine: machine.clone(),
     })
 }

@@ -1,6 +1,7 @@
 //! `bench`: Junction's reproducible benchmarks. Each prints the machine, its settings and
 //! what it measured; `--json FILE` writes one record per case. Not part of `cargo test`.
 
+mod clearing_bench;
 mod ledger_bench;
 mod machine;
 mod pipeline_bench;
@@ -20,11 +21,14 @@ enum Command {
     Ledger(ledger_bench::LedgerArgs),
     /// The whole in-process pipeline: rules + ledger, durable.
     Pipeline(pipeline_bench::PipelineArgs),
+    /// Close a window of N transfers and write its clearing files.
+    Clearing(clearing_bench::ClearingArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ledger(args) => ledger_bench::run(&args),
         Command::Pipeline(args) => pipeline_bench::run(&args),
+        Command::Clearing(args) => clearing_bench::run(&args),
     }
 }
