@@ -8,6 +8,7 @@
 //! nothing is acknowledged before it is on disk, and while entry `n` syncs the caller can
 //! already apply `n + 1` (pipelining).
 
+use crate::checkpoint;
 use crate::journal::{self, JournalEntry};
 use crate::state::{HoldStatus, State};
 use crate::store;
@@ -102,11 +103,16 @@ pub struct Ledger {
     writer_queue: Option<Sender<WriteJob>>,
     writer: Option<JoinHandle<()>>,
     recovery: RecoveryReport,
+    /// One checkpoint at a time.
+    checkpointing: Mutex<()>,
 }
 
 /// What `open` found and how long it took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// The journal entry the loaded checkpoint covers up to (0: none, full replay).
+    pub checkpoint_seq: u64,
+    /// Journal entries replayed after the checkpoint.
     pub entries_replayed: u64,
     pub transfers_replayed: u64,
     pub duration_us: u64,
@@ -154,11 +160,14 @@ impl Ledger {
     pub fn open(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
         let started = Instant::now();
         let db = store::open(path)?;
-        let mut state = State::new();
+        let (mut state, checkpoint_seq) = load_checkpoint(&db);
         let mut transfers_replayed = 0u64;
+        let mut entries_replayed = 0u64;
         {
             let journal_cf = db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
-            for item in db.iterator_cf(&journal_cf, rocksdb::IteratorMode::Start) {
+            let start = journal::key(state.next_seq);
+            let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+            for item in db.iterator_cf(&journal_cf, mode) {
                 let (key, value) = item?;
                 let seq = journal::seq_of_key(&key).ok_or_else(|| LedgerError::Corrupt("bad journal key".into()))?;
                 if seq != state.next_seq {
@@ -166,12 +175,13 @@ impl Ledger {
                 }
                 let entry = journal::decode(&value).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?;
                 transfers_replayed += replay_entry(&mut state, seq, entry);
+                entries_replayed += 1;
             }
         }
-        let entries_replayed = state.next_seq - 1;
+        let durable_seq = state.next_seq - 1;
         let shared = Arc::new(Shared {
             db,
-            durable: Mutex::new(Durable { seq: entries_replayed, error: None }),
+            durable: Mutex::new(Durable { seq: durable_seq, error: None }),
             durable_changed: Condvar::new(),
             failed: AtomicBool::new(false),
             sync: options.sync,
@@ -183,17 +193,26 @@ impl Ledger {
             .spawn(move || write_loop(&writer_shared, &receiver))
             .map_err(|e| LedgerError::Storage(format!("spawning the writer thread: {e}")))?;
         let recovery = RecoveryReport {
+            checkpoint_seq,
             entries_replayed,
             transfers_replayed,
             duration_us: started.elapsed().as_micros() as u64,
         };
         tracing::info!(
+            checkpoint_seq = recovery.checkpoint_seq,
             entries = recovery.entries_replayed,
             transfers = recovery.transfers_replayed,
             duration_us = recovery.duration_us,
             "ledger recovered"
         );
-        Ok(Ledger { shared, state: Mutex::new(state), writer_queue: Some(sender), writer: Some(writer), recovery })
+        Ok(Ledger {
+            shared,
+            state: Mutex::new(state),
+            writer_queue: Some(sender),
+            writer: Some(writer),
+            recovery,
+            checkpointing: Mutex::new(()),
+        })
     }
 
     pub fn recovery(&self) -> RecoveryReport {
@@ -458,6 +477,40 @@ impl Ledger {
         Ok(())
     }
 
+    /// Writes a checkpoint of the state as of now, so the next open replays only what
+    /// comes after it. Traffic pauses while the state is copied (a straight copy: about
+    /// 50 ms per million transfers in the index), not while it is encoded and written.
+    /// Returns the journal entry it covers up to.
+    pub fn checkpoint(&self) -> Result<u64, LedgerError> {
+        let _one_at_a_time = self.checkpointing.lock();
+        self.check_available()?;
+        let (seq, chunks) = {
+            let state = self.state.lock();
+            (state.next_seq - 1, checkpoint::snapshot(&state))
+        };
+        // Never let a checkpoint get ahead of what the journal holds on disk.
+        self.wait_durable(seq)?;
+        let db = &self.shared.db;
+        let cf = db.cf_handle(store::CHECKPOINT_CF).ok_or_else(|| LedgerError::Corrupt("no checkpoint family".into()))?;
+        let mut batch = WriteBatch::default();
+        // Replace the previous checkpoint whole, in the same atomic write.
+        batch.delete_range_cf(&cf, b"chunk/".as_slice(), b"chunk0".as_slice());
+        for (index, chunk) in chunks.iter().enumerate() {
+            batch.put_cf(&cf, checkpoint::chunk_key(index as u32), checkpoint::encode(chunk));
+        }
+        let meta = checkpoint::CheckpointMeta {
+            format_version: checkpoint::CHECKPOINT_FORMAT_VERSION,
+            seq,
+            chunks: chunks.len() as u32,
+        };
+        batch.put_cf(&cf, checkpoint::META_KEY, checkpoint::encode(&meta));
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        db.write_opt(batch, &write_options)?;
+        tracing::info!(seq, chunks = chunks.len(), "ledger checkpoint written");
+        Ok(seq)
+    }
+
     /// Stores opaque metadata records durably (one synced write for all of them). The
     /// engine keeps its provisioning here; the ledger never interprets it.
     pub fn put_metadata(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), LedgerError> {
@@ -503,6 +556,37 @@ impl Drop for Ledger {
             let _ = writer.join();
         }
     }
+}
+
+/// The state of the latest checkpoint and the entry it covers, or an empty state and 0
+/// when there is none or it cannot be read (then the whole journal is replayed).
+fn load_checkpoint(db: &DB) -> (State, u64) {
+    let fresh = || (State::new(), 0);
+    let Some(cf) = db.cf_handle(store::CHECKPOINT_CF) else { return fresh() };
+    let meta = match db.get_cf(&cf, checkpoint::META_KEY) {
+        Ok(Some(bytes)) => match checkpoint::decode_meta(&bytes) {
+            Ok(meta) if meta.format_version == checkpoint::CHECKPOINT_FORMAT_VERSION => meta,
+            Ok(_) | Err(_) => {
+                tracing::warn!("checkpoint unreadable or of another version; replaying the whole journal");
+                return fresh();
+            }
+        },
+        _ => return fresh(),
+    };
+    let mut state = State::new();
+    for index in 0..meta.chunks {
+        let chunk = match db.get_cf(&cf, checkpoint::chunk_key(index)) {
+            Ok(Some(bytes)) => checkpoint::decode_chunk(&bytes),
+            Ok(None) => Err("missing".to_string()),
+            Err(e) => Err(e.into_string()),
+        };
+        if let Err(error) = chunk.and_then(|chunk| checkpoint::restore(&mut state, chunk)) {
+            tracing::warn!(%error, chunk = index, "checkpoint chunk unreadable; replaying the whole journal");
+            return fresh();
+        }
+    }
+    assert_eq!(state.next_seq, meta.seq + 1, "checkpoint scalars disagree with its meta");
+    (state, meta.seq)
 }
 
 fn window_view(state: &State, window: WindowId) -> Option<WindowPositions> {

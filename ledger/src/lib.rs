@@ -8,6 +8,7 @@
 //! It knows nothing about ISO 8583, QR codes or sockets.
 
 pub mod clearing;
+mod checkpoint;
 pub mod currency;
 mod journal;
 mod ledger;

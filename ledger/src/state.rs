@@ -160,6 +160,14 @@ impl State {
         Ok(())
     }
 
+    /// Restores a hold from a checkpoint, with its expiry if it is still pending.
+    pub fn insert_hold(&mut self, id: TransferId, hold: Hold) {
+        if hold.status == HoldStatus::Pending && hold.expires_at != 0 {
+            self.expiries.insert((hold.expires_at, id));
+        }
+        self.holds.insert(id, hold);
+    }
+
     // ---- windows --------------------------------------------------------------------
 
     /// Closes the open window at `closed_at`; `last_seq` is the journal entry of the close.

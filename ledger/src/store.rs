@@ -8,6 +8,8 @@ pub(crate) const JOURNAL_CF: &str = "journal";
 /// Column family of opaque metadata the engine persists through the ledger (participants,
 /// card directory entries, authorization settings). The ledger does not interpret it.
 pub(crate) const META_CF: &str = "meta";
+/// Column family of the latest checkpoint (see `checkpoint.rs`).
+pub(crate) const CHECKPOINT_CF: &str = "checkpoint";
 
 /// Memtable size for the journal. Larger means fewer flushes while ingesting at full rate;
 /// costs that much memory per memtable (up to `WRITE_BUFFER_COUNT_MAX` of them).
@@ -34,6 +36,10 @@ pub(crate) fn open(path: &Path) -> Result<DB, rocksdb::Error> {
     DB::open_cf_descriptors(
         &options,
         path,
-        vec![ColumnFamilyDescriptor::new(JOURNAL_CF, journal), ColumnFamilyDescriptor::new(META_CF, meta)],
+        vec![
+            ColumnFamilyDescriptor::new(JOURNAL_CF, journal),
+            ColumnFamilyDescriptor::new(META_CF, meta),
+            ColumnFamilyDescriptor::new(CHECKPOINT_CF, Options::default()),
+        ],
     )
 }
