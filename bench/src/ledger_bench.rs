@@ -45,8 +45,11 @@ struct CaseResult {
     latency_us_p50: u64,
     latency_us_p99: u64,
     latency_us_max: u64,
-    /// Time to reopen the ledger afterwards: rebuilding its state from the journal.
+    /// Time to reopen the ledger afterwards by replaying the whole journal.
     recovery_ms: u64,
+    /// Time to write a checkpoint of the state, then to reopen from it.
+    checkpoint_ms: u64,
+    recovery_from_checkpoint_ms: u64,
     machine: Machine,
 }
 
@@ -70,7 +73,7 @@ pub fn run(args: &LedgerArgs) -> Result<()> {
         let dir = tempfile::Builder::new().prefix("junction-bench-ledger-").tempdir_in(&base)?;
         let result = run_case(case, accounts, args, dir.path(), &machine)?;
         println!(
-            "{:<12} {:>10} transfers/s   batch commit p50 {:>6} us  p99 {:>6} us  max {:>6} us   ({} transfers in {:.2} s; reopen {} ms)",
+            "{:<12} {:>10} transfers/s   batch commit p50 {:>6} us  p99 {:>6} us  max {:>6} us   ({} transfers in {:.2} s)\n{:<12} reopen by full replay {} ms; checkpoint written in {} ms; reopen from it {} ms",
             result.case,
             result.transfers_per_s,
             result.latency_us_p50,
@@ -78,7 +81,10 @@ pub fn run(args: &LedgerArgs) -> Result<()> {
             result.latency_us_max,
             result.transfers,
             result.seconds,
-            result.recovery_ms
+            "",
+            result.recovery_ms,
+            result.checkpoint_ms,
+            result.recovery_from_checkpoint_ms
         );
         results.push(result);
         drop(dir); // deletes the database
@@ -161,6 +167,12 @@ fn run_case(case: &str, accounts: u64, args: &LedgerArgs, dir: &std::path::Path,
     drop(ledger);
     let reopened = Ledger::open(dir, LedgerOptions::default())?;
     let recovery_ms = reopened.recovery().duration_us / 1000;
+    let checkpointing = Instant::now();
+    reopened.checkpoint()?;
+    let checkpoint_ms = checkpointing.elapsed().as_millis() as u64;
+    drop(reopened);
+    let reopened = Ledger::open(dir, LedgerOptions::default())?;
+    let recovery_from_checkpoint_ms = reopened.recovery().duration_us / 1000;
     drop(reopened);
     Ok(CaseResult {
         case: case.to_string(),
@@ -175,6 +187,8 @@ fn run_case(case: &str, accounts: u64, args: &LedgerArgs, dir: &std::path::Path,
         latency_us_p99: latency.value_at_quantile(0.99),
         latency_us_max: latency.max(),
         recovery_ms,
+        checkpoint_ms,
+        recovery_from_checkpoint_ms,
         machine: machine.clone(),
     })
 }
