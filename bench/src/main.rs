@@ -5,6 +5,7 @@ mod clearing_bench;
 mod ledger_bench;
 mod machine;
 mod pipeline_bench;
+mod postgres_baseline;
 
 use clap::{Parser, Subcommand};
 

@@ -37,6 +37,13 @@ pub struct PipelineArgs {
     pub dir: Option<std::path::PathBuf>,
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Also run the same transfers against a PostgreSQL double-entry schema at this URL
+    /// (e.g. "host=/var/run/postgresql user=postgres") and print the ratio.
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Transfers for the PostgreSQL baseline (it is much slower).
+    #[arg(long, default_value_t = 50_000)]
+    pub postgres_transfers: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +97,22 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                 result.approved
             );
             results.push(result);
+        }
+    }
+    if let Some(url) = &args.postgres {
+        println!("PostgreSQL baseline: 10000 accounts, {} transfers, one transaction each, {} connections", args.postgres_transfers, crate::postgres_baseline::POSTGRES_CONNECTIONS);
+        let baseline = crate::postgres_baseline::run(url, 10_000, args.postgres_transfers)?;
+        println!(
+            "postgres     {:>9} transfers/s  ({} transfers in {:.2} s)",
+            baseline.transfers_per_s, baseline.transfers, baseline.seconds
+        );
+        if let Some(best) = results.iter().filter(|r| r.case == "uniform-10k").map(|r| r.transfers_per_s).max() {
+            println!(
+                "junction/postgres: {:.1}x (junction uniform-10k best {} transfers/s vs postgres {})",
+                best as f64 / baseline.transfers_per_s.max(1) as f64,
+                best,
+                baseline.transfers_per_s
+            );
         }
     }
     if let Some(path) = &args.json {
