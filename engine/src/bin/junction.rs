@@ -100,10 +100,10 @@ fn print_positions(body: &Value) {
     for row in body["positions"].as_array().into_iter().flatten() {
         println!(
             "{:>12} {:>4} {:>10} {:>10} {:>22}",
-            row["participant"],
+            row["participant"].to_string(),
             row["currency"].as_str().unwrap_or("?"),
-            row["debit_count"],
-            row["credit_count"],
+            row["debit_count"].to_string(),
+            row["credit_count"].to_string(),
             row["net"].as_str().unwrap_or("?")
         );
     }
@@ -116,7 +116,7 @@ fn main() -> Result<()> {
         Command::Participants => {
             let body = get(&cli, "/v1/admin/participants")?;
             for p in body["participants"].as_array().into_iter().flatten() {
-                println!("{:>4}  {:<24} {}", p["id"], p["name"].as_str().unwrap_or("?"), p["role"].as_str().unwrap_or("?"));
+                println!("{:>4}  {:<24} {}", p["id"].to_string(), p["name"].as_str().unwrap_or("?"), p["role"].as_str().unwrap_or("?"));
                 for (currency, cap) in p["currencies"].as_object().into_iter().flatten() {
                     println!("        {currency}: net debit cap {} (headroom in pool {})", cap["net_debit_cap"], cap["headroom_in_pool"].as_str().unwrap_or("?"));
                 }
@@ -134,9 +134,9 @@ fn main() -> Result<()> {
             for w in body["windows"].as_array().into_iter().flatten() {
                 println!(
                     "window {:>6}  {:<14} {:>12} transfers  {}",
-                    w["window"],
+                    w["window"].to_string(),
                     w["status"].as_str().unwrap_or("?"),
-                    w["transfer_count"],
+                    w["transfer_count"].to_string(),
                     w["folder"].as_str().unwrap_or("")
                 );
             }

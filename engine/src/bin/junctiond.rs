@@ -62,7 +62,8 @@ fn main() -> Result<()> {
     if cli.log_json {
         tracing_subscriber::fmt().with_env_filter(filter).json().with_writer(std::io::stderr).init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(std::io::stderr).init();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
