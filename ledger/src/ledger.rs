@@ -19,7 +19,7 @@ use parking_lot::{Condvar, Mutex};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -94,6 +94,29 @@ struct Shared {
     durable_changed: Condvar,
     failed: AtomicBool,
     sync: bool,
+    stats: WriterStats,
+}
+
+/// Counters of the durable writer, for metrics.
+#[derive(Default)]
+struct WriterStats {
+    group_commits: AtomicU64,
+    entries: AtomicU64,
+    bytes: AtomicU64,
+    commit_us_total: AtomicU64,
+    commit_us_max: AtomicU64,
+}
+
+/// What the durable writer has done since the ledger opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterReport {
+    /// Synced RocksDB writes (each holds one or more journal entries).
+    pub group_commits: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    /// Time spent in synced writes, in total and the longest one.
+    pub commit_us_total: u64,
+    pub commit_us_max: u64,
 }
 
 /// Junction's double-entry ledger. Cheap to share: wrap it in an `Arc`.
@@ -185,6 +208,7 @@ impl Ledger {
             durable_changed: Condvar::new(),
             failed: AtomicBool::new(false),
             sync: options.sync,
+            stats: WriterStats::default(),
         });
         let (sender, receiver) = bounded(WRITE_QUEUE_DEPTH_MAX);
         let writer_shared = Arc::clone(&shared);
@@ -542,6 +566,18 @@ impl Ledger {
         Ok(())
     }
 
+    /// What the durable writer has done since open (group commits, bytes, sync times).
+    pub fn writer_report(&self) -> WriterReport {
+        let stats = &self.shared.stats;
+        WriterReport {
+            group_commits: stats.group_commits.load(Ordering::Relaxed),
+            entries: stats.entries.load(Ordering::Relaxed),
+            bytes: stats.bytes.load(Ordering::Relaxed),
+            commit_us_total: stats.commit_us_total.load(Ordering::Relaxed),
+            commit_us_max: stats.commit_us_max.load(Ordering::Relaxed),
+        }
+    }
+
     /// The durable watermark: entries up to this one are on disk.
     pub fn durable_seq(&self) -> u64 {
         self.shared.durable.lock().seq
@@ -661,8 +697,17 @@ fn write_loop(shared: &Shared, queue: &Receiver<WriteJob>) {
         if shared.failed.load(Ordering::Acquire) {
             continue; // never write past a failed entry: the journal must stay a prefix
         }
+        let started = Instant::now();
+        let entries = last_seq - first.seq + 1;
         match shared.db.write_opt(batch, &write_options) {
             Ok(()) => {
+                let us = started.elapsed().as_micros() as u64;
+                let stats = &shared.stats;
+                stats.group_commits.fetch_add(1, Ordering::Relaxed);
+                stats.entries.fetch_add(entries, Ordering::Relaxed);
+                stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
+                stats.commit_us_max.fetch_max(us, Ordering::Relaxed);
                 let mut durable = shared.durable.lock();
                 durable.seq = last_seq;
                 shared.durable_changed.notify_all();

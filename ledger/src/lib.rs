@@ -19,6 +19,6 @@ pub mod types;
 pub use currency::{Currency, UnknownCurrency};
 pub use ledger::{
     AccountView, Ledger, LedgerError, LedgerOptions, RecoveryReport, Ticket, WindowPositions, ACCOUNTS_PER_CALL_MAX,
-    BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
+    BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX, WriterReport,
 };
 pub use types::*;

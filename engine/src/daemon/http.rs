@@ -51,7 +51,8 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
 /// Whether the request carries the admin token (`Authorization: Bearer <token>`),
 /// compared in constant time.
 pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    let Some(given) =
+        headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
     else {
         return false;
     };
@@ -89,10 +90,13 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
     for (shard, depth) in engine.queue_depths().iter().enumerate() {
         extra.push_str(&format!("junction_shard_queue_depth{{shard=\"{shard}\"}} {depth}\n"));
     }
-    extra.push_str("# HELP junction_connections_open Open ISO 8583 connections\n# TYPE junction_connections_open gauge\n");
+    extra.push_str(
+        "# HELP junction_connections_open Open ISO 8583 connections\n# TYPE junction_connections_open gauge\n",
+    );
     extra.push_str(&format!("junction_connections_open {}\n", context.iso.connections_open.load(Ordering::Relaxed)));
     extra.push_str("# HELP junction_requests_in_flight ISO 8583 requests awaiting an answer\n# TYPE junction_requests_in_flight gauge\n");
-    extra.push_str(&format!("junction_requests_in_flight {}\n", context.iso.requests_in_flight.load(Ordering::Relaxed)));
+    extra
+        .push_str(&format!("junction_requests_in_flight {}\n", context.iso.requests_in_flight.load(Ordering::Relaxed)));
     ([("content-type", "text/plain; version=0.0.4")], context.metrics.render(&extra)).into_response()
 }
 
@@ -342,7 +346,11 @@ async fn provision_cards(
             if !(12..=19).contains(&c.pan.len()) || !c.pan.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(crate::EngineError::Config("a card number must be 12-19 digits".into()));
             }
-            cards.push(crate::model::CardSpec { pan: c.pan.clone(), account: AccountId(u128::from(c.account)), expiry_yymm: expiry });
+            cards.push(crate::model::CardSpec {
+                pan: c.pan.clone(),
+                account: AccountId(u128::from(c.account)),
+                expiry_yymm: expiry,
+            });
         }
         engine.add_cards(&cards)?;
         Ok(json!({ "provisioned": cards.len() }))
