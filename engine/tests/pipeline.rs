@@ -383,3 +383,126 @@ fn purchase(engine: &Engine, n: u64, amount: u64, reply: Arc<dyn ReplySink>) -> 
         reply,
     }
 }
+
+mod model {
+    //! Property test: random sequences of operations on one card, against a model of what
+    //! the account may spend. Every answer must be the model's, and the ledger's balance
+    //! must be the model's after each step.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Purchase(u64),
+        Authorize(u64),
+        Complete { hold: usize, amount: u64 },
+        Reverse(usize),
+        Refund(u64),
+        Resend(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (1u64..40_000).prop_map(Step::Purchase),
+            3 => (1u64..40_000).prop_map(Step::Authorize),
+            2 => (0usize..8, 0u64..40_000).prop_map(|(hold, amount)| Step::Complete { hold, amount }),
+            2 => (0usize..16).prop_map(Step::Reverse),
+            1 => (1u64..5_000).prop_map(Step::Refund),
+            2 => (0usize..16).prop_map(Step::Resend),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn answers_and_balance_follow_the_model(steps in prop::collection::vec(step(), 1..40)) {
+            let mut s = switch();
+            // The model: what is available, the open holds, what each request answered.
+            let mut available: i128 = 100_000;
+            let mut holds: Vec<(RequestKey, u64, bool)> = Vec::new(); // key, amount, open
+            let mut sent: Vec<(Request, ResponseCode, i128)> = Vec::new(); // request, answer, money moved
+            let mut posted: Vec<(RequestKey, u64, bool)> = Vec::new(); // approved purchases/completions: key, amount, reversed
+            for step in steps {
+                match step {
+                    Step::Purchase(amount) => {
+                        let r = s.request(Operation::Purchase, PAN, amount);
+                        let expected = if i128::from(amount) <= available { ResponseCode::Approved } else { ResponseCode::InsufficientFunds };
+                        let answer = s.ask(r.clone());
+                        prop_assert_eq!(answer.code, expected);
+                        if expected == ResponseCode::Approved {
+                            available -= i128::from(amount);
+                            posted.push((r.key, amount, false));
+                        }
+                        sent.push((r, answer.code, 0));
+                    }
+                    Step::Authorize(amount) => {
+                        let r = s.request(Operation::Authorize, PAN, amount);
+                        let expected = if i128::from(amount) <= available { ResponseCode::Approved } else { ResponseCode::InsufficientFunds };
+                        let answer = s.ask(r.clone());
+                        prop_assert_eq!(answer.code, expected);
+                        if expected == ResponseCode::Approved {
+                            available -= i128::from(amount);
+                            holds.push((r.key, amount, true));
+                        }
+                        sent.push((r, answer.code, 0));
+                    }
+                    Step::Complete { hold, amount } => {
+                        let Some(&(key, held, open)) = holds.get(hold) else { continue };
+                        let r = s.request(Operation::Complete { original: key }, PAN, amount);
+                        let answer = s.ask(r.clone());
+                        let post = if amount == 0 { held } else { amount };
+                        if !open {
+                            prop_assert_eq!(answer.code, ResponseCode::InvalidTransaction);
+                        } else if post > held {
+                            prop_assert_eq!(answer.code, ResponseCode::InvalidAmount);
+                        } else {
+                            prop_assert_eq!(answer.code, ResponseCode::Approved);
+                            available += i128::from(held - post);
+                            holds[hold].2 = false;
+                            posted.push((r.key, post, false));
+                        }
+                        sent.push((r, answer.code, 0));
+                    }
+                    Step::Reverse(index) => {
+                        // Reverse an open hold (void) or an approved posting.
+                        let target = if index % 2 == 0 {
+                            holds.get(index / 2).map(|h| (h.0, h.1, h.2, true))
+                        } else {
+                            posted.get(index / 2).map(|p| (p.0, p.1, !p.2, false))
+                        };
+                        let Some((key, amount, open, is_hold)) = target else { continue };
+                        let r = s.request(Operation::Reverse { original: key }, PAN, 0);
+                        let answer = s.ask(r.clone());
+                        if open {
+                            prop_assert_eq!(answer.code, ResponseCode::Approved);
+                            available += i128::from(amount);
+                            if is_hold { holds[index / 2].2 = false } else { posted[index / 2].2 = true }
+                        } else if is_hold {
+                            prop_assert_eq!(answer.code, ResponseCode::InvalidTransaction);
+                        } else {
+                            // Reversing twice is the same ledger transfer: approved, moves nothing.
+                            prop_assert_eq!(answer.code, ResponseCode::Approved);
+                        }
+                        sent.push((r, answer.code, 0));
+                    }
+                    Step::Refund(amount) => {
+                        let r = s.request(Operation::Refund, PAN, amount);
+                        let answer = s.ask(r.clone());
+                        prop_assert_eq!(answer.code, ResponseCode::Approved);
+                        available += i128::from(amount);
+                        sent.push((r, answer.code, 0));
+                    }
+                    Step::Resend(index) => {
+                        let Some((request, code, _)) = sent.get(index).cloned() else { continue };
+                        // A resend gets the original answer and moves nothing (a decline by
+                        // the ledger's funds check is evaluated afresh, so skip those).
+                        if code == ResponseCode::InsufficientFunds { continue }
+                        let answer = s.ask(request);
+                        prop_assert_eq!(answer.code, code);
+                    }
+                }
+                prop_assert_eq!(s.available(), available);
+            }
+        }
+    }
+}
