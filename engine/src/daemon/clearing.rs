@@ -64,10 +64,8 @@ impl Clearing {
     /// Writes a closed window's files (or finds them already written).
     pub fn write(&self, window: WindowId) -> Result<clearing::Manifest, clearing::ClearingError> {
         let _writing = self.writing.lock();
-        std::fs::create_dir_all(&self.root).map_err(|e| clearing::ClearingError::Io {
-            path: self.root.clone(),
-            source: e,
-        })?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| clearing::ClearingError::Io { path: self.root.clone(), source: e })?;
         let started = std::time::Instant::now();
         let manifest = clearing::write_window_files(self.engine.ledger(), window, &self.root, &self.config)?;
         tracing::info!(

@@ -17,6 +17,9 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub switch: SwitchConfig,
+    /// The QR gateway's settings (quote lifetime, signature clock skew).
+    #[serde(default)]
+    pub qr: QrConfig,
     #[serde(default)]
     pub participants: Vec<ParticipantConfig>,
     #[serde(default)]
@@ -25,6 +28,12 @@ pub struct Config {
     pub cards: Vec<CardConfig>,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Which acquirer takes a merchant QR, by scheme and merchant identifier.
+    #[serde(default)]
+    pub qr_routes: Vec<QrRouteConfig>,
+    /// FX provider rates per currency pair (changeable at runtime through the admin API).
+    #[serde(default)]
+    pub fx_rates: Vec<FxRateConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +113,95 @@ pub struct TokenConfig {
     pub account: u64,
     pub expiry: String,
     pub entry_modes: Vec<String>,
+}
+
+/// Longest quote lifetime the configuration accepts.
+pub const QUOTE_TTL_MS_MAX: u64 = 3_600_000;
+/// Widest clock skew tolerated on signed QR requests.
+pub const SIGNATURE_SKEW_S_MAX: u64 = 3_600;
+/// Most `[[qr_routes]]` entries (the table is searched per request: exact match by hash,
+/// then prefixes longest first).
+pub const QR_ROUTES_MAX: usize = 100_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrConfig {
+    /// How long a quote locks its rate.
+    #[serde(default = "default_quote_ttl_ms")]
+    pub quote_ttl_ms: u64,
+    /// How far a signed request's `X-Junction-Timestamp` may be from the switch's clock.
+    #[serde(default = "default_signature_skew_s")]
+    pub signature_skew_s: u64,
+}
+
+impl Default for QrConfig {
+    fn default() -> Self {
+        QrConfig { quote_ttl_ms: default_quote_ttl_ms(), signature_skew_s: default_signature_skew_s() }
+    }
+}
+
+fn default_quote_ttl_ms() -> u64 {
+    60_000
+}
+
+fn default_signature_skew_s() -> u64 {
+    300
+}
+
+/// One routing rule: a merchant QR of `scheme` whose merchant identifier equals
+/// `identifier` (or starts with `identifier_prefix`) is acquired by participant `acquirer`.
+/// Exact rules win over prefixes, and longer prefixes over shorter ones. Identifiers are
+/// those of `junction_wire::qr::MerchantKey` ("mobile:0066812345678" for PromptPay, the Pix
+/// key, the QRIS NMID, the UnionPay acquirer IIN + merchant ID).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrRouteConfig {
+    /// unionpay, pix, promptpay, qris or other.
+    pub scheme: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier_prefix: Option<String>,
+    pub acquirer: u64,
+}
+
+/// A rate of an FX provider: one `base` buys `rate` of `quote` (mid), and the provider adds
+/// `spread_bps` in its favour. Serves both directions of the pair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FxRateConfig {
+    pub provider: u64,
+    pub base: String,
+    pub quote: String,
+    /// A decimal string ("36.50"): never a float.
+    pub rate: String,
+    #[serde(default)]
+    pub spread_bps: u32,
+}
+
+/// The scheme names routes use (as `junction_wire::qr::Scheme::as_str` writes them).
+pub fn parse_scheme(name: &str) -> Option<crate::qr::Scheme> {
+    use crate::qr::Scheme;
+    [Scheme::UnionPay, Scheme::Pix, Scheme::PromptPay, Scheme::Qris, Scheme::Other]
+        .into_iter()
+        .find(|scheme| scheme.as_str() == name)
+}
+
+impl FxRateConfig {
+    /// The rate as the FX table holds it; errors name the pair.
+    pub fn to_rate(&self) -> Result<super::fx::FxRate, String> {
+        let pair = format!("{}/{}", self.base, self.quote);
+        let currency = |code: &str| Currency::from_code(code).map_err(|e| format!("fx rate {pair}: {e}"));
+        let rate = super::fx::FxRate {
+            provider: junction_ledger::ParticipantId(self.provider),
+            base: currency(&self.base)?,
+            quote: currency(&self.quote)?,
+            mid: super::fx::parse_rate(&self.rate).map_err(|e| format!("fx rate {pair}: {e}"))?,
+            spread_bps: self.spread_bps,
+        };
+        rate.check().map_err(|e| format!("fx rate {e}"))?;
+        Ok(rate)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +301,74 @@ impl Config {
             }
             parse_entry_modes(&t.entry_modes)?;
         }
+        self.validate_qr()?;
+        Ok(())
+    }
+
+    /// The QR gateway's sections: routes name acquirers, rates name FX providers that
+    /// settle in both currencies, and nothing is ambiguous.
+    fn validate_qr(&self) -> Result<(), ConfigError> {
+        let qr = &self.qr;
+        if qr.quote_ttl_ms == 0 || qr.quote_ttl_ms > QUOTE_TTL_MS_MAX {
+            return Err(invalid(format!("qr.quote_ttl_ms must be 1..={QUOTE_TTL_MS_MAX}")));
+        }
+        if qr.signature_skew_s == 0 || qr.signature_skew_s > SIGNATURE_SKEW_S_MAX {
+            return Err(invalid(format!("qr.signature_skew_s must be 1..={SIGNATURE_SKEW_S_MAX}")));
+        }
+        if self.qr_routes.len() > QR_ROUTES_MAX {
+            return Err(invalid(format!("at most {QR_ROUTES_MAX} qr_routes")));
+        }
+        let participant = |id: u64| self.participants.iter().find(|p| p.id == id);
+        let mut seen = std::collections::BTreeSet::new();
+        for route in &self.qr_routes {
+            let what = format!(
+                "qr_routes ({} {})",
+                route.scheme,
+                route.identifier.as_deref().or(route.identifier_prefix.as_deref()).unwrap_or("?")
+            );
+            if parse_scheme(&route.scheme).is_none() {
+                return Err(invalid(format!("{what}: scheme must be unionpay, pix, promptpay, qris or other")));
+            }
+            let key = match (&route.identifier, &route.identifier_prefix) {
+                (Some(exact), None) if !exact.is_empty() => (route.scheme.as_str(), false, exact.as_str()),
+                (None, Some(prefix)) => (route.scheme.as_str(), true, prefix.as_str()),
+                _ => {
+                    return Err(invalid(format!(
+                        "{what}: give exactly one of identifier (not empty) or identifier_prefix"
+                    )))
+                }
+            };
+            if !seen.insert(key) {
+                return Err(invalid(format!("{what}: the same rule appears twice")));
+            }
+            match participant(route.acquirer) {
+                Some(p) if p.role == Role::Acquirer => {}
+                Some(_) => return Err(invalid(format!("{what}: participant {} is not an acquirer", route.acquirer))),
+                None => return Err(invalid(format!("{what}: unknown participant {}", route.acquirer))),
+            }
+        }
+        let mut pairs = std::collections::BTreeSet::new();
+        for entry in &self.fx_rates {
+            let rate = entry.to_rate().map_err(invalid)?;
+            let pair = format!("fx rate {}/{}", entry.base, entry.quote);
+            let provider = participant(entry.provider)
+                .ok_or_else(|| invalid(format!("{pair}: unknown participant {}", entry.provider)))?;
+            if provider.role != Role::FxProvider {
+                return Err(invalid(format!("{pair}: participant {} is not an fx_provider", entry.provider)));
+            }
+            for code in [&entry.base, &entry.quote] {
+                if !provider.net_debit_caps.contains_key(code) {
+                    return Err(invalid(format!("{pair}: participant {} does not settle in {code}", entry.provider)));
+                }
+            }
+            let (a, b) = (rate.base.numeric(), rate.quote.numeric());
+            if !pairs.insert((a.min(b), a.max(b))) {
+                return Err(invalid(format!("{pair}: the pair appears twice (in either direction)")));
+            }
+        }
+        if self.fx_rates.len() > super::fx::RATE_PAIRS_MAX {
+            return Err(invalid(format!("at most {} fx_rates", super::fx::RATE_PAIRS_MAX)));
+        }
         Ok(())
     }
 }
@@ -295,5 +461,40 @@ mod tests {
             let error = Config::parse(&text).unwrap_err().to_string();
             assert!(error.contains(expected), "{error:?} should mention {expected:?}");
         }
+    }
+
+    #[test]
+    fn bad_qr_sections_name_the_problem() {
+        let base = DEFAULT_CONFIG_TOML;
+        let route = |body: &str| format!("{base}\n[[qr_routes]]\n{body}\n");
+        let rate = |body: &str| format!("{base}\n[[fx_rates]]\n{body}\n");
+        let cases = [
+            (base.replace("quote_ttl_ms = 60000", "quote_ttl_ms = 0"), "qr.quote_ttl_ms"),
+            (base.replace("signature_skew_s = 300", "signature_skew_s = 0"), "qr.signature_skew_s"),
+            (route("scheme = \"venmo\"\nidentifier = \"x\"\nacquirer = 3"), "scheme must be"),
+            (route("scheme = \"pix\"\nacquirer = 3"), "exactly one of identifier"),
+            (route("scheme = \"pix\"\nidentifier = \"a\"\nidentifier_prefix = \"a\"\nacquirer = 3"), "exactly one"),
+            (route("scheme = \"pix\"\nidentifier = \"k\"\nacquirer = 5"), "is not an acquirer"),
+            (route("scheme = \"pix\"\nidentifier = \"k\"\nacquirer = 77"), "unknown participant 77"),
+            (route("scheme = \"pix\"\nidentifier_prefix = \"\"\nacquirer = 7"), "appears twice"),
+            (rate("provider = 6\nbase = \"USD\"\nquote = \"EUR\"\nrate = \"0.9\""), "does not settle in EUR"),
+            (rate("provider = 5\nbase = \"USD\"\nquote = \"SGD\"\nrate = \"1.3\""), "not an fx_provider"),
+            (rate("provider = 6\nbase = \"THB\"\nquote = \"USD\"\nrate = \"0.03\""), "appears twice"),
+            (rate("provider = 6\nbase = \"USD\"\nquote = \"USD\"\nrate = \"1\""), "two different currencies"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = \"abc\""), "not a decimal"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = \"-1\""), "positive"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = 30.5"), "TOML"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = \"30\"\nspread_bps = 10001"), "spread_bps"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"XXX\"\nrate = \"30\""), "XXX"),
+        ];
+        for (text, expected) in cases {
+            let error = Config::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} should mention {expected:?}");
+        }
+        let fine = rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = \"30.5\"\nspread_bps = 40");
+        assert_eq!(
+            Config::parse(&fine).unwrap().fx_rates.len(),
+            Config::embedded_default().unwrap().fx_rates.len() + 1
+        );
     }
 }

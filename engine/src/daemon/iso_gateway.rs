@@ -115,7 +115,8 @@ async fn connection(
     let (sender, receiver) = mpsc::unbounded_channel();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let notify = Arc::new(tokio::sync::Notify::new());
-    let writer_task = tokio::spawn(write_loop(writer, receiver, Arc::clone(context), Arc::clone(&in_flight), Arc::clone(&notify)));
+    let writer_task =
+        tokio::spawn(write_loop(writer, receiver, Arc::clone(context), Arc::clone(&in_flight), Arc::clone(&notify)));
     let sink: Arc<dyn ReplySink> = Arc::new(ConnectionSink(sender.clone()));
     let mut signed_on: Option<Arc<IsoParticipant>> = None;
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
@@ -227,7 +228,12 @@ fn handle(
         Ok(request) => {
             in_flight.fetch_add(1, Ordering::AcqRel);
             context.requests_in_flight.fetch_add(1, Ordering::Relaxed);
-            let _ = sender.send(WriterMessage::Expect { tag, request: Box::new(message), key: Some(participant), received });
+            let _ = sender.send(WriterMessage::Expect {
+                tag,
+                request: Box::new(message),
+                key: Some(participant),
+                received,
+            });
             context.engine.submit(request);
         }
         Err(code) => {
@@ -379,7 +385,12 @@ fn to_request(
 pub fn request_key(acquirer: &str, terminal: &str, stan: &str, transmission_time: &str) -> RequestKey {
     RequestKey::derive(
         "iso8583",
-        &[normalize_institution(acquirer).as_bytes(), terminal.as_bytes(), stan.as_bytes(), transmission_time.as_bytes()],
+        &[
+            normalize_institution(acquirer).as_bytes(),
+            terminal.as_bytes(),
+            stan.as_bytes(),
+            transmission_time.as_bytes(),
+        ],
     )
 }
 

@@ -28,9 +28,8 @@ impl Metrics {
         let frame_errors = IntCounter::new("frame_errors_total", "Frames with an impossible length prefix")?;
         let security_refusals =
             IntCounter::new("security_refusals_total", "Messages refused for MAC, sign-on or institution")?;
-        let buckets = vec![
-            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-        ];
+        let buckets =
+            vec![0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
         let request_latency = Histogram::with_opts(
             HistogramOpts::new("request_latency_seconds", "From a request's arrival to its answer being queued")
                 .buckets(buckets),

@@ -4,9 +4,11 @@
 
 pub mod clearing;
 pub mod config;
+pub mod fx;
 pub mod http;
 pub mod iso_gateway;
 pub mod metrics;
+pub mod qr;
 
 use crate::iso8583::MacKey;
 use crate::model::*;
@@ -144,7 +146,8 @@ pub async fn run(config: Config) -> Result<()> {
         cutoffs,
         shutdown_rx.clone(),
     ));
-    let router = http::admin_router(Arc::clone(&http_context));
+    let qr_gateway = Arc::new(qr::QrGateway::new(Arc::clone(&engine), &config).map_err(anyhow::Error::msg)?);
+    let router = http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let server = axum::serve(http_listener, router)
