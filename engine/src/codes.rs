@@ -16,7 +16,7 @@
 //! | 6 | `CurrencyMismatch` | 12 | request currency is not the account's |
 //! | 7 | `VelocityCountExceeded` | 65 | too many approvals in the rolling day |
 //! | 7 | `VelocityAmountExceeded` | 61 | too much approved in the rolling day |
-//! | 8 | `NetDebitCapExceeded` | 05 | the issuer participant would owe more than its cap |
+//! | 8 | `NetDebitCapExceeded` | 05 | the paying participant (issuer, wallet, acquirer for refunds, FX provider for its leg) would owe more than its cap |
 //! | 9 | `InsufficientFunds` | 51 | balance minus holds (checked by the ledger) |
 //! | - | `OriginalNotFound` | 25 | completion/reversal names an unknown original |
 //! | - | `OriginalAlreadyFinal` | 12 | completion of a hold already completed, voided or expired |
@@ -102,7 +102,7 @@ pub enum DeclineReason {
     VelocityCountExceeded,
     #[error("daily amount limit exceeded")]
     VelocityAmountExceeded,
-    #[error("issuer participant's net debit cap exceeded")]
+    #[error("the paying participant's net debit cap exceeded")]
     NetDebitCapExceeded,
     #[error("insufficient funds")]
     InsufficientFunds,

@@ -43,10 +43,11 @@ const _: () = assert!(BATCH_TRANSFERS_MAX > SHARD_BURST_MAX * TRANSFERS_PER_REQU
 pub(crate) struct Pending {
     pub request: Request,
     pub account: AccountId,
-    /// Cap headroom reserved for this request, returned if it does not commit.
-    pub reserved: Option<(CapKey, u64)>,
-    /// Headroom the payee participant gains once it commits.
-    pub credit: Option<(CapKey, u64)>,
+    /// Cap headroom reserved for this request (the payer's, and an FX provider's for its
+    /// leg), returned if it does not commit.
+    pub reserved: [Option<(CapKey, u64)>; 2],
+    /// Headroom the participants paid gain once it commits.
+    pub credit: [Option<(CapKey, u64)>; 2],
     /// Headroom returned once it commits (the unposted part of a hold, a voided hold).
     pub release_on_success: Option<(CapKey, u64)>,
     /// The velocity increment (bucket, amount) to undo if it does not commit.
@@ -164,18 +165,18 @@ pub(crate) fn completion_loop(
             let response = match outcome {
                 Ok((timestamp, created)) => {
                     if created {
-                        add(&mut give_back, pending.credit);
+                        pending.credit.into_iter().for_each(|credit| add(&mut give_back, credit));
                         add(&mut give_back, pending.release_on_success);
                     } else {
                         // A resend of an approved request: the original's answer, and
                         // this copy's reservations go back.
-                        add(&mut give_back, pending.reserved);
+                        pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
                         send_feedback(&feedback, waiting.shard, &pending, false);
                     }
                     Response::approved(pending.request.tag, pending.request.key, waiting.first_transfer, Some(timestamp))
                 }
                 Err(reason) => {
-                    add(&mut give_back, pending.reserved);
+                    pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
                     send_feedback(&feedback, waiting.shard, &pending, true);
                     Response::declined(pending.request.tag, pending.request.key, reason)
                 }

@@ -145,6 +145,13 @@ impl LocalHeadroom {
         }
     }
 
+    /// Puts back a reservation this shard made and will not use.
+    pub fn unreserve(&mut self, key: CapKey, amount: u64) {
+        if let Some(Slice::Headroom(local)) = self.slices.get_mut(&key) {
+            *local += i128::from(amount);
+        }
+    }
+
     /// Returns every slice to the pool (caps changed, or the shard stops).
     pub fn flush(&mut self, pool: &CapPool) {
         let mut returned: FxHashMap<CapKey, i128> = FxHashMap::default();

@@ -400,7 +400,9 @@ impl Shard {
                 }
                 // 8. The issuer participant's net debit cap (funds, 9, are the ledger's).
                 let cap = (participant, currency);
-                if !self.headroom.reserve(&self.caps, cap, request.amount) {
+                let reserved = self.headroom.reserve(&self.caps, cap, request.amount);
+                // Past the cap, a resend of a committed request still gets its original answer.
+                if !reserved && !self.ledger.contains_transfer(TransferId(request.key.0)) {
                     return Err((request, DeclineReason::NetDebitCapExceeded));
                 }
                 account.velocity.add(now.bucket, request.amount);
@@ -428,8 +430,8 @@ impl Shard {
                     Pending {
                         request,
                         account: account_id,
-                        reserved: Some((cap, transfer.amount)),
-                        credit: creditor.map(|key| (key, transfer.amount)),
+                        reserved: [reserved.then_some((cap, transfer.amount)), None],
+                        credit: [creditor.map(|key| (key, transfer.amount)), None],
                         release_on_success: None,
                         velocity: Some((now.bucket, transfer.amount)),
                         hold: hold.then_some(RequestKey(transfer.id.0)),
@@ -456,8 +458,8 @@ impl Shard {
                     Pending {
                         request,
                         account: account_id,
-                        reserved: None,
-                        credit: creditor,
+                        reserved: [None, None],
+                        credit: [creditor, None],
                         release_on_success: release,
                         velocity: None,
                         hold: None,
@@ -471,7 +473,8 @@ impl Shard {
             Operation::Refund => {
                 // The acquirer pays the cardholder back: its cap is the one reserved.
                 let cap = (request.acquirer, currency);
-                if !self.headroom.reserve(&self.caps, cap, request.amount) {
+                let reserved = self.headroom.reserve(&self.caps, cap, request.amount);
+                if !reserved && !self.ledger.contains_transfer(TransferId(request.key.0)) {
                     return Err((request, DeclineReason::NetDebitCapExceeded));
                 }
                 let mut transfer = Transfer::new(
@@ -489,8 +492,8 @@ impl Shard {
                     Pending {
                         request,
                         account: account_id,
-                        reserved: Some((cap, transfer.amount)),
-                        credit: creditor,
+                        reserved: [reserved.then_some((cap, transfer.amount)), None],
+                        credit: [creditor, None],
                         release_on_success: None,
                         velocity: None,
                         hold: None,
@@ -525,9 +528,20 @@ impl Shard {
         {
             return Err((request, DeclineReason::InvalidAmount));
         }
+        // A resend of a committed payment gets its original answer from the ledger,
+        // whatever the caps say now.
+        let resend = self.ledger.contains_transfer(TransferId(request.key.0));
         let cap = (payer, request.currency);
-        if !self.headroom.reserve(&self.caps, cap, request.amount) {
+        if !resend && !self.headroom.reserve(&self.caps, cap, request.amount) {
             return Err((request, DeclineReason::NetDebitCapExceeded));
+        }
+        // The FX provider pays the payee: its cap in the payee's currency is reserved too.
+        let provider_cap = fx.map(|leg| ((leg.provider, leg.credit_currency), leg.credit_amount));
+        if let Some((key, amount)) = provider_cap {
+            if !resend && !self.headroom.reserve(&self.caps, key, amount) {
+                self.headroom.unreserve(cap, request.amount);
+                return Err((request, DeclineReason::NetDebitCapExceeded));
+            }
         }
         let mut first = Transfer::new(request.key.0, payer_account.0, payee.0, request.amount, request.currency);
         first.code = TRANSFER_CODE_QR_PAYMENT;
@@ -551,13 +565,22 @@ impl Shard {
                 2
             }
         };
-        let credit = (payee_participant != payer).then_some(((payee_participant, credit_currency), credit_amount));
+        // Who gains headroom once it commits: the payee, and the FX provider in the
+        // payer's currency.
+        let credit = match fx {
+            None => [(payee_participant != payer).then_some(((payee_participant, credit_currency), credit_amount)), None],
+            Some(leg) => [
+                (payee_participant != leg.provider).then_some(((payee_participant, credit_currency), credit_amount)),
+                (payer != leg.provider).then_some(((leg.provider, request.currency), request.amount)),
+            ],
+        };
+        let reserved = if resend { [None, None] } else { [Some((cap, first.amount)), provider_cap] };
         batch.push(
             &legs[..count],
             Pending {
                 request,
                 account: payer_account,
-                reserved: Some((cap, first.amount)),
+                reserved,
                 credit,
                 release_on_success: None,
                 velocity: None,
@@ -596,8 +619,8 @@ impl Shard {
                 Pending {
                     request,
                     account: account_id,
-                    reserved: None,
-                    credit: None,
+                    reserved: [None, None],
+                    credit: [None, None],
                     release_on_success: held.map(|h| (h.cap, h.amount)),
                     velocity: None,
                     hold: None,
@@ -635,8 +658,8 @@ impl Shard {
             Pending {
                 request,
                 account: account_id,
-                reserved: None,
-                credit,
+                reserved: [None, None],
+                credit: [credit, None],
                 release_on_success: None,
                 velocity: None,
                 hold: None,

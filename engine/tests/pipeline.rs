@@ -202,10 +202,15 @@ fn every_rule_has_its_code() {
 #[test]
 fn net_debit_cap_is_reported_distinctly() {
     let mut s = switch_with(2, 1024, 5_000);
-    let r = s.request(Operation::Purchase, PAN, 4_000);
-    assert_eq!(s.ask(r).code, ResponseCode::Approved);
+    let first = s.request(Operation::Purchase, PAN, 4_000);
+    let approved = s.ask(first.clone());
+    assert_eq!(approved.code, ResponseCode::Approved);
     let r = s.request(Operation::Purchase, PAN, 2_000);
     declined(s.ask(r), DeclineReason::NetDebitCapExceeded, "05");
+    // Near the cap, a resend of the approved purchase still gets its original answer.
+    let again = s.ask(first);
+    assert_eq!((again.code, again.auth_code), (ResponseCode::Approved, approved.auth_code));
+    assert_eq!(s.available(), 96_000);
     // A refund credits the issuer and gives headroom back.
     let r = s.request(Operation::Refund, PAN, 3_000);
     assert_eq!(s.ask(r).code, ResponseCode::Approved);

@@ -409,6 +409,11 @@ impl Ledger {
         self.state.lock().accounts.len()
     }
 
+    /// Whether a transfer with this id was committed (or is being committed).
+    pub fn contains_transfer(&self, id: TransferId) -> bool {
+        self.state.lock().transfers.contains_key(&id)
+    }
+
     /// Whether a hold is still pending (neither posted, voided nor expired).
     pub fn is_pending(&self, id: TransferId) -> bool {
         self.state.lock().holds.get(&id).is_some_and(|h| h.status == HoldStatus::Pending)

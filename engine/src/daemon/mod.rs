@@ -7,6 +7,7 @@ pub mod config;
 pub mod fx;
 pub mod http;
 pub mod iso_gateway;
+pub mod maintenance;
 pub mod metrics;
 pub mod qr;
 
@@ -147,6 +148,7 @@ pub async fn run(config: Config) -> Result<()> {
         shutdown_rx.clone(),
     ));
     let qr_gateway = Arc::new(qr::QrGateway::new(Arc::clone(&engine), &config).map_err(anyhow::Error::msg)?);
+    tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
     let router = http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -171,6 +173,8 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = iso_task.await;
     let _ = http_task.await;
     tokio::task::block_in_place(|| engine.shutdown());
+    // Everything accepted is committed: a checkpoint now makes the next start quick.
+    maintenance::checkpoint(&engine).await;
     tracing::info!(durable_seq = ledger.durable_seq(), "junctiond stopped cleanly");
     Ok(())
 }

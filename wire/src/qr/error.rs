@@ -127,7 +127,9 @@ impl QrError {
     /// `None` for errors about the payload as a whole.
     pub fn path(&self) -> Option<FieldPath> {
         match self {
-            QrError::Empty | QrError::TooLong { .. } | QrError::CrcMismatch { .. } => None,
+            QrError::Empty | QrError::TooLong { .. } => None,
+            // The CRC is data object 63.
+            QrError::CrcMismatch { .. } => Some(FieldPath::top(63)),
             QrError::TruncatedHeader { within, .. } | QrError::BadId { within, .. } => Some(*within),
             QrError::BadLength { at, .. }
             | QrError::Truncated { at, .. }
