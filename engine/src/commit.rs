@@ -151,6 +151,7 @@ pub(crate) fn completion_loop(
     stats_slot: usize,
 ) {
     let mut give_back: FxHashMap<CapKey, i128> = FxHashMap::default();
+    let mut answers: Vec<(Request, Response)> = Vec::new();
     while let Ok(in_flight) = input.recv() {
         let results = in_flight.ticket.and_then(|ticket| ledger.wait(ticket));
         let mut index = 0;
@@ -182,10 +183,15 @@ pub(crate) fn completion_loop(
                 }
             };
             stats.record(stats_slot, response.code, response.decline);
-            pending.request.reply.send(response);
+            answers.push((pending.request, response));
         }
+        // Headroom first, answers after: a client that acts on an answer finds the
+        // headroom it implies already back in the pool.
         caps.give_back_all(&give_back);
         give_back.clear();
+        for (request, response) in answers.drain(..) {
+            request.reply.send(response);
+        }
     }
 }
 
@@ -221,6 +227,7 @@ fn send_feedback(feedback: &[Sender<Feedback>], shard: usize, pending: &Pending,
         account: pending.account,
         velocity: pending.velocity,
         hold: if forget_hold { pending.hold } else { None },
+        recheck_hold: if forget_hold { None } else { pending.hold },
     };
     if let Some(sender) = feedback.get(shard) {
         if let Err(TrySendError::Full(_)) = sender.try_send(message) {

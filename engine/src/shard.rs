@@ -72,6 +72,9 @@ pub(crate) struct Feedback {
     pub velocity: Option<(u64, u64)>,
     /// Forget this hold (its authorization did not commit).
     pub hold: Option<RequestKey>,
+    /// A resend of this authorization was answered from the ledger: keep the hold only if
+    /// the ledger still has it pending (the resend re-entered it here).
+    pub recheck_hold: Option<RequestKey>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -214,7 +217,11 @@ impl Shard {
                     account.velocity.undo(bucket, amount);
                 }
             }
-            if let Some(key) = feedback.hold {
+            let forget = feedback.hold.or_else(|| {
+                // Rare (a resent authorization): a look at the ledger is affordable.
+                feedback.recheck_hold.filter(|key| !self.ledger.is_pending(TransferId(key.0)))
+            });
+            if let Some(key) = forget {
                 if let Some(hold) = self.holds.remove(&key) {
                     self.hold_expiries.remove(&(hold.expires_at_s, key));
                 }
