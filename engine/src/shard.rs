@@ -609,8 +609,14 @@ impl Shard {
         batch: &mut CommitBatch,
     ) -> Result<(), (Request, DeclineReason)> {
         let held = self.holds.get(&original).copied();
-        if held.is_some() || self.ledger.is_pending(TransferId(original.0)) {
-            let mut void = Transfer::new(RequestKey::derive("void", &[&original.0.to_be_bytes()]).0, 0, 0, 0, currency);
+        let void_id = RequestKey::derive("void", &[&original.0.to_be_bytes()]).0;
+        // A hold still open, or one this very reversal voided already (a resend gets the
+        // original answer from the ledger).
+        if held.is_some()
+            || self.ledger.is_pending(TransferId(original.0))
+            || self.ledger.contains_transfer(TransferId(void_id))
+        {
+            let mut void = Transfer::new(void_id, 0, 0, 0, currency);
             void.flags = TransferFlags::VOID_PENDING;
             void.pending_id = TransferId(original.0);
             void.code = TRANSFER_CODE_REVERSAL;

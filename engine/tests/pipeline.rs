@@ -427,6 +427,7 @@ mod model {
             let mut holds: Vec<(RequestKey, u64, bool)> = Vec::new(); // key, amount, open
             let mut sent: Vec<(Request, ResponseCode, i128)> = Vec::new(); // request, answer, money moved
             let mut posted: Vec<(RequestKey, u64, bool)> = Vec::new(); // approved purchases/completions: key, amount, reversed
+            let mut voided: std::collections::HashSet<RequestKey> = std::collections::HashSet::new();
             for step in steps {
                 match step {
                     Step::Purchase(amount) => {
@@ -481,9 +482,18 @@ mod model {
                         if open {
                             prop_assert_eq!(answer.code, ResponseCode::Approved);
                             available += i128::from(amount);
-                            if is_hold { holds[index / 2].2 = false } else { posted[index / 2].2 = true }
-                        } else if is_hold {
+                            if is_hold {
+                                holds[index / 2].2 = false;
+                                voided.insert(key);
+                            } else {
+                                posted[index / 2].2 = true
+                            }
+                        } else if is_hold && !voided.contains(&key) {
+                            // A completed hold cannot be voided.
                             prop_assert_eq!(answer.code, ResponseCode::InvalidTransaction);
+                        } else if is_hold {
+                            // Voiding an already voided hold again: the same void, approved, moves nothing.
+                            prop_assert_eq!(answer.code, ResponseCode::Approved);
                         } else {
                             // Reversing twice is the same ledger transfer: approved, moves nothing.
                             prop_assert_eq!(answer.code, ResponseCode::Approved);

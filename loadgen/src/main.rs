@@ -1,1 +1,510 @@
-fn main() { eprintln!("loadgen: not built yet (issue 7)"); std::process::exit(2); }
+//! `loadgen`: drives a running `junctiond` over its real interfaces and reports honest
+//! latency. A client only: it links the wire codecs (`junction-wire`), never the switch.
+//!
+//! ISO 8583 mode: many TCP connections, each signed on as the acquirer with every message
+//! MAC'd; requests sent open loop on a schedule (fixed rate, ramp, or a national switch's
+//! peak day) with latency measured from the scheduled time, or closed loop for maximum
+//! throughput. A traffic mix of purchases, authorizations and their completions,
+//! reversals, refunds, balance inquiries, deliberate duplicates and requests that must
+//! decline. At the end: answers by code, timeouts, throughput, latency percentiles, a
+//! JSON report, a plot, and with `--verify` a check of the ledger's positions against the
+//! approvals seen.
+//!
+//! Targets must be loopback addresses: loadgen is for testing a switch on this machine.
+
+mod admin;
+mod connection;
+mod cpu;
+mod message;
+mod plot;
+mod report;
+mod run;
+mod schedule;
+mod stats;
+mod traffic;
+mod verify;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Parser, ValueEnum};
+use connection::{Pacing, Plan};
+use junction_wire::iso8583::MacKey;
+use schedule::{parse_count, parse_ramp, Schedule, DAY_S};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use traffic::{Chooser, Dataset, Kind, Mix};
+
+/// Exit status when `--verify` finds a difference (or cannot be sure).
+const EXIT_CHECK_FAILED: u8 = 3;
+
+/// Most connections one loadgen opens (terminal ids carry the index in four digits).
+const CONNECTIONS_MAX: u32 = 9999;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// ISO 8583 over TCP, as an acquirer's host.
+    Iso8583,
+    /// The QR gateway's HTTP API (not available yet).
+    Qr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Profile {
+    /// A national switch's day: night trough, morning and evening peaks, a midnight
+    /// shopping-festival spike. See `schedule::PEAK_DAY_POINTS`.
+    PeakDay,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Skew {
+    Uniform,
+    Zipf,
+}
+
+/// Drive a running junctiond and report latency honestly (open loop, corrected for
+/// coordinated omission).
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Interface to drive.
+    #[arg(long, value_enum, default_value = "iso8583")]
+    mode: Mode,
+    /// The switch's ISO 8583 listener (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8583")]
+    iso: String,
+    /// The switch's admin HTTP listener, for --provision and --verify (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: String,
+    /// TCP connections, each signed on as the acquirer.
+    #[arg(long, default_value_t = 8)]
+    connections: u32,
+    /// The acquirer's institution id (field 32).
+    #[arg(long, default_value = "200001")]
+    institution: String,
+    /// The acquirer's MAC key, hex.
+    #[arg(long, default_value = "33333333333333333333333333333333")]
+    key: String,
+    /// The acquirer's participant id at the switch (money it receives, for --verify).
+    #[arg(long, default_value_t = 3)]
+    acquirer_participant: u64,
+
+    /// Open loop at a fixed rate, requests per second.
+    #[arg(long, group = "pacing", value_parser = parse_count)]
+    rate: Option<f64>,
+    /// Open loop, rate rising (or falling) linearly over the run: FROM:TO per second.
+    #[arg(long, group = "pacing")]
+    ramp: Option<String>,
+    /// Open loop following a daily profile.
+    #[arg(long, group = "pacing", value_enum)]
+    profile: Option<Profile>,
+    /// Requests a day for --profile (rates are this day's real per-second rates).
+    #[arg(long, default_value = "3.71e9", value_parser = parse_count)]
+    day_volume: f64,
+    /// Time compression of --profile: 1440 plays the day in a minute.
+    #[arg(long, default_value = "1440", value_parser = parse_count)]
+    compress: f64,
+    /// Closed loop: keep --in-flight requests outstanding, for maximum throughput.
+    #[arg(long, group = "pacing")]
+    closed_loop: bool,
+    /// Requests in flight in closed loop, spread over the connections.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+
+    /// Length of the send phase, e.g. 20s, 500ms, 2m (default 10s; one played day for
+    /// --profile).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// A request not answered within this is a timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Shares of the traffic mix, KIND=SHARE,...; unnamed kinds keep their default.
+    /// Kinds: purchase (50), authorization (12), completion (10), reversal (4), refund (4),
+    /// balance_inquiry (10), duplicate (4), unknown_card (3), insufficient_funds (3).
+    #[arg(long)]
+    mix: Option<String>,
+    /// Amounts in minor units, MIN:MAX (default 1:10 with the demo cards, 100:20000 with
+    /// --provision).
+    #[arg(long)]
+    amount: Option<String>,
+    /// How cards are chosen.
+    #[arg(long, value_enum, default_value = "uniform")]
+    skew: Skew,
+    /// Exponent of --skew zipf.
+    #[arg(long, default_value_t = 1.0)]
+    zipf_exponent: f64,
+    /// Share of requests from one hot merchant (field 42 HOTMERCHANT0001, its own terminal
+    /// per connection).
+    #[arg(long, default_value_t = 0.0)]
+    hot_merchant: f64,
+    /// MTIs never resent as deliberate duplicates, e.g. 0420 (comma-separated). By default
+    /// every kind of request may be resent.
+    #[arg(long, value_delimiter = ',')]
+    resend_exclude: Vec<String>,
+    /// Distinct merchants (field 42) of the other requests.
+    #[arg(long, default_value_t = 1000)]
+    merchants: u32,
+
+    /// Create this many USD accounts with one card each through the admin API (issuer
+    /// --issuer, deterministic Luhn-valid card numbers 424242...), raise the issuer's and
+    /// acquirer's USD net debit caps, and use those cards. Without it: the demo cards.
+    #[arg(long)]
+    provision: Option<u64>,
+    /// First account id of --provision.
+    #[arg(long, default_value_t = 100_000_000)]
+    account_base: u64,
+    /// Issuer participant of --provision's accounts.
+    #[arg(long, default_value_t = 1)]
+    issuer: u64,
+    /// Opening balance of --provision's accounts, minor units.
+    #[arg(long, default_value = "1e10", value_parser = parse_count)]
+    opening_balance: f64,
+    /// Admin API token.
+    #[arg(long, env = "LOADGEN_ADMIN_TOKEN", default_value = "demo-admin-token-change-me")]
+    admin_token: String,
+
+    /// Compare the ledger's positions before and after with the approvals seen; exit 3 on
+    /// any difference. Valid only when loadgen is the switch's only traffic.
+    #[arg(long)]
+    verify: bool,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a plot of latency and throughput over time (.png or .svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+
+    /// Threads of loadgen's async runtime (the pacer has its own).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Shortest sleep of the open-loop pacer, microseconds.
+    #[arg(long, default_value_t = 200)]
+    tick_us: u64,
+    /// Seed of the traffic's random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  loadgen --rate 5000 --duration 20s
+  loadgen --provision 100000 --skew zipf --rate 20000 --duration 60s --verify --json run.json --plot run.png
+  loadgen --ramp 1000:40000 --duration 60s --plot ramp.svg
+  loadgen --profile peak-day --day-volume 3.71e9 --compress 1440
+  loadgen --closed-loop --in-flight 512 --duration 20s
+
+Latency is measured from each request's scheduled send time (open loop), so stalls show.
+Exit status: 0 done, 1 error, 3 --verify found a difference or could not be sure.";
+
+fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number.trim().parse().with_context(|| format!("{text:?} is not a duration like 20s"))?;
+    let seconds = match unit {
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => bail!("{text:?}: unknown unit {unit:?} (ms, s, m, h)"),
+    };
+    ensure!(seconds.is_finite() && seconds > 0.0, "{text:?} must be positive");
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64)> {
+    let (low, high) = text.split_once(':').with_context(|| format!("{text:?} is not MIN:MAX"))?;
+    let low: u64 = low.trim().parse().with_context(|| format!("{low:?} is not a whole number"))?;
+    let high: u64 = high.trim().parse().with_context(|| format!("{high:?} is not a whole number"))?;
+    ensure!(low >= 1 && low <= high, "{text:?}: need 1 <= MIN <= MAX");
+    Ok((low, high))
+}
+
+/// Resolves `text` and insists on loopback: loadgen only tests a switch on this machine.
+fn loopback(text: &str, flag: &str) -> Result<SocketAddr> {
+    let addresses: Vec<SocketAddr> =
+        text.to_socket_addrs().with_context(|| format!("{flag} {text}: not an address"))?.collect();
+    ensure!(!addresses.is_empty(), "{flag} {text}: resolves to nothing");
+    if let Some(other) = addresses.iter().find(|a| !a.ip().is_loopback()) {
+        bail!("{flag} {text}: {} is not a loopback address; loadgen only targets a switch on this machine", other.ip());
+    }
+    Ok(addresses[0])
+}
+
+/// Three characters that differ between runs, so request keys never repeat across runs.
+fn run_nonce() -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut value = (nanos as u64) ^ (u64::from(std::process::id()) << 20);
+    value ^= value >> 29;
+    (0..3)
+        .map(|_| {
+            let c = ALPHABET[(value % 36) as usize] as char;
+            value /= 36;
+            c
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match real_main(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("loadgen: error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn real_main(args: Args) -> Result<ExitCode> {
+    if args.mode == Mode::Qr {
+        bail!(
+            "--mode qr is not available yet: it needs the switch's QR gateway HTTP API (issue 7's QR part); use --mode \
+             iso8583"
+        );
+    }
+    ensure!((1..=CONNECTIONS_MAX).contains(&args.connections), "--connections must be 1 to {CONNECTIONS_MAX}");
+    ensure!((1..=64).contains(&args.threads), "--threads must be 1 to 64");
+    ensure!((0.0..=1.0).contains(&args.hot_merchant), "--hot-merchant is a share between 0 and 1");
+    ensure!(args.zipf_exponent > 0.0, "--zipf-exponent must be positive");
+    let iso = loopback(&args.iso, "--iso")?;
+    let http = loopback(&args.http, "--http")?;
+    let key_bytes = hex::decode(args.key.trim()).context("--key is not hex")?;
+    let key = MacKey::new(&key_bytes).context("--key")?;
+    let mix = Mix::parse(args.mix.as_deref())?;
+
+    let (pacing, pacing_text, target_requests) = pacing(&args)?;
+    let admin = admin::Admin::new(http, &args.admin_token);
+    let needs_admin = args.provision.is_some() || args.verify;
+    if needs_admin {
+        admin.health().with_context(|| format!("reaching the admin API at {http} (--http)"))?;
+    }
+
+    let (cards, default_amounts) = match args.provision {
+        Some(count) => {
+            ensure!(args.opening_balance >= 1.0 && args.opening_balance <= 1e15, "--opening-balance must be 1 to 1e15");
+            eprintln!("loadgen: provisioning {count} accounts and cards through the admin API at {http}...");
+            let started = std::time::Instant::now();
+            let mut last_report = std::time::Instant::now();
+            let cards = admin.provision(
+                count,
+                args.account_base,
+                args.issuer,
+                args.acquirer_participant,
+                args.opening_balance as u64,
+                &mut |done| {
+                    if last_report.elapsed() > Duration::from_secs(2) || done == count {
+                        eprintln!("loadgen:   {done}/{count} provisioned");
+                        last_report = std::time::Instant::now();
+                    }
+                },
+            )?;
+            eprintln!("loadgen: provisioned in {:.1} s", started.elapsed().as_secs_f64());
+            (cards, (100, 20_000))
+        }
+        None => (traffic::demo_cards(), (1, 10)),
+    };
+    let (amount_min, amount_max) = match &args.amount {
+        Some(text) => parse_range(text).context("--amount")?,
+        None => default_amounts,
+    };
+    let chooser = match args.skew {
+        Skew::Uniform => Chooser::Uniform,
+        Skew::Zipf => Chooser::zipf(cards.len(), args.zipf_exponent),
+    };
+    let card_count = cards.len();
+    let dataset = Dataset { cards, chooser, amount_min, amount_max };
+    let duplicate_share = mix.share(Kind::Duplicate);
+    let keep_for_duplicate =
+        if duplicate_share > 0.0 { (3.0 * duplicate_share / (1.0 - duplicate_share).max(1e-3)).min(1.0) } else { 0.0 };
+
+    let before = if args.verify {
+        eprintln!("loadgen: --verify: reading positions before the run (valid only if loadgen is the only traffic)");
+        Some(admin.positions(None).context("reading positions before the run")?)
+    } else {
+        None
+    };
+
+    let plan = Plan {
+        iso,
+        institution: args.institution.clone(),
+        key,
+        connections: args.connections,
+        pacing,
+        timeout: args.timeout,
+        dataset,
+        mix,
+        acquirer: args.acquirer_participant,
+        hot_merchant_share: args.hot_merchant,
+        merchants: args.merchants,
+        nonce: run_nonce(),
+        seed: args.seed,
+        keep_for_duplicate,
+        resend_excluded: args.resend_exclude.iter().map(|m| m.trim().to_string()).collect(),
+    };
+    eprintln!(
+        "loadgen: iso8583 to {iso}: {pacing_text}, {} connection(s), {} card(s) ({}), mix {}",
+        args.connections,
+        card_count,
+        match args.skew {
+            Skew::Uniform => "uniform".to_string(),
+            Skew::Zipf => format!("zipf {}", args.zipf_exponent),
+        },
+        plan.mix.shares().iter().map(|(k, s)| format!("{}={:.0}%", k.name(), s * 100.0)).collect::<Vec<_>>().join(",")
+    );
+    let options = run::Options { threads: args.threads, tick: Duration::from_micros(args.tick_us), quiet: args.quiet };
+    let outcome = run::run(plan, &options)?;
+
+    let verify_outcome = match &before {
+        Some(before) => {
+            let counters = &outcome.counters;
+            let mut doubts = Vec::new();
+            if counters.timeouts_total() > 0 {
+                doubts.push(format!("{} request(s) timed out", counters.timeouts_total()));
+            }
+            if counters.lost > 0 {
+                doubts.push(format!("{} request(s) were lost with their connection", counters.lost));
+            }
+            let (windows, change) = verify::ledger_change(&admin, before).context("reading positions after the run")?;
+            let inconclusive = (!doubts.is_empty())
+                .then(|| format!("{}: their outcome is unknown, so the totals cannot be exact", doubts.join(", ")));
+            Some(verify::compare(&counters.positions, windows, &change, inconclusive))
+        }
+        None => None,
+    };
+
+    let context = report::Context {
+        mode: "iso8583".into(),
+        pacing: pacing_text,
+        connections: args.connections,
+        target_requests,
+        threads: args.threads,
+    };
+    let report = report::build(context, &outcome, verify_outcome);
+    print!("{}", report::render(&report));
+    if let Some(outcome) = &report.verify {
+        print!("{}", verify::render(outcome));
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("loadgen: report written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        if let Err(error) = plot::write_reporting(&report, path) {
+            eprintln!("loadgen: {error:#}");
+        }
+    }
+
+    if args.verify {
+        let mut failures = Vec::new();
+        if report.verify.as_ref().is_some_and(|v| !v.passed) {
+            failures.push("the ledger's positions differ from the approvals seen (or cannot be compared)".to_string());
+        }
+        if report.duplicates.mismatched > 0 {
+            failures.push(format!("{} duplicate(s) did not get their original's answer", report.duplicates.mismatched));
+        }
+        let must: u64 = report.must_decline.values().map(|m| m.mismatched).sum();
+        if must > 0 {
+            failures.push(format!("{must} request(s) that must decline got another code"));
+        }
+        if !failures.is_empty() {
+            eprintln!("loadgen: CHECK FAILED: {}", failures.join("; "));
+            return Ok(ExitCode::from(EXIT_CHECK_FAILED));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pacing of the run, a description, and the requests due (open loop).
+fn pacing(args: &Args) -> Result<(Pacing, String, Option<u64>)> {
+    let duration = args.duration;
+    let seconds = |default_s: f64| duration.map_or(default_s, |d| d.as_secs_f64());
+    if let Some(rate) = args.rate {
+        let duration_s = seconds(10.0);
+        let schedule = Schedule::fixed(rate, duration_s)?;
+        check_rate(schedule.peak_rate(), args.connections)?;
+        let total = schedule.total_requests();
+        return Ok((Pacing::Open(schedule), format!("open loop, fixed {rate:.0}/s for {duration_s} s"), Some(total)));
+    }
+    if let Some(ramp) = &args.ramp {
+        let (from, to) = parse_ramp(ramp)?;
+        let duration_s = seconds(10.0);
+        let schedule = Schedule::ramp(from, to, duration_s)?;
+        check_rate(schedule.peak_rate(), args.connections)?;
+        let total = schedule.total_requests();
+        let text = format!("open loop, ramp {from:.0}/s to {to:.0}/s over {duration_s} s");
+        return Ok((Pacing::Open(schedule), text, Some(total)));
+    }
+    if let Some(Profile::PeakDay) = args.profile {
+        let duration_s = seconds(DAY_S / args.compress.max(1.0));
+        let schedule = Schedule::peak_day(args.day_volume, args.compress, duration_s)?;
+        check_rate(schedule.peak_rate(), args.connections)?;
+        let total = schedule.total_requests();
+        let text = format!(
+            "open loop, peak-day profile {:.3e}/day compressed {}x (peak {:.0}/s) for {duration_s:.1} s",
+            args.day_volume,
+            args.compress,
+            schedule.peak_rate()
+        );
+        return Ok((Pacing::Open(schedule), text, Some(total)));
+    }
+    if args.closed_loop {
+        ensure!(args.in_flight >= 1, "--in-flight must be at least 1");
+        let duration = duration.unwrap_or(Duration::from_secs(10));
+        let connections = args.connections as usize;
+        let window_per_connection: Vec<usize> = (0..connections)
+            .map(|c| args.in_flight / connections + usize::from(c < args.in_flight % connections))
+            .collect();
+        let text = format!("closed loop, {} in flight for {} s", args.in_flight, duration.as_secs_f64());
+        return Ok((Pacing::Closed { window_per_connection, duration }, text, None));
+    }
+    bail!("choose a pacing: --rate N, --ramp FROM:TO, --profile peak-day, or --closed-loop")
+}
+
+/// Keys stay unique only if no connection sends a million requests in one second.
+fn check_rate(peak: f64, connections: u32) -> Result<()> {
+    let per_connection = peak / f64::from(connections);
+    ensure!(
+        per_connection < f64::from(message::STAN_MODULUS) / 2.0,
+        "{peak:.0}/s over {connections} connection(s) is {per_connection:.0}/s each: STANs would repeat within a \
+         second; use more --connections"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20s").expect("valid"), Duration::from_secs(20));
+        assert_eq!(parse_duration("500ms").expect("valid"), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").expect("valid"), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").expect("valid"), Duration::from_secs(3));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn only_loopback_targets() {
+        assert!(loopback("127.0.0.1:8583", "--iso").is_ok());
+        assert!(loopback("[::1]:8583", "--iso").is_ok());
+        assert!(loopback("10.1.2.3:8583", "--iso").is_err());
+        assert!(loopback("192.168.0.1:80", "--http").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

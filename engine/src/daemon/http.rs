@@ -25,6 +25,9 @@ pub struct HttpContext {
     pub switch_name: String,
 }
 
+/// Largest admin request body: a full provisioning batch with room to spare.
+pub const ADMIN_BODY_BYTES_MAX: usize = 32 << 20;
+
 pub fn admin_router(context: Arc<HttpContext>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -40,6 +43,8 @@ pub fn admin_router(context: Arc<HttpContext>) -> Router {
         .route("/v1/admin/accounts/{id}/status", post(account_status))
         .route("/v1/admin/cards", post(provision_cards))
         .route("/v1/admin/participants/{id}/caps", post(set_cap))
+        // Bulk provisioning sends up to PROVISION_BATCH_MAX records (about 100 bytes each).
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_BYTES_MAX))
         .with_state(context)
 }
 

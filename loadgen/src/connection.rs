@@ -1,0 +1,834 @@
+//! One ISO 8583 connection of loadgen: it signs on as the acquirer, then a writer task
+//! sends requests when they are due and a reader task matches the answers.
+//!
+//! The writer builds every request that is due into one buffer and writes it with one
+//! call. The reader splits all frames out of each read, checks their MACs, and matches
+//! them by STAN and transmission time (field 11 and 7, echoed by the switch) to the
+//! requests in flight: answers come back in any order. The two tasks share one mutex per
+//! connection (in-flight table, pools, counters), each taking it once per batch; the
+//! reporter takes it once a second.
+
+use crate::message::{match_key, Builder, Financial, Stamp, STAN_MODULUS};
+use crate::schedule::Schedule;
+use crate::stats::{code_slot, move_money, new_histogram, Counters};
+use crate::traffic::{Dataset, Kind, Mix};
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use junction_wire::iso8583::{mac, next_frame, Iso8583Message, MacKey};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+
+/// Requests one connection may have in flight. Past it the writer waits for answers (the
+/// waiting still counts as latency, measured from the due time). The switch itself stops
+/// reading a connection at 4,096 in flight, so this bound is rarely what stops us.
+pub const IN_FLIGHT_PER_CONNECTION_MAX: usize = 65_536;
+
+/// Requests built into one write. Bounds the write buffer (about 200 bytes a request).
+pub const WRITE_BATCH_MAX: usize = 2048;
+
+/// Bytes read per system call.
+const READ_BUFFER_SIZE_BYTES: usize = 64 * 1024;
+
+/// Approved authorizations kept per connection for later completions or reversals.
+/// Beyond it the oldest is dropped and stays an open hold at the switch (moves nothing).
+pub const HOLDS_POOL_MAX: usize = 4096;
+
+/// Approved purchases kept per connection for later reversals.
+pub const PURCHASES_POOL_MAX: usize = 4096;
+
+/// Answered requests kept (with their bytes) per connection for deliberate duplicates.
+pub const DUPLICATES_POOL_MAX: usize = 1024;
+
+/// How often the reader looks for requests past their timeout.
+const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Time allowed to connect and sign on.
+pub const SIGN_ON_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Share of reversals that void an open hold (0420) rather than reverse a purchase (0400).
+const REVERSAL_OF_HOLD_SHARE: f64 = 0.3;
+
+/// Merchant id (field 42) of the hot merchant.
+pub const HOT_MERCHANT: &str = "HOTMERCHANT0001";
+
+/// How requests are paced.
+pub enum Pacing {
+    /// Open loop: each request due at the schedule's time, sent then whatever the answers.
+    Open(Schedule),
+    /// Closed loop: each connection keeps this many requests in flight, for `duration`.
+    Closed { window_per_connection: Vec<usize>, duration: Duration },
+}
+
+/// Everything the connections share, fixed for the run.
+pub struct Plan {
+    pub iso: SocketAddr,
+    pub institution: String,
+    pub key: MacKey,
+    pub connections: u32,
+    pub pacing: Pacing,
+    pub timeout: Duration,
+    pub dataset: Dataset,
+    pub mix: Mix,
+    /// The acquirer's participant id (to attribute money in positions).
+    pub acquirer: u64,
+    pub hot_merchant_share: f64,
+    pub merchants: u32,
+    /// Three characters that make this run's terminal ids (and so request keys) unique.
+    pub nonce: String,
+    pub seed: u64,
+    /// Chance that a request's bytes are kept for a later deliberate duplicate: enough
+    /// candidates for the duplicate share, without copying every request.
+    pub keep_for_duplicate: f64,
+    /// MTIs whose requests are never resent as deliberate duplicates (`--resend-exclude`).
+    pub resend_excluded: Vec<String>,
+}
+
+/// When the run started, monotonic and wall clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Start {
+    pub instant: Instant,
+    pub unix_s: f64,
+}
+
+impl Start {
+    pub fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.instant.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// An approved original request that a completion, reversal or duplicate refers to.
+#[derive(Clone, Copy, Debug)]
+struct Original {
+    card: u32,
+    amount: u64,
+    stan: u32,
+    transmission: u64,
+    hot: bool,
+}
+
+/// Money an approved request moves, as the switch books it.
+#[derive(Clone, Copy, Debug)]
+enum Money {
+    None,
+    /// Cardholder (issuer) pays the acquirer: purchase, completion.
+    IssuerPays {
+        card: u32,
+        amount: u64,
+    },
+    /// The acquirer pays the cardholder (issuer): refund, reversal of a purchase.
+    AcquirerPays {
+        card: u32,
+        amount: u64,
+    },
+}
+
+/// What a duplicate must get: its original's answer.
+#[derive(Clone, Copy, Debug)]
+struct Expected {
+    kind: Kind,
+    mti: &'static str,
+    code: [u8; 2],
+    auth_code: Option<[u8; 6]>,
+}
+
+struct InFlight {
+    due_ns: u64,
+    kind: Kind,
+    mti: &'static str,
+    money: Money,
+    /// For authorizations and purchases: what later requests need to name them.
+    original: Option<Original>,
+    duplicate_of: Option<Expected>,
+    /// The framed bytes, kept for a later duplicate.
+    raw: Option<Box<[u8]>>,
+}
+
+struct Answered {
+    raw: Box<[u8]>,
+    key: u64,
+    expected: Expected,
+}
+
+/// State of one connection shared by its writer, its reader and the reporter.
+pub struct State {
+    in_flight: FxHashMap<u64, InFlight>,
+    /// (due, key) in send order, to find timeouts without scanning the table.
+    send_order: VecDeque<(u64, u64)>,
+    holds: VecDeque<Original>,
+    purchases: VecDeque<Original>,
+    answered: VecDeque<Answered>,
+    pub counters: Counters,
+    /// Latencies since the reporter last took them.
+    pub interval: Histogram<u64>,
+}
+
+impl State {
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+pub struct Connection {
+    pub index: u32,
+    pub state: Mutex<State>,
+    /// The reader tells the writer that answers freed room (closed loop, in-flight cap).
+    room: Notify,
+    pub writer_done: AtomicBool,
+    pub reader_done: AtomicBool,
+    pub failed: AtomicBool,
+    /// Why the connection failed, for the report.
+    pub failure: Mutex<Option<String>>,
+}
+
+impl Connection {
+    pub fn new(index: u32) -> Connection {
+        Connection {
+            index,
+            state: Mutex::new(State {
+                in_flight: FxHashMap::default(),
+                send_order: VecDeque::new(),
+                holds: VecDeque::new(),
+                purchases: VecDeque::new(),
+                answered: VecDeque::new(),
+                counters: Counters::default(),
+                interval: new_histogram(),
+            }),
+            room: Notify::new(),
+            writer_done: AtomicBool::new(false),
+            reader_done: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// The shared state. A panic in another task while holding it leaves counters that
+    /// are still worth reporting, so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fail(&self, why: String) {
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        }
+        self.room.notify_one();
+    }
+}
+
+/// A connected, signed-on connection, ready to run.
+pub struct Ready {
+    pub stream: TcpStream,
+    pub builder: Builder,
+    pub next_stan: u32,
+}
+
+/// Connects and signs on (0800, 70 = 001, MAC'd); fails with the switch's code if refused.
+pub async fn sign_on(plan: &Plan, index: u32, rng: &mut SmallRng) -> Result<Ready> {
+    let mut stream = tokio::time::timeout(SIGN_ON_TIMEOUT, TcpStream::connect(plan.iso))
+        .await
+        .with_context(|| format!("connecting to {} timed out", plan.iso))?
+        .with_context(|| format!("connecting to {}", plan.iso))?;
+    stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+    let mut builder = Builder::new(plan.key.clone(), &plan.institution, index)?;
+    let stan = rng.gen_range(0..STAN_MODULUS);
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut out = Vec::new();
+    builder.network("001", stan, &Stamp::of(now_s), &mut out)?;
+    stream.write_all(&out).await.context("sending the sign-on")?;
+    let answer = tokio::time::timeout(SIGN_ON_TIMEOUT, read_one(&mut stream, builder.key()))
+        .await
+        .context("no answer to the sign-on")??;
+    let code = answer.get(39).unwrap_or("--");
+    if answer.mti() != "0810" || code != "00" {
+        bail!(
+            "sign-on refused: {} with response code {code} (check --institution and --key: the switch must know \
+             institution {} with this MAC key)",
+            answer.mti(),
+            plan.institution
+        );
+    }
+    Ok(Ready { stream, builder, next_stan: (stan + 1) % STAN_MODULUS })
+}
+
+/// Reads one framed answer. A MAC that does not verify is reported (a refused sign-on is
+/// signed with the key the switch expected, which may not be ours).
+async fn read_one(stream: &mut TcpStream, key: &MacKey) -> Result<Iso8583Message> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((raw, _)) = next_frame(&buffer).context("the switch sent a bad frame")? {
+            let message = Iso8583Message::decode(raw).context("the switch's answer does not decode")?;
+            if message.contains(64) && mac::verify(raw, key).is_err() && message.get(39) == Some("00") {
+                bail!("the switch's answer to the sign-on has a MAC that does not verify with --key");
+            }
+            return Ok(message);
+        }
+        let read = stream.read(&mut chunk).await.context("reading the sign-on answer")?;
+        if read == 0 {
+            bail!("the switch closed the connection during sign-on");
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// The writer's own state: what it needs to build requests.
+struct Generator {
+    plan: Arc<Plan>,
+    start: Start,
+    builder: Builder,
+    rng: SmallRng,
+    next_stan: u32,
+    stamp: Stamp,
+    terminal: String,
+    hot_terminal: String,
+    merchant: String,
+}
+
+impl Generator {
+    /// Makes `self.stamp` the second `due_ns` falls in (computed once per second).
+    fn refresh_stamp(&mut self, due_ns: u64) {
+        let unix_s = (self.start.unix_s + due_ns as f64 / 1e9).floor() as u64;
+        if unix_s != self.stamp.unix_s {
+            self.stamp = Stamp::of(unix_s);
+        }
+    }
+
+    /// Whether to keep this request's bytes for a later deliberate duplicate.
+    fn keep_for_duplicate(&mut self, mti: &str) -> bool {
+        let plan = &self.plan;
+        plan.keep_for_duplicate > 0.0
+            && !plan.resend_excluded.iter().any(|excluded| excluded == mti)
+            && self.rng.gen_bool(plan.keep_for_duplicate.min(1.0))
+    }
+
+    fn take_stan(&mut self) -> u32 {
+        let stan = self.next_stan;
+        self.next_stan = (self.next_stan + 1) % STAN_MODULUS;
+        stan
+    }
+
+    /// Builds one request due at `due_ns` into `out` and registers it in flight.
+    fn next(&mut self, state: &mut State, due_ns: u64, out: &mut Vec<u8>) -> Result<()> {
+        let plan = Arc::clone(&self.plan);
+        let drawn = plan.mix.draw(&mut self.rng);
+        let counters = &mut state.counters;
+        match drawn {
+            Kind::Duplicate => {
+                if let Some(answered) = state.answered.pop_back() {
+                    out.extend_from_slice(&answered.raw);
+                    counters.sent[Kind::Duplicate.index()] += 1;
+                    let entry = InFlight {
+                        due_ns,
+                        kind: Kind::Duplicate,
+                        mti: answered.expected.mti,
+                        money: Money::None,
+                        original: None,
+                        duplicate_of: Some(answered.expected),
+                        raw: None,
+                    };
+                    register(state, answered.key, entry);
+                    return Ok(());
+                }
+                counters.fallbacks[Kind::Duplicate.index()] += 1;
+                self.fresh(state, Kind::Purchase, due_ns, out)
+            }
+            Kind::Completion => match state.holds.pop_front() {
+                Some(hold) => self.follow_up(state, Kind::Completion, hold, true, due_ns, out),
+                None => {
+                    counters.fallbacks[Kind::Completion.index()] += 1;
+                    self.fresh(state, Kind::Authorization, due_ns, out)
+                }
+            },
+            Kind::Reversal => {
+                let of_hold = self.rng.gen_bool(REVERSAL_OF_HOLD_SHARE);
+                let picked = if of_hold {
+                    state.holds.pop_back().map(|h| (h, true)).or_else(|| state.purchases.pop_back().map(|p| (p, false)))
+                } else {
+                    state.purchases.pop_back().map(|p| (p, false)).or_else(|| state.holds.pop_back().map(|h| (h, true)))
+                };
+                match picked {
+                    Some((original, is_hold)) => self.follow_up(state, Kind::Reversal, original, is_hold, due_ns, out),
+                    None => {
+                        counters.fallbacks[Kind::Reversal.index()] += 1;
+                        self.fresh(state, Kind::Purchase, due_ns, out)
+                    }
+                }
+            }
+            kind => self.fresh(state, kind, due_ns, out),
+        }
+    }
+
+    /// A request that names no earlier one.
+    fn fresh(&mut self, state: &mut State, kind: Kind, due_ns: u64, out: &mut Vec<u8>) -> Result<()> {
+        let plan = Arc::clone(&self.plan);
+        let dataset = &plan.dataset;
+        let card_index = dataset.pick(&mut self.rng);
+        let card = &dataset.cards[card_index];
+        let card_id = card_index as u32;
+        let unknown_pan;
+        let (mti, processing, pan, amount, money) = match kind {
+            Kind::Authorization => {
+                let amount = dataset.amount(&mut self.rng);
+                ("0100", "000000", card.pan.as_str(), amount, Money::None)
+            }
+            Kind::Refund => {
+                let amount = dataset.amount(&mut self.rng);
+                ("0200", "200000", card.pan.as_str(), amount, Money::AcquirerPays { card: card_id, amount })
+            }
+            Kind::BalanceInquiry => ("0100", "310000", card.pan.as_str(), 0, Money::None),
+            Kind::UnknownCard => {
+                let serial = self.rng.gen_range(0..crate::traffic::PROVISION_CARDS_MAX);
+                unknown_pan = crate::traffic::pan(crate::traffic::UNKNOWN_BIN, serial);
+                let amount = dataset.amount(&mut self.rng);
+                ("0200", "000000", unknown_pan.as_str(), amount, Money::None)
+            }
+            Kind::InsufficientFunds => {
+                // Twice what the account opened with: more than it can hold after any
+                // plausible run, less than the per-request maximum and the raised caps.
+                let amount = card.opening_balance.saturating_mul(2).max(1);
+                ("0200", "000000", card.pan.as_str(), amount, Money::IssuerPays { card: card_id, amount })
+            }
+            Kind::Purchase | Kind::Completion | Kind::Reversal | Kind::Duplicate => {
+                let amount = dataset.amount(&mut self.rng);
+                ("0200", "000000", card.pan.as_str(), amount, Money::IssuerPays { card: card_id, amount })
+            }
+        };
+        let hot = plan.hot_merchant_share > 0.0 && self.rng.gen_bool(plan.hot_merchant_share.min(1.0));
+        if !hot {
+            use std::fmt::Write as _;
+            self.merchant.clear();
+            let _ = write!(self.merchant, "MERCHANT{:07}", self.rng.gen_range(0..plan.merchants.max(1)));
+        }
+        let stan = self.take_stan();
+        let keep = self.keep_for_duplicate(mti);
+        self.refresh_stamp(due_ns);
+        let stamp = &self.stamp;
+        let terminal = if hot { &self.hot_terminal } else { &self.terminal };
+        let merchant = if hot { HOT_MERCHANT } else { self.merchant.as_str() };
+        let start = out.len();
+        self.builder.financial(
+            &Financial {
+                mti,
+                processing,
+                pan,
+                amount,
+                currency: card.currency,
+                stan,
+                stamp,
+                terminal,
+                merchant,
+                original: None,
+            },
+            out,
+        )?;
+        let original = matches!(kind, Kind::Authorization | Kind::Purchase).then_some(Original {
+            card: card_id,
+            amount,
+            stan,
+            transmission: stamp.transmission_number,
+            hot,
+        });
+        state.counters.sent[kind.index()] += 1;
+        let entry = InFlight {
+            due_ns,
+            kind,
+            mti,
+            money,
+            original,
+            duplicate_of: None,
+            raw: keep.then(|| out[start..].to_vec().into_boxed_slice()),
+        };
+        register(state, match_key(stan, stamp.transmission_number), entry);
+        Ok(())
+    }
+
+    /// A completion (0220) of a hold, or a reversal (0420 of a hold, 0400 of a purchase).
+    fn follow_up(
+        &mut self,
+        state: &mut State,
+        kind: Kind,
+        original: Original,
+        of_hold: bool,
+        due_ns: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let plan = Arc::clone(&self.plan);
+        let card = &plan.dataset.cards[original.card as usize];
+        let (mti, original_mti, amount, money) = match (kind, of_hold) {
+            (Kind::Completion, _) => {
+                // Post between half and all of the hold.
+                let amount = self.rng.gen_range(original.amount.div_ceil(2)..=original.amount).max(1);
+                ("0220", "0100", amount, Money::IssuerPays { card: original.card, amount })
+            }
+            (_, true) => ("0420", "0100", original.amount, Money::None),
+            (_, false) => {
+                ("0400", "0200", original.amount, Money::AcquirerPays { card: original.card, amount: original.amount })
+            }
+        };
+        let field_90 = self.builder.original_data(original_mti, original.stan, original.transmission);
+        let stan = self.take_stan();
+        let keep = self.keep_for_duplicate(mti);
+        self.refresh_stamp(due_ns);
+        let stamp = &self.stamp;
+        // The switch finds the original by this terminal (field 41) and field 90.
+        let terminal = if original.hot { &self.hot_terminal } else { &self.terminal };
+        let merchant = if original.hot { HOT_MERCHANT } else { self.merchant.as_str() };
+        let start = out.len();
+        self.builder.financial(
+            &Financial {
+                mti,
+                processing: "000000",
+                pan: &card.pan,
+                amount,
+                currency: card.currency,
+                stan,
+                stamp,
+                terminal,
+                merchant,
+                original: Some(&field_90),
+            },
+            out,
+        )?;
+        state.counters.sent[kind.index()] += 1;
+        let raw = keep.then(|| out[start..].to_vec().into_boxed_slice());
+        let entry = InFlight { due_ns, kind, mti, money, original: None, duplicate_of: None, raw };
+        register(state, match_key(stan, stamp.transmission_number), entry);
+        Ok(())
+    }
+}
+
+fn register(state: &mut State, key: u64, entry: InFlight) {
+    state.send_order.push_back((entry.due_ns, key));
+    if let Some(previous) = state.in_flight.insert(key, entry) {
+        // Only possible if a connection sent a million requests in one second.
+        state.counters.timeouts[previous.kind.index()] += 1;
+        state.counters.note_mismatch(format!("request key reused while in flight (STAN wrapped): {key}"));
+    }
+}
+
+/// Runs a signed-on connection to the end: the writer until the schedule (or duration)
+/// is over, the reader until every request is answered or timed out.
+pub async fn run(
+    plan: Arc<Plan>,
+    connection: Arc<Connection>,
+    ready: Ready,
+    start: Start,
+    ticks: Option<watch::Receiver<u64>>,
+) {
+    // The write half stays open until the reader is done: closing it tells the switch we
+    // are done, and it then closes the connection, which is a failure while answers are due.
+    let (reader, mut writer) = ready.stream.into_split();
+    let generator = Generator {
+        plan: Arc::clone(&plan),
+        start,
+        builder: ready.builder,
+        rng: SmallRng::seed_from_u64(plan.seed ^ (u64::from(connection.index) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        next_stan: ready.next_stan,
+        stamp: Stamp::of(0),
+        terminal: format!("L{}{:04}", plan.nonce, connection.index % 10_000),
+        hot_terminal: format!("H{}{:04}", plan.nonce, connection.index % 10_000),
+        merchant: String::new(),
+    };
+    let reader_task = tokio::spawn(read_loop(Arc::clone(&plan), Arc::clone(&connection), reader, start));
+    let result = write_loop(&plan, &connection, &mut writer, generator, start, ticks).await;
+    if let Err(error) = result {
+        connection.fail(format!("{error:#}"));
+    }
+    connection.writer_done.store(true, Ordering::Release);
+    let _ = reader_task.await;
+    let _ = writer.shutdown().await;
+    connection.reader_done.store(true, Ordering::Release);
+}
+
+async fn write_loop(
+    plan: &Plan,
+    connection: &Connection,
+    writer: &mut OwnedWriteHalf,
+    mut generator: Generator,
+    start: Start,
+    mut ticks: Option<watch::Receiver<u64>>,
+) -> Result<()> {
+    let mut out: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
+    let mut due: Vec<u64> = Vec::with_capacity(WRITE_BATCH_MAX);
+    let stride = u64::from(plan.connections);
+    let mut own = 0u64; // this connection's requests so far; global index = index + own * stride
+    let mut next_due_ns: Option<u64> = None;
+    let closed_loop_end = match &plan.pacing {
+        Pacing::Closed { duration, .. } => Some(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)),
+        Pacing::Open(_) => None,
+    };
+    loop {
+        if connection.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let now_ns = start.elapsed_ns();
+        due.clear();
+        let mut finished = false;
+        let room = IN_FLIGHT_PER_CONNECTION_MAX.saturating_sub(connection.lock().in_flight.len());
+        match &plan.pacing {
+            Pacing::Open(schedule) => {
+                while due.len() < WRITE_BATCH_MAX.min(room) {
+                    if next_due_ns.is_none() {
+                        let j = u64::from(connection.index) + own * stride;
+                        match schedule.due_at(j) {
+                            Some(t) => next_due_ns = Some((t * 1e9) as u64),
+                            None => {
+                                finished = true;
+                                break;
+                            }
+                        }
+                    }
+                    match next_due_ns {
+                        Some(t) if t <= now_ns => {
+                            due.push(t);
+                            own += 1;
+                            next_due_ns = None;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            Pacing::Closed { window_per_connection, .. } => {
+                if closed_loop_end.is_some_and(|end| now_ns >= end) {
+                    finished = true;
+                } else {
+                    let window = window_per_connection.get(connection.index as usize).copied().unwrap_or(1);
+                    let free = window.saturating_sub(IN_FLIGHT_PER_CONNECTION_MAX - room);
+                    due.extend(std::iter::repeat_n(now_ns, free.min(WRITE_BATCH_MAX)));
+                }
+            }
+        }
+        if !due.is_empty() {
+            {
+                let mut state = connection.lock();
+                for due_ns in &due {
+                    generator.next(&mut state, *due_ns, &mut out)?;
+                }
+            }
+            writer.write_all(&out).await.context("writing requests")?;
+            out.clear();
+        }
+        if finished {
+            return Ok(());
+        }
+        if due.len() == WRITE_BATCH_MAX {
+            // Behind schedule: send the rest before waiting, letting the reader run between.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        match (&plan.pacing, ticks.as_mut()) {
+            (Pacing::Open(_), Some(ticks)) if room > 0 => {
+                if ticks.changed().await.is_err() {
+                    // The pacer is done: everything left is due now. Look once more, then
+                    // wait briefly (only reached if the last due time is still ahead).
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            _ => {
+                tokio::select! {
+                    _ = connection.room.notified() => {}
+                    _ = tokio::time::sleep(TIMEOUT_CHECK_INTERVAL) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One answer, parsed outside the lock.
+struct Answer {
+    key: u64,
+    code: [u8; 2],
+    auth_code: Option<[u8; 6]>,
+    received: Instant,
+}
+
+async fn read_loop(plan: Arc<Plan>, connection: Arc<Connection>, mut reader: OwnedReadHalf, start: Start) {
+    let mut buffer: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
+    let mut chunk = vec![0u8; READ_BUFFER_SIZE_BYTES];
+    let mut answers: Vec<Answer> = Vec::with_capacity(1024);
+    let mut bad = 0u64;
+    let mut check = tokio::time::interval(TIMEOUT_CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let timeout_ns = u64::try_from(plan.timeout.as_nanos()).unwrap_or(u64::MAX);
+    loop {
+        tokio::select! {
+            read = reader.read(&mut chunk) => {
+                let read = match read {
+                    Ok(0) => {
+                        connection.fail("the switch closed the connection".into());
+                        break;
+                    }
+                    Ok(read) => read,
+                    Err(error) => {
+                        connection.fail(format!("reading answers: {error}"));
+                        break;
+                    }
+                };
+                let received = Instant::now();
+                buffer.extend_from_slice(&chunk[..read]);
+                let mut consumed = 0;
+                loop {
+                    match next_frame(&buffer[consumed..]) {
+                        Ok(Some((raw, size))) => {
+                            match parse_answer(raw, &plan.key, received) {
+                                Some(answer) => answers.push(answer),
+                                None => bad += 1,
+                            }
+                            consumed += size;
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            connection.fail(format!("the switch sent a bad frame: {error}"));
+                            consumed = buffer.len();
+                            break;
+                        }
+                    }
+                }
+                buffer.drain(..consumed);
+                {
+                    let mut state = connection.lock();
+                    state.counters.bad_answers += bad;
+                    bad = 0;
+                    for answer in answers.drain(..) {
+                        apply(&plan, &mut state, answer, start);
+                    }
+                }
+                connection.room.notify_one();
+                if connection.failed.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+            _ = check.tick() => {
+                let mut state = connection.lock();
+                expire(&mut state, start.elapsed_ns(), timeout_ns);
+                if connection.writer_done.load(Ordering::Acquire) && state.in_flight.is_empty() {
+                    break;
+                }
+                drop(state);
+                connection.room.notify_one();
+            }
+        }
+    }
+    // A failed connection: whatever is still in flight has an unknown outcome. Wait for
+    // the writer first, so that nothing it registers afterwards is missed.
+    while !connection.writer_done.load(Ordering::Acquire) {
+        connection.room.notify_one();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut state = connection.lock();
+    let lost = state.in_flight.len() as u64;
+    state.counters.lost += lost;
+    state.in_flight.clear();
+    state.send_order.clear();
+}
+
+fn parse_answer(raw: &[u8], key: &MacKey, received: Instant) -> Option<Answer> {
+    let message = mac::decode_verified(raw, key).ok()?;
+    let stan: u32 = message.get(11)?.parse().ok()?;
+    let transmission: u64 = message.get(7)?.parse().ok()?;
+    let code: [u8; 2] = message.get_bytes(39)?.try_into().ok()?;
+    let auth_code = message.get_bytes(38).and_then(|c| <[u8; 6]>::try_from(c).ok());
+    Some(Answer { key: match_key(stan, transmission), code, auth_code, received })
+}
+
+fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
+    let Some(entry) = state.in_flight.remove(&answer.key) else {
+        state.counters.unmatched_answers += 1;
+        return;
+    };
+    let due = start.instant + Duration::from_nanos(entry.due_ns);
+    let latency_us = u64::try_from(answer.received.saturating_duration_since(due).as_micros()).unwrap_or(u64::MAX);
+    state.interval.saturating_record(latency_us.max(1));
+    let slot = code_slot(&answer.code);
+    let counters = &mut state.counters;
+    counters.answers[entry.kind.index()][slot] += 1;
+    let code = std::str::from_utf8(&answer.code).unwrap_or("??");
+    let overloaded = answer.code == *b"91";
+    if let Some(expected) = entry.duplicate_of {
+        if overloaded {
+            counters.duplicates_overloaded += 1;
+        } else if answer.code == expected.code && (answer.code != *b"00" || answer.auth_code == expected.auth_code) {
+            counters.duplicates_matched += 1;
+        } else {
+            counters.duplicates_mismatched += 1;
+            counters.note_mismatch(format!(
+                "duplicate of a {} ({}) answered {code} (auth {}), the original {} (auth {})",
+                expected.kind.name(),
+                expected.mti,
+                auth_text(answer.auth_code),
+                std::str::from_utf8(&expected.code).unwrap_or("??"),
+                auth_text(expected.auth_code),
+            ));
+        }
+    }
+    if let Some(must) = entry.kind.expected_code() {
+        if code != must && !overloaded {
+            counters.expected_code_mismatched[entry.kind.index()] += 1;
+            counters.note_mismatch(format!("{} answered {code}, expected {must}", entry.kind.name()));
+        }
+    }
+    if answer.code == *b"00" && entry.duplicate_of.is_none() {
+        let cards = &plan.dataset.cards;
+        match entry.money {
+            Money::None => {}
+            Money::IssuerPays { card, amount } => {
+                let card = &cards[card as usize];
+                move_money(&mut counters.positions, card.issuer, plan.acquirer, card.currency, amount);
+            }
+            Money::AcquirerPays { card, amount } => {
+                let card = &cards[card as usize];
+                move_money(&mut counters.positions, plan.acquirer, card.issuer, card.currency, amount);
+            }
+        }
+        if let Some(original) = entry.original {
+            let (pool, max) = match entry.kind {
+                Kind::Authorization => (&mut state.holds, HOLDS_POOL_MAX),
+                _ => (&mut state.purchases, PURCHASES_POOL_MAX),
+            };
+            if pool.len() >= max {
+                pool.pop_front();
+            }
+            pool.push_back(original);
+        }
+    }
+    if let Some(raw) = entry.raw {
+        if !overloaded && answer.code != *b"94" {
+            if state.answered.len() >= DUPLICATES_POOL_MAX {
+                state.answered.pop_front();
+            }
+            let expected =
+                Expected { kind: entry.kind, mti: entry.mti, code: answer.code, auth_code: answer.auth_code };
+            state.answered.push_back(Answered { raw, key: answer.key, expected });
+        }
+    }
+}
+
+fn auth_text(code: Option<[u8; 6]>) -> String {
+    code.map_or_else(|| "-".into(), |c| String::from_utf8_lossy(&c).into_owned())
+}
+
+/// Counts requests past their timeout and forgets them; a later answer is "unmatched".
+fn expire(state: &mut State, now_ns: u64, timeout_ns: u64) {
+    while let Some(&(due_ns, key)) = state.send_order.front() {
+        let live = state.in_flight.get(&key).is_some_and(|entry| entry.due_ns == due_ns);
+        if live && due_ns.saturating_add(timeout_ns) > now_ns {
+            break;
+        }
+        state.send_order.pop_front();
+        if live {
+            if let Some(entry) = state.in_flight.remove(&key) {
+                state.counters.timeouts[entry.kind.index()] += 1;
+            }
+        }
+    }
+}
