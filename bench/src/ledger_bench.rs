@@ -96,7 +96,13 @@ pub fn run(args: &LedgerArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_case(case: &str, accounts: u64, args: &LedgerArgs, dir: &std::path::Path, machine: &Machine) -> Result<CaseResult> {
+fn run_case(
+    case: &str,
+    accounts: u64,
+    args: &LedgerArgs,
+    dir: &std::path::Path,
+    machine: &Machine,
+) -> Result<CaseResult> {
     let ledger = Ledger::open(dir, LedgerOptions::default())?;
     let usd = Currency::from_code("USD")?;
     let all: Vec<Account> = (1..=u128::from(accounts))

@@ -100,7 +100,11 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         }
     }
     if let Some(url) = &args.postgres {
-        println!("PostgreSQL baseline: 10000 accounts, {} transfers, one transaction each, {} connections", args.postgres_transfers, crate::postgres_baseline::POSTGRES_CONNECTIONS);
+        println!(
+            "PostgreSQL baseline: 10000 accounts, {} transfers, one transaction each, {} connections",
+            args.postgres_transfers,
+            crate::postgres_baseline::POSTGRES_CONNECTIONS
+        );
         let baseline = crate::postgres_baseline::run(url, 10_000, args.postgres_transfers)?;
         println!(
             "postgres     {:>9} transfers/s  ({} transfers in {:.2} s)",

@@ -43,7 +43,8 @@ pub fn run(url: &str, accounts: u64, transfers: u64) -> Result<BaselineResult> {
                 let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
                 let debit_stmt = client.prepare("UPDATE bench_accounts SET balance = balance - $2 WHERE id = $1")?;
                 let credit_stmt = client.prepare("UPDATE bench_accounts SET balance = balance + $2 WHERE id = $1")?;
-                let insert = client.prepare("INSERT INTO bench_transfers (id, debit, credit, amount) VALUES ($1, $2, $3, $4)")?;
+                let insert = client
+                    .prepare("INSERT INTO bench_transfers (id, debit, credit, amount) VALUES ($1, $2, $3, $4)")?;
                 let mut rng = rand::rngs::StdRng::seed_from_u64(worker as u64);
                 let mut done = 0;
                 loop {

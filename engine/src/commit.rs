@@ -174,7 +174,12 @@ pub(crate) fn completion_loop(
                         pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
                         send_feedback(&feedback, waiting.shard, &pending, false);
                     }
-                    Response::approved(pending.request.tag, pending.request.key, waiting.first_transfer, Some(timestamp))
+                    Response::approved(
+                        pending.request.tag,
+                        pending.request.key,
+                        waiting.first_transfer,
+                        Some(timestamp),
+                    )
                 }
                 Err(reason) => {
                     pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));

@@ -242,7 +242,8 @@ impl Engine {
         drop(commit_tx);
         let commit_ledger = Arc::clone(&ledger);
         let delay = Duration::from_micros(config.commit_delay_us);
-        threads.push(spawn("commit".into(), move || commit::commit_loop(commit_rx, commit_ledger, completion_tx, delay))?);
+        threads
+            .push(spawn("commit".into(), move || commit::commit_loop(commit_rx, commit_ledger, completion_tx, delay))?);
         let (completion_ledger, completion_caps, completion_stats) =
             (Arc::clone(&ledger), Arc::clone(&caps), Arc::clone(&stats));
         let completion_slot = config.shards;
@@ -415,12 +416,19 @@ impl Engine {
     }
 
     /// Changes a participant's net debit cap in a currency, without stopping traffic.
-    pub fn set_net_debit_cap(&self, participant: ParticipantId, currency: Currency, cap: u64) -> Result<(), EngineError> {
+    pub fn set_net_debit_cap(
+        &self,
+        participant: ParticipantId,
+        currency: Currency,
+        cap: u64,
+    ) -> Result<(), EngineError> {
         let _admin = self.admin.lock();
         let mut spec = self.participant(participant).ok_or(EngineError::UnknownParticipant(participant))?;
         match spec.net_debit_caps.iter_mut().find(|(c, _)| *c == currency) {
             Some(entry) => entry.1 = cap,
-            None => return Err(EngineError::Config(format!("participant {participant:?} does not settle in {currency}"))),
+            None => {
+                return Err(EngineError::Config(format!("participant {participant:?} does not settle in {currency}")))
+            }
         }
         self.caps.set_cap((participant, currency), cap);
         self.participants.write().insert(participant, spec.clone());
@@ -445,7 +453,8 @@ impl Engine {
             if participant_of_account(spec.id).is_some() || spec.id.0 == 0 {
                 return Err(EngineError::Account(spec.id, "id is reserved for position accounts".into()));
             }
-            let participant = self.participant(spec.participant).ok_or(EngineError::UnknownParticipant(spec.participant))?;
+            let participant =
+                self.participant(spec.participant).ok_or(EngineError::UnknownParticipant(spec.participant))?;
             if !participant.net_debit_caps.iter().any(|(c, _)| *c == spec.currency) {
                 return Err(EngineError::Account(spec.id, format!("participant does not settle in {}", spec.currency)));
             }
@@ -623,7 +632,12 @@ impl Engine {
             }
         }
         if !participants.is_empty() {
-            tracing::info!(participants = participants.len(), accounts = accounts.len(), cards, "provisioning reloaded");
+            tracing::info!(
+                participants = participants.len(),
+                accounts = accounts.len(),
+                cards,
+                "provisioning reloaded"
+            );
         }
         Ok(())
     }
@@ -644,7 +658,10 @@ impl Drop for Engine {
 }
 
 fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
-    std::thread::Builder::new().name(name).spawn(body).map_err(|e| EngineError::Config(format!("spawning a thread: {e}")))
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(body)
+        .map_err(|e| EngineError::Config(format!("spawning a thread: {e}")))
 }
 
 // ---- provisioning records ---------------------------------------------------------------

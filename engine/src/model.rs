@@ -274,7 +274,15 @@ pub struct Response {
 
 impl Response {
     pub fn declined(tag: u64, key: RequestKey, reason: DeclineReason) -> Response {
-        Response { tag, key, code: reason.code(), decline: Some(reason), auth_code: None, balance: None, timestamp: None }
+        Response {
+            tag,
+            key,
+            code: reason.code(),
+            decline: Some(reason),
+            auth_code: None,
+            balance: None,
+            timestamp: None,
+        }
     }
 
     pub fn approved(tag: u64, key: RequestKey, transfer_id: u128, timestamp: Option<u64>) -> Response {

@@ -53,7 +53,10 @@ pub const AMOUNT_PER_REQUEST_MAX: u64 = 1_000_000_000_000;
 
 /// Messages a shard's queue carries.
 pub(crate) enum ShardMessage {
-    Request { request: Request, card: Option<CardEntry> },
+    Request {
+        request: Request,
+        card: Option<CardEntry>,
+    },
     AddAccounts(Vec<AccountSpec>),
     SetStatus(AccountId, AccountStatus),
     SetVelocity(AccountId, VelocityLimits),
@@ -360,7 +363,8 @@ impl Shard {
         // 5. Card expiry, and the expiry the terminal read must be the card's.
         if let Some(CardEntry { token_entry_modes: None, expiry_yymm, .. }) = card {
             if !follow_up
-                && (is_expired(expiry_yymm, now.yymm) || request.card_expiry_yymm.is_some_and(|read| read != expiry_yymm))
+                && (is_expired(expiry_yymm, now.yymm)
+                    || request.card_expiry_yymm.is_some_and(|read| read != expiry_yymm))
             {
                 return Err((request, DeclineReason::CardExpired));
             }
@@ -397,8 +401,7 @@ impl Shard {
                 if limits.count_per_day_max != 0 && count >= u64::from(limits.count_per_day_max) {
                     return Err((request, DeclineReason::VelocityCountExceeded));
                 }
-                if limits.amount_per_day_max != 0 && amount.saturating_add(request.amount) > limits.amount_per_day_max
-                {
+                if limits.amount_per_day_max != 0 && amount.saturating_add(request.amount) > limits.amount_per_day_max {
                     return Err((request, DeclineReason::VelocityAmountExceeded));
                 }
                 let hold = request.operation == Operation::Authorize;
@@ -474,7 +477,9 @@ impl Shard {
                 );
                 Ok(())
             }
-            Operation::Reverse { original } => self.reverse(request, account_id, participant, currency, original, batch),
+            Operation::Reverse { original } => {
+                self.reverse(request, account_id, participant, currency, original, batch)
+            }
             // Handled before the account rules.
             Operation::Payment { .. } => Err((request, DeclineReason::SystemError)),
             Operation::Refund => {
@@ -522,7 +527,8 @@ impl Shard {
         let Instrument::Account(payer_account) = request.instrument else {
             return Err((request, DeclineReason::UnknownCard));
         };
-        let (Some(payer), Some(payee_participant)) = (participant_of_account(payer_account), participant_of_account(payee))
+        let (Some(payer), Some(payee_participant)) =
+            (participant_of_account(payer_account), participant_of_account(payee))
         else {
             return Err((request, DeclineReason::UnknownCard));
         };
@@ -575,7 +581,9 @@ impl Shard {
         // Who gains headroom once it commits: the payee, and the FX provider in the
         // payer's currency.
         let credit = match fx {
-            None => [(payee_participant != payer).then_some(((payee_participant, credit_currency), credit_amount)), None],
+            None => {
+                [(payee_participant != payer).then_some(((payee_participant, credit_currency), credit_amount)), None]
+            }
             Some(leg) => [
                 (payee_participant != leg.provider).then_some(((payee_participant, credit_currency), credit_amount)),
                 (payer != leg.provider).then_some(((leg.provider, request.currency), request.amount)),

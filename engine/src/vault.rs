@@ -112,7 +112,10 @@ impl Directory {
 
     pub fn add_card(&self, vault: &Vault, card: &CardSpec) -> Result<PanKey, DirectoryError> {
         let key = vault.pan_key(&card.pan);
-        self.insert_entry(key, CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None })?;
+        self.insert_entry(
+            key,
+            CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None },
+        )?;
         Ok(key)
     }
 

@@ -56,7 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     hold.flags = TransferFlags::PENDING;
     hold.timeout_s = 3600;
     ledger.commit(&[hold])?;
-    println!("hold 120.00 USD on card 102: available now {}", usd.format_minor(ledger.account(AccountId(102)).map_or(0, |a| a.balances.available())));
+    println!(
+        "hold 120.00 USD on card 102: available now {}",
+        usd.format_minor(ledger.account(AccountId(102)).map_or(0, |a| a.balances.available()))
+    );
     let mut completion = Transfer::new(21, 0, 0, 95_00, usd);
     completion.flags = TransferFlags::POST_PENDING;
     completion.pending_id = TransferId(20);
@@ -68,15 +71,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     usd_leg.flags = TransferFlags::LINKED;
     let thb_leg = Transfer::new(31, 402, 302, 355_00, thb);
     let fx = ledger.commit(&[usd_leg, thb_leg])?;
-    println!("FX payment 10.00 USD -> 355.00 THB as one linked group: {:?}", fx.iter().map(|r| r.is_ok()).collect::<Vec<_>>());
+    println!(
+        "FX payment 10.00 USD -> 355.00 THB as one linked group: {:?}",
+        fx.iter().map(|r| r.is_ok()).collect::<Vec<_>>()
+    );
 
     let window = ledger.close_window()?;
-    println!("\nwindow {} closed: {} transfers; net positions (+ owed to, - owes):", window.window.0, window.transfer_count);
+    println!(
+        "\nwindow {} closed: {} transfers; net positions (+ owed to, - owes):",
+        window.window.0, window.transfer_count
+    );
     for ((participant, currency), position) in &window.positions {
         let name = names.iter().find(|(id, _)| *id == participant.0).map_or("?", |(_, n)| n);
-        println!("  {:<20} {}  debits {:>12}  credits {:>12}  net {:>12}", name, currency,
-            currency.format_minor(position.debits as i128), currency.format_minor(position.credits as i128),
-            currency.format_minor(position.net()));
+        println!(
+            "  {:<20} {}  debits {:>12}  credits {:>12}  net {:>12}",
+            name,
+            currency,
+            currency.format_minor(position.debits as i128),
+            currency.format_minor(position.credits as i128),
+            currency.format_minor(position.net())
+        );
     }
     drop(ledger);
     let reopened = Ledger::open(&dir, LedgerOptions::default())?;

@@ -7,7 +7,7 @@
 //! and queries read it.
 
 use crate::currency::Currency;
-use crate::state::{AccountState, ClosedWindow, Hold, HoldStatus, HistoryLinks, State, TransferIndexEntry};
+use crate::state::{AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, TransferIndexEntry};
 use crate::types::*;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -100,7 +100,9 @@ pub(crate) enum Chunk {
     Holds(Vec<SnapHold>),
 }
 
-fn snap_positions<'a>(positions: impl Iterator<Item = (&'a (ParticipantId, Currency), &'a Position)>) -> Vec<SnapPosition> {
+fn snap_positions<'a>(
+    positions: impl Iterator<Item = (&'a (ParticipantId, Currency), &'a Position)>,
+) -> Vec<SnapPosition> {
     positions
         .map(|((participant, currency), p)| SnapPosition {
             participant: *participant,
@@ -195,7 +197,9 @@ pub(crate) fn snapshot(state: &State) -> Vec<Chunk> {
 
 pub(crate) fn encode<T>(value: &T) -> AlignedVec
 where
-    T: for<'a> rkyv::Serialize<rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>>,
+    T: for<'a> rkyv::Serialize<
+        rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
+    >,
 {
     rkyv::to_bytes::<rancor::Error>(value).expect("serializing a checkpoint into memory cannot fail")
 }
@@ -221,7 +225,15 @@ pub(crate) fn restore(state: &mut State, chunk: Chunk) -> Result<(), String> {
         )
     };
     match chunk {
-        Chunk::Scalars { window, window_transfer_count, window_first_seq, last_timestamp, next_seq, positions, closed } => {
+        Chunk::Scalars {
+            window,
+            window_transfer_count,
+            window_first_seq,
+            last_timestamp,
+            next_seq,
+            positions,
+            closed,
+        } => {
             state.window = window;
             state.window_transfer_count = window_transfer_count;
             state.window_first_seq = window_first_seq;
@@ -262,7 +274,12 @@ pub(crate) fn restore(state: &mut State, chunk: Chunk) -> Result<(), String> {
             for t in transfers {
                 state.transfers.insert(
                     t.id,
-                    TransferIndexEntry { seq: t.seq, timestamp: t.timestamp, window: t.window, fingerprint: t.fingerprint },
+                    TransferIndexEntry {
+                        seq: t.seq,
+                        timestamp: t.timestamp,
+                        window: t.window,
+                        fingerprint: t.fingerprint,
+                    },
                 );
             }
         }

@@ -14,10 +14,22 @@ pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 1;
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub(crate) enum JournalEntry {
     /// Holds that expired before this commit, then the transfers it committed, in order.
-    Transfers { expired: Vec<TransferId>, records: Vec<TransferRecord> },
-    Accounts { accounts: Vec<Account> },
-    AccountUpdate { id: AccountId, flags: AccountFlags, credit_limit: u64 },
-    CloseWindow { window: WindowId, closed_at: u64 },
+    Transfers {
+        expired: Vec<TransferId>,
+        records: Vec<TransferRecord>,
+    },
+    Accounts {
+        accounts: Vec<Account>,
+    },
+    AccountUpdate {
+        id: AccountId,
+        flags: AccountFlags,
+        credit_limit: u64,
+    },
+    CloseWindow {
+        window: WindowId,
+        closed_at: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,11 +9,11 @@
 //! already apply `n + 1` (pipelining).
 
 use crate::checkpoint;
+use crate::currency::Currency;
 use crate::journal::{self, JournalEntry};
 use crate::state::{HoldStatus, State};
 use crate::store;
 use crate::types::*;
-use crate::currency::Currency;
 use crossbeam::channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use rocksdb::{WriteBatch, WriteOptions, DB};
@@ -187,7 +187,8 @@ impl Ledger {
         let mut transfers_replayed = 0u64;
         let mut entries_replayed = 0u64;
         {
-            let journal_cf = db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
+            let journal_cf =
+                db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
             let start = journal::key(state.next_seq);
             let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
             for item in db.iterator_cf(&journal_cf, mode) {
@@ -263,7 +264,9 @@ impl Ledger {
         state.next_seq += 1;
         let bytes = journal::encode(entry);
         let queue = self.writer_queue.as_ref().ok_or_else(|| LedgerError::Unavailable("ledger is closing".into()))?;
-        queue.send(WriteJob { seq, bytes }).map_err(|_| LedgerError::Unavailable("writer thread has stopped".into()))?;
+        queue
+            .send(WriteJob { seq, bytes })
+            .map_err(|_| LedgerError::Unavailable("writer thread has stopped".into()))?;
         Ok(seq)
     }
 
@@ -352,7 +355,12 @@ impl Ledger {
     }
 
     /// Changes an account's flags (e.g. closes it) and credit limit, durably.
-    pub fn update_account(&self, id: AccountId, flags: AccountFlags, credit_limit: u64) -> Result<Result<(), AccountError>, LedgerError> {
+    pub fn update_account(
+        &self,
+        id: AccountId,
+        flags: AccountFlags,
+        credit_limit: u64,
+    ) -> Result<Result<(), AccountError>, LedgerError> {
         self.check_available()?;
         let mut state = self.state.lock();
         if let Err(error) = state.update_account(id, flags, credit_limit) {
@@ -376,7 +384,8 @@ impl Ledger {
         let window = state.window;
         let seq = self.enqueue(&mut state, &JournalEntry::CloseWindow { window, closed_at })?;
         state.close_window(closed_at, seq);
-        let positions = window_view(&state, window).ok_or_else(|| LedgerError::Corrupt("closed window vanished".into()))?;
+        let positions =
+            window_view(&state, window).ok_or_else(|| LedgerError::Corrupt("closed window vanished".into()))?;
         drop(state);
         self.wait_durable(seq)?;
         Ok(positions)
@@ -454,7 +463,9 @@ impl Ledger {
                 .filter(|r| r.transfer.debit_account == id || r.transfer.credit_account == id)
                 .collect();
             let Some(first) = records.first() else {
-                return Err(LedgerError::Corrupt(format!("entry {seq} is in account {id:?}'s chain but does not move it")));
+                return Err(LedgerError::Corrupt(format!(
+                    "entry {seq} is in account {id:?}'s chain but does not move it"
+                )));
             };
             let previous =
                 if first.transfer.debit_account == id { first.debit_previous_seq } else { first.credit_previous_seq };
@@ -520,7 +531,8 @@ impl Ledger {
         // Never let a checkpoint get ahead of what the journal holds on disk.
         self.wait_durable(seq)?;
         let db = &self.shared.db;
-        let cf = db.cf_handle(store::CHECKPOINT_CF).ok_or_else(|| LedgerError::Corrupt("no checkpoint family".into()))?;
+        let cf =
+            db.cf_handle(store::CHECKPOINT_CF).ok_or_else(|| LedgerError::Corrupt("no checkpoint family".into()))?;
         let mut batch = WriteBatch::default();
         // Replace the previous checkpoint whole, in the same atomic write.
         batch.delete_range_cf(&cf, b"chunk/".as_slice(), b"chunk0".as_slice());
@@ -660,14 +672,23 @@ fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
         }
         JournalEntry::Accounts { accounts } => {
             for account in accounts {
-                assert_eq!(state.check_account(&account), Ok(true), "journal entry {seq}: account {:?} replays badly", account.id);
+                assert_eq!(
+                    state.check_account(&account),
+                    Ok(true),
+                    "journal entry {seq}: account {:?} replays badly",
+                    account.id
+                );
                 state.insert_account(account);
             }
             state.next_seq += 1;
             0
         }
         JournalEntry::AccountUpdate { id, flags, credit_limit } => {
-            assert_eq!(state.update_account(id, flags, credit_limit), Ok(()), "journal entry {seq}: update replays badly");
+            assert_eq!(
+                state.update_account(id, flags, credit_limit),
+                Ok(()),
+                "journal entry {seq}: update replays badly"
+            );
             state.next_seq += 1;
             0
         }

@@ -7,8 +7,8 @@
 //!
 //! It knows nothing about ISO 8583, QR codes or sockets.
 
-pub mod clearing;
 mod checkpoint;
+pub mod clearing;
 pub mod currency;
 mod journal;
 mod ledger;
@@ -18,7 +18,7 @@ pub mod types;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use ledger::{
-    AccountView, Ledger, LedgerError, LedgerOptions, RecoveryReport, Ticket, WindowPositions, ACCOUNTS_PER_CALL_MAX,
-    BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX, WriterReport,
+    AccountView, Ledger, LedgerError, LedgerOptions, RecoveryReport, Ticket, WindowPositions, WriterReport,
+    ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
 };
 pub use types::*;

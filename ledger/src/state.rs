@@ -150,7 +150,12 @@ impl State {
         assert!(previous.is_none(), "account {:?} inserted twice", account.id);
     }
 
-    pub fn update_account(&mut self, id: AccountId, flags: AccountFlags, credit_limit: u64) -> Result<(), AccountError> {
+    pub fn update_account(
+        &mut self,
+        id: AccountId,
+        flags: AccountFlags,
+        credit_limit: u64,
+    ) -> Result<(), AccountError> {
         if !flags.is_valid() {
             return Err(AccountError::FlagsInvalid);
         }
@@ -223,7 +228,8 @@ impl State {
 
     fn release_hold(&mut self, hold: &Hold, amount: u64) {
         let debit = self.accounts.get_mut(&hold.debit).expect("a hold's debit account exists");
-        debit.balances.debits_pending = debit.balances.debits_pending.checked_sub(amount).expect("debits_pending covers the hold");
+        debit.balances.debits_pending =
+            debit.balances.debits_pending.checked_sub(amount).expect("debits_pending covers the hold");
         let credit = self.accounts.get_mut(&hold.credit).expect("a hold's credit account exists");
         credit.balances.credits_pending =
             credit.balances.credits_pending.checked_sub(amount).expect("credits_pending covers the hold");
@@ -302,7 +308,11 @@ impl State {
                 Ok(ok) if ok.created => {}
                 other => panic!("journal entry {seq}: transfer {:?} replays as {other:?}", record.transfer.id),
             }
-            assert_eq!(scratch.as_slice(), std::slice::from_ref(record), "journal entry {seq}: record differs on replay");
+            assert_eq!(
+                scratch.as_slice(),
+                std::slice::from_ref(record),
+                "journal entry {seq}: record differs on replay"
+            );
         }
         self.window_transfer_count += records.len() as u64;
         self.next_seq += 1;
@@ -362,7 +372,8 @@ impl State {
     /// the hold when left zero. Also the form that duplicate detection compares.
     fn resolve(&self, transfer: &Transfer) -> Transfer {
         let mut resolved = *transfer;
-        if transfer.flags.contains(TransferFlags::POST_PENDING) || transfer.flags.contains(TransferFlags::VOID_PENDING) {
+        if transfer.flags.contains(TransferFlags::POST_PENDING) || transfer.flags.contains(TransferFlags::VOID_PENDING)
+        {
             if let Some(hold) = self.holds.get(&transfer.pending_id) {
                 if resolved.debit_account.0 == 0 {
                     resolved.debit_account = hold.debit;
@@ -410,8 +421,8 @@ impl State {
         if transfer.timeout_s != 0 && !transfer.flags.contains(TransferFlags::PENDING) {
             return Err(TransferError::TimeoutRequiresPending);
         }
-        let resolving =
-            transfer.flags.contains(TransferFlags::POST_PENDING) || transfer.flags.contains(TransferFlags::VOID_PENDING);
+        let resolving = transfer.flags.contains(TransferFlags::POST_PENDING)
+            || transfer.flags.contains(TransferFlags::VOID_PENDING);
         if resolving != (transfer.pending_id.0 != 0) {
             return Err(TransferError::PendingIdInvalid);
         }
@@ -456,11 +467,13 @@ impl State {
         let mut debit_balances = debit.balances;
         let mut credit_balances = credit.balances;
         if pending {
-            debit_balances.debits_pending = debit_balances.debits_pending.checked_add(amount).ok_or(TransferError::Overflow)?;
+            debit_balances.debits_pending =
+                debit_balances.debits_pending.checked_add(amount).ok_or(TransferError::Overflow)?;
             credit_balances.credits_pending =
                 credit_balances.credits_pending.checked_add(amount).ok_or(TransferError::Overflow)?;
         } else {
-            debit_balances.debits_posted = debit_balances.debits_posted.checked_add(amount).ok_or(TransferError::Overflow)?;
+            debit_balances.debits_posted =
+                debit_balances.debits_posted.checked_add(amount).ok_or(TransferError::Overflow)?;
             credit_balances.credits_posted =
                 credit_balances.credits_posted.checked_add(amount).ok_or(TransferError::Overflow)?;
         }
@@ -554,7 +567,9 @@ impl State {
             HoldStatus::Expired => return Err(TransferError::PendingExpired),
         }
         // `resolve` filled zero accounts and amount from the hold.
-        if transfer.debit_account != hold.debit || transfer.credit_account != hold.credit || transfer.currency != hold.currency
+        if transfer.debit_account != hold.debit
+            || transfer.credit_account != hold.credit
+            || transfer.currency != hold.currency
         {
             return Err(TransferError::PendingTransferMismatch);
         }
@@ -616,7 +631,14 @@ impl State {
         }
     }
 
-    fn move_positions(&mut self, debtor: ParticipantId, creditor: ParticipantId, currency: Currency, amount: u64, in_chain: bool) {
+    fn move_positions(
+        &mut self,
+        debtor: ParticipantId,
+        creditor: ParticipantId,
+        currency: Currency,
+        amount: u64,
+        in_chain: bool,
+    ) {
         if debtor == creditor {
             return; // an on-us transfer moves no position
         }
@@ -624,7 +646,8 @@ impl State {
             let key = (participant, currency);
             let position = self.positions.entry(key).or_default();
             if in_chain {
-                let previous = if position.debit_count == 0 && position.credit_count == 0 { None } else { Some(*position) };
+                let previous =
+                    if position.debit_count == 0 && position.credit_count == 0 { None } else { Some(*position) };
                 self.undo.push(Undo::Position(key, previous));
             }
             if debit_side {

@@ -333,8 +333,8 @@ fn account_strategy() -> impl Strategy<Value = Account> {
 fn transfer_strategy() -> impl Strategy<Value = Transfer> {
     let amount = prop_oneof![4 => 1u64..300, 1 => Just(0u64), 1 => Just(u64::MAX - 5)];
     let kind = prop_oneof![4 => Just(0u16), 2 => Just(2), 2 => Just(4), 1 => Just(8), 1 => Just(6), 1 => Just(64)];
-    (1u128..=40, 0u128..=9, 0u128..=9, amount, kind, any::<bool>(), 0u128..=40, 0u32..=2, 0u8..2, 0u16..2)
-        .prop_map(|(id, debit, credit, amount, kind, linked, pending_id, timeout_s, cur, code)| {
+    (1u128..=40, 0u128..=9, 0u128..=9, amount, kind, any::<bool>(), 0u128..=40, 0u32..=2, 0u8..2, 0u16..2).prop_map(
+        |(id, debit, credit, amount, kind, linked, pending_id, timeout_s, cur, code)| {
             let resolving = kind == 4 || kind == 8;
             Transfer {
                 id: TransferId(id),
@@ -349,7 +349,8 @@ fn transfer_strategy() -> impl Strategy<Value = Transfer> {
                 user_data_128: 0,
                 user_data_64: 0,
             }
-        })
+        },
+    )
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {

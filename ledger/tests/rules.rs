@@ -231,9 +231,15 @@ fn window_close_is_a_cut_and_history_pages() {
 #[test]
 fn account_rules() {
     let f = fixture();
-    assert_eq!(f.ledger.create_accounts(&[account(0, 1, usd(), AccountFlags::NONE)]).unwrap(), vec![Err(AccountError::IdMustNotBeZero)]);
+    assert_eq!(
+        f.ledger.create_accounts(&[account(0, 1, usd(), AccountFlags::NONE)]).unwrap(),
+        vec![Err(AccountError::IdMustNotBeZero)]
+    );
     assert_eq!(f.ledger.create_accounts(&[account(2, 2, usd(), AccountFlags::NONE)]).unwrap(), vec![Ok(false)]);
-    assert_eq!(f.ledger.create_accounts(&[account(2, 3, usd(), AccountFlags::NONE)]).unwrap(), vec![Err(AccountError::IdConflict)]);
+    assert_eq!(
+        f.ledger.create_accounts(&[account(2, 3, usd(), AccountFlags::NONE)]).unwrap(),
+        vec![Err(AccountError::IdConflict)]
+    );
     // Closing an account stops new transfers to it; a credit limit allows an overdraft.
     f.ledger.update_account(AccountId(2), AccountFlags::CLOSED, 0).unwrap().unwrap();
     assert_eq!(one(&f.ledger, Transfer::new(300, 1, 2, 1, usd())), Err(TransferError::CreditAccountClosed));

@@ -47,7 +47,8 @@ impl Daemon {
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Daemon {
         let log = data_dir.with_extension("log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("opening the daemon log");
+        let log_file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("opening the daemon log");
         let mut child = Command::new(binary("junctiond"))
             .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
             .args(["--iso8583-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])

@@ -57,7 +57,11 @@ fn sigkill_loses_nothing_approved_and_moves_money_once() {
         let mut daemon = Daemon::start(&data);
         let unanswered: Vec<(String, u64)> = {
             let book = book.lock().unwrap();
-            book.sent.iter().filter(|(stan, _)| !book.answered.contains_key(*stan)).map(|(s, a)| (s.clone(), *a)).collect()
+            book.sent
+                .iter()
+                .filter(|(stan, _)| !book.answered.contains_key(*stan))
+                .map(|(s, a)| (s.clone(), *a))
+                .collect()
         };
         let client = {
             let book = Arc::clone(&book);
@@ -88,10 +92,13 @@ fn sigkill_loses_nothing_approved_and_moves_money_once() {
     }
     let book = book.lock().unwrap();
     assert_eq!(book.sent.len(), book.answered.len());
-    let approved: u64 =
-        book.answered.iter().filter(|(_, code)| *code == "00").map(|(stan, _)| book.sent[stan]).sum();
+    let approved: u64 = book.answered.iter().filter(|(_, code)| *code == "00").map(|(stan, _)| book.sent[stan]).sum();
     assert!(approved > 0);
-    assert!(book.answered.values().all(|code| code == "00"), "only approvals expected: {:?}", book.answered.values().filter(|c| *c != "00").collect::<Vec<_>>());
+    assert!(
+        book.answered.values().all(|code| code == "00"),
+        "only approvals expected: {:?}",
+        book.answered.values().filter(|c| *c != "00").collect::<Vec<_>>()
+    );
     let account = daemon.get_json("/v1/admin/accounts/1001");
     let debits: u64 = account["balances"]["debits_posted"].as_u64().unwrap();
     let credits: u64 = account["balances"]["credits_posted"].as_u64().unwrap();
@@ -128,7 +135,8 @@ fn sigkill_loses_nothing_approved_and_moves_money_once() {
             assert!(std::time::Instant::now() < deadline, "{folder} never written");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let output = std::process::Command::new(binary("junction")).args(["clearing", "verify", folder]).output().unwrap();
+        let output =
+            std::process::Command::new(binary("junction")).args(["clearing", "verify", folder]).output().unwrap();
         assert!(output.status.success(), "{folder}: {}", String::from_utf8_lossy(&output.stderr));
     }
     eprintln!(

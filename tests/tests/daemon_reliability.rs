@@ -29,7 +29,7 @@ fn a_stalled_client_does_not_block_others() {
     }
     stalled.stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = stalled.stream.write_all(&flood); // may block once the socket buffers are full
-    // Client B is served at once.
+                                              // Client B is served at once.
     let mut client = IsoClient::connect(daemon.iso);
     assert_eq!(client.sign_on().get(39), Some("00"));
     let stan = client.next_stan();

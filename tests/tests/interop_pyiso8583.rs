@@ -22,11 +22,7 @@ fn pyiso8583_drives_junctiond() {
         .output()
         .expect("running the Python client");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "pyiso8583 client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "pyiso8583 client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let results: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON results");
     assert_eq!(results["ok"], true);
     // 10000.00 - 12.34 - 40.00 (the completion; its hold's rest released)

@@ -43,7 +43,8 @@ fn sigkill_never_loses_an_acknowledged_batch() {
         let status = child.wait().unwrap();
         assert!(!status.success(), "the writer was killed, not finished");
         reader.join().unwrap();
-        let last_ack = lines_rx.try_iter().filter_map(|l| l.strip_prefix("ack ").map(|n| n.parse::<u64>().unwrap())).last();
+        let last_ack =
+            lines_rx.try_iter().filter_map(|l| l.strip_prefix("ack ").map(|n| n.parse::<u64>().unwrap())).last();
         acked_per_run.push(last_ack);
 
         // Reopen and check everything so far.

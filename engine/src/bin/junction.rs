@@ -116,9 +116,18 @@ fn main() -> Result<()> {
         Command::Participants => {
             let body = get(&cli, "/v1/admin/participants")?;
             for p in body["participants"].as_array().into_iter().flatten() {
-                println!("{:>4}  {:<24} {}", p["id"].to_string(), p["name"].as_str().unwrap_or("?"), p["role"].as_str().unwrap_or("?"));
+                println!(
+                    "{:>4}  {:<24} {}",
+                    p["id"].to_string(),
+                    p["name"].as_str().unwrap_or("?"),
+                    p["role"].as_str().unwrap_or("?")
+                );
                 for (currency, cap) in p["currencies"].as_object().into_iter().flatten() {
-                    println!("        {currency}: net debit cap {} (headroom in pool {})", cap["net_debit_cap"], cap["headroom_in_pool"].as_str().unwrap_or("?"));
+                    println!(
+                        "        {currency}: net debit cap {} (headroom in pool {})",
+                        cap["net_debit_cap"],
+                        cap["headroom_in_pool"].as_str().unwrap_or("?")
+                    );
                 }
             }
         }

@@ -258,10 +258,7 @@ impl Config {
                 || !p.institution_id.bytes().all(|b| b.is_ascii_digit())
                 || !institutions.insert(normalize_institution(&p.institution_id))
             {
-                return Err(invalid(format!(
-                    "participant {}: institution_id must be 1-11 digits and unique",
-                    p.id
-                )));
+                return Err(invalid(format!("participant {}: institution_id must be 1-11 digits and unique", p.id)));
             }
             check_bic(&p.bic)?;
             let key = hex::decode(&p.key).map_err(|_| invalid(format!("participant {}: key must be hex", p.id)))?;
@@ -280,7 +277,10 @@ impl Config {
                 .find(|p| p.id == a.participant)
                 .ok_or_else(|| invalid(format!("account {}: unknown participant {}", a.id, a.participant)))?;
             if !participant.net_debit_caps.contains_key(&a.currency) {
-                return Err(invalid(format!("account {}: participant {} does not settle in {}", a.id, a.participant, a.currency)));
+                return Err(invalid(format!(
+                    "account {}: participant {} does not settle in {}",
+                    a.id, a.participant, a.currency
+                )));
             }
             if a.id == 0 || accounts.insert(a.id, a).is_some() {
                 return Err(invalid(format!("account id {} is zero or repeated", a.id)));

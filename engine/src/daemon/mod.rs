@@ -28,13 +28,15 @@ pub const DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// twice and funds no account twice.
 pub fn provision(engine: &Engine, config: &Config) -> Result<()> {
     for p in &config.participants {
-        let caps: Result<Vec<(Currency, u64)>> = p
-            .net_debit_caps
-            .iter()
-            .map(|(code, cap)| Ok((Currency::from_code(code)?, *cap)))
-            .collect();
+        let caps: Result<Vec<(Currency, u64)>> =
+            p.net_debit_caps.iter().map(|(code, cap)| Ok((Currency::from_code(code)?, *cap))).collect();
         engine
-            .add_participant(ParticipantSpec { id: ParticipantId(p.id), name: p.name.clone(), role: p.role, net_debit_caps: caps? })
+            .add_participant(ParticipantSpec {
+                id: ParticipantId(p.id),
+                name: p.name.clone(),
+                role: p.role,
+                net_debit_caps: caps?,
+            })
             .with_context(|| format!("provisioning participant {}", p.id))?;
     }
     let accounts: Result<Vec<AccountSpec>> = config
@@ -152,10 +154,9 @@ pub async fn run(config: Config) -> Result<()> {
     let router = http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
-        let server = axum::serve(http_listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.changed().await;
-            });
+        let server = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+            let _ = http_shutdown.changed().await;
+        });
         if let Err(error) = server.await {
             tracing::error!(%error, "HTTP server failed");
         }
