@@ -16,8 +16,13 @@ pub(crate) const CHECKPOINT_CF: &str = "checkpoint";
 const WRITE_BUFFER_SIZE_BYTES: usize = 128 << 20;
 const WRITE_BUFFER_COUNT_MAX: i32 = 4;
 
-pub(crate) fn open(path: &Path) -> Result<DB, rocksdb::Error> {
+pub(crate) fn open(path: &Path, wal_size_bytes_max: u64) -> Result<DB, rocksdb::Error> {
     let mut options = Options::default();
+    if wal_size_bytes_max > 0 {
+        // Memtables are flushed once the WAL holds this much; it also caps how much WAL
+        // space RocksDB preallocates.
+        options.set_max_total_wal_size(wal_size_bytes_max);
+    }
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     options.set_max_background_jobs(2);
