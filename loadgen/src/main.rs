@@ -1,4 +1,5 @@
-//! `loadgen`: drives a running `junctiond` over its real interfaces and reports honest
+//! `loadgen`: drives a running `junctiond` over its real interfaces (ISO 8583, or the QR
+//! gateway's HTTP API with `--mode qr`, see `qr.rs`) and reports honest
 //! latency. A client only: it links the wire codecs (`junction-wire`), never the switch.
 //!
 //! ISO 8583 mode: many TCP connections, each signed on as the acquirer with every message
@@ -17,6 +18,7 @@ mod connection;
 mod cpu;
 mod message;
 mod plot;
+mod qr;
 mod report;
 mod run;
 mod schedule;
@@ -45,7 +47,7 @@ const CONNECTIONS_MAX: u32 = 9999;
 enum Mode {
     /// ISO 8583 over TCP, as an acquirer's host.
     Iso8583,
-    /// The QR gateway's HTTP API (not available yet).
+    /// The QR gateway's HTTP API, as a wallet: signed direct payments.
     Qr,
 }
 
@@ -88,6 +90,19 @@ struct Args {
     /// The acquirer's participant id at the switch (money it receives, for --verify).
     #[arg(long, default_value_t = 3)]
     acquirer_participant: u64,
+
+    /// QR mode: the paying wallet participant (demo: 5 pays in SGD, 10 in THB).
+    #[arg(long, default_value_t = 5)]
+    wallet: u64,
+    /// QR mode: the wallet's signing key, hex (default: the demo wallet's).
+    #[arg(long)]
+    wallet_key: Option<String>,
+    /// QR mode: the currency the wallet pays in (default: the demo wallet's).
+    #[arg(long)]
+    payer_currency: Option<String>,
+    /// QR mode: the FX provider participant, for --verify when an answer names none.
+    #[arg(long, default_value_t = 6)]
+    fx_provider: u64,
 
     /// Open loop at a fixed rate, requests per second.
     #[arg(long, group = "pacing", value_parser = parse_count)]
@@ -265,10 +280,7 @@ fn main() -> ExitCode {
 
 fn real_main(args: Args) -> Result<ExitCode> {
     if args.mode == Mode::Qr {
-        bail!(
-            "--mode qr is not available yet: it needs the switch's QR gateway HTTP API (issue 7's QR part); use --mode \
-             iso8583"
-        );
+        return qr_main(args);
     }
     ensure!((1..=CONNECTIONS_MAX).contains(&args.connections), "--connections must be 1 to {CONNECTIONS_MAX}");
     ensure!((1..=64).contains(&args.threads), "--threads must be 1 to 64");
@@ -362,7 +374,113 @@ fn real_main(args: Args) -> Result<ExitCode> {
     let options = run::Options { threads: args.threads, tick: Duration::from_micros(args.tick_us), quiet: args.quiet };
     let outcome = run::run(plan, &options)?;
 
-    let verify_outcome = match &before {
+    let context = report::Context {
+        mode: "iso8583".into(),
+        pacing: pacing_text,
+        connections: args.connections,
+        target_requests,
+        threads: args.threads,
+    };
+    conclude(&args, &admin, before.as_ref(), &outcome, context)
+}
+
+/// QR mode: signed direct payments to the QR gateway as a wallet (see `qr.rs`).
+fn qr_main(args: Args) -> Result<ExitCode> {
+    ensure!((1..=CONNECTIONS_MAX).contains(&args.connections), "--connections must be 1 to {CONNECTIONS_MAX}");
+    ensure!((1..=64).contains(&args.threads), "--threads must be 1 to 64");
+    ensure!(args.provision.is_none(), "--provision is for the ISO 8583 mode's cards; QR mode pays as --wallet");
+    let http = loopback(&args.http, "--http")?;
+    let demo = qr::DEMO_WALLETS.iter().find(|(id, _, _)| *id == args.wallet);
+    let key_text = match (&args.wallet_key, demo) {
+        (Some(key), _) => key.clone(),
+        (None, Some((_, key, _))) => (*key).to_string(),
+        (None, None) => bail!("--wallet {} is not a demo wallet: give its --wallet-key", args.wallet),
+    };
+    let key = hex::decode(key_text.trim()).context("--wallet-key is not hex")?;
+    let payer_currency = match (&args.payer_currency, demo) {
+        (Some(currency), _) => currency.trim().to_ascii_uppercase(),
+        (None, Some((_, _, currency))) => (*currency).to_string(),
+        (None, None) => bail!("--wallet {} is not a demo wallet: give its --payer-currency", args.wallet),
+    };
+    ensure!(
+        !args.verify || qr::currency_numeric(&payer_currency).is_some(),
+        "--verify does not know the currency {payer_currency}"
+    );
+    let mix = Mix::parse(args.mix.as_deref())?;
+    let duplicate_share = mix.share(Kind::Duplicate);
+    let keep_for_duplicate =
+        if duplicate_share > 0.0 { (3.0 * duplicate_share / (1.0 - duplicate_share).max(1e-3)).min(1.0) } else { 0.0 };
+    let (amount_min, amount_max) = match &args.amount {
+        Some(text) => parse_range(text).context("--amount")?,
+        None => (100, 5_000),
+    };
+    let (pacing, pacing_text, target_requests) = pacing(&args)?;
+    let pacing_text = match &pacing {
+        Pacing::Closed { .. } => {
+            format!("{pacing_text} (QR: one request in flight per connection, so {} in flight)", args.connections)
+        }
+        Pacing::Open(_) => pacing_text,
+    };
+    let admin = admin::Admin::new(http, &args.admin_token);
+    let before = if args.verify {
+        admin.health().with_context(|| format!("reaching the admin API at {http} (--http)"))?;
+        eprintln!("loadgen: --verify: reading positions before the run (valid only if loadgen is the only traffic)");
+        Some(admin.positions(None).context("reading positions before the run")?)
+    } else {
+        None
+    };
+    let merchants = qr::demo_merchants()?;
+    let nonce = format!(
+        "{}{:x}",
+        run_nonce(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    );
+    eprintln!(
+        "loadgen: qr to {http}: {pacing_text}, {} connection(s), wallet {} paying in {payer_currency}, merchants {}, \
+         duplicates {:.0}%",
+        args.connections,
+        args.wallet,
+        merchants.iter().map(|m| format!("{} {}", m.name, m.currency)).collect::<Vec<_>>().join(", "),
+        duplicate_share * 100.0
+    );
+    let plan = qr::QrPlan {
+        http,
+        wallet: args.wallet,
+        key,
+        payer_currency,
+        fx_provider: args.fx_provider,
+        merchants,
+        connections: args.connections,
+        pacing,
+        timeout: args.timeout,
+        amount_min,
+        amount_max,
+        duplicate_share,
+        keep_for_duplicate,
+        nonce,
+        seed: args.seed,
+    };
+    let options = run::Options { threads: args.threads, tick: Duration::from_micros(args.tick_us), quiet: args.quiet };
+    let outcome = qr::run(plan, &options)?;
+    let context = report::Context {
+        mode: "qr".into(),
+        pacing: pacing_text,
+        connections: args.connections,
+        target_requests,
+        threads: args.threads,
+    };
+    conclude(&args, &admin, before.as_ref(), &outcome, context)
+}
+
+/// Verifies (with --verify), prints and writes the report, and picks the exit status.
+fn conclude(
+    args: &Args,
+    admin: &admin::Admin,
+    before: Option<&admin::Snapshot>,
+    outcome: &run::Outcome,
+    context: report::Context,
+) -> Result<ExitCode> {
+    let verify_outcome = match before {
         Some(before) => {
             let counters = &outcome.counters;
             let mut doubts = Vec::new();
@@ -372,7 +490,7 @@ fn real_main(args: Args) -> Result<ExitCode> {
             if counters.lost > 0 {
                 doubts.push(format!("{} request(s) were lost with their connection", counters.lost));
             }
-            let (windows, change) = verify::ledger_change(&admin, before).context("reading positions after the run")?;
+            let (windows, change) = verify::ledger_change(admin, before).context("reading positions after the run")?;
             let inconclusive = (!doubts.is_empty())
                 .then(|| format!("{}: their outcome is unknown, so the totals cannot be exact", doubts.join(", ")));
             Some(verify::compare(&counters.positions, windows, &change, inconclusive))
@@ -380,14 +498,7 @@ fn real_main(args: Args) -> Result<ExitCode> {
         None => None,
     };
 
-    let context = report::Context {
-        mode: "iso8583".into(),
-        pacing: pacing_text,
-        connections: args.connections,
-        target_requests,
-        threads: args.threads,
-    };
-    let report = report::build(context, &outcome, verify_outcome);
+    let report = report::build(context, outcome, verify_outcome);
     print!("{}", report::render(&report));
     if let Some(outcome) = &report.verify {
         print!("{}", verify::render(outcome));

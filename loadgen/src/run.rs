@@ -73,13 +73,60 @@ pub struct Options {
     pub quiet: bool,
 }
 
-pub fn run(plan: Plan, options: &Options) -> Result<Outcome> {
-    let runtime = if options.threads <= 1 {
+/// One connection as the run loop sees it, whatever the protocol: its counters, latencies
+/// and in-flight count for the reporter, and whether it is done.
+pub trait Lane: Send + Sync + 'static {
+    fn index(&self) -> u32;
+    fn writer_done(&self) -> bool;
+    fn reader_done(&self) -> bool;
+    /// Calls `f` with the counters, the latencies since the last call (then reset) and the
+    /// requests in flight.
+    fn take_sample(&self, f: &mut dyn FnMut(&Counters, &Histogram<u64>, u64));
+    fn counters(&self) -> Counters;
+    fn failure(&self) -> Option<String>;
+}
+
+impl Lane for Connection {
+    fn index(&self) -> u32 {
+        self.index
+    }
+
+    fn writer_done(&self) -> bool {
+        self.writer_done.load(Ordering::Acquire)
+    }
+
+    fn reader_done(&self) -> bool {
+        self.reader_done.load(Ordering::Acquire)
+    }
+
+    fn take_sample(&self, f: &mut dyn FnMut(&Counters, &Histogram<u64>, u64)) {
+        let mut state = self.lock();
+        let in_flight = state.in_flight() as u64;
+        f(&state.counters, &state.interval, in_flight);
+        state.interval.reset();
+    }
+
+    fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The async runtime of a run: one thread, or `threads` workers.
+pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(options.threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
     }
-    .context("starting the async runtime")?;
+    .context("starting the async runtime")
+}
+
+pub fn run(plan: Plan, options: &Options) -> Result<Outcome> {
+    let runtime = runtime(options.threads)?;
     let outcome = runtime.block_on(drive(Arc::new(plan), options));
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome
@@ -95,17 +142,34 @@ async fn drive(plan: Arc<Plan>, options: &Options) -> Result<Outcome> {
             connection::sign_on(&plan, index, &mut rng).await.with_context(|| format!("connection {index}"))
         }));
     }
-    let mut ready = Vec::new();
-    for handle in pending {
-        ready.push(handle.await.context("a sign-on task failed")??);
+    let mut lanes = Vec::new();
+    for (index, handle) in (0..plan.connections).zip(pending) {
+        let ready = handle.await.context("a sign-on task failed")??;
+        lanes.push((Arc::new(Connection::new(index)), ready));
     }
+    let spawn_plan = Arc::clone(&plan);
+    drive_lanes(&plan.pacing, plan.timeout, options, lanes, move |connection, ready, start, ticks| {
+        tokio::spawn(connection::run(Arc::clone(&spawn_plan), connection, ready, start, ticks))
+    })
+    .await
+}
+
+/// Runs connections that are ready: starts the clock and the pacer (open loop), spawns
+/// each lane's task, samples every second, and gathers the totals when all are done.
+pub async fn drive_lanes<L: Lane, T>(
+    pacing: &Pacing,
+    timeout: Duration,
+    options: &Options,
+    lanes: Vec<(Arc<L>, T)>,
+    mut spawn: impl FnMut(Arc<L>, T, Start, Option<watch::Receiver<u64>>) -> tokio::task::JoinHandle<()>,
+) -> Result<Outcome> {
     let start = Start {
         instant: Instant::now(),
         unix_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
     };
     let (tick_sender, tick_receiver) = watch::channel(0u64);
     let stop = Arc::new(AtomicBool::new(false));
-    let pacer = match &plan.pacing {
+    let pacer = match pacing {
         Pacing::Open(schedule) => {
             let schedule = schedule.clone();
             let stop = Arc::clone(&stop);
@@ -122,20 +186,21 @@ async fn drive(plan: Arc<Plan>, options: &Options) -> Result<Outcome> {
             None
         }
     };
-    let connections: Vec<Arc<Connection>> = (0..plan.connections).map(|i| Arc::new(Connection::new(i))).collect();
+    let mut connections: Vec<Arc<L>> = Vec::new();
     let mut tasks = Vec::new();
-    for (connection, ready) in connections.iter().zip(ready) {
+    for (connection, item) in lanes {
         let ticks = pacer.is_some().then(|| tick_receiver.clone());
-        tasks.push(tokio::spawn(connection::run(Arc::clone(&plan), Arc::clone(connection), ready, start, ticks)));
+        connections.push(Arc::clone(&connection));
+        tasks.push(spawn(connection, item, start, ticks));
     }
     drop(tick_receiver);
 
-    let send_phase = match &plan.pacing {
+    let send_phase = match pacing {
         Pacing::Open(schedule) => Duration::from_secs_f64(schedule.duration_s()),
         Pacing::Closed { duration, .. } => *duration,
     };
-    let hang_deadline = send_phase + plan.timeout + HANG_GRACE;
-    let mut reporter = Reporter::new(&plan, options);
+    let hang_deadline = send_phase + timeout + HANG_GRACE;
+    let mut reporter = Reporter::new(pacing, options);
     let mut ticker = tokio::time::interval(DONE_CHECK_INTERVAL);
     let mut next_sample = start.instant + SAMPLE_INTERVAL;
     let mut send_phase_s = None;
@@ -146,10 +211,10 @@ async fn drive(plan: Arc<Plan>, options: &Options) -> Result<Outcome> {
             reporter.sample(&connections, start);
             next_sample += SAMPLE_INTERVAL;
         }
-        if send_phase_s.is_none() && connections.iter().all(|c| c.writer_done.load(Ordering::Acquire)) {
+        if send_phase_s.is_none() && connections.iter().all(|c| c.writer_done()) {
             send_phase_s = Some(start.instant.elapsed().as_secs_f64());
         }
-        if connections.iter().all(|c| c.reader_done.load(Ordering::Acquire)) {
+        if connections.iter().all(|c| c.reader_done()) {
             break;
         }
         if start.instant.elapsed() > hang_deadline {
@@ -176,9 +241,9 @@ async fn drive(plan: Arc<Plan>, options: &Options) -> Result<Outcome> {
     let mut counters = Counters::default();
     let mut failures = Vec::new();
     for connection in &connections {
-        counters.merge(&connection.lock().counters);
-        if let Some(why) = connection.failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            failures.push(format!("connection {}: {why}", connection.index));
+        counters.merge(&connection.counters());
+        if let Some(why) = connection.failure() {
+            failures.push(format!("connection {}: {why}", connection.index()));
         }
     }
     Ok(Outcome {
@@ -248,11 +313,11 @@ struct Totals {
 }
 
 impl Reporter {
-    fn new(plan: &Plan, options: &Options) -> Reporter {
+    fn new(pacing: &Pacing, options: &Options) -> Reporter {
         Reporter {
             quiet: options.quiet,
             threads: options.threads.max(1),
-            schedule: match &plan.pacing {
+            schedule: match pacing {
                 Pacing::Open(schedule) => Some(schedule.clone()),
                 Pacing::Closed { .. } => None,
             },
@@ -267,24 +332,24 @@ impl Reporter {
         }
     }
 
-    fn sample(&mut self, connections: &[Arc<Connection>], start: Start) {
+    fn sample<L: Lane>(&mut self, connections: &[Arc<L>], start: Start) {
         let t_s = start.instant.elapsed().as_secs_f64();
         let mut totals = Totals::default();
         self.second.reset();
+        let second = &mut self.second;
         for connection in connections {
-            let mut state = connection.lock();
-            let counters = &state.counters;
-            totals.sent += counters.sent_total();
-            totals.answered += counters.answered_total();
-            totals.approved += counters.answered_with(0);
-            totals.overloaded += counters.answered_with(91);
-            totals.timeouts += counters.timeouts_total();
-            totals.lost += counters.lost;
-            totals.bad += counters.bad_answers + counters.unmatched_answers;
-            totals.in_flight += state.in_flight() as u64;
-            // Both histograms share bounds, so adding cannot fail.
-            let _ = self.second.add(&state.interval);
-            state.interval.reset();
+            connection.take_sample(&mut |counters, interval, in_flight| {
+                totals.sent += counters.sent_total();
+                totals.answered += counters.answered_total();
+                totals.approved += counters.approved_total();
+                totals.overloaded += counters.overloaded_total();
+                totals.timeouts += counters.timeouts_total();
+                totals.lost += counters.lost;
+                totals.bad += counters.bad_answers + counters.unmatched_answers;
+                totals.in_flight += in_flight;
+                // Both histograms share bounds, so adding cannot fail.
+                let _ = second.add(interval);
+            });
         }
         let _ = self.total.add(&self.second);
         let sliver = t_s - self.last_t_s < 0.2 && !self.samples.is_empty();

@@ -99,7 +99,16 @@ pub struct Counters {
     pub mismatch_examples: Vec<String>,
     /// Money moved by approved requests, as loadgen saw it.
     pub positions: Positions,
+    /// Answers whose code is not two digits (QR mode: HTTP status and error code, e.g.
+    /// `200`, `422:insufficient_headroom`), per kind.
+    pub named: BTreeMap<String, [u64; KINDS.len()]>,
 }
+
+/// The QR mode's code of an approved payment.
+pub const NAMED_APPROVED: &str = "200";
+
+/// The QR mode's code of a payment refused for overload.
+pub const NAMED_OVERLOADED: &str = "503:overloaded";
 
 /// Descriptions of mismatches kept per connection.
 pub const MISMATCH_EXAMPLES_MAX: usize = 8;
@@ -120,6 +129,7 @@ impl Default for Counters {
             expected_code_mismatched: [0; KINDS.len()],
             mismatch_examples: Vec::new(),
             positions: Positions::new(),
+            named: BTreeMap::new(),
         }
     }
 }
@@ -149,6 +159,31 @@ impl Counters {
         for (key, delta) in &other.positions {
             self.positions.entry(*key).or_default().add(delta);
         }
+        for (code, counts) in &other.named {
+            let mine = self.named.entry(code.clone()).or_insert([0; KINDS.len()]);
+            for (total, count) in mine.iter_mut().zip(counts) {
+                *total += count;
+            }
+        }
+    }
+
+    /// Counts an answer with a named (non-numeric) code.
+    pub fn answer_named(&mut self, kind: Kind, code: &str) {
+        self.named.entry(code.to_string()).or_insert([0; KINDS.len()])[kind.index()] += 1;
+    }
+
+    fn named_total(&self, code: &str) -> u64 {
+        self.named.get(code).map_or(0, |counts| counts.iter().sum())
+    }
+
+    /// Approvals: ISO 8583 code 00 or QR HTTP 200.
+    pub fn approved_total(&self) -> u64 {
+        self.answered_with(0) + self.named_total(NAMED_APPROVED)
+    }
+
+    /// Refused for overload: ISO 8583 code 91 or QR `503:overloaded`.
+    pub fn overloaded_total(&self) -> u64 {
+        self.answered_with(91) + self.named_total(NAMED_OVERLOADED)
     }
 
     pub fn sent_total(&self) -> u64 {
@@ -156,7 +191,7 @@ impl Counters {
     }
 
     pub fn answered_total(&self) -> u64 {
-        self.answers.iter().flatten().sum()
+        self.answers.iter().flatten().sum::<u64>() + self.named.values().flatten().sum::<u64>()
     }
 
     pub fn timeouts_total(&self) -> u64 {
@@ -176,6 +211,9 @@ impl Counters {
                 codes.insert(slot_code(slot), count);
             }
         }
+        for code in self.named.keys() {
+            codes.insert(code.clone(), self.named_total(code));
+        }
         codes
     }
 
@@ -184,6 +222,11 @@ impl Counters {
         for (slot, count) in self.answers[kind.index()].iter().enumerate() {
             if *count > 0 {
                 codes.insert(slot_code(slot), *count);
+            }
+        }
+        for (code, counts) in &self.named {
+            if counts[kind.index()] > 0 {
+                codes.insert(code.clone(), counts[kind.index()]);
             }
         }
         codes

@@ -278,6 +278,9 @@ pub fn currency_code(numeric: u16) -> &'static str {
         978 => "EUR",
         702 => "SGD",
         764 => "THB",
+        986 => "BRL",
+        360 => "IDR",
+        156 => "CNY",
         _ => "???",
     }
 }

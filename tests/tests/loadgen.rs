@@ -169,6 +169,60 @@ fn closed_loop_on_the_demo_cards_in_two_currencies() {
 }
 
 #[test]
+fn qr_mode_pays_merchants_in_several_currencies_and_verifies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let daemon = Daemon::start(&dir.path().join("data"));
+    let json = dir.path().join("report.json");
+    let output = loadgen(
+        &daemon,
+        &[
+            "--mode",
+            "qr",
+            "--rate",
+            "150",
+            "--duration",
+            "3s",
+            "--connections",
+            "4",
+            "--mix",
+            "duplicate=10",
+            "--verify",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(output.status.success(), "loadgen failed\n{}", text(&output));
+    let report = read_report(&json);
+    check_arithmetic(&report);
+    assert_eq!(report["mode"], "qr");
+    assert_eq!(number(&report, "/requests_sent"), number(&report, "/target_requests"));
+    assert_eq!(number(&report, "/requests_sent"), 450);
+    assert_eq!(number(&report, "/timeouts") + number(&report, "/requests_lost"), 0);
+    assert_eq!(number(&report, "/connection_errors"), 0);
+    assert_eq!(number(&report, "/bad_answers"), 0);
+    // Well within the demo wallet's cap: every payment is approved (HTTP 200).
+    assert_eq!(number(&report, "/responses_by_code/200"), 450, "{}", report["responses_by_code"]);
+
+    let duplicates = &report["duplicates"];
+    assert!(number(duplicates, "/sent") > 0, "no duplicate payment was sent");
+    assert_eq!(number(duplicates, "/mismatched"), 0, "{}", report["mismatch_examples"]);
+    assert_eq!(number(duplicates, "/matched") + number(duplicates, "/overloaded"), number(duplicates, "/sent"));
+
+    // Wallet 5 paid in SGD through FX provider 6 to the acquirers of every scheme.
+    let verify = &report["verify"];
+    assert_eq!(verify["passed"], true, "{}", text(&output));
+    let rows = verify["rows"].as_array().expect("rows");
+    assert!(rows.iter().all(|row| row["matches"] == true));
+    for (participant, currency) in [(5, "SGD"), (6, "SGD"), (4, "THB"), (7, "BRL"), (8, "IDR"), (9, "CNY"), (3, "USD")]
+    {
+        assert!(
+            rows.iter().any(|row| row["participant"] == participant && row["currency"] == currency),
+            "no position of participant {participant} in {currency}: {rows:?}"
+        );
+    }
+}
+
+#[test]
 fn verify_fails_loudly_when_other_traffic_moves_money() {
     let dir = tempfile::tempdir().expect("temp dir");
     let daemon = Daemon::start(&dir.path().join("data"));
@@ -191,9 +245,12 @@ fn verify_fails_loudly_when_other_traffic_moves_money() {
 #[test]
 fn refuses_what_it_cannot_do() {
     let run = |args: &[&str]| Command::new(binary("loadgen")).args(args).output().expect("running loadgen");
-    let qr = run(&["--mode", "qr", "--rate", "10"]);
+    let qr = run(&["--mode", "qr", "--rate", "10", "--provision", "10"]);
     assert_eq!(qr.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&qr.stderr).contains("not available yet"), "{}", text(&qr));
+    assert!(String::from_utf8_lossy(&qr.stderr).contains("--provision"), "{}", text(&qr));
+    let stranger = run(&["--mode", "qr", "--rate", "10", "--wallet", "42"]);
+    assert_eq!(stranger.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("--wallet-key"), "{}", text(&stranger));
     let remote = run(&["--iso", "10.1.2.3:8583", "--rate", "10"]);
     assert_eq!(remote.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&remote.stderr).contains("loopback"), "{}", text(&remote));
