@@ -22,12 +22,11 @@ use crate::stats::{move_money, new_histogram, Counters};
 use crate::traffic::Kind;
 use anyhow::{bail, ensure, Context, Result};
 use hdrhistogram::Histogram;
-use hmac::{Hmac, Mac};
 use junction_wire::qr::QrPayloadBuilder;
+use junction_wire::qr_api;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,20 +170,6 @@ pub struct QrPlan {
     /// Makes this run's idempotency keys unique.
     pub nonce: String,
     pub seed: u64,
-}
-
-/// The canonical string of a signed request (see the gateway's `auth.rs`).
-pub fn canonical_string(method: &str, path: &str, timestamp: u64, participant: u64, key: &str, body: &[u8]) -> String {
-    format!(
-        "JUNCTION-HMAC-SHA256\n{method}\n{path}\n{timestamp}\n{participant}\n{key}\n{}",
-        hex::encode(Sha256::digest(body))
-    )
-}
-
-fn sign(secret: &[u8], canonical: &str) -> Result<String> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).context("the wallet key")?;
-    mac.update(canonical.as_bytes());
-    Ok(hex::encode(mac.finalize().into_bytes()))
 }
 
 fn unix_s() -> u64 {
@@ -461,11 +446,19 @@ async fn lane_run(
             }
         };
         let timestamp = unix_s();
-        let canonical = canonical_string("POST", PAYMENTS_PATH, timestamp, plan.wallet, &key, &body);
-        let signature = match sign(&plan.key, &canonical) {
+        let signed = qr_api::sign_hex(
+            &plan.key,
+            "POST",
+            PAYMENTS_PATH,
+            &timestamp.to_string(),
+            &plan.wallet.to_string(),
+            &key,
+            &body,
+        );
+        let signature = match signed {
             Ok(signature) => signature,
             Err(error) => {
-                lane.note_failure(format!("{error:#}"));
+                lane.note_failure(format!("the wallet key: {error}"));
                 break;
             }
         };
@@ -607,11 +600,5 @@ mod tests {
             assert!(currency_numeric(merchant.currency).is_some());
             junction_wire::qr::QrPayload::parse(&merchant.payload).expect("parses");
         }
-    }
-
-    #[test]
-    fn canonical_string_layout() {
-        let text = canonical_string("POST", PAYMENTS_PATH, 7, 5, "k", b"");
-        assert!(text.starts_with("JUNCTION-HMAC-SHA256\nPOST\n/v1/qr/payments\n7\n5\nk\ne3b0c442"));
     }
 }

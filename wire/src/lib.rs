@@ -4,3 +4,4 @@
 
 pub mod iso8583;
 pub mod qr;
+pub mod qr_api;

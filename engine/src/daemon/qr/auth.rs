@@ -26,20 +26,15 @@
 use super::ApiError;
 use crate::model::Role;
 use axum::http::{HeaderMap, Method, StatusCode};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use junction_ledger::{Currency, ParticipantId};
 use rustc_hash::FxHashMap;
-use sha2::{Digest, Sha256};
 
-type HmacSha256 = Hmac<Sha256>;
-
-pub const HEADER_PARTICIPANT: &str = "x-junction-participant";
-pub const HEADER_TIMESTAMP: &str = "x-junction-timestamp";
-pub const HEADER_SIGNATURE: &str = "x-junction-signature";
-pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// The first line of the canonical string: names the scheme, so that a signature made for
-/// anything else never verifies here.
-pub const SIGNATURE_SCHEME: &str = "JUNCTION-HMAC-SHA256";
+// The scheme itself lives in the wire crate, shared with clients such as loadgen.
+pub use junction_wire::qr_api::{
+    canonical_string, feed_canonical, HmacSha256, HEADER_IDEMPOTENCY_KEY, HEADER_PARTICIPANT, HEADER_SIGNATURE,
+    HEADER_TIMESTAMP, SIGNATURE_SCHEME,
+};
 
 /// A participant the gateway knows: from the configuration, with its key ready to use.
 pub struct Known {
@@ -133,58 +128,5 @@ impl Directory {
         );
         mac.verify_slice(&given).map_err(|_| unauthorized("bad_signature", "the signature does not verify"))?;
         Ok(known)
-    }
-}
-
-/// Writes the canonical string into `mac` without building it.
-fn feed_canonical(
-    mac: &mut HmacSha256,
-    method: &str,
-    path_and_query: &str,
-    timestamp: &str,
-    participant: &str,
-    idempotency_key: &str,
-    body: &[u8],
-) {
-    let body_hash = hex::encode(Sha256::digest(body));
-    for (index, part) in [SIGNATURE_SCHEME, method, path_and_query, timestamp, participant, idempotency_key, &body_hash]
-        .iter()
-        .enumerate()
-    {
-        if index > 0 {
-            mac.update(b"\n");
-        }
-        mac.update(part.as_bytes());
-    }
-}
-
-/// The canonical string itself (for documentation, clients and tests).
-pub fn canonical_string(
-    method: &str,
-    path_and_query: &str,
-    timestamp: &str,
-    participant: &str,
-    idempotency_key: &str,
-    body: &[u8],
-) -> String {
-    let body_hash = hex::encode(Sha256::digest(body));
-    [SIGNATURE_SCHEME, method, path_and_query, timestamp, participant, idempotency_key, &body_hash].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn feeding_equals_the_canonical_string() {
-        let key = [7u8; 16];
-        let mut fed = HmacSha256::new_from_slice(&key).unwrap();
-        feed_canonical(&mut fed, "POST", "/v1/qr/payments", "1700000000", "5", "k1", b"{}");
-        let mut whole = HmacSha256::new_from_slice(&key).unwrap();
-        whole.update(canonical_string("POST", "/v1/qr/payments", "1700000000", "5", "k1", b"{}").as_bytes());
-        assert_eq!(fed.finalize().into_bytes(), whole.finalize().into_bytes());
-        let text = canonical_string("GET", "/x", "1", "5", "", b"");
-        assert!(text.ends_with("\n\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"), "{text}");
     }
 }
