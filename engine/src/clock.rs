@@ -1,5 +1,6 @@
 //! Calendar arithmetic the rules need, without a date library on the hot path.
 
+pub use junction_wire::calendar::civil_from_days;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_unix_s() -> u64 {
@@ -10,21 +11,6 @@ pub fn now_unix_s() -> u64 {
 pub fn yymm(unix_s: u64) -> u16 {
     let (year, month, _) = civil_from_days((unix_s / 86_400) as i64);
     ((year.rem_euclid(100) * 100) as u16) + month as u16
-}
-
-/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01 (Howard Hinnant's
-/// algorithm).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ impl Stamp {
     pub fn of(unix_s: u64) -> Stamp {
         let days = unix_s / 86_400;
         let seconds_of_day = unix_s % 86_400;
-        let (_, month, day) = civil_from_days(days);
+        let (_, month, day) = junction_wire::calendar::civil_from_days(days as i64);
         let (hour, minute, second) = (seconds_of_day / 3600, seconds_of_day / 60 % 60, seconds_of_day % 60);
         let transmission = format!("{month:02}{day:02}{hour:02}{minute:02}{second:02}");
         let transmission_number = transmission.parse().unwrap_or_default();
@@ -49,20 +49,6 @@ impl Stamp {
             local_date: format!("{month:02}{day:02}"),
         }
     }
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// What one financial request carries besides the constant fields.
