@@ -772,7 +772,7 @@ fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
         }
     }
     if let Some(must) = entry.kind.expected_code() {
-        if code != must && !overloaded {
+        if code != must && !entry.kind.also_accepts(code) && !overloaded {
             counters.expected_code_mismatched[entry.kind.index()] += 1;
             counters.note_mismatch(format!("{} answered {code}, expected {must}", entry.kind.name()));
         }

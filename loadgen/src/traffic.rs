@@ -74,6 +74,14 @@ impl Kind {
             _ => None,
         }
     }
+
+    /// Whether `code` is an acceptable decline for this kind besides `expected_code`. The
+    /// switch checks the issuer's net debit cap before funds (engine/src/codes.rs), so a
+    /// too-large purchase near the cap declines 05 instead of 51: still a decline, and
+    /// still moves nothing.
+    pub fn also_accepts(self, code: &str) -> bool {
+        matches!((self, code), (Kind::InsufficientFunds, "05"))
+    }
 }
 
 /// Default shares of the mix, in percent.
