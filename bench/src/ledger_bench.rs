@@ -21,7 +21,7 @@ pub struct LedgerArgs {
     /// Batches submitted before waiting for the oldest (pipelining depth).
     #[arg(long, default_value_t = 8)]
     pub in_flight: usize,
-    /// Cases to run, comma-separated: uniform-10k, uniform-1m, hot.
+    /// Cases to run, comma-separated: uniform-10k, uniform-1m, uniform-10m, hot.
     #[arg(long, default_value = "uniform-10k,uniform-1m,hot", value_delimiter = ',')]
     pub cases: Vec<String>,
     /// Folder for the temporary databases (default: the system temp dir).
@@ -68,6 +68,7 @@ pub fn run(args: &LedgerArgs) -> Result<()> {
         let accounts: u64 = match case.as_str() {
             "uniform-10k" | "hot" => 10_000,
             "uniform-1m" => 1_000_000,
+            "uniform-10m" => 10_000_000,
             other => anyhow::bail!("unknown case {other:?}"),
         };
         let dir = tempfile::Builder::new().prefix("junction-bench-ledger-").tempdir_in(&base)?;
@@ -178,7 +179,14 @@ fn run_case(
     let checkpoint_ms = checkpointing.elapsed().as_millis() as u64;
     drop(reopened);
     let reopened = Ledger::open(dir, LedgerOptions::default())?;
-    let recovery_from_checkpoint_ms = reopened.recovery().duration_us / 1000;
+    let report = reopened.recovery();
+    let recovery_from_checkpoint_ms = report.duration_us / 1000;
+    println!(
+        "  {case}: reopen from the checkpoint: RocksDB open {} ms, checkpoint load {} ms, journal replay {} ms",
+        report.storage_open_us / 1000,
+        report.checkpoint_load_us / 1000,
+        report.replay_us / 1000
+    );
     drop(reopened);
     Ok(CaseResult {
         case: case.to_string(),

@@ -6,6 +6,7 @@ mod ledger_bench;
 mod machine;
 mod pipeline_bench;
 mod postgres_baseline;
+mod recovery_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,8 @@ enum Command {
     Pipeline(pipeline_bench::PipelineArgs),
     /// Close a window of N transfers and write its clearing files.
     Clearing(clearing_bench::ClearingArgs),
+    /// Restart time: ledger open and engine reload, with and without a checkpoint.
+    Recovery(recovery_bench::RecoveryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +34,6 @@ fn main() -> anyhow::Result<()> {
         Command::Ledger(args) => ledger_bench::run(&args),
         Command::Pipeline(args) => pipeline_bench::run(&args),
         Command::Clearing(args) => clearing_bench::run(&args),
+        Command::Recovery(args) => recovery_bench::run(&args),
     }
 }

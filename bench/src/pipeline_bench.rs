@@ -126,7 +126,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     Ok(())
 }
 
-fn provision(engine: &Engine, accounts: u64) -> Result<()> {
+pub(crate) fn provision(engine: &Engine, accounts: u64) -> Result<()> {
     let usd = Currency::from_code("USD")?;
     for participant in 1..=PARTICIPANTS {
         engine.add_participant(ParticipantSpec {
@@ -184,13 +184,53 @@ fn run_case(
     let provisioning = Instant::now();
     provision(&engine, accounts)?;
     eprintln!("  provisioned {accounts} accounts in {:.1} s", provisioning.elapsed().as_secs_f64());
+    let Driven { latency, approved, overloaded, seconds } =
+        drive(&engine, case, accounts, args.requests, args.in_flight, 0)?;
+    if overloaded > 0 {
+        eprintln!("  note: {overloaded} requests were declined with 91 (a shard queue was full)");
+    }
+    engine.shutdown();
+    Ok(CaseResult {
+        case: case.to_string(),
+        shards,
+        accounts,
+        requests: args.requests,
+        approved,
+        seconds,
+        transfers_per_s: (approved as f64 / seconds) as u64,
+        latency_us_p50: latency.value_at_quantile(0.50),
+        latency_us_p99: latency.value_at_quantile(0.99),
+        latency_us_p999: latency.value_at_quantile(0.999),
+        latency_us_max: latency.max(),
+        machine: machine.clone(),
+    })
+}
+
+/// What one run of the request driver saw.
+pub(crate) struct Driven {
+    pub latency: Histogram<u64>,
+    pub approved: u64,
+    pub overloaded: u64,
+    pub seconds: f64,
+}
+
+/// Sends `total` purchases of the case's account distribution through the engine, at
+/// most `in_flight` unanswered at once, and collects every answer. Request keys start
+/// after `first_key` (a key seen before is answered as a duplicate, not committed again).
+pub(crate) fn drive(
+    engine: &Engine,
+    case: &str,
+    accounts: u64,
+    total: u64,
+    in_flight: u64,
+    first_key: u64,
+) -> Result<Driven> {
     let usd = Currency::from_code("USD")?;
 
     let (reply_tx, reply_rx) = unbounded::<Response>();
     let sink: Arc<dyn ReplySink> = Arc::new(reply_tx);
     let answered = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let total = args.requests;
     // One token per answer: the driver takes one before each request past the window.
     let (room_tx, room_rx) = crossbeam::channel::unbounded::<()>();
     let collector = {
@@ -222,7 +262,7 @@ fn run_case(
     for sent in 0..total {
         // Block (not spin) until the window has room: on 2 cores a spinning driver would
         // take a whole core from the pipeline it measures.
-        if sent >= args.in_flight {
+        if sent >= in_flight {
             room_rx.recv()?;
         }
         let account = match case {
@@ -231,7 +271,7 @@ fn run_case(
             _ => rng.gen_range(1..=accounts),
         };
         engine.submit(Request {
-            key: RequestKey(u128::from(sent) + 1 + (1 << 100)),
+            key: RequestKey(u128::from(first_key + sent) + 1 + (1 << 100)),
             operation: Operation::Purchase,
             instrument: Instrument::Account(AccountId(u128::from(account))),
             amount: rng.gen_range(1..10_000),
@@ -246,23 +286,5 @@ fn run_case(
     }
     let (latency, approved, overloaded) =
         collector.join().map_err(|_| anyhow::anyhow!("the collector thread panicked"))??;
-    let seconds = started.elapsed().as_secs_f64();
-    if overloaded > 0 {
-        eprintln!("  note: {overloaded} requests were declined with 91 (a shard queue was full)");
-    }
-    engine.shutdown();
-    Ok(CaseResult {
-        case: case.to_string(),
-        shards,
-        accounts,
-        requests: total,
-        approved,
-        seconds,
-        transfers_per_s: (approved as f64 / seconds) as u64,
-        latency_us_p50: latency.value_at_quantile(0.50),
-        latency_us_p99: latency.value_at_quantile(0.99),
-        latency_us_p999: latency.value_at_quantile(0.999),
-        latency_us_max: latency.max(),
-        machine: machine.clone(),
-    })
+    Ok(Driven { latency, approved, overloaded, seconds: started.elapsed().as_secs_f64() })
 }

@@ -12,20 +12,78 @@ use crate::types::*;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
+use rustc_hash::FxHashMap;
 
-/// Index-table entries per checkpoint chunk (one RocksDB value each, about 48 MB).
-pub(crate) const CHECKPOINT_CHUNK_ENTRIES_MAX: usize = 1 << 20;
+/// Entries per checkpoint chunk (one RocksDB value each, a few MB): small enough that
+/// encoding and decoding reuse one buffer, large enough that the per-value cost vanishes.
+pub(crate) const CHECKPOINT_CHUNK_ENTRIES_MAX: usize = 1 << 16;
 
 /// Bumped when the layout changes; a checkpoint of another version is ignored (the
 /// journal is replayed in full instead).
-pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 2;
 
+/// Names the SST file a checkpoint is written to before RocksDB takes it in. It sits in
+/// the database folder (so the ingest is a rename) under a name RocksDB never uses.
+pub(crate) const FILE_PREFIX: &str = "junction-checkpoint-";
+
+/// Removes checkpoint files a crash left behind before they were ingested.
+pub(crate) fn remove_stray_files(folder: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(FILE_PREFIX) {
+            if let Err(error) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(%error, file = %entry.path().display(), "could not remove a stray checkpoint file");
+            }
+        }
+    }
+}
+
+/// Keys of the checkpoint column family, in the byte order an SST file needs them:
+/// `chunk/a<index>`, `chunk/h<index>`, `chunk/t<index>`, `meta`, `scalars`.
 pub(crate) const META_KEY: &[u8] = b"meta";
+const SCALARS_KEY: &[u8] = b"scalars";
+const CHUNK_PREFIX: &[u8] = b"chunk/";
 
-pub(crate) fn chunk_key(index: u32) -> Vec<u8> {
-    let mut key = b"chunk/".to_vec();
+/// The three tables a checkpoint holds, each as its own run of chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Accounts,
+    Holds,
+    Transfers,
+}
+
+impl Table {
+    /// In key order.
+    const ALL: [Table; 3] = [Table::Accounts, Table::Holds, Table::Transfers];
+
+    fn tag(self) -> u8 {
+        match self {
+            Table::Accounts => b'a',
+            Table::Holds => b'h',
+            Table::Transfers => b't',
+        }
+    }
+}
+
+pub(crate) fn chunk_key(table: Table, index: u32) -> Vec<u8> {
+    let mut key = CHUNK_PREFIX.to_vec();
+    key.push(table.tag());
     key.extend_from_slice(&index.to_be_bytes());
     key
+}
+
+/// Key ranges `[from, to)` holding no chunk of the checkpoint described by `meta`: what
+/// an earlier, larger checkpoint (or one of format 1) left behind.
+pub(crate) fn stale_ranges(meta: &CheckpointMeta) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut first_tag = CHUNK_PREFIX.to_vec();
+    first_tag.push(Table::Accounts.tag());
+    let mut ranges = vec![(CHUNK_PREFIX.to_vec(), first_tag)];
+    for table in Table::ALL {
+        let mut end = CHUNK_PREFIX.to_vec();
+        end.push(table.tag() + 1);
+        ranges.push((chunk_key(table, meta.chunks(table)), end));
+    }
+    ranges
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +91,23 @@ pub(crate) struct CheckpointMeta {
     pub format_version: u32,
     /// Journal entries covered: `1..=seq`.
     pub seq: u64,
-    pub chunks: u32,
+    /// Entries and chunks per table, in `Table::ALL` order.
+    pub entries: [u64; 3],
+    pub chunks: [u32; 3],
+}
+
+impl CheckpointMeta {
+    fn slot(table: Table) -> usize {
+        Table::ALL.iter().position(|t| *t == table).unwrap_or(0)
+    }
+
+    pub fn entries(&self, table: Table) -> usize {
+        self.entries[Self::slot(table)] as usize
+    }
+
+    pub fn chunks(&self, table: Table) -> u32 {
+        self.chunks[Self::slot(table)]
+    }
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
@@ -85,19 +159,22 @@ pub(crate) struct SnapWindow {
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone)]
-pub(crate) enum Chunk {
-    Scalars {
-        window: WindowId,
-        window_transfer_count: u64,
-        window_first_seq: u64,
-        last_timestamp: u64,
-        next_seq: u64,
-        positions: Vec<SnapPosition>,
-        closed: Vec<SnapWindow>,
-    },
-    Accounts(Vec<SnapAccount>),
-    Transfers(Vec<SnapTransfer>),
-    Holds(Vec<SnapHold>),
+pub(crate) struct Scalars {
+    window: WindowId,
+    window_transfer_count: u64,
+    window_first_seq: u64,
+    last_timestamp: u64,
+    next_seq: u64,
+    positions: Vec<SnapPosition>,
+    closed: Vec<SnapWindow>,
+}
+
+/// A copy of the state, taken under the sequencer lock and written after it is released.
+pub(crate) struct Snapshot {
+    scalars: Scalars,
+    accounts: Vec<SnapAccount>,
+    holds: Vec<SnapHold>,
+    transfers: Vec<SnapTransfer>,
 }
 
 fn snap_positions<'a>(
@@ -124,9 +201,11 @@ fn status_code(status: HoldStatus) -> u8 {
     }
 }
 
-/// Copies the state into chunks. Runs under the sequencer lock: a straight copy, no I/O.
-pub(crate) fn snapshot(state: &State) -> Vec<Chunk> {
-    let mut chunks = vec![Chunk::Scalars {
+/// Copies the state. Runs under the sequencer lock: a straight copy, no I/O. Each table
+/// is copied in its hash-table order, which is also the order that refills a table of
+/// the same size front to back when the checkpoint is loaded.
+pub(crate) fn snapshot(state: &State) -> Snapshot {
+    let scalars = Scalars {
         window: state.window,
         window_transfer_count: state.window_transfer_count,
         window_first_seq: state.window_first_seq,
@@ -145,8 +224,8 @@ pub(crate) fn snapshot(state: &State) -> Vec<Chunk> {
                 positions: snap_positions(closed.positions.iter()),
             })
             .collect(),
-    }];
-    let accounts: Vec<SnapAccount> = state
+    };
+    let accounts = state
         .accounts
         .values()
         .map(|a| SnapAccount {
@@ -161,24 +240,18 @@ pub(crate) fn snapshot(state: &State) -> Vec<Chunk> {
             previous_seq: a.links.previous_seq,
         })
         .collect();
-    chunks.extend(accounts.chunks(CHECKPOINT_CHUNK_ENTRIES_MAX).map(|c| Chunk::Accounts(c.to_vec())));
-    let mut transfers = Vec::with_capacity(state.transfers.len().min(CHECKPOINT_CHUNK_ENTRIES_MAX));
-    for (id, entry) in &state.transfers {
-        transfers.push(SnapTransfer {
+    let transfers = state
+        .transfers
+        .iter()
+        .map(|(id, entry)| SnapTransfer {
             id: *id,
             seq: entry.seq,
             timestamp: entry.timestamp,
             window: entry.window,
             fingerprint: entry.fingerprint,
-        });
-        if transfers.len() == CHECKPOINT_CHUNK_ENTRIES_MAX {
-            chunks.push(Chunk::Transfers(std::mem::take(&mut transfers)));
-        }
-    }
-    if !transfers.is_empty() {
-        chunks.push(Chunk::Transfers(transfers));
-    }
-    let holds: Vec<SnapHold> = state
+        })
+        .collect();
+    let holds = state
         .holds
         .iter()
         .map(|(id, h)| SnapHold {
@@ -191,120 +264,222 @@ pub(crate) fn snapshot(state: &State) -> Vec<Chunk> {
             status: status_code(h.status),
         })
         .collect();
-    chunks.extend(holds.chunks(CHECKPOINT_CHUNK_ENTRIES_MAX).map(|c| Chunk::Holds(c.to_vec())));
-    chunks
+    Snapshot { scalars, accounts, holds, transfers }
 }
 
-pub(crate) fn encode<T>(value: &T) -> AlignedVec
+/// Writes the snapshot as one sorted SST file at `path` (synced when finished), ready to
+/// be ingested into the checkpoint column family in one atomic step. No write-ahead log
+/// and no memtable: each byte is written once. Returns the meta record it holds.
+pub(crate) fn write_sst(path: &std::path::Path, seq: u64, snapshot: &Snapshot) -> Result<CheckpointMeta, String> {
+    let options = rocksdb::Options::default();
+    let mut writer = rocksdb::SstFileWriter::create(&options);
+    writer.open(path).map_err(|e| e.into_string())?;
+    let mut buffer = AlignedVec::new();
+    let mut meta = CheckpointMeta { format_version: CHECKPOINT_FORMAT_VERSION, seq, entries: [0; 3], chunks: [0; 3] };
+    for table in Table::ALL {
+        let slot = CheckpointMeta::slot(table);
+        let mut put = |index: usize, encoded: &AlignedVec| writer.put(chunk_key(table, index as u32), encoded);
+        let result = match table {
+            Table::Accounts => write_chunks(&snapshot.accounts, &mut buffer, &mut put),
+            Table::Holds => write_chunks(&snapshot.holds, &mut buffer, &mut put),
+            Table::Transfers => write_chunks(&snapshot.transfers, &mut buffer, &mut put),
+        };
+        meta.chunks[slot] = result.map_err(|e| e.into_string())?;
+        meta.entries[slot] = match table {
+            Table::Accounts => snapshot.accounts.len(),
+            Table::Holds => snapshot.holds.len(),
+            Table::Transfers => snapshot.transfers.len(),
+        } as u64;
+    }
+    writer.put(META_KEY, encode_into(&meta, &mut buffer)).map_err(|e| e.into_string())?;
+    writer.put(SCALARS_KEY, encode_into(&snapshot.scalars, &mut buffer)).map_err(|e| e.into_string())?;
+    writer.finish().map_err(|e| e.into_string())?;
+    Ok(meta)
+}
+
+/// Encodes `entries` chunk by chunk through reused buffers; returns the chunk count.
+fn write_chunks<T: Copy>(
+    entries: &[T],
+    buffer: &mut AlignedVec,
+    put: &mut impl FnMut(usize, &AlignedVec) -> Result<(), rocksdb::Error>,
+) -> Result<u32, rocksdb::Error>
+where
+    Vec<T>: for<'a> rkyv::Serialize<
+        rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
+    >,
+{
+    let mut scratch = Vec::with_capacity(entries.len().min(CHECKPOINT_CHUNK_ENTRIES_MAX));
+    let mut count = 0;
+    for (index, chunk) in entries.chunks(CHECKPOINT_CHUNK_ENTRIES_MAX).enumerate() {
+        scratch.clear();
+        scratch.extend_from_slice(chunk);
+        put(index, encode_into(&scratch, buffer))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn encode_into<'b, T>(value: &T, buffer: &'b mut AlignedVec) -> &'b AlignedVec
 where
     T: for<'a> rkyv::Serialize<
         rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
     >,
 {
-    rkyv::to_bytes::<rancor::Error>(value).expect("serializing a checkpoint into memory cannot fail")
+    buffer.clear();
+    *buffer = rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, std::mem::take(buffer))
+        .expect("serializing a checkpoint into memory cannot fail");
+    buffer
+}
+
+fn decode<T>(bytes: &[u8], buffer: &mut AlignedVec<16>) -> Result<T, String>
+where
+    T: Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rancor::Error>>,
+{
+    buffer.clear();
+    buffer.extend_from_slice(bytes);
+    rkyv::from_bytes::<T, rancor::Error>(buffer).map_err(|e| e.to_string())
 }
 
 pub(crate) fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, String> {
-    let mut aligned: AlignedVec<16> = AlignedVec::with_capacity(bytes.len());
-    aligned.extend_from_slice(bytes);
-    rkyv::from_bytes::<CheckpointMeta, rancor::Error>(&aligned).map_err(|e| e.to_string())
+    decode(bytes, &mut AlignedVec::new())
 }
 
-pub(crate) fn decode_chunk(bytes: &[u8]) -> Result<Chunk, String> {
-    let mut aligned: AlignedVec<16> = AlignedVec::with_capacity(bytes.len());
-    aligned.extend_from_slice(bytes);
-    rkyv::from_bytes::<Chunk, rancor::Error>(&aligned).map_err(|e| e.to_string())
+/// Loads the latest checkpoint: the state it holds and the journal entry it covers up
+/// to, `Ok(None)` if there is none, or why it cannot be used.
+pub(crate) fn load(db: &rocksdb::DB, cf: &rocksdb::ColumnFamily) -> Result<Option<(State, u64)>, String> {
+    let get = |key: &[u8]| -> Result<rocksdb::DBPinnableSlice<'_>, String> {
+        db.get_pinned_cf(cf, key).map_err(|e| e.into_string())?.ok_or_else(|| format!("{} is missing", show_key(key)))
+    };
+    let meta = match db.get_pinned_cf(cf, META_KEY).map_err(|e| e.into_string())? {
+        Some(bytes) => decode_meta(&bytes)?,
+        None => return Ok(None),
+    };
+    if meta.format_version != CHECKPOINT_FORMAT_VERSION {
+        return Err(format!("format {} (this build reads {CHECKPOINT_FORMAT_VERSION})", meta.format_version));
+    }
+    let scalars: Scalars = decode(&get(SCALARS_KEY)?, &mut AlignedVec::new())?;
+    let mut state = State::new();
+    restore_scalars(&mut state, scalars);
+    if state.next_seq != meta.seq + 1 {
+        return Err(format!("scalars end at entry {}, meta at {}", state.next_seq - 1, meta.seq));
+    }
+    // Each table is sized once, then refilled in the order it was copied in (front to
+    // back, see `snapshot`); the two large ones load on two threads at once.
+    let (accounts, transfers, holds) = std::thread::scope(|scope| {
+        let transfers = scope.spawn(|| {
+            load_table(&get, &meta, Table::Transfers, |t: SnapTransfer| {
+                let entry = TransferIndexEntry {
+                    seq: t.seq,
+                    timestamp: t.timestamp,
+                    window: t.window,
+                    fingerprint: t.fingerprint,
+                };
+                Ok((t.id, entry))
+            })
+        });
+        let accounts = load_table(&get, &meta, Table::Accounts, |a: SnapAccount| {
+            let balances = Balances {
+                debits_pending: a.balances[0],
+                debits_posted: a.balances[1],
+                credits_pending: a.balances[2],
+                credits_posted: a.balances[3],
+            };
+            let links = HistoryLinks { last_seq: a.last_seq, previous_seq: a.previous_seq };
+            Ok((a.account.id, AccountState { account: a.account, balances, links }))
+        });
+        let holds = load_table(&get, &meta, Table::Holds, |h: SnapHold| {
+            let status = match h.status {
+                0 => HoldStatus::Pending,
+                1 => HoldStatus::Posted,
+                2 => HoldStatus::Voided,
+                3 => HoldStatus::Expired,
+                other => return Err(format!("hold status {other}")),
+            };
+            let hold = Hold {
+                debit: h.debit,
+                credit: h.credit,
+                amount: h.amount,
+                currency: h.currency,
+                expires_at: h.expires_at,
+                status,
+            };
+            Ok((h.id, hold))
+        });
+        let transfers = transfers.join().unwrap_or_else(|_| Err("the transfer-table loader panicked".into()));
+        (accounts, transfers, holds)
+    });
+    state.accounts = accounts?;
+    state.transfers = transfers?;
+    for (id, hold) in holds? {
+        state.insert_hold(id, hold);
+    }
+    Ok(Some((state, meta.seq)))
 }
 
-/// Applies a chunk to a state being rebuilt.
-pub(crate) fn restore(state: &mut State, chunk: Chunk) -> Result<(), String> {
+fn show_key(key: &[u8]) -> String {
+    match key.strip_prefix(CHUNK_PREFIX) {
+        Some([tag, index @ ..]) if index.len() == 4 => {
+            format!("chunk {}{}", *tag as char, u32::from_be_bytes([index[0], index[1], index[2], index[3]]))
+        }
+        _ => String::from_utf8_lossy(key).into_owned(),
+    }
+}
+
+fn load_table<'g, T, K, V>(
+    get: &(dyn Fn(&[u8]) -> Result<rocksdb::DBPinnableSlice<'g>, String> + Sync),
+    meta: &CheckpointMeta,
+    table: Table,
+    convert: impl Fn(T) -> Result<(K, V), String>,
+) -> Result<FxHashMap<K, V>, String>
+where
+    K: std::hash::Hash + Eq,
+    Vec<T>: Archive,
+    <Vec<T> as Archive>::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>
+        + rkyv::Deserialize<Vec<T>, rkyv::api::high::HighDeserializer<rancor::Error>>,
+{
+    let mut map = FxHashMap::with_capacity_and_hasher(meta.entries(table), Default::default());
+    let mut buffer = AlignedVec::new();
+    for index in 0..meta.chunks(table) {
+        let key = chunk_key(table, index);
+        let entries: Vec<T> = decode(&get(&key)?, &mut buffer).map_err(|e| format!("{}: {e}", show_key(&key)))?;
+        for entry in entries {
+            let (key, value) = convert(entry)?;
+            map.insert(key, value);
+        }
+    }
+    if map.len() != meta.entries(table) {
+        return Err(format!("{table:?}: {} entries loaded, meta says {}", map.len(), meta.entries(table)));
+    }
+    Ok(map)
+}
+
+fn restore_scalars(state: &mut State, scalars: Scalars) {
     let position = |p: &SnapPosition| {
         (
             (p.participant, p.currency),
             Position { debits: p.debits, credits: p.credits, debit_count: p.debit_count, credit_count: p.credit_count },
         )
     };
-    match chunk {
-        Chunk::Scalars {
-            window,
-            window_transfer_count,
-            window_first_seq,
-            last_timestamp,
-            next_seq,
-            positions,
-            closed,
-        } => {
-            state.window = window;
-            state.window_transfer_count = window_transfer_count;
-            state.window_first_seq = window_first_seq;
-            state.last_timestamp = last_timestamp;
-            state.next_seq = next_seq;
-            state.positions = positions.iter().map(position).collect();
-            state.closed_windows = closed
-                .iter()
-                .map(|w| {
-                    (
-                        w.window,
-                        ClosedWindow {
-                            closed_at: w.closed_at,
-                            positions: w.positions.iter().map(position).collect(),
-                            transfer_count: w.transfer_count,
-                            first_seq: w.first_seq,
-                            last_seq: w.last_seq,
-                        },
-                    )
-                })
-                .collect();
-        }
-        Chunk::Accounts(accounts) => {
-            state.accounts.reserve(accounts.len());
-            for a in accounts {
-                let balances = Balances {
-                    debits_pending: a.balances[0],
-                    debits_posted: a.balances[1],
-                    credits_pending: a.balances[2],
-                    credits_posted: a.balances[3],
-                };
-                let links = HistoryLinks { last_seq: a.last_seq, previous_seq: a.previous_seq };
-                state.accounts.insert(a.account.id, AccountState { account: a.account, balances, links });
-            }
-        }
-        Chunk::Transfers(transfers) => {
-            state.transfers.reserve(transfers.len());
-            for t in transfers {
-                state.transfers.insert(
-                    t.id,
-                    TransferIndexEntry {
-                        seq: t.seq,
-                        timestamp: t.timestamp,
-                        window: t.window,
-                        fingerprint: t.fingerprint,
-                    },
-                );
-            }
-        }
-        Chunk::Holds(holds) => {
-            for h in holds {
-                let status = match h.status {
-                    0 => HoldStatus::Pending,
-                    1 => HoldStatus::Posted,
-                    2 => HoldStatus::Voided,
-                    3 => HoldStatus::Expired,
-                    other => return Err(format!("hold status {other}")),
-                };
-                state.insert_hold(
-                    h.id,
-                    Hold {
-                        debit: h.debit,
-                        credit: h.credit,
-                        amount: h.amount,
-                        currency: h.currency,
-                        expires_at: h.expires_at,
-                        status,
-                    },
-                );
-            }
-        }
-    }
-    Ok(())
+    state.window = scalars.window;
+    state.window_transfer_count = scalars.window_transfer_count;
+    state.window_first_seq = scalars.window_first_seq;
+    state.last_timestamp = scalars.last_timestamp;
+    state.next_seq = scalars.next_seq;
+    state.positions = scalars.positions.iter().map(position).collect();
+    state.closed_windows = scalars
+        .closed
+        .iter()
+        .map(|w| {
+            let closed = ClosedWindow {
+                closed_at: w.closed_at,
+                positions: w.positions.iter().map(position).collect(),
+                transfer_count: w.transfer_count,
+                first_seq: w.first_seq,
+                last_seq: w.last_seq,
+            };
+            (w.window, closed)
+        })
+        .collect();
 }

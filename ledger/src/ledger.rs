@@ -142,7 +142,12 @@ pub struct RecoveryReport {
     /// Journal entries replayed after the checkpoint.
     pub entries_replayed: u64,
     pub transfers_replayed: u64,
+    /// The whole open, and its three phases: opening RocksDB (which replays its own
+    /// write-ahead log), loading the checkpoint, replaying the journal after it.
     pub duration_us: u64,
+    pub storage_open_us: u64,
+    pub checkpoint_load_us: u64,
+    pub replay_us: u64,
 }
 
 /// Per-transfer results of a submitted batch, released once the batch is durable.
@@ -187,7 +192,9 @@ impl Ledger {
     pub fn open(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
         let started = Instant::now();
         let db = store::open(path, options.wal_size_bytes_max)?;
+        let storage_open_us = started.elapsed().as_micros() as u64;
         let (mut state, checkpoint_seq) = load_checkpoint(&db);
+        let checkpoint_load_us = started.elapsed().as_micros() as u64 - storage_open_us;
         let mut transfers_replayed = 0u64;
         let mut entries_replayed = 0u64;
         {
@@ -206,6 +213,7 @@ impl Ledger {
                 entries_replayed += 1;
             }
         }
+        let replay_us = started.elapsed().as_micros() as u64 - storage_open_us - checkpoint_load_us;
         let durable_seq = state.next_seq - 1;
         let shared = Arc::new(Shared {
             db,
@@ -226,12 +234,18 @@ impl Ledger {
             entries_replayed,
             transfers_replayed,
             duration_us: started.elapsed().as_micros() as u64,
+            storage_open_us,
+            checkpoint_load_us,
+            replay_us,
         };
         tracing::info!(
             checkpoint_seq = recovery.checkpoint_seq,
             entries = recovery.entries_replayed,
             transfers = recovery.transfers_replayed,
             duration_us = recovery.duration_us,
+            storage_open_us,
+            checkpoint_load_us,
+            replay_us,
             "ledger recovered"
         );
         Ok(Ledger {
@@ -528,7 +542,7 @@ impl Ledger {
     pub fn checkpoint(&self) -> Result<u64, LedgerError> {
         let _one_at_a_time = self.checkpointing.lock();
         self.check_available()?;
-        let (seq, chunks) = {
+        let (seq, snapshot) = {
             let state = self.state.lock();
             (state.next_seq - 1, checkpoint::snapshot(&state))
         };
@@ -537,22 +551,29 @@ impl Ledger {
         let db = &self.shared.db;
         let cf =
             db.cf_handle(store::CHECKPOINT_CF).ok_or_else(|| LedgerError::Corrupt("no checkpoint family".into()))?;
-        let mut batch = WriteBatch::default();
-        // Replace the previous checkpoint whole, in the same atomic write.
-        batch.delete_range_cf(&cf, b"chunk/".as_slice(), b"chunk0".as_slice());
-        for (index, chunk) in chunks.iter().enumerate() {
-            batch.put_cf(&cf, checkpoint::chunk_key(index as u32), checkpoint::encode(chunk));
+        // Written as one SST file and ingested whole: the new checkpoint replaces the old
+        // atomically, a crash before the ingest leaves the old one (and a stray file that
+        // the next checkpoint removes).
+        checkpoint::remove_stray_files(db.path());
+        let file = db.path().join(format!("{}{seq}.sst", checkpoint::FILE_PREFIX));
+        let meta = checkpoint::write_sst(&file, seq, &snapshot).map_err(LedgerError::Storage)?;
+        drop(snapshot);
+        let mut ingest = rocksdb::IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        db.ingest_external_file_cf_opts(&cf, &ingest, vec![&file])?;
+        let mut stale = WriteBatch::default();
+        for (from, to) in checkpoint::stale_ranges(&meta) {
+            stale.delete_range_cf(&cf, from, to);
         }
-        let meta = checkpoint::CheckpointMeta {
-            format_version: checkpoint::CHECKPOINT_FORMAT_VERSION,
-            seq,
-            chunks: chunks.len() as u32,
-        };
-        batch.put_cf(&cf, checkpoint::META_KEY, checkpoint::encode(&meta));
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(true);
-        db.write_opt(batch, &write_options)?;
-        tracing::info!(seq, chunks = chunks.len(), "ledger checkpoint written");
+        db.write(stale)?;
+        // Write the memtables out, so the write-ahead log before this point is no longer
+        // needed: the next open replays neither the journal nor RocksDB's log up to here.
+        for family in [store::JOURNAL_CF, store::META_CF] {
+            if let Some(handle) = db.cf_handle(family) {
+                db.flush_cf(&handle)?;
+            }
+        }
+        tracing::info!(seq, chunks = ?meta.chunks, "ledger checkpoint written");
         Ok(seq)
     }
 
@@ -618,32 +639,18 @@ impl Drop for Ledger {
 /// The state of the latest checkpoint and the entry it covers, or an empty state and 0
 /// when there is none or it cannot be read (then the whole journal is replayed).
 fn load_checkpoint(db: &DB) -> (State, u64) {
-    let fresh = || (State::new(), 0);
-    let Some(cf) = db.cf_handle(store::CHECKPOINT_CF) else { return fresh() };
-    let meta = match db.get_cf(&cf, checkpoint::META_KEY) {
-        Ok(Some(bytes)) => match checkpoint::decode_meta(&bytes) {
-            Ok(meta) if meta.format_version == checkpoint::CHECKPOINT_FORMAT_VERSION => meta,
-            Ok(_) | Err(_) => {
-                tracing::warn!("checkpoint unreadable or of another version; replaying the whole journal");
-                return fresh();
-            }
-        },
-        _ => return fresh(),
+    let loaded = match db.cf_handle(store::CHECKPOINT_CF) {
+        Some(cf) => checkpoint::load(db, cf),
+        None => Ok(None),
     };
-    let mut state = State::new();
-    for index in 0..meta.chunks {
-        let chunk = match db.get_cf(&cf, checkpoint::chunk_key(index)) {
-            Ok(Some(bytes)) => checkpoint::decode_chunk(&bytes),
-            Ok(None) => Err("missing".to_string()),
-            Err(e) => Err(e.into_string()),
-        };
-        if let Err(error) = chunk.and_then(|chunk| checkpoint::restore(&mut state, chunk)) {
-            tracing::warn!(%error, chunk = index, "checkpoint chunk unreadable; replaying the whole journal");
-            return fresh();
+    match loaded {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => (State::new(), 0),
+        Err(error) => {
+            tracing::warn!(%error, "checkpoint unusable; replaying the whole journal");
+            (State::new(), 0)
         }
     }
-    assert_eq!(state.next_seq, meta.seq + 1, "checkpoint scalars disagree with its meta");
-    (state, meta.seq)
 }
 
 fn window_view(state: &State, window: WindowId) -> Option<WindowPositions> {
