@@ -20,7 +20,7 @@
 //! | 9 | `InsufficientFunds` | 51 | balance minus holds (checked by the ledger) |
 //! | - | `OriginalNotFound` | 25 | completion/reversal names an unknown original |
 //! | - | `OriginalAlreadyFinal` | 12 | completion of a hold already completed, voided or expired |
-//! | - | `Overloaded` | 91 | a shard queue is full: declined at once |
+//! | - | `Overloaded` | 91 | a shard queue is full, or the daemon is at its in-flight bound: declined at once |
 //! | - | `LedgerUnavailable` | 91 | the ledger cannot write; nothing is approved |
 //! | - | `SystemError` | 96 | anything unexpected |
 //!

@@ -1,12 +1,16 @@
 //! Helpers shared by Junction's end-to-end tests (the tests themselves live in `tests/`):
-//! starting the real `junctiond` binary, and a small ISO 8583 client over a real socket.
+//! starting the real `junctiond` binary, a small ISO 8583 client over a real socket, and
+//! a signed QR payment over HTTP.
 
+use junction_engine::daemon::config::Config;
 use junction_engine::iso8583::{mac, Iso8583Message, MacKey};
+use junction_engine::qr::QrPayloadBuilder;
+use junction_wire::qr_api;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The transfer id of transfer `index` of batch `batch` in a crash-test run: batch and
 /// index are packed so the checker can tell a whole batch from a part of one.
@@ -30,6 +34,19 @@ pub const ACQUIRER_KEY_HEX: &str = "33333333333333333333333333333333";
 pub const ADMIN_TOKEN: &str = "demo-admin-token-change-me";
 /// A demo card of account 1001 (USD 10,000.00), expiring 2912.
 pub const DEMO_PAN: &str = "4000001234567899";
+
+/// The demo configuration's acquirer participant (of the card purchases and of the USD QR
+/// merchant), and its global wallet with the wallet's request key.
+pub const DEMO_ACQUIRER: u64 = 3;
+pub const DEMO_WALLET: u64 = 5;
+pub const DEMO_WALLET_KEY_HEX: &str = "55555555555555555555555555555555";
+
+/// The embedded configuration, as `junctiond --print-config` prints it.
+pub fn demo_config() -> Config {
+    let output = Command::new(binary("junctiond")).arg("--print-config").output().expect("junctiond --print-config");
+    assert!(output.status.success());
+    Config::parse(&String::from_utf8(output.stdout).expect("utf-8")).expect("the embedded config parses")
+}
 
 /// A running `junctiond` on ephemeral ports with its own data dir. Killed when dropped.
 pub struct Daemon {
@@ -72,6 +89,25 @@ impl Daemon {
         };
         let (iso, http) = (field("iso8583="), field("http="));
         Daemon { child, iso, http, data_dir: data_dir.to_path_buf(), log }
+    }
+
+    /// Starts it on `config` (written next to the data dir).
+    pub fn start_with_config(data_dir: &Path, config: &Config) -> Daemon {
+        let path = data_dir.with_extension("toml");
+        std::fs::write(&path, config.to_toml()).expect("writing the config");
+        Daemon::start_with(data_dir, &["--config", path.to_str().expect("utf-8 path")])
+    }
+
+    /// The resident memory of the process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        kib * 1024
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -201,4 +237,56 @@ pub fn financial(mti: &str, processing: &str, pan: &str, amount: u64, stan: &str
 /// Field 90 naming an original request sent with `financial` (same transmission time).
 pub fn original_data(mti: &str, stan: &str) -> String {
     format!("{mti}{stan}1125120000{ACQUIRER_INSTITUTION:0>11}{:0>11}", 0)
+}
+
+/// A USD merchant of the demo acquirer, as a wallet scans it.
+pub fn usd_merchant_qr() -> String {
+    QrPayloadBuilder::new()
+        .merchant_account(26, "com.junction.demo", &[(1, "DINER-42")])
+        .mcc("5812")
+        .currency_numeric(840)
+        .country("US")
+        .merchant_name("Junction Diner")
+        .merchant_city("Austin")
+        .encode()
+        .expect("the demo merchant encodes")
+}
+
+/// The demo wallet pays `amount` US cents for the `merchant` QR under idempotency `key`:
+/// the HTTP status and JSON answer, or `None` when the daemon does not answer.
+pub fn wallet_pays(
+    agent: &ureq::Agent,
+    http: SocketAddr,
+    merchant: &str,
+    key: &str,
+    amount: u64,
+) -> Option<(u16, serde_json::Value)> {
+    let path = "/v1/qr/payments";
+    let amount = format!("{}.{:02}", amount / 100, amount % 100);
+    let body = serde_json::json!({ "payload": merchant, "payer_currency": "USD", "amount": amount }).to_string();
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
+    let secret = hex::decode(DEMO_WALLET_KEY_HEX).expect("hex");
+    let participant = DEMO_WALLET.to_string();
+    let signature =
+        qr_api::sign_hex(&secret, "POST", path, &timestamp, &participant, key, body.as_bytes()).expect("a key");
+    let mut response = agent
+        .post(&format!("http://{http}{path}"))
+        .header(qr_api::HEADER_PARTICIPANT, &participant)
+        .header(qr_api::HEADER_TIMESTAMP, &timestamp)
+        .header(qr_api::HEADER_SIGNATURE, &signature)
+        .header(qr_api::HEADER_IDEMPOTENCY_KEY, key)
+        .header("content-type", "application/json")
+        .send(body.as_bytes())
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.body_mut().read_json().ok()?))
+}
+
+/// An HTTP agent that hands back 4xx/5xx answers instead of failing on them.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
 }

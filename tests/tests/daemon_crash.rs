@@ -1,15 +1,17 @@
-//! Crash safety end to end: a client drives `junctiond` over ISO 8583 while the test kills
-//! the daemon with SIGKILL at random moments, sometimes right after asking it to close a
-//! window (so the close or the file writing is cut short). After each restart every
-//! unanswered request is sent again (same key), and at the end the books must equal what
-//! the client saw approved, exactly once; each window's nets sum to zero; every clearing
-//! folder verifies.
+//! Crash safety end to end: two clients drive `junctiond`, one over ISO 8583 (card
+//! purchases) and one over the QR API (signed wallet payments), while the test kills the
+//! daemon with SIGKILL at random moments, sometimes right after asking it to close a window
+//! (so the close or the file writing is cut short). After each restart every unanswered
+//! request is sent again (same STAN, same idempotency key), and at the end the books must
+//! equal what the clients saw approved, exactly once; each window's nets sum to zero; every
+//! clearing folder verifies.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_tests::*;
 use rand::Rng;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +20,49 @@ const OPENING_BALANCE_MINOR: u64 = 1_000_000; // account 1001 in the demo config
 
 #[derive(Default)]
 struct Ledgerbook {
-    /// STAN -> amount of every request sent.
+    /// STAN -> amount of every ISO 8583 request sent.
     sent: BTreeMap<String, u64>,
     /// STAN -> response code of every answer seen.
     answered: BTreeMap<String, String>,
+    /// Idempotency key -> amount of every QR payment sent.
+    qr_sent: BTreeMap<String, u64>,
+    /// Idempotency key -> "status state" of every QR answer seen.
+    qr_answered: BTreeMap<String, String>,
+}
+
+impl Ledgerbook {
+    fn unanswered(&self) -> Vec<(String, u64)> {
+        self.sent.iter().filter(|(stan, _)| !self.answered.contains_key(*stan)).map(|(s, a)| (s.clone(), *a)).collect()
+    }
+
+    fn qr_unanswered(&self) -> Vec<(String, u64)> {
+        self.qr_sent
+            .iter()
+            .filter(|(key, _)| !self.qr_answered.contains_key(*key))
+            .map(|(k, a)| (k.clone(), *a))
+            .collect()
+    }
+}
+
+/// One QR payment as "status state", or `None` when the daemon does not answer.
+fn qr_pay(agent: &ureq::Agent, http: SocketAddr, merchant: &str, key: &str, amount: u64) -> Option<String> {
+    let (status, answer) = wallet_pays(agent, http, merchant, key, amount)?;
+    Some(format!("{status} {}", answer["state"].as_str().unwrap_or("-")))
+}
+
+fn drive_qr(http: SocketAddr, book: Arc<Mutex<Ledgerbook>>, resend: Vec<(String, u64)>, cycle: usize) {
+    let agent = http_agent();
+    let merchant = usd_merchant_qr();
+    let mut rng = rand::thread_rng();
+    let mut work = resend;
+    for n in 0.. {
+        let (key, amount) = work.pop().unwrap_or_else(|| (format!("crash-{cycle}-{n}"), rng.gen_range(1..200)));
+        book.lock().unwrap().qr_sent.insert(key.clone(), amount);
+        match qr_pay(&agent, http, &merchant, &key, amount) {
+            Some(answer) => book.lock().unwrap().qr_answered.insert(key, answer),
+            None => return, // the daemon died
+        };
+    }
 }
 
 fn drive(address: std::net::SocketAddr, book: Arc<Mutex<Ledgerbook>>, resend: Vec<(String, u64)>, first_stan: u32) {
@@ -55,13 +96,14 @@ fn sigkill_loses_nothing_approved_and_moves_money_once() {
     let mut rng = rand::thread_rng();
     for cycle in 0..CYCLES {
         let mut daemon = Daemon::start(&data);
-        let unanswered: Vec<(String, u64)> = {
+        let (unanswered, qr_unanswered) = {
             let book = book.lock().unwrap();
-            book.sent
-                .iter()
-                .filter(|(stan, _)| !book.answered.contains_key(*stan))
-                .map(|(s, a)| (s.clone(), *a))
-                .collect()
+            (book.unanswered(), book.qr_unanswered())
+        };
+        let wallet = {
+            let book = Arc::clone(&book);
+            let address = daemon.http;
+            std::thread::spawn(move || drive_qr(address, book, qr_unanswered, cycle))
         };
         let client = {
             let book = Arc::clone(&book);
@@ -77,12 +119,13 @@ fn sigkill_loses_nothing_approved_and_moves_money_once() {
         }
         daemon.kill9();
         assert!(client.join().is_err(), "the client notices the dead daemon");
+        wallet.join().unwrap();
     }
     // Last start: answer everything still unanswered, then check the books.
     let daemon = Daemon::start(&data);
-    let unanswered: Vec<(String, u64)> = {
+    let (unanswered, qr_unanswered) = {
         let book = book.lock().unwrap();
-        book.sent.iter().filter(|(stan, _)| !book.answered.contains_key(*stan)).map(|(s, a)| (s.clone(), *a)).collect()
+        (book.unanswered(), book.qr_unanswered())
     };
     let mut client = IsoClient::connect(daemon.iso);
     assert_eq!(client.sign_on().get(39), Some("00"));
@@ -90,8 +133,26 @@ fn sigkill_loses_nothing_approved_and_moves_money_once() {
         let answer = client.call(&financial("0200", "000000", DEMO_PAN, amount, &stan));
         book.lock().unwrap().answered.insert(stan, answer.get(39).unwrap().to_string());
     }
+    let agent = http_agent();
+    let merchant = usd_merchant_qr();
+    for (key, amount) in qr_unanswered {
+        let answer = qr_pay(&agent, daemon.http, &merchant, &key, amount).expect("the daemon answers");
+        book.lock().unwrap().qr_answered.insert(key, answer);
+    }
+    // A QR payment sent again under its key after all the restarts is the same payment.
+    if let Some((key, amount)) = book.lock().unwrap().qr_sent.iter().next() {
+        assert_eq!(qr_pay(&agent, daemon.http, &merchant, key, *amount).as_deref(), Some("200 approved"));
+    }
     let book = book.lock().unwrap();
     assert_eq!(book.sent.len(), book.answered.len());
+    assert_eq!(book.qr_sent.len(), book.qr_answered.len());
+    assert!(
+        book.qr_answered.values().all(|answer| answer == "200 approved"),
+        "only approved QR payments expected: {:?}",
+        book.qr_answered.values().filter(|a| *a != "200 approved").collect::<Vec<_>>()
+    );
+    let qr_approved: u64 = book.qr_sent.values().sum();
+    assert!(qr_approved > 0);
     let approved: u64 = book.answered.iter().filter(|(_, code)| *code == "00").map(|(stan, _)| book.sent[stan]).sum();
     assert!(approved > 0);
     assert!(
@@ -105,21 +166,28 @@ fn sigkill_loses_nothing_approved_and_moves_money_once() {
     assert_eq!(credits, OPENING_BALANCE_MINOR);
     assert_eq!(debits, approved, "every approved purchase is in the ledger exactly once, nothing else");
 
-    // Every window's nets sum to zero, and the acquirer's credits add up to what was approved.
+    // Every window's nets sum to zero; the acquirer's credits add up to what was approved
+    // over both front ends, and the wallet's debits to its approved payments.
     let windows = daemon.get_json("/v1/admin/windows");
     let mut acquirer_credits = 0u128;
+    let mut wallet_debits = 0u128;
     for window in windows["windows"].as_array().unwrap() {
         let positions = daemon.get_json(&format!("/v1/admin/positions?window={}", window["window"]));
         let mut sum = 0i128;
         for row in positions["positions"].as_array().unwrap() {
             sum += row["net_minor"].as_str().unwrap().parse::<i128>().unwrap();
-            if row["participant"] == 3 {
-                acquirer_credits += row["credits_minor"].as_str().unwrap().parse::<u128>().unwrap();
+            let minor = |field: &str| row[field].as_str().unwrap().parse::<u128>().unwrap();
+            if row["participant"] == DEMO_ACQUIRER {
+                acquirer_credits += minor("credits_minor");
+            }
+            if row["participant"] == DEMO_WALLET && row["currency"] == "USD" {
+                wallet_debits += minor("debits_minor");
             }
         }
         assert_eq!(sum, 0, "window {} nets sum to zero", window["window"]);
     }
-    assert_eq!(acquirer_credits, u128::from(approved));
+    assert_eq!(acquirer_credits, u128::from(approved + qr_approved));
+    assert_eq!(wallet_debits, u128::from(qr_approved));
 
     // Closed windows all get their files after the restarts, and they verify.
     let closed: Vec<String> = windows["windows"]
@@ -140,9 +208,9 @@ fn sigkill_loses_nothing_approved_and_moves_money_once() {
         assert!(output.status.success(), "{folder}: {}", String::from_utf8_lossy(&output.stderr));
     }
     eprintln!(
-        "{CYCLES} SIGKILL cycles: {} requests, {} approved (minor units), {} closed windows verified",
+        "{CYCLES} SIGKILL cycles: {} ISO 8583 requests ({approved} minor units approved), {} QR payments ({qr_approved} minor units), {} closed windows verified",
         book.sent.len(),
-        approved,
+        book.qr_sent.len(),
         closed.len()
     );
 }

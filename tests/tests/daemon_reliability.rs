@@ -1,11 +1,13 @@
 //! Hostile and careless clients: a connection that never reads its answers cannot block
 //! others; random bytes never bring the daemon down; no full card number reaches the data
-//! directory, the clearing files or the logs.
+//! directory, the clearing files or the logs; load far above the daemon's in-flight bound
+//! is declined at once (91, HTTP 503) with bounded memory, and service resumes when it drops.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_tests::*;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
@@ -116,4 +118,112 @@ fn random_bytes_never_bring_it_down_and_no_card_number_is_kept() {
     // The demo keys are never logged either.
     assert!(!log.contains("33333333333333333333333333333333"));
     assert!(!log.contains(ADMIN_TOKEN));
+}
+
+/// Writes `count` signed purchases of 1 cent on a new connection without waiting, and
+/// reads every answer: response code -> how many.
+fn flood(address: std::net::SocketAddr, count: usize, first_stan: u32) -> BTreeMap<String, usize> {
+    let mut client = IsoClient::connect(address);
+    assert_eq!(client.sign_on().get(39), Some("00"));
+    client.stan = first_stan;
+    let mut frames = Vec::new();
+    for _ in 0..count {
+        let stan = client.next_stan();
+        let mut message = financial("0200", "000000", DEMO_PAN, 1, &stan);
+        junction_engine::iso8583::mac::sign(&mut message, &client.key);
+        message.encode_framed(&mut frames).unwrap();
+    }
+    let mut writer = client.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&frames).unwrap());
+    let mut codes = BTreeMap::new();
+    for _ in 0..count {
+        *codes.entry(client.receive().get(39).unwrap().to_string()).or_insert(0) += 1;
+    }
+    sender.join().unwrap();
+    codes
+}
+
+#[test]
+fn overload_is_declined_at_once_and_service_resumes_when_it_drops() {
+    const CONNECTIONS: usize = 6;
+    const REQUESTS_PER_CONNECTION: usize = 3_000;
+    const ROUNDS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = demo_config();
+    // A small in-flight bound, so that six pipelining connections are well above it.
+    config.switch.requests_in_flight_max = 32;
+    let daemon = Daemon::start_with_config(&dir.path().join("data"), &config);
+    let agent = http_agent();
+    let merchant = usd_merchant_qr();
+    let mut totals: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rss_after_round = Vec::new();
+    let mut qr_answers: BTreeMap<String, usize> = BTreeMap::new();
+    let mut qr_refused_key = None;
+    for round in 0..ROUNDS {
+        let floods: Vec<_> = (0..CONNECTIONS)
+            .map(|c| {
+                let address = daemon.iso;
+                let first_stan = ((round * CONNECTIONS + c) * REQUESTS_PER_CONNECTION) as u32;
+                std::thread::spawn(move || flood(address, REQUESTS_PER_CONNECTION, first_stan))
+            })
+            .collect();
+        // A wallet pays over HTTP meanwhile: approved, or refused with 503 while the
+        // daemon is at its bound, never anything else.
+        let mut n = 0;
+        while !floods.iter().all(|f| f.is_finished()) {
+            n += 1;
+            let key = format!("overload-{round}-{n}");
+            let (status, answer) = wallet_pays(&agent, daemon.http, &merchant, &key, 1).unwrap();
+            let outcome =
+                format!("{status} {}", answer["state"].as_str().or(answer["error"]["code"].as_str()).unwrap());
+            if status == 503 {
+                qr_refused_key.get_or_insert(key);
+            }
+            *qr_answers.entry(outcome).or_insert(0) += 1;
+        }
+        for flood in floods {
+            for (code, count) in flood.join().unwrap() {
+                *totals.entry(code).or_insert(0) += count;
+            }
+        }
+        rss_after_round.push(daemon.rss_bytes());
+    }
+    eprintln!("ISO 8583 answers under overload: {totals:?}; QR answers: {qr_answers:?}; RSS after each round: {rss_after_round:?}");
+    // Every request was answered, with an approval or 91, and both happened.
+    assert_eq!(totals.values().sum::<usize>(), ROUNDS * CONNECTIONS * REQUESTS_PER_CONNECTION);
+    assert!(totals.keys().all(|code| code == "00" || code == "91"), "{totals:?}");
+    assert!(totals.get("91").copied().unwrap_or(0) > 0, "the excess is declined: {totals:?}");
+    assert!(totals.get("00").copied().unwrap_or(0) > 0, "what fits is approved: {totals:?}");
+    assert!(qr_answers.keys().all(|a| a == "200 approved" || a == "503 overloaded"), "{qr_answers:?}");
+    // Memory does not grow with the offered load: later rounds stay near the first.
+    let first = rss_after_round[0];
+    for rss in &rss_after_round[1..] {
+        assert!(*rss < first + (64 << 20), "resident memory grows round after round: {rss_after_round:?}");
+    }
+    // Load gone: nothing left in flight, and the next request is served at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while daemon.get_json("/v1/admin/status")["requests_in_flight"].as_u64() != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests stay in flight after the load is gone: {}",
+            daemon.get_json("/v1/admin/status")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut client = IsoClient::connect(daemon.iso);
+    assert_eq!(client.sign_on().get(39), Some("00"));
+    client.stan = 900_000;
+    let stan = client.next_stan();
+    assert_eq!(client.call(&financial("0200", "000000", DEMO_PAN, 1, &stan)).get(39), Some("00"));
+    // A QR payment refused as overloaded goes through when sent again under its key.
+    if let Some(key) = &qr_refused_key {
+        let (status, answer) = wallet_pays(&agent, daemon.http, &merchant, key, 1).unwrap();
+        assert_eq!((status, answer["state"].as_str()), (200, Some("approved")), "{answer}");
+    }
+    // Declined requests moved no money: the card's account was debited once per approval.
+    let approved = totals["00"] as u64 + 1;
+    let account = daemon.get_json("/v1/admin/accounts/1001");
+    assert_eq!(account["balances"]["debits_posted"].as_u64(), Some(approved));
+    let metrics = ureq::get(&daemon.url("/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(metrics.contains("junction_responses_total{code=\"91\"}"), "91s are counted in the metrics");
 }

@@ -52,6 +52,14 @@ pub struct SwitchConfig {
     pub commit_delay_us: u64,
     #[serde(default = "default_queue_depth")]
     pub shard_queue_depth_max: usize,
+    /// Requests handed to the engine and not yet answered, over both front ends, past
+    /// which new ones are declined at once (91, HTTP 503).
+    #[serde(default = "default_requests_in_flight_max")]
+    pub requests_in_flight_max: usize,
+    /// RocksDB write-ahead log size at which memtables are flushed (0: RocksDB's own
+    /// default, about four times the memtables). Smaller means less log to replay at start.
+    #[serde(default)]
+    pub ledger_wal_size_bytes_max: u64,
     pub vault_key: String,
     #[serde(default)]
     pub cutoff_utc_offset_minutes: i32,
@@ -62,6 +70,10 @@ pub struct SwitchConfig {
 
 fn default_commit_delay_us() -> u64 {
     crate::COMMIT_DELAY_US_DEFAULT
+}
+
+fn default_requests_in_flight_max() -> usize {
+    super::admission::REQUESTS_IN_FLIGHT_MAX_DEFAULT
 }
 
 fn default_queue_depth() -> usize {

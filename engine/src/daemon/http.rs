@@ -80,6 +80,11 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
     context.metrics.ledger_durable_seq.set(engine.ledger().durable_seq() as i64);
     context.metrics.ledger_recovery_us.set(context.recovery_us as i64);
     let mut extra = String::new();
+    let healthy = engine.ledger().health().is_ok();
+    extra.push_str(
+        "# HELP junction_ledger_healthy 1 while the ledger can write; 0 after a write failed (approvals stop)\n",
+    );
+    extra.push_str(&format!("# TYPE junction_ledger_healthy gauge\njunction_ledger_healthy {}\n", u8::from(healthy)));
     extra.push_str("# HELP junction_engine_answers_total Answers by response code, counted by the engine\n");
     extra.push_str("# TYPE junction_engine_answers_total counter\n");
     for (code, count) in engine.stats().by_code() {
@@ -99,9 +104,8 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
         "# HELP junction_connections_open Open ISO 8583 connections\n# TYPE junction_connections_open gauge\n",
     );
     extra.push_str(&format!("junction_connections_open {}\n", context.iso.connections_open.load(Ordering::Relaxed)));
-    extra.push_str("# HELP junction_requests_in_flight ISO 8583 requests awaiting an answer\n# TYPE junction_requests_in_flight gauge\n");
-    extra
-        .push_str(&format!("junction_requests_in_flight {}\n", context.iso.requests_in_flight.load(Ordering::Relaxed)));
+    extra.push_str("# HELP junction_requests_in_flight Requests (ISO 8583 and QR) handed to the engine, not yet answered\n# TYPE junction_requests_in_flight gauge\n");
+    extra.push_str(&format!("junction_requests_in_flight {}\n", context.iso.admission.in_flight()));
     ([("content-type", "text/plain; version=0.0.4")], context.metrics.render(&extra)).into_response()
 }
 
@@ -113,7 +117,8 @@ async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
         "shards": engine.shard_count(),
         "queue_depths": engine.queue_depths(),
         "connections_open": context.iso.connections_open.load(Ordering::Relaxed),
-        "requests_in_flight": context.iso.requests_in_flight.load(Ordering::Relaxed),
+        "requests_in_flight": context.iso.admission.in_flight(),
+        "requests_in_flight_max": context.iso.admission.max(),
         "responses_by_code": engine.stats().by_code(),
         "declines_by_reason": engine.stats().by_reason(),
         "ledger": {

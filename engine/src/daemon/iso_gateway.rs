@@ -9,6 +9,7 @@
 //! Nothing from the wire is trusted: a malformed message is answered with 30, a bad MAC
 //! with 63, an unknown MTI with 12; the connection and the daemon carry on.
 
+use super::admission::Admission;
 use super::config::normalize_institution;
 use super::metrics::Metrics;
 use crate::iso8583::{mac, next_frame, FrameError, Iso8583Message, MacKey, MaskedPan, FRAME_PREFIX_SIZE_BYTES};
@@ -44,12 +45,18 @@ pub struct IsoContext {
     pub participants: HashMap<String, Arc<IsoParticipant>>,
     pub metrics: Arc<Metrics>,
     pub connections_open: AtomicUsize,
-    pub requests_in_flight: AtomicUsize,
+    /// Shared with the QR gateway: requests handed to the engine and not yet answered.
+    pub admission: Arc<Admission>,
     next_tag: AtomicU64,
 }
 
 impl IsoContext {
-    pub fn new(engine: Arc<Engine>, participants: Vec<IsoParticipant>, metrics: Arc<Metrics>) -> IsoContext {
+    pub fn new(
+        engine: Arc<Engine>,
+        participants: Vec<IsoParticipant>,
+        metrics: Arc<Metrics>,
+        admission: Arc<Admission>,
+    ) -> IsoContext {
         IsoContext {
             engine,
             participants: participants
@@ -58,7 +65,7 @@ impl IsoContext {
                 .collect(),
             metrics,
             connections_open: AtomicUsize::new(0),
-            requests_in_flight: AtomicUsize::new(0),
+            admission,
             next_tag: AtomicU64::new(1),
         }
     }
@@ -225,9 +232,13 @@ fn handle(
     }
     let tag = context.next_tag.fetch_add(1, Ordering::Relaxed);
     match to_request(&message, context, participant.id, tag, sink) {
+        Ok(request) if !context.admission.try_admit() => {
+            // Declined at the door: answering at once keeps what is accepted moving.
+            drop(request);
+            direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
+        }
         Ok(request) => {
             in_flight.fetch_add(1, Ordering::AcqRel);
-            context.requests_in_flight.fetch_add(1, Ordering::Relaxed);
             let _ = sender.send(WriterMessage::Expect {
                 tag,
                 request: Box::new(message),
@@ -432,7 +443,7 @@ async fn write_loop(
                         let message = engine_answer(&request, &response);
                         push(&mut out, message, key.as_deref());
                         in_flight.fetch_sub(1, Ordering::AcqRel);
-                        context.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+                        context.admission.release();
                         context.metrics.observe(response.code, received.elapsed());
                         notify.notify_one();
                     }

@@ -2,6 +2,7 @@
 //! engine, provisions what the configuration declares, and serves ISO 8583 over TCP and
 //! HTTP (admin, metrics) until SIGTERM, which drains in-flight requests and stops cleanly.
 
+pub mod admission;
 pub mod clearing;
 pub mod config;
 pub mod fx;
@@ -17,7 +18,6 @@ use crate::{Engine, EngineConfig};
 use anyhow::{Context, Result};
 use config::Config;
 use junction_ledger::{AccountId, Currency, Ledger, LedgerOptions, ParticipantId};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +87,9 @@ pub async fn run(config: Config) -> Result<()> {
     std::fs::create_dir_all(&switch.data_dir)
         .with_context(|| format!("creating the data dir {}", switch.data_dir.display()))?;
     let ledger_dir = switch.data_dir.join("ledger");
-    let ledger = tokio::task::block_in_place(|| Ledger::open(&ledger_dir, LedgerOptions::default()))
+    let ledger_options =
+        LedgerOptions { wal_size_bytes_max: switch.ledger_wal_size_bytes_max, ..LedgerOptions::default() };
+    let ledger = tokio::task::block_in_place(|| Ledger::open(&ledger_dir, ledger_options))
         .with_context(|| format!("opening the ledger in {}", ledger_dir.display()))?;
     let recovery = ledger.recovery();
     tracing::info!(
@@ -118,7 +120,13 @@ pub async fn run(config: Config) -> Result<()> {
             key,
         });
     }
-    let iso = Arc::new(iso_gateway::IsoContext::new(Arc::clone(&engine), iso_participants, Arc::clone(&metrics)));
+    let admission = Arc::new(admission::Admission::new(switch.requests_in_flight_max));
+    let iso = Arc::new(iso_gateway::IsoContext::new(
+        Arc::clone(&engine),
+        iso_participants,
+        Arc::clone(&metrics),
+        Arc::clone(&admission),
+    ));
     let clearing = Arc::new(clearing::Clearing::new(switch.data_dir.join("clearing"), &config, Arc::clone(&engine)));
     // Windows closed before a crash without their files get them now.
     let catch_up = Arc::clone(&clearing);
@@ -149,7 +157,8 @@ pub async fn run(config: Config) -> Result<()> {
         cutoffs,
         shutdown_rx.clone(),
     ));
-    let qr_gateway = Arc::new(qr::QrGateway::new(Arc::clone(&engine), &config).map_err(anyhow::Error::msg)?);
+    let qr_gateway =
+        Arc::new(qr::QrGateway::new(Arc::clone(&engine), &config, Arc::clone(&admission)).map_err(anyhow::Error::msg)?);
     tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
     let router = http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway));
     let mut http_shutdown = shutdown_rx.clone();
@@ -168,7 +177,7 @@ pub async fn run(config: Config) -> Result<()> {
     tracing::info!("stopping: no new connections, draining in-flight requests");
     let _ = shutdown_tx.send(true);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
-    while iso.requests_in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+    while admission.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = iso_task.await;

@@ -52,6 +52,7 @@ pub use auth::{
 pub use errors::ApiError;
 pub use store::{PAYMENTS_MAX, QUOTES_MAX, QUOTE_EXPIRED_KEPT_MS, REFUNDS_MAX, REFUNDS_PER_PAYMENT_MAX};
 
+use super::admission::Admission;
 use super::config::{Config, FxRateConfig};
 use super::fx::{self, FxError, FxRate, FxTable};
 use super::http;
@@ -130,6 +131,8 @@ pub struct Quote {
 /// The QR gateway's state, shared by its handlers.
 pub struct QrGateway {
     engine: Arc<Engine>,
+    /// Shared with the ISO 8583 gateway: past its bound a payment is refused with 503.
+    admission: Arc<Admission>,
     directory: Directory,
     routes: Routes,
     fx: FxTable,
@@ -144,10 +147,11 @@ pub struct QrGateway {
 
 impl QrGateway {
     /// From the validated configuration.
-    pub fn new(engine: Arc<Engine>, config: &Config) -> Result<QrGateway, String> {
+    pub fn new(engine: Arc<Engine>, config: &Config, admission: Arc<Admission>) -> Result<QrGateway, String> {
         let rates = config.fx_rates.iter().map(FxRateConfig::to_rate).collect::<Result<Vec<_>, _>>()?;
         Ok(QrGateway {
             engine,
+            admission,
             directory: Directory::new(config)?,
             routes: Routes::new(&config.qr_routes)?,
             fx: FxTable::new(&rates)?,

@@ -267,8 +267,12 @@ impl QrGateway {
         })
     }
 
-    /// Submits a request to the engine and waits for its answer without blocking a thread.
+    /// Submits a request to the engine and waits for its answer without blocking a thread;
+    /// declined at once as overloaded when the daemon is at its in-flight bound.
     pub(super) async fn submit(&self, mut request: Request) -> Response {
+        let Some(_admitted) = self.admission.admit() else {
+            return Response::declined(0, request.key, DeclineReason::Overloaded);
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         request.reply = Arc::new(OneshotReply(parking_lot::Mutex::new(Some(sender))));
         let key = request.key;

@@ -1,0 +1,100 @@
+//! Admission: how many requests the daemon has handed to the engine and not yet answered,
+//! over both front ends, and the most it takes on. Past the bound a request is declined at
+//! once (ISO 8583 91, HTTP 503 `overloaded`) instead of queueing behind the others, so
+//! what is accepted keeps a bounded wait and memory stays bounded whatever the offered load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Default bound: about two full ledger batches, and well under a second of work at the
+/// rates one machine sustains.
+pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 16_384;
+
+#[derive(Debug)]
+pub struct Admission {
+    in_flight: AtomicUsize,
+    max: usize,
+}
+
+impl Admission {
+    pub fn new(max: usize) -> Admission {
+        Admission { in_flight: AtomicUsize::new(0), max }
+    }
+
+    /// Takes a place for one request; false (nothing taken) when all are in use.
+    pub fn try_admit(&self) -> bool {
+        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back the place of a request that has been answered.
+    pub fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A place that is given back when dropped (for a request whose caller may go away).
+    pub fn admit(&self) -> Option<Admitted<'_>> {
+        self.try_admit().then(|| Admitted(self))
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+/// One admitted request; its place is given back on drop.
+pub struct Admitted<'a>(&'a Admission);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn admits_up_to_the_bound_and_again_after_a_release() {
+        let admission = Admission::new(2);
+        let first = admission.admit().unwrap();
+        assert!(admission.try_admit());
+        assert!(admission.admit().is_none());
+        assert!(admission.admit().is_none());
+        assert_eq!(admission.in_flight(), 2, "a refusal gives nothing back");
+        drop(first);
+        assert!(admission.try_admit());
+        assert!(!admission.try_admit());
+        admission.release();
+        admission.release();
+        assert_eq!(admission.in_flight(), 0);
+    }
+
+    #[test]
+    fn concurrent_admissions_never_pass_the_bound() {
+        let admission = Admission::new(100);
+        let admitted = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        if admission.try_admit() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 100);
+        assert_eq!(admission.in_flight(), 100);
+    }
+}
