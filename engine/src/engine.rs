@@ -602,6 +602,12 @@ impl Engine {
             Some(spec) => accounts.push(spec),
             None => failure = Some("account"),
         })?;
+        let shards = self.shards.read().clone();
+        for shard in shards.iter() {
+            // Accounts spread evenly over shards (by hash); a little slack for the skew.
+            let share = accounts.len() / shards.len() + accounts.len() / (shards.len() * 64) + 1;
+            shard.send(ShardMessage::ReserveAccounts(share)).map_err(|_| EngineError::Stopped)?;
+        }
         for chunk in accounts.chunks(PROVISION_BATCH_MAX) {
             self.install_accounts(chunk)?;
         }

@@ -58,6 +58,8 @@ pub(crate) enum ShardMessage {
         card: Option<CardEntry>,
     },
     AddAccounts(Vec<AccountSpec>),
+    /// Room for this many more accounts, before a bulk load (one table resize, not many).
+    ReserveAccounts(usize),
     SetStatus(AccountId, AccountStatus),
     SetVelocity(AccountId, VelocityLimits),
     /// Sent by `Engine::sync` and answered once everything before it was handled.
@@ -266,6 +268,7 @@ impl Shard {
                     );
                 }
             }
+            ShardMessage::ReserveAccounts(additional) => self.accounts.reserve(additional),
             ShardMessage::SetStatus(id, status) => {
                 if let Some(account) = self.accounts.get_mut(&id) {
                     account.status = status;
