@@ -281,7 +281,6 @@ fn shown(body: &[u8]) -> String {
 fn hostile_json_bodies_get_clear_errors_and_move_no_money() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&dir.path().join("data"));
-    let agent = http_agent();
     let merchant = usd_merchant_qr();
     let pricing = format!(r#"{{"payload":"{merchant}","payer_currency":"USD","amount":"1.00"}}"#);
     // (path, signed as the demo wallet, admin token, a valid body)
@@ -318,6 +317,9 @@ fn hostile_json_bodies_get_clear_errors_and_move_no_money() {
             let timestamp =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
             let key = format!("hostile-{index}-{n}");
+            // A connection of its own per request: after refusing an oversized body the
+            // daemon closes the connection, and a pooled one would fail the next request.
+            let agent = http_agent();
             let mut request = agent.post(&daemon.url(path)).header("content-type", "application/json");
             if *admin {
                 request = request.header("authorization", &format!("Bearer {ADMIN_TOKEN}"));
