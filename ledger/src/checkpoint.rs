@@ -44,7 +44,8 @@ pub(crate) const META_KEY: &[u8] = b"meta";
 const SCALARS_KEY: &[u8] = b"scalars";
 const CHUNK_PREFIX: &[u8] = b"chunk/";
 
-/// The three tables a checkpoint holds, each as its own run of chunks.
+/// The three tables a checkpoint holds, each as its own run of chunks. The discriminant
+/// is the table's slot in `CheckpointMeta`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Table {
     Accounts,
@@ -97,16 +98,12 @@ pub(crate) struct CheckpointMeta {
 }
 
 impl CheckpointMeta {
-    fn slot(table: Table) -> usize {
-        Table::ALL.iter().position(|t| *t == table).unwrap_or(0)
-    }
-
     pub fn entries(&self, table: Table) -> usize {
-        self.entries[Self::slot(table)] as usize
+        self.entries[table as usize] as usize
     }
 
     pub fn chunks(&self, table: Table) -> u32 {
-        self.chunks[Self::slot(table)]
+        self.chunks[table as usize]
     }
 }
 
@@ -277,19 +274,14 @@ pub(crate) fn write_sst(path: &std::path::Path, seq: u64, snapshot: &Snapshot) -
     let mut buffer = AlignedVec::new();
     let mut meta = CheckpointMeta { format_version: CHECKPOINT_FORMAT_VERSION, seq, entries: [0; 3], chunks: [0; 3] };
     for table in Table::ALL {
-        let slot = CheckpointMeta::slot(table);
         let mut put = |index: usize, encoded: &AlignedVec| writer.put(chunk_key(table, index as u32), encoded);
-        let result = match table {
-            Table::Accounts => write_chunks(&snapshot.accounts, &mut buffer, &mut put),
-            Table::Holds => write_chunks(&snapshot.holds, &mut buffer, &mut put),
-            Table::Transfers => write_chunks(&snapshot.transfers, &mut buffer, &mut put),
+        let (chunks, entries) = match table {
+            Table::Accounts => (write_chunks(&snapshot.accounts, &mut buffer, &mut put), snapshot.accounts.len()),
+            Table::Holds => (write_chunks(&snapshot.holds, &mut buffer, &mut put), snapshot.holds.len()),
+            Table::Transfers => (write_chunks(&snapshot.transfers, &mut buffer, &mut put), snapshot.transfers.len()),
         };
-        meta.chunks[slot] = result.map_err(|e| e.into_string())?;
-        meta.entries[slot] = match table {
-            Table::Accounts => snapshot.accounts.len(),
-            Table::Holds => snapshot.holds.len(),
-            Table::Transfers => snapshot.transfers.len(),
-        } as u64;
+        meta.chunks[table as usize] = chunks.map_err(|e| e.into_string())?;
+        meta.entries[table as usize] = entries as u64;
     }
     writer.put(META_KEY, encode_into(&meta, &mut buffer)).map_err(|e| e.into_string())?;
     writer.put(SCALARS_KEY, encode_into(&snapshot.scalars, &mut buffer)).map_err(|e| e.into_string())?;
