@@ -31,6 +31,9 @@ pub const COMMITS_IN_FLIGHT_MAX: usize = 8;
 /// Batches from shards waiting for the commit stage.
 pub const COMMIT_QUEUE_DEPTH_MAX: usize = 64;
 
+/// Shard batches one ledger batch usually gathers (a capacity hint, not a bound).
+const BATCHES_PER_COMMIT_HINT: usize = 16;
+
 /// Ledger verdicts a shard has not yet absorbed. A full queue drops the feedback, which
 /// only leaves a velocity counter a little high: the safe side.
 pub const FEEDBACK_QUEUE_DEPTH_MAX: usize = 65_536;
@@ -86,16 +89,12 @@ impl CommitBatch {
     }
 }
 
-struct Waiting {
-    shard: usize,
-    pending: Pending,
-    count: u8,
-    first_transfer: u128,
-}
-
+/// Ledger batches on their way to durability, with the shard batches they were made of.
+/// The shards' batches travel whole (no request is moved out of them) and are answered
+/// in place by the completion stage.
 pub(crate) struct InFlight {
     ticket: Result<Ticket, LedgerError>,
-    waiting: Vec<Waiting>,
+    batches: Vec<CommitBatch>,
 }
 
 pub(crate) fn commit_loop(
@@ -104,42 +103,35 @@ pub(crate) fn commit_loop(
     completion: Sender<InFlight>,
     commit_delay: Duration,
 ) {
-    let mut transfers: Vec<Transfer> = Vec::with_capacity(BATCH_TRANSFERS_MAX);
     while let Ok(first) = input.recv() {
-        let mut waiting = Vec::with_capacity(SHARD_BURST_MAX);
-        absorb(first, &mut transfers, &mut waiting);
+        let mut transfers = first.transfers.len();
+        let mut batches = Vec::with_capacity(BATCHES_PER_COMMIT_HINT);
+        batches.push(first);
         let deadline = Instant::now() + commit_delay;
-        while transfers.len() <= ABSORB_TRANSFERS_MAX {
-            match input.try_recv() {
-                Ok(batch) => absorb(batch, &mut transfers, &mut waiting),
+        while transfers <= ABSORB_TRANSFERS_MAX {
+            let batch = match input.try_recv() {
+                Ok(batch) => batch,
                 Err(_) => {
                     let now = Instant::now();
                     if now >= deadline {
                         break;
                     }
                     match input.recv_timeout(deadline - now) {
-                        Ok(batch) => absorb(batch, &mut transfers, &mut waiting),
+                        Ok(batch) => batch,
                         Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
-            }
+            };
+            transfers += batch.transfers.len();
+            batches.push(batch);
         }
-        let ticket = ledger.submit(&transfers);
-        transfers.clear();
-        if completion.send(InFlight { ticket, waiting }).is_err() {
+        let parts: Vec<&[Transfer]> = batches.iter().map(|batch| batch.transfers.as_slice()).collect();
+        let ticket = ledger.submit_parts(&parts);
+        drop(parts);
+        if completion.send(InFlight { ticket, batches }).is_err() {
             break;
         }
     }
-}
-
-fn absorb(batch: CommitBatch, transfers: &mut Vec<Transfer>, waiting: &mut Vec<Waiting>) {
-    let mut index = 0;
-    for (pending, count) in batch.pending.into_iter().zip(batch.counts) {
-        let first_transfer = batch.transfers[index].id.0;
-        index += usize::from(count);
-        waiting.push(Waiting { shard: batch.shard, pending, count, first_transfer });
-    }
-    transfers.extend_from_slice(&batch.transfers);
 }
 
 pub(crate) fn completion_loop(
@@ -151,50 +143,51 @@ pub(crate) fn completion_loop(
     stats_slot: usize,
 ) {
     let mut give_back: FxHashMap<CapKey, i128> = FxHashMap::default();
-    let mut answers: Vec<(Request, Response)> = Vec::new();
+    let mut responses: Vec<Response> = Vec::new();
     while let Ok(in_flight) = input.recv() {
         let results = in_flight.ticket.and_then(|ticket| ledger.wait(ticket));
         let mut index = 0;
-        for waiting in in_flight.waiting {
-            let count = usize::from(waiting.count);
-            let outcome = match &results {
-                Ok(results) => verdict(&results[index..index + count]),
-                Err(_) => Err(DeclineReason::LedgerUnavailable),
-            };
-            index += count;
-            let pending = waiting.pending;
-            let response = match outcome {
-                Ok((timestamp, created)) => {
-                    if created {
-                        pending.credit.into_iter().for_each(|credit| add(&mut give_back, credit));
-                        add(&mut give_back, pending.release_on_success);
-                    } else {
-                        // A resend of an approved request: the original's answer, and
-                        // this copy's reservations go back.
-                        pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
-                        send_feedback(&feedback, waiting.shard, &pending, false);
+        for batch in &in_flight.batches {
+            let mut first = 0;
+            for (pending, &count) in batch.pending.iter().zip(&batch.counts) {
+                let count = usize::from(count);
+                let first_transfer = batch.transfers[first].id.0;
+                first += count;
+                let outcome = match &results {
+                    Ok(results) => verdict(&results[index..index + count]),
+                    Err(_) => Err(DeclineReason::LedgerUnavailable),
+                };
+                index += count;
+                let request = &pending.request;
+                let response = match outcome {
+                    Ok((timestamp, created)) => {
+                        if created {
+                            pending.credit.into_iter().for_each(|credit| add(&mut give_back, credit));
+                            add(&mut give_back, pending.release_on_success);
+                        } else {
+                            // A resend of an approved request: the original's answer, and
+                            // this copy's reservations go back.
+                            pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
+                            send_feedback(&feedback, batch.shard, pending, false);
+                        }
+                        Response::approved(request.tag, request.key, first_transfer, Some(timestamp))
                     }
-                    Response::approved(
-                        pending.request.tag,
-                        pending.request.key,
-                        waiting.first_transfer,
-                        Some(timestamp),
-                    )
-                }
-                Err(reason) => {
-                    pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
-                    send_feedback(&feedback, waiting.shard, &pending, true);
-                    Response::declined(pending.request.tag, pending.request.key, reason)
-                }
-            };
-            stats.record(stats_slot, response.code, response.decline);
-            answers.push((pending.request, response));
+                    Err(reason) => {
+                        pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
+                        send_feedback(&feedback, batch.shard, pending, true);
+                        Response::declined(request.tag, request.key, reason)
+                    }
+                };
+                stats.record(stats_slot, response.code, response.decline);
+                responses.push(response);
+            }
         }
         // Headroom first, answers after: a client that acts on an answer finds the
         // headroom it implies already back in the pool.
         caps.give_back_all(&give_back);
         give_back.clear();
-        for (request, response) in answers.drain(..) {
+        let requests = in_flight.batches.iter().flat_map(|batch| batch.pending.iter().map(|p| &p.request));
+        for (request, response) in requests.zip(responses.drain(..)) {
             request.reply.send(response);
         }
     }

@@ -3,13 +3,18 @@
 //! Entry `n` holds everything one commit changed, so replaying entries 1..=n rebuilds the
 //! state exactly. This is also the unit a future replication transport would ship.
 
-use crate::types::{Account, AccountFlags, AccountId, TransferId, TransferRecord, WindowId};
+use crate::types::{
+    Account, AccountFlags, AccountId, ArchivedTransferId, ArchivedTransferRecord, TransferId, TransferRecord, WindowId,
+};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// Bumped when the encoding changes; an entry with another version is refused.
 pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 1;
+
+/// Room for an entry's own fields and the version byte, beyond its records.
+const ENTRY_OVERHEAD_BYTES: usize = 256;
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub(crate) enum JournalEntry {
@@ -45,8 +50,17 @@ pub(crate) enum DecodeError {
 /// Encodes an entry. The format version travels at the end, so the rkyv bytes need no
 /// second copy to make room for it at the front.
 pub(crate) fn encode(entry: &JournalEntry) -> AlignedVec {
-    let mut bytes =
-        rkyv::to_bytes::<rancor::Error>(entry).expect("serializing a journal entry into memory cannot fail");
+    // Sized up front: growing a megabyte buffer by doubling copies it several times.
+    let capacity = match entry {
+        JournalEntry::Transfers { expired, records } => {
+            records.len() * std::mem::size_of::<ArchivedTransferRecord>()
+                + expired.len() * std::mem::size_of::<ArchivedTransferId>()
+                + ENTRY_OVERHEAD_BYTES
+        }
+        _ => ENTRY_OVERHEAD_BYTES,
+    };
+    let mut bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(entry, AlignedVec::with_capacity(capacity))
+        .expect("serializing a journal entry into memory cannot fail");
     bytes.push(JOURNAL_FORMAT_VERSION);
     bytes
 }

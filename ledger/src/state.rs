@@ -111,6 +111,9 @@ pub(crate) struct State {
     /// The sequence number the next journal entry will get. Entries are numbered from 1.
     pub next_seq: u64,
     undo: Vec<Undo>,
+    /// The records of the batch being committed, kept between batches so that each one
+    /// does not allocate (and fault in) a fresh buffer.
+    pub records_scratch: Vec<TransferRecord>,
 }
 
 /// How `apply_one` gets its timestamp: from the clock (live) or from the journal (replay).
@@ -235,8 +238,9 @@ impl State {
             credit.balances.credits_pending.checked_sub(amount).expect("credits_pending covers the hold");
     }
 
-    /// Applies a batch at time `now`. Pushes one result per transfer, and the records of
-    /// the committed ones, in order, to be journaled as entry `self.next_seq`.
+    /// Applies a batch at time `now`. Appends one result per transfer, and the records of
+    /// the committed ones, in order, to be journaled as entry `self.next_seq`. Several
+    /// batches may be appended to one entry; a linked chain stays within its batch.
     pub fn apply_batch(
         &mut self,
         now: u64,
@@ -245,6 +249,9 @@ impl State {
         records: &mut Vec<TransferRecord>,
     ) {
         let count = transfers.len();
+        // Results of earlier batches of the same entry come before this one's.
+        let results_base = results.len();
+        let records_base = records.len();
         let mut chain_start: Option<(usize, usize)> = None; // (transfer index, records length)
         let mut index = 0;
         while index < count {
@@ -265,7 +272,7 @@ impl State {
                 if failed {
                     self.rollback_chain();
                     records.truncate(records_mark);
-                    for earlier in &mut results[start..index] {
+                    for earlier in &mut results[results_base + start..results_base + index] {
                         *earlier = Err(TransferError::LinkedEventFailed);
                     }
                     // The rest of the chain, up to and including its last member, fails too.
@@ -286,8 +293,8 @@ impl State {
             }
             index += 1;
         }
-        debug_assert_eq!(results.len(), count);
-        self.window_transfer_count += records.len() as u64;
+        debug_assert_eq!(results.len() - results_base, count);
+        self.window_transfer_count += (records.len() - records_base) as u64;
     }
 
     /// Re-applies a journaled entry's expiries and records. Panics if the journal does not

@@ -198,6 +198,57 @@ fn linked_fx_group_is_all_or_nothing() {
 }
 
 #[test]
+fn parts_commit_as_one_entry_and_keep_their_chains_apart() {
+    let f = fixture();
+    let seq_before = f.ledger.durable_seq();
+    // Part 1: a plain transfer, then a chain whose second link overdraws account 1.
+    let plain = Transfer::new(70, 1, 2, 10, usd());
+    let mut link = Transfer::new(71, 1, 2, 20, usd());
+    link.flags = TransferFlags::LINKED;
+    let overdraw = Transfer::new(72, 1, 2, 5_000, usd());
+    // Part 2: a chain that commits, and a chain left open at the end of its part: a chain
+    // does not run on into the next part.
+    let mut first = Transfer::new(73, 1, 2, 30, usd());
+    first.flags = TransferFlags::LINKED;
+    let second = Transfer::new(74, 2, 9, 5, usd());
+    let mut open = Transfer::new(75, 1, 2, 1, usd());
+    open.flags = TransferFlags::LINKED;
+    // Part 3: a duplicate of part 1's committed transfer, and a new one.
+    let again = plain;
+    let last = Transfer::new(76, 1, 2, 40, usd());
+    let parts: [&[Transfer]; 3] = [&[plain, link, overdraw], &[first, second, open], &[again, last]];
+    let ticket = f.ledger.submit_parts(&parts).unwrap();
+    let results = f.ledger.wait(ticket).unwrap();
+    let outcome: Vec<Result<bool, TransferError>> = results.iter().map(|r| r.map(|ok| ok.created)).collect();
+    assert_eq!(
+        outcome,
+        vec![
+            Ok(true),
+            Err(TransferError::LinkedEventFailed),
+            Err(TransferError::InsufficientFunds),
+            Ok(true),
+            Ok(true),
+            Err(TransferError::LinkedChainOpen),
+            Ok(false),
+            Ok(true),
+        ]
+    );
+    assert_eq!(f.ledger.durable_seq(), seq_before + 1, "the parts are one journal entry");
+    assert_eq!(balances(&f.ledger, 1).debits_posted, 10 + 30 + 40);
+    assert_eq!(balances(&f.ledger, 2).credits_posted, 10 + 30 + 40);
+    assert!(f.ledger.transfer(TransferId(71)).unwrap().is_none());
+    assert!(f.ledger.transfer(TransferId(75)).unwrap().is_none());
+    let window = f.ledger.window_positions(f.ledger.current_window()).unwrap();
+    assert_eq!(window.transfer_count, 1 + 4, "the funding and the four committed transfers");
+    // Too many transfers across the parts is refused whole.
+    let many = vec![Transfer::new(80, 1, 2, 1, usd()); BATCH_TRANSFERS_MAX];
+    let parts: [&[Transfer]; 2] = [&many, &[last]];
+    assert!(
+        matches!(f.ledger.submit_parts(&parts), Err(LedgerError::BatchTooLarge(n)) if n == BATCH_TRANSFERS_MAX + 1)
+    );
+}
+
+#[test]
 fn window_close_is_a_cut_and_history_pages() {
     let f = fixture();
     for i in 0..5 {
