@@ -15,8 +15,6 @@ pub(crate) const CHECKPOINT_CF: &str = "checkpoint";
 /// costs that much memory per memtable (up to `WRITE_BUFFER_COUNT_MAX` of them).
 const WRITE_BUFFER_SIZE_BYTES: usize = 128 << 20;
 const WRITE_BUFFER_COUNT_MAX: i32 = 4;
-/// Obsolete write-ahead log files kept for reuse.
-const WAL_FILES_RECYCLED: usize = 4;
 
 pub(crate) fn open(path: &Path, wal_size_bytes_max: u64) -> Result<DB, rocksdb::Error> {
     let mut options = Options::default();
@@ -31,11 +29,6 @@ pub(crate) fn open(path: &Path, wal_size_bytes_max: u64) -> Result<DB, rocksdb::
     // A crash keeps a consistent prefix of the write-ahead log: the journal never has a hole.
     options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
     options.set_keep_log_file_num(4);
-    // Reuse write-ahead log files instead of creating new ones: writes land in blocks
-    // (and page-cache pages) the file already has, so a synced write does not also have
-    // to commit the file's growth to the filesystem journal. RocksDB supports this with
-    // point-in-time recovery (the recycled tail is told apart by its record format).
-    options.set_recycle_log_file_num(WAL_FILES_RECYCLED);
 
     let mut journal = Options::default();
     journal.set_write_buffer_size(WRITE_BUFFER_SIZE_BYTES);
