@@ -60,6 +60,10 @@ pub struct SwitchConfig {
     /// default, about four times the memtables). Smaller means less log to replay at start.
     #[serde(default)]
     pub ledger_wal_size_bytes_max: u64,
+    /// Transfers the ledger's index reserves room for at start (0: it grows as needed,
+    /// which pauses commits while it doubles). About 50 bytes each.
+    #[serde(default)]
+    pub ledger_transfers_reserved: usize,
     pub vault_key: String,
     #[serde(default)]
     pub cutoff_utc_offset_minutes: i32,

@@ -87,8 +87,11 @@ pub async fn run(config: Config) -> Result<()> {
     std::fs::create_dir_all(&switch.data_dir)
         .with_context(|| format!("creating the data dir {}", switch.data_dir.display()))?;
     let ledger_dir = switch.data_dir.join("ledger");
-    let ledger_options =
-        LedgerOptions { wal_size_bytes_max: switch.ledger_wal_size_bytes_max, ..LedgerOptions::default() };
+    let ledger_options = LedgerOptions {
+        wal_size_bytes_max: switch.ledger_wal_size_bytes_max,
+        transfers_reserved: switch.ledger_transfers_reserved,
+        ..LedgerOptions::default()
+    };
     let ledger = tokio::task::block_in_place(|| Ledger::open(&ledger_dir, ledger_options))
         .with_context(|| format!("opening the ledger in {}", ledger_dir.display()))?;
     let recovery = ledger.recovery();
