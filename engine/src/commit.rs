@@ -127,7 +127,6 @@ pub(crate) fn commit_loop(
         }
         let parts: Vec<&[Transfer]> = batches.iter().map(|batch| batch.transfers.as_slice()).collect();
         let ticket = ledger.submit_parts(&parts);
-        drop(parts);
         if completion.send(InFlight { ticket, batches }).is_err() {
             break;
         }
