@@ -20,6 +20,18 @@ pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// anything else never verifies.
 pub const SIGNATURE_SCHEME: &str = "JUNCTION-HMAC-SHA256";
 
+/// The lines of the canonical string, in order (joined by "\n").
+fn canonical_parts<'a>(
+    method: &'a str,
+    path_and_query: &'a str,
+    timestamp: &'a str,
+    participant: &'a str,
+    idempotency_key: &'a str,
+    body_hash: &'a str,
+) -> [&'a str; 7] {
+    [SIGNATURE_SCHEME, method, path_and_query, timestamp, participant, idempotency_key, body_hash]
+}
+
 /// Writes the canonical string into `mac` without building it.
 pub fn feed_canonical(
     mac: &mut HmacSha256,
@@ -31,9 +43,8 @@ pub fn feed_canonical(
     body: &[u8],
 ) {
     let body_hash = hex::encode(Sha256::digest(body));
-    for (index, part) in [SIGNATURE_SCHEME, method, path_and_query, timestamp, participant, idempotency_key, &body_hash]
-        .iter()
-        .enumerate()
+    for (index, part) in
+        canonical_parts(method, path_and_query, timestamp, participant, idempotency_key, &body_hash).iter().enumerate()
     {
         if index > 0 {
             mac.update(b"\n");
@@ -52,7 +63,7 @@ pub fn canonical_string(
     body: &[u8],
 ) -> String {
     let body_hash = hex::encode(Sha256::digest(body));
-    [SIGNATURE_SCHEME, method, path_and_query, timestamp, participant, idempotency_key, &body_hash].join("\n")
+    canonical_parts(method, path_and_query, timestamp, participant, idempotency_key, &body_hash).join("\n")
 }
 
 /// The `X-Junction-Signature` value of a request: hex HMAC-SHA256 under `secret`.
