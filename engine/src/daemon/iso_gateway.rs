@@ -130,9 +130,7 @@ async fn connection(
     let mut discard_bytes = 0usize;
     let mut chunk = vec![0u8; READ_BUFFER_SIZE_BYTES];
     loop {
-        while in_flight.load(Ordering::Acquire) >= CONNECTION_IN_FLIGHT_MAX {
-            notify.notified().await;
-        }
+        room(&in_flight, &notify).await;
         let read = tokio::select! {
             read = reader.read(&mut chunk) => read?,
             _ = shutdown.changed() => 0,
@@ -151,6 +149,8 @@ async fn connection(
         loop {
             match next_frame(&buffer[consumed..]) {
                 Ok(Some((raw, size))) => {
+                    // One read can hold many frames: the bound holds frame by frame.
+                    room(&in_flight, &notify).await;
                     handle(raw, context, &mut signed_on, &sender, &sink, &in_flight);
                     consumed += size;
                 }
@@ -181,6 +181,13 @@ async fn connection(
     // Let the writer send what is still coming for this connection, then stop.
     let _ = writer_task.await;
     Ok(())
+}
+
+/// Waits until the connection has fewer than its bound of requests in flight.
+async fn room(in_flight: &AtomicUsize, notify: &tokio::sync::Notify) {
+    while in_flight.load(Ordering::Acquire) >= CONNECTION_IN_FLIGHT_MAX {
+        notify.notified().await;
+    }
 }
 
 fn handle(
