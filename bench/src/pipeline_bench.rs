@@ -2,7 +2,7 @@
 //! into the ledger with the WAL synced, answers — at several shard counts and account
 //! distributions. Latency is per request, from submit to answer.
 
-use crate::machine::Machine;
+use crate::machine::{CpuMeter, CpuUse, Machine};
 use anyhow::{Context, Result};
 use crossbeam::channel::unbounded;
 use hdrhistogram::Histogram;
@@ -63,6 +63,9 @@ struct CaseResult {
     latency_us_p99: u64,
     latency_us_p999: u64,
     latency_us_max: u64,
+    /// Process CPU (all threads, user + system) per approved transfer while driven.
+    cpu_us_per_transfer: f64,
+    cpu: CpuUse,
     machine: Machine,
 }
 
@@ -94,7 +97,8 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
             let result = run_case(case, accounts, shards, args, dir.path(), &machine)
                 .with_context(|| format!("running case {case} with {shards} shards"))?;
             println!(
-                "{:<12} shards {}  {:>9} transfers/s  latency p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>7} us  ({} approved)",
+                "{:<12} shards {}  {:>9} transfers/s  latency p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>7} us  ({} approved)  \
+                 cpu {:.2} us/transfer (user {:.1} s, system {:.1} s), steal {:.1}%",
                 result.case,
                 result.shards,
                 result.transfers_per_s,
@@ -102,7 +106,11 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                 result.latency_us_p99,
                 result.latency_us_p999,
                 result.latency_us_max,
-                result.approved
+                result.approved,
+                result.cpu_us_per_transfer,
+                result.cpu.user_s,
+                result.cpu.system_s,
+                result.cpu.steal_percent
             );
             results.push(result);
         }
@@ -194,8 +202,10 @@ fn run_case(
     let provisioning = Instant::now();
     provision(&engine, accounts)?;
     eprintln!("  provisioned {accounts} accounts in {:.1} s", provisioning.elapsed().as_secs_f64());
+    let meter = CpuMeter::start();
     let Driven { latency, approved, overloaded, seconds } =
         drive(&engine, case, accounts, args.requests, args.in_flight, 0)?;
+    let cpu = meter.stop();
     if overloaded > 0 {
         eprintln!("  note: {overloaded} requests were declined with 91 (a shard queue was full)");
     }
@@ -212,6 +222,8 @@ fn run_case(
         latency_us_p99: latency.value_at_quantile(0.99),
         latency_us_p999: latency.value_at_quantile(0.999),
         latency_us_max: latency.max(),
+        cpu_us_per_transfer: cpu.us_per(approved),
+        cpu,
         machine: machine.clone(),
     })
 }

@@ -23,6 +23,7 @@ use crate::vault::{is_expired, CardEntry};
 use crate::{participant_account, participant_of_account, EngineStats};
 use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::{AccountId, Currency, Ledger, ParticipantId, Transfer, TransferFlags, TransferId};
+use junction_ledger::memory::BigMap;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -156,8 +157,8 @@ pub(crate) struct Shard {
     pub ledger: Arc<Ledger>,
     pub caps: Arc<CapPool>,
     pub stats: Arc<EngineStats>,
-    accounts: FxHashMap<AccountId, AuthAccount>,
-    remembered: FxHashMap<RequestKey, Remembered>,
+    accounts: BigMap<AccountId, AuthAccount>,
+    remembered: BigMap<RequestKey, Remembered>,
     remembered_order: VecDeque<RequestKey>,
     holds: FxHashMap<RequestKey, HeldReservation>,
     hold_expiries: BTreeSet<(u64, RequestKey)>,
@@ -190,8 +191,8 @@ impl Shard {
             ledger,
             caps,
             stats,
-            accounts: FxHashMap::default(),
-            remembered: FxHashMap::default(),
+            accounts: BigMap::default(),
+            remembered: BigMap::default(),
             remembered_order: VecDeque::new(),
             holds: FxHashMap::default(),
             hold_expiries: BTreeSet::new(),

@@ -12,7 +12,7 @@ use crate::types::*;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
-use rustc_hash::FxHashMap;
+use crate::memory::{BigMap, HugePages};
 
 /// Entries per checkpoint chunk (one RocksDB value each, a few MB): small enough that
 /// encoding and decoding reuse one buffer, large enough that the per-value cost vanishes.
@@ -424,14 +424,14 @@ fn load_table<'g, T, K, V>(
     meta: &CheckpointMeta,
     table: Table,
     convert: impl Fn(T) -> Result<(K, V), String>,
-) -> Result<FxHashMap<K, V>, String>
+) -> Result<BigMap<K, V>, String>
 where
     K: std::hash::Hash + Eq,
     Vec<T>: Archive,
     <Vec<T> as Archive>::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>
         + rkyv::Deserialize<Vec<T>, rkyv::api::high::HighDeserializer<rancor::Error>>,
 {
-    let mut map = FxHashMap::with_capacity_and_hasher(meta.entries(table), Default::default());
+    let mut map = BigMap::with_capacity_and_hasher_in(meta.entries(table), Default::default(), HugePages);
     let mut buffer = AlignedVec::new();
     for index in 0..meta.chunks(table) {
         let key = chunk_key(table, index);

@@ -12,6 +12,7 @@ pub mod clearing;
 pub mod currency;
 mod journal;
 mod ledger;
+pub mod memory;
 mod state;
 mod store;
 pub mod types;

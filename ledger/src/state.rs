@@ -9,6 +9,7 @@
 //! entries that a new transfer needs.
 
 use crate::currency::Currency;
+use crate::memory::BigMap;
 use crate::types::*;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,8 +102,8 @@ const WARM_GROUP: usize = 32;
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub accounts: FxHashMap<AccountId, AccountState>,
-    pub transfers: FxHashMap<TransferId, TransferIndexEntry>,
+    pub accounts: BigMap<AccountId, AccountState>,
+    pub transfers: BigMap<TransferId, TransferIndexEntry>,
     pub holds: FxHashMap<TransferId, Hold>,
     expiries: BTreeSet<(u64, TransferId)>,
     /// The open window and its positions.
