@@ -29,7 +29,6 @@ pub(crate) fn open(path: &Path, wal_size_bytes_max: u64) -> Result<DB, rocksdb::
     // A crash keeps a consistent prefix of the write-ahead log: the journal never has a hole.
     options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
     options.set_keep_log_file_num(4);
-    options.set_recycle_log_file_num(4);
 
     let mut journal = Options::default();
     journal.set_write_buffer_size(WRITE_BUFFER_SIZE_BYTES);
