@@ -6,8 +6,8 @@
 //! miss walks two sets of page tables. `HugePages` maps each large table on its own
 //! 2 MiB-aligned region and asks the kernel for transparent huge pages there
 //! (`MADV_HUGEPAGE`), which works with the kernel's default THP setting (`madvise`) and
-//! leaves every other allocation of the process alone. Small tables go to the global
-//! allocator. Where the kernel has THP disabled, the advice is refused and the table
+//! leaves every other allocation of the process alone, and faults the block in at once.
+//! Small tables go to the global allocator. Where the kernel has THP disabled, the advice is refused and the table
 //! simply lives on 4 KiB pages.
 
 // The one module of the ledger that calls the C library: mapping memory is what it is for.
@@ -81,6 +81,11 @@ unsafe impl Allocator for HugePages {
             }
             // Advice only: if THP is off, the table works on small pages.
             libc::madvise(start as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
+            // Fault the whole block in now (Linux 5.14+; older kernels refuse and fault
+            // it lazily): a hash table touches every page of its block anyway, and this
+            // way the first touch of a reserved table is paid at open, not per transfer
+            // under traffic.
+            libc::madvise(start as *mut libc::c_void, size, libc::MADV_POPULATE_WRITE);
         }
         let block = std::ptr::slice_from_raw_parts_mut(start as *mut u8, size);
         NonNull::new(block).ok_or(AllocError)
