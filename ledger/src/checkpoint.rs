@@ -7,12 +7,12 @@
 //! and queries read it.
 
 use crate::currency::Currency;
+use crate::memory::{BigMap, HugePages};
 use crate::state::{AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, TransferIndexEntry};
 use crate::types::*;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
-use crate::memory::{BigMap, HugePages};
 
 /// Entries per checkpoint chunk (one RocksDB value each, a few MB): small enough that
 /// encoding and decoding reuse one buffer, large enough that the per-value cost vanishes.
