@@ -4,11 +4,11 @@
 //! Those tables hold millions of entries and each transfer touches them at random, so
 //! with 4 KiB pages nearly every lookup also misses the TLB; on a virtual machine a TLB
 //! miss walks two sets of page tables. `HugePages` maps each large table on its own
-//! 2 MiB-aligned region and asks the kernel for transparent huge pages there
-//! (`MADV_HUGEPAGE`), which works with the kernel's default THP setting (`madvise`) and
-//! leaves every other allocation of the process alone, and faults the block in at once.
-//! Small tables go to the global allocator. Where the kernel has THP disabled, the advice is refused and the table
-//! simply lives on 4 KiB pages.
+//! 2 MiB-aligned region, asks the kernel for transparent huge pages there
+//! (`MADV_HUGEPAGE`, honoured with THP set to `madvise` or `always`) and faults the region
+//! in at once. Every other allocation of the process is left alone, and small tables go to
+//! the global allocator. Where THP is off, the advice is refused and the table simply
+//! lives on 4 KiB pages.
 
 // The one module of the ledger that calls the C library: mapping memory is what it is for.
 #![allow(unsafe_code)]
