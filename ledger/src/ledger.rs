@@ -56,7 +56,7 @@ pub struct LedgerOptions {
     /// The index holds every transfer ever committed; growing it copies
     /// the whole table once per doubling, under the sequencer lock, which stalls commits
     /// for up to a second at tens of millions of transfers. Reserving the day's expected
-    /// volume up front spends memory (about 50 bytes per transfer) instead.
+    /// volume up front spends memory (50 to 100 bytes per transfer: the table grows in powers of two) instead.
     pub transfers_reserved: usize,
 }
 

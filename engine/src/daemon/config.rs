@@ -61,7 +61,7 @@ pub struct SwitchConfig {
     #[serde(default)]
     pub ledger_wal_size_bytes_max: u64,
     /// Transfers the ledger's index reserves room for at start (0: it grows as needed,
-    /// which pauses commits while it doubles). About 50 bytes each.
+    /// which pauses commits while it doubles). 50 to 100 bytes each.
     #[serde(default)]
     pub ledger_transfers_reserved: usize,
     pub vault_key: String,
