@@ -4,6 +4,6 @@
 # 127.0.0.1:8080, data in ./data). Extra arguments go to junctiond. Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
-cargo build --release --workspace --bins
-exec cargo run --release -q -p junction-engine --bin junctiond -- "$@"
+./scripts/install-deps.sh --build-only
+cargo build --release -p junctiond --bins
+exec "${CARGO_TARGET_DIR:-target}/release/junctiond" "$@"

@@ -4,7 +4,7 @@
 
 use crate::machine::Machine;
 use anyhow::{Context, Result};
-use junction_ledger::clearing::{write_window_files, ClearingConfig};
+use junction_clearing::{write_window_files, ClearingConfig};
 use junction_ledger::*;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -133,7 +133,7 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
     let writing = Instant::now();
     let manifest = write_window_files(&ledger, closed.window, &dir.join("clearing"), &config)?;
     let files_ms = writing.elapsed().as_millis() as u64;
-    let folder = dir.join("clearing").join(junction_ledger::clearing::window_folder_name(closed.window.0));
+    let folder = dir.join("clearing").join(junction_clearing::window_folder_name(closed.window.0));
     let manifest_bytes = std::fs::metadata(folder.join("manifest.json")).map(|m| m.len()).unwrap_or(0);
     let bytes_written = manifest.files.iter().map(|f| f.bytes).sum::<u64>() + manifest_bytes;
     Ok(CaseResult {

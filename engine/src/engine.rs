@@ -5,18 +5,31 @@
 //! touches RocksDB itself) and reloaded on start, so a restarted switch knows its
 //! participants, cards and limits again.
 
-use crate::codes::{DeclineReason, ResponseCode};
-use crate::commit::{self, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX};
+use crate::books::{participant_account, participant_of_account, TRANSFER_CODE_OPENING_BALANCE};
+use crate::codes::DeclineReason;
+use crate::commit;
+use crate::completion;
+use crate::faults::{Faults, Stage};
 use crate::headroom::CapPool;
-use crate::model::*;
-use crate::shard::{Shard, ShardMessage, TRANSFER_CODE_OPENING_BALANCE};
-use crate::vault::{CardEntry, Directory, DirectoryError, PanKey, Vault, VaultKeyTooShort};
+use crate::messages::{ShardMessage, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX};
+use crate::model::{
+    AccountSpec, AccountStatus, CardSpec, Instrument, PanKey, ParticipantSpec, Request, RequestKey, Response,
+    TokenSpec, VelocityLimits,
+};
+use crate::provisioning::{
+    decode_account, decode_card, decode_participant, encode_account, encode_card, encode_participant, meta_key,
+    META_ACCOUNT, META_CARD, META_PARTICIPANT,
+};
+use crate::shard::Shard;
+use crate::stats::EngineStats;
+use crate::vault::{CardEntry, Directory, DirectoryError, Vault, VaultKeyTooShort};
 use crossbeam::channel::{bounded, Sender, TrySendError};
-use crossbeam::utils::CachePadded;
-use junction_ledger::*;
+use junction_ledger::{
+    Account, AccountFlags, AccountId, AccountKind, Currency, Ledger, LedgerError, ParticipantId, Transfer,
+    WindowPositions, ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX,
+};
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,20 +43,6 @@ pub const COMMIT_DELAY_US_DEFAULT: u64 = 100;
 
 /// Most accounts, cards or tokens provisioned in one call.
 pub const PROVISION_BATCH_MAX: usize = ACCOUNTS_PER_CALL_MAX;
-
-/// High byte of the ledger ids of participants' position accounts. Cardholder account ids
-/// must not use it.
-const POSITION_ACCOUNT_TAG: u128 = 0x4A;
-
-/// The ledger account holding a participant's position in a currency.
-pub fn participant_account(participant: ParticipantId, currency: Currency) -> AccountId {
-    AccountId((POSITION_ACCOUNT_TAG << 120) | (u128::from(participant.0) << 16) | u128::from(currency.numeric()))
-}
-
-/// The participant of a position account, if `id` is one.
-pub fn participant_of_account(id: AccountId) -> Option<ParticipantId> {
-    (id.0 >> 120 == POSITION_ACCOUNT_TAG).then_some(ParticipantId((id.0 >> 16) as u64))
-}
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -86,98 +85,6 @@ pub enum EngineError {
     Stopped,
 }
 
-/// Counters of one thread; summed on read.
-#[derive(Default)]
-pub struct Counters {
-    by_code: [AtomicU64; RESPONSE_CODES.len()],
-    by_reason: [AtomicU64; DECLINE_REASONS.len()],
-}
-
-const RESPONSE_CODES: [ResponseCode; 16] = [
-    ResponseCode::Approved,
-    ResponseCode::DoNotHonor,
-    ResponseCode::InvalidTransaction,
-    ResponseCode::InvalidAmount,
-    ResponseCode::InvalidCard,
-    ResponseCode::OriginalNotFound,
-    ResponseCode::FormatError,
-    ResponseCode::InsufficientFunds,
-    ResponseCode::ExpiredCard,
-    ResponseCode::NotPermitted,
-    ResponseCode::AmountLimitExceeded,
-    ResponseCode::SecurityViolation,
-    ResponseCode::FrequencyLimitExceeded,
-    ResponseCode::SystemUnavailable,
-    ResponseCode::DuplicateTransmission,
-    ResponseCode::SystemMalfunction,
-];
-
-const DECLINE_REASONS: [DeclineReason; 18] = [
-    DeclineReason::DuplicateConflict,
-    DeclineReason::UnknownCard,
-    DeclineReason::TokenDomainViolation,
-    DeclineReason::TokenExpired,
-    DeclineReason::AccountBlocked,
-    DeclineReason::AccountClosed,
-    DeclineReason::CardExpired,
-    DeclineReason::InvalidAmount,
-    DeclineReason::CurrencyMismatch,
-    DeclineReason::VelocityCountExceeded,
-    DeclineReason::VelocityAmountExceeded,
-    DeclineReason::NetDebitCapExceeded,
-    DeclineReason::InsufficientFunds,
-    DeclineReason::OriginalNotFound,
-    DeclineReason::OriginalAlreadyFinal,
-    DeclineReason::Overloaded,
-    DeclineReason::LedgerUnavailable,
-    DeclineReason::SystemError,
-];
-
-/// Answer counters by response code and decline reason, one cache line set per thread.
-pub struct EngineStats {
-    slots: Vec<CachePadded<Counters>>,
-}
-
-impl EngineStats {
-    fn new(slots: usize) -> EngineStats {
-        EngineStats { slots: (0..slots).map(|_| CachePadded::new(Counters::default())).collect() }
-    }
-
-    pub(crate) fn record(&self, slot: usize, code: ResponseCode, reason: Option<DeclineReason>) {
-        let Some(counters) = self.slots.get(slot) else { return };
-        if let Some(index) = RESPONSE_CODES.iter().position(|c| *c == code) {
-            counters.by_code[index].fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(index) = reason.and_then(|r| DECLINE_REASONS.iter().position(|d| *d == r)) {
-            counters.by_reason[index].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Answers so far per response code (only codes seen).
-    pub fn by_code(&self) -> BTreeMap<&'static str, u64> {
-        let mut totals = BTreeMap::new();
-        for (index, code) in RESPONSE_CODES.iter().enumerate() {
-            let sum: u64 = self.slots.iter().map(|s| s.by_code[index].load(Ordering::Relaxed)).sum();
-            if sum > 0 {
-                totals.insert(code.as_str(), sum);
-            }
-        }
-        totals
-    }
-
-    /// Declines so far per reason (only reasons seen).
-    pub fn by_reason(&self) -> BTreeMap<&'static str, u64> {
-        let mut totals = BTreeMap::new();
-        for (index, reason) in DECLINE_REASONS.iter().enumerate() {
-            let sum: u64 = self.slots.iter().map(|s| s.by_reason[index].load(Ordering::Relaxed)).sum();
-            if sum > 0 {
-                totals.insert(reason.name(), sum);
-            }
-        }
-        totals
-    }
-}
-
 /// Shards stay paused while this lives.
 pub struct PauseGuard {
     _held: Vec<crossbeam::channel::Receiver<()>>,
@@ -197,6 +104,7 @@ pub struct Engine {
     admin: Mutex<()>,
     /// Where declines that never reach a shard (overload) are counted.
     front_slot: usize,
+    faults: Arc<Faults>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -216,6 +124,7 @@ impl Engine {
         }
         let vault = Vault::new(&config.vault_key)?;
         let caps = Arc::new(CapPool::new());
+        let faults = Arc::new(Faults::default());
         // Slots: one per shard, one for the completion stage, one for the front door.
         let stats = Arc::new(EngineStats::new(config.shards + 2));
         let (commit_tx, commit_rx) = bounded(COMMIT_QUEUE_DEPTH_MAX);
@@ -234,6 +143,7 @@ impl Engine {
                 Arc::clone(&ledger),
                 Arc::clone(&caps),
                 Arc::clone(&stats),
+                Arc::clone(&faults),
             );
             threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
             shard_senders.push(shard_tx);
@@ -242,19 +152,22 @@ impl Engine {
         drop(commit_tx);
         let commit_ledger = Arc::clone(&ledger);
         let delay = Duration::from_micros(config.commit_delay_us);
-        threads
-            .push(spawn("commit".into(), move || commit::commit_loop(commit_rx, commit_ledger, completion_tx, delay))?);
-        let (completion_ledger, completion_caps, completion_stats) =
-            (Arc::clone(&ledger), Arc::clone(&caps), Arc::clone(&stats));
+        let commit_faults = Arc::clone(&faults);
+        threads.push(spawn("commit".into(), move || {
+            commit::commit_loop(commit_rx, commit_ledger, completion_tx, delay, &commit_faults)
+        })?);
+        let (completion_ledger, completion_caps, completion_stats, completion_faults) =
+            (Arc::clone(&ledger), Arc::clone(&caps), Arc::clone(&stats), Arc::clone(&faults));
         let completion_slot = config.shards;
         threads.push(spawn("completion".into(), move || {
-            commit::completion_loop(
+            completion::completion_loop(
                 completion_rx,
                 completion_ledger,
                 completion_caps,
                 feedback_senders,
                 completion_stats,
                 completion_slot,
+                &completion_faults,
             )
         })?);
         let engine = Engine {
@@ -268,6 +181,7 @@ impl Engine {
             threads: Mutex::new(threads),
             admin: Mutex::new(()),
             front_slot: config.shards + 1,
+            faults,
         };
         engine.reload()?;
         Ok(engine)
@@ -366,6 +280,14 @@ impl Engine {
             held.push(rx);
         }
         Ok(PauseGuard { _held: held })
+    }
+
+    /// Makes a pipeline stage panic on its next turn (for crash tests: the process must end).
+    pub fn inject_panic(&self, stage: Stage) {
+        match stage {
+            Stage::LedgerWriter => self.ledger.inject_writer_panic(),
+            stage => self.faults.inject_panic(stage),
+        }
     }
 
     /// The PAN key the directory uses for a card number (the number itself is not kept).
@@ -663,116 +585,17 @@ impl Drop for Engine {
     }
 }
 
+/// Starts a pipeline thread. A panic on it ends the whole process at once, after the panic
+/// hook has printed it: a broken invariant on one stage must not leave the other stages
+/// answering 91 or waiting forever for it. A supervisor restarts the switch, and recovery
+/// rebuilds the state from the journal.
 fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
     std::thread::Builder::new()
         .name(name)
-        .spawn(body)
+        .spawn(move || {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+                std::process::abort();
+            }
+        })
         .map_err(|e| EngineError::Config(format!("spawning a thread: {e}")))
-}
-
-// ---- provisioning records ---------------------------------------------------------------
-// Small fixed binary layouts behind a one-byte tag; the ledger stores them opaquely.
-
-const META_PARTICIPANT: u8 = b'p';
-const META_ACCOUNT: u8 = b'a';
-const META_CARD: u8 = b'c';
-
-fn meta_key(tag: u8, id: u128) -> Vec<u8> {
-    let mut key = Vec::with_capacity(17);
-    key.push(tag);
-    key.extend_from_slice(&id.to_be_bytes());
-    key
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredParticipant {
-    id: u64,
-    name: String,
-    role: Role,
-    caps: Vec<(String, u64)>,
-}
-
-fn encode_participant(spec: &ParticipantSpec) -> Vec<u8> {
-    let stored = StoredParticipant {
-        id: spec.id.0,
-        name: spec.name.clone(),
-        role: spec.role,
-        caps: spec.net_debit_caps.iter().map(|(c, cap)| (c.code().to_string(), *cap)).collect(),
-    };
-    serde_json::to_vec(&stored).unwrap_or_default()
-}
-
-fn decode_participant(bytes: &[u8]) -> Option<ParticipantSpec> {
-    let stored: StoredParticipant = serde_json::from_slice(bytes).ok()?;
-    let caps: Option<Vec<(Currency, u64)>> =
-        stored.caps.iter().map(|(code, cap)| Currency::from_code(code).ok().map(|c| (c, *cap))).collect();
-    Some(ParticipantSpec { id: ParticipantId(stored.id), name: stored.name, role: stored.role, net_debit_caps: caps? })
-}
-
-fn encode_account(spec: &AccountSpec) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(48);
-    bytes.extend_from_slice(&spec.id.0.to_be_bytes());
-    bytes.extend_from_slice(&spec.participant.0.to_be_bytes());
-    bytes.extend_from_slice(&spec.currency.numeric().to_be_bytes());
-    bytes.extend_from_slice(&spec.opening_balance.to_be_bytes());
-    bytes.push(match spec.status {
-        AccountStatus::Active => 0,
-        AccountStatus::Blocked => 1,
-        AccountStatus::Closed => 2,
-    });
-    bytes.extend_from_slice(&spec.velocity.count_per_day_max.to_be_bytes());
-    bytes.extend_from_slice(&spec.velocity.amount_per_day_max.to_be_bytes());
-    bytes
-}
-
-fn decode_account(bytes: &[u8]) -> Option<AccountSpec> {
-    if bytes.len() != 16 + 8 + 2 + 8 + 1 + 4 + 8 {
-        return None;
-    }
-    let id = u128::from_be_bytes(bytes[0..16].try_into().ok()?);
-    let participant = u64::from_be_bytes(bytes[16..24].try_into().ok()?);
-    let currency = Currency::from_numeric(u16::from_be_bytes(bytes[24..26].try_into().ok()?)).ok()?;
-    let opening_balance = u64::from_be_bytes(bytes[26..34].try_into().ok()?);
-    let status = match bytes[34] {
-        0 => AccountStatus::Active,
-        1 => AccountStatus::Blocked,
-        2 => AccountStatus::Closed,
-        _ => return None,
-    };
-    let count_per_day_max = u32::from_be_bytes(bytes[35..39].try_into().ok()?);
-    let amount_per_day_max = u64::from_be_bytes(bytes[39..47].try_into().ok()?);
-    Some(AccountSpec {
-        id: AccountId(id),
-        participant: ParticipantId(participant),
-        currency,
-        opening_balance,
-        status,
-        velocity: VelocityLimits { count_per_day_max, amount_per_day_max },
-    })
-}
-
-fn encode_card(entry: &CardEntry) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(20);
-    bytes.extend_from_slice(&entry.account.0.to_be_bytes());
-    bytes.extend_from_slice(&entry.expiry_yymm.to_be_bytes());
-    match entry.token_entry_modes {
-        None => bytes.extend_from_slice(&[0, 0]),
-        Some(modes) => bytes.extend_from_slice(&[1, modes.0]),
-    }
-    bytes
-}
-
-fn decode_card(bytes: &[u8]) -> Option<CardEntry> {
-    if bytes.len() != 20 {
-        return None;
-    }
-    Some(CardEntry {
-        account: AccountId(u128::from_be_bytes(bytes[0..16].try_into().ok()?)),
-        expiry_yymm: u16::from_be_bytes(bytes[16..18].try_into().ok()?),
-        token_entry_modes: match bytes[18] {
-            0 => None,
-            1 => Some(EntryModes(bytes[19])),
-            _ => return None,
-        },
-    })
 }

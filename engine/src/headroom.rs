@@ -12,12 +12,10 @@
 //! so near the cap a shard may decline while another still holds a little headroom:
 //! the error is on the safe side.
 
-use junction_ledger::{Currency, ParticipantId};
+use junction_ledger::PositionKey;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-pub type CapKey = (ParticipantId, Currency);
 
 /// A slice is at most the pool's available headroom divided by this. Larger means fewer
 /// refills (lock acquisitions) but more headroom parked in idle shards.
@@ -32,7 +30,7 @@ struct PoolEntry {
 
 #[derive(Default)]
 pub struct CapPool {
-    entries: Mutex<FxHashMap<CapKey, PoolEntry>>,
+    entries: Mutex<FxHashMap<PositionKey, PoolEntry>>,
     /// Bumped when caps change, so shards drop their cached slices and "no cap" answers.
     generation: AtomicU64,
 }
@@ -43,7 +41,7 @@ impl CapPool {
     }
 
     /// Sets a participant's cap in a currency. Headroom already spent stays spent.
-    pub fn set_cap(&self, key: CapKey, cap: u64) {
+    pub fn set_cap(&self, key: PositionKey, cap: u64) {
         let mut entries = self.entries.lock();
         match entries.get_mut(&key) {
             Some(entry) => {
@@ -63,14 +61,14 @@ impl CapPool {
 
     /// Gives headroom back: a failed or voided reservation, or credits the participant
     /// received, or the debits of a window that closed.
-    pub fn give_back(&self, key: CapKey, amount: i128) {
+    pub fn give_back(&self, key: PositionKey, amount: i128) {
         if let Some(entry) = self.entries.lock().get_mut(&key) {
             entry.available += amount;
         }
     }
 
     /// Applies many give-backs under one lock acquisition.
-    pub fn give_back_all(&self, amounts: &FxHashMap<CapKey, i128>) {
+    pub fn give_back_all(&self, amounts: &FxHashMap<PositionKey, i128>) {
         if amounts.is_empty() {
             return;
         }
@@ -83,13 +81,13 @@ impl CapPool {
     }
 
     /// Headroom not granted to any shard (for metrics and tests).
-    pub fn available(&self, key: CapKey) -> Option<i128> {
+    pub fn available(&self, key: PositionKey) -> Option<i128> {
         self.entries.lock().get(&key).map(|e| e.available)
     }
 
     /// Grants at least `need` if the pool has it, plus a slice for what comes next.
     /// `None`: the participant has no cap in this currency.
-    fn grant(&self, key: CapKey, need: i128) -> Option<Result<i128, ()>> {
+    fn grant(&self, key: PositionKey, need: i128) -> Option<Result<i128, ()>> {
         let mut entries = self.entries.lock();
         let entry = entries.get_mut(&key)?;
         if entry.available < need {
@@ -111,13 +109,13 @@ enum Slice {
 /// One shard's slices. Owned by the shard thread: no locks.
 #[derive(Default)]
 pub struct LocalHeadroom {
-    slices: FxHashMap<CapKey, Slice>,
+    slices: FxHashMap<PositionKey, Slice>,
     generation: u64,
 }
 
 impl LocalHeadroom {
     /// Reserves `amount` of `key`'s headroom. False: it would breach the cap.
-    pub fn reserve(&mut self, pool: &CapPool, key: CapKey, amount: u64) -> bool {
+    pub fn reserve(&mut self, pool: &CapPool, key: PositionKey, amount: u64) -> bool {
         let generation = pool.generation();
         if generation != self.generation {
             self.flush(pool);
@@ -146,7 +144,7 @@ impl LocalHeadroom {
     }
 
     /// Puts back a reservation this shard made and will not use.
-    pub fn unreserve(&mut self, key: CapKey, amount: u64) {
+    pub fn unreserve(&mut self, key: PositionKey, amount: u64) {
         if let Some(Slice::Headroom(local)) = self.slices.get_mut(&key) {
             *local += i128::from(amount);
         }
@@ -154,7 +152,7 @@ impl LocalHeadroom {
 
     /// Returns every slice to the pool (caps changed, or the shard stops).
     pub fn flush(&mut self, pool: &CapPool) {
-        let mut returned: FxHashMap<CapKey, i128> = FxHashMap::default();
+        let mut returned: FxHashMap<PositionKey, i128> = FxHashMap::default();
         for (key, slice) in self.slices.drain() {
             if let Slice::Headroom(local) = slice {
                 returned.insert(key, local);
@@ -167,8 +165,9 @@ impl LocalHeadroom {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use junction_ledger::{Currency, ParticipantId};
 
-    fn key() -> CapKey {
+    fn key() -> PositionKey {
         (ParticipantId(1), Currency::from_code("USD").unwrap())
     }
 

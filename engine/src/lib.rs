@@ -1,28 +1,39 @@
-//! Junction's switch: wire codecs, the sharded authorization pipeline and its admin side.
+//! Junction's authorization pipeline: the shards, the rules, the vault, the cap headroom,
+//! and the commit and completion stages behind them.
 //!
 //! Requests enter through `Engine::submit`, are routed to the shard owning the payer's
 //! account (`shard.rs`, the authorization hot path), committed to the ledger in batches by
-//! the commit stage (`commit.rs`), and answered through their reply sink once durable.
-//! The engine never touches RocksDB: it talks to `junction_ledger::Ledger` only.
+//! the commit stage (`commit.rs`), and answered through their reply sink once durable by
+//! the completion stage (`completion.rs`). The messages between the stages live in
+//! `messages.rs`, so no stage imports another.
+//!
+//! The engine knows no sockets, HTTP, TOML, async runtime or signals (that is
+//! `junctiond`), and never touches RocksDB: it talks to `junction_ledger::Ledger` only.
 
+pub mod books;
 pub mod clock;
 pub mod codes;
 mod commit;
-pub mod daemon;
+mod completion;
 mod engine;
+pub mod faults;
 pub mod headroom;
+mod messages;
 pub mod model;
+mod provisioning;
 mod shard;
+pub mod stats;
 pub mod vault;
 
-/// The wire formats live in their own crate so clients can use them without the switch.
-pub use junction_wire::{iso8583, qr};
-
+pub use books::{participant_account, participant_of_account};
 pub use codes::{DeclineReason, ResponseCode};
-pub use commit::{COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, TRANSFERS_PER_REQUEST_MAX};
-pub use engine::*;
-pub use shard::{
-    AMOUNT_PER_REQUEST_MAX, AUTH_HOLD_TIMEOUT_S, DEDUPE_ENTRIES_PER_SHARD_MAX, HOLDS_PER_SHARD_MAX, SHARD_BURST_MAX,
-    TRANSFER_CODE_AUTHORIZATION, TRANSFER_CODE_COMPLETION, TRANSFER_CODE_FX_LEG, TRANSFER_CODE_OPENING_BALANCE,
-    TRANSFER_CODE_PURCHASE, TRANSFER_CODE_QR_PAYMENT, TRANSFER_CODE_REFUND, TRANSFER_CODE_REVERSAL,
+pub use engine::{
+    Engine, EngineConfig, EngineError, PauseGuard, COMMIT_DELAY_US_DEFAULT, PROVISION_BATCH_MAX,
+    SHARD_QUEUE_DEPTH_MAX_DEFAULT,
 };
+pub use messages::{
+    COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX, REQUESTS_PAST_SHARDS_MAX, SHARD_BURST_MAX,
+    TRANSFERS_PER_REQUEST_MAX,
+};
+pub use shard::{AMOUNT_PER_REQUEST_MAX, AUTH_HOLD_TIMEOUT_S, DEDUPE_ENTRIES_PER_SHARD_MAX, HOLDS_PER_SHARD_MAX};
+pub use stats::EngineStats;

@@ -65,7 +65,7 @@ pub struct CardSpec {
 impl std::fmt::Debug for CardSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CardSpec")
-            .field("pan", &crate::iso8583::MaskedPan(&self.pan))
+            .field("pan", &junction_wire::iso8583::MaskedPan(&self.pan))
             .field("account", &self.account)
             .field("expiry_yymm", &self.expiry_yymm)
             .finish()
@@ -135,7 +135,7 @@ pub struct TokenSpec {
 impl std::fmt::Debug for TokenSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenSpec")
-            .field("dpan", &crate::iso8583::MaskedPan(&self.dpan))
+            .field("dpan", &junction_wire::iso8583::MaskedPan(&self.dpan))
             .field("account", &self.account)
             .field("expiry_yymm", &self.expiry_yymm)
             .field("allowed_entry_modes", &self.allowed_entry_modes)
@@ -201,12 +201,17 @@ pub struct FxLeg {
     pub credit_currency: Currency,
 }
 
+/// The vault's keyed hash of a PAN or DPAN (see `vault.rs`): how the engine knows a card
+/// without its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PanKey(pub u128);
+
 /// How the request names the payer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Instrument {
     /// A card or device token, by the vault's keyed hash of its number. Whether it is a
     /// token is the directory's knowledge.
-    Card(crate::vault::PanKey),
+    Card(PanKey),
     /// An account named directly (wallets).
     Account(AccountId),
 }

@@ -14,23 +14,26 @@
 //! decline costs no allocation; clippy's `result_large_err` is allowed for that reason.
 #![allow(clippy::result_large_err)]
 
+use crate::books::{
+    participant_account, participant_of_account, TRANSFER_CODE_AUTHORIZATION, TRANSFER_CODE_COMPLETION,
+    TRANSFER_CODE_FX_LEG, TRANSFER_CODE_PURCHASE, TRANSFER_CODE_QR_PAYMENT, TRANSFER_CODE_REFUND,
+    TRANSFER_CODE_REVERSAL,
+};
 use crate::clock;
 use crate::codes::DeclineReason;
-use crate::commit::{CommitBatch, Pending};
-use crate::headroom::{CapKey, CapPool, LocalHeadroom};
-use crate::model::*;
+use crate::faults::{Faults, Stage};
+use crate::headroom::{CapPool, LocalHeadroom};
+use crate::messages::{CommitBatch, Feedback, HoldFeedback, Pending, ShardMessage, SHARD_BURST_MAX};
+use crate::model::{AccountStatus, FxLeg, Instrument, Operation, Request, RequestKey, Response, VelocityLimits};
+use crate::stats::EngineStats;
 use crate::vault::{is_expired, CardEntry};
-use crate::{participant_account, participant_of_account, EngineStats};
 use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::memory::BigMap;
-use junction_ledger::{AccountId, Currency, Ledger, ParticipantId, Transfer, TransferFlags, TransferId};
+use junction_ledger::{AccountId, Currency, Ledger, ParticipantId, PositionKey, Transfer, TransferFlags, TransferId};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-
-/// Requests a shard takes from its queue before handing a batch to the commit stage.
-pub const SHARD_BURST_MAX: usize = 1024;
 
 /// Requests whose lookups `Shard::warm` issues together (see the ledger's own `warm`).
 const WARM_GROUP: usize = 32;
@@ -54,37 +57,6 @@ const _: () = assert!(VELOCITY_BUCKET_S * VELOCITY_BUCKETS as u64 == 24 * 3600);
 
 /// Largest amount a single request may carry, in minor units (amount sanity, code 13).
 pub const AMOUNT_PER_REQUEST_MAX: u64 = 1_000_000_000_000;
-
-/// Messages a shard's queue carries.
-pub(crate) enum ShardMessage {
-    Request {
-        request: Request,
-        card: Option<CardEntry>,
-    },
-    AddAccounts(Vec<AccountSpec>),
-    /// Room for this many more accounts, before a bulk load (one table resize, not many).
-    ReserveAccounts(usize),
-    SetStatus(AccountId, AccountStatus),
-    SetVelocity(AccountId, VelocityLimits),
-    /// Sent by `Engine::sync` and answered once everything before it was handled.
-    Barrier(Sender<()>),
-    /// Sent by `Engine::pause`: the shard says it has stopped, then waits until the
-    /// other end is dropped.
-    Pause(Sender<()>),
-}
-
-/// What the completion stage tells a shard after the ledger's verdict.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Feedback {
-    pub account: AccountId,
-    /// Undo a velocity increment of (bucket, amount).
-    pub velocity: Option<(u64, u64)>,
-    /// Forget this hold (its authorization did not commit).
-    pub hold: Option<RequestKey>,
-    /// A resend of this authorization was answered from the ledger: keep the hold only if
-    /// the ledger still has it pending (the resend re-entered it here).
-    pub recheck_hold: Option<RequestKey>,
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Velocity {
@@ -139,7 +111,7 @@ struct AuthAccount {
 
 #[derive(Debug, Clone, Copy)]
 struct HeldReservation {
-    cap: CapKey,
+    cap: PositionKey,
     amount: u64,
     expires_at_s: u64,
 }
@@ -157,6 +129,7 @@ pub(crate) struct Shard {
     pub ledger: Arc<Ledger>,
     pub caps: Arc<CapPool>,
     pub stats: Arc<EngineStats>,
+    faults: Arc<Faults>,
     accounts: BigMap<AccountId, AuthAccount>,
     remembered: BigMap<RequestKey, Remembered>,
     remembered_order: VecDeque<RequestKey>,
@@ -182,6 +155,7 @@ impl Shard {
         ledger: Arc<Ledger>,
         caps: Arc<CapPool>,
         stats: Arc<EngineStats>,
+        faults: Arc<Faults>,
     ) -> Shard {
         Shard {
             index,
@@ -191,6 +165,7 @@ impl Shard {
             ledger,
             caps,
             stats,
+            faults,
             accounts: BigMap::default(),
             remembered: BigMap::default(),
             remembered_order: VecDeque::new(),
@@ -205,6 +180,7 @@ impl Shard {
         // at a time (see `warm`) before each request is handled.
         let mut burst: Vec<Option<ShardMessage>> = Vec::with_capacity(SHARD_BURST_MAX);
         while let Ok(first) = self.input.recv() {
+            self.faults.check(Stage::Shard);
             let unix_s = clock::now_unix_s();
             let now = Now { unix_s, yymm: clock::yymm(unix_s), bucket: unix_s / VELOCITY_BUCKET_S };
             self.absorb_feedback();
@@ -256,16 +232,17 @@ impl Shard {
 
     fn absorb_feedback(&mut self) {
         while let Ok(feedback) = self.feedback.try_recv() {
-            if let Some(account) = self.accounts.get_mut(&feedback.account) {
-                if let Some((bucket, amount)) = feedback.velocity {
-                    account.velocity.undo(bucket, amount);
-                }
+            if let (Some(account), Some(bucket)) = (self.accounts.get_mut(&feedback.account), feedback.velocity_bucket)
+            {
+                account.velocity.undo(u64::from(bucket), feedback.velocity_amount);
             }
-            let forget = feedback.hold.or_else(|| {
+            let Some(key) = feedback.hold else { continue };
+            let forget = match feedback.hold_action {
+                HoldFeedback::Forget => true,
                 // Rare (a resent authorization): a look at the ledger is affordable.
-                feedback.recheck_hold.filter(|key| !self.ledger.is_pending(TransferId(key.0)))
-            });
-            if let Some(key) = forget {
+                HoldFeedback::Recheck => !self.ledger.is_pending(TransferId(key.0)),
+            };
+            if forget {
                 if let Some(hold) = self.holds.remove(&key) {
                     self.hold_expiries.remove(&(hold.expires_at_s, key));
                 }
@@ -274,6 +251,12 @@ impl Shard {
     }
 
     /// Gives back the cap reservation of holds the ledger has released by timeout.
+    ///
+    /// Only for holds the ledger actually has: an authorization that never committed had
+    /// its reservation returned by the completion stage already, and giving it back here
+    /// too would hand out the same headroom twice (the unsafe side). Its hold is normally
+    /// forgotten through the feedback, which is never dropped; this check keeps the books
+    /// right even if a hold were left behind. One ledger look-up per expired hold.
     fn expire_holds(&mut self, now_s: u64) {
         while let Some(&(at, key)) = self.hold_expiries.first() {
             if at > now_s {
@@ -281,7 +264,9 @@ impl Shard {
             }
             self.hold_expiries.pop_first();
             if let Some(hold) = self.holds.remove(&key) {
-                self.caps.give_back(hold.cap, i128::from(hold.amount));
+                if self.ledger.contains_transfer(TransferId(key.0)) {
+                    self.caps.give_back(hold.cap, i128::from(hold.amount));
+                }
             }
         }
     }
@@ -731,16 +716,6 @@ impl Shard {
         Ok(())
     }
 }
-
-/// Transfer codes the engine writes (the ledger's `code` field).
-pub const TRANSFER_CODE_PURCHASE: u16 = 1;
-pub const TRANSFER_CODE_AUTHORIZATION: u16 = 2;
-pub const TRANSFER_CODE_COMPLETION: u16 = 3;
-pub const TRANSFER_CODE_REVERSAL: u16 = 4;
-pub const TRANSFER_CODE_REFUND: u16 = 5;
-pub const TRANSFER_CODE_OPENING_BALANCE: u16 = 6;
-pub const TRANSFER_CODE_QR_PAYMENT: u16 = 7;
-pub const TRANSFER_CODE_FX_LEG: u16 = 8;
 
 /// A digest of what a request asks, to tell a resend from a conflicting reuse of its key.
 pub(crate) fn content_hash(request: &Request) -> u64 {

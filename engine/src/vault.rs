@@ -9,14 +9,10 @@
 //! once, so the directory is a lock-free concurrent map (papaya): readers never block each
 //! other or the admin side provisioning millions of cards.
 
-use crate::model::{CardSpec, EntryModes, TokenSpec};
+use crate::model::{CardSpec, EntryModes, PanKey, TokenSpec};
 use hmac::{Hmac, Mac};
 use junction_ledger::AccountId;
 use sha2::Sha256;
-
-/// The vault's keyed hash of a PAN or DPAN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PanKey(pub u128);
 
 /// Shortest vault key accepted, in bytes.
 pub const VAULT_KEY_SIZE_MIN_BYTES: usize = 16;

@@ -7,7 +7,7 @@
 //! signed with the demo wallet's key, so the fuzzer reaches the code past the signature.
 #![no_main]
 
-use junction_engine::daemon::{self, config::Config};
+use junctiond::{self as daemon, config::Config};
 use junction_wire::qr_api;
 use libfuzzer_sys::fuzz_target;
 use std::io::{Read, Write};

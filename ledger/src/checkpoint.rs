@@ -2,13 +2,14 @@
 //! reopening loads it and replays only the journal after it, instead of everything.
 //!
 //! A checkpoint covers journal entries `1..=seq`. It is written only once entry `seq` is
-//! durable, in one synced RocksDB write that replaces the previous checkpoint whole, so a
-//! crash leaves either the old one or the new one. The journal itself is kept: clearing
+//! durable, as one SST file that RocksDB ingests atomically in place of the previous
+//! checkpoint, so a crash leaves either the old one or the new one. The journal itself is kept: clearing
 //! and queries read it.
 
 use crate::currency::Currency;
 use crate::memory::{BigMap, HugePages};
 use crate::state::{AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, TransferIndexEntry};
+use crate::store::{self, Store, StoredBytes};
 use crate::types::*;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -174,9 +175,7 @@ pub(crate) struct Snapshot {
     transfers: Vec<SnapTransfer>,
 }
 
-fn snap_positions<'a>(
-    positions: impl Iterator<Item = (&'a (ParticipantId, Currency), &'a Position)>,
-) -> Vec<SnapPosition> {
+fn snap_positions<'a>(positions: impl Iterator<Item = (&'a PositionKey, &'a Position)>) -> Vec<SnapPosition> {
     positions
         .map(|((participant, currency), p)| SnapPosition {
             participant: *participant,
@@ -268,24 +267,24 @@ pub(crate) fn snapshot(state: &State) -> Snapshot {
 /// be ingested into the checkpoint column family in one atomic step. No write-ahead log
 /// and no memtable: each byte is written once. Returns the meta record it holds.
 pub(crate) fn write_sst(path: &std::path::Path, seq: u64, snapshot: &Snapshot) -> Result<CheckpointMeta, String> {
-    let options = rocksdb::Options::default();
-    let mut writer = rocksdb::SstFileWriter::create(&options);
-    writer.open(path).map_err(|e| e.into_string())?;
-    let mut buffer = AlignedVec::new();
     let mut meta = CheckpointMeta { format_version: CHECKPOINT_FORMAT_VERSION, seq, entries: [0; 3], chunks: [0; 3] };
-    for table in Table::ALL {
-        let mut put = |index: usize, encoded: &AlignedVec| writer.put(chunk_key(table, index as u32), encoded);
-        let (chunks, entries) = match table {
-            Table::Accounts => (write_chunks(&snapshot.accounts, &mut buffer, &mut put), snapshot.accounts.len()),
-            Table::Holds => (write_chunks(&snapshot.holds, &mut buffer, &mut put), snapshot.holds.len()),
-            Table::Transfers => (write_chunks(&snapshot.transfers, &mut buffer, &mut put), snapshot.transfers.len()),
-        };
-        meta.chunks[table as usize] = chunks.map_err(|e| e.into_string())?;
-        meta.entries[table as usize] = entries as u64;
-    }
-    writer.put(META_KEY, encode_into(&meta, &mut buffer)).map_err(|e| e.into_string())?;
-    writer.put(SCALARS_KEY, encode_into(&snapshot.scalars, &mut buffer)).map_err(|e| e.into_string())?;
-    writer.finish().map_err(|e| e.into_string())?;
+    store::write_sst_file(path, |file| {
+        let mut buffer = AlignedVec::new();
+        for table in Table::ALL {
+            let mut put = |index: usize, encoded: &AlignedVec| file.put(&chunk_key(table, index as u32), encoded);
+            let (chunks, entries) = match table {
+                Table::Accounts => (write_chunks(&snapshot.accounts, &mut buffer, &mut put), snapshot.accounts.len()),
+                Table::Holds => (write_chunks(&snapshot.holds, &mut buffer, &mut put), snapshot.holds.len()),
+                Table::Transfers => {
+                    (write_chunks(&snapshot.transfers, &mut buffer, &mut put), snapshot.transfers.len())
+                }
+            };
+            meta.chunks[table as usize] = chunks?;
+            meta.entries[table as usize] = entries as u64;
+        }
+        file.put(META_KEY, encode_into(&meta, &mut buffer))?;
+        file.put(SCALARS_KEY, encode_into(&snapshot.scalars, &mut buffer))
+    })?;
     Ok(meta)
 }
 
@@ -293,8 +292,8 @@ pub(crate) fn write_sst(path: &std::path::Path, seq: u64, snapshot: &Snapshot) -
 fn write_chunks<T: Copy>(
     entries: &[T],
     buffer: &mut AlignedVec,
-    put: &mut impl FnMut(usize, &AlignedVec) -> Result<(), rocksdb::Error>,
-) -> Result<u32, rocksdb::Error>
+    put: &mut impl FnMut(usize, &AlignedVec) -> Result<(), String>,
+) -> Result<u32, String>
 where
     Vec<T>: for<'a> rkyv::Serialize<
         rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
@@ -340,11 +339,11 @@ pub(crate) fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, String> {
 
 /// Loads the latest checkpoint: the state it holds and the journal entry it covers up
 /// to, `Ok(None)` if there is none, or why it cannot be used.
-pub(crate) fn load(db: &rocksdb::DB, cf: &rocksdb::ColumnFamily) -> Result<Option<(State, u64)>, String> {
-    let get = |key: &[u8]| -> Result<rocksdb::DBPinnableSlice<'_>, String> {
-        db.get_pinned_cf(cf, key).map_err(|e| e.into_string())?.ok_or_else(|| format!("{} is missing", show_key(key)))
+pub(crate) fn load(store: &Store) -> Result<Option<(State, u64)>, String> {
+    let get = |key: &[u8]| -> Result<StoredBytes<'_>, String> {
+        store.checkpoint_value(key)?.ok_or_else(|| format!("{} is missing", show_key(key)))
     };
-    let meta = match db.get_pinned_cf(cf, META_KEY).map_err(|e| e.into_string())? {
+    let meta = match store.checkpoint_value(META_KEY)? {
         Some(bytes) => decode_meta(&bytes)?,
         None => return Ok(None),
     };
@@ -420,7 +419,7 @@ fn show_key(key: &[u8]) -> String {
 }
 
 fn load_table<'g, T, K, V>(
-    get: &(dyn Fn(&[u8]) -> Result<rocksdb::DBPinnableSlice<'g>, String> + Sync),
+    get: &(dyn Fn(&[u8]) -> Result<StoredBytes<'g>, String> + Sync),
     meta: &CheckpointMeta,
     table: Table,
     convert: impl Fn(T) -> Result<(K, V), String>,

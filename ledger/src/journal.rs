@@ -76,11 +76,3 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<JournalEntry, DecodeError> {
     aligned.extend_from_slice(body);
     rkyv::from_bytes::<JournalEntry, rancor::Error>(&aligned).map_err(|e| DecodeError::Rkyv(e.to_string()))
 }
-
-pub(crate) fn key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
-}
-
-pub(crate) fn seq_of_key(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.try_into().ok()?))
-}

@@ -1,4 +1,6 @@
-//! The ledger's public handle: the sequencer, the durable writer, recovery and queries.
+//! The ledger's public handle: the sequencer, commits, windows, queries and checkpoints.
+//! The durable writer thread is `writer.rs`, opening and replaying `recovery.rs`, and
+//! every RocksDB call `store.rs`.
 //!
 //! Commit path: `submit` takes the sequencer lock, applies a batch to the in-memory state
 //! (HOT PATH, `state.rs`), encodes the committed transfers as journal entry `n`, hands the
@@ -9,20 +11,21 @@
 //! already apply `n + 1` (pipelining).
 
 use crate::checkpoint;
-use crate::currency::Currency;
 use crate::journal::{self, JournalEntry};
+use crate::recovery::{self, RecoveryReport};
 use crate::state::{HoldStatus, State};
-use crate::store;
-use crate::types::*;
-use crossbeam::channel::{bounded, Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use crate::types::{
+    Account, AccountError, AccountFlags, AccountId, Balances, Position, PositionKey, Transfer, TransferError,
+    TransferId, TransferOk, TransferRecord, WindowId, WindowState,
+};
+use crate::writer::{Shared, WriteJob, WriterReport, DURABLE_WAIT_MS_MAX};
+use crossbeam::channel::{bounded, SendTimeoutError, Sender};
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most transfers in one submitted batch. A batch is one journal entry; bigger batches
 /// amortise the sync better but hold the sequencer lock longer (about 100 ns per transfer).
@@ -81,54 +84,6 @@ pub enum LedgerError {
     Corrupt(String),
 }
 
-impl From<rocksdb::Error> for LedgerError {
-    fn from(error: rocksdb::Error) -> Self {
-        LedgerError::Storage(error.into_string())
-    }
-}
-
-struct WriteJob {
-    seq: u64,
-    bytes: rkyv::util::AlignedVec,
-}
-
-#[derive(Default)]
-struct Durable {
-    seq: u64,
-    error: Option<String>,
-}
-
-struct Shared {
-    db: DB,
-    durable: Mutex<Durable>,
-    durable_changed: Condvar,
-    failed: AtomicBool,
-    sync: bool,
-    stats: WriterStats,
-}
-
-/// Counters of the durable writer, for metrics.
-#[derive(Default)]
-struct WriterStats {
-    group_commits: AtomicU64,
-    entries: AtomicU64,
-    bytes: AtomicU64,
-    commit_us_total: AtomicU64,
-    commit_us_max: AtomicU64,
-}
-
-/// What the durable writer has done since the ledger opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct WriterReport {
-    /// Synced RocksDB writes (each holds one or more journal entries).
-    pub group_commits: u64,
-    pub entries: u64,
-    pub bytes: u64,
-    /// Time spent in synced writes, in total and the longest one.
-    pub commit_us_total: u64,
-    pub commit_us_max: u64,
-}
-
 /// Junction's double-entry ledger. Cheap to share: wrap it in an `Arc`.
 pub struct Ledger {
     shared: Arc<Shared>,
@@ -138,22 +93,6 @@ pub struct Ledger {
     recovery: RecoveryReport,
     /// One checkpoint at a time.
     checkpointing: Mutex<()>,
-}
-
-/// What `open` found and how long it took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// The journal entry the loaded checkpoint covers up to (0: none, full replay).
-    pub checkpoint_seq: u64,
-    /// Journal entries replayed after the checkpoint.
-    pub entries_replayed: u64,
-    pub transfers_replayed: u64,
-    /// The whole open, and its three phases: opening RocksDB (which replays its own
-    /// write-ahead log), loading the checkpoint, replaying the journal after it.
-    pub duration_us: u64,
-    pub storage_open_us: u64,
-    pub checkpoint_load_us: u64,
-    pub replay_us: u64,
 }
 
 /// Per-transfer results of a submitted batch, released once the batch is durable.
@@ -179,7 +118,7 @@ pub struct WindowPositions {
     /// Journal entries of the window: `first_seq..=last_seq` (last is the close entry).
     pub first_seq: u64,
     pub last_seq: Option<u64>,
-    pub positions: BTreeMap<(ParticipantId, Currency), Position>,
+    pub positions: BTreeMap<PositionKey, Position>,
 }
 
 /// A view of one account.
@@ -196,65 +135,12 @@ fn now_ns() -> u64 {
 impl Ledger {
     /// Opens (or creates) the ledger at `path` and rebuilds its state from the journal.
     pub fn open(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
-        let started = Instant::now();
-        let db = store::open(path, options.wal_size_bytes_max)?;
-        let storage_open_us = started.elapsed().as_micros() as u64;
-        let (mut state, checkpoint_seq) = load_checkpoint(&db);
-        let checkpoint_load_us = started.elapsed().as_micros() as u64 - storage_open_us;
-        let mut transfers_replayed = 0u64;
-        let mut entries_replayed = 0u64;
-        {
-            let journal_cf =
-                db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
-            let start = journal::key(state.next_seq);
-            let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
-            for item in db.iterator_cf(&journal_cf, mode) {
-                let (key, value) = item?;
-                let seq = journal::seq_of_key(&key).ok_or_else(|| LedgerError::Corrupt("bad journal key".into()))?;
-                if seq != state.next_seq {
-                    return Err(LedgerError::Corrupt(format!("journal jumps from {} to {seq}", state.next_seq - 1)));
-                }
-                let entry = journal::decode(&value).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?;
-                transfers_replayed += replay_entry(&mut state, seq, entry);
-                entries_replayed += 1;
-            }
-        }
-        let replay_us = started.elapsed().as_micros() as u64 - storage_open_us - checkpoint_load_us;
+        let (store, mut state, recovery) = recovery::recover(path, options.wal_size_bytes_max)?;
         state.transfers.reserve(options.transfers_reserved.saturating_sub(state.transfers.len()));
         let durable_seq = state.next_seq - 1;
-        let shared = Arc::new(Shared {
-            db,
-            durable: Mutex::new(Durable { seq: durable_seq, error: None }),
-            durable_changed: Condvar::new(),
-            failed: AtomicBool::new(false),
-            sync: options.sync,
-            stats: WriterStats::default(),
-        });
+        let shared = Arc::new(Shared::new(store, durable_seq, options.sync));
         let (sender, receiver) = bounded(WRITE_QUEUE_DEPTH_MAX);
-        let writer_shared = Arc::clone(&shared);
-        let writer = std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || write_loop(&writer_shared, &receiver))
-            .map_err(|e| LedgerError::Storage(format!("spawning the writer thread: {e}")))?;
-        let recovery = RecoveryReport {
-            checkpoint_seq,
-            entries_replayed,
-            transfers_replayed,
-            duration_us: started.elapsed().as_micros() as u64,
-            storage_open_us,
-            checkpoint_load_us,
-            replay_us,
-        };
-        tracing::info!(
-            checkpoint_seq = recovery.checkpoint_seq,
-            entries = recovery.entries_replayed,
-            transfers = recovery.transfers_replayed,
-            duration_us = recovery.duration_us,
-            storage_open_us,
-            checkpoint_load_us,
-            replay_us,
-            "ledger recovered"
-        );
+        let writer = shared.spawn_writer(receiver)?;
         Ok(Ledger {
             shared,
             state: Mutex::new(state),
@@ -275,11 +161,7 @@ impl Ledger {
     }
 
     fn check_available(&self) -> Result<(), LedgerError> {
-        if self.shared.failed.load(Ordering::Acquire) {
-            let error = self.shared.durable.lock().error.clone().unwrap_or_default();
-            return Err(LedgerError::Unavailable(error));
-        }
-        Ok(())
+        self.shared.check_available()
     }
 
     /// Hands an encoded entry to the writer. Called with the sequencer lock held, so
@@ -289,10 +171,17 @@ impl Ledger {
         state.next_seq += 1;
         let bytes = journal::encode(entry);
         let queue = self.writer_queue.as_ref().ok_or_else(|| LedgerError::Unavailable("ledger is closing".into()))?;
-        queue
-            .send(WriteJob { seq, bytes })
-            .map_err(|_| LedgerError::Unavailable("writer thread has stopped".into()))?;
-        Ok(seq)
+        // The queue is full only while the disk is behind; a writer stuck for longer than a
+        // durability wait may last is a failing disk.
+        match queue.send_timeout(WriteJob { seq, bytes }, Duration::from_millis(DURABLE_WAIT_MS_MAX)) {
+            Ok(()) => Ok(seq),
+            Err(SendTimeoutError::Timeout(_)) => {
+                let error = format!("the writer took no journal entry for {DURABLE_WAIT_MS_MAX} ms");
+                self.shared.fail(error.clone());
+                Err(LedgerError::Unavailable(error))
+            }
+            Err(SendTimeoutError::Disconnected(_)) => Err(LedgerError::Unavailable("writer thread has stopped".into())),
+        }
     }
 
     /// Applies a batch and queues it for durable commit. The results in the ticket must
@@ -354,16 +243,7 @@ impl Ledger {
     }
 
     fn wait_durable(&self, seq: u64) -> Result<(), LedgerError> {
-        let mut durable = self.shared.durable.lock();
-        loop {
-            if durable.seq >= seq {
-                return Ok(());
-            }
-            if let Some(error) = &durable.error {
-                return Err(LedgerError::Unavailable(error.clone()));
-            }
-            self.shared.durable_changed.wait(&mut durable);
-        }
+        self.shared.wait_durable(seq)
     }
 
     /// Submits a batch and waits for it: the results of a durable commit.
@@ -525,11 +405,7 @@ impl Ledger {
     }
 
     fn read_records(&self, seq: u64) -> Result<Vec<TransferRecord>, LedgerError> {
-        let db = &self.shared.db;
-        let journal_cf = db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
-        let bytes = db
-            .get_pinned_cf(&journal_cf, journal::key(seq))?
-            .ok_or_else(|| LedgerError::Corrupt(format!("journal entry {seq} missing")))?;
+        let bytes = self.shared.store.journal_entry(seq)?;
         match journal::decode(&bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))? {
             JournalEntry::Transfers { records, .. } => Ok(records),
             _ => Ok(Vec::new()),
@@ -545,23 +421,17 @@ impl Ledger {
         mut visit: impl FnMut(&TransferRecord),
     ) -> Result<(), LedgerError> {
         self.wait_durable(last_seq)?;
-        let db = &self.shared.db;
-        let journal_cf = db.cf_handle(store::JOURNAL_CF).ok_or_else(|| LedgerError::Corrupt("no journal".into()))?;
-        let start = journal::key(first_seq);
-        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
-        for item in db.iterator_cf(&journal_cf, mode) {
-            let (key, value) = item?;
-            let seq = journal::seq_of_key(&key).ok_or_else(|| LedgerError::Corrupt("bad journal key".into()))?;
+        self.shared.store.scan_journal(first_seq, |seq, bytes| {
             if seq > last_seq {
-                break;
+                return Ok(false);
             }
             if let JournalEntry::Transfers { records, .. } =
-                journal::decode(&value).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?
+                journal::decode(bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?
             {
                 records.iter().for_each(&mut visit);
             }
-        }
-        Ok(())
+            Ok(true)
+        })
     }
 
     /// Writes a checkpoint of the state as of now, so the next open replays only what
@@ -577,31 +447,18 @@ impl Ledger {
         };
         // Never let a checkpoint get ahead of what the journal holds on disk.
         self.wait_durable(seq)?;
-        let db = &self.shared.db;
-        let cf =
-            db.cf_handle(store::CHECKPOINT_CF).ok_or_else(|| LedgerError::Corrupt("no checkpoint family".into()))?;
+        let store = &self.shared.store;
         // Written as one SST file and ingested whole: the new checkpoint replaces the old
         // atomically, a crash before the ingest leaves the old one (and a stray file that
         // the next checkpoint removes).
-        checkpoint::remove_stray_files(db.path());
-        let file = db.path().join(format!("{}{seq}.sst", checkpoint::FILE_PREFIX));
+        checkpoint::remove_stray_files(store.path());
+        let file = store.path().join(format!("{}{seq}.sst", checkpoint::FILE_PREFIX));
         let meta = checkpoint::write_sst(&file, seq, &snapshot).map_err(LedgerError::Storage)?;
         drop(snapshot);
-        let mut ingest = rocksdb::IngestExternalFileOptions::default();
-        ingest.set_move_files(true);
-        db.ingest_external_file_cf_opts(&cf, &ingest, vec![&file])?;
-        let mut stale = WriteBatch::default();
-        for (from, to) in checkpoint::stale_ranges(&meta) {
-            stale.delete_range_cf(&cf, from, to);
-        }
-        db.write(stale)?;
-        // Write the memtables out, so the write-ahead log before this point is no longer
-        // needed: the next open replays neither the journal nor RocksDB's log up to here.
-        for family in [store::JOURNAL_CF, store::META_CF] {
-            if let Some(handle) = db.cf_handle(family) {
-                db.flush_cf(&handle)?;
-            }
-        }
+        // Also flushes the memtables, so the write-ahead log before this point is no
+        // longer needed: the next open replays neither the journal nor RocksDB's log up
+        // to here.
+        store.install_checkpoint(&file, &checkpoint::stale_ranges(&meta))?;
         tracing::info!(seq, chunks = ?meta.chunks, "ledger checkpoint written");
         Ok(seq)
     }
@@ -610,48 +467,28 @@ impl Ledger {
     /// engine keeps its provisioning here; the ledger never interprets it.
     pub fn put_metadata(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), LedgerError> {
         self.check_available()?;
-        let db = &self.shared.db;
-        let meta_cf = db.cf_handle(store::META_CF).ok_or_else(|| LedgerError::Corrupt("no meta family".into()))?;
-        let mut batch = WriteBatch::default();
-        for (key, value) in records {
-            batch.put_cf(&meta_cf, key, value);
-        }
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(self.shared.sync);
-        db.write_opt(batch, &write_options)?;
-        Ok(())
+        self.shared.store.put_metadata(records, self.shared.sync)
     }
 
     /// Visits every metadata record whose key starts with `prefix`, in key order.
-    pub fn scan_metadata(&self, prefix: &[u8], mut visit: impl FnMut(&[u8], &[u8])) -> Result<(), LedgerError> {
-        let db = &self.shared.db;
-        let meta_cf = db.cf_handle(store::META_CF).ok_or_else(|| LedgerError::Corrupt("no meta family".into()))?;
-        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
-        for item in db.iterator_cf(&meta_cf, mode) {
-            let (key, value) = item?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            visit(&key, &value);
-        }
-        Ok(())
+    pub fn scan_metadata(&self, prefix: &[u8], visit: impl FnMut(&[u8], &[u8])) -> Result<(), LedgerError> {
+        self.shared.store.scan_metadata(prefix, visit)
     }
 
     /// What the durable writer has done since open (group commits, bytes, sync times).
     pub fn writer_report(&self) -> WriterReport {
-        let stats = &self.shared.stats;
-        WriterReport {
-            group_commits: stats.group_commits.load(Ordering::Relaxed),
-            entries: stats.entries.load(Ordering::Relaxed),
-            bytes: stats.bytes.load(Ordering::Relaxed),
-            commit_us_total: stats.commit_us_total.load(Ordering::Relaxed),
-            commit_us_max: stats.commit_us_max.load(Ordering::Relaxed),
-        }
+        self.shared.report()
     }
 
     /// The durable watermark: entries up to this one are on disk.
     pub fn durable_seq(&self) -> u64 {
-        self.shared.durable.lock().seq
+        self.shared.durable_seq()
+    }
+
+    /// Makes the durable writer panic on its next group commit (crash tests: the process
+    /// must end, not leave commits waiting).
+    pub fn inject_writer_panic(&self) {
+        self.shared.inject_panic();
     }
 }
 
@@ -661,23 +498,6 @@ impl Drop for Ledger {
         self.writer_queue = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
-        }
-    }
-}
-
-/// The state of the latest checkpoint and the entry it covers, or an empty state and 0
-/// when there is none or it cannot be read (then the whole journal is replayed).
-fn load_checkpoint(db: &DB) -> (State, u64) {
-    let loaded = match db.cf_handle(store::CHECKPOINT_CF) {
-        Some(cf) => checkpoint::load(db, cf),
-        None => Ok(None),
-    };
-    match loaded {
-        Ok(Some(loaded)) => loaded,
-        Ok(None) => (State::new(), 0),
-        Err(error) => {
-            tracing::warn!(%error, "checkpoint unusable; replaying the whole journal");
-            (State::new(), 0)
         }
     }
 }
@@ -701,92 +521,4 @@ fn window_view(state: &State, window: WindowId) -> Option<WindowPositions> {
         last_seq: Some(closed.last_seq),
         positions: closed.positions.clone(),
     })
-}
-
-/// Returns the number of transfers replayed.
-fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
-    match entry {
-        JournalEntry::Transfers { expired, records } => {
-            state.replay(seq, &expired, &records);
-            records.len() as u64
-        }
-        JournalEntry::Accounts { accounts } => {
-            for account in accounts {
-                assert_eq!(
-                    state.check_account(&account),
-                    Ok(true),
-                    "journal entry {seq}: account {:?} replays badly",
-                    account.id
-                );
-                state.insert_account(account);
-            }
-            state.next_seq += 1;
-            0
-        }
-        JournalEntry::AccountUpdate { id, flags, credit_limit } => {
-            assert_eq!(
-                state.update_account(id, flags, credit_limit),
-                Ok(()),
-                "journal entry {seq}: update replays badly"
-            );
-            state.next_seq += 1;
-            0
-        }
-        JournalEntry::CloseWindow { window, closed_at } => {
-            assert_eq!(window, state.window, "journal entry {seq}: closes the wrong window");
-            state.close_window(closed_at, seq);
-            state.next_seq += 1;
-            0
-        }
-    }
-}
-
-fn write_loop(shared: &Shared, queue: &Receiver<WriteJob>) {
-    let Some(journal_cf) = shared.db.cf_handle(store::JOURNAL_CF) else {
-        fail(shared, "journal column family missing".into());
-        return;
-    };
-    let mut write_options = WriteOptions::default();
-    write_options.set_sync(shared.sync);
-    while let Ok(first) = queue.recv() {
-        let mut batch = WriteBatch::default();
-        let mut bytes = first.bytes.len();
-        let mut last_seq = first.seq;
-        batch.put_cf(&journal_cf, journal::key(first.seq), &first.bytes);
-        while bytes < WRITE_GROUP_BYTES_MAX {
-            let Ok(job) = queue.try_recv() else { break };
-            debug_assert_eq!(job.seq, last_seq + 1);
-            bytes += job.bytes.len();
-            last_seq = job.seq;
-            batch.put_cf(&journal_cf, journal::key(job.seq), &job.bytes);
-        }
-        if shared.failed.load(Ordering::Acquire) {
-            continue; // never write past a failed entry: the journal must stay a prefix
-        }
-        let started = Instant::now();
-        let entries = last_seq - first.seq + 1;
-        match shared.db.write_opt(batch, &write_options) {
-            Ok(()) => {
-                let us = started.elapsed().as_micros() as u64;
-                let stats = &shared.stats;
-                stats.group_commits.fetch_add(1, Ordering::Relaxed);
-                stats.entries.fetch_add(entries, Ordering::Relaxed);
-                stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-                stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
-                stats.commit_us_max.fetch_max(us, Ordering::Relaxed);
-                let mut durable = shared.durable.lock();
-                durable.seq = last_seq;
-                shared.durable_changed.notify_all();
-            }
-            Err(error) => fail(shared, error.into_string()),
-        }
-    }
-}
-
-fn fail(shared: &Shared, error: String) {
-    tracing::error!(%error, "ledger write failed; refusing further commits until reopened");
-    shared.failed.store(true, Ordering::Release);
-    let mut durable = shared.durable.lock();
-    durable.error = Some(error);
-    shared.durable_changed.notify_all();
 }

@@ -5,21 +5,25 @@
 //! of batches), nets every participant's position per currency for each settlement
 //! window, and rebuilds all of it from the journal when reopened.
 //!
-//! It knows nothing about ISO 8583, QR codes or sockets.
+//! It knows nothing about ISO 8583, QR codes, sockets or clearing-file formats (those are
+//! the `junction-clearing` crate, on this crate's public API).
 
 mod checkpoint;
-pub mod clearing;
 pub mod currency;
 mod journal;
 mod ledger;
 pub mod memory;
+mod recovery;
 mod state;
 mod store;
 pub mod types;
+mod writer;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use ledger::{
-    AccountView, Ledger, LedgerError, LedgerOptions, RecoveryReport, Ticket, WindowPositions, WriterReport,
-    ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
+    AccountView, Ledger, LedgerError, LedgerOptions, Ticket, WindowPositions, ACCOUNTS_PER_CALL_MAX,
+    BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
 };
+pub use recovery::RecoveryReport;
 pub use types::*;
+pub use writer::{WriterReport, DURABLE_WAIT_MS_MAX};

@@ -70,8 +70,6 @@ pub(crate) struct Hold {
     pub status: HoldStatus,
 }
 
-type PositionKey = (ParticipantId, Currency);
-
 /// A closed window's frozen figures.
 #[derive(Debug, Clone)]
 pub(crate) struct ClosedWindow {

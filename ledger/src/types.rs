@@ -15,6 +15,10 @@ pub struct TransferId(pub u128);
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParticipantId(pub u64);
 
+/// A participant's position in one currency: the key of net positions, caps and
+/// statements everywhere in Junction.
+pub type PositionKey = (ParticipantId, Currency);
+
 /// A settlement window: the journal between two cut-offs. Windows are numbered from 1.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct WindowId(pub u64);

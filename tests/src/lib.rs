@@ -2,10 +2,10 @@
 //! starting the real `junctiond` binary, a small ISO 8583 client over a real socket, and
 //! a signed QR payment over HTTP.
 
-use junction_engine::daemon::config::Config;
-use junction_engine::iso8583::{mac, Iso8583Message, MacKey};
-use junction_engine::qr::QrPayloadBuilder;
+use junction_wire::iso8583::{mac, Iso8583Message, MacKey};
+use junction_wire::qr::QrPayloadBuilder;
 use junction_wire::qr_api;
+use junctiond::config::Config;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

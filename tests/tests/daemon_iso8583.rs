@@ -3,8 +3,8 @@
 //! input the same connection and the daemon keep working.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use junction_engine::iso8583::Iso8583Message;
 use junction_tests::*;
+use junction_wire::iso8583::Iso8583Message;
 
 fn available(daemon: &Daemon, account: u64) -> String {
     daemon.get_json(&format!("/v1/admin/accounts/{account}"))["available"].as_str().unwrap().to_string()
@@ -171,7 +171,7 @@ fn pipelined_requests_and_clean_sigterm() {
     for _ in 0..500 {
         let stan = client.next_stan();
         let mut message = financial("0200", "000000", DEMO_PAN, 1, &stan);
-        junction_engine::iso8583::mac::sign(&mut message, &client.key);
+        junction_wire::iso8583::mac::sign(&mut message, &client.key);
         let mut raw = Vec::new();
         message.encode(&mut raw).unwrap();
         batch.extend_from_slice(&(raw.len() as u16).to_be_bytes());

@@ -7,10 +7,10 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use hmac::{Hmac, Mac};
-use junction_engine::daemon::config::{Config, ParticipantConfig};
 use junction_engine::model::Role;
-use junction_engine::qr::QrPayloadBuilder;
 use junction_tests::*;
+use junction_wire::qr::QrPayloadBuilder;
+use junctiond::config::{Config, ParticipantConfig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -23,7 +23,7 @@ fn a_stalled_client_does_not_block_others() {
         let stan = stalled.next_stan();
         let mut message = financial("0200", "300000", DEMO_PAN, 0, &stan);
         message.set(3, "310000").unwrap();
-        junction_engine::iso8583::mac::sign(&mut message, &stalled.key);
+        junction_wire::iso8583::mac::sign(&mut message, &stalled.key);
         let mut raw = Vec::new();
         message.encode(&mut raw).unwrap();
         flood.extend_from_slice(&(raw.len() as u16).to_be_bytes());
@@ -130,7 +130,7 @@ fn flood(address: std::net::SocketAddr, count: usize, first_stan: u32) -> BTreeM
     for _ in 0..count {
         let stan = client.next_stan();
         let mut message = financial("0200", "000000", DEMO_PAN, 1, &stan);
-        junction_engine::iso8583::mac::sign(&mut message, &client.key);
+        junction_wire::iso8583::mac::sign(&mut message, &client.key);
         message.encode_framed(&mut frames).unwrap();
     }
     let mut writer = client.stream.try_clone().unwrap();

@@ -1,0 +1,504 @@
+//! Writing a closed window's clearing folder, atomically and reproducibly.
+
+use super::format::{add_movement, TransferKind, POSITIONS_HEADER, TRANSFERS_HEADER};
+use super::iso20022::{self, Hub, NetSettlement, PartyRef, StatementInput};
+use super::manifest::{
+    currency_totals, instruction_file_name, statement_file_name, window_folder_name, window_temp_folder_name,
+    FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE,
+    TRANSFERS_FILE,
+};
+use super::sink::{sync_dir, write_small_file, PipelinedSink};
+use super::text::{
+    push_amount, push_amount_u64, push_csv_field, push_hex_short, push_hex_u128, push_reference_u128,
+    push_reference_u64, push_timestamp, push_u128, push_u64, timestamp_string,
+};
+use super::{verify, ClearingConfig, ClearingError, ParticipantInfo};
+use junction_ledger::{
+    AccountId, Currency, Ledger, ParticipantId, Position, PositionKey, TransferFlags, TransferRecord, WindowId,
+    WindowPositions, WindowState,
+};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+/// Longest `transfers.csv` row: five 32-hex fields (transfer, pending, two accounts,
+/// reference), a 16-hex one, a timestamp of 30, two participants and the minor units (at
+/// most 20 digits each), the decimal amount (at most 22), code, kind, linked, currency, 14
+/// commas and a newline. Each row reserves this much room in the write buffer first, so
+/// the buffer never reallocates.
+const TRANSFER_ROW_BYTES_MAX: usize = 5 * 32 + 16 + 30 + 3 * 20 + 22 + 5 + 6 + 5 + 3 + 15;
+const _: () = assert!(TRANSFER_ROW_BYTES_MAX * 1000 < super::sink::TRANSFERS_WRITE_BUFFER_BYTES);
+
+/// Slots of the account-to-participant cache used while streaming transfers. Direct
+/// mapped: costs 32 bytes per slot (2 MiB) and never grows, whatever the window's size;
+/// a miss costs one `Ledger::account` lookup (the ledger's lock, briefly).
+const ACCOUNT_CACHE_SLOTS: usize = 1 << 16;
+const _: () = assert!(ACCOUNT_CACHE_SLOTS.is_power_of_two());
+
+/// Writes the clearing folder of a closed window under `out_root` and returns its manifest.
+///
+/// Idempotent: when `out_root/window-<id>` already exists and verifies, its manifest is
+/// returned and nothing is written (files already handed out are never replaced, even if
+/// the configuration changed since). When it exists and does not verify, that is an error
+/// for an operator to look at. A temporary folder left by a crash is removed and redone.
+/// Callers must not write the same window from two threads at once.
+pub fn write_window_files(
+    ledger: &Ledger,
+    window: WindowId,
+    out_root: &Path,
+    config: &ClearingConfig,
+) -> Result<Manifest, ClearingError> {
+    config.validate()?;
+    let view = ledger.window_positions(window).ok_or(ClearingError::WindowNotFound(window.0))?;
+    let WindowState::Closed { closed_at } = view.state else {
+        return Err(ClearingError::WindowOpen(window.0));
+    };
+    let last_seq = view.last_seq.ok_or_else(|| ClearingError::Inconsistent {
+        window: window.0,
+        detail: "closed without a last entry".into(),
+    })?;
+    let target = out_root.join(window_folder_name(window.0));
+    if target.exists() {
+        return match verify::verify_folder(&target) {
+            Ok(report) => Ok(report.manifest),
+            Err(source) => Err(ClearingError::ExistingFolderInvalid { path: target, source: Box::new(source) }),
+        };
+    }
+    check_zero_sum(&view)?;
+    let openings = opening_balances(ledger, window);
+
+    fs::create_dir_all(out_root).map_err(ClearingError::io(out_root))?;
+    let temp = out_root.join(window_temp_folder_name(window.0));
+    if temp.exists() {
+        // Left by a crash part-way through an earlier attempt: start again from nothing.
+        fs::remove_dir_all(&temp).map_err(ClearingError::io(&temp))?;
+    }
+    fs::create_dir(&temp).map_err(ClearingError::io(&temp))?;
+    let built = build_folder(ledger, &view, closed_at, last_seq, &openings, &temp, config);
+    let manifest = match built {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            // Best effort: a leftover is removed by the next attempt anyway.
+            let _ = fs::remove_dir_all(&temp);
+            return Err(error);
+        }
+    };
+    sync_dir(&temp).map_err(ClearingError::io(&temp))?;
+    fs::rename(&temp, &target).map_err(ClearingError::io(&target))?;
+    sync_dir(out_root).map_err(ClearingError::io(out_root))?;
+    Ok(manifest)
+}
+
+/// DESIGN.md invariant 1, checked again before anything is written.
+fn check_zero_sum(view: &WindowPositions) -> Result<(), ClearingError> {
+    let mut sums: BTreeMap<Currency, i128> = BTreeMap::new();
+    for ((_, currency), position) in &view.positions {
+        *sums.entry(*currency).or_default() += position.net();
+    }
+    match sums.into_iter().find(|(_, sum)| *sum != 0) {
+        Some((currency, sum_minor)) => {
+            Err(ClearingError::NetsDoNotSumToZero { window: view.window.0, currency: currency.to_string(), sum_minor })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Each participant's cumulative net per currency over all closed windows before `window`.
+fn opening_balances(ledger: &Ledger, window: WindowId) -> BTreeMap<PositionKey, i128> {
+    let mut openings = BTreeMap::new();
+    for earlier in ledger.windows() {
+        if earlier.window < window && matches!(earlier.state, WindowState::Closed { .. }) {
+            for (key, position) in &earlier.positions {
+                *openings.entry(*key).or_insert(0i128) += position.net();
+            }
+        }
+    }
+    openings
+}
+
+fn build_folder(
+    ledger: &Ledger,
+    view: &WindowPositions,
+    closed_at: u64,
+    last_seq: u64,
+    openings: &BTreeMap<PositionKey, i128>,
+    dir: &Path,
+    config: &ClearingConfig,
+) -> Result<Manifest, ClearingError> {
+    let window = view.window.0;
+    let mut files = Vec::new();
+
+    let (transfers_entry, streamed) = write_transfers(ledger, view, last_seq, dir)?;
+    files.push(transfers_entry);
+    check_streamed(view, &streamed)?;
+
+    // Everyone the files name, resolved once.
+    let mut parties: BTreeMap<ParticipantId, ParticipantInfo> = BTreeMap::new();
+    let statement_keys: BTreeSet<PositionKey> = view
+        .positions
+        .keys()
+        .copied()
+        .chain(openings.iter().filter(|(_, opening)| **opening != 0).map(|(key, _)| *key))
+        .collect();
+    for (participant, _) in &statement_keys {
+        parties.entry(*participant).or_insert_with(|| config.participant(*participant));
+    }
+    let party = |participant: ParticipantId| party_ref(&parties, participant);
+    let hub = Hub {
+        switch_name: &config.switch_name,
+        switch_bic: &config.switch_bic,
+        settlement_bank_bic: &config.settlement_bank_bic,
+    };
+
+    files.push(write_positions(view, &parties, dir)?);
+
+    for key in &statement_keys {
+        let (participant, currency) = *key;
+        let file = statement_file_name(participant.0, currency.code());
+        let input = StatementInput {
+            file: &file,
+            window,
+            cut_off_ns: closed_at,
+            party: party(participant),
+            currency,
+            opening_minor: openings.get(key).copied().unwrap_or(0),
+            position: view.positions.get(key).copied().unwrap_or_default(),
+        };
+        let xml = iso20022::statement_xml(&input, &hub)?;
+        files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
+    }
+
+    let totals = currency_totals(view.positions.iter().map(|((_, currency), position)| (*currency, position)));
+    let mut instructions = 0u64;
+    for currency in totals.keys() {
+        let settlements: Vec<NetSettlement<'_>> = view
+            .positions
+            .iter()
+            .filter(|((_, c), position)| c == currency && position.net() != 0)
+            .map(|((participant, _), position)| NetSettlement { party: party(*participant), net_minor: position.net() })
+            .collect();
+        if settlements.is_empty() {
+            continue; // everyone is flat in this currency: nothing to settle
+        }
+        instructions += settlements.len() as u64;
+        let file = instruction_file_name(currency.code());
+        let xml = iso20022::instructions_xml(&file, window, closed_at, *currency, &settlements, &hub)?;
+        files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
+    }
+
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.to_string(),
+        format_version: MANIFEST_FORMAT_VERSION,
+        window,
+        cut_off: timestamp_string(closed_at),
+        cut_off_ns: closed_at,
+        journal_first_seq: view.first_seq,
+        journal_last_seq: last_seq,
+        switch_name: config.switch_name.clone(),
+        switch_bic: config.switch_bic.clone(),
+        settlement_bank_bic: config.settlement_bank_bic.clone(),
+        records: RecordCounts {
+            transfers: streamed.transfers,
+            positions: view.positions.len() as u64,
+            statements: statement_keys.len() as u64,
+            settlement_instructions: instructions,
+        },
+        currencies: totals.into_values().collect(),
+        files,
+    };
+    let mut json = serde_json::to_vec_pretty(&manifest)?;
+    json.push(b'\n');
+    write_small_file(dir, MANIFEST_FILE, &json).map_err(ClearingError::io(dir.join(MANIFEST_FILE)))?;
+    Ok(manifest)
+}
+
+fn party_ref(parties: &BTreeMap<ParticipantId, ParticipantInfo>, participant: ParticipantId) -> PartyRef<'_> {
+    // `parties` holds everyone the files name; the fallbacks only keep this total.
+    let info = parties.get(&participant);
+    PartyRef {
+        id: participant,
+        name: info.map_or("", |i| i.name.as_str()),
+        bic: info.and_then(|i| i.bic.as_deref()),
+        account: info.map_or("", |i| i.settlement_account_iban_or_id.as_str()),
+    }
+}
+
+/// What streaming the journal saw, to compare with the ledger's own figures.
+struct Streamed {
+    transfers: u64,
+    positions: FxHashMap<PositionKey, Position>,
+}
+
+/// Account id to participant, for the accounts the stream meets. See `ACCOUNT_CACHE_SLOTS`.
+struct ParticipantCache {
+    slots: Vec<Option<(AccountId, ParticipantId)>>,
+}
+
+impl ParticipantCache {
+    fn new() -> ParticipantCache {
+        ParticipantCache { slots: vec![None; ACCOUNT_CACHE_SLOTS] }
+    }
+
+    fn participant(&mut self, ledger: &Ledger, account: AccountId) -> Option<ParticipantId> {
+        let folded = (account.0 as u64) ^ ((account.0 >> 64) as u64);
+        // Fibonacci hashing: the top bits of the product spread sequential ids.
+        let slot = (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - ACCOUNT_CACHE_SLOTS.trailing_zeros())) as usize;
+        if let Some((cached, participant)) = self.slots[slot] {
+            if cached == account {
+                return Some(participant);
+            }
+        }
+        let participant = ledger.account(account)?.account.participant;
+        self.slots[slot] = Some((account, participant));
+        Some(participant)
+    }
+}
+
+/// Streams the window's transfers from the journal into `transfers.csv`: rows formatted
+/// straight into recycled buffers that a second thread hashes and writes. Memory does
+/// not grow with the window.
+fn write_transfers(
+    ledger: &Ledger,
+    view: &WindowPositions,
+    last_seq: u64,
+    dir: &Path,
+) -> Result<(FileEntry, Streamed), ClearingError> {
+    let path = dir.join(TRANSFERS_FILE);
+    let mut sink = PipelinedSink::create(dir, TRANSFERS_FILE).map_err(ClearingError::io(&path))?;
+    sink.buffer_with_room(TRANSFERS_HEADER.len())
+        .map_err(ClearingError::io(&path))?
+        .extend_from_slice(TRANSFERS_HEADER.as_bytes());
+    let window = view.window;
+    let mut cache = ParticipantCache::new();
+    let mut streamed = Streamed { transfers: 0, positions: FxHashMap::default() };
+    // The visitor cannot return an error: remember the first and skip the rest.
+    let mut failure: Option<ClearingError> = None;
+    ledger.for_each_transfer(view.first_seq, last_seq, |record| {
+        if failure.is_some() {
+            return;
+        }
+        if let Err(error) = write_transfer(ledger, window, record, &mut cache, &mut sink, &path, &mut streamed) {
+            failure = Some(error);
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let entry = sink.finish().map_err(ClearingError::io(&path))?;
+    Ok((entry, streamed))
+}
+
+fn write_transfer(
+    ledger: &Ledger,
+    window: WindowId,
+    record: &TransferRecord,
+    cache: &mut ParticipantCache,
+    sink: &mut PipelinedSink,
+    sink_path: &Path,
+    streamed: &mut Streamed,
+) -> Result<(), ClearingError> {
+    let transfer = &record.transfer;
+    if record.window != window {
+        return Err(ClearingError::Inconsistent {
+            window: window.0,
+            detail: format!("transfer {:032x} is journaled for window {}", transfer.id.0, record.window.0),
+        });
+    }
+    let unknown = |account: AccountId| ClearingError::UnknownAccount {
+        window: window.0,
+        transfer: transfer.id.0,
+        account: account.0,
+    };
+    let debtor = cache.participant(ledger, transfer.debit_account).ok_or_else(|| unknown(transfer.debit_account))?;
+    let creditor =
+        cache.participant(ledger, transfer.credit_account).ok_or_else(|| unknown(transfer.credit_account))?;
+    let kind = TransferKind::of(transfer.flags);
+    let currency = transfer.currency;
+
+    // Formatted straight into the write buffer: no allocation or copy per row.
+    let row = sink
+        .buffer_with_room(TRANSFER_ROW_BYTES_MAX)
+        .map_err(|source| ClearingError::Io { path: sink_path.to_path_buf(), source })?;
+    push_hex_u128(row, transfer.id.0);
+    row.push(b',');
+    push_timestamp(row, record.timestamp);
+    row.push(b',');
+    push_u64(row, u64::from(transfer.code));
+    row.push(b',');
+    row.extend_from_slice(kind.name().as_bytes());
+    row.push(b',');
+    row.extend_from_slice(if transfer.flags.contains(TransferFlags::LINKED) { b"true" } else { b"false" });
+    row.push(b',');
+    if transfer.pending_id.0 != 0 {
+        push_hex_u128(row, transfer.pending_id.0);
+    }
+    row.push(b',');
+    push_hex_short(row, transfer.debit_account.0);
+    row.push(b',');
+    push_u64(row, debtor.0);
+    row.push(b',');
+    push_hex_short(row, transfer.credit_account.0);
+    row.push(b',');
+    push_u64(row, creditor.0);
+    row.push(b',');
+    row.extend_from_slice(currency.code().as_bytes());
+    row.push(b',');
+    push_amount_u64(row, transfer.amount, currency.exponent());
+    row.push(b',');
+    push_u64(row, transfer.amount);
+    row.push(b',');
+    push_reference_u128(row, transfer.user_data_128);
+    row.push(b',');
+    push_reference_u64(row, transfer.user_data_64);
+    row.push(b'\n');
+
+    streamed.transfers += 1;
+    if kind.moves_money() {
+        add_movement(&mut streamed.positions, debtor, creditor, currency, transfer.amount);
+    }
+    Ok(())
+}
+
+/// The journal and the ledger's in-memory positions must tell the same story before the
+/// files go out (STYLE.md: check data before it is written).
+fn check_streamed(view: &WindowPositions, streamed: &Streamed) -> Result<(), ClearingError> {
+    let window = view.window.0;
+    if streamed.transfers != view.transfer_count {
+        return Err(ClearingError::Inconsistent {
+            window,
+            detail: format!(
+                "the journal holds {} transfers, the ledger counted {}",
+                streamed.transfers, view.transfer_count
+            ),
+        });
+    }
+    if streamed.positions.len() != view.positions.len() {
+        return Err(ClearingError::Inconsistent {
+            window,
+            detail: format!(
+                "the journal gives {} positions, the ledger has {}",
+                streamed.positions.len(),
+                view.positions.len()
+            ),
+        });
+    }
+    for (key, position) in &view.positions {
+        if streamed.positions.get(key) != Some(position) {
+            return Err(ClearingError::Inconsistent {
+                window,
+                detail: format!(
+                    "participant {} {}: the journal gives {:?}, the ledger has {position:?}",
+                    key.0 .0,
+                    key.1,
+                    streamed.positions.get(key)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn write_positions(
+    view: &WindowPositions,
+    parties: &BTreeMap<ParticipantId, ParticipantInfo>,
+    dir: &Path,
+) -> Result<FileEntry, ClearingError> {
+    let mut out = Vec::with_capacity(POSITIONS_HEADER.len() + view.positions.len() * 160);
+    out.extend_from_slice(POSITIONS_HEADER.as_bytes());
+    for ((participant, currency), position) in &view.positions {
+        let exponent = currency.exponent();
+        push_u64(&mut out, participant.0);
+        out.push(b',');
+        let name = parties.get(participant).map_or("", |info| info.name.as_str());
+        push_csv_field(&mut out, name);
+        out.push(b',');
+        out.extend_from_slice(currency.code().as_bytes());
+        out.push(b',');
+        push_u64(&mut out, position.debit_count);
+        out.push(b',');
+        push_u64(&mut out, position.credit_count);
+        for minor in [signed(position.debits), signed(position.credits), position.net()] {
+            out.push(b',');
+            push_amount(&mut out, minor, exponent);
+        }
+        out.push(b',');
+        push_u128(&mut out, position.debits);
+        out.push(b',');
+        push_u128(&mut out, position.credits);
+        out.push(b',');
+        let net = position.net();
+        if net < 0 {
+            out.push(b'-');
+        }
+        push_u128(&mut out, net.unsigned_abs());
+        out.push(b'\n');
+    }
+    write_small_file(dir, POSITIONS_FILE, &out).map_err(ClearingError::io(dir.join(POSITIONS_FILE)))
+}
+
+/// Sums of u64 amounts within one window stay far below 2^127 (as `Position::net` assumes).
+fn signed(minor: u128) -> i128 {
+    i128::try_from(minor).unwrap_or(i128::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position(debits: u128, credits: u128) -> Position {
+        Position { debits, credits, debit_count: u64::from(debits > 0), credit_count: u64::from(credits > 0) }
+    }
+
+    #[test]
+    fn a_window_whose_nets_do_not_sum_to_zero_is_an_error() {
+        let usd = Currency::from_code("USD").expect("USD");
+        let jpy = Currency::from_code("JPY").expect("JPY");
+        let mut view = WindowPositions {
+            window: WindowId(7),
+            state: WindowState::Closed { closed_at: 1 },
+            transfer_count: 3,
+            first_seq: 1,
+            last_seq: Some(4),
+            positions: BTreeMap::new(),
+        };
+        view.positions.insert((ParticipantId(1), usd), position(500, 0));
+        view.positions.insert((ParticipantId(2), usd), position(0, 500));
+        view.positions.insert((ParticipantId(1), jpy), position(0, 70));
+        view.positions.insert((ParticipantId(2), jpy), position(69, 0));
+        match check_zero_sum(&view) {
+            Err(ClearingError::NetsDoNotSumToZero { window: 7, currency, sum_minor: 1 }) => assert_eq!(currency, "JPY"),
+            other => panic!("expected a zero-sum error, got {other:?}"),
+        }
+        view.positions.insert((ParticipantId(2), jpy), position(70, 0));
+        assert!(check_zero_sum(&view).is_ok());
+    }
+
+    #[test]
+    fn kinds_follow_the_flags_and_parse_back() {
+        let cases = [
+            (TransferFlags::NONE, TransferKind::Single),
+            (TransferFlags::LINKED, TransferKind::Single),
+            (TransferFlags::PENDING | TransferFlags::LINKED, TransferKind::Hold),
+            (TransferFlags::POST_PENDING, TransferKind::Post),
+            (TransferFlags::VOID_PENDING, TransferKind::Void),
+        ];
+        for (flags, kind) in cases {
+            assert_eq!(TransferKind::of(flags), kind);
+            assert_eq!(TransferKind::parse(kind.name()), Some(kind));
+        }
+        assert!(TransferKind::Single.moves_money() && TransferKind::Post.moves_money());
+        assert!(!TransferKind::Hold.moves_money() && !TransferKind::Void.moves_money());
+    }
+
+    #[test]
+    fn long_identifiers_are_hashed_to_fit_max35() {
+        let usd = Currency::from_code("USD").expect("USD");
+        assert_eq!(iso20022::statement_id(1, ParticipantId(2), usd), "JNC-1-2-USD");
+        let long = iso20022::statement_id(u64::MAX, ParticipantId(u64::MAX), usd);
+        assert_eq!(long.len(), 35);
+        assert!(long.starts_with("JNC-"));
+        assert_eq!(long, iso20022::statement_id(u64::MAX, ParticipantId(u64::MAX), usd), "deterministic");
+    }
+}

@@ -1,0 +1,29 @@
+//! The engine's conventions in the ledger: which account ids are participants' position
+//! accounts, and the transfer codes it writes. The ledger stores both without reading
+//! them; the engine, the daemon and the clearing files' readers agree on them here.
+
+use junction_ledger::{AccountId, Currency, ParticipantId};
+
+/// High byte of the ledger ids of participants' position accounts. Cardholder account ids
+/// must not use it.
+const POSITION_ACCOUNT_TAG: u128 = 0x4A;
+
+/// The ledger account holding a participant's position in a currency.
+pub fn participant_account(participant: ParticipantId, currency: Currency) -> AccountId {
+    AccountId((POSITION_ACCOUNT_TAG << 120) | (u128::from(participant.0) << 16) | u128::from(currency.numeric()))
+}
+
+/// The participant of a position account, if `id` is one.
+pub fn participant_of_account(id: AccountId) -> Option<ParticipantId> {
+    (id.0 >> 120 == POSITION_ACCOUNT_TAG).then_some(ParticipantId((id.0 >> 16) as u64))
+}
+
+/// Transfer codes the engine writes (the ledger's `code` field).
+pub const TRANSFER_CODE_PURCHASE: u16 = 1;
+pub const TRANSFER_CODE_AUTHORIZATION: u16 = 2;
+pub const TRANSFER_CODE_COMPLETION: u16 = 3;
+pub const TRANSFER_CODE_REVERSAL: u16 = 4;
+pub const TRANSFER_CODE_REFUND: u16 = 5;
+pub const TRANSFER_CODE_OPENING_BALANCE: u16 = 6;
+pub const TRANSFER_CODE_QR_PAYMENT: u16 = 7;
+pub const TRANSFER_CODE_FX_LEG: u16 = 8;

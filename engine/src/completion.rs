@@ -1,0 +1,127 @@
+//! HOT PATH: the completion stage, one thread behind the commit stage.
+//!
+//! Waits for each ledger batch to be durable, then answers every request in it, gives
+//! headroom back to the cap pool (once per batch) and tells the shards which of their
+//! approvals the ledger refused (`Feedback`), so they undo what they counted.
+
+use crate::codes::DeclineReason;
+use crate::faults::{Faults, Stage};
+use crate::headroom::CapPool;
+use crate::messages::{Feedback, HoldFeedback, InFlight, Pending};
+use crate::model::Response;
+use crate::stats::EngineStats;
+use crossbeam::channel::{Receiver, Sender, TrySendError};
+use junction_ledger::{Ledger, PositionKey, TransferError, TransferOk};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+pub(crate) fn completion_loop(
+    input: Receiver<InFlight>,
+    ledger: Arc<Ledger>,
+    caps: Arc<CapPool>,
+    feedback: Vec<Sender<Feedback>>,
+    stats: Arc<EngineStats>,
+    stats_slot: usize,
+    faults: &Faults,
+) {
+    let mut give_back: FxHashMap<PositionKey, i128> = FxHashMap::default();
+    let mut responses: Vec<Response> = Vec::new();
+    while let Ok(in_flight) = input.recv() {
+        faults.check(Stage::Completion);
+        let results = in_flight.ticket.and_then(|ticket| ledger.wait(ticket));
+        let mut index = 0;
+        for batch in &in_flight.batches {
+            let mut first = 0;
+            for (pending, &count) in batch.pending.iter().zip(&batch.counts) {
+                let count = usize::from(count);
+                let first_transfer = batch.transfers[first].id.0;
+                first += count;
+                let outcome = match &results {
+                    Ok(results) => verdict(&results[index..index + count]),
+                    Err(_) => Err(DeclineReason::LedgerUnavailable),
+                };
+                index += count;
+                let request = &pending.request;
+                let response = match outcome {
+                    Ok((timestamp, created)) => {
+                        if created {
+                            pending.credit.into_iter().for_each(|credit| add(&mut give_back, credit));
+                            add(&mut give_back, pending.release_on_success);
+                        } else {
+                            // A resend of an approved request: the original's answer, and
+                            // this copy's reservations go back.
+                            pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
+                            send_feedback(&feedback, batch.shard, pending, HoldFeedback::Recheck);
+                        }
+                        Response::approved(request.tag, request.key, first_transfer, Some(timestamp))
+                    }
+                    Err(reason) => {
+                        pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
+                        send_feedback(&feedback, batch.shard, pending, HoldFeedback::Forget);
+                        Response::declined(request.tag, request.key, reason)
+                    }
+                };
+                stats.record(stats_slot, response.code, response.decline);
+                responses.push(response);
+            }
+        }
+        // Headroom first, answers after: a client that acts on an answer finds the
+        // headroom it implies already back in the pool.
+        caps.give_back_all(&give_back);
+        give_back.clear();
+        let requests = in_flight.batches.iter().flat_map(|batch| batch.pending.iter().map(|p| &p.request));
+        for (request, response) in requests.zip(responses.drain(..)) {
+            request.reply.send(response);
+        }
+    }
+}
+
+/// A request's outcome from its transfers' results: approved (timestamp, newly created)
+/// or the reason of the transfer that failed (not "another link failed").
+fn verdict(results: &[Result<TransferOk, TransferError>]) -> Result<(u64, bool), DeclineReason> {
+    let mut failure = None;
+    for result in results {
+        if let Err(error) = result {
+            if failure.is_none() || failure == Some(TransferError::LinkedEventFailed) {
+                failure = Some(*error);
+            }
+        }
+    }
+    match (failure, results.first()) {
+        (None, Some(Ok(first))) => Ok((first.timestamp, first.created)),
+        (Some(error), _) => Err(DeclineReason::from_ledger(error)),
+        _ => Err(DeclineReason::SystemError),
+    }
+}
+
+fn add(give_back: &mut FxHashMap<PositionKey, i128>, amount: Option<(PositionKey, u64)>) {
+    if let Some((key, amount)) = amount {
+        *give_back.entry(key).or_default() += i128::from(amount);
+    }
+}
+
+/// Tells the shard what to undo. Never dropped: the queue is sized so that it cannot
+/// fill (`FEEDBACK_QUEUE_DEPTH_MAX`); if it ever does, the bound's reasoning is wrong and
+/// the process stops rather than let a shard's holds and counters drift from the books.
+fn send_feedback(feedback: &[Sender<Feedback>], shard: usize, pending: &Pending, hold_action: HoldFeedback) {
+    if pending.velocity.is_none() && pending.hold.is_none() {
+        return;
+    }
+    let message = Feedback {
+        account: pending.account,
+        hold: pending.hold,
+        velocity_bucket: pending.velocity.map(|(bucket, _)| bucket as u32),
+        velocity_amount: pending.velocity.map_or(0, |(_, amount)| amount),
+        hold_action,
+    };
+    match feedback[shard].try_send(message) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            panic!(
+                "shard {shard}'s feedback queue is full: more requests past the shards than REQUESTS_PAST_SHARDS_MAX"
+            )
+        }
+        // The shard has stopped: the engine is shutting down, nothing is left to undo.
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}

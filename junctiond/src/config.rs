@@ -1,0 +1,520 @@
+//! `junctiond`'s configuration: TOML, with an embedded default that needs no file.
+//!
+//! Parsed at the edge and checked as a whole before anything starts; a bad config is a
+//! clear error naming the field, never a half-started switch.
+
+use junction_engine::model::{EntryMode, EntryModes, Role};
+use junction_ledger::Currency;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The embedded default: a demo switch with a handful of participants, keys and cards.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub switch: SwitchConfig,
+    /// The QR gateway's settings (quote lifetime, signature clock skew).
+    #[serde(default)]
+    pub qr: QrConfig,
+    #[serde(default)]
+    pub participants: Vec<ParticipantConfig>,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub cards: Vec<CardConfig>,
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Which acquirer takes a merchant QR, by scheme and merchant identifier.
+    #[serde(default)]
+    pub qr_routes: Vec<QrRouteConfig>,
+    /// FX provider rates per currency pair (changeable at runtime through the admin API).
+    #[serde(default)]
+    pub fx_rates: Vec<FxRateConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchConfig {
+    pub name: String,
+    pub bic: String,
+    pub settlement_bank_bic: String,
+    pub data_dir: PathBuf,
+    pub iso8583_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub admin_token: String,
+    #[serde(default)]
+    pub shards: usize,
+    #[serde(default = "default_commit_delay_us")]
+    pub commit_delay_us: u64,
+    #[serde(default = "default_queue_depth")]
+    pub shard_queue_depth_max: usize,
+    /// Requests handed to the engine and not yet answered, over both front ends, past
+    /// which new ones are declined at once (91, HTTP 503).
+    #[serde(default = "default_requests_in_flight_max")]
+    pub requests_in_flight_max: usize,
+    /// RocksDB write-ahead log size at which memtables are flushed (0: RocksDB's own
+    /// default, about four times the memtables). Smaller means less log to replay at start.
+    #[serde(default)]
+    pub ledger_wal_size_bytes_max: u64,
+    /// Transfers the ledger's index reserves room for at start (0: it grows as needed,
+    /// which pauses commits while it doubles). 50 to 100 bytes each.
+    #[serde(default)]
+    pub ledger_transfers_reserved: usize,
+    pub vault_key: String,
+    #[serde(default)]
+    pub cutoff_utc_offset_minutes: i32,
+    /// Daily cut-off times, "HH:MM" in the offset above.
+    #[serde(default)]
+    pub cutoff_times: Vec<String>,
+    /// Crash tests only: accept `POST /v1/admin/faults/panic` (with the admin token).
+    /// Set by `junctiond --enable-fault-injection`, never from a configuration file.
+    #[serde(skip)]
+    pub fault_injection: bool,
+}
+
+fn default_commit_delay_us() -> u64 {
+    junction_engine::COMMIT_DELAY_US_DEFAULT
+}
+
+fn default_requests_in_flight_max() -> usize {
+    super::admission::REQUESTS_IN_FLIGHT_MAX_DEFAULT
+}
+
+fn default_queue_depth() -> usize {
+    junction_engine::SHARD_QUEUE_DEPTH_MAX_DEFAULT
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantConfig {
+    pub id: u64,
+    pub name: String,
+    pub role: Role,
+    /// What it puts in ISO 8583 field 32 (acquiring institution id), digits.
+    pub institution_id: String,
+    pub bic: String,
+    /// Hex of its MAC/signature key (at least 16 bytes).
+    pub key: String,
+    /// Net debit cap per currency, minor units.
+    pub net_debit_caps: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: u64,
+    pub participant: u64,
+    pub currency: String,
+    #[serde(default)]
+    pub opening_balance: u64,
+    #[serde(default)]
+    pub velocity_count_per_day_max: u32,
+    #[serde(default)]
+    pub velocity_amount_per_day_max: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardConfig {
+    pub pan: String,
+    pub account: u64,
+    /// YYMM.
+    pub expiry: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub dpan: String,
+    pub account: u64,
+    pub expiry: String,
+    pub entry_modes: Vec<String>,
+}
+
+/// Longest quote lifetime the configuration accepts.
+pub const QUOTE_TTL_MS_MAX: u64 = 3_600_000;
+/// Widest clock skew tolerated on signed QR requests.
+pub const SIGNATURE_SKEW_S_MAX: u64 = 3_600;
+/// Most `[[qr_routes]]` entries (the table is searched per request: exact match by hash,
+/// then prefixes longest first).
+pub const QR_ROUTES_MAX: usize = 100_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrConfig {
+    /// How long a quote locks its rate.
+    #[serde(default = "default_quote_ttl_ms")]
+    pub quote_ttl_ms: u64,
+    /// How far a signed request's `X-Junction-Timestamp` may be from the switch's clock.
+    #[serde(default = "default_signature_skew_s")]
+    pub signature_skew_s: u64,
+}
+
+impl Default for QrConfig {
+    fn default() -> Self {
+        QrConfig { quote_ttl_ms: default_quote_ttl_ms(), signature_skew_s: default_signature_skew_s() }
+    }
+}
+
+fn default_quote_ttl_ms() -> u64 {
+    60_000
+}
+
+fn default_signature_skew_s() -> u64 {
+    300
+}
+
+/// One routing rule: a merchant QR of `scheme` whose merchant identifier equals
+/// `identifier` (or starts with `identifier_prefix`) is acquired by participant `acquirer`.
+/// Exact rules win over prefixes, and longer prefixes over shorter ones. Identifiers are
+/// those of `junction_wire::qr::MerchantKey` ("mobile:0066812345678" for PromptPay, the Pix
+/// key, the QRIS NMID, the UnionPay acquirer IIN + merchant ID).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrRouteConfig {
+    /// unionpay, pix, promptpay, qris or other.
+    pub scheme: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier_prefix: Option<String>,
+    pub acquirer: u64,
+}
+
+/// A rate of an FX provider: one `base` buys `rate` of `quote` (mid), and the provider adds
+/// `spread_bps` in its favour. Serves both directions of the pair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FxRateConfig {
+    pub provider: u64,
+    pub base: String,
+    pub quote: String,
+    /// A decimal string ("36.50"): never a float.
+    pub rate: String,
+    #[serde(default)]
+    pub spread_bps: u32,
+}
+
+/// The scheme names routes use (as `junction_wire::qr::Scheme::as_str` writes them).
+pub fn parse_scheme(name: &str) -> Option<junction_wire::qr::Scheme> {
+    use junction_wire::qr::Scheme;
+    [Scheme::UnionPay, Scheme::Pix, Scheme::PromptPay, Scheme::Qris, Scheme::Other]
+        .into_iter()
+        .find(|scheme| scheme.as_str() == name)
+}
+
+impl FxRateConfig {
+    /// The rate as the FX table holds it; errors name the pair.
+    pub fn to_rate(&self) -> Result<super::fx::FxRate, String> {
+        let pair = format!("{}/{}", self.base, self.quote);
+        let currency = |code: &str| Currency::from_code(code).map_err(|e| format!("fx rate {pair}: {e}"));
+        let rate = super::fx::FxRate {
+            provider: junction_ledger::ParticipantId(self.provider),
+            base: currency(&self.base)?,
+            quote: currency(&self.quote)?,
+            mid: super::fx::parse_rate(&self.rate).map_err(|e| format!("fx rate {pair}: {e}"))?,
+            spread_bps: self.spread_bps,
+        };
+        rate.check().map_err(|e| format!("fx rate {e}"))?;
+        Ok(rate)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config is not valid TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+impl Config {
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::parse(DEFAULT_CONFIG_TOML)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+
+    /// Checks everything that can be checked without starting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let switch = &self.switch;
+        if switch.admin_token.len() < 16 {
+            return Err(invalid("switch.admin_token must be at least 16 characters"));
+        }
+        let vault = hex::decode(&switch.vault_key).map_err(|_| invalid("switch.vault_key must be hex"))?;
+        if vault.len() < junction_engine::vault::VAULT_KEY_SIZE_MIN_BYTES {
+            return Err(invalid("switch.vault_key must be at least 16 bytes"));
+        }
+        for bic in [&switch.bic, &switch.settlement_bank_bic] {
+            check_bic(bic)?;
+        }
+        for time in &switch.cutoff_times {
+            parse_hh_mm(time).ok_or_else(|| invalid(format!("switch.cutoff_times: {time:?} is not HH:MM")))?;
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut institutions = std::collections::BTreeSet::new();
+        for p in &self.participants {
+            if p.id == 0 || !ids.insert(p.id) {
+                return Err(invalid(format!("participant id {} is zero or repeated", p.id)));
+            }
+            if p.institution_id.is_empty()
+                || p.institution_id.len() > 11
+                || !p.institution_id.bytes().all(|b| b.is_ascii_digit())
+                || !institutions.insert(normalize_institution(&p.institution_id))
+            {
+                return Err(invalid(format!("participant {}: institution_id must be 1-11 digits and unique", p.id)));
+            }
+            check_bic(&p.bic)?;
+            let key = hex::decode(&p.key).map_err(|_| invalid(format!("participant {}: key must be hex", p.id)))?;
+            if key.len() < 16 {
+                return Err(invalid(format!("participant {}: key must be at least 16 bytes", p.id)));
+            }
+            for code in p.net_debit_caps.keys() {
+                Currency::from_code(code).map_err(|e| invalid(format!("participant {}: {e}", p.id)))?;
+            }
+        }
+        let mut accounts = std::collections::BTreeMap::new();
+        for a in &self.accounts {
+            let participant = self
+                .participants
+                .iter()
+                .find(|p| p.id == a.participant)
+                .ok_or_else(|| invalid(format!("account {}: unknown participant {}", a.id, a.participant)))?;
+            if !participant.net_debit_caps.contains_key(&a.currency) {
+                return Err(invalid(format!(
+                    "account {}: participant {} does not settle in {}",
+                    a.id, a.participant, a.currency
+                )));
+            }
+            if a.id == 0 || accounts.insert(a.id, a).is_some() {
+                return Err(invalid(format!("account id {} is zero or repeated", a.id)));
+            }
+        }
+        for c in &self.cards {
+            check_pan(&c.pan)?;
+            parse_yymm(&c.expiry).ok_or_else(|| invalid(format!("card expiry {:?} is not YYMM", c.expiry)))?;
+            if !accounts.contains_key(&c.account) {
+                return Err(invalid(format!("a card names unknown account {}", c.account)));
+            }
+        }
+        for t in &self.tokens {
+            check_pan(&t.dpan)?;
+            parse_yymm(&t.expiry).ok_or_else(|| invalid(format!("token expiry {:?} is not YYMM", t.expiry)))?;
+            if !accounts.contains_key(&t.account) {
+                return Err(invalid(format!("a token names unknown account {}", t.account)));
+            }
+            parse_entry_modes(&t.entry_modes)?;
+        }
+        self.validate_qr()?;
+        Ok(())
+    }
+
+    /// The QR gateway's sections: routes name acquirers, rates name FX providers that
+    /// settle in both currencies, and nothing is ambiguous.
+    fn validate_qr(&self) -> Result<(), ConfigError> {
+        let qr = &self.qr;
+        if qr.quote_ttl_ms == 0 || qr.quote_ttl_ms > QUOTE_TTL_MS_MAX {
+            return Err(invalid(format!("qr.quote_ttl_ms must be 1..={QUOTE_TTL_MS_MAX}")));
+        }
+        if qr.signature_skew_s == 0 || qr.signature_skew_s > SIGNATURE_SKEW_S_MAX {
+            return Err(invalid(format!("qr.signature_skew_s must be 1..={SIGNATURE_SKEW_S_MAX}")));
+        }
+        if self.qr_routes.len() > QR_ROUTES_MAX {
+            return Err(invalid(format!("at most {QR_ROUTES_MAX} qr_routes")));
+        }
+        let participant = |id: u64| self.participants.iter().find(|p| p.id == id);
+        let mut seen = std::collections::BTreeSet::new();
+        for route in &self.qr_routes {
+            let what = format!(
+                "qr_routes ({} {})",
+                route.scheme,
+                route.identifier.as_deref().or(route.identifier_prefix.as_deref()).unwrap_or("?")
+            );
+            if parse_scheme(&route.scheme).is_none() {
+                return Err(invalid(format!("{what}: scheme must be unionpay, pix, promptpay, qris or other")));
+            }
+            let key = match (&route.identifier, &route.identifier_prefix) {
+                (Some(exact), None) if !exact.is_empty() => (route.scheme.as_str(), false, exact.as_str()),
+                (None, Some(prefix)) => (route.scheme.as_str(), true, prefix.as_str()),
+                _ => {
+                    return Err(invalid(format!(
+                        "{what}: give exactly one of identifier (not empty) or identifier_prefix"
+                    )))
+                }
+            };
+            if !seen.insert(key) {
+                return Err(invalid(format!("{what}: the same rule appears twice")));
+            }
+            match participant(route.acquirer) {
+                Some(p) if p.role == Role::Acquirer => {}
+                Some(_) => return Err(invalid(format!("{what}: participant {} is not an acquirer", route.acquirer))),
+                None => return Err(invalid(format!("{what}: unknown participant {}", route.acquirer))),
+            }
+        }
+        let mut pairs = std::collections::BTreeSet::new();
+        for entry in &self.fx_rates {
+            let rate = entry.to_rate().map_err(invalid)?;
+            let pair = format!("fx rate {}/{}", entry.base, entry.quote);
+            let provider = participant(entry.provider)
+                .ok_or_else(|| invalid(format!("{pair}: unknown participant {}", entry.provider)))?;
+            if provider.role != Role::FxProvider {
+                return Err(invalid(format!("{pair}: participant {} is not an fx_provider", entry.provider)));
+            }
+            for code in [&entry.base, &entry.quote] {
+                if !provider.net_debit_caps.contains_key(code) {
+                    return Err(invalid(format!("{pair}: participant {} does not settle in {code}", entry.provider)));
+                }
+            }
+            let (a, b) = (rate.base.numeric(), rate.quote.numeric());
+            if !pairs.insert((a.min(b), a.max(b))) {
+                return Err(invalid(format!("{pair}: the pair appears twice (in either direction)")));
+            }
+        }
+        if self.fx_rates.len() > super::fx::RATE_PAIRS_MAX {
+            return Err(invalid(format!("at most {} fx_rates", super::fx::RATE_PAIRS_MAX)));
+        }
+        Ok(())
+    }
+}
+
+fn check_bic(bic: &str) -> Result<(), ConfigError> {
+    let ok = (bic.len() == 8 || bic.len() == 11)
+        && bic[..6].bytes().all(|b| b.is_ascii_uppercase())
+        && bic[6..].bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("{bic:?} is not a BIC (8 or 11 characters)")))
+    }
+}
+
+fn check_pan(pan: &str) -> Result<(), ConfigError> {
+    if (12..=19).contains(&pan.len()) && pan.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        // Never echo the number itself.
+        Err(invalid(format!("a card number of {} characters is not 12-19 digits", pan.len())))
+    }
+}
+
+pub fn parse_yymm(text: &str) -> Option<u16> {
+    if text.len() != 4 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u16 = text.parse().ok()?;
+    (1..=12).contains(&(value % 100)).then_some(value)
+}
+
+pub fn parse_hh_mm(text: &str) -> Option<(u32, u32)> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some((h, m))
+}
+
+pub fn parse_entry_modes(names: &[String]) -> Result<EntryModes, ConfigError> {
+    let modes: Result<Vec<EntryMode>, ConfigError> = names
+        .iter()
+        .map(|name| match name.as_str() {
+            "manual" => Ok(EntryMode::Manual),
+            "magnetic_stripe" => Ok(EntryMode::MagneticStripe),
+            "chip" => Ok(EntryMode::Chip),
+            "contactless" => Ok(EntryMode::Contactless),
+            "ecommerce" => Ok(EntryMode::Ecommerce),
+            other => Err(invalid(format!("unknown entry mode {other:?}"))),
+        })
+        .collect();
+    Ok(EntryModes::of(&modes?))
+}
+
+/// Field 32 values compare without leading zeros (field 90 carries them zero-padded).
+pub fn normalize_institution(id: &str) -> &str {
+    let trimmed = id.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0"
+    } else {
+        trimmed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_round_trips() {
+        let config = Config::embedded_default().unwrap();
+        assert!(config.participants.len() >= 5);
+        let printed = config.to_toml();
+        let again = Config::parse(&printed).unwrap();
+        assert_eq!(again.to_toml(), printed);
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let base = DEFAULT_CONFIG_TOML;
+        let cases = [
+            (base.replace("shards = 0", "shards = \"two\""), "TOML"),
+            (base.replace("vault_key = \"6a75", "vault_key = \"zz75"), "vault_key"),
+            (base.replace("institution_id = \"100002\"", "institution_id = \"100001\""), "institution_id"),
+            (base.replace("expiry = \"2912\"", "expiry = \"2913\""), "expiry"),
+            (base.replace("bic = \"FIRSUS33XXX\"", "bic = \"nope\""), "BIC"),
+            (base.replace("currency = \"JPY\"", "currency = \"XYZ\""), "does not settle"),
+            (format!("{base}\nunknown_table = 1\n"), "unknown field"),
+        ];
+        for (text, expected) in cases {
+            let error = Config::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} should mention {expected:?}");
+        }
+    }
+
+    #[test]
+    fn bad_qr_sections_name_the_problem() {
+        let base = DEFAULT_CONFIG_TOML;
+        let route = |body: &str| format!("{base}\n[[qr_routes]]\n{body}\n");
+        let rate = |body: &str| format!("{base}\n[[fx_rates]]\n{body}\n");
+        let cases = [
+            (base.replace("quote_ttl_ms = 60000", "quote_ttl_ms = 0"), "qr.quote_ttl_ms"),
+            (base.replace("signature_skew_s = 300", "signature_skew_s = 0"), "qr.signature_skew_s"),
+            (route("scheme = \"venmo\"\nidentifier = \"x\"\nacquirer = 3"), "scheme must be"),
+            (route("scheme = \"pix\"\nacquirer = 3"), "exactly one of identifier"),
+            (route("scheme = \"pix\"\nidentifier = \"a\"\nidentifier_prefix = \"a\"\nacquirer = 3"), "exactly one"),
+            (route("scheme = \"pix\"\nidentifier = \"k\"\nacquirer = 5"), "is not an acquirer"),
+            (route("scheme = \"pix\"\nidentifier = \"k\"\nacquirer = 77"), "unknown participant 77"),
+            (route("scheme = \"pix\"\nidentifier_prefix = \"\"\nacquirer = 7"), "appears twice"),
+            (rate("provider = 6\nbase = \"USD\"\nquote = \"EUR\"\nrate = \"0.9\""), "does not settle in EUR"),
+            (rate("provider = 5\nbase = \"USD\"\nquote = \"SGD\"\nrate = \"1.3\""), "not an fx_provider"),
+            (rate("provider = 6\nbase = \"THB\"\nquote = \"USD\"\nrate = \"0.03\""), "appears twice"),
+            (rate("provider = 6\nbase = \"USD\"\nquote = \"USD\"\nrate = \"1\""), "two different currencies"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = \"abc\""), "not a decimal"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = \"-1\""), "positive"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = 30.5"), "TOML"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = \"30\"\nspread_bps = 10001"), "spread_bps"),
+            (rate("provider = 6\nbase = \"BRL\"\nquote = \"XXX\"\nrate = \"30\""), "XXX"),
+        ];
+        for (text, expected) in cases {
+            let error = Config::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} should mention {expected:?}");
+        }
+        let fine = rate("provider = 6\nbase = \"BRL\"\nquote = \"JPY\"\nrate = \"30.5\"\nspread_bps = 40");
+        assert_eq!(
+            Config::parse(&fine).unwrap().fx_rates.len(),
+            Config::embedded_default().unwrap().fx_rates.len() + 1
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! The HTTP side of the daemon: health, Prometheus metrics and the admin API (read-only
+//! views for anyone who can reach the loopback port; state changes need the admin token).
+
+use super::iso_gateway::IsoContext;
+use super::metrics::Metrics;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use junction_engine::faults::Stage;
+use junction_engine::Engine;
+use junction_ledger::{AccountId, WindowId, WindowPositions, WindowState};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub struct HttpContext {
+    pub engine: Arc<Engine>,
+    pub clearing: Arc<super::windows::Windows>,
+    pub iso: Arc<IsoContext>,
+    pub metrics: Arc<Metrics>,
+    pub admin_token: String,
+    pub recovery_us: u64,
+    /// Extra routes' state (the QR gateway) is merged by the caller.
+    pub switch_name: String,
+    /// Whether `POST /v1/admin/faults/panic` is served (crash tests).
+    pub fault_injection: bool,
+}
+
+/// Largest admin request body: a full provisioning batch with room to spare.
+pub const ADMIN_BODY_BYTES_MAX: usize = 32 << 20;
+
+pub fn admin_router(context: Arc<HttpContext>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/admin/status", get(status))
+        .route("/v1/admin/participants", get(participants))
+        .route("/v1/admin/windows", get(windows))
+        .route("/v1/admin/windows/close", post(close_window))
+        .route("/v1/admin/windows/{id}/settle", post(settle_window))
+        .route("/v1/admin/positions", get(positions))
+        .route("/v1/admin/accounts/{id}", get(account))
+        .route("/v1/admin/accounts", post(provision_accounts))
+        .route("/v1/admin/accounts/{id}/status", post(account_status))
+        .route("/v1/admin/cards", post(provision_cards))
+        .route("/v1/admin/participants/{id}/caps", post(set_cap))
+        .route("/v1/admin/faults/panic", post(inject_panic))
+        // Bulk provisioning sends up to PROVISION_BATCH_MAX records (about 100 bytes each).
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_BYTES_MAX))
+        .with_state(context)
+}
+
+/// A JSON error with a stable machine-readable code and a human message.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": { "code": code, "message": message.into() } }))).into_response()
+}
+
+/// Whether the request carries the admin token (`Authorization: Bearer <token>`),
+/// compared in constant time.
+pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let Some(given) =
+        headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+async fn health(State(context): State<Arc<HttpContext>>) -> Response {
+    let ledger = context.engine.ledger();
+    // A ledger that failed to write refuses commits; report it so load balancers see it.
+    match ledger.health() {
+        Ok(()) => Json(json!({ "status": "ok", "ledger_durable_seq": ledger.durable_seq() })).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "failing", "reason": e.to_string() })))
+            .into_response(),
+    }
+}
+
+async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
+    let engine = &context.engine;
+    context.metrics.ledger_durable_seq.set(engine.ledger().durable_seq() as i64);
+    context.metrics.ledger_recovery_us.set(context.recovery_us as i64);
+    let mut extra = String::new();
+    let healthy = engine.ledger().health().is_ok();
+    extra.push_str(
+        "# HELP junction_ledger_healthy 1 while the ledger can write; 0 after a write failed (approvals stop)\n",
+    );
+    extra.push_str(&format!("# TYPE junction_ledger_healthy gauge\njunction_ledger_healthy {}\n", u8::from(healthy)));
+    extra.push_str("# HELP junction_engine_answers_total Answers by response code, counted by the engine\n");
+    extra.push_str("# TYPE junction_engine_answers_total counter\n");
+    for (code, count) in engine.stats().by_code() {
+        extra.push_str(&format!("junction_engine_answers_total{{code=\"{code}\"}} {count}\n"));
+    }
+    extra.push_str("# HELP junction_engine_declines_total Declines by reason\n");
+    extra.push_str("# TYPE junction_engine_declines_total counter\n");
+    for (reason, count) in engine.stats().by_reason() {
+        extra.push_str(&format!("junction_engine_declines_total{{reason=\"{reason}\"}} {count}\n"));
+    }
+    extra.push_str("# HELP junction_shard_queue_depth Requests waiting in each shard's queue\n");
+    extra.push_str("# TYPE junction_shard_queue_depth gauge\n");
+    for (shard, depth) in engine.queue_depths().iter().enumerate() {
+        extra.push_str(&format!("junction_shard_queue_depth{{shard=\"{shard}\"}} {depth}\n"));
+    }
+    extra.push_str(
+        "# HELP junction_connections_open Open ISO 8583 connections\n# TYPE junction_connections_open gauge\n",
+    );
+    extra.push_str(&format!("junction_connections_open {}\n", context.iso.connections_open.load(Ordering::Relaxed)));
+    extra.push_str("# HELP junction_requests_in_flight Requests (ISO 8583 and QR) handed to the engine, not yet answered\n# TYPE junction_requests_in_flight gauge\n");
+    extra.push_str(&format!("junction_requests_in_flight {}\n", context.iso.admission.in_flight()));
+    ([("content-type", "text/plain; version=0.0.4")], context.metrics.render(&extra)).into_response()
+}
+
+async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    let engine = &context.engine;
+    let ledger = engine.ledger();
+    Json(json!({
+        "switch": context.switch_name,
+        "shards": engine.shard_count(),
+        "queue_depths": engine.queue_depths(),
+        "connections_open": context.iso.connections_open.load(Ordering::Relaxed),
+        "requests_in_flight": context.iso.admission.in_flight(),
+        "requests_in_flight_max": context.iso.admission.max(),
+        "responses_by_code": engine.stats().by_code(),
+        "declines_by_reason": engine.stats().by_reason(),
+        "ledger": {
+            "durable_seq": ledger.durable_seq(),
+            "accounts": ledger.account_count(),
+            "current_window": ledger.current_window().0,
+            "recovery_us": context.recovery_us,
+        },
+    }))
+}
+
+async fn participants(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    let engine = &context.engine;
+    let list: Vec<Value> = engine
+        .participants()
+        .iter()
+        .map(|p| {
+            let caps: serde_json::Map<String, Value> = p
+                .net_debit_caps
+                .iter()
+                .map(|(currency, cap)| {
+                    let headroom = engine.cap_headroom(p.id, *currency).unwrap_or_default();
+                    (
+                        currency.code().to_string(),
+                        json!({ "net_debit_cap": cap, "headroom_in_pool": headroom.to_string() }),
+                    )
+                })
+                .collect();
+            json!({ "id": p.id.0, "name": p.name, "role": p.role, "currencies": caps })
+        })
+        .collect();
+    Json(json!({ "participants": list }))
+}
+
+fn window_json(window: &WindowPositions) -> Value {
+    let (state, closed_at) = match window.state {
+        WindowState::Open => ("open", None),
+        WindowState::Closed { closed_at } => ("closed", Some(closed_at)),
+    };
+    json!({
+        "window": window.window.0,
+        "state": state,
+        "closed_at_ns": closed_at,
+        "transfer_count": window.transfer_count,
+        "first_seq": window.first_seq,
+        "last_seq": window.last_seq,
+    })
+}
+
+fn positions_json(window: &WindowPositions) -> Value {
+    let mut value = window_json(window);
+    let rows: Vec<Value> = window
+        .positions
+        .iter()
+        .map(|((participant, currency), p)| {
+            json!({
+                "participant": participant.0,
+                "currency": currency.code(),
+                "debit_count": p.debit_count,
+                "credit_count": p.credit_count,
+                "debits_minor": p.debits.to_string(),
+                "credits_minor": p.credits.to_string(),
+                "net_minor": p.net().to_string(),
+                "net": currency.format_minor(p.net()),
+            })
+        })
+        .collect();
+    value["positions"] = Value::Array(rows);
+    value
+}
+
+async fn windows(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    let list: Vec<Value> = context
+        .engine
+        .ledger()
+        .windows()
+        .iter()
+        .map(|w| {
+            let mut value = window_json(w);
+            value["status"] = json!(context.clearing.status(w.window, w.state));
+            if w.state != WindowState::Open {
+                value["folder"] = json!(context.clearing.folder(w.window).display().to_string());
+            }
+            value
+        })
+        .collect();
+    Json(json!({ "windows": list }))
+}
+
+async fn settle_window(State(context): State<Arc<HttpContext>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    if !authorized(&headers, &context.admin_token) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    }
+    let clearing = Arc::clone(&context.clearing);
+    match tokio::task::spawn_blocking(move || clearing.settle(WindowId(id))).await {
+        Ok(Ok(())) => Json(json!({ "window": id, "status": "settled" })).into_response(),
+        Ok(Err(message)) => error(StatusCode::CONFLICT, "not_settleable", message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PositionsQuery {
+    window: Option<u64>,
+}
+
+async fn positions(State(context): State<Arc<HttpContext>>, Query(query): Query<PositionsQuery>) -> Response {
+    let ledger = context.engine.ledger();
+    let window = query.window.map(WindowId).unwrap_or_else(|| ledger.current_window());
+    match ledger.window_positions(window) {
+        Some(positions) => Json(positions_json(&positions)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "unknown_window", format!("window {} does not exist", window.0)),
+    }
+}
+
+async fn close_window(State(context): State<Arc<HttpContext>>, headers: HeaderMap) -> Response {
+    if !authorized(&headers, &context.admin_token) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    }
+    let engine = Arc::clone(&context.engine);
+    match tokio::task::spawn_blocking(move || engine.close_window()).await {
+        Ok(Ok(closed)) => {
+            tracing::info!(window = closed.window.0, transfers = closed.transfer_count, "settlement window closed");
+            // The files are written in the background; the window's status says when.
+            let clearing = Arc::clone(&context.clearing);
+            let window = closed.window;
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = clearing.write(window) {
+                    tracing::error!(window = window.0, %error, "writing clearing files failed");
+                }
+            });
+            let mut body = positions_json(&closed);
+            body["folder"] = json!(context.clearing.folder(window).display().to_string());
+            Json(body).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn account(State(context): State<Arc<HttpContext>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u128>() else {
+        return error(StatusCode::BAD_REQUEST, "bad_account_id", "account ids are decimal integers");
+    };
+    match context.engine.ledger().account(AccountId(id)) {
+        Some(view) => Json(json!({
+            "id": id.to_string(),
+            "participant": view.account.participant.0,
+            "currency": view.account.currency.code(),
+            "balances": view.balances,
+            "available": view.account.currency.format_minor(view.balances.available()),
+        }))
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, "unknown_account", "no such account"),
+    }
+}
+
+/// Runs an admin change off the async threads, mapping engine errors to JSON.
+async fn admin_call(
+    context: &Arc<HttpContext>,
+    headers: &HeaderMap,
+    change: impl FnOnce(&Engine) -> Result<Value, junction_engine::EngineError> + Send + 'static,
+) -> Response {
+    if !authorized(headers, &context.admin_token) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    }
+    let engine = Arc::clone(&context.engine);
+    match tokio::task::spawn_blocking(move || change(&engine)).await {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, "rejected", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsBody {
+    accounts: Vec<super::config::AccountConfig>,
+}
+
+async fn provision_accounts(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    body: Result<Json<AccountsBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"accounts\": [...]}");
+    };
+    admin_call(&context, &headers, move |engine| {
+        let mut specs = Vec::with_capacity(body.accounts.len());
+        for a in &body.accounts {
+            let currency = junction_ledger::Currency::from_code(&a.currency)
+                .map_err(|e| junction_engine::EngineError::Config(e.to_string()))?;
+            specs.push(junction_engine::model::AccountSpec {
+                id: AccountId(u128::from(a.id)),
+                participant: junction_ledger::ParticipantId(a.participant),
+                currency,
+                opening_balance: a.opening_balance,
+                status: junction_engine::model::AccountStatus::Active,
+                velocity: junction_engine::model::VelocityLimits {
+                    count_per_day_max: a.velocity_count_per_day_max,
+                    amount_per_day_max: a.velocity_amount_per_day_max,
+                },
+            });
+        }
+        engine.add_accounts(&specs)?;
+        engine.sync()?;
+        Ok(json!({ "provisioned": specs.len() }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardsBody {
+    cards: Vec<super::config::CardConfig>,
+}
+
+async fn provision_cards(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    body: Result<Json<CardsBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"cards\": [...]}");
+    };
+    admin_call(&context, &headers, move |engine| {
+        if body.cards.len() > junction_engine::PROVISION_BATCH_MAX {
+            return Err(junction_engine::EngineError::Config(format!(
+                "at most {} cards per call",
+                junction_engine::PROVISION_BATCH_MAX
+            )));
+        }
+        let mut cards = Vec::with_capacity(body.cards.len());
+        for c in &body.cards {
+            let expiry = super::config::parse_yymm(&c.expiry)
+                .ok_or_else(|| junction_engine::EngineError::Config("card expiry must be YYMM".into()))?;
+            if !(12..=19).contains(&c.pan.len()) || !c.pan.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(junction_engine::EngineError::Config("a card number must be 12-19 digits".into()));
+            }
+            cards.push(junction_engine::model::CardSpec {
+                pan: c.pan.clone(),
+                account: AccountId(u128::from(c.account)),
+                expiry_yymm: expiry,
+            });
+        }
+        engine.add_cards(&cards)?;
+        Ok(json!({ "provisioned": cards.len() }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct StatusBody {
+    status: String,
+}
+
+async fn account_status(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Result<Json<StatusBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"status\": \"active|blocked|closed\"}");
+    };
+    let status = match body.status.as_str() {
+        "active" => junction_engine::model::AccountStatus::Active,
+        "blocked" => junction_engine::model::AccountStatus::Blocked,
+        "closed" => junction_engine::model::AccountStatus::Closed,
+        _ => return error(StatusCode::BAD_REQUEST, "bad_status", "status is active, blocked or closed"),
+    };
+    admin_call(&context, &headers, move |engine| {
+        engine.set_account_status(AccountId(u128::from(id)), status)?;
+        engine.sync()?;
+        Ok(json!({ "account": id, "status": body.status }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct CapBody {
+    currency: String,
+    net_debit_cap: u64,
+}
+
+async fn set_cap(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Result<Json<CapBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"currency\": ..., \"net_debit_cap\": ...}");
+    };
+    let Ok(currency) = junction_ledger::Currency::from_code(&body.currency) else {
+        return error(StatusCode::BAD_REQUEST, "bad_currency", "unknown currency");
+    };
+    admin_call(&context, &headers, move |engine| {
+        engine.set_net_debit_cap(junction_ledger::ParticipantId(id), currency, body.net_debit_cap)?;
+        Ok(json!({ "participant": id, "currency": body.currency, "net_debit_cap": body.net_debit_cap }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct PanicRequest {
+    /// `shard`, `commit`, `completion` or `ledger-writer`.
+    stage: String,
+}
+
+/// Crash tests: the named pipeline stage panics on its next turn, and the process ends.
+/// Served only when the daemon was started with `--enable-fault-injection`.
+async fn inject_panic(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    Json(request): Json<PanicRequest>,
+) -> Response {
+    if !context.fault_injection {
+        return error(StatusCode::NOT_FOUND, "not_found", "fault injection is not enabled");
+    }
+    if !authorized(&headers, &context.admin_token) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    }
+    let Some(stage) = Stage::parse(&request.stage) else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "stage is shard, commit, completion or ledger-writer");
+    };
+    tracing::warn!(?stage, "fault injected: the stage panics on its next turn");
+    context.engine.inject_panic(stage);
+    Json(json!({ "injected": request.stage })).into_response()
+}

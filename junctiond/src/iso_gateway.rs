@@ -1,0 +1,534 @@
+//! The ISO 8583 front end: TCP connections from acquirers' and issuers' hosts.
+//!
+//! Each connection has a reader task and a writer task. The reader splits frames out of
+//! large reads, checks sign-on and MACs, turns each message into an engine `Request` and
+//! submits it without waiting; answers come back through the connection's channel in
+//! whatever order the pipeline produces them (clients match them by STAN/RRN). The writer
+//! drains every answer that is ready into one buffer and writes it with one call.
+//!
+//! Nothing from the wire is trusted: a malformed message is answered with 30, a bad MAC
+//! with 63, an unknown MTI with 12; the connection and the daemon carry on.
+
+use super::admission::Admission;
+use super::config::normalize_institution;
+use super::metrics::Metrics;
+use junction_engine::model::*;
+use junction_engine::{Engine, ResponseCode};
+use junction_ledger::{Currency, ParticipantId};
+use junction_wire::iso8583::{mac, next_frame, FrameError, Iso8583Message, MacKey, MaskedPan, FRAME_PREFIX_SIZE_BYTES};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// Messages one connection may have in flight: requests handed to the engine and not yet
+/// answered, plus answers the reader built itself (sign-ons, echoes, refusals) not yet
+/// written. Past it the reader stops reading until answers are written, so a client that
+/// does not read its answers only stalls itself, whatever it sends.
+pub const CONNECTION_IN_FLIGHT_MAX: usize = 4096;
+
+/// Messages waiting in one connection's queue to its writer task: at most two per message
+/// in flight (a request's `Expect` and its `Answer`), so the queue never fills while the
+/// in-flight bound holds. Costs about 200 bytes a slot and up to ~1 KiB per queued
+/// message (the request kept to echo its fields).
+pub const CONNECTION_QUEUE_DEPTH_MAX: usize = 2 * CONNECTION_IN_FLIGHT_MAX;
+
+/// Bytes read per system call (many frames per read on a busy connection).
+const READ_BUFFER_SIZE_BYTES: usize = 64 * 1024;
+
+/// A participant that may connect.
+pub struct IsoParticipant {
+    pub id: ParticipantId,
+    pub name: String,
+    pub institution_id: String,
+    pub key: MacKey,
+}
+
+pub struct IsoContext {
+    pub engine: Arc<Engine>,
+    /// By normalised institution id (field 32 without leading zeros).
+    pub participants: HashMap<String, Arc<IsoParticipant>>,
+    pub metrics: Arc<Metrics>,
+    pub connections_open: AtomicUsize,
+    /// Shared with the QR gateway: requests handed to the engine and not yet answered.
+    pub admission: Arc<Admission>,
+    next_tag: AtomicU64,
+}
+
+impl IsoContext {
+    pub fn new(
+        engine: Arc<Engine>,
+        participants: Vec<IsoParticipant>,
+        metrics: Arc<Metrics>,
+        admission: Arc<Admission>,
+    ) -> IsoContext {
+        IsoContext {
+            engine,
+            participants: participants
+                .into_iter()
+                .map(|p| (normalize_institution(&p.institution_id).to_string(), Arc::new(p)))
+                .collect(),
+            metrics,
+            connections_open: AtomicUsize::new(0),
+            admission,
+            next_tag: AtomicU64::new(1),
+        }
+    }
+}
+
+pub async fn serve(listener: TcpListener, context: Arc<IsoContext>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let context = Arc::clone(&context);
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        context.connections_open.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "iso8583 connection opened");
+                        if let Err(error) = connection(stream, &context, shutdown).await {
+                            tracing::debug!(%peer, %error, "iso8583 connection ended");
+                        }
+                        context.connections_open.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "accepting an iso8583 connection failed"),
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+enum WriterMessage {
+    /// A request was submitted with this tag; its answer echoes these fields.
+    Expect { tag: u64, request: Box<Iso8583Message>, key: Option<Arc<IsoParticipant>>, received: Instant },
+    /// The engine's answer.
+    Answer(Response),
+    /// An answer the reader built itself (network management, refusals).
+    Direct { response: Box<Iso8583Message>, key: Option<Arc<IsoParticipant>> },
+}
+
+struct ConnectionSink(mpsc::Sender<WriterMessage>);
+
+impl ReplySink for ConnectionSink {
+    fn send(&self, response: Response) {
+        // A closed connection no longer wants its answers; the transfer stands regardless.
+        enqueue(&self.0, WriterMessage::Answer(response));
+    }
+}
+
+/// Puts a message on the connection's queue without waiting: the in-flight bound keeps
+/// the queue from filling (see `CONNECTION_QUEUE_DEPTH_MAX`).
+fn enqueue(sender: &mpsc::Sender<WriterMessage>, message: WriterMessage) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = sender.try_send(message) {
+        tracing::error!("a connection's writer queue is full although its in-flight bound holds; an answer is lost");
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    context: &Arc<IsoContext>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (mut reader, writer) = stream.into_split();
+    let (sender, receiver) = mpsc::channel(CONNECTION_QUEUE_DEPTH_MAX);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let writer_task =
+        tokio::spawn(write_loop(writer, receiver, Arc::clone(context), Arc::clone(&in_flight), Arc::clone(&notify)));
+    let sink: Arc<dyn ReplySink> = Arc::new(ConnectionSink(sender.clone()));
+    let mut signed_on: Option<Arc<IsoParticipant>> = None;
+    let mut buffer: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
+    let mut discard_bytes = 0usize;
+    let mut chunk = vec![0u8; READ_BUFFER_SIZE_BYTES];
+    loop {
+        room(&in_flight, &notify).await;
+        let read = tokio::select! {
+            read = reader.read(&mut chunk) => read?,
+            _ = shutdown.changed() => 0,
+        };
+        if read == 0 {
+            break;
+        }
+        let mut fresh = &chunk[..read];
+        if discard_bytes > 0 {
+            let skipped = discard_bytes.min(fresh.len());
+            discard_bytes -= skipped;
+            fresh = &fresh[skipped..];
+        }
+        buffer.extend_from_slice(fresh);
+        let mut consumed = 0;
+        loop {
+            match next_frame(&buffer[consumed..]) {
+                Ok(Some((raw, size))) => {
+                    // One read can hold many frames: the bound holds frame by frame.
+                    room(&in_flight, &notify).await;
+                    handle(raw, context, &mut signed_on, &sender, &sink, &in_flight);
+                    consumed += size;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    // A length we cannot honour: answer 30 and skip what it declared.
+                    context.metrics.frame_errors.inc();
+                    tracing::info!(%error, "iso8583 frame refused");
+                    let skip = match error {
+                        FrameError::ZeroLength { .. } => FRAME_PREFIX_SIZE_BYTES,
+                        FrameError::TooLarge { size_bytes, .. } => FRAME_PREFIX_SIZE_BYTES + usize::from(size_bytes),
+                    };
+                    let available = buffer.len() - consumed;
+                    if skip > available {
+                        discard_bytes = skip - available;
+                        consumed = buffer.len();
+                    } else {
+                        consumed += skip;
+                    }
+                    room(&in_flight, &notify).await;
+                    direct(&sender, &in_flight, format_error(None), None);
+                }
+            }
+        }
+        buffer.drain(..consumed);
+    }
+    drop(sender);
+    drop(sink);
+    // Let the writer send what is still coming for this connection, then stop.
+    let _ = writer_task.await;
+    Ok(())
+}
+
+/// Waits until the connection has fewer than its bound of requests in flight.
+async fn room(in_flight: &AtomicUsize, notify: &tokio::sync::Notify) {
+    while in_flight.load(Ordering::Acquire) >= CONNECTION_IN_FLIGHT_MAX {
+        notify.notified().await;
+    }
+}
+
+fn handle(
+    raw: &[u8],
+    context: &Arc<IsoContext>,
+    signed_on: &mut Option<Arc<IsoParticipant>>,
+    sender: &mpsc::Sender<WriterMessage>,
+    sink: &Arc<dyn ReplySink>,
+    in_flight: &Arc<AtomicUsize>,
+) {
+    let received = Instant::now();
+    let metrics = &context.metrics;
+    metrics.messages_received.inc();
+    let message = match Iso8583Message::decode(raw) {
+        Ok(message) => message,
+        Err(error) => {
+            metrics.format_errors.inc();
+            tracing::info!(%error, "malformed iso8583 message");
+            direct(sender, in_flight, format_error(Some(raw)), None);
+            return;
+        }
+    };
+    let direct = |response: Iso8583Message, key: Option<Arc<IsoParticipant>>| direct(sender, in_flight, response, key);
+    if message.mti() == "0800" {
+        let (response, key) = network_management(&message, raw, context, signed_on);
+        direct(response, key);
+        return;
+    }
+    // Financial messages: signed on, MAC'd with the participant's key, as itself.
+    let Some(participant) = signed_on.clone() else {
+        metrics.security_refusals.inc();
+        tracing::info!(mti = message.mti(), "financial message on a connection that has not signed on");
+        direct(answer(&message, "63"), None);
+        return;
+    };
+    if let Err(error) = mac::verify(raw, &participant.key) {
+        metrics.security_refusals.inc();
+        tracing::warn!(participant = participant.id.0, mti = message.mti(), stan = message.get(11).unwrap_or("-"), %error, "MAC check failed");
+        direct(answer(&message, error.response_code()), Some(participant));
+        return;
+    }
+    if message.get(32).map(normalize_institution) != Some(normalize_institution(&participant.institution_id)) {
+        metrics.security_refusals.inc();
+        tracing::warn!(participant = participant.id.0, "field 32 names another institution");
+        direct(answer(&message, "63"), Some(participant));
+        return;
+    }
+    let tag = context.next_tag.fetch_add(1, Ordering::Relaxed);
+    match to_request(&message, context, participant.id, tag, sink) {
+        Ok(request) if !context.admission.try_admit() => {
+            // Declined at the door: answering at once keeps what is accepted moving.
+            drop(request);
+            direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
+        }
+        Ok(request) => {
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            enqueue(
+                sender,
+                WriterMessage::Expect { tag, request: Box::new(message), key: Some(participant), received },
+            );
+            context.engine.submit(request);
+        }
+        Err(code) => {
+            if code == "30" {
+                metrics.format_errors.inc();
+            }
+            direct(answer(&message, code), Some(participant));
+        }
+    }
+}
+
+/// Queues an answer the reader built itself; it counts in flight until it is written.
+fn direct(
+    sender: &mpsc::Sender<WriterMessage>,
+    in_flight: &AtomicUsize,
+    response: Iso8583Message,
+    key: Option<Arc<IsoParticipant>>,
+) {
+    in_flight.fetch_add(1, Ordering::AcqRel);
+    enqueue(sender, WriterMessage::Direct { response: Box::new(response), key });
+}
+
+fn network_management(
+    message: &Iso8583Message,
+    raw: &[u8],
+    context: &IsoContext,
+    signed_on: &mut Option<Arc<IsoParticipant>>,
+) -> (Iso8583Message, Option<Arc<IsoParticipant>>) {
+    let participant = match message.get(32) {
+        Some(id) => context.participants.get(normalize_institution(id)).cloned(),
+        None => signed_on.clone(),
+    };
+    let Some(participant) = participant else {
+        context.metrics.security_refusals.inc();
+        tracing::info!(institution = message.get(32).unwrap_or("-"), "network management from an unknown institution");
+        return (answer(message, if message.contains(32) { "63" } else { "30" }), None);
+    };
+    if let Err(error) = mac::verify(raw, &participant.key) {
+        context.metrics.security_refusals.inc();
+        tracing::warn!(participant = participant.id.0, %error, "MAC check failed on network management");
+        return (answer(message, error.response_code()), Some(participant));
+    }
+    let code = match message.get(70) {
+        Some("001") => {
+            tracing::info!(participant = participant.id.0, name = %participant.name, "signed on");
+            *signed_on = Some(Arc::clone(&participant));
+            "00"
+        }
+        Some("002") => {
+            tracing::info!(participant = participant.id.0, "signed off");
+            *signed_on = None;
+            "00"
+        }
+        Some("301") => "00",
+        Some(_) => "12",
+        None => "30",
+    };
+    (answer(message, code), Some(participant))
+}
+
+/// ISO 8583 response MTI: the third digit goes from request (even) to response (odd).
+fn response_mti(mti: &str) -> String {
+    let mut bytes: Vec<u8> = mti.bytes().collect();
+    if bytes.len() == 4 && bytes.iter().all(u8::is_ascii_digit) {
+        if (bytes[2] - b'0').is_multiple_of(2) {
+            bytes[2] += 1;
+        }
+        String::from_utf8(bytes).unwrap_or_else(|_| "0010".into())
+    } else {
+        "0010".into()
+    }
+}
+
+/// Fields a response echoes so the client can match it.
+const ECHOED_FIELDS: [u8; 14] = [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70, 90];
+
+fn answer(request: &Iso8583Message, code: &str) -> Iso8583Message {
+    let mut response = new_message(&response_mti(request.mti()));
+    for field in ECHOED_FIELDS {
+        if let Some(value) = request.get(field) {
+            let _ = response.set(field, value);
+        }
+    }
+    let _ = response.set(39, code);
+    response
+}
+
+fn new_message(mti: &str) -> Iso8583Message {
+    // `response_mti` only returns four digits, which `new` always accepts.
+    Iso8583Message::new(mti).expect("a four-digit MTI is valid")
+}
+
+/// The answer to bytes that do not decode: 30, with the request's MTI if it has one.
+fn format_error(raw: Option<&[u8]>) -> Iso8583Message {
+    let mti = raw.and_then(|r| r.get(..4)).and_then(|m| std::str::from_utf8(m).ok()).unwrap_or("0000");
+    let mut response = new_message(&response_mti(mti));
+    let _ = response.set(39, "30");
+    response
+}
+
+fn to_request(
+    message: &Iso8583Message,
+    context: &IsoContext,
+    acquirer: ParticipantId,
+    tag: u64,
+    sink: &Arc<dyn ReplySink>,
+) -> Result<Request, &'static str> {
+    let required = |field: u8| message.get(field).ok_or("30");
+    let mti = message.mti();
+    let processing = required(3)?;
+    let class = processing.get(..2).ok_or("30")?;
+    let original = || -> Result<RequestKey, &'static str> {
+        // Field 90: original MTI (4), STAN (6), transmission time (10), acquirer (11), forwarder (11).
+        let data = required(90)?;
+        let stan = data.get(4..10).ok_or("30")?;
+        let time = data.get(10..20).ok_or("30")?;
+        let acquirer = data.get(20..31).ok_or("30")?;
+        let terminal = required(41)?;
+        Ok(request_key(acquirer, terminal, stan, time))
+    };
+    let operation = match (mti, class) {
+        ("0100", "30" | "31") | ("0200", "30" | "31") => Operation::BalanceInquiry,
+        ("0100", "00" | "01" | "09") => Operation::Authorize,
+        ("0200", "00" | "01" | "09") => Operation::Purchase,
+        ("0200", "20") => Operation::Refund,
+        ("0220", _) => Operation::Complete { original: original()? },
+        ("0400" | "0420", _) => Operation::Reverse { original: original()? },
+        _ => return Err("12"),
+    };
+    let pan = match message.get(2) {
+        Some(pan) => pan,
+        // Track 2: the PAN is everything before the separator.
+        None => required(35)?.split(['=', 'D']).next().ok_or("30")?,
+    };
+    let amount: u64 = match operation {
+        Operation::BalanceInquiry => message.get(4).unwrap_or("0").parse().map_err(|_| "30")?,
+        _ => required(4)?.parse().map_err(|_| "30")?,
+    };
+    let currency = Currency::from_numeric(required(49)?.parse().map_err(|_| "30")?).map_err(|_| "30")?;
+    let key = request_key(required(32)?, required(41)?, required(11)?, required(7)?);
+    let entry_mode = message.get(22).map_or(EntryMode::Unknown, EntryMode::from_pos_entry_mode);
+    let card_expiry_yymm = message.get(14).and_then(|e| e.parse::<u16>().ok());
+    Ok(Request {
+        key,
+        operation,
+        instrument: Instrument::Card(context.engine.pan_key(pan)),
+        amount,
+        currency,
+        acquirer,
+        entry_mode,
+        card_expiry_yymm,
+        reference: pack_reference(message.get(37), message.get(11)),
+        tag,
+        reply: Arc::clone(sink),
+    })
+}
+
+/// The request key of an ISO 8583 message: acquirer (32), terminal (41), STAN (11) and
+/// transmission time (7). A resend has the same key.
+pub fn request_key(acquirer: &str, terminal: &str, stan: &str, transmission_time: &str) -> RequestKey {
+    RequestKey::derive(
+        "iso8583",
+        &[
+            normalize_institution(acquirer).as_bytes(),
+            terminal.as_bytes(),
+            stan.as_bytes(),
+            transmission_time.as_bytes(),
+        ],
+    )
+}
+
+/// RRN (12 characters) and STAN (6 digits) packed into the transfer's 128-bit reference.
+pub fn pack_reference(rrn: Option<&str>, stan: Option<&str>) -> u128 {
+    let mut bytes = [b' '; 16];
+    if let Some(rrn) = rrn {
+        for (slot, byte) in bytes[..12].iter_mut().zip(rrn.bytes()) {
+            *slot = byte;
+        }
+    }
+    let stan: u32 = stan.and_then(|s| s.parse().ok()).unwrap_or(0);
+    bytes[12..].copy_from_slice(&stan.to_be_bytes());
+    u128::from_be_bytes(bytes)
+}
+
+/// A submitted request awaiting its answer: what to echo, the key to MAC with, when it came.
+type Expected = (Box<Iso8583Message>, Option<Arc<IsoParticipant>>, Instant);
+
+async fn write_loop(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut receiver: mpsc::Receiver<WriterMessage>,
+    context: Arc<IsoContext>,
+    in_flight: Arc<AtomicUsize>,
+    notify: Arc<tokio::sync::Notify>,
+) {
+    let mut expected: HashMap<u64, Expected> = HashMap::new();
+    let mut out: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
+    let mut broken = false;
+    while let Some(first) = receiver.recv().await {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                WriterMessage::Expect { tag, request, key, received } => {
+                    expected.insert(tag, (request, key, received));
+                }
+                WriterMessage::Answer(response) => {
+                    if let Some((request, key, received)) = expected.remove(&response.tag) {
+                        let message = engine_answer(&request, &response);
+                        push(&mut out, message, key.as_deref());
+                        in_flight.fetch_sub(1, Ordering::AcqRel);
+                        context.admission.release();
+                        context.metrics.observe(response.code, received.elapsed());
+                        notify.notify_one();
+                    }
+                }
+                WriterMessage::Direct { response, key } => {
+                    if let Some(code) = response.get(39) {
+                        context.metrics.responses_by_code.with_label_values(&[code]).inc();
+                    }
+                    push(&mut out, *response, key.as_deref());
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                    notify.notify_one();
+                }
+            }
+            if out.len() < READ_BUFFER_SIZE_BYTES {
+                next = receiver.try_recv().ok();
+            }
+        }
+        if !broken && !out.is_empty() {
+            if let Err(error) = writer.write_all(&out).await {
+                tracing::debug!(%error, "iso8583 write failed; dropping further answers");
+                broken = true;
+            }
+        }
+        out.clear();
+    }
+    let _ = writer.shutdown().await;
+}
+
+fn engine_answer(request: &Iso8583Message, response: &Response) -> Iso8583Message {
+    let mut message = answer(request, response.code.as_str());
+    if response.code == ResponseCode::Approved {
+        if let Some(code) = response.auth_code {
+            let _ = message.set(38, std::str::from_utf8(&code).unwrap_or("000000"));
+        }
+    }
+    if let Some((available, currency)) = response.balance {
+        // Field 54: account type, amount type 02 (available), currency, sign, 12 digits.
+        let sign = if available < 0 { 'D' } else { 'C' };
+        let value = format!("0002{:03}{sign}{:012}", currency.numeric(), available.unsigned_abs().min(999_999_999_999));
+        let _ = message.set(54, &value);
+    }
+    message
+}
+
+fn push(out: &mut Vec<u8>, mut message: Iso8583Message, key: Option<&IsoParticipant>) {
+    if let Some(participant) = key {
+        mac::sign(&mut message, &participant.key);
+    }
+    if let Err(error) = message.encode_framed(out) {
+        tracing::error!(%error, summary = %message.summary(), "an answer does not encode");
+    }
+}
+
+/// For logs: a message's PAN masked (first 6, last 4).
+pub fn masked_pan(message: &Iso8583Message) -> String {
+    message.get(2).map(|pan| MaskedPan(pan).to_string()).unwrap_or_else(|| "-".into())
+}

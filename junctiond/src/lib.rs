@@ -1,0 +1,211 @@
+//! `junctiond`: the switch daemon. Loads the configuration, opens the ledger, starts the
+//! engine, provisions what the configuration declares, and serves ISO 8583 over TCP and
+//! HTTP (admin, metrics) until SIGTERM, which drains in-flight requests and stops cleanly.
+
+pub mod admission;
+pub mod config;
+pub mod fx;
+pub mod http;
+pub mod iso_gateway;
+pub mod maintenance;
+pub mod metrics;
+pub mod qr;
+pub mod windows;
+
+use anyhow::{Context, Result};
+use config::Config;
+use junction_engine::model::*;
+use junction_engine::{Engine, EngineConfig};
+use junction_ledger::{AccountId, Currency, Ledger, LedgerOptions, ParticipantId};
+use junction_wire::iso8583::MacKey;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long SIGTERM waits for in-flight requests to be answered before stopping anyway.
+pub const DRAIN_TIMEOUT_MS: u64 = 10_000;
+
+/// Provisions what the configuration declares. Idempotent: a restart provisions nothing
+/// twice and funds no account twice.
+pub fn provision(engine: &Engine, config: &Config) -> Result<()> {
+    for p in &config.participants {
+        let caps: Result<Vec<(Currency, u64)>> =
+            p.net_debit_caps.iter().map(|(code, cap)| Ok((Currency::from_code(code)?, *cap))).collect();
+        engine
+            .add_participant(ParticipantSpec {
+                id: ParticipantId(p.id),
+                name: p.name.clone(),
+                role: p.role,
+                net_debit_caps: caps?,
+            })
+            .with_context(|| format!("provisioning participant {}", p.id))?;
+    }
+    let accounts: Result<Vec<AccountSpec>> = config
+        .accounts
+        .iter()
+        .map(|a| {
+            Ok(AccountSpec {
+                id: AccountId(u128::from(a.id)),
+                participant: ParticipantId(a.participant),
+                currency: Currency::from_code(&a.currency)?,
+                opening_balance: a.opening_balance,
+                status: AccountStatus::Active,
+                velocity: VelocityLimits {
+                    count_per_day_max: a.velocity_count_per_day_max,
+                    amount_per_day_max: a.velocity_amount_per_day_max,
+                },
+            })
+        })
+        .collect();
+    engine.add_accounts(&accounts?).context("provisioning accounts")?;
+    let cards: Vec<CardSpec> = config
+        .cards
+        .iter()
+        .map(|c| CardSpec {
+            pan: c.pan.clone(),
+            account: AccountId(u128::from(c.account)),
+            expiry_yymm: config::parse_yymm(&c.expiry).unwrap_or(0),
+        })
+        .collect();
+    engine.add_cards(&cards).context("provisioning cards")?;
+    let mut tokens = Vec::new();
+    for t in &config.tokens {
+        tokens.push(TokenSpec {
+            dpan: t.dpan.clone(),
+            account: AccountId(u128::from(t.account)),
+            expiry_yymm: config::parse_yymm(&t.expiry).unwrap_or(0),
+            allowed_entry_modes: config::parse_entry_modes(&t.entry_modes)?,
+        });
+    }
+    engine.add_tokens(&tokens).context("provisioning tokens")?;
+    engine.sync()?;
+    Ok(())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<()> {
+    let switch = &config.switch;
+    std::fs::create_dir_all(&switch.data_dir)
+        .with_context(|| format!("creating the data dir {}", switch.data_dir.display()))?;
+    let ledger_dir = switch.data_dir.join("ledger");
+    let ledger_options = LedgerOptions {
+        wal_size_bytes_max: switch.ledger_wal_size_bytes_max,
+        transfers_reserved: switch.ledger_transfers_reserved,
+        ..LedgerOptions::default()
+    };
+    let ledger = tokio::task::block_in_place(|| Ledger::open(&ledger_dir, ledger_options))
+        .with_context(|| format!("opening the ledger in {}", ledger_dir.display()))?;
+    let recovery = ledger.recovery();
+    tracing::info!(
+        entries = recovery.entries_replayed,
+        transfers = recovery.transfers_replayed,
+        recovery_us = recovery.duration_us,
+        "ledger opened"
+    );
+    let ledger = Arc::new(ledger);
+    let shards = if switch.shards == 0 { EngineConfig::default().shards } else { switch.shards };
+    let engine_config = EngineConfig {
+        shards,
+        shard_queue_depth_max: switch.shard_queue_depth_max,
+        commit_delay_us: switch.commit_delay_us,
+        vault_key: hex::decode(&switch.vault_key).context("decoding switch.vault_key")?,
+    };
+    let engine = Arc::new(tokio::task::block_in_place(|| Engine::start(Arc::clone(&ledger), engine_config))?);
+    tokio::task::block_in_place(|| provision(&engine, &config))?;
+
+    let metrics = Arc::new(metrics::Metrics::new()?);
+    let mut iso_participants = Vec::new();
+    for p in &config.participants {
+        let key = MacKey::new(&hex::decode(&p.key)?).map_err(|e| anyhow::anyhow!("participant {}: {e}", p.id))?;
+        iso_participants.push(iso_gateway::IsoParticipant {
+            id: ParticipantId(p.id),
+            name: p.name.clone(),
+            institution_id: p.institution_id.clone(),
+            key,
+        });
+    }
+    let admission = Arc::new(admission::Admission::new(switch.requests_in_flight_max));
+    let iso = Arc::new(iso_gateway::IsoContext::new(
+        Arc::clone(&engine),
+        iso_participants,
+        Arc::clone(&metrics),
+        Arc::clone(&admission),
+    ));
+    let clearing = Arc::new(windows::Windows::new(switch.data_dir.join("clearing"), &config, Arc::clone(&engine)));
+    // Windows closed before a crash without their files get them now.
+    let catch_up = Arc::clone(&clearing);
+    tokio::task::spawn_blocking(move || catch_up.catch_up());
+    let http_context = Arc::new(http::HttpContext {
+        engine: Arc::clone(&engine),
+        clearing: Arc::clone(&clearing),
+        iso: Arc::clone(&iso),
+        metrics: Arc::clone(&metrics),
+        admin_token: switch.admin_token.clone(),
+        recovery_us: recovery.duration_us,
+        switch_name: switch.name.clone(),
+        fault_injection: switch.fault_injection,
+    });
+    let iso_listener = tokio::net::TcpListener::bind(switch.iso8583_listen)
+        .await
+        .with_context(|| format!("listening for ISO 8583 on {}", switch.iso8583_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(switch.http_listen)
+        .await
+        .with_context(|| format!("listening for HTTP on {}", switch.http_listen))?;
+    let iso_address = iso_listener.local_addr()?;
+    let http_address = http_listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let iso_task = tokio::spawn(iso_gateway::serve(iso_listener, Arc::clone(&iso), shutdown_rx.clone()));
+    let cutoffs: Vec<(u32, u32)> = switch.cutoff_times.iter().filter_map(|t| config::parse_hh_mm(t)).collect();
+    tokio::spawn(windows::cutoff_loop(
+        Arc::clone(&clearing),
+        switch.cutoff_utc_offset_minutes,
+        cutoffs,
+        shutdown_rx.clone(),
+    ));
+    let qr_gateway =
+        Arc::new(qr::QrGateway::new(Arc::clone(&engine), &config, Arc::clone(&admission)).map_err(anyhow::Error::msg)?);
+    tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
+    let router = http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway));
+    let mut http_shutdown = shutdown_rx.clone();
+    let http_task = tokio::spawn(async move {
+        let server = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+            let _ = http_shutdown.changed().await;
+        });
+        if let Err(error) = server.await {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+    tracing::info!(iso8583 = %iso_address, http = %http_address, shards, "junctiond ready");
+    // One plain line on stdout for scripts and tests that start the daemon on port 0.
+    println!("junctiond ready iso8583={iso_address} http={http_address}");
+    wait_for_signal().await;
+    tracing::info!("stopping: no new connections, draining in-flight requests");
+    let _ = shutdown_tx.send(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
+    while admission.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = iso_task.await;
+    let _ = http_task.await;
+    tokio::task::block_in_place(|| engine.shutdown());
+    // Everything accepted is committed: a checkpoint now makes the next start quick.
+    maintenance::checkpoint(&engine).await;
+    tracing::info!(durable_seq = ledger.durable_seq(), "junctiond stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    match (terminate, interrupt) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
