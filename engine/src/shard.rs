@@ -727,3 +727,107 @@ pub(crate) fn content_hash(request: &Request) -> u64 {
     request.acquirer.hash(&mut hasher);
     hasher.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam::channel::bounded;
+    use junction_ledger::{
+        Account, AccountFlags, AccountKind, LedgerOptions, TransferFlags as Flags, BATCH_TRANSFERS_MAX,
+    };
+
+    const ISSUER: ParticipantId = ParticipantId(1);
+    const CARDHOLDER: AccountId = AccountId(1001);
+
+    fn usd() -> Currency {
+        Currency::from_code("USD").unwrap()
+    }
+
+    /// A shard on a real ledger with a funded cardholder account, and the issuer's cap.
+    fn shard(dir: &std::path::Path) -> (Shard, Arc<CapPool>) {
+        let ledger = Arc::new(Ledger::open(dir, LedgerOptions::default()).unwrap());
+        let issuer = participant_account(ISSUER, usd());
+        let account = |id: AccountId, kind, flags| Account {
+            id,
+            participant: ISSUER,
+            currency: usd(),
+            kind,
+            flags,
+            credit_limit: 0,
+            user_data: 0,
+        };
+        ledger
+            .create_accounts(&[
+                account(issuer, AccountKind::Position, AccountFlags::NONE),
+                account(CARDHOLDER, AccountKind::Cardholder, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+            ])
+            .unwrap();
+        assert!(ledger.commit(&[Transfer::new(9, issuer.0, CARDHOLDER.0, 10_000, usd())]).unwrap()[0].is_ok());
+        let caps = Arc::new(CapPool::new());
+        caps.set_cap((ISSUER, usd()), 1_000);
+        let (_, input) = bounded(1);
+        let (_, feedback) = bounded(1);
+        let (commit, _) = bounded(BATCH_TRANSFERS_MAX);
+        let stats = Arc::new(EngineStats::new(1));
+        let shard = Shard::new(0, input, feedback, commit, ledger, Arc::clone(&caps), stats, Arc::default());
+        (shard, caps)
+    }
+
+    /// All the headroom there is: the pool's and what the shard holds as a slice.
+    fn headroom(shard: &mut Shard, caps: &CapPool) -> i128 {
+        shard.headroom.flush(caps);
+        caps.available((ISSUER, usd())).unwrap()
+    }
+
+    fn hold(shard: &mut Shard, key: RequestKey, amount: u64, expires_at_s: u64) {
+        assert!(shard.headroom.reserve(&shard.caps, (ISSUER, usd()), amount));
+        shard.holds.insert(key, HeldReservation { cap: (ISSUER, usd()), amount, expires_at_s });
+        shard.hold_expiries.insert((expires_at_s, key));
+    }
+
+    #[test]
+    fn a_hold_whose_feedback_was_lost_does_not_give_its_cap_back_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut shard, caps) = shard(dir.path());
+        // An authorization reserved 300 of the cap and placed a hold, but the ledger
+        // refused it: the completion stage gave the 300 back, and the "forget this hold"
+        // feedback never arrived.
+        hold(&mut shard, RequestKey(77), 300, 100);
+        caps.give_back((ISSUER, usd()), 300);
+        assert_eq!(headroom(&mut shard, &caps), 1_000);
+        // The hold's expiry must not hand the 300 out a second time.
+        shard.expire_holds(200);
+        assert!(shard.holds.is_empty());
+        assert_eq!(headroom(&mut shard, &caps), 1_000, "the cap's headroom exceeds the cap");
+    }
+
+    #[test]
+    fn an_expired_hold_the_ledger_has_gives_its_cap_back_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut shard, caps) = shard(dir.path());
+        let key = RequestKey(78);
+        hold(&mut shard, key, 300, 100);
+        let mut authorization =
+            Transfer::new(key.0, CARDHOLDER.0, participant_account(ParticipantId(3), usd()).0, 300, usd());
+        authorization.flags = Flags::PENDING;
+        authorization.timeout_s = 1;
+        // The acquirer's position account, so that the hold can commit.
+        let acquirer = Account {
+            id: participant_account(ParticipantId(3), usd()),
+            participant: ParticipantId(3),
+            currency: usd(),
+            kind: AccountKind::Position,
+            flags: AccountFlags::NONE,
+            credit_limit: 0,
+            user_data: 0,
+        };
+        shard.ledger.create_accounts(&[acquirer]).unwrap();
+        assert!(shard.ledger.commit(&[authorization]).unwrap()[0].is_ok());
+        assert!(shard.ledger.contains_transfer(TransferId(key.0)));
+        assert_eq!(headroom(&mut shard, &caps), 700);
+        shard.expire_holds(200);
+        assert_eq!(headroom(&mut shard, &caps), 1_000);
+        shard.expire_holds(300);
+        assert_eq!(headroom(&mut shard, &caps), 1_000);
+    }
+}

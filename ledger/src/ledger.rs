@@ -11,7 +11,9 @@
 //! already apply `n + 1` (pipelining).
 
 use crate::checkpoint;
+use crate::error::LedgerError;
 use crate::journal::{self, JournalEntry};
+use crate::limits::{ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_QUEUE_DEPTH_MAX};
 use crate::recovery::{self, RecoveryReport};
 use crate::state::{HoldStatus, State};
 use crate::types::{
@@ -26,26 +28,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Most transfers in one submitted batch. A batch is one journal entry; bigger batches
-/// amortise the sync better but hold the sequencer lock longer (about 100 ns per transfer).
-pub const BATCH_TRANSFERS_MAX: usize = 8_192;
-
-/// Journal entries queued for the writer thread. When full, `submit` blocks: the ledger
-/// applies backpressure rather than buffering without limit. Costs up to this many
-/// encoded entries of memory (about 1.2 MiB each at `BATCH_TRANSFERS_MAX`).
-pub const WRITE_QUEUE_DEPTH_MAX: usize = 64;
-
-/// Most bytes the writer puts into one synced RocksDB write (one group commit).
-pub const WRITE_GROUP_BYTES_MAX: usize = 32 << 20;
-
-/// Most accounts created in one call (one journal entry).
-pub const ACCOUNTS_PER_CALL_MAX: usize = 100_000;
-
-/// Most transfers returned by one page of an account's history.
-pub const HISTORY_PAGE_MAX: usize = 10_000;
-
-const _: () = assert!(BATCH_TRANSFERS_MAX * 160 <= WRITE_GROUP_BYTES_MAX, "a full batch must fit a write group");
 
 #[derive(Debug, Clone)]
 pub struct LedgerOptions {
@@ -67,21 +49,6 @@ impl Default for LedgerOptions {
     fn default() -> Self {
         LedgerOptions { sync: true, wal_size_bytes_max: 0, transfers_reserved: 0 }
     }
-}
-
-/// Failures of the ledger itself, as opposed to a transfer's own failure.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LedgerError {
-    #[error("batch of {0} transfers exceeds the maximum of {BATCH_TRANSFERS_MAX}")]
-    BatchTooLarge(usize),
-    #[error("{0} accounts in one call exceed the maximum of {ACCOUNTS_PER_CALL_MAX}")]
-    TooManyAccounts(usize),
-    #[error("ledger storage failed, no further commits until it is reopened: {0}")]
-    Unavailable(String),
-    #[error("ledger storage error: {0}")]
-    Storage(String),
-    #[error("journal is corrupt: {0}")]
-    Corrupt(String),
 }
 
 /// Junction's double-entry ledger. Cheap to share: wrap it in an `Arc`.

@@ -10,8 +10,10 @@
 
 mod checkpoint;
 pub mod currency;
+mod error;
 mod journal;
 mod ledger;
+mod limits;
 pub mod memory;
 mod recovery;
 mod state;
@@ -20,9 +22,10 @@ pub mod types;
 mod writer;
 
 pub use currency::{Currency, UnknownCurrency};
-pub use ledger::{
-    AccountView, Ledger, LedgerError, LedgerOptions, Ticket, WindowPositions, ACCOUNTS_PER_CALL_MAX,
-    BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
+pub use error::LedgerError;
+pub use ledger::{AccountView, Ledger, LedgerOptions, Ticket, WindowPositions};
+pub use limits::{
+    ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
 };
 pub use recovery::RecoveryReport;
 pub use types::*;

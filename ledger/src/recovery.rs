@@ -3,8 +3,8 @@
 //! stops the process rather than running on wrong books.
 
 use crate::checkpoint;
+use crate::error::LedgerError;
 use crate::journal::{self, JournalEntry};
-use crate::ledger::LedgerError;
 use crate::state::State;
 use crate::store::Store;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! (the handle, the writer thread, recovery, checkpoints) goes through `Store`'s calls,
 //! which speak in journal sequence numbers, metadata records and checkpoint files.
 
-use crate::ledger::LedgerError;
+use crate::error::LedgerError;
 use rocksdb::{ColumnFamilyDescriptor, IngestExternalFileOptions, Options, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 

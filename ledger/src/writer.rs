@@ -6,7 +6,8 @@
 //! and the writer writes nothing past the failed entry: the journal on disk stays a
 //! gapless prefix of what was applied in memory.
 
-use crate::ledger::{LedgerError, WRITE_GROUP_BYTES_MAX};
+use crate::error::LedgerError;
+use crate::limits::WRITE_GROUP_BYTES_MAX;
 use crate::store::Store;
 use crossbeam::channel::Receiver;
 use parking_lot::{Condvar, Mutex};

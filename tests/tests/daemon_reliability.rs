@@ -373,3 +373,55 @@ fn hostile_json_bodies_get_clear_errors_and_move_no_money() {
     }
     assert!(per_currency.values().all(|net| *net == 0), "{per_currency:?}");
 }
+
+/// A client that sends and never reads: sign-on echoes and refused messages are answered
+/// by the reader itself, and they count against the connection's in-flight bound like
+/// requests do (`CONNECTION_IN_FLIGHT_MAX`, its queue `CONNECTION_QUEUE_DEPTH_MAX`), so
+/// the daemon stops reading that connection instead of queueing answers without limit.
+#[test]
+fn a_client_that_never_reads_cannot_grow_the_daemons_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"));
+    let mut greedy = IsoClient::connect(daemon.iso);
+    greedy.send(&network("000001", ACQUIRER_INSTITUTION, "001"), true);
+    // 400,000 frames (about 40 MB): signed echoes and purchases with a bad MAC, answered
+    // at the door with 00 and 63. Unbounded, their answers alone would take several
+    // hundred megabytes.
+    let mut flood = Vec::new();
+    for index in 0..400_000u32 {
+        let stan = format!("{:06}", index % 1_000_000);
+        let mut message = if index % 2 == 0 {
+            network(&stan, ACQUIRER_INSTITUTION, "301")
+        } else {
+            financial("0200", "000000", DEMO_PAN, 100, &stan)
+        };
+        junction_wire::iso8583::mac::sign(&mut message, &greedy.key);
+        let mut raw = Vec::new();
+        message.encode(&mut raw).unwrap();
+        if index % 2 == 1 {
+            let last = raw.len() - 1;
+            raw[last] = if raw[last] == b'0' { b'1' } else { b'0' }; // break the MAC
+        }
+        flood.extend_from_slice(&(raw.len() as u16).to_be_bytes());
+        flood.extend_from_slice(&raw);
+    }
+    let rss_before = daemon.rss_bytes();
+    let mut stream = greedy.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        stream.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+        let _ = stream.write_all(&flood); // blocks once the daemon stops reading
+    });
+    let mut rss_max = rss_before;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        rss_max = rss_max.max(daemon.rss_bytes());
+    }
+    writer.join().unwrap();
+    let growth = rss_max.saturating_sub(rss_before);
+    assert!(growth < 64 << 20, "the daemon grew by {} MiB for one client that never reads", growth >> 20);
+    // Everyone else is served as usual.
+    let mut client = IsoClient::connect(daemon.iso);
+    assert_eq!(client.sign_on().get(39), Some("00"));
+    let stan = client.next_stan();
+    assert_eq!(client.call(&financial("0200", "000000", DEMO_PAN, 100, &stan)).get(39), Some("00"));
+}

@@ -60,7 +60,7 @@ pub struct Signers {
 }
 
 impl Signers {
-    pub fn new(config: &super::super::config::Config) -> Result<Signers, String> {
+    pub fn new(config: &crate::config::Config) -> Result<Signers, String> {
         let mut participants = FxHashMap::default();
         for p in &config.participants {
             let key = hex::decode(&p.key).map_err(|_| format!("participant {}: key must be hex", p.id))?;

@@ -2,7 +2,13 @@
 //! machine-readable code (listed in the module docs of `qr`), and how the engine's decline
 //! reasons map to them.
 
-use super::*;
+use crate::http;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Json;
+use junction_engine::codes::DeclineReason;
+use junction_wire::qr::QrError;
+use serde_json::Value;
 
 /// An error answer: `{"error": {"code", "message", ...details}}`, plus the payment or
 /// refund it is about when there is one.

@@ -6,7 +6,7 @@
 //! Each table is one `parking_lot` mutex held for a hash-map operation, never across an
 //! `await` or a call into the engine.
 
-use super::Quote;
+use super::quote::Quote;
 use junction_engine::codes::DeclineReason;
 use junction_engine::model::RequestKey;
 use junction_ledger::ParticipantId;

@@ -1,6 +1,12 @@
 //! Request bodies and answer shapes of the QR gateway (JSON).
 
-use super::*;
+use super::quote::{FeeRule, Quote};
+use super::requests::{digest, hex_id};
+use super::tables::{Digest, RefundRecord, State as PaymentState};
+use crate::config::FxRateConfig;
+use junction_engine::model::RequestKey;
+use junction_wire::qr::QrPayload;
+use serde::{Deserialize, Serialize};
 
 /// What prices a payment: the QR and the wallet's inputs.
 #[derive(Debug, Default, Deserialize)]

@@ -1,84 +1,76 @@
-//! The gateway's logic: signatures and callers, pricing, the engine round trip, payments,
-//! refunds, and answers recovered from the ledger.
+//! The gateway's state and logic: signatures and callers, pricing, the engine round trip,
+//! payments, refunds, and answers recovered from the ledger.
 
-use super::*;
+use super::auth::{Known, Signers};
+use super::errors::{is_final, ApiError};
+use super::quote::{FeeRule, Quote};
+use super::requests::{digest, hex_id, idempotency_key, now_ms, parse_hex_id, parse_json, parse_qr, path_and_query};
+use super::routing::Routes;
+use super::tables::{
+    self, Digest, PaymentRecord, Payments, QuoteError, Quotes, RefundRecord, State as PaymentState,
+    REFUNDS_PER_PAYMENT_MAX,
+};
+use super::views::{PaymentBody, PaymentView, PricingFields, RefundBody, RefundView};
+use crate::admission::Admission;
+use crate::config::{Config, FxRateConfig};
+use crate::fx::{self, FxError, FxTable};
+use crate::http;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Json;
+use junction_engine::books::{participant_account, participant_of_account, TRANSFER_CODE_FX_LEG};
+use junction_engine::codes::DeclineReason;
+use junction_engine::model::{
+    auth_code, EntryMode, FxLeg, Instrument, Operation, ReplySink, Request, RequestKey, Response, Role,
+};
+use junction_engine::Engine;
+use junction_ledger::{Currency, ParticipantId, PositionKey, TransferId};
+use junction_wire::qr::{QrPayload, Tip};
+use serde_json::json;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+/// Largest request body the QR endpoints read. A QR payload is at most 512 characters
+/// (up to 2 KiB of UTF-8); the rest of a request is a few short fields.
+pub const REQUEST_BODY_BYTES_MAX: usize = 16 * 1024;
+
+/// The QR gateway's state, shared by its handlers.
+pub struct QrGateway {
+    pub(super) engine: Arc<Engine>,
+    /// Shared with the ISO 8583 gateway: past its bound a payment is refused with 503.
+    pub(super) admission: Arc<Admission>,
+    pub(super) signers: Signers,
+    pub(super) routes: Routes,
+    pub(super) fx: FxTable,
+    pub(super) quotes: Quotes,
+    pub(super) payments: Payments,
+    pub(super) admin_token: String,
+    pub(super) quote_ttl_ms: u64,
+    /// Keys quote ids so that they are not sequential.
+    pub(super) id_keys: std::collections::hash_map::RandomState,
+    pub(super) next_id: AtomicU64,
 }
 
-pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        ApiError::new(rejection.status(), "bad_body", format!("cannot read the body: {}", rejection.body_text()))
-    })
-}
-
-pub(super) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_json", format!("the body is not valid: {e}")))
-}
-
-pub(super) fn parse_qr(payload: &str) -> Result<QrPayload, ApiError> {
-    QrPayload::parse(payload).map_err(|e| ApiError::qr_invalid(&e))
-}
-
-pub(super) fn path_and_query(uri: &Uri) -> &str {
-    uri.path_and_query().map_or_else(|| uri.path(), |p| p.as_str())
-}
-
-pub(super) fn hex_id(id: u128) -> String {
-    format!("{id:032x}")
-}
-
-pub(super) fn parse_hex_id(text: &str, what: &'static str) -> Result<u128, ApiError> {
-    if text.len() != 32 {
-        return Err(ApiError::bad_request("bad_request", format!("{what} is 32 hex digits")));
+impl QrGateway {
+    /// From the validated configuration.
+    pub fn new(engine: Arc<Engine>, config: &Config, admission: Arc<Admission>) -> Result<QrGateway, String> {
+        let rates = config.fx_rates.iter().map(FxRateConfig::to_rate).collect::<Result<Vec<_>, _>>()?;
+        Ok(QrGateway {
+            engine,
+            admission,
+            signers: Signers::new(config)?,
+            routes: Routes::new(&config.qr_routes)?,
+            fx: FxTable::new(&rates)?,
+            quotes: Quotes::default(),
+            payments: Payments::default(),
+            admin_token: config.switch.admin_token.clone(),
+            quote_ttl_ms: config.qr.quote_ttl_ms,
+            id_keys: std::collections::hash_map::RandomState::new(),
+            next_id: AtomicU64::new(1),
+        })
     }
-    u128::from_str_radix(text, 16).map_err(|_| ApiError::bad_request("bad_request", format!("{what} is 32 hex digits")))
-}
-
-/// A digest of what a request asks, with each part length-prefixed.
-pub(super) fn digest(parts: &[&[u8]]) -> Digest {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u32).to_be_bytes());
-        hasher.update(part);
-    }
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&hasher.finalize()[..16]);
-    out
-}
-
-/// The idempotency key of a money-moving request: the header or the body field (equal if
-/// both are given).
-pub(super) fn idempotency_key<'a>(headers: &'a HeaderMap, field: Option<&'a str>) -> Result<&'a str, ApiError> {
-    let header = match headers.get(HEADER_IDEMPOTENCY_KEY) {
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("bad_request", "Idempotency-Key must be visible ASCII"))?,
-        ),
-        None => None,
-    };
-    let key = match (header, field) {
-        (Some(h), Some(f)) if h != f => {
-            return Err(ApiError::bad_request("bad_request", "Idempotency-Key and idempotency_key differ"))
-        }
-        (Some(key), _) | (None, Some(key)) => key,
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "idempotency_key_required",
-                "a request that moves money needs an Idempotency-Key header or an idempotency_key field",
-            ))
-        }
-    };
-    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            format!("an idempotency key is 1-{IDEMPOTENCY_KEY_BYTES_MAX} visible ASCII characters"),
-        ));
-    }
-    Ok(key)
 }
 
 /// Where the engine's answer goes: a tokio oneshot, so the handler awaits it without

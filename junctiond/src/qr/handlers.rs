@@ -1,0 +1,223 @@
+//! The QR gateway's HTTP handlers and router (endpoints in the module docs of `qr`).
+
+use super::errors::ApiError;
+use super::gateway::{Caller, QrGateway, REQUEST_BODY_BYTES_MAX};
+use super::requests::{body_bytes, hex_id, now_ms, parse_hex_id, parse_json, parse_qr};
+use super::views::{
+    DecodeBody, DecodeView, PaymentView, PricingFields, PricingView, QuoteView, RatesBody, RefundView, RouteErrorView,
+    RouteView,
+};
+use crate::http;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use junction_engine::model::{RequestKey, Role};
+use junction_ledger::{Currency, ParticipantId};
+use serde_json::json;
+use std::sync::Arc;
+
+pub fn router(gateway: Arc<QrGateway>) -> Router {
+    Router::new()
+        .route("/v1/qr/decode", post(decode))
+        .route("/v1/qr/quotes", post(create_quote))
+        .route("/v1/qr/payments", post(create_payment))
+        .route("/v1/qr/payments/{id}", get(get_payment))
+        .route("/v1/qr/payments/{id}/refund", post(refund))
+        .route("/v1/admin/fx/rates", get(list_rates).post(set_rates))
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .with_state(gateway)
+}
+
+// ---- handlers ----------------------------------------------------------------------------
+
+async fn decode(State(gateway): State<Arc<QrGateway>>, body: Result<Bytes, BytesRejection>) -> HttpResponse {
+    let result = (|| {
+        let body = body_bytes(body)?;
+        let request: DecodeBody = parse_json(&body)?;
+        let payload = parse_qr(&request.payload)?;
+        let currency = Currency::from_numeric(payload.currency_numeric()).ok();
+        let mut view = DecodeView {
+            scheme: payload.scheme().key.scheme.as_str(),
+            merchant_id: &payload.scheme().key.identifier,
+            currency: currency.as_ref().map(Currency::code),
+            route: None,
+            route_error: None,
+            qr: &payload,
+        };
+        match currency {
+            None => {
+                view.route_error = Some(RouteErrorView {
+                    code: "unsupported_currency",
+                    message: format!(
+                        "currency {:03} (ID 53) is not one the switch settles",
+                        payload.currency_numeric()
+                    ),
+                })
+            }
+            Some(currency) => match gateway.routes.route(&payload, currency, &gateway.signers) {
+                Ok((scheme, acquirer)) => {
+                    view.route = Some(RouteView {
+                        scheme: scheme.key.scheme.as_str(),
+                        merchant_id: &scheme.key.identifier,
+                        acquirer: acquirer.0,
+                        acquirer_name: gateway.signers.get(acquirer).map(|known| known.name.as_str()),
+                        currency: currency.code().to_string(),
+                    })
+                }
+                Err(unroutable) => {
+                    view.route_error = Some(RouteErrorView { code: "unroutable", message: unroutable.0 })
+                }
+            },
+        }
+        Ok::<_, ApiError>(Json(view).into_response())
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn create_quote(
+    State(gateway): State<Arc<QrGateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    let result = (|| {
+        let body = body_bytes(body)?;
+        let wallet = gateway.verify_wallet(&headers, &method, &uri, &body)?;
+        let request: PricingFields = parse_json(&body)?;
+        let payload = parse_qr(
+            request.payload.as_deref().ok_or_else(|| ApiError::bad_request("bad_request", "payload is required"))?,
+        )?;
+        let now = now_ms();
+        let quote = Arc::new(gateway.price(wallet, &payload, &request, gateway.new_quote_id(), now)?);
+        gateway.quotes.insert(Arc::clone(&quote), now).map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the quote store is full; retry shortly")
+        })?;
+        let view = QuoteView {
+            quote_id: hex_id(quote.id),
+            expires_at_ms: quote.expires_at_ms,
+            expires_in_ms: quote.expires_at_ms.saturating_sub(now),
+            pricing: PricingView::of(&quote),
+        };
+        Ok::<_, ApiError>(Json(view).into_response())
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn create_payment(
+    State(gateway): State<Arc<QrGateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    let body = match body_bytes(body) {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    gateway.pay(method, uri, headers, body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn get_payment(
+    State(gateway): State<Arc<QrGateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> HttpResponse {
+    let result = async {
+        let caller = gateway.caller(&headers, &method, &uri, &[])?;
+        let key = RequestKey(parse_hex_id(&id, "the payment id")?);
+        let may_see = |wallet: ParticipantId, acquirer: ParticipantId| match caller {
+            Caller::Admin => true,
+            Caller::Participant(known) => known.id == wallet || known.id == acquirer,
+        };
+        {
+            let table = gateway.payments.table.lock();
+            if let Some(record) = table.payments.get(&key) {
+                if may_see(record.quote.wallet, record.quote.acquirer) {
+                    let refunds = record
+                        .refunds
+                        .iter()
+                        .filter_map(|k| table.refunds.get(k))
+                        .map(|r| RefundView::of(r, &record.quote))
+                        .collect();
+                    let view = PaymentView::of(
+                        &record.quote,
+                        record.id,
+                        record.state,
+                        record.refunded_payee_minor,
+                        record.credited_payer_minor,
+                        refunds,
+                    );
+                    return Ok(Json(view).into_response());
+                }
+            }
+        }
+        match gateway.recover(key, may_see).await? {
+            Some((_, answer)) => Ok(answer),
+            None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_payment", "no such payment")),
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn refund(
+    State(gateway): State<Arc<QrGateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    let body = match body_bytes(body) {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    gateway.refund(method, uri, headers, id, body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn list_rates(State(gateway): State<Arc<QrGateway>>) -> HttpResponse {
+    Json(json!({ "rates": gateway.fx.all() })).into_response()
+}
+
+async fn set_rates(
+    State(gateway): State<Arc<QrGateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    let result = (|| {
+        if !http::authorized(&headers, &gateway.admin_token) {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token"));
+        }
+        let body = body_bytes(body)?;
+        let request: RatesBody = parse_json(&body)?;
+        let mut rates = Vec::with_capacity(request.rates.len());
+        for entry in &request.rates {
+            let rate = entry.to_rate().map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
+            let provider =
+                gateway.signers.get(rate.provider).filter(|p| p.role == Role::FxProvider).ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "invalid_rate",
+                        format!("participant {} is not an fx_provider", entry.provider),
+                    )
+                })?;
+            if !provider.settles_in(rate.base) || !provider.settles_in(rate.quote) {
+                return Err(ApiError::unprocessable(
+                    "invalid_rate",
+                    format!("participant {} does not settle in both {} and {}", entry.provider, rate.base, rate.quote),
+                ));
+            }
+            rates.push(rate);
+        }
+        gateway.fx.upsert(&rates).map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
+        tracing::info!(rates = rates.len(), "FX rates updated");
+        Ok(Json(json!({ "rates": gateway.fx.all() })).into_response())
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}

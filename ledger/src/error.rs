@@ -1,0 +1,18 @@
+//! The ledger's own failures, as opposed to a transfer's (`TransferError`).
+
+use crate::limits::{ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX};
+
+/// Failures of the ledger itself, as opposed to a transfer's own failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    #[error("batch of {0} transfers exceeds the maximum of {BATCH_TRANSFERS_MAX}")]
+    BatchTooLarge(usize),
+    #[error("{0} accounts in one call exceed the maximum of {ACCOUNTS_PER_CALL_MAX}")]
+    TooManyAccounts(usize),
+    #[error("ledger storage failed, no further commits until it is reopened: {0}")]
+    Unavailable(String),
+    #[error("ledger storage error: {0}")]
+    Storage(String),
+    #[error("journal is corrupt: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,22 @@
+//! The ledger's bounds, in one place: what a caller may pass in one call, and how much
+//! the writer queues and writes at once.
+
+/// Most transfers in one submitted batch. A batch is one journal entry; bigger batches
+/// amortise the sync better but hold the sequencer lock longer (about 100 ns per transfer).
+pub const BATCH_TRANSFERS_MAX: usize = 8_192;
+
+/// Most accounts created in one call (one journal entry).
+pub const ACCOUNTS_PER_CALL_MAX: usize = 100_000;
+
+/// Most transfers returned by one page of an account's history.
+pub const HISTORY_PAGE_MAX: usize = 10_000;
+
+const _: () = assert!(BATCH_TRANSFERS_MAX * 160 <= WRITE_GROUP_BYTES_MAX, "a full batch must fit a write group");
+
+/// Journal entries queued for the writer thread. When full, `submit` blocks: the ledger
+/// applies backpressure rather than buffering without limit. Costs up to this many
+/// encoded entries of memory (about 1.2 MiB each at `BATCH_TRANSFERS_MAX`).
+pub const WRITE_QUEUE_DEPTH_MAX: usize = 64;
+
+/// Most bytes the writer puts into one synced RocksDB write (one group commit).
+pub const WRITE_GROUP_BYTES_MAX: usize = 32 << 20;
