@@ -11,7 +11,9 @@ use crate::commit;
 use crate::completion;
 use crate::faults::{Faults, Stage};
 use crate::headroom::CapPool;
-use crate::messages::{ShardMessage, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX};
+use crate::messages::{
+    ShardMessage, ShardQueues, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX,
+};
 use crate::model::{
     AccountSpec, AccountStatus, CardSpec, Instrument, PanKey, ParticipantSpec, Request, RequestKey, Response,
     TokenSpec, VelocityLimits,
@@ -135,11 +137,10 @@ impl Engine {
         for index in 0..config.shards {
             let (shard_tx, shard_rx) = bounded(config.shard_queue_depth_max);
             let (feedback_tx, feedback_rx) = bounded(FEEDBACK_QUEUE_DEPTH_MAX);
+            let queues = ShardQueues { input: shard_rx, feedback: feedback_rx, commit: commit_tx.clone() };
             let shard = Shard::new(
                 index,
-                shard_rx,
-                feedback_rx,
-                commit_tx.clone(),
+                queues,
                 Arc::clone(&ledger),
                 Arc::clone(&caps),
                 Arc::clone(&stats),

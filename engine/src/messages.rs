@@ -9,7 +9,7 @@
 
 use crate::model::{AccountSpec, AccountStatus, Request, RequestKey, VelocityLimits};
 use crate::vault::CardEntry;
-use crossbeam::channel::Sender;
+use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::{AccountId, LedgerError, PositionKey, Ticket, Transfer, TransferFlags, BATCH_TRANSFERS_MAX};
 
 /// Most ledger transfers one request may need (an FX payment: two legs and a fee).
@@ -63,6 +63,13 @@ pub(crate) enum ShardMessage {
     /// Sent by `Engine::pause`: the shard says it has stopped, then waits until the
     /// other end is dropped.
     Pause(Sender<()>),
+}
+
+/// A shard's queues: its requests in, the completion stage's feedback in, its batches out.
+pub(crate) struct ShardQueues {
+    pub input: Receiver<ShardMessage>,
+    pub feedback: Receiver<Feedback>,
+    pub commit: Sender<CommitBatch>,
 }
 
 /// What the completion stage tells a shard after the ledger's verdict, for a request

@@ -23,7 +23,7 @@ use crate::clock;
 use crate::codes::DeclineReason;
 use crate::faults::{Faults, Stage};
 use crate::headroom::{CapPool, LocalHeadroom};
-use crate::messages::{CommitBatch, Feedback, HoldFeedback, Pending, ShardMessage, SHARD_BURST_MAX};
+use crate::messages::{CommitBatch, Feedback, HoldFeedback, Pending, ShardMessage, ShardQueues, SHARD_BURST_MAX};
 use crate::model::{AccountStatus, FxLeg, Instrument, Operation, Request, RequestKey, Response, VelocityLimits};
 use crate::stats::EngineStats;
 use crate::vault::{is_expired, CardEntry};
@@ -149,14 +149,13 @@ struct Now {
 impl Shard {
     pub fn new(
         index: usize,
-        input: Receiver<ShardMessage>,
-        feedback: Receiver<Feedback>,
-        commit: Sender<CommitBatch>,
+        queues: ShardQueues,
         ledger: Arc<Ledger>,
         caps: Arc<CapPool>,
         stats: Arc<EngineStats>,
         faults: Arc<Faults>,
     ) -> Shard {
+        let ShardQueues { input, feedback, commit } = queues;
         Shard {
             index,
             input,
@@ -769,7 +768,8 @@ mod tests {
         let (_, feedback) = bounded(1);
         let (commit, _) = bounded(BATCH_TRANSFERS_MAX);
         let stats = Arc::new(EngineStats::new(1));
-        let shard = Shard::new(0, input, feedback, commit, ledger, Arc::clone(&caps), stats, Arc::default());
+        let queues = ShardQueues { input, feedback, commit };
+        let shard = Shard::new(0, queues, ledger, Arc::clone(&caps), stats, Arc::default());
         (shard, caps)
     }
 

@@ -92,8 +92,7 @@ impl Store {
     ) -> Result<(), LedgerError> {
         let start = journal_key(first_seq);
         let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
-        let mut expected = first_seq;
-        for item in self.db.iterator_cf(self.family(JOURNAL_CF)?, mode) {
+        for (expected, item) in (first_seq..).zip(self.db.iterator_cf(self.family(JOURNAL_CF)?, mode)) {
             let (key, value) = item?;
             let seq = seq_of_key(&key)?;
             if seq != expected {
@@ -102,7 +101,6 @@ impl Store {
             if !visit(seq, &value)? {
                 break;
             }
-            expected += 1;
         }
         Ok(())
     }
