@@ -75,6 +75,7 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
             kind: AccountKind::Cardholder,
             flags: AccountFlags::NONE,
             credit_limit: 0,
+            debit_limits: junction_ledger::DebitLimits::NONE,
             user_data: 0,
         })
         .collect();

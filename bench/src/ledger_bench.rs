@@ -114,6 +114,7 @@ fn run_case(
             kind: AccountKind::Cardholder,
             flags: AccountFlags::NONE,
             credit_limit: 0,
+            debit_limits: junction_ledger::DebitLimits::NONE,
             user_data: 0,
         })
         .collect();

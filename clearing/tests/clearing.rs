@@ -294,6 +294,7 @@ fn scenario() -> Scenario {
             kind,
             flags: AccountFlags::NONE,
             credit_limit: 0,
+            debit_limits: junction_ledger::DebitLimits::NONE,
             user_data: 0,
         })
         .collect();

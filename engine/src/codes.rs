@@ -14,18 +14,23 @@
 //! | 5 | `CardExpired` | 54 | card past its expiry date, or the request's expiry differs |
 //! | 6 | `InvalidAmount` | 13 | zero, above `AMOUNT_PER_REQUEST_MAX`, or more than the hold |
 //! | 6 | `CurrencyMismatch` | 12 | request currency is not the account's |
-//! | 7 | `VelocityCountExceeded` | 65 | too many approvals in the rolling day |
-//! | 7 | `VelocityAmountExceeded` | 61 | too much approved in the rolling day |
-//! | 8 | `NetDebitCapExceeded` | 05 | the paying participant (issuer, wallet, acquirer for refunds, FX provider for its leg) would owe more than its cap |
-//! | 9 | `InsufficientFunds` | 51 | balance minus holds (checked by the ledger) |
+//! | 7 | `NetDebitCapExceeded` | 05 | the paying participant (issuer, wallet, acquirer for refunds, FX provider for its leg) would owe more than its cap |
+//! | 8 | `InsufficientFunds` | 51 | balance minus holds (checked by the ledger) |
+//! | 9 | `VelocityCountExceeded` | 65 | too many new debits in the rolling day (checked by the ledger) |
+//! | 9 | `VelocityAmountExceeded` | 61 | too much debited in the rolling day (checked by the ledger) |
 //! | - | `OriginalNotFound` | 25 | completion/reversal names an unknown original |
 //! | - | `OriginalAlreadyFinal` | 12 | completion of a hold already completed, voided or expired |
 //! | - | `Overloaded` | 91 | a shard queue is full, or the daemon is at its in-flight bound: declined at once |
 //! | - | `LedgerUnavailable` | 91 | the ledger cannot write; nothing is approved |
 //! | - | `SystemError` | 96 | anything unexpected |
 //!
-//! The net debit cap is reserved in the shard before the ledger checks funds, so when both
-//! would fail the cap decline is the one reported.
+//! The net debit cap is reserved in the shard before the ledger checks funds and velocity,
+//! so when both would fail the cap decline is the one reported.
+//!
+//! Every answer but 91 and 96 ("try again") is final and remembered: the ledger journals
+//! it under the request key (a shard's decline as a refusal with the reason's `id`), and a
+//! resend of the same request gets the same code and authorization code, whatever changed
+//! since. Balance inquiries move nothing and are answered afresh.
 
 use junction_ledger::TransferError;
 
@@ -163,6 +168,38 @@ impl DeclineReason {
         }
     }
 
+    /// Every reason with its stable number: refusals are journaled by number, so a number
+    /// is never reused or changed.
+    const IDS: [(DeclineReason, u16); 18] = [
+        (DeclineReason::DuplicateConflict, 1),
+        (DeclineReason::UnknownCard, 2),
+        (DeclineReason::TokenDomainViolation, 3),
+        (DeclineReason::TokenExpired, 4),
+        (DeclineReason::AccountBlocked, 5),
+        (DeclineReason::AccountClosed, 6),
+        (DeclineReason::CardExpired, 7),
+        (DeclineReason::InvalidAmount, 8),
+        (DeclineReason::CurrencyMismatch, 9),
+        (DeclineReason::VelocityCountExceeded, 10),
+        (DeclineReason::VelocityAmountExceeded, 11),
+        (DeclineReason::NetDebitCapExceeded, 12),
+        (DeclineReason::InsufficientFunds, 13),
+        (DeclineReason::OriginalNotFound, 14),
+        (DeclineReason::OriginalAlreadyFinal, 15),
+        (DeclineReason::Overloaded, 16),
+        (DeclineReason::LedgerUnavailable, 17),
+        (DeclineReason::SystemError, 18),
+    ];
+
+    /// The reason's stable number (never 0).
+    pub fn id(self) -> u16 {
+        Self::IDS.iter().find(|(reason, _)| *reason == self).map_or(18, |(_, id)| *id)
+    }
+
+    pub fn from_id(id: u16) -> Option<DeclineReason> {
+        Self::IDS.iter().find(|(_, i)| *i == id).map(|(reason, _)| *reason)
+    }
+
     /// The decline for a transfer the ledger refused.
     pub fn from_ledger(error: TransferError) -> DeclineReason {
         use TransferError::*;
@@ -175,6 +212,8 @@ impl DeclineReason {
             AmountMustNotBeZero | PendingAmountExceeded | Overflow => DeclineReason::InvalidAmount,
             PendingTransferNotFound | PendingTransferNotPending => DeclineReason::OriginalNotFound,
             PendingAlreadyPosted | PendingAlreadyVoided | PendingExpired => DeclineReason::OriginalAlreadyFinal,
+            DebitCountLimitExceeded => DeclineReason::VelocityCountExceeded,
+            DebitAmountLimitExceeded => DeclineReason::VelocityAmountExceeded,
             _ => DeclineReason::SystemError,
         }
     }

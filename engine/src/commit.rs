@@ -9,14 +9,15 @@
 use crate::faults::{Faults, Stage};
 use crate::messages::{CommitBatch, InFlight, SHARD_BURST_MAX, TRANSFERS_PER_REQUEST_MAX};
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
-use junction_ledger::{Ledger, Transfer, BATCH_TRANSFERS_MAX};
+use junction_ledger::{CommandPart, Ledger, BATCH_TRANSFERS_MAX};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Shard batches one ledger batch usually gathers (a capacity hint, not a bound).
 const BATCHES_PER_COMMIT_HINT: usize = 16;
 
-// A whole shard burst always fits in what is left of a ledger batch.
+// A whole shard burst (at most SHARD_BURST_MAX commands, TRANSFERS_PER_REQUEST_MAX
+// transfers each) always fits in what is left of a ledger batch.
 const ABSORB_TRANSFERS_MAX: usize = BATCH_TRANSFERS_MAX - SHARD_BURST_MAX * TRANSFERS_PER_REQUEST_MAX;
 
 pub(crate) fn commit_loop(
@@ -28,11 +29,14 @@ pub(crate) fn commit_loop(
 ) {
     while let Ok(first) = input.recv() {
         faults.check(Stage::Commit);
+        // A ledger batch is bounded in transfers and in commands (a burst of refusals has
+        // no transfers at all).
         let mut transfers = first.transfers.len();
+        let mut commands = first.commands.len();
         let mut batches = Vec::with_capacity(BATCHES_PER_COMMIT_HINT);
         batches.push(first);
         let deadline = Instant::now() + commit_delay;
-        while transfers <= ABSORB_TRANSFERS_MAX {
+        while transfers <= ABSORB_TRANSFERS_MAX && commands <= ABSORB_TRANSFERS_MAX {
             let batch = match input.try_recv() {
                 Ok(batch) => batch,
                 Err(_) => {
@@ -47,10 +51,14 @@ pub(crate) fn commit_loop(
                 }
             };
             transfers += batch.transfers.len();
+            commands += batch.commands.len();
             batches.push(batch);
         }
-        let parts: Vec<&[Transfer]> = batches.iter().map(|batch| batch.transfers.as_slice()).collect();
-        let ticket = ledger.submit_parts(&parts);
+        let parts: Vec<CommandPart<'_>> = batches
+            .iter()
+            .map(|batch| CommandPart { transfers: &batch.transfers, commands: &batch.commands })
+            .collect();
+        let ticket = ledger.submit_commands(&parts);
         if completion.send(InFlight { ticket, batches }).is_err() {
             break;
         }

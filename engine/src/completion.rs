@@ -2,7 +2,7 @@
 //!
 //! Waits for each ledger batch to be durable, then answers every request in it, gives
 //! headroom back to the cap pool (once per batch) and tells the shards which of their
-//! approvals the ledger refused (`Feedback`), so they undo what they counted.
+//! holds did not commit (`Feedback`), so they forget them.
 
 use crate::codes::DeclineReason;
 use crate::faults::{Faults, Stage};
@@ -11,7 +11,7 @@ use crate::messages::{Feedback, HoldFeedback, InFlight, Pending};
 use crate::model::Response;
 use crate::stats::EngineStats;
 use crossbeam::channel::{Receiver, Sender, TrySendError};
-use junction_ledger::{Ledger, PositionKey, TransferError, TransferOk};
+use junction_ledger::{CommandOutcome, CommandResult, Ledger, PositionKey};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
@@ -31,31 +31,39 @@ pub(crate) fn completion_loop(
         let results = in_flight.ticket.and_then(|ticket| ledger.wait(ticket));
         let mut index = 0;
         for batch in &in_flight.batches {
-            let mut first = 0;
-            for (pending, &count) in batch.pending.iter().zip(&batch.counts) {
-                let count = usize::from(count);
-                let first_transfer = batch.transfers[first].id.0;
-                first += count;
-                let outcome = match &results {
-                    Ok(results) => verdict(&results[index..index + count]),
-                    Err(_) => Err(DeclineReason::LedgerUnavailable),
+            for pending in &batch.pending {
+                let result = match &results {
+                    Ok(results) => Some(results[index]),
+                    Err(_) => None,
                 };
-                index += count;
+                index += 1;
                 let request = &pending.request;
-                let response = match outcome {
-                    Ok((timestamp, created)) => {
-                        if created {
-                            pending.credit.into_iter().for_each(|credit| add(&mut give_back, credit));
-                            add(&mut give_back, pending.release_on_success);
-                        } else {
+                let response = match result {
+                    Some(CommandResult { outcome: CommandOutcome::Committed { timestamp, reference }, repeat }) => {
+                        if repeat {
                             // A resend of an approved request: the original's answer, and
                             // this copy's reservations go back.
                             pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
                             send_feedback(&feedback, batch.shard, pending, HoldFeedback::Recheck);
+                        } else {
+                            pending.credit.into_iter().for_each(|credit| add(&mut give_back, credit));
+                            add(&mut give_back, pending.release_on_success);
                         }
-                        Response::approved(request.tag, request.key, first_transfer, Some(timestamp))
+                        Response::approved(request.tag, request.key, reference, Some(timestamp))
                     }
-                    Err(reason) => {
+                    declined => {
+                        let reason = match declined {
+                            Some(CommandResult { outcome: CommandOutcome::Failed(error), .. }) => {
+                                DeclineReason::from_ledger(error)
+                            }
+                            Some(CommandResult { outcome: CommandOutcome::Refused(code), .. }) => {
+                                DeclineReason::from_id(code).unwrap_or(DeclineReason::SystemError)
+                            }
+                            Some(CommandResult { outcome: CommandOutcome::Conflict, .. }) => {
+                                DeclineReason::DuplicateConflict
+                            }
+                            _ => DeclineReason::LedgerUnavailable,
+                        };
                         pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
                         send_feedback(&feedback, batch.shard, pending, HoldFeedback::Forget);
                         Response::declined(request.tag, request.key, reason)
@@ -76,24 +84,6 @@ pub(crate) fn completion_loop(
     }
 }
 
-/// A request's outcome from its transfers' results: approved (timestamp, newly created)
-/// or the reason of the transfer that failed (not "another link failed").
-fn verdict(results: &[Result<TransferOk, TransferError>]) -> Result<(u64, bool), DeclineReason> {
-    let mut failure = None;
-    for result in results {
-        if let Err(error) = result {
-            if failure.is_none() || failure == Some(TransferError::LinkedEventFailed) {
-                failure = Some(*error);
-            }
-        }
-    }
-    match (failure, results.first()) {
-        (None, Some(Ok(first))) => Ok((first.timestamp, first.created)),
-        (Some(error), _) => Err(DeclineReason::from_ledger(error)),
-        _ => Err(DeclineReason::SystemError),
-    }
-}
-
 fn add(give_back: &mut FxHashMap<PositionKey, i128>, amount: Option<(PositionKey, u64)>) {
     if let Some((key, amount)) = amount {
         *give_back.entry(key).or_default() += i128::from(amount);
@@ -104,16 +94,8 @@ fn add(give_back: &mut FxHashMap<PositionKey, i128>, amount: Option<(PositionKey
 /// fill (`FEEDBACK_QUEUE_DEPTH_MAX`); if it ever does, the bound's reasoning is wrong and
 /// the process stops rather than let a shard's holds and counters drift from the books.
 fn send_feedback(feedback: &[Sender<Feedback>], shard: usize, pending: &Pending, hold_action: HoldFeedback) {
-    if pending.velocity.is_none() && pending.hold.is_none() {
-        return;
-    }
-    let message = Feedback {
-        account: pending.account,
-        hold: pending.hold,
-        velocity_bucket: pending.velocity.map(|(bucket, _)| bucket as u32),
-        velocity_amount: pending.velocity.map_or(0, |(_, amount)| amount),
-        hold_action,
-    };
+    let Some(hold) = pending.hold else { return };
+    let message = Feedback { hold, hold_action };
     match feedback[shard].try_send(message) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {

@@ -12,7 +12,7 @@ use crate::completion;
 use crate::faults::{Faults, Stage};
 use crate::headroom::CapPool;
 use crate::messages::{
-    ShardMessage, ShardQueues, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX,
+    HeldReservation, ShardMessage, ShardQueues, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX,
 };
 use crate::model::{
     AccountSpec, AccountStatus, CardSpec, Instrument, PanKey, ParticipantSpec, Request, RequestKey, Response,
@@ -27,10 +27,11 @@ use crate::stats::EngineStats;
 use crate::vault::{CardEntry, Directory, DirectoryError, Vault, VaultKeyTooShort};
 use crossbeam::channel::{bounded, Sender, TrySendError};
 use junction_ledger::{
-    Account, AccountFlags, AccountId, AccountKind, Currency, Ledger, LedgerError, ParticipantId, Transfer,
-    WindowPositions, ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX,
+    Account, AccountError, AccountFlags, AccountId, AccountKind, AccountUpdate, Currency, DebitLimits, Ledger,
+    LedgerError, ParticipantId, PositionKey, Transfer, WindowPositions, ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX,
 };
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -317,6 +318,7 @@ impl Engine {
                 kind: AccountKind::Position,
                 flags: AccountFlags::NONE,
                 credit_limit: 0,
+                debit_limits: junction_ledger::DebitLimits::NONE,
                 user_data: 0,
             })
             .collect();
@@ -391,6 +393,7 @@ impl Engine {
                 kind: AccountKind::Cardholder,
                 flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
                 credit_limit: 0,
+                debit_limits: debit_limits(spec.velocity),
                 user_data: 0,
             })
             .collect();
@@ -399,6 +402,15 @@ impl Engine {
             match result {
                 Ok(true) => fresh.push(*spec),
                 Ok(false) => {}
+                // Provisioned again with other daily limits (the configuration changed):
+                // the new limits apply from now on.
+                Err(AccountError::IdConflict)
+                    if self.ledger.account(account.id).is_some_and(|view| {
+                        Account { debit_limits: account.debit_limits, ..view.account } == *account
+                    }) =>
+                {
+                    self.set_debit_limits(account.id, account.debit_limits)?;
+                }
                 Err(e) => return Err(EngineError::Account(account.id, e.to_string())),
             }
         }
@@ -477,8 +489,32 @@ impl Engine {
         self.update_account(id, |spec| spec.status = status, ShardMessage::SetStatus(id, status))
     }
 
+    /// Changes an account's daily limits. The ledger checks them (with funds), so they are
+    /// a journaled change to the ledger account, effective for the next request.
     pub fn set_velocity_limits(&self, id: AccountId, limits: VelocityLimits) -> Result<(), EngineError> {
-        self.update_account(id, |spec| spec.velocity = limits, ShardMessage::SetVelocity(id, limits))
+        let _admin = self.admin.lock();
+        let mut spec = self.account_spec(id)?;
+        spec.velocity = limits;
+        self.set_debit_limits(id, debit_limits(limits))?;
+        self.ledger.put_metadata(&[(meta_key(META_ACCOUNT, id.0), encode_account(&spec))])?;
+        Ok(())
+    }
+
+    fn set_debit_limits(&self, id: AccountId, limits: DebitLimits) -> Result<(), EngineError> {
+        let view = self.ledger.account(id).ok_or_else(|| EngineError::Account(id, "no ledger account".into()))?;
+        let update = AccountUpdate {
+            id,
+            flags: view.account.flags,
+            credit_limit: view.account.credit_limit,
+            debit_limits: limits,
+        };
+        self.ledger.update_account(update)?.map_err(|e| EngineError::Account(id, e.to_string()))
+    }
+
+    fn account_spec(&self, id: AccountId) -> Result<AccountSpec, EngineError> {
+        let mut spec = None;
+        self.ledger.scan_metadata(&meta_key(META_ACCOUNT, id.0), |_, value| spec = decode_account(value))?;
+        spec.ok_or_else(|| EngineError::Account(id, "not provisioned".into()))
     }
 
     fn update_account(
@@ -488,9 +524,7 @@ impl Engine {
         message: ShardMessage,
     ) -> Result<(), EngineError> {
         let _admin = self.admin.lock();
-        let mut spec = None;
-        self.ledger.scan_metadata(&meta_key(META_ACCOUNT, id.0), |_, value| spec = decode_account(value))?;
-        let mut spec = spec.ok_or_else(|| EngineError::Account(id, "not provisioned".into()))?;
+        let mut spec = self.account_spec(id)?;
         change(&mut spec);
         self.ledger.put_metadata(&[(meta_key(META_ACCOUNT, id.0), encode_account(&spec))])?;
         let shards = self.shards.read().clone();
@@ -554,12 +588,15 @@ impl Engine {
         if let Some(error) = directory_error {
             return Err(error.into());
         }
-        // Positions of the open window already used headroom.
+        // Positions of the open window already used headroom, and so do the holds still
+        // pending: their reservations are back as before the restart, and each shard
+        // gives a hold's back when it expires.
         if let Some(window) = self.ledger.window_positions(self.ledger.current_window()) {
             for ((participant, currency), position) in &window.positions {
                 self.caps.give_back((*participant, *currency), position.net());
             }
         }
+        self.restore_holds()?;
         if !participants.is_empty() {
             tracing::info!(
                 participants = participants.len(),
@@ -567,6 +604,31 @@ impl Engine {
                 cards,
                 "provisioning reloaded"
             );
+        }
+        Ok(())
+    }
+
+    /// The holds the ledger has pending, as cap reservations: taken from the pool, and
+    /// kept by the shard of each hold's account until the hold is resolved or expires.
+    fn restore_holds(&self) -> Result<(), EngineError> {
+        let shards = self.shards.read().clone();
+        let mut per_shard: Vec<Vec<(RequestKey, HeldReservation)>> = vec![Vec::new(); shards.len()];
+        let mut reserved: FxHashMap<PositionKey, i128> = FxHashMap::default();
+        for (id, hold) in self.ledger.pending_holds() {
+            let Some(participant) = self.ledger.account(hold.debit_account).map(|view| view.account.participant) else {
+                continue;
+            };
+            let cap = (participant, hold.currency);
+            *reserved.entry(cap).or_default() -= i128::from(hold.amount);
+            let expires_at_s = if hold.expires_at == 0 { u64::MAX } else { hold.expires_at / 1_000_000_000 };
+            let shard = self.shard_of(hold.debit_account.0, shards.len());
+            per_shard[shard].push((RequestKey(id.0), HeldReservation { cap, amount: hold.amount, expires_at_s }));
+        }
+        self.caps.give_back_all(&reserved);
+        for (shard, holds) in shards.iter().zip(per_shard) {
+            if !holds.is_empty() {
+                shard.send(ShardMessage::RestoreHolds(holds)).map_err(|_| EngineError::Stopped)?;
+            }
         }
         Ok(())
     }
@@ -599,4 +661,9 @@ fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandl
             }
         })
         .map_err(|e| EngineError::Config(format!("spawning a thread: {e}")))
+}
+
+/// The ledger's debit limits of an account with these daily limits.
+fn debit_limits(limits: VelocityLimits) -> DebitLimits {
+    DebitLimits { count_per_day_max: limits.count_per_day_max, amount_per_day_max: limits.amount_per_day_max }
 }

@@ -7,10 +7,15 @@
 //!                                    +------------------ Feedback ----------------+
 //! ```
 
-use crate::model::{AccountSpec, AccountStatus, Request, RequestKey, VelocityLimits};
+use crate::codes::DeclineReason;
+use crate::model::{AccountSpec, AccountStatus, Request, RequestKey};
 use crate::vault::CardEntry;
 use crossbeam::channel::{Receiver, Sender};
-use junction_ledger::{AccountId, LedgerError, PositionKey, Ticket, Transfer, TransferFlags, BATCH_TRANSFERS_MAX};
+use junction_ledger::{
+    AccountId, Command, CommandResult, LedgerError, PositionKey, Ticket, Transfer, TransferFlags, TransferId,
+    BATCH_TRANSFERS_MAX,
+};
+use std::hash::{Hash, Hasher};
 
 /// Most ledger transfers one request may need (an FX payment: two legs and a fee).
 pub const TRANSFERS_PER_REQUEST_MAX: usize = 3;
@@ -30,9 +35,9 @@ pub const COMMITS_IN_FLIGHT_MAX: usize = 8;
 
 /// The most requests that can be past the shards at once: the commit queue full of
 /// whole bursts, one ledger batch being gathered or handed on by the commit stage,
-/// `COMMITS_IN_FLIGHT_MAX` waiting for completion and one being completed (each request
-/// is at least one transfer, so a ledger batch holds at most `BATCH_TRANSFERS_MAX`), and
-/// the burst a shard may be blocked sending.
+/// `COMMITS_IN_FLIGHT_MAX` waiting for completion and one being completed (a ledger batch
+/// holds at most `BATCH_TRANSFERS_MAX` commands, one per request), and the burst a shard
+/// may be blocked sending.
 pub const REQUESTS_PAST_SHARDS_MAX: usize =
     (COMMIT_QUEUE_DEPTH_MAX + 1) * SHARD_BURST_MAX + (COMMITS_IN_FLIGHT_MAX + 2) * BATCH_TRANSFERS_MAX;
 
@@ -40,12 +45,12 @@ pub const REQUESTS_PAST_SHARDS_MAX: usize =
 /// per request, and a shard absorbs its whole queue before every burst it takes, so at
 /// most `REQUESTS_PAST_SHARDS_MAX` can wait: the queue never fills, and feedback is never
 /// dropped (a full queue is a broken invariant, and the completion stage panics).
-/// Costs 80 bytes a slot, allocated at start (about 12 MiB per shard).
+/// Costs 32 bytes a slot, allocated at start (about 5 MiB per shard).
 pub const FEEDBACK_QUEUE_DEPTH_MAX: usize = REQUESTS_PAST_SHARDS_MAX;
 
 // A whole shard burst always fits in what is left of a ledger batch.
 const _: () = assert!(BATCH_TRANSFERS_MAX > SHARD_BURST_MAX * TRANSFERS_PER_REQUEST_MAX);
-const _: () = assert!(std::mem::size_of::<Feedback>() <= 80);
+const _: () = assert!(std::mem::size_of::<Feedback>() <= 32);
 
 /// Messages a shard's queue carries.
 pub(crate) enum ShardMessage {
@@ -57,7 +62,8 @@ pub(crate) enum ShardMessage {
     /// Room for this many more accounts, before a bulk load (one table resize, not many).
     ReserveAccounts(usize),
     SetStatus(AccountId, AccountStatus),
-    SetVelocity(AccountId, VelocityLimits),
+    /// Holds the ledger has pending at start, whose cap reservations the shard keeps.
+    RestoreHolds(Vec<(RequestKey, HeldReservation)>),
     /// Sent by `Engine::sync` and answered once everything before it was handled.
     Barrier(Sender<()>),
     /// Sent by `Engine::pause`: the shard says it has stopped, then waits until the
@@ -72,17 +78,22 @@ pub(crate) struct ShardQueues {
     pub commit: Sender<CommitBatch>,
 }
 
-/// What the completion stage tells a shard after the ledger's verdict, for a request
-/// that did not commit as new (declined, or a resend answered from the ledger).
+/// What the completion stage tells a shard about a hold its authorization placed, when
+/// the authorization did not commit as new (declined, or a resend answered from the
+/// ledger).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Feedback {
-    pub account: AccountId,
-    /// The hold the request placed, if any (see `hold_action`).
-    pub hold: Option<RequestKey>,
-    /// Undo a velocity increment of `velocity_amount` in this bucket.
-    pub velocity_bucket: Option<u32>,
-    pub velocity_amount: u64,
+    pub hold: RequestKey,
     pub hold_action: HoldFeedback,
+}
+
+/// A hold's cap reservation, as a shard keeps it until the hold is posted, voided or
+/// expires.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeldReservation {
+    pub cap: PositionKey,
+    pub amount: u64,
+    pub expires_at_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +108,6 @@ pub(crate) enum HoldFeedback {
 /// What the completion stage must do for one request once the ledger has spoken.
 pub(crate) struct Pending {
     pub request: Request,
-    pub account: AccountId,
     /// Cap headroom reserved for this request (the payer's, and an FX provider's for its
     /// leg), returned if it does not commit.
     pub reserved: [Option<(PositionKey, u64)>; 2],
@@ -105,27 +115,33 @@ pub(crate) struct Pending {
     pub credit: [Option<(PositionKey, u64)>; 2],
     /// Headroom returned once it commits (the unposted part of a hold, a voided hold).
     pub release_on_success: Option<(PositionKey, u64)>,
-    /// The velocity increment (bucket, amount) to undo if it does not commit.
-    pub velocity: Option<(u64, u64)>,
     /// The hold this request placed, to forget if it does not commit.
     pub hold: Option<RequestKey>,
 }
 
-/// One shard's approvals from one burst.
+impl Pending {
+    /// A request the shard declined: nothing reserved, nothing to release.
+    pub fn refused(request: Request) -> Pending {
+        Pending { request, reserved: [None, None], credit: [None, None], release_on_success: None, hold: None }
+    }
+}
+
+/// One shard's decisions from one burst: one ledger command per request (its transfers,
+/// or its refusal), and what the completion stage must do for each.
 pub(crate) struct CommitBatch {
     pub shard: usize,
     pub transfers: Vec<Transfer>,
+    pub commands: Vec<Command>,
     pub pending: Vec<Pending>,
-    /// Transfers per pending request, in order.
-    pub counts: Vec<u8>,
 }
 
 impl CommitBatch {
     pub fn new(shard: usize) -> CommitBatch {
-        CommitBatch { shard, transfers: Vec::new(), pending: Vec::new(), counts: Vec::new() }
+        CommitBatch { shard, transfers: Vec::new(), commands: Vec::new(), pending: Vec::new() }
     }
 
-    /// Adds a request's transfers; more than one are linked into an all-or-nothing group.
+    /// Adds an approved request's transfers; more than one are linked into an
+    /// all-or-nothing group.
     pub fn push(&mut self, transfers: &[Transfer], pending: Pending) {
         assert!(!transfers.is_empty() && transfers.len() <= TRANSFERS_PER_REQUEST_MAX);
         let last = transfers.len() - 1;
@@ -136,15 +152,46 @@ impl CommitBatch {
             }
             self.transfers.push(transfer);
         }
+        self.commands.push(Command {
+            key: TransferId(pending.request.key.0),
+            digest: content_hash(&pending.request),
+            transfers: transfers.len() as u32,
+            refusal: 0,
+        });
         self.pending.push(pending);
-        self.counts.push(transfers.len() as u8);
     }
+
+    /// Adds a request the shard declines: a refusal the ledger journals under its key.
+    pub fn refuse(&mut self, request: Request, reason: DeclineReason) {
+        self.commands.push(Command {
+            key: TransferId(request.key.0),
+            digest: content_hash(&request),
+            transfers: 0,
+            refusal: reason.id(),
+        });
+        self.pending.push(Pending::refused(request));
+    }
+}
+
+/// A digest of what a request asks, to tell a resend from a conflicting reuse of its key
+/// (the ledger compares it when a key comes back). Never 0.
+pub(crate) fn content_hash(request: &Request) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    request.operation.hash(&mut hasher);
+    request.instrument.hash(&mut hasher);
+    request.amount.hash(&mut hasher);
+    request.currency.hash(&mut hasher);
+    request.acquirer.hash(&mut hasher);
+    // The references (RRN and STAN, a QR payment's quote) too: the same key with other
+    // references is another request, as it always was for the transfer it books.
+    request.reference.hash(&mut hasher);
+    hasher.finish().max(1)
 }
 
 /// Ledger batches on their way to durability, with the shard batches they were made of.
 /// The shards' batches travel whole (no request is moved out of them) and are answered
 /// in place by the completion stage.
 pub(crate) struct InFlight {
-    pub ticket: Result<Ticket, LedgerError>,
+    pub ticket: Result<Ticket<CommandResult>, LedgerError>,
     pub batches: Vec<CommitBatch>,
 }

@@ -290,23 +290,26 @@ impl Response {
         }
     }
 
-    pub fn approved(tag: u64, key: RequestKey, transfer_id: u128, timestamp: Option<u64>) -> Response {
+    /// `reference`: the ledger's 64-bit reference of the first transfer
+    /// (`TransferId::folded`), from which the authorization code derives.
+    pub fn approved(tag: u64, key: RequestKey, reference: u64, timestamp: Option<u64>) -> Response {
         Response {
             tag,
             key,
             code: ResponseCode::Approved,
             decline: None,
-            auth_code: Some(auth_code(transfer_id)),
+            auth_code: Some(auth_code(reference)),
             balance: None,
             timestamp,
         }
     }
 }
 
-/// A deterministic authorization code: a resend of an approved request gets the same one.
-pub fn auth_code(transfer_id: u128) -> [u8; 6] {
+/// A deterministic authorization code from the first transfer's 64-bit reference
+/// (`TransferId::folded`): a resend of an approved request gets the same one.
+pub fn auth_code(reference: u64) -> [u8; 6] {
     const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut value = (transfer_id ^ (transfer_id >> 64)) as u64;
+    let mut value = reference;
     let mut code = [0u8; 6];
     for byte in &mut code {
         *byte = ALPHABET[(value % 36) as usize];

@@ -1,11 +1,15 @@
 //! HOT PATH: the authorization loop, one thread per shard.
 //!
 //! A shard owns the authorization state of a disjoint slice of accounts (shard = hash of
-//! the account): status, velocity counters, the holds it placed, the answers it gave to
-//! declined requests, and its slices of participants' net-debit-cap headroom. It drains
-//! its bounded queue in bursts, applies the rules in the order of `codes.rs`, answers
-//! declines at once, and hands what it approves to the commit stage as one batch per
-//! burst. Funds are checked by the ledger at commit, where every account's balance lives.
+//! the account): status, the holds it placed, and its slices of participants'
+//! net-debit-cap headroom. It drains its bounded queue in bursts, applies the rules in the
+//! order of `codes.rs`, and hands every request it decides to the commit stage as one
+//! batch per burst: what it approves as ledger transfers, what it declines as a refusal.
+//! Both are ledger commands keyed by the request key, so the ledger journals the answer
+//! with the batch and gives a resend the original answer, whatever the rules would say
+//! now. Funds and velocity are checked by the ledger at commit, where every account's
+//! balance and daily counters live. Only "try again" answers (91) and balance inquiries,
+//! which move nothing, are answered here directly.
 //!
 //! Nothing here is shared with another shard: no locks but the cap pool's, taken once
 //! per headroom slice. No logging above debug. Allocation is per burst, not per request.
@@ -23,24 +27,21 @@ use crate::clock;
 use crate::codes::DeclineReason;
 use crate::faults::{Faults, Stage};
 use crate::headroom::{CapPool, LocalHeadroom};
-use crate::messages::{CommitBatch, Feedback, HoldFeedback, Pending, ShardMessage, ShardQueues, SHARD_BURST_MAX};
-use crate::model::{AccountStatus, FxLeg, Instrument, Operation, Request, RequestKey, Response, VelocityLimits};
+use crate::messages::{
+    CommitBatch, Feedback, HeldReservation, HoldFeedback, Pending, ShardMessage, ShardQueues, SHARD_BURST_MAX,
+};
+use crate::model::{AccountStatus, FxLeg, Instrument, Operation, Request, RequestKey, Response};
 use crate::stats::EngineStats;
 use crate::vault::{is_expired, CardEntry};
 use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::memory::BigMap;
-use junction_ledger::{AccountId, Currency, Ledger, ParticipantId, PositionKey, Transfer, TransferFlags, TransferId};
+use junction_ledger::{AccountId, Currency, Ledger, ParticipantId, Transfer, TransferFlags, TransferId};
 use rustc_hash::FxHashMap;
-use std::collections::{BTreeSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Requests whose lookups `Shard::warm` issues together (see the ledger's own `warm`).
 const WARM_GROUP: usize = 32;
-
-/// Declined requests whose answers a shard remembers for duplicates (about 80 bytes
-/// each). Approvals need no entry: the ledger's transfer id is the request key.
-pub const DEDUPE_ENTRIES_PER_SHARD_MAX: usize = 1 << 20;
 
 /// Open holds a shard tracks to give their cap reservation back on expiry (about 64
 /// bytes each). Beyond it, new authorizations are declined as overloaded.
@@ -49,76 +50,13 @@ pub const HOLDS_PER_SHARD_MAX: usize = 4 << 20;
 /// How long an authorization hold lasts before the ledger releases it by itself.
 pub const AUTH_HOLD_TIMEOUT_S: u32 = 7 * 24 * 3600;
 
-/// Velocity counters: a rolling day kept as `VELOCITY_BUCKETS` buckets of
-/// `VELOCITY_BUCKET_S`, so "the last day" is accurate to one bucket.
-pub const VELOCITY_BUCKET_S: u64 = 3 * 3600;
-pub const VELOCITY_BUCKETS: usize = 8;
-const _: () = assert!(VELOCITY_BUCKET_S * VELOCITY_BUCKETS as u64 == 24 * 3600);
-
 /// Largest amount a single request may carry, in minor units (amount sanity, code 13).
 pub const AMOUNT_PER_REQUEST_MAX: u64 = 1_000_000_000_000;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Velocity {
-    newest_bucket: u64,
-    counts: [u32; VELOCITY_BUCKETS],
-    amounts: [u64; VELOCITY_BUCKETS],
-}
-
-impl Velocity {
-    fn advance(&mut self, bucket: u64) {
-        if bucket <= self.newest_bucket {
-            return;
-        }
-        let steps = (bucket - self.newest_bucket).min(VELOCITY_BUCKETS as u64);
-        for step in 1..=steps {
-            let slot = ((self.newest_bucket + step) % VELOCITY_BUCKETS as u64) as usize;
-            self.counts[slot] = 0;
-            self.amounts[slot] = 0;
-        }
-        self.newest_bucket = bucket;
-    }
-
-    fn totals(&self) -> (u64, u64) {
-        let count = self.counts.iter().map(|c| u64::from(*c)).sum();
-        let amount = self.amounts.iter().fold(0u64, |sum, a| sum.saturating_add(*a));
-        (count, amount)
-    }
-
-    fn add(&mut self, bucket: u64, amount: u64) {
-        let slot = (bucket % VELOCITY_BUCKETS as u64) as usize;
-        self.counts[slot] = self.counts[slot].saturating_add(1);
-        self.amounts[slot] = self.amounts[slot].saturating_add(amount);
-    }
-
-    fn undo(&mut self, bucket: u64, amount: u64) {
-        if bucket + (VELOCITY_BUCKETS as u64) <= self.newest_bucket || bucket > self.newest_bucket {
-            return; // the bucket has rolled out of the day already
-        }
-        let slot = (bucket % VELOCITY_BUCKETS as u64) as usize;
-        self.counts[slot] = self.counts[slot].saturating_sub(1);
-        self.amounts[slot] = self.amounts[slot].saturating_sub(amount);
-    }
-}
 
 struct AuthAccount {
     participant: ParticipantId,
     currency: Currency,
     status: AccountStatus,
-    limits: VelocityLimits,
-    velocity: Velocity,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct HeldReservation {
-    cap: PositionKey,
-    amount: u64,
-    expires_at_s: u64,
-}
-
-struct Remembered {
-    content: u64,
-    response: Response,
 }
 
 pub(crate) struct Shard {
@@ -131,8 +69,6 @@ pub(crate) struct Shard {
     pub stats: Arc<EngineStats>,
     faults: Arc<Faults>,
     accounts: BigMap<AccountId, AuthAccount>,
-    remembered: BigMap<RequestKey, Remembered>,
-    remembered_order: VecDeque<RequestKey>,
     holds: FxHashMap<RequestKey, HeldReservation>,
     hold_expiries: BTreeSet<(u64, RequestKey)>,
     headroom: LocalHeadroom,
@@ -143,7 +79,6 @@ pub(crate) struct Shard {
 struct Now {
     unix_s: u64,
     yymm: u16,
-    bucket: u64,
 }
 
 impl Shard {
@@ -166,8 +101,6 @@ impl Shard {
             stats,
             faults,
             accounts: BigMap::default(),
-            remembered: BigMap::default(),
-            remembered_order: VecDeque::new(),
             holds: FxHashMap::default(),
             hold_expiries: BTreeSet::new(),
             headroom: LocalHeadroom::default(),
@@ -181,7 +114,7 @@ impl Shard {
         while let Ok(first) = self.input.recv() {
             self.faults.check(Stage::Shard);
             let unix_s = clock::now_unix_s();
-            let now = Now { unix_s, yymm: clock::yymm(unix_s), bucket: unix_s / VELOCITY_BUCKET_S };
+            let now = Now { unix_s, yymm: clock::yymm(unix_s) };
             self.absorb_feedback();
             self.expire_holds(now.unix_s);
             burst.push(Some(first));
@@ -206,7 +139,7 @@ impl Shard {
         self.headroom.flush(&self.caps);
     }
 
-    /// Looks up the accounts (and remembered declines) of the next requests before they
+    /// Looks up the accounts of the next requests before they
     /// are handled, so that the cache misses of a group overlap instead of stalling one
     /// after another: with millions of accounts per shard, each lookup misses the cache.
     /// Changes nothing.
@@ -218,24 +151,14 @@ impl Shard {
                     (_, Some(card)) => card.account,
                     (_, None) => continue,
                 };
-                // The entry spans three cache lines: touch a field in each.
-                std::hint::black_box(
-                    self.accounts
-                        .get(&account)
-                        .map(|a| (a.status, a.velocity.counts[0], a.velocity.amounts[VELOCITY_BUCKETS - 1])),
-                );
-                std::hint::black_box(self.remembered.contains_key(&request.key));
+                std::hint::black_box(self.accounts.get(&account).map(|a| a.status));
             }
         }
     }
 
     fn absorb_feedback(&mut self) {
         while let Ok(feedback) = self.feedback.try_recv() {
-            if let (Some(account), Some(bucket)) = (self.accounts.get_mut(&feedback.account), feedback.velocity_bucket)
-            {
-                account.velocity.undo(u64::from(bucket), feedback.velocity_amount);
-            }
-            let Some(key) = feedback.hold else { continue };
+            let key = feedback.hold;
             let forget = match feedback.hold_action {
                 HoldFeedback::Forget => true,
                 // Rare (a resent authorization): a look at the ledger is affordable.
@@ -274,20 +197,14 @@ impl Shard {
         match message {
             ShardMessage::Request { request, card } => {
                 if let Err((request, reason)) = self.authorize(request, card, now, batch) {
-                    self.decline(request, reason);
+                    self.refuse(request, reason, batch);
                 }
             }
             ShardMessage::AddAccounts(specs) => {
                 for spec in specs {
                     self.accounts.insert(
                         spec.id,
-                        AuthAccount {
-                            participant: spec.participant,
-                            currency: spec.currency,
-                            status: spec.status,
-                            limits: spec.velocity,
-                            velocity: Velocity::default(),
-                        },
+                        AuthAccount { participant: spec.participant, currency: spec.currency, status: spec.status },
                     );
                 }
             }
@@ -297,9 +214,10 @@ impl Shard {
                     account.status = status;
                 }
             }
-            ShardMessage::SetVelocity(id, limits) => {
-                if let Some(account) = self.accounts.get_mut(&id) {
-                    account.limits = limits;
+            ShardMessage::RestoreHolds(holds) => {
+                for (key, hold) in holds {
+                    self.holds.insert(key, hold);
+                    self.hold_expiries.insert((hold.expires_at_s, key));
                 }
             }
             ShardMessage::Barrier(done) => {
@@ -314,23 +232,20 @@ impl Shard {
         }
     }
 
-    fn decline(&mut self, request: Request, reason: DeclineReason) {
-        self.stats.record(self.index, reason.code(), Some(reason));
-        let response = Response::declined(request.tag, request.key, reason);
-        if reason != DeclineReason::Overloaded && reason != DeclineReason::DuplicateConflict {
-            self.remember(request.key, content_hash(&request), response);
-        }
-        request.reply.send(response);
-    }
-
-    fn remember(&mut self, key: RequestKey, content: u64, response: Response) {
-        if self.remembered_order.len() >= DEDUPE_ENTRIES_PER_SHARD_MAX {
-            if let Some(oldest) = self.remembered_order.pop_front() {
-                self.remembered.remove(&oldest);
-            }
-        }
-        if self.remembered.insert(key, Remembered { content, response }).is_none() {
-            self.remembered_order.push_back(key);
+    /// Declines a request. A final decline goes to the ledger as a refusal, journaled with
+    /// the batch and answered once durable, so that a resend gets it again (or the original
+    /// answer, if the key was answered before). "Try again" (91, 96) is answered at once and
+    /// remembered nowhere, and so is a balance inquiry, which moves nothing.
+    fn refuse(&mut self, request: Request, reason: DeclineReason, batch: &mut CommitBatch) {
+        let remembered = !matches!(
+            reason,
+            DeclineReason::Overloaded | DeclineReason::LedgerUnavailable | DeclineReason::SystemError
+        ) && request.operation != Operation::BalanceInquiry;
+        if remembered {
+            batch.refuse(request, reason);
+        } else {
+            self.stats.record(self.index, reason.code(), Some(reason));
+            request.reply.send(Response::declined(request.tag, request.key, reason));
         }
     }
 
@@ -343,17 +258,8 @@ impl Shard {
         now: Now,
         batch: &mut CommitBatch,
     ) -> Result<(), (Request, DeclineReason)> {
-        // 1. Duplicate of a declined request: the same answer, or 94 if the content differs.
-        if let Some(remembered) = self.remembered.get(&request.key) {
-            let response = if remembered.content == content_hash(&request) {
-                Response { tag: request.tag, ..remembered.response }
-            } else {
-                Response::declined(request.tag, request.key, DeclineReason::DuplicateConflict)
-            };
-            self.stats.record(self.index, response.code, response.decline);
-            request.reply.send(response);
-            return Ok(());
-        }
+        // 1. A resend of a request answered before is the ledger's to answer (the command's
+        // key): whatever the rules say now, it gets the original answer.
         if let Operation::Payment { payee, fx } = request.operation {
             return self.payment(request, payee, fx, batch);
         }
@@ -413,35 +319,25 @@ impl Shard {
                 let available = self.ledger.account(account_id).map_or(0, |view| view.balances.available());
                 let response = Response {
                     balance: Some((available, currency)),
-                    ..Response::approved(request.tag, request.key, request.key.0, None)
+                    ..Response::approved(request.tag, request.key, TransferId(request.key.0).folded(), None)
                 };
                 self.stats.record(self.index, response.code, None);
                 request.reply.send(response);
                 Ok(())
             }
             Operation::Authorize | Operation::Purchase => {
-                // 7. Velocity over the rolling day.
-                account.velocity.advance(now.bucket);
-                let (count, amount) = account.velocity.totals();
-                let limits = account.limits;
-                if limits.count_per_day_max != 0 && count >= u64::from(limits.count_per_day_max) {
-                    return Err((request, DeclineReason::VelocityCountExceeded));
-                }
-                if limits.amount_per_day_max != 0 && amount.saturating_add(request.amount) > limits.amount_per_day_max {
-                    return Err((request, DeclineReason::VelocityAmountExceeded));
-                }
+                // 7. Velocity over the rolling day is the ledger's, with funds (9).
                 let hold = request.operation == Operation::Authorize;
                 if hold && self.holds.len() >= HOLDS_PER_SHARD_MAX {
                     return Err((request, DeclineReason::Overloaded));
                 }
                 // 8. The issuer participant's net debit cap (funds, 9, are the ledger's).
                 let cap = (participant, currency);
-                let reserved = self.headroom.reserve(&self.caps, cap, request.amount);
-                // Past the cap, a resend of a committed request still gets its original answer.
-                if !reserved && !self.ledger.contains_transfer(TransferId(request.key.0)) {
+                // Past the cap, a resend of a committed request still gets its original answer:
+                // the ledger answers the refusal with it.
+                if !self.headroom.reserve(&self.caps, cap, request.amount) {
                     return Err((request, DeclineReason::NetDebitCapExceeded));
                 }
-                account.velocity.add(now.bucket, request.amount);
                 let mut transfer = Transfer::new(
                     request.key.0,
                     account_id.0,
@@ -465,11 +361,9 @@ impl Shard {
                     &[transfer],
                     Pending {
                         request,
-                        account: account_id,
-                        reserved: [reserved.then_some((cap, transfer.amount)), None],
+                        reserved: [Some((cap, transfer.amount)), None],
                         credit: [creditor.map(|key| (key, transfer.amount)), None],
                         release_on_success: None,
-                        velocity: Some((now.bucket, transfer.amount)),
                         hold: hold.then_some(RequestKey(transfer.id.0)),
                     },
                 );
@@ -493,11 +387,9 @@ impl Shard {
                     &[transfer],
                     Pending {
                         request,
-                        account: account_id,
                         reserved: [None, None],
                         credit: [creditor, None],
                         release_on_success: release,
-                        velocity: None,
                         hold: None,
                     },
                 );
@@ -511,8 +403,7 @@ impl Shard {
             Operation::Refund => {
                 // The acquirer pays the cardholder back: its cap is the one reserved.
                 let cap = (request.acquirer, currency);
-                let reserved = self.headroom.reserve(&self.caps, cap, request.amount);
-                if !reserved && !self.ledger.contains_transfer(TransferId(request.key.0)) {
+                if !self.headroom.reserve(&self.caps, cap, request.amount) {
                     return Err((request, DeclineReason::NetDebitCapExceeded));
                 }
                 let mut transfer = Transfer::new(
@@ -529,11 +420,9 @@ impl Shard {
                     &[transfer],
                     Pending {
                         request,
-                        account: account_id,
-                        reserved: [reserved.then_some((cap, transfer.amount)), None],
+                        reserved: [Some((cap, transfer.amount)), None],
                         credit: [creditor, None],
                         release_on_success: None,
-                        velocity: None,
                         hold: None,
                     },
                 );
@@ -568,16 +457,15 @@ impl Shard {
             return Err((request, DeclineReason::InvalidAmount));
         }
         // A resend of a committed payment gets its original answer from the ledger,
-        // whatever the caps say now.
-        let resend = self.ledger.contains_transfer(TransferId(request.key.0));
+        // whatever the caps say now (a refusal with a known key is answered with it).
         let cap = (payer, request.currency);
-        if !resend && !self.headroom.reserve(&self.caps, cap, request.amount) {
+        if !self.headroom.reserve(&self.caps, cap, request.amount) {
             return Err((request, DeclineReason::NetDebitCapExceeded));
         }
         // The FX provider pays the payee: its cap in the payee's currency is reserved too.
         let provider_cap = fx.map(|leg| ((leg.provider, leg.credit_currency), leg.credit_amount));
         if let Some((key, amount)) = provider_cap {
-            if !resend && !self.headroom.reserve(&self.caps, key, amount) {
+            if !self.headroom.reserve(&self.caps, key, amount) {
                 self.headroom.unreserve(cap, request.amount);
                 return Err((request, DeclineReason::NetDebitCapExceeded));
             }
@@ -615,19 +503,8 @@ impl Shard {
                 (payer != leg.provider).then_some(((leg.provider, request.currency), request.amount)),
             ],
         };
-        let reserved = if resend { [None, None] } else { [Some((cap, first.amount)), provider_cap] };
-        batch.push(
-            &legs[..count],
-            Pending {
-                request,
-                account: payer_account,
-                reserved,
-                credit,
-                release_on_success: None,
-                velocity: None,
-                hold: None,
-            },
-        );
+        let reserved = [Some((cap, first.amount)), provider_cap];
+        batch.push(&legs[..count], Pending { request, reserved, credit, release_on_success: None, hold: None });
         Ok(())
     }
 
@@ -665,11 +542,9 @@ impl Shard {
                 &[void],
                 Pending {
                     request,
-                    account: account_id,
                     reserved: [None, None],
                     credit: [None, None],
                     release_on_success: held.map(|h| (h.cap, h.amount)),
-                    velocity: None,
                     hold: None,
                 },
             );
@@ -702,29 +577,10 @@ impl Shard {
         let credit = (payee != payer).then_some(((payee, currency), reversal.amount));
         batch.push(
             &[reversal],
-            Pending {
-                request,
-                account: account_id,
-                reserved: [None, None],
-                credit: [credit, None],
-                release_on_success: None,
-                velocity: None,
-                hold: None,
-            },
+            Pending { request, reserved: [None, None], credit: [credit, None], release_on_success: None, hold: None },
         );
         Ok(())
     }
-}
-
-/// A digest of what a request asks, to tell a resend from a conflicting reuse of its key.
-pub(crate) fn content_hash(request: &Request) -> u64 {
-    let mut hasher = rustc_hash::FxHasher::default();
-    request.operation.hash(&mut hasher);
-    request.instrument.hash(&mut hasher);
-    request.amount.hash(&mut hasher);
-    request.currency.hash(&mut hasher);
-    request.acquirer.hash(&mut hasher);
-    hasher.finish()
 }
 
 #[cfg(test)]
@@ -753,6 +609,7 @@ mod tests {
             kind,
             flags,
             credit_limit: 0,
+            debit_limits: junction_ledger::DebitLimits::NONE,
             user_data: 0,
         };
         ledger
@@ -819,6 +676,7 @@ mod tests {
             kind: AccountKind::Position,
             flags: AccountFlags::NONE,
             credit_limit: 0,
+            debit_limits: junction_ledger::DebitLimits::NONE,
             user_data: 0,
         };
         shard.ledger.create_accounts(&[acquirer]).unwrap();

@@ -21,10 +21,11 @@ fn usd() -> Currency {
 }
 
 struct Switch {
-    _dir: tempfile::TempDir,
-    engine: Engine,
+    dir: tempfile::TempDir,
+    engine: Option<Engine>,
     replies: (Sender<Response>, Receiver<Response>),
     next: u64,
+    shards: usize,
 }
 
 fn switch_with(shards: usize, queue: usize, cap: u64) -> Switch {
@@ -81,7 +82,7 @@ fn switch_with(shards: usize, queue: usize, cap: u64) -> Switch {
         ])
         .unwrap();
     engine.sync().unwrap();
-    Switch { _dir: dir, engine, replies: unbounded(), next: 1 }
+    Switch { dir, engine: Some(engine), replies: unbounded(), next: 1, shards }
 }
 
 fn switch() -> Switch {
@@ -89,12 +90,26 @@ fn switch() -> Switch {
 }
 
 impl Switch {
+    fn engine(&self) -> &Engine {
+        self.engine.as_ref().unwrap()
+    }
+
+    /// Stops the engine and the ledger, and starts them again on the same data: what the
+    /// switch knows after a restart is what the journal and the checkpoint hold.
+    fn restart(&mut self) {
+        drop(self.engine.take());
+        let ledger = Arc::new(Ledger::open(self.dir.path(), LedgerOptions::default()).unwrap());
+        let config = EngineConfig { shards: self.shards, ..EngineConfig::default() };
+        self.engine = Some(Engine::start(ledger, config).unwrap());
+        self.engine().sync().unwrap();
+    }
+
     fn request(&mut self, operation: Operation, pan: &str, amount: u64) -> Request {
         self.next += 1;
         Request {
             key: RequestKey::derive("test", &[&self.next.to_be_bytes()]),
             operation,
-            instrument: Instrument::Card(self.engine.pan_key(pan)),
+            instrument: Instrument::Card(self.engine().pan_key(pan)),
             amount,
             currency: usd(),
             acquirer: ACQUIRER,
@@ -107,12 +122,12 @@ impl Switch {
     }
 
     fn ask(&self, request: Request) -> Response {
-        self.engine.submit(request);
+        self.engine().submit(request);
         self.replies.1.recv().unwrap()
     }
 
     fn available(&self) -> i128 {
-        self.engine.ledger().account(ACCOUNT).unwrap().balances.available()
+        self.engine().ledger().account(ACCOUNT).unwrap().balances.available()
     }
 }
 
@@ -172,8 +187,8 @@ fn every_rule_has_its_code() {
     let first = s.ask(r.clone());
     assert_eq!(s.ask(r).decline, first.decline);
 
-    s.engine.set_velocity_limits(ACCOUNT, VelocityLimits { count_per_day_max: 3, amount_per_day_max: 0 }).unwrap();
-    s.engine.sync().unwrap();
+    s.engine().set_velocity_limits(ACCOUNT, VelocityLimits { count_per_day_max: 3, amount_per_day_max: 0 }).unwrap();
+    s.engine().sync().unwrap();
     let mut codes = Vec::new();
     for _ in 0..4 {
         let r = s.request(Operation::Purchase, PAN, 10);
@@ -181,20 +196,20 @@ fn every_rule_has_its_code() {
     }
     // One approval (the token purchase) already counts today.
     assert_eq!(codes, vec!["00", "00", "65", "65"]);
-    s.engine.set_velocity_limits(ACCOUNT, VelocityLimits { count_per_day_max: 0, amount_per_day_max: 150 }).unwrap();
-    s.engine.sync().unwrap();
+    s.engine().set_velocity_limits(ACCOUNT, VelocityLimits { count_per_day_max: 0, amount_per_day_max: 150 }).unwrap();
+    s.engine().sync().unwrap();
     let r = s.request(Operation::Purchase, PAN, 31);
     declined(s.ask(r), DeclineReason::VelocityAmountExceeded, "61");
     let r = s.request(Operation::Purchase, PAN, 30);
     assert_eq!(s.ask(r).code, ResponseCode::Approved);
-    s.engine.set_velocity_limits(ACCOUNT, VelocityLimits::default()).unwrap();
+    s.engine().set_velocity_limits(ACCOUNT, VelocityLimits::default()).unwrap();
 
-    s.engine.set_account_status(ACCOUNT, AccountStatus::Blocked).unwrap();
-    s.engine.sync().unwrap();
+    s.engine().set_account_status(ACCOUNT, AccountStatus::Blocked).unwrap();
+    s.engine().sync().unwrap();
     let r = s.request(Operation::Purchase, PAN, 10);
     declined(s.ask(r), DeclineReason::AccountBlocked, "05");
-    s.engine.set_account_status(ACCOUNT, AccountStatus::Closed).unwrap();
-    s.engine.sync().unwrap();
+    s.engine().set_account_status(ACCOUNT, AccountStatus::Closed).unwrap();
+    s.engine().sync().unwrap();
     let r = s.request(Operation::Purchase, PAN, 10);
     declined(s.ask(r), DeclineReason::AccountClosed, "05");
 }
@@ -217,7 +232,7 @@ fn net_debit_cap_is_reported_distinctly() {
     let r = s.request(Operation::Purchase, PAN, 2_000);
     assert_eq!(s.ask(r).code, ResponseCode::Approved);
     // Closing the window starts the cap afresh.
-    s.engine.close_window().unwrap();
+    s.engine().close_window().unwrap();
     let r = s.request(Operation::Purchase, PAN, 4_900);
     assert_eq!(s.ask(r).code, ResponseCode::Approved);
 }
@@ -265,7 +280,7 @@ fn hold_completion_reversal_refund_inquiry() {
     let answer = s.ask(inquiry);
     assert_eq!(answer.balance, Some((93_500, usd())));
     // Positions: the issuer owes the acquirer what was posted minus what came back.
-    let window = s.engine.ledger().window_positions(s.engine.ledger().current_window()).unwrap();
+    let window = s.engine().ledger().window_positions(s.engine().ledger().current_window()).unwrap();
     assert_eq!(window.positions[&(ISSUER, usd())].net(), -(7_000 - 500));
     assert_eq!(window.positions[&(ACQUIRER, usd())].net(), 7_000 - 500);
 }
@@ -273,7 +288,7 @@ fn hold_completion_reversal_refund_inquiry() {
 #[test]
 fn concurrent_purchases_never_overspend() {
     let s = switch_with(4, 65_536, u64::MAX / 4);
-    let engine = &s.engine;
+    let engine = s.engine();
     let approved: i128 = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..8u64)
             .map(|t| {
@@ -311,10 +326,10 @@ fn concurrent_purchases_never_overspend() {
 #[test]
 fn full_queue_declines_at_once_with_91() {
     let mut s = switch_with(1, 4, 10_000_000);
-    let pause = s.engine.pause().unwrap();
+    let pause = s.engine().pause().unwrap();
     for _ in 0..10 {
         let r = s.request(Operation::Purchase, PAN, 1);
-        s.engine.submit(r);
+        s.engine().submit(r);
     }
     // With the shard stopped, 4 wait in its queue and 6 are refused at once.
     let refused: Vec<Response> = (0..6).map(|_| s.replies.1.recv().unwrap()).collect();
@@ -323,7 +338,7 @@ fn full_queue_declines_at_once_with_91() {
     drop(pause);
     let served: Vec<Response> = (0..4).map(|_| s.replies.1.recv().unwrap()).collect();
     assert!(served.iter().all(|r| r.code == ResponseCode::Approved));
-    assert_eq!(s.engine.stats().by_reason().get("overloaded"), Some(&6));
+    assert_eq!(s.engine().stats().by_reason().get("overloaded"), Some(&6));
 }
 
 #[test]
@@ -373,6 +388,96 @@ fn provisioning_survives_a_restart() {
     assert_eq!(rx.recv().unwrap().decline, Some(DeclineReason::NetDebitCapExceeded));
 }
 
+/// The same answer every time: a purchase declined for funds, the card then refunded, the
+/// exact purchase resent: the original 51, nothing moves. Also after a restart.
+#[test]
+fn a_declined_purchase_resent_after_a_refund_gets_its_decline() {
+    let mut s = switch();
+    let drain = s.request(Operation::Purchase, PAN, 100_000);
+    assert_eq!(s.ask(drain).code, ResponseCode::Approved);
+    let purchase = s.request(Operation::Purchase, PAN, 5_000);
+    declined(s.ask(purchase.clone()), DeclineReason::InsufficientFunds, "51");
+    let refund = s.request(Operation::Refund, PAN, 10_000);
+    assert_eq!(s.ask(refund).code, ResponseCode::Approved);
+    assert_eq!(s.available(), 10_000);
+    declined(s.ask(purchase.clone()), DeclineReason::InsufficientFunds, "51");
+    assert_eq!(s.available(), 10_000, "the resend moved money");
+    s.restart();
+    declined(s.ask(purchase.clone()), DeclineReason::InsufficientFunds, "51");
+    assert_eq!(s.available(), 10_000);
+    // The same key with other content is still a conflict.
+    let mut other = purchase;
+    other.amount = 4_000;
+    declined(s.ask(other), DeclineReason::DuplicateConflict, "94");
+    assert_eq!(s.available(), 10_000);
+}
+
+/// A shard's own declines are final too: a card blocked, a purchase declined 05, the card
+/// unblocked, the purchase resent: 05 again. And an approval resent after the card was
+/// blocked is still approved, with the same authorization code.
+#[test]
+fn a_shards_decline_and_an_approval_resent_after_the_rules_changed_keep_their_answers() {
+    let mut s = switch();
+    let approved = s.request(Operation::Purchase, PAN, 1_000);
+    let first = s.ask(approved.clone());
+    assert_eq!(first.code, ResponseCode::Approved);
+    s.engine().set_account_status(ACCOUNT, AccountStatus::Blocked).unwrap();
+    s.engine().sync().unwrap();
+    let blocked = s.request(Operation::Purchase, PAN, 1_000);
+    declined(s.ask(blocked.clone()), DeclineReason::AccountBlocked, "05");
+    let again = s.ask(approved.clone());
+    assert_eq!((again.code, again.auth_code), (first.code, first.auth_code));
+    s.engine().set_account_status(ACCOUNT, AccountStatus::Active).unwrap();
+    s.engine().sync().unwrap();
+    declined(s.ask(blocked.clone()), DeclineReason::AccountBlocked, "05");
+    s.restart();
+    declined(s.ask(blocked), DeclineReason::AccountBlocked, "05");
+    let again = s.ask(approved);
+    assert_eq!((again.code, again.auth_code), (first.code, first.auth_code));
+    assert_eq!(s.available(), 99_000);
+}
+
+/// Velocity is the ledger's: a card at its daily count limit stays declined after a restart.
+#[test]
+fn a_card_at_its_daily_count_limit_stays_declined_after_a_restart() {
+    let mut s = switch();
+    s.engine().set_velocity_limits(ACCOUNT, VelocityLimits { count_per_day_max: 2, amount_per_day_max: 0 }).unwrap();
+    for _ in 0..2 {
+        let r = s.request(Operation::Purchase, PAN, 10);
+        assert_eq!(s.ask(r).code, ResponseCode::Approved);
+    }
+    let third = s.request(Operation::Purchase, PAN, 10);
+    declined(s.ask(third.clone()), DeclineReason::VelocityCountExceeded, "65");
+    s.restart();
+    let fourth = s.request(Operation::Purchase, PAN, 10);
+    declined(s.ask(fourth), DeclineReason::VelocityCountExceeded, "65");
+    declined(s.ask(third), DeclineReason::VelocityCountExceeded, "65");
+    // Raising the limit lets the next one through; the declined ones stay declined.
+    s.engine().set_velocity_limits(ACCOUNT, VelocityLimits { count_per_day_max: 3, amount_per_day_max: 0 }).unwrap();
+    let fifth = s.request(Operation::Purchase, PAN, 10);
+    assert_eq!(s.ask(fifth).code, ResponseCode::Approved);
+}
+
+/// The cap reservations of holds still open come back with a restart: a cap that open
+/// holds fill is still full.
+#[test]
+fn a_cap_that_open_holds_fill_is_still_full_after_a_restart() {
+    let mut s = switch_with(2, 1024, 10_000);
+    let hold = s.request(Operation::Authorize, PAN, 6_000);
+    assert_eq!(s.ask(hold.clone()).code, ResponseCode::Approved);
+    let over = s.request(Operation::Authorize, PAN, 5_000);
+    declined(s.ask(over), DeclineReason::NetDebitCapExceeded, "05");
+    s.restart();
+    assert_eq!(s.engine().cap_headroom(ISSUER, usd()).map(|h| h <= 4_000), Some(true));
+    let over = s.request(Operation::Authorize, PAN, 5_000);
+    declined(s.ask(over), DeclineReason::NetDebitCapExceeded, "05");
+    // Completing the hold posts it within the cap; voiding the rest frees it.
+    let complete = s.request(Operation::Complete { original: hold.key }, PAN, 6_000);
+    assert_eq!(s.ask(complete).code, ResponseCode::Approved);
+    let fits = s.request(Operation::Authorize, PAN, 4_000);
+    assert_eq!(s.ask(fits).code, ResponseCode::Approved);
+}
+
 fn purchase(engine: &Engine, n: u64, amount: u64, reply: Arc<dyn ReplySink>) -> Request {
     Request {
         key: RequestKey::derive("restart", &[&n.to_be_bytes()]),
@@ -390,9 +495,10 @@ fn purchase(engine: &Engine, n: u64, amount: u64, reply: Arc<dyn ReplySink>) -> 
 }
 
 mod model {
-    //! Property test: random sequences of operations on one card, against a model of what
-    //! the account may spend. Every answer must be the model's, and the ledger's balance
-    //! must be the model's after each step.
+    //! Property test: random sequences of operations on one card, resends of earlier
+    //! requests, restarts and window closes, against a model of what the account may
+    //! spend. Every answer must be the model's, every resend's answer its original's, and
+    //! the ledger's balance must be the model's after each step.
     use super::*;
     use proptest::prelude::*;
 
@@ -404,6 +510,8 @@ mod model {
         Reverse(usize),
         Refund(u64),
         Resend(usize),
+        Restart,
+        CloseWindow,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -413,19 +521,21 @@ mod model {
             2 => (0usize..8, 0u64..40_000).prop_map(|(hold, amount)| Step::Complete { hold, amount }),
             2 => (0usize..16).prop_map(Step::Reverse),
             1 => (1u64..5_000).prop_map(Step::Refund),
-            2 => (0usize..16).prop_map(Step::Resend),
+            3 => (0usize..16).prop_map(Step::Resend),
+            1 => Just(Step::Restart),
+            1 => Just(Step::CloseWindow),
         ]
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
         #[test]
         fn answers_and_balance_follow_the_model(steps in prop::collection::vec(step(), 1..40)) {
             let mut s = switch();
             // The model: what is available, the open holds, what each request answered.
             let mut available: i128 = 100_000;
             let mut holds: Vec<(RequestKey, u64, bool)> = Vec::new(); // key, amount, open
-            let mut sent: Vec<(Request, ResponseCode, i128)> = Vec::new(); // request, answer, money moved
+            let mut sent: Vec<(Request, Response)> = Vec::new(); // request, its first answer
             let mut posted: Vec<(RequestKey, u64, bool)> = Vec::new(); // approved purchases/completions: key, amount, reversed
             let mut voided: std::collections::HashSet<RequestKey> = std::collections::HashSet::new();
             for step in steps {
@@ -439,7 +549,7 @@ mod model {
                             available -= i128::from(amount);
                             posted.push((r.key, amount, false));
                         }
-                        sent.push((r, answer.code, 0));
+                        sent.push((r, answer));
                     }
                     Step::Authorize(amount) => {
                         let r = s.request(Operation::Authorize, PAN, amount);
@@ -450,7 +560,7 @@ mod model {
                             available -= i128::from(amount);
                             holds.push((r.key, amount, true));
                         }
-                        sent.push((r, answer.code, 0));
+                        sent.push((r, answer));
                     }
                     Step::Complete { hold, amount } => {
                         let Some(&(key, held, open)) = holds.get(hold) else { continue };
@@ -467,7 +577,7 @@ mod model {
                             holds[hold].2 = false;
                             posted.push((r.key, post, false));
                         }
-                        sent.push((r, answer.code, 0));
+                        sent.push((r, answer));
                     }
                     Step::Reverse(index) => {
                         // Reverse an open hold (void) or an approved posting.
@@ -498,22 +608,25 @@ mod model {
                             // Reversing twice is the same ledger transfer: approved, moves nothing.
                             prop_assert_eq!(answer.code, ResponseCode::Approved);
                         }
-                        sent.push((r, answer.code, 0));
+                        sent.push((r, answer));
                     }
                     Step::Refund(amount) => {
                         let r = s.request(Operation::Refund, PAN, amount);
                         let answer = s.ask(r.clone());
                         prop_assert_eq!(answer.code, ResponseCode::Approved);
                         available += i128::from(amount);
-                        sent.push((r, answer.code, 0));
+                        sent.push((r, answer));
                     }
                     Step::Resend(index) => {
-                        let Some((request, code, _)) = sent.get(index).cloned() else { continue };
-                        // A resend gets the original answer and moves nothing (a decline by
-                        // the ledger's funds check is evaluated afresh, so skip those).
-                        if code == ResponseCode::InsufficientFunds { continue }
+                        let Some((request, original)) = sent.get(index).cloned() else { continue };
+                        // A resend gets the original answer (code and authorization code)
+                        // and moves nothing, whatever changed since: declines included.
                         let answer = s.ask(request);
-                        prop_assert_eq!(answer.code, code);
+                        prop_assert_eq!((answer.code, answer.decline, answer.auth_code), (original.code, original.decline, original.auth_code));
+                    }
+                    Step::Restart => s.restart(),
+                    Step::CloseWindow => {
+                        s.engine().close_window().unwrap();
                     }
                 }
                 prop_assert_eq!(s.available(), available);

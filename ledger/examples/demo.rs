@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         kind,
         flags,
         credit_limit: 0,
+        debit_limits: junction_ledger::DebitLimits::NONE,
         user_data: 0,
     };
     let funded = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;

@@ -8,7 +8,9 @@
 
 use crate::currency::Currency;
 use crate::memory::{BigMap, HugePages};
-use crate::state::{AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, TransferIndexEntry};
+use crate::state::{
+    AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, TransferIndexEntry, Velocity, VELOCITY_BUCKETS,
+};
 use crate::store::{self, Store, StoredBytes};
 use crate::types::*;
 use rkyv::rancor;
@@ -21,7 +23,7 @@ pub(crate) const CHECKPOINT_CHUNK_ENTRIES_MAX: usize = 1 << 16;
 
 /// Bumped when the layout changes; a checkpoint of another version is ignored (the
 /// journal is replayed in full instead).
-pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 2;
+pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 3;
 
 /// Names the SST file a checkpoint is written to before RocksDB takes it in. It sits in
 /// the database folder (so the ingest is a rename) under a name RocksDB never uses.
@@ -114,6 +116,9 @@ pub(crate) struct SnapAccount {
     balances: [u64; 4],
     last_seq: u64,
     previous_seq: u64,
+    velocity_bucket: u32,
+    velocity_counts: [u32; VELOCITY_BUCKETS],
+    velocity_amounts: [u64; VELOCITY_BUCKETS],
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
@@ -123,6 +128,8 @@ pub(crate) struct SnapTransfer {
     timestamp: u64,
     window: WindowId,
     fingerprint: u64,
+    digest: u64,
+    answer: u16,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
@@ -234,6 +241,9 @@ pub(crate) fn snapshot(state: &State) -> Snapshot {
             ],
             last_seq: a.links.last_seq,
             previous_seq: a.links.previous_seq,
+            velocity_bucket: a.velocity.newest_bucket,
+            velocity_counts: a.velocity.counts,
+            velocity_amounts: a.velocity.amounts,
         })
         .collect();
     let transfers = state
@@ -245,6 +255,8 @@ pub(crate) fn snapshot(state: &State) -> Snapshot {
             timestamp: entry.timestamp,
             window: entry.window,
             fingerprint: entry.fingerprint,
+            digest: entry.digest,
+            answer: entry.answer,
         })
         .collect();
     let holds = state
@@ -366,6 +378,8 @@ pub(crate) fn load(store: &Store) -> Result<Option<(State, u64)>, String> {
                     timestamp: t.timestamp,
                     window: t.window,
                     fingerprint: t.fingerprint,
+                    digest: t.digest,
+                    answer: t.answer,
                 };
                 Ok((t.id, entry))
             })
@@ -378,7 +392,9 @@ pub(crate) fn load(store: &Store) -> Result<Option<(State, u64)>, String> {
                 credits_posted: a.balances[3],
             };
             let links = HistoryLinks { last_seq: a.last_seq, previous_seq: a.previous_seq };
-            Ok((a.account.id, AccountState { account: a.account, balances, links }))
+            let velocity =
+                Velocity { newest_bucket: a.velocity_bucket, counts: a.velocity_counts, amounts: a.velocity_amounts };
+            Ok((a.account.id, AccountState { account: a.account, balances, links, velocity }))
         });
         let holds = load_table(&get, &meta, Table::Holds, |h: SnapHold| {
             let status = match h.status {

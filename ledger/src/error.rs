@@ -9,6 +9,8 @@ pub enum LedgerError {
     BatchTooLarge(usize),
     #[error("{0} accounts in one call exceed the maximum of {ACCOUNTS_PER_CALL_MAX}")]
     TooManyAccounts(usize),
+    #[error("the commands of a part name {commands} transfers, but the part has {transfers}")]
+    CommandsDoNotCoverTransfers { commands: usize, transfers: usize },
     #[error("ledger storage failed, no further commits until it is reopened: {0}")]
     Unavailable(String),
     #[error("ledger storage error: {0}")]

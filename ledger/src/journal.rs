@@ -1,17 +1,21 @@
 //! The journal: an ordered stream of entries, each one RocksDB value encoded with rkyv.
 //!
 //! Entry `n` holds everything one commit changed, so replaying entries 1..=n rebuilds the
-//! state exactly. This is also the unit a future replication transport would ship.
+//! state exactly. This is also the unit a replication transport ships.
+//!
+//! Format 2 (2026-12): transfer records carry a command digest, entries carry the answers
+//! of commands, accounts carry debit limits. Format 1 journals are refused at open.
 
 use crate::types::{
-    Account, AccountFlags, AccountId, ArchivedTransferId, ArchivedTransferRecord, TransferId, TransferRecord, WindowId,
+    Account, AccountUpdate, AnswerRecord, ArchivedAnswerRecord, ArchivedTransferId, ArchivedTransferRecord, TransferId,
+    TransferRecord, WindowId,
 };
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// Bumped when the encoding changes; an entry with another version is refused.
-pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 1;
+pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 2;
 
 /// Room for an entry's own fields and the version byte, beyond its records.
 const ENTRY_OVERHEAD_BYTES: usize = 256;
@@ -19,18 +23,16 @@ const ENTRY_OVERHEAD_BYTES: usize = 256;
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub(crate) enum JournalEntry {
     /// Holds that expired before this commit, then the transfers it committed, in order.
+    /// Also the answers of the commands whose transfer records do not say them.
     Transfers {
         expired: Vec<TransferId>,
         records: Vec<TransferRecord>,
+        answers: Vec<AnswerRecord>,
     },
     Accounts {
         accounts: Vec<Account>,
     },
-    AccountUpdate {
-        id: AccountId,
-        flags: AccountFlags,
-        credit_limit: u64,
-    },
+    AccountUpdate(AccountUpdate),
     CloseWindow {
         window: WindowId,
         closed_at: u64,
@@ -52,9 +54,10 @@ pub(crate) enum DecodeError {
 pub(crate) fn encode(entry: &JournalEntry) -> AlignedVec {
     // Sized up front: growing a megabyte buffer by doubling copies it several times.
     let capacity = match entry {
-        JournalEntry::Transfers { expired, records } => {
+        JournalEntry::Transfers { expired, records, answers } => {
             records.len() * std::mem::size_of::<ArchivedTransferRecord>()
                 + expired.len() * std::mem::size_of::<ArchivedTransferId>()
+                + answers.len() * std::mem::size_of::<ArchivedAnswerRecord>()
                 + ENTRY_OVERHEAD_BYTES
         }
         _ => ENTRY_OVERHEAD_BYTES,

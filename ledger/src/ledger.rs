@@ -11,14 +11,15 @@
 //! already apply `n + 1` (pipelining).
 
 use crate::checkpoint;
+use crate::currency::Currency;
 use crate::error::LedgerError;
 use crate::journal::{self, JournalEntry};
 use crate::limits::{ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_QUEUE_DEPTH_MAX};
 use crate::recovery::{self, RecoveryReport};
 use crate::state::{HoldStatus, State};
 use crate::types::{
-    Account, AccountError, AccountFlags, AccountId, Balances, Position, PositionKey, Transfer, TransferError,
-    TransferId, TransferOk, TransferRecord, WindowId, WindowState,
+    Account, AccountError, AccountId, AccountUpdate, AnswerRecord, Balances, Command, CommandResult, Position,
+    PositionKey, Transfer, TransferError, TransferId, TransferOk, TransferRecord, WindowId, WindowState,
 };
 use crate::writer::{Shared, WriteJob, WriterReport, DURABLE_WAIT_MS_MAX};
 use crossbeam::channel::{bounded, SendTimeoutError, Sender};
@@ -62,14 +63,23 @@ pub struct Ledger {
     checkpointing: Mutex<()>,
 }
 
-/// Per-transfer results of a submitted batch, released once the batch is durable.
+/// The results of a submitted batch (per transfer, or per command), released once the
+/// batch is durable.
 #[must_use = "results may only be acted on after wait() confirms durability"]
-pub struct Ticket {
+pub struct Ticket<R = Result<TransferOk, TransferError>> {
     seq: u64,
-    results: Vec<Result<TransferOk, TransferError>>,
+    results: Vec<R>,
 }
 
-impl Ticket {
+/// One part of a batch of commands: the commands and, consecutive and in order, their
+/// transfers.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandPart<'a> {
+    pub transfers: &'a [Transfer],
+    pub commands: &'a [Command],
+}
+
+impl<R> Ticket<R> {
     /// The journal entry this batch waits for.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -86,6 +96,17 @@ pub struct WindowPositions {
     pub first_seq: u64,
     pub last_seq: Option<u64>,
     pub positions: BTreeMap<PositionKey, Position>,
+}
+
+/// A hold still pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingHold {
+    pub debit_account: AccountId,
+    pub credit_account: AccountId,
+    pub amount: u64,
+    pub currency: Currency,
+    /// When it expires by itself, nanoseconds since the epoch; 0: never.
+    pub expires_at: u64,
 }
 
 /// A view of one account.
@@ -178,33 +199,80 @@ impl Ledger {
         }
         self.check_available()?;
         let mut results = Vec::with_capacity(count);
+        let seq = self.apply_and_enqueue(now, |state, records, _| {
+            for part in parts {
+                state.apply_batch(now, part, &mut results, records);
+            }
+        })?;
+        Ok(Ticket { seq, results })
+    }
+
+    /// Applies batches of commands as one journal entry (see `Command`): each part's
+    /// commands own its transfers, consecutive and in order. One result per command, part
+    /// after part. At most `BATCH_TRANSFERS_MAX` transfers and as many commands in all.
+    pub fn submit_commands(&self, parts: &[CommandPart<'_>]) -> Result<Ticket<CommandResult>, LedgerError> {
+        self.submit_commands_at(now_ns(), parts)
+    }
+
+    /// `submit_commands` with the caller's clock (tests).
+    pub fn submit_commands_at(
+        &self,
+        now: u64,
+        parts: &[CommandPart<'_>],
+    ) -> Result<Ticket<CommandResult>, LedgerError> {
+        let transfers: usize = parts.iter().map(|part| part.transfers.len()).sum();
+        let commands: usize = parts.iter().map(|part| part.commands.len()).sum();
+        if transfers > BATCH_TRANSFERS_MAX || commands > BATCH_TRANSFERS_MAX {
+            return Err(LedgerError::BatchTooLarge(transfers.max(commands)));
+        }
+        for part in parts {
+            let covered: usize = part.commands.iter().map(|c| c.transfers as usize).sum();
+            if covered != part.transfers.len() {
+                return Err(LedgerError::CommandsDoNotCoverTransfers {
+                    commands: covered,
+                    transfers: part.transfers.len(),
+                });
+            }
+        }
+        self.check_available()?;
+        let mut results = Vec::with_capacity(commands);
+        let seq = self.apply_and_enqueue(now, |state, records, answers| {
+            for part in parts {
+                state.apply_commands(now, part.transfers, part.commands, &mut results, records, answers);
+            }
+        })?;
+        Ok(Ticket { seq, results })
+    }
+
+    /// Under the sequencer lock: expires due holds, applies, and queues what changed as
+    /// the next journal entry. Returns the entry to wait for (the last one when nothing
+    /// changed: a duplicate's original may not be durable yet).
+    fn apply_and_enqueue(
+        &self,
+        now: u64,
+        apply: impl FnOnce(&mut State, &mut Vec<TransferRecord>, &mut Vec<AnswerRecord>),
+    ) -> Result<u64, LedgerError> {
         let mut expired = Vec::new();
+        let mut answers = Vec::new();
         let mut state = self.state.lock();
         let mut records = std::mem::take(&mut state.records_scratch);
         records.clear();
         state.expire_due(now, &mut expired);
-        for part in parts {
-            state.apply_batch(now, part, &mut results, &mut records);
-        }
-        let seq = if records.is_empty() && expired.is_empty() {
-            // Nothing new to write; still wait for everything before it (a duplicate's
-            // original may not be durable yet).
+        apply(&mut state, &mut records, &mut answers);
+        if records.is_empty() && expired.is_empty() && answers.is_empty() {
             state.records_scratch = records;
-            state.next_seq - 1
-        } else {
-            let entry = JournalEntry::Transfers { expired, records };
-            let seq = self.enqueue(&mut state, &entry);
-            if let JournalEntry::Transfers { records, .. } = entry {
-                state.records_scratch = records;
-            }
-            seq?
-        };
-        drop(state);
-        Ok(Ticket { seq, results })
+            return Ok(state.next_seq - 1);
+        }
+        let entry = JournalEntry::Transfers { expired, records, answers };
+        let seq = self.enqueue(&mut state, &entry);
+        if let JournalEntry::Transfers { records, .. } = entry {
+            state.records_scratch = records;
+        }
+        seq
     }
 
-    /// Waits until the ticket's batch is durable and returns its per-transfer results.
-    pub fn wait(&self, ticket: Ticket) -> Result<Vec<Result<TransferOk, TransferError>>, LedgerError> {
+    /// Waits until the ticket's batch is durable and returns its results.
+    pub fn wait<R>(&self, ticket: Ticket<R>) -> Result<Vec<R>, LedgerError> {
         self.wait_durable(ticket.seq)?;
         Ok(ticket.results)
     }
@@ -248,19 +316,14 @@ impl Ledger {
         Ok(results)
     }
 
-    /// Changes an account's flags (e.g. closes it) and credit limit, durably.
-    pub fn update_account(
-        &self,
-        id: AccountId,
-        flags: AccountFlags,
-        credit_limit: u64,
-    ) -> Result<Result<(), AccountError>, LedgerError> {
+    /// Changes an account's flags (e.g. closes it), credit limit and debit limits, durably.
+    pub fn update_account(&self, update: AccountUpdate) -> Result<Result<(), AccountError>, LedgerError> {
         self.check_available()?;
         let mut state = self.state.lock();
-        if let Err(error) = state.update_account(id, flags, credit_limit) {
+        if let Err(error) = state.update_account(&update) {
             return Ok(Err(error));
         }
-        let seq = self.enqueue(&mut state, &JournalEntry::AccountUpdate { id, flags, credit_limit })?;
+        let seq = self.enqueue(&mut state, &JournalEntry::AccountUpdate(update))?;
         drop(state);
         self.wait_durable(seq)?;
         Ok(Ok(()))
@@ -315,6 +378,27 @@ impl Ledger {
     /// Whether a transfer with this id was committed (or is being committed).
     pub fn contains_transfer(&self, id: TransferId) -> bool {
         self.state.lock().transfers.contains_key(&id)
+    }
+
+    /// Every hold still pending (neither posted, voided nor expired), for a caller that
+    /// rebuilds what it reserved against them after a restart.
+    pub fn pending_holds(&self) -> Vec<(TransferId, PendingHold)> {
+        let state = self.state.lock();
+        state
+            .holds
+            .iter()
+            .filter(|(_, hold)| hold.status == HoldStatus::Pending)
+            .map(|(id, hold)| {
+                let view = PendingHold {
+                    debit_account: hold.debit,
+                    credit_account: hold.credit,
+                    amount: hold.amount,
+                    currency: hold.currency,
+                    expires_at: hold.expires_at,
+                };
+                (*id, view)
+            })
+            .collect()
     }
 
     /// Whether a hold is still pending (neither posted, voided nor expired).

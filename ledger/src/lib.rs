@@ -23,7 +23,7 @@ mod writer;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use error::LedgerError;
-pub use ledger::{AccountView, Ledger, LedgerOptions, Ticket, WindowPositions};
+pub use ledger::{AccountView, CommandPart, Ledger, LedgerOptions, PendingHold, Ticket, WindowPositions};
 pub use limits::{
     ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
 };

@@ -80,8 +80,8 @@ fn load_checkpoint(store: &Store) -> (State, u64) {
 /// Returns the number of transfers replayed.
 fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
     match entry {
-        JournalEntry::Transfers { expired, records } => {
-            state.replay(seq, &expired, &records);
+        JournalEntry::Transfers { expired, records, answers } => {
+            state.replay(seq, &expired, &records, &answers);
             records.len() as u64
         }
         JournalEntry::Accounts { accounts } => {
@@ -97,12 +97,8 @@ fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
             state.next_seq += 1;
             0
         }
-        JournalEntry::AccountUpdate { id, flags, credit_limit } => {
-            assert_eq!(
-                state.update_account(id, flags, credit_limit),
-                Ok(()),
-                "journal entry {seq}: update replays badly"
-            );
+        JournalEntry::AccountUpdate(update) => {
+            assert_eq!(state.update_account(&update), Ok(()), "journal entry {seq}: update replays badly");
             state.next_seq += 1;
             0
         }

@@ -20,6 +20,67 @@ pub(crate) struct AccountState {
     pub account: Account,
     pub balances: Balances,
     pub links: HistoryLinks,
+    /// New debits over the rolling day (checked against `debit_limits`).
+    pub velocity: Velocity,
+}
+
+/// Length of one velocity bucket: the rolling day is `VELOCITY_BUCKETS` of them, so "the
+/// last day" is exact to one bucket (3 hours).
+pub const VELOCITY_BUCKET_NS: u64 = 3 * 3600 * NANOS_PER_SECOND;
+pub const VELOCITY_BUCKETS: usize = 8;
+const _: () = assert!(VELOCITY_BUCKET_NS * VELOCITY_BUCKETS as u64 == 24 * 3600 * NANOS_PER_SECOND);
+
+/// An account's new debits in each bucket of the rolling day (by ledger timestamp, so a
+/// replay counts exactly what the live run counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Velocity {
+    pub newest_bucket: u32,
+    pub counts: [u32; VELOCITY_BUCKETS],
+    pub amounts: [u64; VELOCITY_BUCKETS],
+}
+
+impl Velocity {
+    fn bucket_of(timestamp: u64) -> u32 {
+        (timestamp / VELOCITY_BUCKET_NS) as u32
+    }
+
+    /// The day's totals once the buckets are moved on to `bucket` (older ones drop out).
+    fn advanced(mut self, bucket: u32) -> Velocity {
+        if bucket > self.newest_bucket {
+            let steps = (bucket - self.newest_bucket).min(VELOCITY_BUCKETS as u32);
+            for step in 1..=steps {
+                let slot = ((self.newest_bucket + step) as usize) % VELOCITY_BUCKETS;
+                self.counts[slot] = 0;
+                self.amounts[slot] = 0;
+            }
+            self.newest_bucket = bucket;
+        }
+        self
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        let count = self.counts.iter().map(|c| u64::from(*c)).sum();
+        let amount = self.amounts.iter().fold(0u64, |sum, a| sum.saturating_add(*a));
+        (count, amount)
+    }
+
+    /// Counts a debit at `timestamp` against `limits`: the new counters, or why not.
+    fn debit(self, limits: &DebitLimits, timestamp: u64, amount: u64) -> Result<Velocity, TransferError> {
+        let bucket = Velocity::bucket_of(timestamp);
+        // A timestamp older than the newest bucket cannot happen (timestamps increase).
+        let mut velocity = self.advanced(bucket);
+        let (count, total) = velocity.totals();
+        if limits.count_per_day_max != 0 && count >= u64::from(limits.count_per_day_max) {
+            return Err(TransferError::DebitCountLimitExceeded);
+        }
+        if limits.amount_per_day_max != 0 && total.saturating_add(amount) > limits.amount_per_day_max {
+            return Err(TransferError::DebitAmountLimitExceeded);
+        }
+        let slot = (bucket as usize) % VELOCITY_BUCKETS;
+        velocity.counts[slot] = velocity.counts[slot].saturating_add(1);
+        velocity.amounts[slot] = velocity.amounts[slot].saturating_add(amount);
+        Ok(velocity)
+    }
 }
 
 /// The head of an account's history chain through the journal.
@@ -42,13 +103,37 @@ impl HistoryLinks {
     }
 }
 
-/// Where a committed transfer lives, and what it looked like (for duplicate detection).
+/// What the ledger remembers of an id: a committed transfer, or a command's answer.
+///
+/// `answer` says which: `INDEX_TRANSFER` for a committed transfer (and, when `digest` is
+/// not 0, the answer of the command keyed by it); otherwise an `AnswerRecord::outcome`
+/// code, with `fingerprint` holding the answer's reference (0 unless it committed).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TransferIndexEntry {
     pub seq: u64,
     pub timestamp: u64,
     pub window: WindowId,
     pub fingerprint: u64,
+    pub digest: u64,
+    pub answer: u16,
+}
+
+/// `TransferIndexEntry::answer` of a committed transfer.
+pub(crate) const INDEX_TRANSFER: u16 = u16::MAX;
+
+impl TransferIndexEntry {
+    fn is_transfer(&self) -> bool {
+        self.answer == INDEX_TRANSFER
+    }
+
+    /// The answer of the command keyed by this id, if it is one.
+    fn command_outcome(&self, key: TransferId) -> Option<CommandOutcome> {
+        if self.is_transfer() {
+            return (self.digest != 0)
+                .then_some(CommandOutcome::Committed { timestamp: self.timestamp, reference: key.folded() });
+        }
+        AnswerRecord::decode_outcome(self.answer, self.timestamp, self.fingerprint)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +168,7 @@ pub(crate) struct ClosedWindow {
 /// What to restore when a linked chain fails part-way.
 #[derive(Debug)]
 enum Undo {
-    Account(AccountId, Balances, HistoryLinks),
+    Account(AccountId, Balances, HistoryLinks, Velocity),
     TransferInserted(TransferId),
     HoldInserted(TransferId),
     HoldStatus(TransferId, HoldStatus),
@@ -117,6 +202,10 @@ pub(crate) struct State {
     /// The records of the batch being committed, kept between batches so that each one
     /// does not allocate (and fault in) a fresh buffer.
     pub records_scratch: Vec<TransferRecord>,
+    /// Scratch of `apply_commands`: the keys of the run being gathered, and the per-transfer
+    /// results of a run.
+    run_keys: rustc_hash::FxHashSet<TransferId>,
+    transfer_results_scratch: Vec<Result<TransferOk, TransferError>>,
 }
 
 /// How `apply_one` gets its timestamp: from the clock (live) or from the journal (replay).
@@ -151,23 +240,24 @@ impl State {
     pub fn insert_account(&mut self, account: Account) {
         let previous = self.accounts.insert(
             account.id,
-            AccountState { account, balances: Balances::default(), links: HistoryLinks::default() },
+            AccountState {
+                account,
+                balances: Balances::default(),
+                links: HistoryLinks::default(),
+                velocity: Velocity::default(),
+            },
         );
         assert!(previous.is_none(), "account {:?} inserted twice", account.id);
     }
 
-    pub fn update_account(
-        &mut self,
-        id: AccountId,
-        flags: AccountFlags,
-        credit_limit: u64,
-    ) -> Result<(), AccountError> {
-        if !flags.is_valid() {
+    pub fn update_account(&mut self, update: &AccountUpdate) -> Result<(), AccountError> {
+        if !update.flags.is_valid() {
             return Err(AccountError::FlagsInvalid);
         }
-        let state = self.accounts.get_mut(&id).ok_or(AccountError::NotFound)?;
-        state.account.flags = flags;
-        state.account.credit_limit = credit_limit;
+        let state = self.accounts.get_mut(&update.id).ok_or(AccountError::NotFound)?;
+        state.account.flags = update.flags;
+        state.account.credit_limit = update.credit_limit;
+        state.account.debit_limits = update.debit_limits;
         Ok(())
     }
 
@@ -305,6 +395,138 @@ impl State {
         self.window_transfer_count += (records.len() - records_base) as u64;
     }
 
+    /// Applies a batch of commands at time `now`: `transfers` holds their transfers, each
+    /// command's consecutive and in order. Appends one result per command, the records of
+    /// committed transfers, and the answers that their records do not already say.
+    ///
+    /// A command whose key is known (answered earlier, or earlier in this batch) gets that
+    /// answer again and its transfers are not applied; the rest run through `apply_batch`
+    /// in runs as long as possible, so its look-ahead (`warm`) keeps working.
+    pub fn apply_commands(
+        &mut self,
+        now: u64,
+        transfers: &[Transfer],
+        commands: &[Command],
+        results: &mut Vec<CommandResult>,
+        records: &mut Vec<TransferRecord>,
+        answers: &mut Vec<AnswerRecord>,
+    ) {
+        let total: usize = commands.iter().map(|c| c.transfers as usize).sum();
+        assert_eq!(total, transfers.len(), "the commands must cover the batch's transfers exactly");
+        // The run of commands not yet applied: commands[run_command..index], whose
+        // transfers are transfers[run_transfer..offset].
+        let (mut run_command, mut run_transfer, mut offset) = (0, 0, 0);
+        let mut run_keys = std::mem::take(&mut self.run_keys);
+        run_keys.clear();
+        for (index, command) in commands.iter().enumerate() {
+            let count = command.transfers as usize;
+            if self.transfers.contains_key(&command.key) || run_keys.contains(&command.key) {
+                // The earlier answer must be in the index first.
+                let run = &commands[run_command..index];
+                self.apply_run(now, transfers, run, run_transfer, offset, results, records, answers);
+                run_keys.clear();
+                results.push(self.repeat(command));
+                offset += count;
+                (run_command, run_transfer) = (index + 1, offset);
+            } else {
+                run_keys.insert(command.key);
+                offset += count;
+            }
+        }
+        let run = &commands[run_command..];
+        self.apply_run(now, transfers, run, run_transfer, offset, results, records, answers);
+        self.run_keys = run_keys;
+    }
+
+    /// The answer to a command whose key is known.
+    fn repeat(&self, command: &Command) -> CommandResult {
+        let entry = self.transfers.get(&command.key).expect("a repeated key is in the index");
+        let outcome = match entry.command_outcome(command.key) {
+            Some(outcome) if entry.digest == command.digest => outcome,
+            // Another command with this key, or a plain transfer's id.
+            _ => CommandOutcome::Conflict,
+        };
+        CommandResult { outcome, repeat: true }
+    }
+
+    /// Applies a run of commands (none of them known) whose transfers are
+    /// `transfers[first_transfer..end]`: the transfers in one `apply_batch`, then the
+    /// commands' answers.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_run(
+        &mut self,
+        now: u64,
+        transfers: &[Transfer],
+        commands: &[Command],
+        first_transfer: usize,
+        end: usize,
+        results: &mut Vec<CommandResult>,
+        records: &mut Vec<TransferRecord>,
+        answers: &mut Vec<AnswerRecord>,
+    ) {
+        if commands.is_empty() {
+            return;
+        }
+        let mut transfer_results = std::mem::take(&mut self.transfer_results_scratch);
+        transfer_results.clear();
+        let mut record = records.len();
+        self.apply_batch(now, &transfers[first_transfer..end], &mut transfer_results, records);
+        let (seq, window) = (self.next_seq, self.window);
+        let mut first = 0;
+        for command in commands {
+            let count = command.transfers as usize;
+            let group = &transfer_results[first..first + count];
+            let group_transfers = &transfers[first_transfer + first..first_transfer + first + count];
+            first += count;
+            // This group's transfers that were created now have records, in order.
+            let group_record = record;
+            record += group.iter().filter(|r| matches!(r, Ok(ok) if ok.created)).count();
+            let outcome = if command.refusal != 0 {
+                CommandOutcome::Refused(command.refusal)
+            } else {
+                group_outcome(group, group_transfers)
+            };
+            let own_transfer = group_transfers.first().filter(|t| t.id == command.key);
+            let own_created = own_transfer.is_some() && matches!(group.first(), Some(Ok(ok)) if ok.created);
+            if matches!(outcome, CommandOutcome::Committed { .. }) && own_created {
+                // The transfer's own record answers the command: it carries the digest.
+                if let Some(entry) = self.transfers.get_mut(&command.key) {
+                    entry.digest = command.digest;
+                }
+                records[group_record].digest = command.digest;
+            } else {
+                let (timestamp, reference) = match outcome {
+                    CommandOutcome::Committed { timestamp, reference } => (timestamp, reference),
+                    _ => (now, 0),
+                };
+                let answer = AnswerRecord {
+                    key: command.key,
+                    digest: command.digest,
+                    reference,
+                    timestamp,
+                    outcome: AnswerRecord::encode_outcome(outcome),
+                };
+                self.insert_answer(&answer, seq, window);
+                answers.push(answer);
+            }
+            results.push(CommandResult { outcome, repeat: false });
+        }
+        self.transfer_results_scratch = transfer_results;
+    }
+
+    fn insert_answer(&mut self, answer: &AnswerRecord, seq: u64, window: WindowId) {
+        let entry = TransferIndexEntry {
+            seq,
+            timestamp: answer.timestamp,
+            window,
+            fingerprint: answer.reference,
+            digest: answer.digest,
+            answer: answer.outcome,
+        };
+        let previous = self.transfers.insert(answer.key, entry);
+        assert!(previous.is_none(), "the answer of {:?} was recorded twice", answer.key);
+    }
+
     /// Looks up what the next transfers will touch (their ids in the transfer index, their
     /// accounts), so that the cache misses of a whole group overlap instead of stalling
     /// the sequencer one after another: the lookups of different transfers do not depend
@@ -323,7 +545,7 @@ impl State {
 
     /// Re-applies a journaled entry's expiries and records. Panics if the journal does not
     /// replay to the same outcome: the books on disk would then be wrong.
-    pub fn replay(&mut self, seq: u64, expired: &[TransferId], records: &[TransferRecord]) {
+    pub fn replay(&mut self, seq: u64, expired: &[TransferId], records: &[TransferRecord], answers: &[AnswerRecord]) {
         assert_eq!(seq, self.next_seq, "journal entry out of order");
         for id in expired {
             let expires_at = self.holds.get(id).map(|h| h.expires_at).expect("replayed expiry names a hold");
@@ -339,11 +561,26 @@ impl State {
                 Ok(ok) if ok.created => {}
                 other => panic!("journal entry {seq}: transfer {:?} replays as {other:?}", record.transfer.id),
             }
+            let journaled = TransferRecord { digest: 0, ..*record };
             assert_eq!(
                 scratch.as_slice(),
-                std::slice::from_ref(record),
+                std::slice::from_ref(&journaled),
                 "journal entry {seq}: record differs on replay"
             );
+            if record.digest != 0 {
+                if let Some(entry) = self.transfers.get_mut(&record.transfer.id) {
+                    entry.digest = record.digest;
+                }
+            }
+        }
+        for answer in answers {
+            assert!(
+                AnswerRecord::decode_outcome(answer.outcome, answer.timestamp, answer.reference).is_some(),
+                "journal entry {seq}: the answer of {:?} has an unknown outcome {}",
+                answer.key,
+                answer.outcome
+            );
+            self.insert_answer(answer, seq, self.window);
         }
         self.window_transfer_count += records.len() as u64;
         self.next_seq += 1;
@@ -352,10 +589,11 @@ impl State {
     fn rollback_chain(&mut self) {
         while let Some(undo) = self.undo.pop() {
             match undo {
-                Undo::Account(id, balances, links) => {
+                Undo::Account(id, balances, links, velocity) => {
                     if let Some(account) = self.accounts.get_mut(&id) {
                         account.balances = balances;
                         account.links = links;
+                        account.velocity = velocity;
                     }
                 }
                 Undo::TransferInserted(id) => {
@@ -388,13 +626,10 @@ impl State {
     }
 
     fn timestamp(&mut self, clock: Clock) -> u64 {
-        let timestamp = match clock {
-            Clock::Live(now) => now.max(self.last_timestamp + 1),
-            Clock::Replay(timestamp) => {
-                assert!(timestamp > self.last_timestamp, "journal timestamps must increase");
-                timestamp
-            }
-        };
+        if let Clock::Replay(timestamp) = clock {
+            assert!(timestamp > self.last_timestamp, "journal timestamps must increase");
+        }
+        let timestamp = next_timestamp(self.last_timestamp, clock);
         self.last_timestamp = timestamp;
         timestamp
     }
@@ -443,7 +678,9 @@ impl State {
         let transfer = self.resolve(request);
         let fingerprint = fingerprint(&transfer);
         if let Some(existing) = self.transfers.get(&transfer.id) {
-            return if existing.fingerprint == fingerprint {
+            // An id that answered a command without being its committed transfer is taken:
+            // only the command itself, sent again, gets that answer (`apply_commands`).
+            return if existing.is_transfer() && existing.fingerprint == fingerprint {
                 Ok(TransferOk { timestamp: existing.timestamp, window: existing.window, created: false })
             } else {
                 Err(TransferError::IdConflict)
@@ -528,13 +765,18 @@ impl State {
         {
             return Err(TransferError::CreditsExceedDebits);
         }
+        // Velocity, at the timestamp this transfer will get. Counted for every account,
+        // so that limits set during the day count the day's earlier debits.
+        let timestamp = next_timestamp(self.last_timestamp, clock);
+        let velocity = debit.velocity.debit(&debit.account.debit_limits, timestamp, amount)?;
 
         // Every check passed: mutate.
         if in_chain {
-            self.undo.push(Undo::Account(transfer.debit_account, debit.balances, debit.links));
-            self.undo.push(Undo::Account(transfer.credit_account, credit.balances, credit.links));
+            self.undo.push(Undo::Account(transfer.debit_account, debit.balances, debit.links, debit.velocity));
+            self.undo.push(Undo::Account(transfer.credit_account, credit.balances, credit.links, credit.velocity));
         }
         debit.balances = debit_balances;
+        debit.velocity = velocity;
         credit.balances = credit_balances;
         let debit_previous_seq = debit.links.link(seq);
         let credit_previous_seq = credit.links.link(seq);
@@ -542,7 +784,7 @@ impl State {
         let credit_participant = credit.account.participant;
 
         let timestamp = self.timestamp(clock);
-        self.insert_transfer(&transfer, TransferIndexEntry { seq, timestamp, window, fingerprint }, in_chain);
+        self.insert_transfer(&transfer, transfer_entry(seq, timestamp, window, fingerprint), in_chain);
         if pending {
             let expires_at = if transfer.timeout_s == 0 {
                 0
@@ -570,7 +812,14 @@ impl State {
         } else {
             self.move_positions(debit_participant, credit_participant, transfer.currency, amount, in_chain);
         }
-        records.push(TransferRecord { transfer, timestamp, window, debit_previous_seq, credit_previous_seq });
+        records.push(TransferRecord {
+            transfer,
+            timestamp,
+            window,
+            debit_previous_seq,
+            credit_previous_seq,
+            digest: 0,
+        });
         Ok(TransferOk { timestamp, window, created: true })
     }
 
@@ -627,8 +876,8 @@ impl State {
                 credit_balances.credits_posted.checked_add(transfer.amount).ok_or(TransferError::Overflow)?;
         }
         if in_chain {
-            self.undo.push(Undo::Account(hold.debit, debit.balances, debit.links));
-            self.undo.push(Undo::Account(hold.credit, credit.balances, credit.links));
+            self.undo.push(Undo::Account(hold.debit, debit.balances, debit.links, debit.velocity));
+            self.undo.push(Undo::Account(hold.credit, credit.balances, credit.links, credit.velocity));
         }
         debit.balances = debit_balances;
         credit.balances = credit_balances;
@@ -638,7 +887,7 @@ impl State {
         let credit_participant = credit.account.participant;
 
         let timestamp = self.timestamp(clock);
-        self.insert_transfer(&transfer, TransferIndexEntry { seq, timestamp, window, fingerprint }, in_chain);
+        self.insert_transfer(&transfer, transfer_entry(seq, timestamp, window, fingerprint), in_chain);
         if let Some(stored) = self.holds.get_mut(&transfer.pending_id) {
             stored.status = if post { HoldStatus::Posted } else { HoldStatus::Voided };
         }
@@ -651,7 +900,14 @@ impl State {
         if post {
             self.move_positions(debit_participant, credit_participant, transfer.currency, transfer.amount, in_chain);
         }
-        records.push(TransferRecord { transfer, timestamp, window, debit_previous_seq, credit_previous_seq });
+        records.push(TransferRecord {
+            transfer,
+            timestamp,
+            window,
+            debit_previous_seq,
+            credit_previous_seq,
+            digest: 0,
+        });
         Ok(TransferOk { timestamp, window, created: true })
     }
 
@@ -690,6 +946,40 @@ impl State {
             }
         }
     }
+}
+
+/// A command's outcome from its transfers' results: committed (the first transfer's
+/// timestamp and reference) or the first real failure (not "another link failed").
+fn group_outcome(results: &[Result<TransferOk, TransferError>], transfers: &[Transfer]) -> CommandOutcome {
+    let mut failure = None;
+    for result in results {
+        if let Err(error) = result {
+            if failure.is_none() || failure == Some(TransferError::LinkedEventFailed) {
+                failure = Some(*error);
+            }
+        }
+    }
+    match (failure, results.first(), transfers.first()) {
+        (Some(error), _, _) => CommandOutcome::Failed(error),
+        (None, Some(Ok(ok)), Some(transfer)) => {
+            CommandOutcome::Committed { timestamp: ok.timestamp, reference: transfer.id.folded() }
+        }
+        // A command with no transfers and no refusal: nothing to do, nothing failed.
+        _ => CommandOutcome::Failed(TransferError::AmountMustNotBeZero),
+    }
+}
+
+/// The timestamp the next transfer gets: the clock, forced past the last one (live), or
+/// the journal's (replay).
+fn next_timestamp(last_timestamp: u64, clock: Clock) -> u64 {
+    match clock {
+        Clock::Live(now) => now.max(last_timestamp + 1),
+        Clock::Replay(timestamp) => timestamp,
+    }
+}
+
+fn transfer_entry(seq: u64, timestamp: u64, window: WindowId, fingerprint: u64) -> TransferIndexEntry {
+    TransferIndexEntry { seq, timestamp, window, fingerprint, digest: 0, answer: INDEX_TRANSFER }
 }
 
 /// A 64-bit digest of a resolved transfer's content, for telling an idempotent retry from

@@ -11,6 +11,13 @@ pub struct AccountId(pub u128);
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransferId(pub u128);
 
+impl TransferId {
+    /// The id folded into 64 bits (both halves xored): a stable short reference.
+    pub fn folded(self) -> u64 {
+        (self.0 ^ (self.0 >> 64)) as u64
+    }
+}
+
 /// A participant of the switch (bank, wallet, acquirer, FX provider).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParticipantId(pub u64);
@@ -76,6 +83,23 @@ impl std::ops::BitOr for AccountFlags {
     }
 }
 
+/// Limits on an account's new debits over a rolling day (velocity): how many, and how much
+/// in minor units. Zero means no limit. Posting or voiding a hold is not a new debit; a
+/// hold and a single-phase transfer each count when they are made.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DebitLimits {
+    pub count_per_day_max: u32,
+    pub amount_per_day_max: u64,
+}
+
+impl DebitLimits {
+    pub const NONE: DebitLimits = DebitLimits { count_per_day_max: 0, amount_per_day_max: 0 };
+
+    pub fn is_none(&self) -> bool {
+        self.count_per_day_max == 0 && self.amount_per_day_max == 0
+    }
+}
+
 /// An account's static attributes, as created.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Account {
@@ -87,7 +111,19 @@ pub struct Account {
     pub flags: AccountFlags,
     /// With `DEBITS_MUST_NOT_EXCEED_CREDITS`: how far debits may exceed credits, in minor units.
     pub credit_limit: u64,
+    /// Velocity limits on new debits (see `DebitLimits`).
+    pub debit_limits: DebitLimits,
     pub user_data: u64,
+}
+
+/// A change to an account's attributes (journaled): its flags (e.g. closed), credit limit
+/// and debit limits.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountUpdate {
+    pub id: AccountId,
+    pub flags: AccountFlags,
+    pub credit_limit: u64,
+    pub debit_limits: DebitLimits,
 }
 
 /// An account's balances in minor units. Pending amounts are holds: they reduce what is
@@ -197,6 +233,9 @@ pub struct TransferRecord {
     pub debit_previous_seq: u64,
     /// The journal entry before this record's that moved the credit account (0: none).
     pub credit_previous_seq: u64,
+    /// When this transfer is the first of a `Command` keyed by its own id: the command's
+    /// digest (the transfer record then answers the command). 0 otherwise.
+    pub digest: u64,
 }
 
 /// The result of a committed (or already committed) transfer.
@@ -264,6 +303,129 @@ pub enum TransferError {
     LinkedEventFailed,
     #[error("the batch ends inside a linked chain")]
     LinkedChainOpen,
+    #[error("the debit account's count of new debits in the rolling day is at its limit")]
+    DebitCountLimitExceeded,
+    #[error("the debit account's amount of new debits in the rolling day would exceed its limit")]
+    DebitAmountLimitExceeded,
+}
+
+impl TransferError {
+    /// Every error with its stable number (journaled in `AnswerRecord`s: never renumber).
+    const CODES: [(TransferError, u16); 28] = [
+        (TransferError::IdMustNotBeZero, 1),
+        (TransferError::IdConflict, 2),
+        (TransferError::FlagsInvalid, 3),
+        (TransferError::FlagsConflict, 4),
+        (TransferError::AmountMustNotBeZero, 5),
+        (TransferError::AccountsMustBeDifferent, 6),
+        (TransferError::DebitAccountNotFound, 7),
+        (TransferError::CreditAccountNotFound, 8),
+        (TransferError::CurrencyMismatch, 9),
+        (TransferError::DebitAccountClosed, 10),
+        (TransferError::CreditAccountClosed, 11),
+        (TransferError::InsufficientFunds, 12),
+        (TransferError::CreditLimitExceeded, 13),
+        (TransferError::CreditsExceedDebits, 14),
+        (TransferError::Overflow, 15),
+        (TransferError::TimeoutRequiresPending, 16),
+        (TransferError::PendingIdInvalid, 17),
+        (TransferError::PendingTransferNotFound, 18),
+        (TransferError::PendingTransferNotPending, 19),
+        (TransferError::PendingTransferMismatch, 20),
+        (TransferError::PendingAmountExceeded, 21),
+        (TransferError::PendingAlreadyPosted, 22),
+        (TransferError::PendingAlreadyVoided, 23),
+        (TransferError::PendingExpired, 24),
+        (TransferError::LinkedEventFailed, 25),
+        (TransferError::LinkedChainOpen, 26),
+        (TransferError::DebitCountLimitExceeded, 27),
+        (TransferError::DebitAmountLimitExceeded, 28),
+    ];
+
+    /// The error's stable number, 1 to 255.
+    pub fn code(self) -> u16 {
+        Self::CODES.iter().find(|(error, _)| *error == self).map_or(0, |(_, code)| *code)
+    }
+
+    pub fn from_code(code: u16) -> Option<TransferError> {
+        Self::CODES.iter().find(|(_, c)| *c == code).map(|(error, _)| *error)
+    }
+}
+
+/// A request the ledger answers once, under the caller's idempotency key: its transfers
+/// (a linked group, consecutive in the batch) or the caller's own refusal, which moves
+/// nothing. The answer is remembered with the key, so the same command sent again gets
+/// the same answer and moves nothing, whatever has changed since; the same key with
+/// another digest is a conflict. Failed commands are remembered like committed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command {
+    pub key: TransferId,
+    /// What the command asks, as the caller hashes it (never 0 for a real request).
+    pub digest: u64,
+    /// How many of the batch's transfers belong to this command (0 for a refusal).
+    pub transfers: u32,
+    /// Non-zero: the caller refuses the command itself, with this code of its own.
+    pub refusal: u16,
+}
+
+/// How a command was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// Its transfers committed. `reference` folds the first transfer's id into 64 bits
+    /// (`TransferId::folded`), for references derived from it (authorization codes).
+    Committed { timestamp: u64, reference: u64 },
+    /// A transfer failed: the first real reason (not "another link failed").
+    Failed(TransferError),
+    /// The caller refused it with this code.
+    Refused(u16),
+    /// The key is known with another digest: nothing was done.
+    Conflict,
+}
+
+/// A command's answer, and whether it is the answer of an earlier command with the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandResult {
+    pub outcome: CommandOutcome,
+    /// True when the key was answered before: nothing moved this time.
+    pub repeat: bool,
+}
+
+/// A command's answer as journaled, when its transfer record does not already say it: a
+/// failure, a refusal, or a commit under a key that is not its first transfer's id.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerRecord {
+    pub key: TransferId,
+    pub digest: u64,
+    /// For a commit: `TransferId::folded` of its first transfer; 0 otherwise.
+    pub reference: u64,
+    /// When it was answered (the batch's time, nanoseconds since the epoch).
+    pub timestamp: u64,
+    /// 0: committed; 1 to 255: `TransferError::code`; 0x8000 | code: refused with code.
+    pub outcome: u16,
+}
+
+/// `AnswerRecord::outcome` of a refusal: this bit and the caller's code.
+pub const ANSWER_REFUSED: u16 = 0x8000;
+
+impl AnswerRecord {
+    pub fn encode_outcome(outcome: CommandOutcome) -> u16 {
+        match outcome {
+            CommandOutcome::Committed { .. } => 0,
+            CommandOutcome::Failed(error) => error.code(),
+            CommandOutcome::Refused(code) => ANSWER_REFUSED | code,
+            CommandOutcome::Conflict => TransferError::IdConflict.code(),
+        }
+    }
+
+    pub fn decode_outcome(code: u16, timestamp: u64, reference: u64) -> Option<CommandOutcome> {
+        if code == 0 {
+            Some(CommandOutcome::Committed { timestamp, reference })
+        } else if code & ANSWER_REFUSED != 0 {
+            Some(CommandOutcome::Refused(code & !ANSWER_REFUSED))
+        } else {
+            TransferError::from_code(code).map(CommandOutcome::Failed)
+        }
+    }
 }
 
 /// Why an account was not created.

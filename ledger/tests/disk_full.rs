@@ -41,6 +41,7 @@ fn a_full_disk_stops_commits_and_loses_nothing_acknowledged() {
         kind: AccountKind::Cardholder,
         flags: AccountFlags::NONE,
         credit_limit: 0,
+        debit_limits: junction_ledger::DebitLimits::NONE,
         user_data: 0,
     };
     ledger.create_accounts(&[account(1), account(2)]).unwrap();

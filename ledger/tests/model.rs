@@ -325,6 +325,7 @@ fn account_strategy() -> impl Strategy<Value = Account> {
             // Mostly open accounts, so that transfers get through.
             flags: AccountFlags(flags & if flags >= 6 { 0b111 } else { 0b110 }),
             credit_limit,
+            debit_limits: junction_ledger::DebitLimits::NONE,
             user_data: 0,
         },
     )
@@ -420,7 +421,13 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::Update { id, flags, credit_limit } => {
-                let real = ledger.update_account(AccountId(id), AccountFlags(flags), credit_limit).unwrap();
+                let update = AccountUpdate {
+                    id: AccountId(id),
+                    flags: AccountFlags(flags),
+                    credit_limit,
+                    debit_limits: DebitLimits::NONE,
+                };
+                let real = ledger.update_account(update).unwrap();
                 match model.accounts.get_mut(&AccountId(id)) {
                     Some((account, _)) => {
                         assert_eq!(real, Ok(()));

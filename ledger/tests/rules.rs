@@ -16,6 +16,7 @@ fn account(id: u128, participant: u64, currency: Currency, flags: AccountFlags) 
         kind: AccountKind::Cardholder,
         flags,
         credit_limit: 0,
+        debit_limits: junction_ledger::DebitLimits::NONE,
         user_data: 0,
     }
 }
@@ -292,9 +293,9 @@ fn account_rules() {
         vec![Err(AccountError::IdConflict)]
     );
     // Closing an account stops new transfers to it; a credit limit allows an overdraft.
-    f.ledger.update_account(AccountId(2), AccountFlags::CLOSED, 0).unwrap().unwrap();
+    f.ledger.update_account(update(2, AccountFlags::CLOSED, 0)).unwrap().unwrap();
     assert_eq!(one(&f.ledger, Transfer::new(300, 1, 2, 1, usd())), Err(TransferError::CreditAccountClosed));
-    f.ledger.update_account(AccountId(1), AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS, 500).unwrap().unwrap();
+    f.ledger.update_account(update(1, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS, 500)).unwrap().unwrap();
     assert!(one(&f.ledger, Transfer::new(301, 1, 9, 1400, usd())).is_ok());
     assert_eq!(one(&f.ledger, Transfer::new(302, 1, 9, 101, usd())), Err(TransferError::CreditLimitExceeded));
 }
@@ -327,4 +328,8 @@ fn checkpoint_then_reopen_replays_only_the_tail() {
     assert!(reopened.is_pending(TransferId(700)));
     let history = reopened.account_transfers(AccountId(2), None, 10).unwrap();
     assert_eq!(history.iter().map(|r| r.transfer.id.0).collect::<Vec<_>>(), vec![702, 701, 700]);
+}
+
+fn update(id: u128, flags: AccountFlags, credit_limit: u64) -> AccountUpdate {
+    AccountUpdate { id: AccountId(id), flags, credit_limit, debit_limits: DebitLimits::NONE }
 }

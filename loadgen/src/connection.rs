@@ -802,7 +802,8 @@ fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
         }
     }
     if let Some(raw) = entry.raw {
-        if !overloaded && answer.code != *b"94" {
+        // Only final answers are kept: 91 and 96 say "try again", 94 is the conflict.
+        if !overloaded && answer.code != *b"94" && answer.code != *b"96" {
             if state.answered.len() >= DUPLICATES_POOL_MAX {
                 state.answered.pop_front();
             }

@@ -514,22 +514,24 @@ fn conclude(
         }
     }
 
+    // A resend answered differently from its original is a broken promise of the switch:
+    // always a failure, with or without --verify.
+    let mut failures = Vec::new();
+    if report.duplicates.mismatched > 0 {
+        failures.push(format!("{} duplicate(s) did not get their original's answer", report.duplicates.mismatched));
+    }
     if args.verify {
-        let mut failures = Vec::new();
         if report.verify.as_ref().is_some_and(|v| !v.passed) {
             failures.push("the ledger's positions differ from the approvals seen (or cannot be compared)".to_string());
-        }
-        if report.duplicates.mismatched > 0 {
-            failures.push(format!("{} duplicate(s) did not get their original's answer", report.duplicates.mismatched));
         }
         let must: u64 = report.must_decline.values().map(|m| m.mismatched).sum();
         if must > 0 {
             failures.push(format!("{must} request(s) that must decline got another code"));
         }
-        if !failures.is_empty() {
-            eprintln!("loadgen: CHECK FAILED: {}", failures.join("; "));
-            return Ok(ExitCode::from(EXIT_CHECK_FAILED));
-        }
+    }
+    if !failures.is_empty() {
+        eprintln!("loadgen: CHECK FAILED: {}", failures.join("; "));
+        return Ok(ExitCode::from(EXIT_CHECK_FAILED));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -435,7 +435,7 @@ impl QrGateway {
         let state = match response.decline {
             None => PaymentState::Approved {
                 ledger_timestamp_ns: response.timestamp.unwrap_or_default(),
-                auth_code: response.auth_code.unwrap_or(auth_code(key.0)),
+                auth_code: response.auth_code.unwrap_or(auth_code(TransferId(key.0).folded())),
             },
             Some(reason) if is_final(reason) => {
                 self.quotes.release(quote.id, key);
@@ -511,7 +511,7 @@ impl QrGateway {
                 "state": "approved",
                 "recovered_from_ledger": true,
                 "quote_id": hex_id(payer_leg.user_data_128),
-                "auth_code": String::from_utf8_lossy(&auth_code(key.0)),
+                "auth_code": String::from_utf8_lossy(&auth_code(TransferId(key.0).folded())),
                 "ledger_timestamp_ns": first.timestamp,
                 "wallet": payer.0,
                 "acquirer": payee.0,
@@ -678,7 +678,7 @@ impl QrGateway {
         let state = match response.decline {
             None => PaymentState::Approved {
                 ledger_timestamp_ns: response.timestamp.unwrap_or_default(),
-                auth_code: response.auth_code.unwrap_or(auth_code(key.0)),
+                auth_code: response.auth_code.unwrap_or(auth_code(TransferId(key.0).folded())),
             },
             Some(reason) => PaymentState::Declined(reason),
         };

@@ -30,6 +30,7 @@ fn main() -> Result<()> {
             kind: AccountKind::Cardholder,
             flags: AccountFlags::NONE,
             credit_limit: 0,
+            debit_limits: junction_ledger::DebitLimits::NONE,
             user_data: 0,
         })
         .collect();
