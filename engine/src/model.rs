@@ -2,7 +2,7 @@
 //! requests and responses that flow through the pipeline.
 
 use crate::codes::{DeclineReason, ResponseCode};
-use junction_ledger::{AccountId, Currency, ParticipantId};
+use junction_ledger::{AccountId, Currency, ParticipantId, TransferId};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -166,6 +166,23 @@ impl RequestKey {
         bytes.copy_from_slice(&digest[..16]);
         // Zero is "no transfer" in the ledger.
         RequestKey(u128::from_be_bytes(bytes).max(1))
+    }
+
+    /// The key with the time its request was first sent (ISO 8583 field 7): the ledger
+    /// then knows a fresh key from one that may be in its cold index without looking
+    /// (`TransferId::timed`). A resend carries the same time, so it gets the same key.
+    pub fn with_time(self, unix_s: u64) -> RequestKey {
+        RequestKey(TransferId::timed(unix_s, self.0).0)
+    }
+
+    /// A key derived from another one (the void of a hold, the second leg of an FX
+    /// payment), with the other's time if it has one.
+    pub fn derive_from(parent: RequestKey, domain: &str) -> RequestKey {
+        let derived = RequestKey::derive(domain, &[&parent.0.to_be_bytes()]);
+        match TransferId(parent.0).time_unix_s() {
+            Some(unix_s) => derived.with_time(unix_s),
+            None => derived,
+        }
     }
 }
 

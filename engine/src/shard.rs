@@ -480,7 +480,7 @@ impl Shard {
                 legs[0].credit_account = participant_account(leg.provider, request.currency);
                 legs[0].code = TRANSFER_CODE_FX_LEG;
                 let mut second = Transfer::new(
-                    RequestKey::derive("fx-leg", &[&request.key.0.to_be_bytes()]).0,
+                    RequestKey::derive_from(request.key, "fx-leg").0,
                     participant_account(leg.provider, leg.credit_currency).0,
                     payee.0,
                     leg.credit_amount,
@@ -520,7 +520,7 @@ impl Shard {
         batch: &mut CommitBatch,
     ) -> Result<(), (Request, DeclineReason)> {
         let held = self.holds.get(&original).copied();
-        let void_id = RequestKey::derive("void", &[&original.0.to_be_bytes()]).0;
+        let void_id = RequestKey::derive_from(original, "void").0;
         // A hold still open, or one this very reversal voided already (a resend gets the
         // original answer from the ledger).
         if held.is_some()
@@ -563,7 +563,7 @@ impl Shard {
             return Err((request, DeclineReason::OriginalAlreadyFinal));
         }
         let mut reversal = Transfer::new(
-            RequestKey::derive("reversal", &[&original.0.to_be_bytes()]).0,
+            RequestKey::derive_from(original, "reversal").0,
             original_transfer.credit_account.0,
             original_transfer.debit_account.0,
             original_transfer.amount,

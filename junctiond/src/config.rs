@@ -64,6 +64,14 @@ pub struct SwitchConfig {
     /// which pauses commits while it doubles). 50 to 100 bytes each.
     #[serde(default)]
     pub ledger_transfers_reserved: usize,
+    /// How long a request key is remembered: a resend within it gets its original answer
+    /// (approved or declined). Seconds; 48 hours by default.
+    #[serde(default = "default_duplicate_window_s")]
+    pub duplicate_window_s: u64,
+    /// Request keys and transfer ids kept in memory (about 64 bytes each); older ones are
+    /// looked up in the ledger's cold index on disk. 50 million by default.
+    #[serde(default = "default_index_memory_entries_max")]
+    pub index_memory_entries_max: usize,
     pub vault_key: String,
     #[serde(default)]
     pub cutoff_utc_offset_minutes: i32,
@@ -78,6 +86,14 @@ pub struct SwitchConfig {
 
 fn default_commit_delay_us() -> u64 {
     junction_engine::COMMIT_DELAY_US_DEFAULT
+}
+
+fn default_duplicate_window_s() -> u64 {
+    junction_ledger::DUPLICATE_WINDOW_S_DEFAULT
+}
+
+fn default_index_memory_entries_max() -> usize {
+    junction_ledger::INDEX_MEMORY_ENTRIES_MAX_DEFAULT
 }
 
 fn default_requests_in_flight_max() -> usize {

@@ -423,9 +423,11 @@ fn to_request(
 }
 
 /// The request key of an ISO 8583 message: acquirer (32), terminal (41), STAN (11) and
-/// transmission time (7). A resend has the same key.
+/// transmission time (7). A resend has the same key. The key carries the transmission
+/// time when field 7 is a valid date (`RequestKey::with_time`), so the ledger can tell a
+/// fresh request from a late resend without a look in its cold index.
 pub fn request_key(acquirer: &str, terminal: &str, stan: &str, transmission_time: &str) -> RequestKey {
-    RequestKey::derive(
+    let key = RequestKey::derive(
         "iso8583",
         &[
             normalize_institution(acquirer).as_bytes(),
@@ -433,7 +435,11 @@ pub fn request_key(acquirer: &str, terminal: &str, stan: &str, transmission_time
             stan.as_bytes(),
             transmission_time.as_bytes(),
         ],
-    )
+    );
+    match junction_wire::calendar::transmission_unix_s(transmission_time, junction_engine::clock::now_unix_s()) {
+        Some(unix_s) => key.with_time(unix_s),
+        None => key,
+    }
 }
 
 /// RRN (12 characters) and STAN (6 digits) packed into the transfer's 128-bit reference.

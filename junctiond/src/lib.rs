@@ -90,6 +90,8 @@ pub async fn run(config: Config) -> Result<()> {
     let ledger_options = LedgerOptions {
         wal_size_bytes_max: switch.ledger_wal_size_bytes_max,
         transfers_reserved: switch.ledger_transfers_reserved,
+        duplicate_window_s: switch.duplicate_window_s,
+        index_memory_entries_max: switch.index_memory_entries_max,
         ..LedgerOptions::default()
     };
     let ledger = tokio::task::block_in_place(|| Ledger::open(&ledger_dir, ledger_options))

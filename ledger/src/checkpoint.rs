@@ -8,9 +8,7 @@
 
 use crate::currency::Currency;
 use crate::memory::{BigMap, HugePages};
-use crate::state::{
-    AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, TransferIndexEntry, Velocity, VELOCITY_BUCKETS,
-};
+use crate::state::{AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, Velocity, VELOCITY_BUCKETS};
 use crate::store::{self, Store, StoredBytes};
 use crate::types::*;
 use rkyv::rancor;
@@ -23,7 +21,7 @@ pub(crate) const CHECKPOINT_CHUNK_ENTRIES_MAX: usize = 1 << 16;
 
 /// Bumped when the layout changes; a checkpoint of another version is ignored (the
 /// journal is replayed in full instead).
-pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 3;
+pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 4;
 
 /// Names the SST file a checkpoint is written to before RocksDB takes it in. It sits in
 /// the database folder (so the ingest is a rename) under a name RocksDB never uses.
@@ -42,29 +40,28 @@ pub(crate) fn remove_stray_files(folder: &std::path::Path) {
 }
 
 /// Keys of the checkpoint column family, in the byte order an SST file needs them:
-/// `chunk/a<index>`, `chunk/h<index>`, `chunk/t<index>`, `meta`, `scalars`.
+/// `chunk/a<index>`, `chunk/h<index>`, `meta`, `scalars`. (Format 3 and older also held
+/// the transfer index, `chunk/t<index>`: it now lives in the cold index, see `index.rs`.)
 pub(crate) const META_KEY: &[u8] = b"meta";
 const SCALARS_KEY: &[u8] = b"scalars";
 const CHUNK_PREFIX: &[u8] = b"chunk/";
 
-/// The three tables a checkpoint holds, each as its own run of chunks. The discriminant
-/// is the table's slot in `CheckpointMeta`.
+/// The tables a checkpoint holds, each as its own run of chunks. The discriminant is
+/// the table's slot in `CheckpointMeta`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Table {
     Accounts,
     Holds,
-    Transfers,
 }
 
 impl Table {
     /// In key order.
-    const ALL: [Table; 3] = [Table::Accounts, Table::Holds, Table::Transfers];
+    const ALL: [Table; 2] = [Table::Accounts, Table::Holds];
 
     fn tag(self) -> u8 {
         match self {
             Table::Accounts => b'a',
             Table::Holds => b'h',
-            Table::Transfers => b't',
         }
     }
 }
@@ -87,6 +84,12 @@ pub(crate) fn stale_ranges(meta: &CheckpointMeta) -> Vec<(Vec<u8>, Vec<u8>)> {
         end.push(table.tag() + 1);
         ranges.push((chunk_key(table, meta.chunks(table)), end));
     }
+    // Tables of older formats, after the last one of this format.
+    let mut after = CHUNK_PREFIX.to_vec();
+    after.push(Table::Holds.tag() + 1);
+    let mut end = CHUNK_PREFIX.to_vec();
+    end.push(u8::MAX);
+    ranges.push((after, end));
     ranges
 }
 
@@ -96,8 +99,8 @@ pub(crate) struct CheckpointMeta {
     /// Journal entries covered: `1..=seq`.
     pub seq: u64,
     /// Entries and chunks per table, in `Table::ALL` order.
-    pub entries: [u64; 3],
-    pub chunks: [u32; 3],
+    pub entries: [u64; 2],
+    pub chunks: [u32; 2],
 }
 
 impl CheckpointMeta {
@@ -119,17 +122,6 @@ pub(crate) struct SnapAccount {
     velocity_bucket: u32,
     velocity_counts: [u32; VELOCITY_BUCKETS],
     velocity_amounts: [u64; VELOCITY_BUCKETS],
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
-pub(crate) struct SnapTransfer {
-    id: TransferId,
-    seq: u64,
-    timestamp: u64,
-    window: WindowId,
-    fingerprint: u64,
-    digest: u64,
-    answer: u16,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
@@ -179,7 +171,6 @@ pub(crate) struct Snapshot {
     scalars: Scalars,
     accounts: Vec<SnapAccount>,
     holds: Vec<SnapHold>,
-    transfers: Vec<SnapTransfer>,
 }
 
 fn snap_positions<'a>(positions: impl Iterator<Item = (&'a PositionKey, &'a Position)>) -> Vec<SnapPosition> {
@@ -246,19 +237,6 @@ pub(crate) fn snapshot(state: &State) -> Snapshot {
             velocity_amounts: a.velocity.amounts,
         })
         .collect();
-    let transfers = state
-        .transfers
-        .iter()
-        .map(|(id, entry)| SnapTransfer {
-            id: *id,
-            seq: entry.seq,
-            timestamp: entry.timestamp,
-            window: entry.window,
-            fingerprint: entry.fingerprint,
-            digest: entry.digest,
-            answer: entry.answer,
-        })
-        .collect();
     let holds = state
         .holds
         .iter()
@@ -272,14 +250,14 @@ pub(crate) fn snapshot(state: &State) -> Snapshot {
             status: status_code(h.status),
         })
         .collect();
-    Snapshot { scalars, accounts, holds, transfers }
+    Snapshot { scalars, accounts, holds }
 }
 
 /// Writes the snapshot as one sorted SST file at `path` (synced when finished), ready to
 /// be ingested into the checkpoint column family in one atomic step. No write-ahead log
 /// and no memtable: each byte is written once. Returns the meta record it holds.
 pub(crate) fn write_sst(path: &std::path::Path, seq: u64, snapshot: &Snapshot) -> Result<CheckpointMeta, String> {
-    let mut meta = CheckpointMeta { format_version: CHECKPOINT_FORMAT_VERSION, seq, entries: [0; 3], chunks: [0; 3] };
+    let mut meta = CheckpointMeta { format_version: CHECKPOINT_FORMAT_VERSION, seq, entries: [0; 2], chunks: [0; 2] };
     store::write_sst_file(path, |file| {
         let mut buffer = AlignedVec::new();
         for table in Table::ALL {
@@ -287,9 +265,6 @@ pub(crate) fn write_sst(path: &std::path::Path, seq: u64, snapshot: &Snapshot) -
             let (chunks, entries) = match table {
                 Table::Accounts => (write_chunks(&snapshot.accounts, &mut buffer, &mut put), snapshot.accounts.len()),
                 Table::Holds => (write_chunks(&snapshot.holds, &mut buffer, &mut put), snapshot.holds.len()),
-                Table::Transfers => {
-                    (write_chunks(&snapshot.transfers, &mut buffer, &mut put), snapshot.transfers.len())
-                }
             };
             meta.chunks[table as usize] = chunks?;
             meta.entries[table as usize] = entries as u64;
@@ -369,19 +344,26 @@ pub(crate) fn load(store: &Store) -> Result<Option<(State, u64)>, String> {
         return Err(format!("scalars end at entry {}, meta at {}", state.next_seq - 1, meta.seq));
     }
     // Each table is sized once, then refilled in the order it was copied in (front to
-    // back, see `snapshot`); the two large ones load on two threads at once.
-    let (accounts, transfers, holds) = std::thread::scope(|scope| {
-        let transfers = scope.spawn(|| {
-            load_table(&get, &meta, Table::Transfers, |t: SnapTransfer| {
-                let entry = TransferIndexEntry {
-                    seq: t.seq,
-                    timestamp: t.timestamp,
-                    window: t.window,
-                    fingerprint: t.fingerprint,
-                    digest: t.digest,
-                    answer: t.answer,
+    // back, see `snapshot`); the holds load on a thread of their own meanwhile.
+    let (accounts, holds) = std::thread::scope(|scope| {
+        let holds = scope.spawn(|| {
+            load_table(&get, &meta, Table::Holds, |h: SnapHold| {
+                let status = match h.status {
+                    0 => HoldStatus::Pending,
+                    1 => HoldStatus::Posted,
+                    2 => HoldStatus::Voided,
+                    3 => HoldStatus::Expired,
+                    other => return Err(format!("hold status {other}")),
                 };
-                Ok((t.id, entry))
+                let hold = Hold {
+                    debit: h.debit,
+                    credit: h.credit,
+                    amount: h.amount,
+                    currency: h.currency,
+                    expires_at: h.expires_at,
+                    status,
+                };
+                Ok((h.id, hold))
             })
         });
         let accounts = load_table(&get, &meta, Table::Accounts, |a: SnapAccount| {
@@ -396,29 +378,10 @@ pub(crate) fn load(store: &Store) -> Result<Option<(State, u64)>, String> {
                 Velocity { newest_bucket: a.velocity_bucket, counts: a.velocity_counts, amounts: a.velocity_amounts };
             Ok((a.account.id, AccountState { account: a.account, balances, links, velocity }))
         });
-        let holds = load_table(&get, &meta, Table::Holds, |h: SnapHold| {
-            let status = match h.status {
-                0 => HoldStatus::Pending,
-                1 => HoldStatus::Posted,
-                2 => HoldStatus::Voided,
-                3 => HoldStatus::Expired,
-                other => return Err(format!("hold status {other}")),
-            };
-            let hold = Hold {
-                debit: h.debit,
-                credit: h.credit,
-                amount: h.amount,
-                currency: h.currency,
-                expires_at: h.expires_at,
-                status,
-            };
-            Ok((h.id, hold))
-        });
-        let transfers = transfers.join().unwrap_or_else(|_| Err("the transfer-table loader panicked".into()));
-        (accounts, transfers, holds)
+        let holds = holds.join().unwrap_or_else(|_| Err("the holds loader panicked".into()));
+        (accounts, holds)
     });
     state.accounts = accounts?;
-    state.transfers = transfers?;
     for (id, hold) in holds? {
         state.insert_hold(id, hold);
     }

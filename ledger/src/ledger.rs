@@ -13,9 +13,12 @@
 use crate::checkpoint;
 use crate::currency::Currency;
 use crate::error::LedgerError;
+use crate::index::ColdIndex;
+use crate::indexer::{self, IndexBounds, IndexUpkeep, Indexer};
 use crate::journal::{self, JournalEntry};
 use crate::limits::{ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_QUEUE_DEPTH_MAX};
 use crate::recovery::{self, RecoveryReport};
+use crate::state::TransferIndexEntry;
 use crate::state::{HoldStatus, State};
 use crate::types::{
     Account, AccountError, AccountId, AccountUpdate, AnswerRecord, Balances, Command, CommandResult, Position,
@@ -29,6 +32,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Default of `LedgerOptions::index_memory_entries_max`: about 3.2 GiB of index in memory.
+pub const INDEX_MEMORY_ENTRIES_MAX_DEFAULT: usize = 50_000_000;
+
+/// Default of `LedgerOptions::duplicate_window_s`: 48 hours.
+pub const DUPLICATE_WINDOW_S_DEFAULT: u64 = 48 * 3600;
 
 #[derive(Debug, Clone)]
 pub struct LedgerOptions {
@@ -44,23 +53,37 @@ pub struct LedgerOptions {
     /// for up to a second at tens of millions of transfers. Reserving the day's expected
     /// volume up front spends memory (50 to 100 bytes per transfer: the table grows in powers of two) instead.
     pub transfers_reserved: usize,
+    /// Most index entries (transfer ids and command keys) kept in memory; older ones live
+    /// in the cold index on disk (see `index.rs`). About 64 bytes each.
+    pub index_memory_entries_max: usize,
+    /// How long an id is remembered at all (memory or cold index): a resend within it gets
+    /// its original answer. Past it, the cold index forgets the id when it compacts.
+    pub duplicate_window_s: u64,
 }
 
 impl Default for LedgerOptions {
     fn default() -> Self {
-        LedgerOptions { sync: true, wal_size_bytes_max: 0, transfers_reserved: 0 }
+        LedgerOptions {
+            sync: true,
+            wal_size_bytes_max: 0,
+            transfers_reserved: 0,
+            index_memory_entries_max: INDEX_MEMORY_ENTRIES_MAX_DEFAULT,
+            duplicate_window_s: DUPLICATE_WINDOW_S_DEFAULT,
+        }
     }
 }
 
 /// Junction's double-entry ledger. Cheap to share: wrap it in an `Arc`.
 pub struct Ledger {
     shared: Arc<Shared>,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     writer_queue: Option<Sender<WriteJob>>,
     writer: Option<JoinHandle<()>>,
     recovery: RecoveryReport,
-    /// One checkpoint at a time.
-    checkpointing: Mutex<()>,
+    /// One checkpoint or index flush at a time.
+    maintenance: Arc<Mutex<()>>,
+    indexer: Option<Indexer>,
+    bounds: IndexBounds,
 }
 
 /// The results of a submitted batch (per transfer, or per command), released once the
@@ -98,6 +121,22 @@ pub struct WindowPositions {
     pub positions: BTreeMap<PositionKey, Position>,
 }
 
+/// Where the transfer index stands (see `index.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexReport {
+    /// Ids (transfers and command keys) in memory.
+    pub entries_in_memory: u64,
+    /// Holds in memory: the pending ones, and resolved ones whose id is still in memory.
+    pub holds_in_memory: u64,
+    /// Memory has every id answered after this journal entry.
+    pub memory_floor_seq: u64,
+    /// The cold index has every id answered up to this journal entry.
+    pub cold_through_seq: u64,
+    /// Lookups that went to the cold index since open (ids memory did not have and that
+    /// could be older than memory).
+    pub cold_lookups: u64,
+}
+
 /// A hold still pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingHold {
@@ -123,19 +162,26 @@ fn now_ns() -> u64 {
 impl Ledger {
     /// Opens (or creates) the ledger at `path` and rebuilds its state from the journal.
     pub fn open(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
-        let (store, mut state, recovery) = recovery::recover(path, options.wal_size_bytes_max)?;
+        let window_ns = options.duplicate_window_s.saturating_mul(1_000_000_000);
+        let (store, mut state, recovery) = recovery::recover(path, options.wal_size_bytes_max, window_ns)?;
         state.transfers.reserve(options.transfers_reserved.saturating_sub(state.transfers.len()));
         let durable_seq = state.next_seq - 1;
         let shared = Arc::new(Shared::new(store, durable_seq, options.sync));
         let (sender, receiver) = bounded(WRITE_QUEUE_DEPTH_MAX);
         let writer = shared.spawn_writer(receiver)?;
+        let state = Arc::new(Mutex::new(state));
+        let maintenance = Arc::new(Mutex::new(()));
+        let bounds = IndexBounds { memory_entries_max: options.index_memory_entries_max, window_ns };
+        let indexer = Indexer::start(Arc::clone(&state), Arc::clone(&shared), Arc::clone(&maintenance), bounds)?;
         Ok(Ledger {
             shared,
-            state: Mutex::new(state),
+            state,
             writer_queue: Some(sender),
             writer: Some(writer),
             recovery,
-            checkpointing: Mutex::new(()),
+            maintenance,
+            indexer: Some(indexer),
+            bounds,
         })
     }
 
@@ -199,7 +245,8 @@ impl Ledger {
         }
         self.check_available()?;
         let mut results = Vec::with_capacity(count);
-        let seq = self.apply_and_enqueue(now, |state, records, _| {
+        let ids = parts.iter().flat_map(|part| part.iter()).flat_map(|t| [&t.id, &t.pending_id]);
+        let seq = self.apply_and_enqueue(now, ids, |state, records, _| {
             for part in parts {
                 state.apply_batch(now, part, &mut results, records);
             }
@@ -236,7 +283,9 @@ impl Ledger {
         }
         self.check_available()?;
         let mut results = Vec::with_capacity(commands);
-        let seq = self.apply_and_enqueue(now, |state, records, answers| {
+        let keys = parts.iter().flat_map(|part| part.commands.iter()).map(|c| &c.key);
+        let ids = parts.iter().flat_map(|part| part.transfers.iter()).flat_map(|t| [&t.id, &t.pending_id]);
+        let seq = self.apply_and_enqueue(now, keys.chain(ids), |state, records, answers| {
             for part in parts {
                 state.apply_commands(now, part.transfers, part.commands, &mut results, records, answers);
             }
@@ -247,18 +296,23 @@ impl Ledger {
     /// Under the sequencer lock: expires due holds, applies, and queues what changed as
     /// the next journal entry. Returns the entry to wait for (the last one when nothing
     /// changed: a duplicate's original may not be durable yet).
-    fn apply_and_enqueue(
+    fn apply_and_enqueue<'a>(
         &self,
         now: u64,
+        ids: impl Iterator<Item = &'a TransferId>,
         apply: impl FnOnce(&mut State, &mut Vec<TransferRecord>, &mut Vec<AnswerRecord>),
     ) -> Result<u64, LedgerError> {
         let mut expired = Vec::new();
         let mut answers = Vec::new();
         let mut state = self.state.lock();
+        // What only the cold index knows is fetched first: applying does no I/O, and a
+        // cold index that cannot be read refuses the batch before anything changed.
+        state.prefetch_cold(ids, &self.shared.store)?;
         let mut records = std::mem::take(&mut state.records_scratch);
         records.clear();
         state.expire_due(now, &mut expired);
         apply(&mut state, &mut records, &mut answers);
+        state.end_batch();
         if records.is_empty() && expired.is_empty() && answers.is_empty() {
             state.records_scratch = records;
             return Ok(state.next_seq - 1);
@@ -375,9 +429,43 @@ impl Ledger {
         self.state.lock().accounts.len()
     }
 
-    /// Whether a transfer with this id was committed (or is being committed).
+    /// Whether this id is known: a transfer committed (or being committed), or a
+    /// command answered. Looks in the cold index when memory does not have it.
     pub fn contains_transfer(&self, id: TransferId) -> bool {
-        self.state.lock().transfers.contains_key(&id)
+        self.index_entry(id).ok().flatten().is_some()
+    }
+
+    /// What the index knows of an id, in memory or in the cold index.
+    fn index_entry(&self, id: TransferId) -> Result<Option<TransferIndexEntry>, LedgerError> {
+        let (entry, floor_seq) = {
+            let state = self.state.lock();
+            (state.transfers.get(&id).copied(), state.horizon.floor_seq)
+        };
+        match entry {
+            Some(entry) => Ok(Some(entry)),
+            None if floor_seq > 0 => self.shared.store.get(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Where the index stands: what memory holds and how far the cold index reaches.
+    pub fn index_report(&self) -> IndexReport {
+        let state = self.state.lock();
+        IndexReport {
+            entries_in_memory: state.transfers.len() as u64,
+            holds_in_memory: state.holds.len() as u64,
+            memory_floor_seq: state.horizon.floor_seq,
+            cold_through_seq: state.cold_through_seq,
+            cold_lookups: state.cold_lookups,
+        }
+    }
+
+    /// One round of the index's upkeep now (it also runs on its own every
+    /// `INDEX_UPKEEP_INTERVAL_MS`): flush to the cold index and drop from memory what is
+    /// over the bound or older than the duplicate window.
+    pub fn index_upkeep(&self) -> Result<IndexUpkeep, LedgerError> {
+        let _one_at_a_time = self.maintenance.lock();
+        indexer::upkeep(&self.state, &self.shared, self.bounds)
     }
 
     /// Every hold still pending (neither posted, voided nor expired), for a caller that
@@ -408,7 +496,7 @@ impl Ledger {
 
     /// A committed transfer by id, read back from the journal.
     pub fn transfer(&self, id: TransferId) -> Result<Option<TransferRecord>, LedgerError> {
-        let Some(entry) = self.state.lock().transfers.get(&id).copied() else {
+        let Some(entry) = self.index_entry(id)? else {
             return Ok(None);
         };
         self.wait_durable(entry.seq)?;
@@ -490,7 +578,7 @@ impl Ledger {
     /// 50 ms per million transfers in the index), not while it is encoded and written.
     /// Returns the journal entry it covers up to.
     pub fn checkpoint(&self) -> Result<u64, LedgerError> {
-        let _one_at_a_time = self.checkpointing.lock();
+        let _one_at_a_time = self.maintenance.lock();
         self.check_available()?;
         let (seq, snapshot) = {
             let state = self.state.lock();
@@ -498,6 +586,8 @@ impl Ledger {
         };
         // Never let a checkpoint get ahead of what the journal holds on disk.
         self.wait_durable(seq)?;
+        // The checkpoint holds no index: the cold index has it through `seq` first.
+        indexer::flush_through(&self.state, &self.shared, seq)?;
         let store = &self.shared.store;
         // Written as one SST file and ingested whole: the new checkpoint replaces the old
         // atomically, a crash before the ingest leaves the old one (and a stray file that
@@ -545,6 +635,7 @@ impl Ledger {
 
 impl Drop for Ledger {
     fn drop(&mut self) {
+        drop(self.indexer.take());
         // Closing the queue lets the writer finish what is queued and stop.
         self.writer_queue = None;
         if let Some(writer) = self.writer.take() {

@@ -11,6 +11,8 @@
 mod checkpoint;
 pub mod currency;
 mod error;
+mod index;
+mod indexer;
 mod journal;
 mod ledger;
 mod limits;
@@ -23,7 +25,12 @@ mod writer;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use error::LedgerError;
-pub use ledger::{AccountView, CommandPart, Ledger, LedgerOptions, PendingHold, Ticket, WindowPositions};
+pub use index::{COLD_FILE_ENTRIES_MAX, TIMED_ID_SKEW_S};
+pub use indexer::{IndexUpkeep, EVICTED_PER_LOCK_MAX, EVICTED_PER_ROUND_MAX, INDEX_UPKEEP_INTERVAL_MS};
+pub use ledger::{
+    AccountView, CommandPart, IndexReport, Ledger, LedgerOptions, PendingHold, Ticket, WindowPositions,
+    DUPLICATE_WINDOW_S_DEFAULT, INDEX_MEMORY_ENTRIES_MAX_DEFAULT,
+};
 pub use limits::{
     ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_GROUP_BYTES_MAX, WRITE_QUEUE_DEPTH_MAX,
 };

@@ -4,6 +4,8 @@
 
 use crate::checkpoint;
 use crate::error::LedgerError;
+use crate::index::Horizon;
+use crate::indexer::COLD_THROUGH_RECORD;
 use crate::journal::{self, JournalEntry};
 use crate::state::State;
 use crate::store::Store;
@@ -27,11 +29,38 @@ pub struct RecoveryReport {
 }
 
 /// Opens the store at `path` and rebuilds the state as of its last durable entry.
-pub(crate) fn recover(path: &Path, wal_size_bytes_max: u64) -> Result<(Store, State, RecoveryReport), LedgerError> {
+pub(crate) fn recover(
+    path: &Path,
+    wal_size_bytes_max: u64,
+    index_retention_ns: u64,
+) -> Result<(Store, State, RecoveryReport), LedgerError> {
     let started = Instant::now();
-    let store = Store::open(path, wal_size_bytes_max)?;
+    let store = Store::open(path, wal_size_bytes_max, index_retention_ns)?;
     let storage_open_us = started.elapsed().as_micros() as u64;
-    let (mut state, checkpoint_seq) = load_checkpoint(&store);
+    let cold_through_seq = match store.ledger_record(COLD_THROUGH_RECORD)? {
+        Some(bytes) => u64::from_be_bytes(
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| LedgerError::Corrupt("the cold index's mark is not 8 bytes".into()))?,
+        ),
+        None => 0,
+    };
+    let (mut state, mut checkpoint_seq) = load_checkpoint(&store);
+    if checkpoint_seq > cold_through_seq {
+        // A checkpoint holds no index: it is usable only if the cold index reaches it.
+        tracing::warn!(
+            checkpoint_seq,
+            cold_through_seq,
+            "checkpoint ahead of the cold index; replaying the whole journal"
+        );
+        (state, checkpoint_seq) = (State::new(), 0);
+    }
+    state.cold_through_seq = cold_through_seq;
+    if checkpoint_seq > 0 {
+        // Memory starts with the journal after the checkpoint; what came before is cold.
+        state.horizon = Horizon { floor_seq: checkpoint_seq, floor_time_ns: state.last_timestamp };
+    }
     let checkpoint_load_us = started.elapsed().as_micros() as u64 - storage_open_us;
     let mut transfers_replayed = 0u64;
     let mut entries_replayed = 0u64;

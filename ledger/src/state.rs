@@ -9,6 +9,8 @@
 //! entries that a new transfer needs.
 
 use crate::currency::Currency;
+use crate::error::LedgerError;
+use crate::index::{ColdIndex, Horizon};
 use crate::memory::BigMap;
 use crate::types::*;
 use rustc_hash::FxHashMap;
@@ -120,10 +122,26 @@ pub(crate) struct TransferIndexEntry {
 
 /// `TransferIndexEntry::answer` of a committed transfer.
 pub(crate) const INDEX_TRANSFER: u16 = u16::MAX;
+/// `TransferIndexEntry::answer` of a committed hold that was posted, voided or expired,
+/// once its hold has left memory (the cold index keeps how it ended).
+pub(crate) const INDEX_HOLD_POSTED: u16 = u16::MAX - 1;
+pub(crate) const INDEX_HOLD_VOIDED: u16 = u16::MAX - 2;
+pub(crate) const INDEX_HOLD_EXPIRED: u16 = u16::MAX - 3;
 
 impl TransferIndexEntry {
-    fn is_transfer(&self) -> bool {
-        self.answer == INDEX_TRANSFER
+    pub fn is_transfer(&self) -> bool {
+        self.answer >= INDEX_HOLD_EXPIRED
+    }
+
+    /// The entry of a hold that ended so, for the cold index.
+    pub fn with_hold_status(self, status: HoldStatus) -> TransferIndexEntry {
+        let answer = match status {
+            HoldStatus::Pending => INDEX_TRANSFER,
+            HoldStatus::Posted => INDEX_HOLD_POSTED,
+            HoldStatus::Voided => INDEX_HOLD_VOIDED,
+            HoldStatus::Expired => INDEX_HOLD_EXPIRED,
+        };
+        TransferIndexEntry { answer, ..self }
     }
 
     /// The answer of the command keyed by this id, if it is one.
@@ -206,6 +224,17 @@ pub(crate) struct State {
     /// results of a run.
     run_keys: rustc_hash::FxHashSet<TransferId>,
     transfer_results_scratch: Vec<Result<TransferOk, TransferError>>,
+    /// What memory's index is complete for (see `index.rs`).
+    pub horizon: Horizon,
+    /// The journal entry through which the cold index has every index entry.
+    pub cold_through_seq: u64,
+    /// Index entries of the batch being applied that only the cold index had, fetched
+    /// before anything was applied (`prefetch_cold`), so that applying does no I/O.
+    cold_hits: FxHashMap<TransferId, TransferIndexEntry>,
+    /// Holds resolved while their id was no longer in memory (see `take_resolved_cold`).
+    resolved_cold: Vec<TransferId>,
+    /// Lookups made in the cold index by `prefetch_cold` since open.
+    pub cold_lookups: u64,
 }
 
 /// How `apply_one` gets its timestamp: from the clock (live) or from the journal (replay).
@@ -218,6 +247,90 @@ enum Clock {
 impl State {
     pub fn new() -> State {
         State { window: WindowId(1), next_seq: 1, window_first_seq: 1, ..State::default() }
+    }
+
+    // ---- the index --------------------------------------------------------------------
+
+    /// What the index knows of an id: memory, or what `prefetch_cold` fetched.
+    fn lookup(&self, id: TransferId) -> Option<TransferIndexEntry> {
+        self.transfers.get(&id).copied().or_else(|| self.cold_hits.get(&id).copied())
+    }
+
+    /// Fetches from the cold index, before a batch is applied, the entries of the ids it
+    /// names (transfer ids, holds they resolve, command keys) that memory lacks and that
+    /// may be older than memory. Nothing is applied if the cold index cannot be read.
+    pub fn prefetch_cold<'a>(
+        &mut self,
+        ids: impl Iterator<Item = &'a TransferId>,
+        cold: &dyn ColdIndex,
+    ) -> Result<(), LedgerError> {
+        self.cold_hits.clear();
+        if self.horizon.floor_seq == 0 {
+            return Ok(());
+        }
+        for id in ids {
+            if id.0 != 0
+                && self.horizon.may_be_cold(*id)
+                && !self.transfers.contains_key(id)
+                && !self.cold_hits.contains_key(id)
+            {
+                self.cold_lookups += 1;
+                if let Some(entry) = cold.get(*id)? {
+                    self.cold_hits.insert(*id, entry);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets what `prefetch_cold` fetched for the batch just applied.
+    pub fn end_batch(&mut self) {
+        self.cold_hits.clear();
+    }
+
+    /// The cold index entries that must say how a hold ended before these ids leave
+    /// memory: the holds among them that are resolved (a pending hold stays in memory
+    /// until it is posted, voided or expires, whatever happens to its id).
+    pub fn hold_endings(&self, ids: &[TransferId]) -> Vec<(TransferId, TransferIndexEntry)> {
+        ids.iter()
+            .filter_map(|id| {
+                let hold = self.holds.get(id).filter(|hold| hold.status != HoldStatus::Pending)?;
+                let entry = self.transfers.get(id)?;
+                Some((*id, entry.with_hold_status(hold.status)))
+            })
+            .collect()
+    }
+
+    /// Drops ids from memory (they are in the cold index, with how their holds ended),
+    /// and the resolved holds among them.
+    pub fn evict(&mut self, ids: &[TransferId]) {
+        for id in ids {
+            self.transfers.remove(id);
+            if self.holds.get(id).is_some_and(|hold| hold.status != HoldStatus::Pending) {
+                self.holds.remove(id);
+            }
+        }
+    }
+
+    /// Holds resolved after their id left memory, to be dropped once the cold index says
+    /// how they ended: (id, how it ended), in the order they ended.
+    pub fn take_resolved_cold(&mut self) -> Vec<(TransferId, HoldStatus)> {
+        let ids = std::mem::take(&mut self.resolved_cold);
+        ids.into_iter()
+            .filter_map(|id| {
+                let hold = self.holds.get(&id).filter(|hold| hold.status != HoldStatus::Pending)?;
+                (!self.transfers.contains_key(&id)).then_some((id, hold.status))
+            })
+            .collect()
+    }
+
+    /// Drops resolved holds whose ending is now in the cold index.
+    pub fn drop_holds(&mut self, ids: &[TransferId]) {
+        for id in ids {
+            if self.holds.get(id).is_some_and(|hold| hold.status != HoldStatus::Pending) {
+                self.holds.remove(id);
+            }
+        }
     }
 
     // ---- accounts -------------------------------------------------------------------
@@ -320,6 +433,9 @@ impl State {
         hold.status = HoldStatus::Expired;
         let hold = *hold;
         self.release_hold(&hold, hold.amount);
+        if !self.transfers.contains_key(&id) {
+            self.resolved_cold.push(id);
+        }
     }
 
     fn release_hold(&mut self, hold: &Hold, amount: u64) {
@@ -420,7 +536,7 @@ impl State {
         run_keys.clear();
         for (index, command) in commands.iter().enumerate() {
             let count = command.transfers as usize;
-            if self.transfers.contains_key(&command.key) || run_keys.contains(&command.key) {
+            if self.lookup(command.key).is_some() || run_keys.contains(&command.key) {
                 // The earlier answer must be in the index first.
                 let run = &commands[run_command..index];
                 self.apply_run(now, transfers, run, run_transfer, offset, results, records, answers);
@@ -440,7 +556,7 @@ impl State {
 
     /// The answer to a command whose key is known.
     fn repeat(&self, command: &Command) -> CommandResult {
-        let entry = self.transfers.get(&command.key).expect("a repeated key is in the index");
+        let entry = self.lookup(command.key).expect("a repeated key is in the index");
         let outcome = match entry.command_outcome(command.key) {
             Some(outcome) if entry.digest == command.digest => outcome,
             // Another command with this key, or a plain transfer's id.
@@ -677,7 +793,7 @@ impl State {
         }
         let transfer = self.resolve(request);
         let fingerprint = fingerprint(&transfer);
-        if let Some(existing) = self.transfers.get(&transfer.id) {
+        if let Some(existing) = self.lookup(transfer.id) {
             // An id that answered a command without being its committed transfer is taken:
             // only the command itself, sent again, gets that answer (`apply_commands`).
             return if existing.is_transfer() && existing.fingerprint == fingerprint {
@@ -834,10 +950,13 @@ impl State {
     ) -> Result<TransferOk, TransferError> {
         let post = transfer.flags.contains(TransferFlags::POST_PENDING);
         let Some(hold) = self.holds.get(&transfer.pending_id).copied() else {
-            return Err(if self.transfers.contains_key(&transfer.pending_id) {
-                TransferError::PendingTransferNotPending
-            } else {
-                TransferError::PendingTransferNotFound
+            // The hold left memory with its id: the cold index says how it ended.
+            return Err(match self.lookup(transfer.pending_id).map(|entry| entry.answer) {
+                Some(INDEX_HOLD_POSTED) => TransferError::PendingAlreadyPosted,
+                Some(INDEX_HOLD_VOIDED) => TransferError::PendingAlreadyVoided,
+                Some(INDEX_HOLD_EXPIRED) => TransferError::PendingExpired,
+                Some(_) => TransferError::PendingTransferNotPending,
+                None => TransferError::PendingTransferNotFound,
             });
         };
         match hold.status {
@@ -890,6 +1009,9 @@ impl State {
         self.insert_transfer(&transfer, transfer_entry(seq, timestamp, window, fingerprint), in_chain);
         if let Some(stored) = self.holds.get_mut(&transfer.pending_id) {
             stored.status = if post { HoldStatus::Posted } else { HoldStatus::Voided };
+        }
+        if !self.transfers.contains_key(&transfer.pending_id) {
+            self.resolved_cold.push(transfer.pending_id);
         }
         if in_chain {
             self.undo.push(Undo::HoldStatus(transfer.pending_id, HoldStatus::Pending));
@@ -986,7 +1108,7 @@ fn transfer_entry(seq: u64, timestamp: u64, window: WindowId, fingerprint: u64) 
 /// a conflicting reuse of an id. Stable across restarts (no random seed). A multiply-mix
 /// over the fields' words with a final avalanche: fast on the hot path, and a collision
 /// could only make a conflicting reuse look like a retry, which moves no money.
-fn fingerprint(transfer: &Transfer) -> u64 {
+pub(crate) fn fingerprint(transfer: &Transfer) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let words = [
         transfer.debit_account.0 as u64,

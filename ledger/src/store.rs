@@ -13,6 +13,20 @@ const JOURNAL_CF: &str = "journal";
 const META_CF: &str = "meta";
 /// Column family of the latest checkpoint (see `checkpoint.rs`).
 const CHECKPOINT_CF: &str = "checkpoint";
+/// Column family of the cold index: transfer id (16 bytes, big-endian) -> index entry
+/// (see `index.rs`), written as whole SST files, expired by compaction.
+const INDEX_CF: &str = "index";
+
+/// Prefix of the ledger's own records in the metadata family. The engine's keys start with
+/// a printable tag, so a 0 byte never collides with them.
+const LEDGER_META_PREFIX: u8 = 0;
+
+/// Bloom filter bits per key of the cold index: a lookup of an id it does not hold is
+/// answered from memory about 99% of the time.
+const INDEX_BLOOM_BITS_PER_KEY: f64 = 10.0;
+
+/// Names the SST files written for the cold index before RocksDB takes them in.
+pub(crate) const COLD_FILE_PREFIX: &str = "junction-cold-index-";
 
 /// Memtable size for the journal. Larger means fewer flushes while ingesting at full rate;
 /// costs that much memory per memtable (up to `WRITE_BUFFER_COUNT_MAX` of them).
@@ -42,7 +56,9 @@ fn seq_of_key(key: &[u8]) -> Result<u64, LedgerError> {
 }
 
 impl Store {
-    pub(crate) fn open(path: &Path, wal_size_bytes_max: u64) -> Result<Store, LedgerError> {
+    /// Opens the store; the cold index forgets entries older than `index_retention_ns`
+    /// when it compacts.
+    pub(crate) fn open(path: &Path, wal_size_bytes_max: u64, index_retention_ns: u64) -> Result<Store, LedgerError> {
         let mut options = Options::default();
         if wal_size_bytes_max > 0 {
             // Memtables are flushed once the WAL holds this much; it also caps how much WAL
@@ -63,6 +79,22 @@ impl Store {
         // Keys only ever grow, so levels never overlap and compaction is mostly trivial moves.
         journal.set_level_compaction_dynamic_level_bytes(true);
 
+        let mut index = Options::default();
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(INDEX_BLOOM_BITS_PER_KEY, false);
+        index.set_block_based_table_factory(&table);
+        index.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        index.set_level_compaction_dynamic_level_bytes(true);
+        index.set_compaction_filter("junction-index-expiry", move |_level: u32, _key: &[u8], value: &[u8]| {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            if crate::index::timestamp_of_value(value).saturating_add(index_retention_ns) < now {
+                rocksdb::CompactionDecision::Remove
+            } else {
+                rocksdb::CompactionDecision::Keep
+            }
+        });
+
         let db = DB::open_cf_descriptors(
             &options,
             path,
@@ -70,6 +102,7 @@ impl Store {
                 ColumnFamilyDescriptor::new(JOURNAL_CF, journal),
                 ColumnFamilyDescriptor::new(META_CF, Options::default()),
                 ColumnFamilyDescriptor::new(CHECKPOINT_CF, Options::default()),
+                ColumnFamilyDescriptor::new(INDEX_CF, index),
             ],
         )?;
         Ok(Store { db })
@@ -155,6 +188,52 @@ impl Store {
         Ok(())
     }
 
+    /// A record of the ledger's own in the metadata family (never the engine's).
+    pub(crate) fn ledger_record(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.db.get_cf(self.family(META_CF)?, ledger_key(name))?)
+    }
+
+    /// Stores a record of the ledger's own, synced.
+    pub(crate) fn put_ledger_record(&self, name: &str, value: &[u8]) -> Result<(), LedgerError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.family(META_CF)?, ledger_key(name), value);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// The cold index's value for an id.
+    pub(crate) fn cold_index_value(
+        &self,
+        id: crate::types::TransferId,
+    ) -> Result<Option<StoredBytes<'_>>, LedgerError> {
+        Ok(self.db.get_pinned_cf(self.family(INDEX_CF)?, id.0.to_be_bytes())?)
+    }
+
+    /// Writes entries, sorted by id, as one SST file and takes it into the cold index.
+    pub(crate) fn install_cold_index(
+        &self,
+        entries: impl Iterator<Item = (crate::types::TransferId, [u8; crate::index::INDEX_VALUE_BYTES])>,
+    ) -> Result<(), LedgerError> {
+        let file = self.path().join(format!("{COLD_FILE_PREFIX}{}.sst", std::process::id()));
+        let written = write_sst_file(&file, |sst| {
+            for (id, value) in entries {
+                sst.put(&id.0.to_be_bytes(), &value)?;
+            }
+            Ok(())
+        });
+        if let Err(error) = written {
+            let _ = std::fs::remove_file(&file);
+            return Err(LedgerError::Storage(format!("writing a cold index file: {error}")));
+        }
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        let result = self.db.ingest_external_file_cf_opts(self.family(INDEX_CF)?, &ingest, vec![&file]);
+        let _ = std::fs::remove_file(&file);
+        Ok(result?)
+    }
+
     /// A value of the checkpoint column family.
     pub(crate) fn checkpoint_value(&self, key: &[u8]) -> Result<Option<StoredBytes<'_>>, String> {
         let family = self.family(CHECKPOINT_CF).map_err(|e| e.to_string())?;
@@ -180,6 +259,12 @@ impl Store {
         }
         Ok(())
     }
+}
+
+fn ledger_key(name: &str) -> Vec<u8> {
+    let mut key = vec![LEDGER_META_PREFIX];
+    key.extend_from_slice(name.as_bytes());
+    key
 }
 
 /// Writes a sorted SST file at `path` (synced when finished) through `fill`, which puts

@@ -16,6 +16,27 @@ impl TransferId {
     pub fn folded(self) -> u64 {
         (self.0 ^ (self.0 >> 64)) as u64
     }
+
+    /// Top byte of a timed id (see `timed`).
+    pub const TIMED_TAG: u8 = 0x5A;
+    /// The time origin of timed ids: 2020-01-01T00:00:00Z, in Unix seconds.
+    pub const TIME_ORIGIN_UNIX_S: u64 = 1_577_836_800;
+
+    /// An id that carries the time it was first used: its top byte `TIMED_TAG`, then that
+    /// time in seconds since `TIME_ORIGIN_UNIX_S` (32 bits), then the low 88 bits of
+    /// `low`. The ledger keeps recent ids in memory and older ones in its cold index; an
+    /// id's time tells it whether the id can be older than memory, so a fresh timed id
+    /// costs no lookup in the cold index. Ids without it are looked up there whenever
+    /// memory does not have them.
+    pub fn timed(unix_s: u64, low: u128) -> TransferId {
+        let seconds = unix_s.saturating_sub(Self::TIME_ORIGIN_UNIX_S).min(u64::from(u32::MAX)) as u128;
+        TransferId((u128::from(Self::TIMED_TAG) << 120) | (seconds << 88) | (low & ((1u128 << 88) - 1)))
+    }
+
+    /// When a timed id was first used, in Unix seconds.
+    pub fn time_unix_s(self) -> Option<u64> {
+        ((self.0 >> 120) as u8 == Self::TIMED_TAG).then(|| ((self.0 >> 88) as u32) as u64 + Self::TIME_ORIGIN_UNIX_S)
+    }
 }
 
 /// A participant of the switch (bank, wallet, acquirer, FX provider).

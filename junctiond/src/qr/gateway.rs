@@ -482,7 +482,7 @@ impl QrGateway {
             let first = ledger.transfer(TransferId(key.0))?;
             let second = match first {
                 Some(record) if record.transfer.code == TRANSFER_CODE_FX_LEG => {
-                    ledger.transfer(TransferId(RequestKey::derive("fx-leg", &[&key.0.to_be_bytes()]).0))?
+                    ledger.transfer(TransferId(RequestKey::derive_from(key, "fx-leg").0))?
                 }
                 _ => None,
             };

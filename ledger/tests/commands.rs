@@ -1,0 +1,163 @@
+//! Commands answered once, and the index in two tiers: a command's answer (committed,
+//! failed or refused) is given again to the same command, across a reopen, after its key
+//! left memory for the cold index, and for a timed key or not; holds that ended after
+//! their id went cold keep telling how they ended.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use junction_ledger::*;
+
+fn usd() -> Currency {
+    Currency::from_code("USD").unwrap()
+}
+
+fn account(id: u128, participant: u64, flags: AccountFlags) -> Account {
+    Account {
+        id: AccountId(id),
+        participant: ParticipantId(participant),
+        currency: usd(),
+        kind: AccountKind::Cardholder,
+        flags,
+        credit_limit: 0,
+        debit_limits: DebitLimits::NONE,
+        user_data: 0,
+    }
+}
+
+/// A tiny memory bound, so that upkeep moves nearly everything to the cold index.
+fn options() -> LedgerOptions {
+    LedgerOptions { index_memory_entries_max: 4, ..LedgerOptions::default() }
+}
+
+fn open(dir: &std::path::Path) -> Ledger {
+    let ledger = Ledger::open(dir, options()).unwrap();
+    let created = ledger.create_accounts(&[
+        account(1, 1, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+        account(9, 9, AccountFlags::NONE),
+    ]);
+    assert!(created.unwrap().iter().all(|r| r.is_ok()));
+    ledger
+}
+
+fn command(key: TransferId, digest: u64, transfers: u32) -> Command {
+    Command { key, digest, transfers, refusal: 0 }
+}
+
+fn run(ledger: &Ledger, transfers: &[Transfer], commands: &[Command]) -> Vec<CommandResult> {
+    let ticket = ledger.submit_commands(&[CommandPart { transfers, commands }]).unwrap();
+    ledger.wait(ticket).unwrap()
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[test]
+fn answers_are_given_again_from_memory_the_cold_index_and_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = open(dir.path());
+    // Fund account 1 with 100.
+    let fund = TransferId::timed(now_s(), 1);
+    let results = run(&ledger, &[Transfer::new(fund.0, 9, 1, 100, usd())], &[command(fund, 11, 1)]);
+    assert!(matches!(results[0].outcome, CommandOutcome::Committed { .. }));
+    assert_eq!(ledger.index_report().cold_lookups, 0, "nothing is cold yet");
+    // A purchase of 500 fails for funds; a refusal is recorded; an untimed purchase of 40
+    // commits; a timed one too.
+    let failing = TransferId::timed(now_s(), 2);
+    let refused = TransferId::timed(now_s(), 3);
+    let untimed = TransferId(4);
+    let timed = TransferId::timed(now_s(), 5);
+    let transfers = [
+        Transfer::new(failing.0, 1, 9, 500, usd()),
+        Transfer::new(untimed.0, 1, 9, 40, usd()),
+        Transfer::new(timed.0, 1, 9, 40, usd()),
+    ];
+    let commands = [
+        command(failing, 21, 1),
+        Command { key: refused, digest: 31, transfers: 0, refusal: 7 },
+        command(untimed, 41, 1),
+        command(timed, 51, 1),
+    ];
+    let first = run(&ledger, &transfers, &commands);
+    assert_eq!(first[0].outcome, CommandOutcome::Failed(TransferError::InsufficientFunds));
+    assert_eq!(first[1].outcome, CommandOutcome::Refused(7));
+    assert!(matches!(first[2].outcome, CommandOutcome::Committed { .. }));
+    assert!(first.iter().all(|r| !r.repeat));
+    assert_eq!(ledger.account(AccountId(1)).unwrap().balances.available(), 20);
+
+    // Refunded 1000: the failed purchase sent again still fails, nothing moves.
+    let refund = TransferId::timed(now_s(), 6);
+    run(&ledger, &[Transfer::new(refund.0, 9, 1, 1000, usd())], &[command(refund, 61, 1)]);
+    let check = |ledger: &Ledger, when: &str| {
+        let again = run(ledger, &transfers, &commands);
+        for (index, (a, b)) in again.iter().zip(&first).enumerate() {
+            assert_eq!(a.outcome, b.outcome, "{when}: command {index}");
+            assert!(a.repeat, "{when}: command {index} is a repeat");
+        }
+        assert!(ledger.account(AccountId(1)).unwrap().balances.available() >= 1020, "{when}: money moved");
+        // Another digest under a known key is a conflict.
+        let conflict = run(ledger, &[], &[Command { key: failing, digest: 99, transfers: 0, refusal: 7 }]);
+        assert_eq!(conflict[0].outcome, CommandOutcome::Conflict, "{when}");
+    };
+    check(&ledger, "in memory");
+    // Most ids go to the cold index.
+    let upkeep = ledger.index_upkeep().unwrap();
+    assert!(upkeep.evicted > 0, "{upkeep:?}");
+    assert!(upkeep.in_memory as usize <= 4, "{upkeep:?}");
+    let lookups = ledger.index_report().cold_lookups;
+    check(&ledger, "from the cold index");
+    assert!(ledger.index_report().cold_lookups > lookups, "the cold index was asked");
+    assert!(ledger.contains_transfer(failing) && ledger.contains_transfer(untimed));
+    // A timed id later than memory's floor by more than the skew is fresh: no lookup.
+    let lookups = ledger.index_report().cold_lookups;
+    let fresh = TransferId::timed(now_s() + TIMED_ID_SKEW_S + 60, 7);
+    run(&ledger, &[Transfer::new(fresh.0, 9, 1, 1, usd())], &[command(fresh, 71, 1)]);
+    assert_eq!(ledger.index_report().cold_lookups, lookups, "a fresh timed id cost a cold lookup");
+    let untimed_fresh = TransferId(8);
+    run(&ledger, &[Transfer::new(untimed_fresh.0, 9, 1, 1, usd())], &[command(untimed_fresh, 81, 1)]);
+    assert!(ledger.index_report().cold_lookups > lookups, "an untimed id is looked up");
+    assert_eq!(ledger.transfer(timed).unwrap().unwrap().transfer.amount, 40);
+    // A checkpoint, a reopen: memory starts from the journal after the checkpoint.
+    ledger.checkpoint().unwrap();
+    drop(ledger);
+    ledger = Ledger::open(dir.path(), options()).unwrap();
+    check(&ledger, "after a reopen");
+    drop(ledger);
+    // A reopen without the checkpoint's help (full replay) gives the same answers too.
+    ledger = Ledger::open(dir.path(), options()).unwrap();
+    check(&ledger, "after a second reopen");
+}
+
+#[test]
+fn holds_that_end_after_their_id_went_cold_still_say_how_they_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    ledger.commit(&[Transfer::new(TransferId::timed(now_s(), 1).0, 9, 1, 1000, usd())]).unwrap();
+    let hold = TransferId::timed(now_s(), 2);
+    let mut pending = Transfer::new(hold.0, 1, 9, 300, usd());
+    pending.flags = TransferFlags::PENDING;
+    assert!(ledger.commit(&[pending]).unwrap()[0].is_ok());
+    // Filler, so that the hold's id leaves memory.
+    let filler: Vec<Transfer> =
+        (10..30u128).map(|n| Transfer::new(TransferId::timed(now_s(), n).0, 9, 1, 1, usd())).collect();
+    ledger.commit(&filler).unwrap();
+    assert!(ledger.index_upkeep().unwrap().evicted > 0);
+    // Posted while its id is cold, then the hold leaves memory too.
+    let mut post = Transfer::new(TransferId::timed(now_s(), 3).0, 0, 0, 300, usd());
+    post.flags = TransferFlags::POST_PENDING;
+    post.pending_id = hold;
+    assert!(ledger.commit(&[post]).unwrap()[0].is_ok());
+    ledger
+        .commit(&filler.iter().map(|t| Transfer { id: TransferId(t.id.0 + 1000), ..*t }).collect::<Vec<_>>())
+        .unwrap();
+    ledger.index_upkeep().unwrap();
+    ledger.index_upkeep().unwrap();
+    assert_eq!(ledger.index_report().holds_in_memory, 0, "the ended hold left memory");
+    let mut again = Transfer::new(TransferId::timed(now_s(), 4).0, 0, 0, 300, usd());
+    again.flags = TransferFlags::POST_PENDING;
+    again.pending_id = hold;
+    assert_eq!(ledger.commit(&[again]).unwrap()[0], Err(TransferError::PendingAlreadyPosted));
+    let mut void = again;
+    void.id = TransferId::timed(now_s(), 5);
+    void.flags = TransferFlags::VOID_PENDING;
+    assert_eq!(ledger.commit(&[void]).unwrap()[0], Err(TransferError::PendingAlreadyPosted));
+}
