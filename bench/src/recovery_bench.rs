@@ -52,6 +52,8 @@ struct RecoveryResult {
     shards: usize,
     database_bytes: u64,
     checkpoint_write_ms: u64,
+    /// How long commits waited while the checkpoint copied the state.
+    checkpoint_pause_ms: u64,
     restarts: Vec<Restart>,
     machine: Machine,
 }
@@ -80,10 +82,10 @@ pub fn run(args: &RecoveryArgs) -> Result<()> {
     let mut restarts = vec![restart("full replay", path, &config)?];
 
     let (engine, ledger) = start(path, &config)?;
-    let checkpointing = Instant::now();
-    ledger.checkpoint()?;
-    let checkpoint_write_ms = checkpointing.elapsed().as_millis() as u64;
-    println!("checkpoint written in {checkpoint_write_ms} ms");
+    let report = ledger.checkpoint_report()?;
+    let checkpoint_write_ms = report.duration_us / 1000;
+    let checkpoint_pause_ms = report.pause_us / 1000;
+    println!("checkpoint written in {checkpoint_write_ms} ms, of which commits waited {checkpoint_pause_ms} ms");
     stop(engine, ledger)?;
     restarts.push(restart("checkpoint", path, &config)?);
 
@@ -99,6 +101,7 @@ pub fn run(args: &RecoveryArgs) -> Result<()> {
         shards: args.shards,
         database_bytes: folder_bytes(path),
         checkpoint_write_ms,
+        checkpoint_pause_ms,
         restarts,
         machine,
     };

@@ -19,8 +19,7 @@ use crate::model::{
     TokenSpec, VelocityLimits,
 };
 use crate::provisioning::{
-    decode_account, decode_card, decode_participant, encode_account, encode_card, encode_participant, meta_key,
-    META_ACCOUNT, META_CARD, META_PARTICIPANT,
+    decode_card, decode_participant, encode_card, encode_participant, meta_key, META_CARD, META_PARTICIPANT,
 };
 use crate::shard::Shard;
 use crate::stats::EngineStats;
@@ -43,6 +42,9 @@ pub const SHARD_QUEUE_DEPTH_MAX_DEFAULT: usize = 65_536;
 
 /// Default wait for a partial ledger batch to fill before it is committed anyway.
 pub const COMMIT_DELAY_US_DEFAULT: u64 = 100;
+
+/// Accounts handed to a shard in one message when the engine reloads at start.
+const RELOAD_CHUNK_ACCOUNTS: usize = 65_536;
 
 /// Most accounts, cards or tokens provisioned in one call.
 pub const PROVISION_BATCH_MAX: usize = ACCOUNTS_PER_CALL_MAX;
@@ -394,7 +396,7 @@ impl Engine {
                 flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
                 credit_limit: 0,
                 debit_limits: debit_limits(spec.velocity),
-                user_data: 0,
+                user_data: status_data(spec.status),
             })
             .collect();
         let mut fresh = Vec::new();
@@ -402,14 +404,18 @@ impl Engine {
             match result {
                 Ok(true) => fresh.push(*spec),
                 Ok(false) => {}
-                // Provisioned again with other daily limits (the configuration changed):
-                // the new limits apply from now on.
+                // Provisioned again with other daily limits or status (the configuration
+                // changed): they apply from now on.
                 Err(AccountError::IdConflict)
                     if self.ledger.account(account.id).is_some_and(|view| {
-                        Account { debit_limits: account.debit_limits, ..view.account } == *account
+                        Account { debit_limits: account.debit_limits, user_data: account.user_data, ..view.account }
+                            == *account
                     }) =>
                 {
-                    self.set_debit_limits(account.id, account.debit_limits)?;
+                    self.change_account(account.id, |update| {
+                        update.debit_limits = account.debit_limits;
+                        update.user_data = account.user_data;
+                    })?;
                 }
                 Err(e) => return Err(EngineError::Account(account.id, e.to_string())),
             }
@@ -433,9 +439,6 @@ impl Engine {
             }
         }
         self.install_accounts(specs)?;
-        let records: Vec<(Vec<u8>, Vec<u8>)> =
-            specs.iter().map(|spec| (meta_key(META_ACCOUNT, spec.id.0), encode_account(spec))).collect();
-        self.ledger.put_metadata(&records)?;
         Ok(())
     }
 
@@ -485,51 +488,40 @@ impl Engine {
         Ok(keys)
     }
 
+    /// Blocks, closes or reopens an account: a journaled change of the ledger account (its
+    /// `user_data` holds the status), then the account's shard applies it.
     pub fn set_account_status(&self, id: AccountId, status: AccountStatus) -> Result<(), EngineError> {
-        self.update_account(id, |spec| spec.status = status, ShardMessage::SetStatus(id, status))
+        let _admin = self.admin.lock();
+        self.change_account(id, |update| update.user_data = status_data(status))?;
+        let shards = self.shards.read().clone();
+        shards[self.shard_of(id.0, shards.len())]
+            .send(ShardMessage::SetStatus(id, status))
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(())
     }
 
     /// Changes an account's daily limits. The ledger checks them (with funds), so they are
     /// a journaled change to the ledger account, effective for the next request.
     pub fn set_velocity_limits(&self, id: AccountId, limits: VelocityLimits) -> Result<(), EngineError> {
         let _admin = self.admin.lock();
-        let mut spec = self.account_spec(id)?;
-        spec.velocity = limits;
-        self.set_debit_limits(id, debit_limits(limits))?;
-        self.ledger.put_metadata(&[(meta_key(META_ACCOUNT, id.0), encode_account(&spec))])?;
-        Ok(())
+        self.change_account(id, |update| update.debit_limits = debit_limits(limits))
     }
 
-    fn set_debit_limits(&self, id: AccountId, limits: DebitLimits) -> Result<(), EngineError> {
-        let view = self.ledger.account(id).ok_or_else(|| EngineError::Account(id, "no ledger account".into()))?;
-        let update = AccountUpdate {
+    /// A journaled change to a provisioned cardholder account's attributes.
+    fn change_account(&self, id: AccountId, change: impl FnOnce(&mut AccountUpdate)) -> Result<(), EngineError> {
+        let view = self.ledger.account(id).ok_or_else(|| EngineError::Account(id, "not provisioned".into()))?;
+        if view.account.kind != AccountKind::Cardholder {
+            return Err(EngineError::Account(id, "not a cardholder account".into()));
+        }
+        let mut update = AccountUpdate {
             id,
             flags: view.account.flags,
             credit_limit: view.account.credit_limit,
-            debit_limits: limits,
+            debit_limits: view.account.debit_limits,
+            user_data: view.account.user_data,
         };
+        change(&mut update);
         self.ledger.update_account(update)?.map_err(|e| EngineError::Account(id, e.to_string()))
-    }
-
-    fn account_spec(&self, id: AccountId) -> Result<AccountSpec, EngineError> {
-        let mut spec = None;
-        self.ledger.scan_metadata(&meta_key(META_ACCOUNT, id.0), |_, value| spec = decode_account(value))?;
-        spec.ok_or_else(|| EngineError::Account(id, "not provisioned".into()))
-    }
-
-    fn update_account(
-        &self,
-        id: AccountId,
-        change: impl FnOnce(&mut AccountSpec),
-        message: ShardMessage,
-    ) -> Result<(), EngineError> {
-        let _admin = self.admin.lock();
-        let mut spec = self.account_spec(id)?;
-        change(&mut spec);
-        self.ledger.put_metadata(&[(meta_key(META_ACCOUNT, id.0), encode_account(&spec))])?;
-        let shards = self.shards.read().clone();
-        shards[self.shard_of(id.0, shards.len())].send(message).map_err(|_| EngineError::Stopped)?;
-        Ok(())
     }
 
     /// Closes the settlement window and gives each participant its window's net back as
@@ -554,19 +546,47 @@ impl Engine {
         for spec in &participants {
             self.add_participant_inner(spec)?;
         }
-        let mut accounts = Vec::new();
-        self.ledger.scan_metadata(&[META_ACCOUNT], |_, value| match decode_account(value) {
-            Some(spec) => accounts.push(spec),
-            None => failure = Some("account"),
-        })?;
+        // Cardholder accounts are the ledger's, with the engine's status in their data. They
+        // go to their shards in chunks as they are read, so the shards insert meanwhile.
         let shards = self.shards.read().clone();
+        let expected = self.ledger.account_count();
         for shard in shards.iter() {
             // Accounts spread evenly over shards (by hash); a little slack for the skew.
-            let share = accounts.len() / shards.len() + accounts.len() / (shards.len() * 64) + 1;
+            let share = expected / shards.len() + expected / (shards.len() * 64) + 1;
             shard.send(ShardMessage::ReserveAccounts(share)).map_err(|_| EngineError::Stopped)?;
         }
-        for chunk in accounts.chunks(PROVISION_BATCH_MAX) {
-            self.install_accounts(chunk)?;
+        let mut buffers: Vec<Vec<AccountSpec>> = vec![Vec::new(); shards.len()];
+        let mut accounts = 0usize;
+        let mut stopped = false;
+        self.ledger.for_each_account(|account| {
+            if account.kind != AccountKind::Cardholder {
+                return;
+            }
+            accounts += 1;
+            let shard = self.shard_of(account.id.0, shards.len());
+            buffers[shard].push(AccountSpec {
+                id: account.id,
+                participant: account.participant,
+                currency: account.currency,
+                opening_balance: 0,
+                status: status_of_data(account.user_data),
+                velocity: VelocityLimits {
+                    count_per_day_max: account.debit_limits.count_per_day_max,
+                    amount_per_day_max: account.debit_limits.amount_per_day_max,
+                },
+            });
+            if buffers[shard].len() >= RELOAD_CHUNK_ACCOUNTS {
+                let chunk = std::mem::take(&mut buffers[shard]);
+                stopped |= shards[shard].send(ShardMessage::AddAccounts(chunk)).is_err();
+            }
+        });
+        for (shard, chunk) in shards.iter().zip(buffers) {
+            if !chunk.is_empty() {
+                stopped |= shard.send(ShardMessage::AddAccounts(chunk)).is_err();
+            }
+        }
+        if stopped {
+            return Err(EngineError::Stopped);
         }
         let mut cards = 0usize;
         let directory = Arc::clone(&self.directory);
@@ -600,7 +620,7 @@ impl Engine {
         if !participants.is_empty() {
             tracing::info!(
                 participants = participants.len(),
-                accounts = accounts.len(),
+                accounts,
                 cards,
                 "provisioning reloaded"
             );
@@ -666,4 +686,21 @@ fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandl
 /// The ledger's debit limits of an account with these daily limits.
 fn debit_limits(limits: VelocityLimits) -> DebitLimits {
     DebitLimits { count_per_day_max: limits.count_per_day_max, amount_per_day_max: limits.amount_per_day_max }
+}
+
+/// An account's status as the engine keeps it in the ledger account's `user_data`.
+fn status_data(status: AccountStatus) -> u64 {
+    match status {
+        AccountStatus::Active => 0,
+        AccountStatus::Blocked => 1,
+        AccountStatus::Closed => 2,
+    }
+}
+
+fn status_of_data(data: u64) -> AccountStatus {
+    match data {
+        1 => AccountStatus::Blocked,
+        2 => AccountStatus::Closed,
+        _ => AccountStatus::Active,
+    }
 }

@@ -1,14 +1,14 @@
 //! Provisioning records: what the engine persists through the ledger's opaque metadata
-//! (participants, accounts, cards and tokens), so that a restarted switch knows them
-//! again. Small fixed binary layouts behind a one-byte tag; the ledger stores them
+//! (participants, cards and tokens), so that a restarted switch knows them again.
+//! Cardholder accounts need no record: the ledger's account holds all the engine knows of
+//! one (participant, currency, daily limits, and the status in its `user_data`). Small fixed binary layouts behind a one-byte tag; the ledger stores them
 //! without reading them.
 
-use crate::model::{AccountSpec, AccountStatus, EntryModes, ParticipantSpec, Role, VelocityLimits};
+use crate::model::{EntryModes, ParticipantSpec, Role};
 use crate::vault::CardEntry;
 use junction_ledger::{AccountId, Currency, ParticipantId};
 
 pub(crate) const META_PARTICIPANT: u8 = b'p';
-pub(crate) const META_ACCOUNT: u8 = b'a';
 pub(crate) const META_CARD: u8 = b'c';
 
 pub(crate) fn meta_key(tag: u8, id: u128) -> Vec<u8> {
@@ -41,48 +41,6 @@ pub(crate) fn decode_participant(bytes: &[u8]) -> Option<ParticipantSpec> {
     let caps: Option<Vec<(Currency, u64)>> =
         stored.caps.iter().map(|(code, cap)| Currency::from_code(code).ok().map(|c| (c, *cap))).collect();
     Some(ParticipantSpec { id: ParticipantId(stored.id), name: stored.name, role: stored.role, net_debit_caps: caps? })
-}
-
-pub(crate) fn encode_account(spec: &AccountSpec) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(48);
-    bytes.extend_from_slice(&spec.id.0.to_be_bytes());
-    bytes.extend_from_slice(&spec.participant.0.to_be_bytes());
-    bytes.extend_from_slice(&spec.currency.numeric().to_be_bytes());
-    bytes.extend_from_slice(&spec.opening_balance.to_be_bytes());
-    bytes.push(match spec.status {
-        AccountStatus::Active => 0,
-        AccountStatus::Blocked => 1,
-        AccountStatus::Closed => 2,
-    });
-    bytes.extend_from_slice(&spec.velocity.count_per_day_max.to_be_bytes());
-    bytes.extend_from_slice(&spec.velocity.amount_per_day_max.to_be_bytes());
-    bytes
-}
-
-pub(crate) fn decode_account(bytes: &[u8]) -> Option<AccountSpec> {
-    if bytes.len() != 16 + 8 + 2 + 8 + 1 + 4 + 8 {
-        return None;
-    }
-    let id = u128::from_be_bytes(bytes[0..16].try_into().ok()?);
-    let participant = u64::from_be_bytes(bytes[16..24].try_into().ok()?);
-    let currency = Currency::from_numeric(u16::from_be_bytes(bytes[24..26].try_into().ok()?)).ok()?;
-    let opening_balance = u64::from_be_bytes(bytes[26..34].try_into().ok()?);
-    let status = match bytes[34] {
-        0 => AccountStatus::Active,
-        1 => AccountStatus::Blocked,
-        2 => AccountStatus::Closed,
-        _ => return None,
-    };
-    let count_per_day_max = u32::from_be_bytes(bytes[35..39].try_into().ok()?);
-    let amount_per_day_max = u64::from_be_bytes(bytes[39..47].try_into().ok()?);
-    Some(AccountSpec {
-        id: AccountId(id),
-        participant: ParticipantId(participant),
-        currency,
-        opening_balance,
-        status,
-        velocity: VelocityLimits { count_per_day_max, amount_per_day_max },
-    })
 }
 
 pub(crate) fn encode_card(entry: &CardEntry) -> Vec<u8> {

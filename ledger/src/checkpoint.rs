@@ -7,7 +7,7 @@
 //! and queries read it.
 
 use crate::currency::Currency;
-use crate::memory::{BigMap, HugePages};
+use crate::accounts::AccountTable;
 use crate::state::{AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, Velocity, VELOCITY_BUCKETS};
 use crate::store::{self, Store, StoredBytes};
 use crate::types::*;
@@ -18,6 +18,9 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// Entries per checkpoint chunk (one RocksDB value each, a few MB): small enough that
 /// encoding and decoding reuse one buffer, large enough that the per-value cost vanishes.
 pub(crate) const CHECKPOINT_CHUNK_ENTRIES_MAX: usize = 1 << 16;
+
+/// Chunks decoded ahead of the inserts while a table loads (each a few MB).
+const LOAD_CHUNKS_AHEAD: usize = 2;
 
 /// Bumped when the layout changes; a checkpoint of another version is ignored (the
 /// journal is replayed in full instead).
@@ -195,10 +198,11 @@ fn status_code(status: HoldStatus) -> u8 {
     }
 }
 
-/// Copies the state. Runs under the sequencer lock: a straight copy, no I/O. Each table
-/// is copied in its hash-table order, which is also the order that refills a table of
-/// the same size front to back when the checkpoint is loaded.
-pub(crate) fn snapshot(state: &State) -> Snapshot {
+/// Starts a checkpoint at the state's last entry, under the sequencer lock: copies the
+/// scalars and the pending holds (small), lists the resolved holds (whose endings go to
+/// the cold index instead), and starts the accounts' copy-on-write copy, which
+/// `copy_accounts` then takes a chunk at a time. No I/O.
+pub(crate) fn begin_snapshot(state: &mut State) -> (Snapshot, Vec<(TransferId, HoldStatus)>) {
     let scalars = Scalars {
         window: state.window,
         window_transfer_count: state.window_transfer_count,
@@ -219,38 +223,40 @@ pub(crate) fn snapshot(state: &State) -> Snapshot {
             })
             .collect(),
     };
-    let accounts = state
-        .accounts
-        .values()
-        .map(|a| SnapAccount {
-            account: a.account,
-            balances: [
-                a.balances.debits_pending,
-                a.balances.debits_posted,
-                a.balances.credits_pending,
-                a.balances.credits_posted,
-            ],
-            last_seq: a.links.last_seq,
-            previous_seq: a.links.previous_seq,
-            velocity_bucket: a.velocity.newest_bucket,
-            velocity_counts: a.velocity.counts,
-            velocity_amounts: a.velocity.amounts,
-        })
-        .collect();
-    let holds = state
-        .holds
-        .iter()
-        .map(|(id, h)| SnapHold {
-            id: *id,
-            debit: h.debit,
-            credit: h.credit,
-            amount: h.amount,
-            currency: h.currency,
-            expires_at: h.expires_at,
-            status: status_code(h.status),
-        })
-        .collect();
-    Snapshot { scalars, accounts, holds }
+    let mut holds = Vec::new();
+    let mut resolved = Vec::new();
+    for (id, h) in &state.holds {
+        if h.status == HoldStatus::Pending {
+            holds.push(SnapHold {
+                id: *id,
+                debit: h.debit,
+                credit: h.credit,
+                amount: h.amount,
+                currency: h.currency,
+                expires_at: h.expires_at,
+                status: status_code(h.status),
+            });
+        } else {
+            resolved.push((*id, h.status));
+        }
+    }
+    state.accounts.start_copy();
+    let accounts = Vec::with_capacity(state.accounts.len());
+    (Snapshot { scalars, accounts, holds }, resolved)
+}
+
+/// Copies the next chunk of accounts into the snapshot, under the sequencer lock; true
+/// once all are copied.
+pub(crate) fn copy_accounts(state: &mut State, snapshot: &mut Snapshot, buckets: usize) -> bool {
+    state.accounts.copy_chunk(buckets, &mut snapshot.accounts, |a| SnapAccount {
+        account: a.account,
+        balances: [a.balances.debits_pending, a.balances.debits_posted, a.balances.credits_pending, a.balances.credits_posted],
+        last_seq: a.links.last_seq,
+        previous_seq: a.links.previous_seq,
+        velocity_bucket: a.velocity.newest_bucket,
+        velocity_counts: a.velocity.counts,
+        velocity_amounts: a.velocity.amounts,
+    })
 }
 
 /// Writes the snapshot as one sorted SST file at `path` (synced when finished), ready to
@@ -343,48 +349,38 @@ pub(crate) fn load(store: &Store) -> Result<Option<(State, u64)>, String> {
     if state.next_seq != meta.seq + 1 {
         return Err(format!("scalars end at entry {}, meta at {}", state.next_seq - 1, meta.seq));
     }
-    // Each table is sized once, then refilled in the order it was copied in (front to
-    // back, see `snapshot`); the holds load on a thread of their own meanwhile.
-    let (accounts, holds) = std::thread::scope(|scope| {
-        let holds = scope.spawn(|| {
-            load_table(&get, &meta, Table::Holds, |h: SnapHold| {
-                let status = match h.status {
-                    0 => HoldStatus::Pending,
-                    1 => HoldStatus::Posted,
-                    2 => HoldStatus::Voided,
-                    3 => HoldStatus::Expired,
-                    other => return Err(format!("hold status {other}")),
-                };
-                let hold = Hold {
-                    debit: h.debit,
-                    credit: h.credit,
-                    amount: h.amount,
-                    currency: h.currency,
-                    expires_at: h.expires_at,
-                    status,
-                };
-                Ok((h.id, hold))
-            })
-        });
-        let accounts = load_table(&get, &meta, Table::Accounts, |a: SnapAccount| {
-            let balances = Balances {
-                debits_pending: a.balances[0],
-                debits_posted: a.balances[1],
-                credits_pending: a.balances[2],
-                credits_posted: a.balances[3],
-            };
-            let links = HistoryLinks { last_seq: a.last_seq, previous_seq: a.previous_seq };
-            let velocity =
-                Velocity { newest_bucket: a.velocity_bucket, counts: a.velocity_counts, amounts: a.velocity_amounts };
-            Ok((a.account.id, AccountState { account: a.account, balances, links, velocity }))
-        });
-        let holds = holds.join().unwrap_or_else(|_| Err("the holds loader panicked".into()));
-        (accounts, holds)
-    });
-    state.accounts = accounts?;
-    for (id, hold) in holds? {
-        state.insert_hold(id, hold);
-    }
+    // The accounts table is sized once, then refilled in the order it was copied in
+    // (front to back, see `begin_snapshot`); the holds are small.
+    let mut accounts = AccountTable::with_capacity(meta.entries(Table::Accounts));
+    load_table(&get, &meta, Table::Accounts, |a: SnapAccount| {
+        let balances = Balances {
+            debits_pending: a.balances[0],
+            debits_posted: a.balances[1],
+            credits_pending: a.balances[2],
+            credits_posted: a.balances[3],
+        };
+        let links = HistoryLinks { last_seq: a.last_seq, previous_seq: a.previous_seq };
+        let velocity = Velocity { newest_bucket: a.velocity_bucket, counts: a.velocity_counts, amounts: a.velocity_amounts };
+        if accounts.insert(AccountState { account: a.account, balances, links, velocity }) {
+            Ok(())
+        } else {
+            Err(format!("account {:?} twice", a.account.id))
+        }
+    })?;
+    state.accounts = accounts;
+    load_table(&get, &meta, Table::Holds, |h: SnapHold| {
+        let status = match h.status {
+            0 => HoldStatus::Pending,
+            1 => HoldStatus::Posted,
+            2 => HoldStatus::Voided,
+            3 => HoldStatus::Expired,
+            other => return Err(format!("hold status {other}")),
+        };
+        let hold =
+            Hold { debit: h.debit, credit: h.credit, amount: h.amount, currency: h.currency, expires_at: h.expires_at, status };
+        state.insert_hold(h.id, hold);
+        Ok(())
+    })?;
     Ok(Some((state, meta.seq)))
 }
 
@@ -397,32 +393,47 @@ fn show_key(key: &[u8]) -> String {
     }
 }
 
-fn load_table<'g, T, K, V>(
+/// Reads a table's chunks and hands each entry to `visit`; returns how many there were.
+fn load_table<'g, T>(
     get: &(dyn Fn(&[u8]) -> Result<StoredBytes<'g>, String> + Sync),
     meta: &CheckpointMeta,
     table: Table,
-    convert: impl Fn(T) -> Result<(K, V), String>,
-) -> Result<BigMap<K, V>, String>
+    mut visit: impl FnMut(T) -> Result<(), String>,
+) -> Result<usize, String>
 where
-    K: std::hash::Hash + Eq,
+    T: Send,
     Vec<T>: Archive,
     <Vec<T> as Archive>::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>
         + rkyv::Deserialize<Vec<T>, rkyv::api::high::HighDeserializer<rancor::Error>>,
 {
-    let mut map = BigMap::with_capacity_and_hasher_in(meta.entries(table), Default::default(), HugePages);
-    let mut buffer = AlignedVec::new();
-    for index in 0..meta.chunks(table) {
-        let key = chunk_key(table, index);
-        let entries: Vec<T> = decode(&get(&key)?, &mut buffer).map_err(|e| format!("{}: {e}", show_key(&key)))?;
-        for entry in entries {
-            let (key, value) = convert(entry)?;
-            map.insert(key, value);
+    // Reading and decoding the chunks runs on a thread of its own, ahead of the inserts
+    // (and of faulting in the table): the two overlap instead of taking turns.
+    std::thread::scope(|scope| {
+        let (chunks, decoded) = crossbeam::channel::bounded::<Result<Vec<T>, String>>(LOAD_CHUNKS_AHEAD);
+        scope.spawn(move || {
+            let mut buffer = AlignedVec::new();
+            for index in 0..meta.chunks(table) {
+                let key = chunk_key(table, index);
+                let entries =
+                    get(&key).and_then(|bytes| decode(&bytes, &mut buffer).map_err(|e| format!("{}: {e}", show_key(&key))));
+                let failed = entries.is_err();
+                if chunks.send(entries).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut count = 0;
+        for entries in decoded {
+            for entry in entries? {
+                visit(entry)?;
+                count += 1;
+            }
         }
-    }
-    if map.len() != meta.entries(table) {
-        return Err(format!("{table:?}: {} entries loaded, meta says {}", map.len(), meta.entries(table)));
-    }
-    Ok(map)
+        if count != meta.entries(table) {
+            return Err(format!("{table:?}: {count} entries loaded, meta says {}", meta.entries(table)));
+        }
+        Ok(count)
+    })
 }
 
 fn restore_scalars(state: &mut State, scalars: Scalars) {

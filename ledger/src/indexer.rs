@@ -5,7 +5,7 @@
 
 use crate::error::LedgerError;
 use crate::index::{self, ColdIndex, Horizon};
-use crate::state::{State, TransferIndexEntry};
+use crate::state::{HoldStatus, State, TransferIndexEntry};
 use crate::types::TransferId;
 use crate::writer::Shared;
 use parking_lot::{Condvar, Mutex};
@@ -201,6 +201,18 @@ fn write_cold(shared: &Shared, mut entries: Vec<(TransferId, TransferIndexEntry)
     }
     entries.sort_unstable_by_key(|(id, _)| id.0);
     shared.store.install_cold_index(entries.iter().map(|(id, entry)| (*id, index::encode_entry(entry))))
+}
+
+/// Writes how these holds ended into the cold index (their index entries are there
+/// already): a checkpoint keeps only pending holds.
+pub(crate) fn write_hold_endings(shared: &Shared, holds: &[(TransferId, HoldStatus)]) -> Result<(), LedgerError> {
+    let mut endings = Vec::with_capacity(holds.len());
+    for (id, status) in holds {
+        if let Some(entry) = shared.store.get(*id)? {
+            endings.push((*id, entry.with_hold_status(*status)));
+        }
+    }
+    write_cold(shared, endings)
 }
 
 /// Holds resolved after their id had left memory: the cold index learns how they ended,

@@ -121,6 +121,23 @@ pub struct WindowPositions {
     pub positions: BTreeMap<PositionKey, Position>,
 }
 
+/// Buckets of the accounts table a checkpoint copies per hold of the sequencer lock
+/// (about 250 bytes each: a few milliseconds of waiting commits at most).
+pub const CHECKPOINT_COPY_BUCKETS: usize = 1 << 14;
+
+/// What a checkpoint covered and cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// Journal entries covered: `1..=seq`.
+    pub seq: u64,
+    /// How long commits waited, in all, while the state was copied (in short pieces).
+    pub pause_us: u64,
+    /// The longest single wait.
+    pub pause_us_max: u64,
+    /// The whole checkpoint: flushing the cold index, copying, writing, installing.
+    pub duration_us: u64,
+}
+
 /// Where the transfer index stands (see `index.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IndexReport {
@@ -347,6 +364,8 @@ impl Ledger {
         if accounts.len() > ACCOUNTS_PER_CALL_MAX {
             return Err(LedgerError::TooManyAccounts(accounts.len()));
         }
+        // Not while a checkpoint copies the accounts table (its buckets must stay put).
+        let _no_copy = self.maintenance.lock();
         self.check_available()?;
         let mut state = self.state.lock();
         let mut results = Vec::with_capacity(accounts.len());
@@ -423,6 +442,15 @@ impl Ledger {
 
     pub fn account(&self, id: AccountId) -> Option<AccountView> {
         self.state.lock().accounts.get(&id).map(|a| AccountView { account: a.account, balances: a.balances })
+    }
+
+    /// Visits every account, in no particular order (the sequencer lock is held meanwhile:
+    /// for start-up, not for traffic).
+    pub fn for_each_account(&self, mut visit: impl FnMut(&Account)) {
+        let state = self.state.lock();
+        for account in state.accounts.values() {
+            visit(&account.account);
+        }
     }
 
     pub fn account_count(&self) -> usize {
@@ -578,16 +606,35 @@ impl Ledger {
     /// 50 ms per million transfers in the index), not while it is encoded and written.
     /// Returns the journal entry it covers up to.
     pub fn checkpoint(&self) -> Result<u64, LedgerError> {
+        Ok(self.checkpoint_report()?.seq)
+    }
+
+    /// `checkpoint`, with what it cost.
+    pub fn checkpoint_report(&self) -> Result<CheckpointReport, LedgerError> {
+        let started = std::time::Instant::now();
         let _one_at_a_time = self.maintenance.lock();
         self.check_available()?;
-        let (seq, snapshot) = {
-            let state = self.state.lock();
-            (state.next_seq - 1, checkpoint::snapshot(&state))
+        // The state as of entry `seq`: scalars and pending holds copied at once, accounts
+        // a chunk at a time with copy-on-write (`accounts.rs`), so that commits wait only
+        // for short moments (`pause_us_max`), never for the whole table.
+        let (seq, mut snapshot, resolved, mut pause_us) = {
+            let mut state = self.state.lock();
+            let copying = std::time::Instant::now();
+            let (snapshot, resolved) = checkpoint::begin_snapshot(&mut state);
+            (state.next_seq - 1, snapshot, resolved, copying.elapsed().as_micros() as u64)
         };
+        let mut pause_us_max = pause_us;
+        let copied = self.copy_accounts(&mut snapshot, &mut pause_us, &mut pause_us_max);
+        if let Err(error) = copied {
+            self.state.lock().accounts.abandon_copy();
+            return Err(error);
+        }
         // Never let a checkpoint get ahead of what the journal holds on disk.
         self.wait_durable(seq)?;
-        // The checkpoint holds no index: the cold index has it through `seq` first.
+        // The checkpoint holds no index, nor the holds that ended: the cold index has the
+        // index through `seq` first, with how those holds ended.
         indexer::flush_through(&self.state, &self.shared, seq)?;
+        indexer::write_hold_endings(&self.shared, &resolved)?;
         let store = &self.shared.store;
         // Written as one SST file and ingested whole: the new checkpoint replaces the old
         // atomically, a crash before the ingest leaves the old one (and a stray file that
@@ -600,8 +647,40 @@ impl Ledger {
         // longer needed: the next open replays neither the journal nor RocksDB's log up
         // to here.
         store.install_checkpoint(&file, &checkpoint::stale_ranges(&meta))?;
-        tracing::info!(seq, chunks = ?meta.chunks, "ledger checkpoint written");
-        Ok(seq)
+        let report =
+            CheckpointReport { seq, pause_us, pause_us_max, duration_us: started.elapsed().as_micros() as u64 };
+        tracing::info!(
+            seq,
+            chunks = ?meta.chunks,
+            pause_us,
+            pause_us_max,
+            duration_us = report.duration_us,
+            "ledger checkpoint written"
+        );
+        Ok(report)
+    }
+
+    /// Copies the accounts into a checkpoint's snapshot, `CHECKPOINT_COPY_BUCKETS` at a
+    /// time under the sequencer lock.
+    fn copy_accounts(
+        &self,
+        snapshot: &mut checkpoint::Snapshot,
+        pause_us: &mut u64,
+        pause_us_max: &mut u64,
+    ) -> Result<(), LedgerError> {
+        loop {
+            self.check_available()?;
+            let mut state = self.state.lock();
+            let copying = std::time::Instant::now();
+            let done = checkpoint::copy_accounts(&mut state, snapshot, CHECKPOINT_COPY_BUCKETS);
+            drop(state);
+            let us = copying.elapsed().as_micros() as u64;
+            *pause_us += us;
+            *pause_us_max = (*pause_us_max).max(us);
+            if done {
+                return Ok(());
+            }
+        }
     }
 
     /// Stores opaque metadata records durably (one synced write for all of them). The

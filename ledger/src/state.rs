@@ -8,6 +8,7 @@
 //! No I/O, no logging above debug, no allocation per transfer beyond the hash-table
 //! entries that a new transfer needs.
 
+use crate::accounts::AccountTable;
 use crate::currency::Currency;
 use crate::error::LedgerError;
 use crate::index::{ColdIndex, Horizon};
@@ -203,7 +204,7 @@ const WARM_GROUP: usize = 32;
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub accounts: BigMap<AccountId, AccountState>,
+    pub accounts: AccountTable,
     pub transfers: BigMap<TransferId, TransferIndexEntry>,
     pub holds: FxHashMap<TransferId, Hold>,
     expiries: BTreeSet<(u64, TransferId)>,
@@ -351,16 +352,13 @@ impl State {
     }
 
     pub fn insert_account(&mut self, account: Account) {
-        let previous = self.accounts.insert(
-            account.id,
-            AccountState {
-                account,
-                balances: Balances::default(),
-                links: HistoryLinks::default(),
-                velocity: Velocity::default(),
-            },
-        );
-        assert!(previous.is_none(), "account {:?} inserted twice", account.id);
+        let fresh = self.accounts.insert(AccountState {
+            account,
+            balances: Balances::default(),
+            links: HistoryLinks::default(),
+            velocity: Velocity::default(),
+        });
+        assert!(fresh, "account {:?} inserted twice", account.id);
     }
 
     pub fn update_account(&mut self, update: &AccountUpdate) -> Result<(), AccountError> {
@@ -371,6 +369,7 @@ impl State {
         state.account.flags = update.flags;
         state.account.credit_limit = update.credit_limit;
         state.account.debit_limits = update.debit_limits;
+        state.account.user_data = update.user_data;
         Ok(())
     }
 

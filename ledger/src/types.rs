@@ -137,14 +137,15 @@ pub struct Account {
     pub user_data: u64,
 }
 
-/// A change to an account's attributes (journaled): its flags (e.g. closed), credit limit
-/// and debit limits.
+/// A change to an account's attributes (journaled): its flags (e.g. closed), credit limit,
+/// debit limits and the caller's data.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountUpdate {
     pub id: AccountId,
     pub flags: AccountFlags,
     pub credit_limit: u64,
     pub debit_limits: DebitLimits,
+    pub user_data: u64,
 }
 
 /// An account's balances in minor units. Pending amounts are holds: they reduce what is

@@ -444,6 +444,7 @@ fn run(ops: Vec<Op>) {
                     flags: AccountFlags(flags),
                     credit_limit,
                     debit_limits: DebitLimits::NONE,
+                    user_data: 0,
                 };
                 let real = ledger.update_account(update).unwrap();
                 match model.accounts.get_mut(&AccountId(id)) {

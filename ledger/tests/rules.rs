@@ -331,5 +331,5 @@ fn checkpoint_then_reopen_replays_only_the_tail() {
 }
 
 fn update(id: u128, flags: AccountFlags, credit_limit: u64) -> AccountUpdate {
-    AccountUpdate { id: AccountId(id), flags, credit_limit, debit_limits: DebitLimits::NONE }
+    AccountUpdate { id: AccountId(id), flags, credit_limit, debit_limits: DebitLimits::NONE, user_data: 0 }
 }
