@@ -54,6 +54,8 @@ struct RecoveryResult {
     checkpoint_write_ms: u64,
     /// How long commits waited while the checkpoint copied the state.
     checkpoint_pause_ms: u64,
+    /// The longest single wait.
+    checkpoint_pause_us_max: u64,
     restarts: Vec<Restart>,
     machine: Machine,
 }
@@ -85,7 +87,11 @@ pub fn run(args: &RecoveryArgs) -> Result<()> {
     let report = ledger.checkpoint_report()?;
     let checkpoint_write_ms = report.duration_us / 1000;
     let checkpoint_pause_ms = report.pause_us / 1000;
-    println!("checkpoint written in {checkpoint_write_ms} ms, of which commits waited {checkpoint_pause_ms} ms");
+    let checkpoint_pause_us_max = report.pause_us_max;
+    println!(
+        "checkpoint written in {checkpoint_write_ms} ms; commits waited {checkpoint_pause_ms} ms in all, \
+         {checkpoint_pause_us_max} us at most at once"
+    );
     stop(engine, ledger)?;
     restarts.push(restart("checkpoint", path, &config)?);
 
@@ -102,6 +108,7 @@ pub fn run(args: &RecoveryArgs) -> Result<()> {
         database_bytes: folder_bytes(path),
         checkpoint_write_ms,
         checkpoint_pause_ms,
+        checkpoint_pause_us_max,
         restarts,
         machine,
     };

@@ -618,12 +618,7 @@ impl Engine {
         }
         self.restore_holds()?;
         if !participants.is_empty() {
-            tracing::info!(
-                participants = participants.len(),
-                accounts,
-                cards,
-                "provisioning reloaded"
-            );
+            tracing::info!(participants = participants.len(), accounts, cards, "provisioning reloaded");
         }
         Ok(())
     }

@@ -49,11 +49,7 @@ impl std::fmt::Debug for AccountTable {
 
 impl AccountTable {
     pub fn with_capacity(capacity: usize) -> AccountTable {
-        AccountTable {
-            table: HashTable::with_capacity_in(capacity, HugePages),
-            hasher: FxBuildHasher,
-            copying: None,
-        }
+        AccountTable { table: HashTable::with_capacity_in(capacity, HugePages), hasher: FxBuildHasher, copying: None }
     }
 
     fn hash(&self, id: &AccountId) -> u64 {
@@ -103,7 +99,7 @@ impl AccountTable {
             return false;
         }
         let hasher = self.hasher;
-        self.table.insert_unique(hash, account, |a| hasher.hash_one(&a.account.id));
+        self.table.insert_unique(hash, account, |a| hasher.hash_one(a.account.id));
         true
     }
 

@@ -6,8 +6,8 @@
 //! checkpoint, so a crash leaves either the old one or the new one. The journal itself is kept: clearing
 //! and queries read it.
 
-use crate::currency::Currency;
 use crate::accounts::AccountTable;
+use crate::currency::Currency;
 use crate::state::{AccountState, ClosedWindow, HistoryLinks, Hold, HoldStatus, State, Velocity, VELOCITY_BUCKETS};
 use crate::store::{self, Store, StoredBytes};
 use crate::types::*;
@@ -250,7 +250,12 @@ pub(crate) fn begin_snapshot(state: &mut State) -> (Snapshot, Vec<(TransferId, H
 pub(crate) fn copy_accounts(state: &mut State, snapshot: &mut Snapshot, buckets: usize) -> bool {
     state.accounts.copy_chunk(buckets, &mut snapshot.accounts, |a| SnapAccount {
         account: a.account,
-        balances: [a.balances.debits_pending, a.balances.debits_posted, a.balances.credits_pending, a.balances.credits_posted],
+        balances: [
+            a.balances.debits_pending,
+            a.balances.debits_posted,
+            a.balances.credits_pending,
+            a.balances.credits_posted,
+        ],
         last_seq: a.links.last_seq,
         previous_seq: a.links.previous_seq,
         velocity_bucket: a.velocity.newest_bucket,
@@ -360,7 +365,8 @@ pub(crate) fn load(store: &Store) -> Result<Option<(State, u64)>, String> {
             credits_posted: a.balances[3],
         };
         let links = HistoryLinks { last_seq: a.last_seq, previous_seq: a.previous_seq };
-        let velocity = Velocity { newest_bucket: a.velocity_bucket, counts: a.velocity_counts, amounts: a.velocity_amounts };
+        let velocity =
+            Velocity { newest_bucket: a.velocity_bucket, counts: a.velocity_counts, amounts: a.velocity_amounts };
         if accounts.insert(AccountState { account: a.account, balances, links, velocity }) {
             Ok(())
         } else {
@@ -376,8 +382,14 @@ pub(crate) fn load(store: &Store) -> Result<Option<(State, u64)>, String> {
             3 => HoldStatus::Expired,
             other => return Err(format!("hold status {other}")),
         };
-        let hold =
-            Hold { debit: h.debit, credit: h.credit, amount: h.amount, currency: h.currency, expires_at: h.expires_at, status };
+        let hold = Hold {
+            debit: h.debit,
+            credit: h.credit,
+            amount: h.amount,
+            currency: h.currency,
+            expires_at: h.expires_at,
+            status,
+        };
         state.insert_hold(h.id, hold);
         Ok(())
     })?;
@@ -414,8 +426,8 @@ where
             let mut buffer = AlignedVec::new();
             for index in 0..meta.chunks(table) {
                 let key = chunk_key(table, index);
-                let entries =
-                    get(&key).and_then(|bytes| decode(&bytes, &mut buffer).map_err(|e| format!("{}: {e}", show_key(&key))));
+                let entries = get(&key)
+                    .and_then(|bytes| decode(&bytes, &mut buffer).map_err(|e| format!("{}: {e}", show_key(&key))));
                 let failed = entries.is_err();
                 if chunks.send(entries).is_err() || failed {
                     return;

@@ -258,3 +258,42 @@ fn refuses_what_it_cannot_do() {
     assert_eq!(no_pacing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_pacing.stderr).contains("choose a pacing"), "{}", text(&no_pacing));
 }
+
+/// Resends at overload: the daemon's in-flight bound is tiny, so a good share of the
+/// traffic is told to try again (91); every deliberate duplicate still gets its original's
+/// answer or 91, never another one, whether the original was approved or declined
+/// (unknown card, insufficient funds), with refunds moving balances in between. loadgen
+/// exits non-zero on any mismatch.
+#[test]
+fn duplicates_at_overload_get_their_original_answer_or_91() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = junction_tests::demo_config();
+    config.switch.requests_in_flight_max = 48;
+    let daemon = Daemon::start_with_config(&dir.path().join("data"), &config);
+    let json = dir.path().join("report.json");
+    let output = loadgen(
+        &daemon,
+        &[
+            "--provision",
+            "500",
+            "--connections",
+            "4",
+            "--rate",
+            "6000",
+            "--duration",
+            "4s",
+            "--mix",
+            "purchase=40,refund=10,duplicate=25,unknown_card=5,insufficient_funds=20",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+        ],
+    );
+    let report = read_report(&json);
+    assert!(output.status.success(), "loadgen failed (a duplicate answered otherwise?)\n{}", text(&output));
+    check_arithmetic(&report);
+    let duplicates = &report["duplicates"];
+    assert!(number(duplicates, "/sent") > 100, "{duplicates}");
+    assert_eq!(number(duplicates, "/mismatched"), 0, "{}", report["mismatch_examples"]);
+    assert!(number(&report, "/responses_by_code/91") > 0, "the daemon was never overloaded: the test proves nothing");
+    assert!(number(&report, "/responses_by_code/51") > 0, "no decline for funds to resend");
+}
