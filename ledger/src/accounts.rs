@@ -118,7 +118,9 @@ impl AccountTable {
         let Some(copying) = &mut self.copying else { return true };
         let end = (copying.copied + buckets).min(self.table.num_buckets());
         for bucket in copying.copied..end {
-            if let Some(before) = copying.before.remove(&bucket) {
+            // Most buckets did not change since the copy started: no look on the side.
+            let before = if copying.before.is_empty() { None } else { copying.before.remove(&bucket) };
+            if let Some(before) = before {
                 out.push(convert(&before));
             } else if let Some(account) = self.table.get_bucket(bucket) {
                 out.push(convert(account));

@@ -123,7 +123,7 @@ pub struct WindowPositions {
 
 /// Buckets of the accounts table a checkpoint copies per hold of the sequencer lock
 /// (about 250 bytes each: a few milliseconds of waiting commits at most).
-pub const CHECKPOINT_COPY_BUCKETS: usize = 1 << 14;
+pub const CHECKPOINT_COPY_BUCKETS: usize = 1 << 13;
 
 /// What a checkpoint covered and cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
