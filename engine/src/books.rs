@@ -27,3 +27,20 @@ pub const TRANSFER_CODE_REFUND: u16 = 5;
 pub const TRANSFER_CODE_OPENING_BALANCE: u16 = 6;
 pub const TRANSFER_CODE_QR_PAYMENT: u16 = 7;
 pub const TRANSFER_CODE_FX_LEG: u16 = 8;
+/// The acquirer-issuer obligation of a request the issuer's host approved.
+pub const TRANSFER_CODE_HOSTED_PURCHASE: u16 = 9;
+pub const TRANSFER_CODE_HOSTED_REFUND: u16 = 10;
+pub const TRANSFER_CODE_HOSTED_AUTHORIZATION: u16 = 11;
+pub const TRANSFER_CODE_HOSTED_COMPLETION: u16 = 12;
+/// The same, approved by the switch standing in for an unreachable host.
+pub const TRANSFER_CODE_STAND_IN_PURCHASE: u16 = 13;
+pub const TRANSFER_CODE_STAND_IN_REFUND: u16 = 14;
+pub const TRANSFER_CODE_STAND_IN_AUTHORIZATION: u16 = 15;
+
+/// Whether a transfer code is one the switch booked standing in for an issuer.
+pub fn is_stand_in(code: u16) -> bool {
+    matches!(
+        code,
+        TRANSFER_CODE_STAND_IN_PURCHASE | TRANSFER_CODE_STAND_IN_REFUND | TRANSFER_CODE_STAND_IN_AUTHORIZATION
+    )
+}

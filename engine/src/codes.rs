@@ -23,6 +23,9 @@
 //! | - | `Overloaded` | 91 | a shard queue is full, or the daemon is at its in-flight bound: declined at once |
 //! | - | `LedgerUnavailable` | 91 | the ledger cannot write; nothing is approved |
 //! | - | `SystemError` | 96 | anything unexpected |
+//! | - | `IssuerDeclined` | the issuer's | the card's issuer host declined (its code is relayed as it came) |
+//! | - | `IssuerUnavailable` | 91 | the issuer host did not answer in time, and its BIN allows no stand-in |
+//! | - | `StandInLimitExceeded` | 61 | stood in for the issuer, past the BIN's stand-in limits |
 //!
 //! The net debit cap is reserved in the shard before the ledger checks funds and velocity,
 //! so when both would fail the cap decline is the one reported.
@@ -34,47 +37,46 @@
 
 use junction_ledger::TransferError;
 
-/// ISO 8583:1987 response codes the switch sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResponseCode {
-    Approved,
-    DoNotHonor,
-    InvalidTransaction,
-    InvalidAmount,
-    InvalidCard,
-    OriginalNotFound,
-    FormatError,
-    InsufficientFunds,
-    ExpiredCard,
-    NotPermitted,
-    AmountLimitExceeded,
-    SecurityViolation,
-    FrequencyLimitExceeded,
-    SystemUnavailable,
-    DuplicateTransmission,
-    SystemMalfunction,
-}
+/// An ISO 8583:1987 response code (field 39): two characters. The switch's own codes are
+/// the constants below; an issuer's host may answer with any other, which the switch
+/// relays as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResponseCode([u8; 2]);
 
+// The constants keep the names the switch has always used for its codes.
+#[allow(non_upper_case_globals)]
 impl ResponseCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResponseCode::Approved => "00",
-            ResponseCode::DoNotHonor => "05",
-            ResponseCode::InvalidTransaction => "12",
-            ResponseCode::InvalidAmount => "13",
-            ResponseCode::InvalidCard => "14",
-            ResponseCode::OriginalNotFound => "25",
-            ResponseCode::FormatError => "30",
-            ResponseCode::InsufficientFunds => "51",
-            ResponseCode::ExpiredCard => "54",
-            ResponseCode::NotPermitted => "57",
-            ResponseCode::AmountLimitExceeded => "61",
-            ResponseCode::SecurityViolation => "63",
-            ResponseCode::FrequencyLimitExceeded => "65",
-            ResponseCode::SystemUnavailable => "91",
-            ResponseCode::DuplicateTransmission => "94",
-            ResponseCode::SystemMalfunction => "96",
-        }
+    pub const Approved: ResponseCode = ResponseCode(*b"00");
+    pub const DoNotHonor: ResponseCode = ResponseCode(*b"05");
+    pub const InvalidTransaction: ResponseCode = ResponseCode(*b"12");
+    pub const InvalidAmount: ResponseCode = ResponseCode(*b"13");
+    pub const InvalidCard: ResponseCode = ResponseCode(*b"14");
+    pub const OriginalNotFound: ResponseCode = ResponseCode(*b"25");
+    pub const FormatError: ResponseCode = ResponseCode(*b"30");
+    pub const InsufficientFunds: ResponseCode = ResponseCode(*b"51");
+    pub const ExpiredCard: ResponseCode = ResponseCode(*b"54");
+    pub const NotPermitted: ResponseCode = ResponseCode(*b"57");
+    pub const AmountLimitExceeded: ResponseCode = ResponseCode(*b"61");
+    pub const SecurityViolation: ResponseCode = ResponseCode(*b"63");
+    pub const FrequencyLimitExceeded: ResponseCode = ResponseCode(*b"65");
+    pub const IssuerUnavailable: ResponseCode = ResponseCode(*b"91");
+    pub const SystemUnavailable: ResponseCode = ResponseCode(*b"91");
+    pub const DuplicateTransmission: ResponseCode = ResponseCode(*b"94");
+    pub const SystemMalfunction: ResponseCode = ResponseCode(*b"96");
+
+    /// A code as it came on the wire: two letters or digits.
+    pub fn from_wire(code: &str) -> Option<ResponseCode> {
+        let bytes: [u8; 2] = code.as_bytes().try_into().ok()?;
+        bytes.iter().all(u8::is_ascii_alphanumeric).then_some(ResponseCode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only alphanumeric ASCII is ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("96")
+    }
+
+    pub fn bytes(self) -> [u8; 2] {
+        self.0
     }
 
     pub fn is_approved(self) -> bool {
@@ -121,6 +123,16 @@ pub enum DeclineReason {
     LedgerUnavailable,
     #[error("system error")]
     SystemError,
+    /// The card's issuer (its host) declined; the response code is the issuer's own.
+    #[error("declined by the issuer")]
+    IssuerDeclined,
+    /// The issuer's host did not answer in time and the card's BIN allows no stand-in.
+    #[error("the issuer is unavailable")]
+    IssuerUnavailable,
+    /// Stood in for an unreachable issuer, and the stand-in limits of the card's BIN were
+    /// exceeded.
+    #[error("stand-in limit exceeded")]
+    StandInLimitExceeded,
 }
 
 impl DeclineReason {
@@ -140,6 +152,10 @@ impl DeclineReason {
             OriginalNotFound => ResponseCode::OriginalNotFound,
             Overloaded | LedgerUnavailable => ResponseCode::SystemUnavailable,
             SystemError => ResponseCode::SystemMalfunction,
+            // The issuer's own code is in the response; 05 when it is not known.
+            IssuerDeclined => ResponseCode::DoNotHonor,
+            IssuerUnavailable => ResponseCode::IssuerUnavailable,
+            StandInLimitExceeded => ResponseCode::AmountLimitExceeded,
         }
     }
 
@@ -165,12 +181,15 @@ impl DeclineReason {
             Overloaded => "overloaded",
             LedgerUnavailable => "ledger_unavailable",
             SystemError => "system_error",
+            IssuerDeclined => "issuer_declined",
+            IssuerUnavailable => "issuer_unavailable",
+            StandInLimitExceeded => "stand_in_limit_exceeded",
         }
     }
 
     /// Every reason with its stable number: refusals are journaled by number, so a number
     /// is never reused or changed.
-    const IDS: [(DeclineReason, u16); 18] = [
+    const IDS: [(DeclineReason, u16); 21] = [
         (DeclineReason::DuplicateConflict, 1),
         (DeclineReason::UnknownCard, 2),
         (DeclineReason::TokenDomainViolation, 3),
@@ -189,6 +208,9 @@ impl DeclineReason {
         (DeclineReason::Overloaded, 16),
         (DeclineReason::LedgerUnavailable, 17),
         (DeclineReason::SystemError, 18),
+        (DeclineReason::IssuerDeclined, 19),
+        (DeclineReason::IssuerUnavailable, 20),
+        (DeclineReason::StandInLimitExceeded, 21),
     ];
 
     /// The reason's stable number (never 0).

@@ -7,6 +7,7 @@
 use crate::codes::DeclineReason;
 use crate::faults::{Faults, Stage};
 use crate::headroom::CapPool;
+use crate::hosted::decline_of_refusal;
 use crate::messages::{Feedback, HoldFeedback, InFlight, Pending};
 use crate::model::Response;
 use crate::stats::EngineStats;
@@ -49,24 +50,32 @@ pub(crate) fn completion_loop(
                             pending.credit.into_iter().for_each(|credit| add(&mut give_back, credit));
                             add(&mut give_back, pending.release_on_success);
                         }
-                        Response::approved(request.tag, request.key, reference, Some(timestamp))
+                        Response {
+                            stood_in: pending.stood_in,
+                            ..Response::approved(request.tag, request.key, reference, Some(timestamp))
+                        }
                     }
                     declined => {
-                        let reason = match declined {
+                        let (code, reason) = match declined {
                             Some(CommandResult { outcome: CommandOutcome::Failed(error), .. }) => {
-                                DeclineReason::from_ledger(error)
+                                let reason = DeclineReason::from_ledger(error);
+                                (reason.code(), reason)
                             }
-                            Some(CommandResult { outcome: CommandOutcome::Refused(code), .. }) => {
-                                DeclineReason::from_id(code).unwrap_or(DeclineReason::SystemError)
+                            Some(CommandResult { outcome: CommandOutcome::Refused(refusal), .. }) => {
+                                decline_of_refusal(refusal)
                             }
                             Some(CommandResult { outcome: CommandOutcome::Conflict, .. }) => {
-                                DeclineReason::DuplicateConflict
+                                (DeclineReason::DuplicateConflict.code(), DeclineReason::DuplicateConflict)
                             }
-                            _ => DeclineReason::LedgerUnavailable,
+                            _ => (DeclineReason::LedgerUnavailable.code(), DeclineReason::LedgerUnavailable),
                         };
                         pending.reserved.into_iter().for_each(|reserved| add(&mut give_back, reserved));
                         send_feedback(&feedback, batch.shard, pending, HoldFeedback::Forget);
-                        Response::declined(request.tag, request.key, reason)
+                        Response {
+                            code,
+                            stood_in: pending.stood_in,
+                            ..Response::declined(request.tag, request.key, reason)
+                        }
                     }
                 };
                 stats.record(stats_slot, response.code, response.decline);

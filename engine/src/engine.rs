@@ -11,23 +11,28 @@ use crate::commit;
 use crate::completion;
 use crate::faults::{Faults, Stage};
 use crate::headroom::CapPool;
+use crate::hosted::{decline_of_refusal, Claim, InFlight};
+use crate::messages::content_hash;
 use crate::messages::{
     HeldReservation, ShardMessage, ShardQueues, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX,
 };
 use crate::model::{
-    AccountSpec, AccountStatus, CardSpec, Instrument, PanKey, ParticipantSpec, Request, RequestKey, Response,
-    TokenSpec, VelocityLimits,
+    AccountSpec, AccountStatus, CardSpec, Instrument, PanKey, ParticipantSpec, ReplySink, Request, RequestKey,
+    Response, TokenSpec, VelocityLimits,
 };
 use crate::provisioning::{
-    decode_card, decode_participant, encode_card, encode_participant, meta_key, META_CARD, META_PARTICIPANT,
+    decode_card, decode_participant, encode_card, encode_participant, meta_key, META_BIN_ROUTES, META_CARD,
+    META_PARTICIPANT, META_SEALED_PAN,
 };
+use crate::routing::{BinRoute, BinRoutes, BinTable, RouteTarget};
 use crate::shard::Shard;
 use crate::stats::EngineStats;
 use crate::vault::{CardEntry, Directory, DirectoryError, Vault, VaultKeyTooShort};
 use crossbeam::channel::{bounded, Sender, TrySendError};
 use junction_ledger::{
-    Account, AccountError, AccountFlags, AccountId, AccountKind, AccountUpdate, Currency, DebitLimits, Ledger,
-    LedgerError, ParticipantId, PositionKey, Transfer, WindowPositions, ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX,
+    Account, AccountError, AccountFlags, AccountId, AccountKind, AccountUpdate, CommandOutcome, Currency, DebitLimits,
+    Ledger, LedgerError, ParticipantId, PositionKey, Transfer, TransferId, WindowPositions, ACCOUNTS_PER_CALL_MAX,
+    BATCH_TRANSFERS_MAX,
 };
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
@@ -110,6 +115,10 @@ pub struct Engine {
     /// Where declines that never reach a shard (overload) are counted.
     front_slot: usize,
     faults: Arc<Faults>,
+    /// BIN routes to issuers' hosts (`routing.rs`).
+    routes: BinRoutes,
+    /// Requests out at issuers' hosts, with the copies waiting for them (`hosted.rs`).
+    hosted: Arc<InFlight>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -186,6 +195,8 @@ impl Engine {
             admin: Mutex::new(()),
             front_slot: config.shards + 1,
             faults,
+            routes: BinRoutes::default(),
+            hosted: Arc::new(InFlight::default()),
         };
         engine.reload()?;
         Ok(engine)
@@ -284,6 +295,112 @@ impl Engine {
             held.push(rx);
         }
         Ok(PauseGuard { _held: held })
+    }
+
+    // ---- the issuer-host path (hosted.rs) -------------------------------------------
+
+    /// The BIN route of a card number, if one matches.
+    pub fn route(&self, pan: &str) -> Option<RouteTarget> {
+        self.routes.route(pan)
+    }
+
+    /// The BIN table now in force.
+    pub fn bin_routes(&self) -> Arc<BinTable> {
+        self.routes.table()
+    }
+
+    /// Replaces the BIN table, durably; it applies to the next request.
+    pub fn set_bin_routes(&self, routes: Vec<BinRoute>) -> Result<(), EngineError> {
+        let _admin = self.admin.lock();
+        for route in &routes {
+            match self.participant(route.issuer) {
+                None => return Err(EngineError::UnknownParticipant(route.issuer)),
+                Some(p) if p.role != crate::model::Role::Issuer => {
+                    return Err(EngineError::Config(format!(
+                        "BIN {}: participant {} is not an issuer",
+                        route.prefix, route.issuer.0
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let table = BinTable::new(routes.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
+        let record = serde_json::to_vec(&routes).map_err(|e| EngineError::Config(e.to_string()))?;
+        self.ledger.put_metadata(&[(vec![META_BIN_ROUTES], record)])?;
+        self.routes.replace(table);
+        Ok(())
+    }
+
+    /// The answer a request already has in the ledger (it was answered before: a resend),
+    /// or a conflict if its key was used for another request.
+    pub fn answered(&self, request: &Request) -> Result<Option<Response>, EngineError> {
+        let Some((digest, outcome)) = self.ledger.command_answer(TransferId(request.key.0))? else {
+            return Ok(None);
+        };
+        let response = if digest != content_hash(request) {
+            Response::declined(request.tag, request.key, DeclineReason::DuplicateConflict)
+        } else {
+            match outcome {
+                CommandOutcome::Committed { timestamp, reference } => {
+                    Response::approved(request.tag, request.key, reference, Some(timestamp))
+                }
+                CommandOutcome::Failed(error) => {
+                    Response::declined(request.tag, request.key, DeclineReason::from_ledger(error))
+                }
+                CommandOutcome::Refused(refusal) => {
+                    let (code, reason) = decline_of_refusal(refusal);
+                    Response { code, ..Response::declined(request.tag, request.key, reason) }
+                }
+                CommandOutcome::Conflict => {
+                    Response::declined(request.tag, request.key, DeclineReason::DuplicateConflict)
+                }
+            }
+        };
+        Ok(Some(response))
+    }
+
+    /// Claims a request for forwarding to its issuer, or parks a copy of one already out.
+    pub fn claim_forward(&self, request: &Request) -> Claim {
+        self.hosted.claim(request.key, request.tag, &request.reply)
+    }
+
+    /// Whether a request is out at its issuer or being booked.
+    pub fn forwarding(&self, key: RequestKey) -> bool {
+        self.hosted.contains(key)
+    }
+
+    /// Forgets a claim whose request was answered without a booking (91: the issuer is
+    /// down and stand-in is not allowed), answering its waiting copies the same way.
+    pub fn release_forward(&self, response: &Response) {
+        self.hosted.finish(response.key, response);
+    }
+
+    /// Reserves `amount` of a participant's net debit cap before a request leaves for an
+    /// issuer's host. False: it would breach the cap.
+    pub fn reserve_cap(&self, participant: ParticipantId, currency: Currency, amount: u64) -> bool {
+        self.caps.take((participant, currency), amount)
+    }
+
+    /// Gives back a reservation that will not be booked.
+    pub fn release_cap(&self, participant: ParticipantId, currency: Currency, amount: u64) {
+        self.caps.give_back((participant, currency), i128::from(amount));
+    }
+
+    /// Books a forwarded request's outcome (`Operation::Hosted`) through its card's shard;
+    /// its answer goes to the request and to the copies that waited for it.
+    pub fn submit_hosted(&self, mut request: Request) {
+        let inner = Arc::clone(&request.reply);
+        request.reply = Arc::new(HostedReply { inner, hosted: Arc::clone(&self.hosted) });
+        self.submit(request);
+    }
+
+    /// The card number to hand the issuer's host: the real one behind a device token of a
+    /// hosted issuer, or `pan` itself. `None` if the token's sealed number does not open.
+    pub fn card_number_for_issuer(&self, pan: &str) -> Option<String> {
+        match self.directory.sealed(self.vault.pan_key(pan)) {
+            Some(sealed) => self.vault.open(&sealed),
+            None => Some(pan.to_string()),
+        }
     }
 
     /// Makes a pipeline stage panic on its next turn (for crash tests: the process must end).
@@ -482,6 +599,11 @@ impl Engine {
                 token_entry_modes: Some(token.allowed_entry_modes),
             };
             records.push((meta_key(META_CARD, key.0), encode_card(&entry)));
+            if let Some(fpan) = &token.fpan {
+                let sealed = self.vault.seal(fpan);
+                records.push((meta_key(META_SEALED_PAN, key.0), sealed.clone()));
+                self.directory.insert_sealed(key, sealed);
+            }
             keys.push(key);
         }
         self.ledger.put_metadata(&records)?;
@@ -602,6 +724,22 @@ impl Engine {
                 _ => failure = Some("card"),
             }
         })?;
+        let directory = Arc::clone(&self.directory);
+        self.ledger.scan_metadata(&[META_SEALED_PAN], |key, value| {
+            match key.get(1..17).and_then(|k| k.try_into().ok()) {
+                Some(k) => directory.insert_sealed(PanKey(u128::from_be_bytes(k)), value.to_vec()),
+                None => failure = Some("sealed card number"),
+            }
+        })?;
+        let mut routes = None;
+        self.ledger.scan_metadata(&[META_BIN_ROUTES], |_, value| {
+            routes = Some(serde_json::from_slice::<Vec<BinRoute>>(value).ok().and_then(|r| BinTable::new(r).ok()));
+        })?;
+        match routes {
+            Some(Some(table)) => self.routes.replace(table),
+            Some(None) => failure = Some("BIN routes"),
+            None => {}
+        }
         if let Some(what) = failure {
             return Err(EngineError::Metadata(format!("a {what} record")));
         }
@@ -697,5 +835,18 @@ fn status_of_data(data: u64) -> AccountStatus {
         1 => AccountStatus::Blocked,
         2 => AccountStatus::Closed,
         _ => AccountStatus::Active,
+    }
+}
+
+/// The reply sink of a hosted booking: answers the request, then the copies that waited.
+struct HostedReply {
+    inner: Arc<dyn ReplySink>,
+    hosted: Arc<InFlight>,
+}
+
+impl ReplySink for HostedReply {
+    fn send(&self, response: Response) {
+        self.inner.send(response);
+        self.hosted.finish(response.key, &response);
     }
 }

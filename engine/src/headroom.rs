@@ -80,6 +80,18 @@ impl CapPool {
         }
     }
 
+    /// Takes exactly `amount` of a participant's headroom (no slice): for a request that
+    /// leaves for an issuer's host. True when there is no cap in this currency.
+    pub fn take(&self, key: PositionKey, amount: u64) -> bool {
+        let mut entries = self.entries.lock();
+        let Some(entry) = entries.get_mut(&key) else { return true };
+        if entry.available < i128::from(amount) {
+            return false;
+        }
+        entry.available -= i128::from(amount);
+        true
+    }
+
     /// Headroom not granted to any shard (for metrics and tests).
     pub fn available(&self, key: PositionKey) -> Option<i128> {
         self.entries.lock().get(&key).map(|e| e.available)

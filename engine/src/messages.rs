@@ -52,7 +52,9 @@ pub const FEEDBACK_QUEUE_DEPTH_MAX: usize = REQUESTS_PAST_SHARDS_MAX;
 const _: () = assert!(BATCH_TRANSFERS_MAX > SHARD_BURST_MAX * TRANSFERS_PER_REQUEST_MAX);
 const _: () = assert!(std::mem::size_of::<Feedback>() <= 32);
 
-/// Messages a shard's queue carries.
+/// Messages a shard's queue carries. `Request` is nearly every message and is moved, not
+/// boxed: a box would cost an allocation per request for the rare admin variants' sake.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ShardMessage {
     Request {
         request: Request,
@@ -117,12 +119,21 @@ pub(crate) struct Pending {
     pub release_on_success: Option<(PositionKey, u64)>,
     /// The hold this request placed, to forget if it does not commit.
     pub hold: Option<RequestKey>,
+    /// The shard stood in for the card's issuer.
+    pub stood_in: bool,
 }
 
 impl Pending {
     /// A request the shard declined: nothing reserved, nothing to release.
     pub fn refused(request: Request) -> Pending {
-        Pending { request, reserved: [None, None], credit: [None, None], release_on_success: None, hold: None }
+        Pending {
+            request,
+            reserved: [None, None],
+            credit: [None, None],
+            release_on_success: None,
+            hold: None,
+            stood_in: false,
+        }
     }
 }
 
@@ -143,6 +154,12 @@ impl CommitBatch {
     /// Adds an approved request's transfers; more than one are linked into an
     /// all-or-nothing group.
     pub fn push(&mut self, transfers: &[Transfer], pending: Pending) {
+        self.push_with_reference(transfers, pending, 0);
+    }
+
+    /// `push`, answered with `reference` instead of the first transfer's folded id (an
+    /// issuer's authorization code, `model::issuer_reference`).
+    pub fn push_with_reference(&mut self, transfers: &[Transfer], pending: Pending, reference: u64) {
         assert!(!transfers.is_empty() && transfers.len() <= TRANSFERS_PER_REQUEST_MAX);
         let last = transfers.len() - 1;
         for (index, transfer) in transfers.iter().enumerate() {
@@ -157,19 +174,27 @@ impl CommitBatch {
             digest: content_hash(&pending.request),
             transfers: transfers.len() as u32,
             refusal: 0,
+            reference,
         });
         self.pending.push(pending);
     }
 
     /// Adds a request the shard declines: a refusal the ledger journals under its key.
     pub fn refuse(&mut self, request: Request, reason: DeclineReason) {
+        self.refuse_with_code(request, reason.id(), [None, None]);
+    }
+
+    /// Adds a refusal with its ledger code (an engine reason's id, or an issuer's decline
+    /// code, `hosted::refusal_of_issuer_code`), giving back what was reserved for it.
+    pub fn refuse_with_code(&mut self, request: Request, refusal: u16, reserved: [Option<(PositionKey, u64)>; 2]) {
         self.commands.push(Command {
             key: TransferId(request.key.0),
             digest: content_hash(&request),
             transfers: 0,
-            refusal: reason.id(),
+            refusal,
+            reference: 0,
         });
-        self.pending.push(Pending::refused(request));
+        self.pending.push(Pending { reserved, ..Pending::refused(request) });
     }
 }
 
@@ -177,7 +202,7 @@ impl CommitBatch {
 /// (the ledger compares it when a key comes back). Never 0.
 pub(crate) fn content_hash(request: &Request) -> u64 {
     let mut hasher = rustc_hash::FxHasher::default();
-    request.operation.hash(&mut hasher);
+    request.asked_operation().hash(&mut hasher);
     request.instrument.hash(&mut hasher);
     request.amount.hash(&mut hasher);
     request.currency.hash(&mut hasher);

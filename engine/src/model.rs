@@ -2,7 +2,8 @@
 //! requests and responses that flow through the pipeline.
 
 use crate::codes::{DeclineReason, ResponseCode};
-use junction_ledger::{AccountId, Currency, ParticipantId, TransferId};
+use crate::hosted::HostedBooking;
+use junction_ledger::{AccountId, Currency, ParticipantId, TransferId, COMMAND_REFERENCE_BIT};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -130,6 +131,9 @@ pub struct TokenSpec {
     pub account: AccountId,
     pub expiry_yymm: u16,
     pub allowed_entry_modes: EntryModes,
+    /// The real card number behind a token of a hosted issuer, which its host must see.
+    /// Sealed by the vault on the way in, never kept in clear.
+    pub fpan: Option<String>,
 }
 
 impl std::fmt::Debug for TokenSpec {
@@ -207,6 +211,9 @@ pub enum Operation {
     /// through an FX provider: payer -> provider in the payer's currency, provider -> payee
     /// in the payee's, as one linked group.
     Payment { payee: AccountId, fx: Option<FxLeg> },
+    /// The outcome of a request forwarded to (or stood in for) the card's issuer host, to
+    /// book (`hosted.rs`).
+    Hosted(HostedBooking),
 }
 
 /// The second leg of a cross-currency payment.
@@ -266,6 +273,17 @@ pub struct Request {
     pub reply: Arc<dyn ReplySink>,
 }
 
+impl Request {
+    /// What the acquirer asked for: a hosted booking's underlying request (what a resend's
+    /// digest is computed from).
+    pub fn asked_operation(&self) -> Operation {
+        match self.operation {
+            Operation::Hosted(booking) => booking.kind.as_operation(),
+            operation => operation,
+        }
+    }
+}
+
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
@@ -292,6 +310,8 @@ pub struct Response {
     pub balance: Option<(i128, Currency)>,
     /// The ledger's timestamp of the transfer, for approvals that moved money.
     pub timestamp: Option<u64>,
+    /// The switch answered for an issuer whose host did not (stand-in).
+    pub stood_in: bool,
 }
 
 impl Response {
@@ -304,6 +324,7 @@ impl Response {
             auth_code: None,
             balance: None,
             timestamp: None,
+            stood_in: false,
         }
     }
 
@@ -318,13 +339,29 @@ impl Response {
             auth_code: Some(auth_code(reference)),
             balance: None,
             timestamp,
+            stood_in: false,
         }
     }
 }
 
-/// A deterministic authorization code from the first transfer's 64-bit reference
-/// (`TransferId::folded`): a resend of an approved request gets the same one.
+/// The ledger reference of an issuer's own authorization code (kept as the command's
+/// `reference`, so that a resend gets it again).
+pub fn issuer_reference(code: [u8; 6]) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes[2..].copy_from_slice(&code);
+    COMMAND_REFERENCE_BIT | u64::from_be_bytes(bytes)
+}
+
+/// The authorization code of an approval's ledger reference: an issuer's own code as it
+/// was (`issuer_reference`), or one derived from the first transfer's folded id
+/// (`TransferId::folded`). Either way a resend gets the same one.
 pub fn auth_code(reference: u64) -> [u8; 6] {
+    if reference & COMMAND_REFERENCE_BIT != 0 {
+        let bytes = reference.to_be_bytes();
+        let mut code = [0u8; 6];
+        code.copy_from_slice(&bytes[2..]);
+        return code;
+    }
     const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut value = reference;
     let mut code = [0u8; 6];

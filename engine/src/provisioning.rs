@@ -10,6 +10,10 @@ use junction_ledger::{AccountId, Currency, ParticipantId};
 
 pub(crate) const META_PARTICIPANT: u8 = b'p';
 pub(crate) const META_CARD: u8 = b'c';
+/// The sealed real card number of a token (`Vault::seal`), by the token's PAN key.
+pub(crate) const META_SEALED_PAN: u8 = b'f';
+/// The BIN table, as one JSON record.
+pub(crate) const META_BIN_ROUTES: u8 = b'b';
 
 pub(crate) fn meta_key(tag: u8, id: u128) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);

@@ -20,17 +20,23 @@
 
 use crate::books::{
     participant_account, participant_of_account, TRANSFER_CODE_AUTHORIZATION, TRANSFER_CODE_COMPLETION,
-    TRANSFER_CODE_FX_LEG, TRANSFER_CODE_PURCHASE, TRANSFER_CODE_QR_PAYMENT, TRANSFER_CODE_REFUND,
-    TRANSFER_CODE_REVERSAL,
+    TRANSFER_CODE_FX_LEG, TRANSFER_CODE_HOSTED_AUTHORIZATION, TRANSFER_CODE_HOSTED_COMPLETION,
+    TRANSFER_CODE_HOSTED_PURCHASE, TRANSFER_CODE_HOSTED_REFUND, TRANSFER_CODE_PURCHASE, TRANSFER_CODE_QR_PAYMENT,
+    TRANSFER_CODE_REFUND, TRANSFER_CODE_REVERSAL, TRANSFER_CODE_STAND_IN_AUTHORIZATION,
+    TRANSFER_CODE_STAND_IN_PURCHASE, TRANSFER_CODE_STAND_IN_REFUND,
 };
 use crate::clock;
 use crate::codes::DeclineReason;
 use crate::faults::{Faults, Stage};
 use crate::headroom::{CapPool, LocalHeadroom};
+use crate::hosted::{forwarded_reference, refusal_of_issuer_code, HostedBooking, HostedDecision, HostedKind};
 use crate::messages::{
     CommitBatch, Feedback, HeldReservation, HoldFeedback, Pending, ShardMessage, ShardQueues, SHARD_BURST_MAX,
 };
-use crate::model::{AccountStatus, FxLeg, Instrument, Operation, Request, RequestKey, Response};
+use crate::model::{
+    auth_code, issuer_reference, AccountStatus, FxLeg, Instrument, Operation, PanKey, Request, RequestKey, Response,
+};
+use crate::routing::StandInLimits;
 use crate::stats::EngineStats;
 use crate::vault::{is_expired, CardEntry};
 use crossbeam::channel::{Receiver, Sender};
@@ -49,6 +55,52 @@ pub const HOLDS_PER_SHARD_MAX: usize = 4 << 20;
 
 /// How long an authorization hold lasts before the ledger releases it by itself.
 pub const AUTH_HOLD_TIMEOUT_S: u32 = 7 * 24 * 3600;
+
+/// Stand-in approvals are counted per card over a rolling day of `STAND_IN_BUCKETS`
+/// buckets of `STAND_IN_BUCKET_S`.
+pub const STAND_IN_BUCKET_S: u64 = 3 * 3600;
+pub const STAND_IN_BUCKETS: usize = 8;
+const _: () = assert!(STAND_IN_BUCKET_S * STAND_IN_BUCKETS as u64 == 24 * 3600);
+
+/// Cards a shard counts stand-in approvals for (about 120 bytes each). Counters start
+/// empty after a restart: stand-in is the exception, and its limits are a ceiling on a
+/// day's risk, not a ledger of it.
+pub const STAND_IN_CARDS_PER_SHARD_MAX: usize = 1 << 20;
+
+/// A card's stand-in approvals in each bucket of the rolling day.
+#[derive(Debug, Clone, Copy, Default)]
+struct StandInDay {
+    newest_bucket: u64,
+    counts: [u32; STAND_IN_BUCKETS],
+    amounts: [u64; STAND_IN_BUCKETS],
+}
+
+impl StandInDay {
+    fn advance(&mut self, bucket: u64) {
+        if bucket <= self.newest_bucket {
+            return;
+        }
+        let steps = (bucket - self.newest_bucket).min(STAND_IN_BUCKETS as u64);
+        for step in 1..=steps {
+            let slot = ((self.newest_bucket + step) % STAND_IN_BUCKETS as u64) as usize;
+            self.counts[slot] = 0;
+            self.amounts[slot] = 0;
+        }
+        self.newest_bucket = bucket;
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        let count = self.counts.iter().map(|c| u64::from(*c)).sum();
+        let amount = self.amounts.iter().fold(0u64, |sum, a| sum.saturating_add(*a));
+        (count, amount)
+    }
+
+    fn add(&mut self, bucket: u64, amount: u64) {
+        let slot = (bucket % STAND_IN_BUCKETS as u64) as usize;
+        self.counts[slot] = self.counts[slot].saturating_add(1);
+        self.amounts[slot] = self.amounts[slot].saturating_add(amount);
+    }
+}
 
 /// Largest amount a single request may carry, in minor units (amount sanity, code 13).
 pub const AMOUNT_PER_REQUEST_MAX: u64 = 1_000_000_000_000;
@@ -69,6 +121,8 @@ pub(crate) struct Shard {
     pub stats: Arc<EngineStats>,
     faults: Arc<Faults>,
     accounts: BigMap<AccountId, AuthAccount>,
+    /// Stand-in approvals per card of hosted issuers (cards of a shard: routed by card).
+    stand_in: FxHashMap<PanKey, StandInDay>,
     holds: FxHashMap<RequestKey, HeldReservation>,
     hold_expiries: BTreeSet<(u64, RequestKey)>,
     headroom: LocalHeadroom,
@@ -104,6 +158,7 @@ impl Shard {
             holds: FxHashMap::default(),
             hold_expiries: BTreeSet::new(),
             headroom: LocalHeadroom::default(),
+            stand_in: FxHashMap::default(),
         }
     }
 
@@ -263,6 +318,9 @@ impl Shard {
         if let Operation::Payment { payee, fx } = request.operation {
             return self.payment(request, payee, fx, batch);
         }
+        if let Operation::Hosted(booking) = request.operation {
+            return self.hosted(request, booking, now, batch);
+        }
         // 2. Unknown card, token or account.
         let account_id = match (request.instrument, card) {
             (Instrument::Account(id), _) => id,
@@ -365,6 +423,7 @@ impl Shard {
                         credit: [creditor.map(|key| (key, transfer.amount)), None],
                         release_on_success: None,
                         hold: hold.then_some(RequestKey(transfer.id.0)),
+                        stood_in: false,
                     },
                 );
                 Ok(())
@@ -391,6 +450,7 @@ impl Shard {
                         credit: [creditor, None],
                         release_on_success: release,
                         hold: None,
+                        stood_in: false,
                     },
                 );
                 Ok(())
@@ -399,7 +459,7 @@ impl Shard {
                 self.reverse(request, account_id, participant, currency, original, batch)
             }
             // Handled before the account rules.
-            Operation::Payment { .. } => Err((request, DeclineReason::SystemError)),
+            Operation::Payment { .. } | Operation::Hosted(_) => Err((request, DeclineReason::SystemError)),
             Operation::Refund => {
                 // The acquirer pays the cardholder back: its cap is the one reserved.
                 let cap = (request.acquirer, currency);
@@ -424,6 +484,7 @@ impl Shard {
                         credit: [creditor, None],
                         release_on_success: None,
                         hold: None,
+                        stood_in: false,
                     },
                 );
                 Ok(())
@@ -504,7 +565,164 @@ impl Shard {
             ],
         };
         let reserved = [Some((cap, first.amount)), provider_cap];
-        batch.push(&legs[..count], Pending { request, reserved, credit, release_on_success: None, hold: None });
+        batch.push(
+            &legs[..count],
+            Pending { request, reserved, credit, release_on_success: None, hold: None, stood_in: false },
+        );
+        Ok(())
+    }
+
+    /// Books what an issuer's host answered (or what the switch decides standing in for
+    /// it): the obligation between the issuer's and the acquirer's position accounts, or a
+    /// refusal with the issuer's own code. See `hosted.rs`.
+    fn hosted(
+        &mut self,
+        request: Request,
+        booking: HostedBooking,
+        now: Now,
+        batch: &mut CommitBatch,
+    ) -> Result<(), (Request, DeclineReason)> {
+        let currency = request.currency;
+        let payer = if booking.kind.issuer_pays() { booking.issuer } else { request.acquirer };
+        let reserved = [(booking.reserved > 0).then_some(((payer, currency), booking.reserved)), None];
+        let mut stood_in = false;
+        let auth_code = match booking.decision {
+            HostedDecision::Approved { auth_code } => Some(auth_code),
+            HostedDecision::Book => None,
+            HostedDecision::Declined { code } => {
+                batch.refuse_with_code(request, refusal_of_issuer_code(code), reserved);
+                return Ok(());
+            }
+            HostedDecision::Refused { reason } => {
+                batch.refuse_with_code(request, reason.id(), reserved);
+                return Ok(());
+            }
+            HostedDecision::StandIn { limits } => {
+                stood_in = true;
+                // Completing or reversing what was approved is never refused for limits.
+                let limited =
+                    matches!(booking.kind, HostedKind::Purchase | HostedKind::Refund | HostedKind::Authorization);
+                if let Err(reason) = if limited { self.stand_in(&request, &limits, now) } else { Ok(()) } {
+                    batch.refuse_with_code(request, reason.id(), reserved);
+                    if let Some(last) = batch.pending.last_mut() {
+                        last.stood_in = true;
+                    }
+                    return Ok(());
+                }
+                // The switch's own code, derived from the request key: a resend gets it again.
+                Some(auth_code(TransferId(request.key.0).folded()))
+            }
+        };
+        let issuer = participant_account(booking.issuer, currency);
+        let acquirer = participant_account(request.acquirer, currency);
+        let id = RequestKey::derive_from(request.key, "obligation").0;
+        let code = |hosted: u16, standing_in: u16| if stood_in { standing_in } else { hosted };
+        let (mut transfer, credit, release_on_success, hold) = match booking.kind {
+            HostedKind::Purchase => {
+                let mut transfer = Transfer::new(id, issuer.0, acquirer.0, request.amount, currency);
+                transfer.code = code(TRANSFER_CODE_HOSTED_PURCHASE, TRANSFER_CODE_STAND_IN_PURCHASE);
+                (transfer, Some(((request.acquirer, currency), request.amount)), None, None)
+            }
+            HostedKind::Refund => {
+                let mut transfer = Transfer::new(id, acquirer.0, issuer.0, request.amount, currency);
+                transfer.code = code(TRANSFER_CODE_HOSTED_REFUND, TRANSFER_CODE_STAND_IN_REFUND);
+                (transfer, Some(((booking.issuer, currency), request.amount)), None, None)
+            }
+            HostedKind::Authorization => {
+                if self.holds.len() >= HOLDS_PER_SHARD_MAX {
+                    return Err((request, DeclineReason::Overloaded));
+                }
+                let mut transfer = Transfer::new(id, issuer.0, acquirer.0, request.amount, currency);
+                transfer.flags = TransferFlags::PENDING;
+                transfer.timeout_s = AUTH_HOLD_TIMEOUT_S;
+                transfer.code = code(TRANSFER_CODE_HOSTED_AUTHORIZATION, TRANSFER_CODE_STAND_IN_AUTHORIZATION);
+                let expires_at_s = now.unix_s + u64::from(AUTH_HOLD_TIMEOUT_S);
+                let cap = (booking.issuer, currency);
+                self.holds.insert(request.key, HeldReservation { cap, amount: request.amount, expires_at_s });
+                self.hold_expiries.insert((expires_at_s, request.key));
+                (transfer, None, None, Some(request.key))
+            }
+            HostedKind::Completion { original } => {
+                let mut transfer = Transfer::new(id, 0, 0, request.amount, currency);
+                transfer.flags = TransferFlags::POST_PENDING;
+                transfer.pending_id = TransferId(RequestKey::derive_from(original, "obligation").0);
+                transfer.code = TRANSFER_CODE_HOSTED_COMPLETION;
+                let held = self.holds.remove(&original);
+                if let Some(hold) = held {
+                    self.hold_expiries.remove(&(hold.expires_at_s, original));
+                }
+                let posted = if request.amount == 0 { held.map_or(0, |h| h.amount) } else { request.amount };
+                let release = held.map(|h| (h.cap, h.amount.saturating_sub(posted)));
+                (transfer, Some(((request.acquirer, currency), posted)), release, None)
+            }
+            HostedKind::Reversal { original } => {
+                let obligation = TransferId(RequestKey::derive_from(original, "obligation").0);
+                let held = self.holds.remove(&original);
+                if let Some(hold) = held {
+                    self.hold_expiries.remove(&(hold.expires_at_s, original));
+                }
+                if held.is_some() || self.ledger.is_pending(obligation) {
+                    let mut void = Transfer::new(RequestKey::derive_from(original, "void").0, 0, 0, 0, currency);
+                    void.flags = TransferFlags::VOID_PENDING;
+                    void.pending_id = obligation;
+                    void.code = TRANSFER_CODE_REVERSAL;
+                    (void, None, held.map(|h| (h.cap, h.amount)), None)
+                } else {
+                    let record = match self.ledger.transfer(obligation) {
+                        Ok(Some(record)) => record.transfer,
+                        Ok(None) => return Err((request, DeclineReason::OriginalNotFound)),
+                        Err(_) => return Err((request, DeclineReason::LedgerUnavailable)),
+                    };
+                    let mut reversal = Transfer::new(
+                        RequestKey::derive_from(original, "reversal").0,
+                        record.credit_account.0,
+                        record.debit_account.0,
+                        record.amount,
+                        record.currency,
+                    );
+                    reversal.code = TRANSFER_CODE_REVERSAL;
+                    let payee = participant_of_account(reversal.credit_account).unwrap_or(booking.issuer);
+                    (reversal, Some(((payee, currency), record.amount)), None, None)
+                }
+            }
+        };
+        transfer.user_data_128 = request.reference;
+        if matches!(booking.kind, HostedKind::Purchase | HostedKind::Refund | HostedKind::Authorization) {
+            transfer.user_data_64 = forwarded_reference(booking.forwarded_stan);
+        }
+        let reference = auth_code.map_or(0, issuer_reference);
+        let pending = Pending { request, reserved, credit: [credit, None], release_on_success, hold, stood_in };
+        batch.push_with_reference(&[transfer], pending, reference);
+        Ok(())
+    }
+
+    /// The stand-in limits of a card's route, against the card's stand-in approvals of the
+    /// rolling day; counts this one if it fits.
+    fn stand_in(&mut self, request: &Request, limits: &StandInLimits, now: Now) -> Result<(), DeclineReason> {
+        if limits.amount_per_transaction_max != 0 && request.amount > limits.amount_per_transaction_max {
+            return Err(DeclineReason::StandInLimitExceeded);
+        }
+        let Instrument::Card(card) = request.instrument else { return Err(DeclineReason::UnknownCard) };
+        let bucket = now.unix_s / STAND_IN_BUCKET_S;
+        if self.stand_in.len() >= STAND_IN_CARDS_PER_SHARD_MAX {
+            // Forget the cards with nothing in the rolling day; past that, the safe side.
+            self.stand_in.retain(|_, day| day.newest_bucket + STAND_IN_BUCKETS as u64 > bucket);
+            if self.stand_in.len() >= STAND_IN_CARDS_PER_SHARD_MAX {
+                return Err(DeclineReason::StandInLimitExceeded);
+            }
+        }
+        let day = self.stand_in.entry(card).or_default();
+        day.advance(bucket);
+        let (count, amount) = day.totals();
+        if limits.count_per_card_per_day_max != 0 && count >= u64::from(limits.count_per_card_per_day_max) {
+            return Err(DeclineReason::StandInLimitExceeded);
+        }
+        if limits.amount_per_card_per_day_max != 0
+            && amount.saturating_add(request.amount) > limits.amount_per_card_per_day_max
+        {
+            return Err(DeclineReason::StandInLimitExceeded);
+        }
+        day.add(bucket, request.amount);
         Ok(())
     }
 
@@ -546,6 +764,7 @@ impl Shard {
                     credit: [None, None],
                     release_on_success: held.map(|h| (h.cap, h.amount)),
                     hold: None,
+                    stood_in: false,
                 },
             );
             return Ok(());
@@ -577,7 +796,14 @@ impl Shard {
         let credit = (payee != payer).then_some(((payee, currency), reversal.amount));
         batch.push(
             &[reversal],
-            Pending { request, reserved: [None, None], credit: [credit, None], release_on_success: None, hold: None },
+            Pending {
+                request,
+                reserved: [None, None],
+                credit: [credit, None],
+                release_on_success: None,
+                hold: None,
+                stood_in: false,
+            },
         );
         Ok(())
     }

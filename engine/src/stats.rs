@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Default)]
 pub struct Counters {
     by_code: [AtomicU64; RESPONSE_CODES.len()],
+    /// Codes not in `RESPONSE_CODES` (an issuer host's own).
+    by_other_code: AtomicU64,
     by_reason: [AtomicU64; DECLINE_REASONS.len()],
 }
 
-const RESPONSE_CODES: [ResponseCode; 16] = [
+static RESPONSE_CODES: [ResponseCode; 16] = [
     ResponseCode::Approved,
     ResponseCode::DoNotHonor,
     ResponseCode::InvalidTransaction,
@@ -32,7 +34,7 @@ const RESPONSE_CODES: [ResponseCode; 16] = [
     ResponseCode::SystemMalfunction,
 ];
 
-const DECLINE_REASONS: [DeclineReason; 18] = [
+const DECLINE_REASONS: [DeclineReason; 21] = [
     DeclineReason::DuplicateConflict,
     DeclineReason::UnknownCard,
     DeclineReason::TokenDomainViolation,
@@ -51,6 +53,9 @@ const DECLINE_REASONS: [DeclineReason; 18] = [
     DeclineReason::Overloaded,
     DeclineReason::LedgerUnavailable,
     DeclineReason::SystemError,
+    DeclineReason::IssuerDeclined,
+    DeclineReason::IssuerUnavailable,
+    DeclineReason::StandInLimitExceeded,
 ];
 
 /// Answer counters by response code and decline reason, one cache line set per thread.
@@ -65,9 +70,10 @@ impl EngineStats {
 
     pub(crate) fn record(&self, slot: usize, code: ResponseCode, reason: Option<DeclineReason>) {
         let Some(counters) = self.slots.get(slot) else { return };
-        if let Some(index) = RESPONSE_CODES.iter().position(|c| *c == code) {
-            counters.by_code[index].fetch_add(1, Ordering::Relaxed);
-        }
+        match RESPONSE_CODES.iter().position(|c| *c == code) {
+            Some(index) => counters.by_code[index].fetch_add(1, Ordering::Relaxed),
+            None => counters.by_other_code.fetch_add(1, Ordering::Relaxed),
+        };
         if let Some(index) = reason.and_then(|r| DECLINE_REASONS.iter().position(|d| *d == r)) {
             counters.by_reason[index].fetch_add(1, Ordering::Relaxed);
         }
@@ -81,6 +87,10 @@ impl EngineStats {
             if sum > 0 {
                 totals.insert(code.as_str(), sum);
             }
+        }
+        let other: u64 = self.slots.iter().map(|s| s.by_other_code.load(Ordering::Relaxed)).sum();
+        if other > 0 {
+            totals.insert("other", other);
         }
         totals
     }

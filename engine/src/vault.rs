@@ -10,6 +10,8 @@
 //! other or the admin side provisioning millions of cards.
 
 use crate::model::{CardSpec, EntryModes, PanKey, TokenSpec};
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use junction_ledger::AccountId;
 use sha2::Sha256;
@@ -17,12 +19,18 @@ use sha2::Sha256;
 /// Shortest vault key accepted, in bytes.
 pub const VAULT_KEY_SIZE_MIN_BYTES: usize = 16;
 
-/// Hashes PANs under the vault key. The prepared HMAC state is cloned per hash, so a
-/// hash costs two SHA-256 compressions.
+/// Hashes PANs under the vault key, and seals the real card numbers behind device tokens
+/// of hosted issuers (AES-256-GCM under a key derived from the vault key), which the switch
+/// must hand to the issuer's host. The prepared HMAC state is cloned per hash, so a hash
+/// costs two SHA-256 compressions.
 #[derive(Clone)]
 pub struct Vault {
     mac: Hmac<Sha256>,
+    cipher: Aes256Gcm,
 }
+
+/// Bytes of a sealed card number's nonce, in front of its ciphertext.
+const SEAL_NONCE_BYTES: usize = 12;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,8 +47,34 @@ impl Vault {
         if key.len() < VAULT_KEY_SIZE_MIN_BYTES {
             return Err(VaultKeyTooShort);
         }
-        let mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| VaultKeyTooShort)?;
-        Ok(Vault { mac })
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| VaultKeyTooShort)?;
+        // The encryption key is the HMAC of a fixed label under the vault key: never the
+        // vault key itself, and never one of the PAN hashes.
+        let mut derive = mac.clone();
+        derive.update(b"junction-vault-sealing-key");
+        let sealing_key = derive.finalize().into_bytes();
+        let cipher = Aes256Gcm::new_from_slice(&sealing_key).map_err(|_| VaultKeyTooShort)?;
+        Ok(Vault { mac, cipher })
+    }
+
+    /// Seals a card number: a random nonce, then the ciphertext with its tag.
+    pub fn seal(&self, pan: &str) -> Vec<u8> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let mut sealed = nonce.to_vec();
+        // Encryption into memory fails only past 64 GiB of plaintext.
+        sealed.extend(self.cipher.encrypt(&nonce, pan.as_bytes()).unwrap_or_default());
+        sealed
+    }
+
+    /// The card number of a sealed one; `None` if it was not sealed under this vault key or
+    /// was altered.
+    pub fn open(&self, sealed: &[u8]) -> Option<String> {
+        if sealed.len() <= SEAL_NONCE_BYTES {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(SEAL_NONCE_BYTES);
+        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), ciphertext).ok()?;
+        String::from_utf8(plain).ok()
     }
 
     pub fn pan_key(&self, pan: &str) -> PanKey {
@@ -76,6 +110,8 @@ pub enum DirectoryError {
 #[derive(Default)]
 pub struct Directory {
     entries: papaya::HashMap<PanKey, CardEntry, rustc_hash::FxBuildHasher>,
+    /// The sealed real card numbers of device tokens of hosted issuers (`Vault::seal`).
+    sealed: papaya::HashMap<PanKey, Vec<u8>, rustc_hash::FxBuildHasher>,
 }
 
 impl Directory {
@@ -113,6 +149,16 @@ impl Directory {
             CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None },
         )?;
         Ok(key)
+    }
+
+    /// Keeps the sealed real card number of a token.
+    pub(crate) fn insert_sealed(&self, key: PanKey, sealed: Vec<u8>) {
+        self.sealed.pin().insert(key, sealed);
+    }
+
+    /// The sealed real card number of a token, if it has one.
+    pub fn sealed(&self, key: PanKey) -> Option<Vec<u8>> {
+        self.sealed.pin().get(&key).cloned()
     }
 
     pub fn add_token(&self, vault: &Vault, token: &TokenSpec) -> Result<PanKey, DirectoryError> {
@@ -155,6 +201,20 @@ mod tests {
         assert_ne!(vault.pan_key(pan), vault.pan_key("4761739001010127"));
         assert!(Vault::new(b"short").is_err());
         assert_eq!(format!("{vault:?}"), "Vault(<key redacted>)");
+    }
+
+    #[test]
+    fn sealed_card_numbers_open_only_under_their_key() {
+        let vault = Vault::new(b"0123456789abcdef0123456789abcdef").unwrap();
+        let other = Vault::new(b"fedcba9876543210fedcba9876543210").unwrap();
+        let sealed = vault.seal("4761739001010119");
+        assert!(!sealed.windows(16).any(|w| w == b"4761739001010119"));
+        assert_eq!(vault.open(&sealed).as_deref(), Some("4761739001010119"));
+        assert_eq!(other.open(&sealed), None);
+        let mut altered = sealed.clone();
+        altered[20] ^= 1;
+        assert_eq!(vault.open(&altered), None);
+        assert_ne!(vault.seal("4761739001010119"), sealed, "a fresh nonce each time");
     }
 
     #[test]

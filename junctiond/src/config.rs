@@ -4,6 +4,7 @@
 //! clear error naming the field, never a half-started switch.
 
 use junction_engine::model::{EntryMode, EntryModes, Role};
+use junction_engine::routing::BinRoute;
 use junction_ledger::Currency;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,12 +35,72 @@ pub struct Config {
     /// FX provider rates per currency pair (changeable at runtime through the admin API).
     #[serde(default)]
     pub fx_rates: Vec<FxRateConfig>,
+    /// Which issuer a card number prefix (BIN) belongs to, and whether the switch forwards
+    /// to its host, stands in for it, or authorizes on its own books (`routing.rs`).
+    /// Changeable at runtime through the admin API.
+    #[serde(default)]
+    pub bin_routes: Vec<BinRoute>,
+    /// How the switch talks to issuers' hosts.
+    #[serde(default)]
+    pub issuer_links: IssuerLinksConfig,
+}
+
+/// Issuers' hosts: they connect to the ISO 8583 port and sign on like acquirers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerLinksConfig {
+    /// How long a forwarded request may wait for the issuer's answer before the switch
+    /// stands in (or answers 91).
+    #[serde(default = "default_issuer_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How often each link is checked with an echo (0800, 70=301); a link that does not
+    /// answer one within `timeout_ms` leaves the rotation until it does.
+    #[serde(default = "default_echo_interval_ms")]
+    pub echo_interval_ms: u64,
+    /// How long an answer that came too late is still matched to its request (for the
+    /// late-answer rules).
+    #[serde(default = "default_late_answer_window_ms")]
+    pub late_answer_window_ms: u64,
+    /// How often unacknowledged advices are sent again.
+    #[serde(default = "default_advice_retry_ms")]
+    pub advice_retry_ms: u64,
+}
+
+impl Default for IssuerLinksConfig {
+    fn default() -> Self {
+        IssuerLinksConfig {
+            timeout_ms: default_issuer_timeout_ms(),
+            echo_interval_ms: default_echo_interval_ms(),
+            late_answer_window_ms: default_late_answer_window_ms(),
+            advice_retry_ms: default_advice_retry_ms(),
+        }
+    }
+}
+
+fn default_issuer_timeout_ms() -> u64 {
+    1_500
+}
+
+fn default_echo_interval_ms() -> u64 {
+    5_000
+}
+
+fn default_late_answer_window_ms() -> u64 {
+    60_000
+}
+
+fn default_advice_retry_ms() -> u64 {
+    2_000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchConfig {
     pub name: String,
+    /// The switch's own institution id: field 33 (forwarding institution) of what it
+    /// forwards to issuers' hosts.
+    #[serde(default = "default_switch_institution_id")]
+    pub institution_id: String,
     pub bic: String,
     pub settlement_bank_bic: String,
     pub data_dir: PathBuf,
@@ -82,6 +143,10 @@ pub struct SwitchConfig {
     /// Set by `junctiond --enable-fault-injection`, never from a configuration file.
     #[serde(skip)]
     pub fault_injection: bool,
+}
+
+fn default_switch_institution_id() -> String {
+    "999999".into()
 }
 
 fn default_commit_delay_us() -> u64 {
@@ -146,9 +211,15 @@ pub struct CardConfig {
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub dpan: String,
+    /// The account it draws on (0 for a token of a hosted issuer: its host decides).
+    #[serde(default)]
     pub account: u64,
     pub expiry: String,
     pub entry_modes: Vec<String>,
+    /// The real card number behind a token of a hosted issuer, which its host must see:
+    /// sealed by the vault at start, never kept in clear.
+    #[serde(default)]
+    pub fpan: Option<String>,
 }
 
 /// Longest quote lifetime the configuration accepts.
@@ -332,10 +403,40 @@ impl Config {
         for t in &self.tokens {
             check_pan(&t.dpan)?;
             parse_yymm(&t.expiry).ok_or_else(|| invalid(format!("token expiry {:?} is not YYMM", t.expiry)))?;
-            if !accounts.contains_key(&t.account) {
-                return Err(invalid(format!("a token names unknown account {}", t.account)));
+            if let Some(fpan) = &t.fpan {
+                check_pan(fpan)?;
+            }
+            if !(accounts.contains_key(&t.account) || (t.account == 0 && t.fpan.is_some())) {
+                return Err(invalid(format!("a token names unknown account {} (0 needs an fpan)", t.account)));
             }
             parse_entry_modes(&t.entry_modes)?;
+        }
+        for route in &self.bin_routes {
+            match self.participants.iter().find(|p| p.id == route.issuer.0) {
+                Some(p) if p.role == Role::Issuer => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "bin_routes {}: issuer {} is not an issuer",
+                        route.prefix, route.issuer.0
+                    )))
+                }
+            }
+        }
+        junction_engine::routing::BinTable::new(self.bin_routes.clone())
+            .map_err(|e| invalid(format!("bin_routes: {e}")))?;
+        let links = &self.issuer_links;
+        if links.timeout_ms == 0
+            || links.timeout_ms > 60_000
+            || links.echo_interval_ms == 0
+            || links.advice_retry_ms == 0
+        {
+            return Err(invalid("issuer_links: timeout_ms must be 1..=60000, the intervals above zero"));
+        }
+        if switch.institution_id.is_empty()
+            || switch.institution_id.len() > 11
+            || !switch.institution_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(invalid("switch.institution_id must be 1-11 digits"));
         }
         self.validate_qr()?;
         Ok(())

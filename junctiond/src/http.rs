@@ -46,6 +46,9 @@ pub fn admin_router(context: Arc<HttpContext>) -> Router {
         .route("/v1/admin/accounts/{id}/status", post(account_status))
         .route("/v1/admin/cards", post(provision_cards))
         .route("/v1/admin/participants/{id}/caps", post(set_cap))
+        .route("/v1/admin/bins", get(bins).put(replace_bins).post(upsert_bins))
+        .route("/v1/admin/bins/{prefix}", axum::routing::delete(delete_bin))
+        .route("/v1/admin/issuer-links", get(issuer_links))
         .route("/v1/admin/faults/panic", post(inject_panic))
         // Bulk provisioning sends up to PROVISION_BATCH_MAX records (about 100 bytes each).
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_BYTES_MAX))
@@ -424,6 +427,87 @@ async fn set_cap(
     admin_call(&context, &headers, move |engine| {
         engine.set_net_debit_cap(junction_ledger::ParticipantId(id), currency, body.net_debit_cap)?;
         Ok(json!({ "participant": id, "currency": body.currency, "net_debit_cap": body.net_debit_cap }))
+    })
+    .await
+}
+
+/// The BIN table in force (routes by prefix) and the state of each issuer's links.
+async fn bins(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    let table = context.engine.bin_routes();
+    let routes: Vec<&junction_engine::routing::BinRoute> = table.routes().collect();
+    Json(json!({ "routes": routes }))
+}
+
+async fn issuer_links(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    let links = context.iso.links.describe();
+    Json(json!({ "links": links, "advices_outstanding": context.metrics.advices_outstanding.get() }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BinsBody {
+    routes: Vec<junction_engine::routing::BinRoute>,
+}
+
+/// Replaces the whole BIN table (`PUT`).
+async fn replace_bins(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    body: Result<Json<BinsBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            "expected {\"routes\": [{\"prefix\", \"issuer\", \"mode\", ...}]}",
+        );
+    };
+    admin_call(&context, &headers, move |engine| {
+        engine.set_bin_routes(body.routes)?;
+        Ok(json!({ "routes": engine.bin_routes().len() }))
+    })
+    .await
+}
+
+/// Adds routes or changes those of the same prefixes (`POST`).
+async fn upsert_bins(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    body: Result<Json<BinsBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            "expected {\"routes\": [{\"prefix\", \"issuer\", \"mode\", ...}]}",
+        );
+    };
+    admin_call(&context, &headers, move |engine| {
+        let mut routes: Vec<_> = engine.bin_routes().routes().cloned().collect();
+        for route in body.routes {
+            routes.retain(|r| r.prefix != route.prefix);
+            routes.push(route);
+        }
+        engine.set_bin_routes(routes)?;
+        Ok(json!({ "routes": engine.bin_routes().len() }))
+    })
+    .await
+}
+
+async fn delete_bin(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    Path(prefix): Path<String>,
+) -> Response {
+    admin_call(&context, &headers, move |engine| {
+        let mut routes: Vec<_> = engine.bin_routes().routes().cloned().collect();
+        let before = routes.len();
+        routes.retain(|r| r.prefix != prefix);
+        if routes.len() == before {
+            return Err(junction_engine::EngineError::Config(format!("no route for BIN {prefix}")));
+        }
+        engine.set_bin_routes(routes)?;
+        Ok(json!({ "routes": engine.bin_routes().len() }))
     })
     .await
 }

@@ -8,11 +8,20 @@
 //!
 //! Nothing from the wire is trusted: a malformed message is answered with 30, a bad MAC
 //! with 63, an unknown MTI with 12; the connection and the daemon carry on.
+//!
+//! An issuer's host that signs on becomes one of its issuer's links (`issuer_links.rs`):
+//! the switch writes forwarded requests on the same connection, and the responses the host
+//! sends back (an odd third MTI digit) go to the request that waits for them. A request
+//! for a card whose BIN routes to an issuer's host goes to `forwarding.rs` instead of the
+//! engine's pipeline.
 
 use super::admission::Admission;
 use super::config::normalize_institution;
+use super::forwarding::Forwarding;
+use super::issuer_links::{IssuerLinks, Link};
 use super::metrics::Metrics;
 use junction_engine::model::*;
+use junction_engine::routing::RouteMode;
 use junction_engine::{Engine, ResponseCode};
 use junction_ledger::{Currency, ParticipantId};
 use junction_wire::iso8583::{mac, next_frame, FrameError, Iso8583Message, MacKey, MaskedPan, FRAME_PREFIX_SIZE_BYTES};
@@ -45,6 +54,8 @@ pub struct IsoParticipant {
     pub name: String,
     pub institution_id: String,
     pub key: MacKey,
+    /// An issuer: its signed-on connections become its links.
+    pub issuer: bool,
 }
 
 pub struct IsoContext {
@@ -55,6 +66,8 @@ pub struct IsoContext {
     pub connections_open: AtomicUsize,
     /// Shared with the QR gateway: requests handed to the engine and not yet answered.
     pub admission: Arc<Admission>,
+    pub links: Arc<IssuerLinks>,
+    pub forwarding: Arc<Forwarding>,
     next_tag: AtomicU64,
 }
 
@@ -64,8 +77,11 @@ impl IsoContext {
         participants: Vec<IsoParticipant>,
         metrics: Arc<Metrics>,
         admission: Arc<Admission>,
+        forwarding: Arc<Forwarding>,
     ) -> IsoContext {
         IsoContext {
+            links: Arc::clone(&forwarding.links),
+            forwarding,
             engine,
             participants: participants
                 .into_iter()
@@ -102,13 +118,24 @@ pub async fn serve(listener: TcpListener, context: Arc<IsoContext>, mut shutdown
     }
 }
 
-enum WriterMessage {
+pub enum WriterMessage {
     /// A request was submitted with this tag; its answer echoes these fields.
     Expect { tag: u64, request: Box<Iso8583Message>, key: Option<Arc<IsoParticipant>>, received: Instant },
     /// The engine's answer.
     Answer(Response),
     /// An answer the reader built itself (network management, refusals).
     Direct { response: Box<Iso8583Message>, key: Option<Arc<IsoParticipant>> },
+    /// A request the switch sends an issuer on its link (MAC'd with the issuer's key); it
+    /// takes no room of the connection's in-flight bound (links have their own).
+    Forward { message: Box<Iso8583Message>, key: Arc<IsoParticipant> },
+}
+
+/// What a connection knows of its peer.
+#[derive(Default)]
+struct Peer {
+    signed_on: Option<Arc<IsoParticipant>>,
+    /// Set while an issuer is signed on: the connection is one of its links.
+    link: Option<Arc<Link>>,
 }
 
 struct ConnectionSink(mpsc::Sender<WriterMessage>);
@@ -141,19 +168,26 @@ async fn connection(
     let writer_task =
         tokio::spawn(write_loop(writer, receiver, Arc::clone(context), Arc::clone(&in_flight), Arc::clone(&notify)));
     let sink: Arc<dyn ReplySink> = Arc::new(ConnectionSink(sender.clone()));
-    let mut signed_on: Option<Arc<IsoParticipant>> = None;
+    let mut peer = Peer::default();
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
     let mut discard_bytes = 0usize;
     let mut chunk = vec![0u8; READ_BUFFER_SIZE_BYTES];
     loop {
         room(&in_flight, &notify).await;
         let read = tokio::select! {
-            read = reader.read(&mut chunk) => read?,
-            _ = shutdown.changed() => 0,
+            read = reader.read(&mut chunk) => read,
+            _ = shutdown.changed() => Ok(0),
         };
-        if read == 0 {
-            break;
-        }
+        let read = match read {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) => {
+                // A reset connection ends like a closed one: what it had in flight is
+                // still answered into the void, and an issuer's link leaves at once.
+                tracing::debug!(%error, "iso8583 read failed");
+                break;
+            }
+        };
         let mut fresh = &chunk[..read];
         if discard_bytes > 0 {
             let skipped = discard_bytes.min(fresh.len());
@@ -167,7 +201,7 @@ async fn connection(
                 Ok(Some((raw, size))) => {
                     // One read can hold many frames: the bound holds frame by frame.
                     room(&in_flight, &notify).await;
-                    handle(raw, context, &mut signed_on, &sender, &sink, &in_flight);
+                    handle(raw, context, &mut peer, &sender, &sink, &in_flight);
                     consumed += size;
                 }
                 Ok(None) => break,
@@ -193,6 +227,9 @@ async fn connection(
         }
         buffer.drain(..consumed);
     }
+    if let Some(link) = peer.link.take() {
+        context.links.unregister(&link);
+    }
     drop(sender);
     drop(sink);
     // Let the writer send what is still coming for this connection, then stop.
@@ -210,7 +247,7 @@ async fn room(in_flight: &AtomicUsize, notify: &tokio::sync::Notify) {
 fn handle(
     raw: &[u8],
     context: &Arc<IsoContext>,
-    signed_on: &mut Option<Arc<IsoParticipant>>,
+    peer: &mut Peer,
     sender: &mpsc::Sender<WriterMessage>,
     sink: &Arc<dyn ReplySink>,
     in_flight: &Arc<AtomicUsize>,
@@ -229,12 +266,12 @@ fn handle(
     };
     let direct = |response: Iso8583Message, key: Option<Arc<IsoParticipant>>| direct(sender, in_flight, response, key);
     if message.mti() == "0800" {
-        let (response, key) = network_management(&message, raw, context, signed_on);
+        let (response, key) = network_management(&message, raw, context, peer, sender);
         direct(response, key);
         return;
     }
     // Financial messages: signed on, MAC'd with the participant's key, as itself.
-    let Some(participant) = signed_on.clone() else {
+    let Some(participant) = peer.signed_on.clone() else {
         metrics.security_refusals.inc();
         tracing::info!(mti = message.mti(), "financial message on a connection that has not signed on");
         direct(answer(&message, "63"), None);
@@ -246,6 +283,21 @@ fn handle(
         direct(answer(&message, error.response_code()), Some(participant));
         return;
     }
+    if is_response(message.mti()) {
+        // An issuer's host answering what the switch sent it on this link.
+        match &peer.link {
+            Some(link) if context.links.deliver(link, message) => {}
+            Some(link) => {
+                metrics.issuer_unmatched_answers.inc();
+                tracing::info!(issuer = link.participant.id.0, "an issuer's answer matches nothing sent on its link");
+            }
+            None => {
+                metrics.issuer_unmatched_answers.inc();
+                tracing::info!(participant = participant.id.0, "a response on a connection that is not an issuer link");
+            }
+        }
+        return;
+    }
     if message.get(32).map(normalize_institution) != Some(normalize_institution(&participant.institution_id)) {
         metrics.security_refusals.inc();
         tracing::warn!(participant = participant.id.0, "field 32 names another institution");
@@ -254,18 +306,24 @@ fn handle(
     }
     let tag = context.next_tag.fetch_add(1, Ordering::Relaxed);
     match to_request(&message, context, participant.id, tag, sink) {
-        Ok(request) if !context.admission.try_admit() => {
+        Ok((request, _)) if !context.admission.try_admit() => {
             // Declined at the door: answering at once keeps what is accepted moving.
             drop(request);
             direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
         }
-        Ok(request) => {
+        Ok((request, pan)) => {
             in_flight.fetch_add(1, Ordering::AcqRel);
-            enqueue(
-                sender,
-                WriterMessage::Expect { tag, request: Box::new(message), key: Some(participant), received },
-            );
-            context.engine.submit(request);
+            let route = context.engine.route(pan).filter(|route| route.mode != RouteMode::Switch);
+            let pan = route.map(|_| pan.to_string());
+            let message = Box::new(message);
+            let forwarded = route.map(|_| message.clone());
+            enqueue(sender, WriterMessage::Expect { tag, request: message, key: Some(participant), received });
+            match (route, forwarded, pan) {
+                (Some(route), Some(forwarded), Some(pan)) => {
+                    tokio::spawn(Arc::clone(&context.forwarding).forward(request, forwarded, pan, route));
+                }
+                _ => context.engine.submit(request),
+            }
         }
         Err(code) => {
             if code == "30" {
@@ -291,11 +349,12 @@ fn network_management(
     message: &Iso8583Message,
     raw: &[u8],
     context: &IsoContext,
-    signed_on: &mut Option<Arc<IsoParticipant>>,
+    peer: &mut Peer,
+    sender: &mpsc::Sender<WriterMessage>,
 ) -> (Iso8583Message, Option<Arc<IsoParticipant>>) {
     let participant = match message.get(32) {
         Some(id) => context.participants.get(normalize_institution(id)).cloned(),
-        None => signed_on.clone(),
+        None => peer.signed_on.clone(),
     };
     let Some(participant) = participant else {
         context.metrics.security_refusals.inc();
@@ -310,12 +369,21 @@ fn network_management(
     let code = match message.get(70) {
         Some("001") => {
             tracing::info!(participant = participant.id.0, name = %participant.name, "signed on");
-            *signed_on = Some(Arc::clone(&participant));
+            if let Some(link) = peer.link.take() {
+                context.links.unregister(&link);
+            }
+            if participant.issuer {
+                peer.link = Some(context.links.register(Arc::clone(&participant), sender.clone()));
+            }
+            peer.signed_on = Some(Arc::clone(&participant));
             "00"
         }
         Some("002") => {
             tracing::info!(participant = participant.id.0, "signed off");
-            *signed_on = None;
+            if let Some(link) = peer.link.take() {
+                context.links.unregister(&link);
+            }
+            peer.signed_on = None;
             "00"
         }
         Some("301") => "00",
@@ -323,6 +391,16 @@ fn network_management(
         None => "30",
     };
     (answer(message, code), Some(participant))
+}
+
+/// Whether an MTI is a response (its third digit is odd).
+fn is_response(mti: &str) -> bool {
+    mti.as_bytes().get(2).is_some_and(|digit| digit.is_ascii_digit() && (digit - b'0') % 2 == 1)
+}
+
+/// Field 7 now: MMDDhhmmss in UTC.
+pub fn transmission_time_now() -> String {
+    junction_wire::calendar::transmission_time(junction_engine::clock::now_unix_s())
 }
 
 /// ISO 8583 response MTI: the third digit goes from request (even) to response (odd).
@@ -365,13 +443,14 @@ fn format_error(raw: Option<&[u8]>) -> Iso8583Message {
     response
 }
 
-fn to_request(
-    message: &Iso8583Message,
+/// The engine's request of an ISO 8583 message, and the card number it names.
+fn to_request<'m>(
+    message: &'m Iso8583Message,
     context: &IsoContext,
     acquirer: ParticipantId,
     tag: u64,
     sink: &Arc<dyn ReplySink>,
-) -> Result<Request, &'static str> {
+) -> Result<(Request, &'m str), &'static str> {
     let required = |field: u8| message.get(field).ok_or("30");
     let mti = message.mti();
     let processing = required(3)?;
@@ -407,7 +486,7 @@ fn to_request(
     let key = request_key(required(32)?, required(41)?, required(11)?, required(7)?);
     let entry_mode = message.get(22).map_or(EntryMode::Unknown, EntryMode::from_pos_entry_mode);
     let card_expiry_yymm = message.get(14).and_then(|e| e.parse::<u16>().ok());
-    Ok(Request {
+    let request = Request {
         key,
         operation,
         instrument: Instrument::Card(context.engine.pan_key(pan)),
@@ -419,7 +498,8 @@ fn to_request(
         reference: pack_reference(message.get(37), message.get(11)),
         tag,
         reply: Arc::clone(sink),
-    })
+    };
+    Ok((request, pan))
 }
 
 /// The request key of an ISO 8583 message: acquirer (32), terminal (41), STAN (11) and
@@ -493,6 +573,7 @@ async fn write_loop(
                     in_flight.fetch_sub(1, Ordering::AcqRel);
                     notify.notify_one();
                 }
+                WriterMessage::Forward { message, key } => push(&mut out, *message, Some(&key)),
             }
             if out.len() < READ_BUFFER_SIZE_BYTES {
                 next = receiver.try_recv().ok();
@@ -516,6 +597,10 @@ fn engine_answer(request: &Iso8583Message, response: &Response) -> Iso8583Messag
             let _ = message.set(38, std::str::from_utf8(&code).unwrap_or("000000"));
         }
     }
+    if response.stood_in {
+        // Field 44 (additional response data): "1", the switch answered for the issuer.
+        let _ = message.set(44, STOOD_IN_MARK);
+    }
     if let Some((available, currency)) = response.balance {
         // Field 54: account type, amount type 02 (available), currency, sign, 12 digits.
         let sign = if available < 0 { 'D' } else { 'C' };
@@ -524,6 +609,9 @@ fn engine_answer(request: &Iso8583Message, response: &Response) -> Iso8583Messag
     }
     message
 }
+
+/// Field 44 of an answer the switch gave standing in for the issuer.
+pub const STOOD_IN_MARK: &str = "1";
 
 fn push(out: &mut Vec<u8>, mut message: Iso8583Message, key: Option<&IsoParticipant>) {
     if let Some(participant) = key {

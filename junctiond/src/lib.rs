@@ -3,10 +3,13 @@
 //! HTTP (admin, metrics) until SIGTERM, which drains in-flight requests and stops cleanly.
 
 pub mod admission;
+pub mod advices;
 pub mod config;
+pub mod forwarding;
 pub mod fx;
 pub mod http;
 pub mod iso_gateway;
+pub mod issuer_links;
 pub mod maintenance;
 pub mod metrics;
 pub mod qr;
@@ -74,9 +77,15 @@ pub fn provision(engine: &Engine, config: &Config) -> Result<()> {
             account: AccountId(u128::from(t.account)),
             expiry_yymm: config::parse_yymm(&t.expiry).unwrap_or(0),
             allowed_entry_modes: config::parse_entry_modes(&t.entry_modes)?,
+            fpan: t.fpan.clone(),
         });
     }
     engine.add_tokens(&tokens).context("provisioning tokens")?;
+    // The configuration's BIN table, unless the admin API changed it since (the table in
+    // force is the ledger's).
+    if !config.bin_routes.is_empty() && engine.bin_routes().is_empty() {
+        engine.set_bin_routes(config.bin_routes.clone()).context("provisioning the BIN table")?;
+    }
     engine.sync()?;
     Ok(())
 }
@@ -123,14 +132,30 @@ pub async fn run(config: Config) -> Result<()> {
             name: p.name.clone(),
             institution_id: p.institution_id.clone(),
             key,
+            issuer: p.role == junction_engine::model::Role::Issuer,
         });
     }
     let admission = Arc::new(admission::Admission::new(switch.requests_in_flight_max));
+    let link_config = &config.issuer_links;
+    let (links, late_answers) =
+        issuer_links::IssuerLinks::new(Duration::from_millis(link_config.late_answer_window_ms));
+    let links = Arc::new(links);
+    let advices =
+        Arc::new(advices::Advices::new(Arc::clone(&engine), Arc::clone(&links), switch.institution_id.clone()));
+    let forwarding = Arc::new(forwarding::Forwarding {
+        engine: Arc::clone(&engine),
+        links: Arc::clone(&links),
+        advices: Arc::clone(&advices),
+        metrics: Arc::clone(&metrics),
+        switch_institution: switch.institution_id.clone(),
+        timeout: Duration::from_millis(link_config.timeout_ms),
+    });
     let iso = Arc::new(iso_gateway::IsoContext::new(
         Arc::clone(&engine),
         iso_participants,
         Arc::clone(&metrics),
         Arc::clone(&admission),
+        Arc::clone(&forwarding),
     ));
     let clearing = Arc::new(windows::Windows::new(switch.data_dir.join("clearing"), &config, Arc::clone(&engine)));
     // Windows closed before a crash without their files get them now.
@@ -166,6 +191,14 @@ pub async fn run(config: Config) -> Result<()> {
     let qr_gateway =
         Arc::new(qr::QrGateway::new(Arc::clone(&engine), &config, Arc::clone(&admission)).map_err(anyhow::Error::msg)?);
     tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
+    tokio::spawn(forwarding::late_answers(Arc::clone(&forwarding), late_answers));
+    tokio::spawn(maintenance::issuer_links_loop(Arc::clone(&links), link_config.clone(), shutdown_rx.clone()));
+    tokio::spawn(maintenance::advices_loop(
+        Arc::clone(&advices),
+        Arc::clone(&metrics),
+        link_config.clone(),
+        shutdown_rx.clone(),
+    ));
     let router = http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {

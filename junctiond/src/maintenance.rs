@@ -1,6 +1,11 @@
 //! Background upkeep of the daemon: ledger checkpoints, so a restart replays only the
-//! journal written since the last one (recovery in seconds, not minutes).
+//! journal written since the last one (recovery in seconds, not minutes); echoes on
+//! issuer links; advices sent until acknowledged.
 
+use crate::advices::Advices;
+use crate::config::IssuerLinksConfig;
+use crate::issuer_links::IssuerLinks;
+use crate::metrics::Metrics;
 use junction_engine::Engine;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +45,46 @@ pub async fn checkpoint_loop(engine: Arc<Engine>, mut shutdown: tokio::sync::wat
                     }
                 }
             }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Echoes every issuer link each `echo_interval_ms` (a link that fails one leaves the
+/// rotation until it answers again), and forgets late answers past their window.
+pub async fn issuer_links_loop(
+    links: Arc<IssuerLinks>,
+    config: IssuerLinksConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(config.echo_interval_ms)) => {
+                links.echo_all(Duration::from_millis(config.timeout_ms)).await;
+                links.sweep();
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Sends the advices each `advice_retry_ms` until their issuers acknowledge them.
+pub async fn advices_loop(
+    advices: Arc<Advices>,
+    metrics: Arc<Metrics>,
+    config: IssuerLinksConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match advices.send_round(Duration::from_millis(config.timeout_ms)).await {
+            Ok(acknowledged) => metrics.advices_acknowledged.inc_by(acknowledged as u64),
+            Err(error) => tracing::error!(%error, "sending advices failed"),
+        }
+        if let Ok(outstanding) = advices.outstanding() {
+            metrics.advices_outstanding.set(outstanding as i64);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(config.advice_retry_ms)) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -14,6 +14,14 @@ pub struct Metrics {
     pub request_latency: Histogram,
     pub ledger_durable_seq: IntGauge,
     pub ledger_recovery_us: IntGauge,
+    /// Issuer hosts (see `forwarding.rs`).
+    pub issuer_answers: IntCounter,
+    pub issuer_timeouts: IntCounter,
+    pub issuer_late_answers: IntCounter,
+    pub issuer_unmatched_answers: IntCounter,
+    pub stand_in: IntCounter,
+    pub advices_acknowledged: IntCounter,
+    pub advices_outstanding: IntGauge,
 }
 
 impl Metrics {
@@ -36,6 +44,20 @@ impl Metrics {
         )?;
         let ledger_durable_seq = IntGauge::new("ledger_durable_seq", "Last journal entry durable on disk")?;
         let ledger_recovery_us = IntGauge::new("ledger_recovery_us", "How long the ledger's recovery took at start")?;
+        let issuer_answers = IntCounter::new("issuer_answers_total", "Forwarded requests the issuer answered in time")?;
+        let issuer_timeouts = IntCounter::new(
+            "issuer_unanswered_total",
+            "Forwarded requests the issuer did not answer in time, or that found no link",
+        )?;
+        let issuer_late_answers =
+            IntCounter::new("issuer_late_answers_total", "Issuer answers that came after the switch answered")?;
+        let issuer_unmatched_answers =
+            IntCounter::new("issuer_unmatched_answers_total", "Responses from issuers matching nothing sent")?;
+        let stand_in = IntCounter::new("stand_in_total", "Requests the switch decided standing in for an issuer")?;
+        let advices_acknowledged =
+            IntCounter::new("advices_acknowledged_total", "Advices an issuer acknowledged (then forgotten)")?;
+        let advices_outstanding =
+            IntGauge::new("advices_outstanding", "Advices kept until their issuer acknowledges them")?;
         for collector in [
             Box::new(messages_received.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(responses_by_code.clone()),
@@ -45,6 +67,13 @@ impl Metrics {
             Box::new(request_latency.clone()),
             Box::new(ledger_durable_seq.clone()),
             Box::new(ledger_recovery_us.clone()),
+            Box::new(issuer_answers.clone()),
+            Box::new(issuer_timeouts.clone()),
+            Box::new(issuer_late_answers.clone()),
+            Box::new(issuer_unmatched_answers.clone()),
+            Box::new(stand_in.clone()),
+            Box::new(advices_acknowledged.clone()),
+            Box::new(advices_outstanding.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -58,6 +87,13 @@ impl Metrics {
             request_latency,
             ledger_durable_seq,
             ledger_recovery_us,
+            issuer_answers,
+            issuer_timeouts,
+            issuer_late_answers,
+            issuer_unmatched_answers,
+            stand_in,
+            advices_acknowledged,
+            advices_outstanding,
         })
     }
 

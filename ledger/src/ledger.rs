@@ -21,8 +21,8 @@ use crate::recovery::{self, RecoveryReport};
 use crate::state::TransferIndexEntry;
 use crate::state::{HoldStatus, State};
 use crate::types::{
-    Account, AccountError, AccountId, AccountUpdate, AnswerRecord, Balances, Command, CommandResult, Position,
-    PositionKey, Transfer, TransferError, TransferId, TransferOk, TransferRecord, WindowId, WindowState,
+    Account, AccountError, AccountId, AccountUpdate, AnswerRecord, Balances, Command, CommandOutcome, CommandResult,
+    Position, PositionKey, Transfer, TransferError, TransferId, TransferOk, TransferRecord, WindowId, WindowState,
 };
 use crate::writer::{Shared, WriteJob, WriterReport, DURABLE_WAIT_MS_MAX};
 use crossbeam::channel::{bounded, SendTimeoutError, Sender};
@@ -463,6 +463,12 @@ impl Ledger {
         self.index_entry(id).ok().flatten().is_some()
     }
 
+    /// The answer of the command keyed `key`, with that command's digest, if it was
+    /// answered (in memory or in the cold index).
+    pub fn command_answer(&self, key: TransferId) -> Result<Option<(u64, CommandOutcome)>, LedgerError> {
+        Ok(self.index_entry(key)?.and_then(|entry| Some((entry.digest, entry.command_outcome(key)?))))
+    }
+
     /// What the index knows of an id, in memory or in the cold index.
     fn index_entry(&self, id: TransferId) -> Result<Option<TransferIndexEntry>, LedgerError> {
         let (entry, floor_seq) = {
@@ -688,6 +694,12 @@ impl Ledger {
     pub fn put_metadata(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), LedgerError> {
         self.check_available()?;
         self.shared.store.put_metadata(records, self.shared.sync)
+    }
+
+    /// Deletes opaque metadata records durably.
+    pub fn delete_metadata(&self, keys: &[Vec<u8>]) -> Result<(), LedgerError> {
+        self.check_available()?;
+        self.shared.store.delete_metadata(keys, self.shared.sync)
     }
 
     /// Visits every metadata record whose key starts with `prefix`, in key order.

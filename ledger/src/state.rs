@@ -146,7 +146,7 @@ impl TransferIndexEntry {
     }
 
     /// The answer of the command keyed by this id, if it is one.
-    fn command_outcome(&self, key: TransferId) -> Option<CommandOutcome> {
+    pub fn command_outcome(&self, key: TransferId) -> Option<CommandOutcome> {
         if self.is_transfer() {
             return (self.digest != 0)
                 .then_some(CommandOutcome::Committed { timestamp: self.timestamp, reference: key.folded() });
@@ -601,9 +601,15 @@ impl State {
             } else {
                 group_outcome(group, group_transfers)
             };
+            let outcome = match outcome {
+                CommandOutcome::Committed { timestamp, .. } if command.reference != 0 => {
+                    CommandOutcome::Committed { timestamp, reference: command.reference }
+                }
+                outcome => outcome,
+            };
             let own_transfer = group_transfers.first().filter(|t| t.id == command.key);
             let own_created = own_transfer.is_some() && matches!(group.first(), Some(Ok(ok)) if ok.created);
-            if matches!(outcome, CommandOutcome::Committed { .. }) && own_created {
+            if matches!(outcome, CommandOutcome::Committed { .. }) && own_created && command.reference == 0 {
                 // The transfer's own record answers the command: it carries the digest.
                 if let Some(entry) = self.transfers.get_mut(&command.key) {
                     entry.digest = command.digest;

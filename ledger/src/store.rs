@@ -175,6 +175,19 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes metadata records in one synced write.
+    pub(crate) fn delete_metadata(&self, keys: &[Vec<u8>], sync: bool) -> Result<(), LedgerError> {
+        let family = self.family(META_CF)?;
+        let mut batch = WriteBatch::default();
+        for key in keys {
+            batch.delete_cf(family, key);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
     /// Visits every metadata record whose key starts with `prefix`, in key order.
     pub(crate) fn scan_metadata(&self, prefix: &[u8], mut visit: impl FnMut(&[u8], &[u8])) -> Result<(), LedgerError> {
         let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);

@@ -12,9 +12,10 @@ pub struct AccountId(pub u128);
 pub struct TransferId(pub u128);
 
 impl TransferId {
-    /// The id folded into 64 bits (both halves xored): a stable short reference.
+    /// The id folded into 63 bits (both halves xored, the top bit clear): a stable short
+    /// reference. A `Command`'s own reference has the top bit set, so the two never meet.
     pub fn folded(self) -> u64 {
-        (self.0 ^ (self.0 >> 64)) as u64
+        (self.0 ^ (self.0 >> 64)) as u64 & !COMMAND_REFERENCE_BIT
     }
 
     /// Top byte of a timed id (see `timed`).
@@ -39,8 +40,24 @@ impl TransferId {
     }
 }
 
-/// A participant of the switch (bank, wallet, acquirer, FX provider).
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A participant of the switch (bank, wallet, acquirer, FX provider). In JSON and TOML,
+/// its number.
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
+#[serde(transparent)]
 pub struct ParticipantId(pub u64);
 
 /// A participant's position in one currency: the key of net positions, caps and
@@ -374,6 +391,9 @@ impl TransferError {
     }
 }
 
+/// The top bit of a `Command`'s own `reference` (see `TransferId::folded`).
+pub const COMMAND_REFERENCE_BIT: u64 = 1 << 63;
+
 /// A request the ledger answers once, under the caller's idempotency key: its transfers
 /// (a linked group, consecutive in the batch) or the caller's own refusal, which moves
 /// nothing. The answer is remembered with the key, so the same command sent again gets
@@ -388,6 +408,11 @@ pub struct Command {
     pub transfers: u32,
     /// Non-zero: the caller refuses the command itself, with this code of its own.
     pub refusal: u16,
+    /// Non-zero (with `COMMAND_REFERENCE_BIT` set): the reference the committed command is
+    /// answered with, now and on every repeat, instead of its first transfer's folded id
+    /// (an issuer's authorization code, say). Its key must then not be one of its
+    /// transfers' ids.
+    pub reference: u64,
 }
 
 /// How a command was answered.

@@ -39,7 +39,7 @@ fn open(dir: &std::path::Path) -> Ledger {
 }
 
 fn command(key: TransferId, digest: u64, transfers: u32) -> Command {
-    Command { key, digest, transfers, refusal: 0 }
+    Command { key, digest, transfers, refusal: 0, reference: 0 }
 }
 
 fn run(ledger: &Ledger, transfers: &[Transfer], commands: &[Command]) -> Vec<CommandResult> {
@@ -73,7 +73,7 @@ fn answers_are_given_again_from_memory_the_cold_index_and_after_a_reopen() {
     ];
     let commands = [
         command(failing, 21, 1),
-        Command { key: refused, digest: 31, transfers: 0, refusal: 7 },
+        Command { key: refused, digest: 31, transfers: 0, refusal: 7, reference: 0 },
         command(untimed, 41, 1),
         command(timed, 51, 1),
     ];
@@ -95,7 +95,8 @@ fn answers_are_given_again_from_memory_the_cold_index_and_after_a_reopen() {
         }
         assert!(ledger.account(AccountId(1)).unwrap().balances.available() >= 1020, "{when}: money moved");
         // Another digest under a known key is a conflict.
-        let conflict = run(ledger, &[], &[Command { key: failing, digest: 99, transfers: 0, refusal: 7 }]);
+        let conflict =
+            run(ledger, &[], &[Command { key: failing, digest: 99, transfers: 0, refusal: 7, reference: 0 }]);
         assert_eq!(conflict[0].outcome, CommandOutcome::Conflict, "{when}");
     };
     check(&ledger, "in memory");

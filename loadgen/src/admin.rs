@@ -49,6 +49,17 @@ impl Admin {
         serde_json::from_str(&body).with_context(|| format!("GET {url} did not answer JSON"))
     }
 
+    /// One figure of the switch's Prometheus metrics, `None` if it has no such line.
+    pub fn metric(&self, name: &str) -> Result<Option<f64>> {
+        let url = format!("{}/metrics", self.base);
+        let mut response = self.agent.get(&url).call().with_context(|| format!("calling GET {url}"))?;
+        let body = response.body_mut().read_to_string().with_context(|| format!("reading GET {url}"))?;
+        Ok(body.lines().find_map(|line| {
+            let (metric, value) = line.split_once(' ')?;
+            (metric == name).then(|| value.trim().parse().ok()).flatten()
+        }))
+    }
+
     fn post(&self, path: &str, body: &Value) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         // Sent with its length rather than chunked: the switch's JSON extractor refuses large

@@ -649,6 +649,8 @@ struct Answer {
     key: u64,
     code: [u8; 2],
     auth_code: Option<[u8; 6]>,
+    /// Field 44 "1": the switch answered for the issuer (stand-in).
+    stood_in: bool,
     received: Instant,
 }
 
@@ -738,7 +740,8 @@ fn parse_answer(raw: &[u8], key: &MacKey, received: Instant) -> Option<Answer> {
     let transmission: u64 = message.get(7)?.parse().ok()?;
     let code: [u8; 2] = message.get_bytes(39)?.try_into().ok()?;
     let auth_code = message.get_bytes(38).and_then(|c| <[u8; 6]>::try_from(c).ok());
-    Some(Answer { key: match_key(stan, transmission), code, auth_code, received })
+    let stood_in = message.get(44) == Some("1");
+    Some(Answer { key: match_key(stan, transmission), code, auth_code, stood_in, received })
 }
 
 fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
@@ -752,6 +755,7 @@ fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
     let slot = code_slot(&answer.code);
     let counters = &mut state.counters;
     counters.answers[entry.kind.index()][slot] += 1;
+    counters.stood_in += u64::from(answer.stood_in);
     let code = std::str::from_utf8(&answer.code).unwrap_or("??");
     let overloaded = answer.code == *b"91";
     if let Some(expected) = entry.duplicate_of {

@@ -11,11 +11,16 @@
 //! JSON report, a plot, and with `--verify` a check of the ledger's positions against the
 //! approvals seen.
 //!
+//! Issuer-host mode (`--mode issuer`, `issuer.rs`): loadgen signs on as a card issuer's
+//! host and answers what the switch forwards to it, for four-party runs (loadgen as
+//! acquirer <-> junctiond <-> loadgen as issuer).
+//!
 //! Targets must be loopback addresses: loadgen is for testing a switch on this machine.
 
 mod admin;
 mod connection;
 mod cpu;
+mod issuer;
 mod message;
 mod plot;
 mod qr;
@@ -49,6 +54,8 @@ enum Mode {
     Iso8583,
     /// The QR gateway's HTTP API, as a wallet: signed direct payments.
     Qr,
+    /// ISO 8583 as an issuer's host: answers what the switch forwards (see `issuer.rs`).
+    Issuer,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -169,9 +176,37 @@ struct Args {
     /// First account id of --provision.
     #[arg(long, default_value_t = 100_000_000)]
     account_base: u64,
-    /// Issuer participant of --provision's accounts.
+    /// Issuer participant of --provision's accounts and --hosted-cards (in issuer mode:
+    /// loadgen's own participant id, for --verify).
     #[arg(long, default_value_t = 1)]
     issuer: u64,
+    /// Use this many card numbers of --hosted-bin, not provisioned at the switch: their BIN
+    /// routes to an issuer's host (a loadgen in --mode issuer), which holds their accounts.
+    #[arg(long, conflicts_with = "provision")]
+    hosted_cards: Option<u64>,
+    /// BIN of --hosted-cards.
+    #[arg(long, default_value = "476173")]
+    hosted_bin: String,
+    /// ISO 4217 numeric currency of --hosted-cards.
+    #[arg(long, default_value_t = 840)]
+    hosted_currency: u16,
+
+    /// Issuer mode: share of requests approved (the others get 05).
+    #[arg(long, default_value_t = 1.0)]
+    approve: f64,
+    /// Issuer mode: each answer waits a delay drawn uniformly from MIN:MAX, e.g. 1ms:5ms.
+    #[arg(long, default_value = "0ms:0ms")]
+    latency: String,
+    /// Issuer mode: every card's available balance; a larger amount gets 51. Acquirer
+    /// mode: the balance --hosted-cards are taken to have (for must-decline requests).
+    #[arg(long, default_value = "1e9", value_parser = parse_count)]
+    balance: f64,
+    /// Issuer mode: go away at AT for LENGTH, e.g. 10s:5s (see --outage-kind).
+    #[arg(long)]
+    outage: Option<String>,
+    /// Issuer mode: how the host goes away during --outage.
+    #[arg(long, value_enum, default_value = "silent")]
+    outage_kind: issuer::OutageKind,
     /// Opening balance of --provision's accounts, minor units.
     #[arg(long, default_value = "1e10", value_parser = parse_count)]
     opening_balance: f64,
@@ -211,6 +246,9 @@ Examples:
   loadgen --ramp 1000:40000 --duration 60s --plot ramp.svg
   loadgen --profile peak-day --day-volume 3.71e9 --compress 1440
   loadgen --closed-loop --in-flight 512 --duration 20s
+  loadgen --mode issuer --institution 400001 --key 44444444444444444444444444444444 --issuer 4 \
+          --latency 1ms:5ms --approve 0.95 --duration 60s --verify      (an issuer's host)
+  loadgen --hosted-cards 10000 --issuer 4 --rate 2000 --duration 30s --verify   (cards of that issuer)
 
 Latency is measured from each request's scheduled send time (open loop), so stalls show.
 Exit status: 0 done, 1 error, 3 --verify found a difference or could not be sure.";
@@ -282,6 +320,9 @@ fn real_main(args: Args) -> Result<ExitCode> {
     if args.mode == Mode::Qr {
         return qr_main(args);
     }
+    if args.mode == Mode::Issuer {
+        return issuer_main(args);
+    }
     ensure!((1..=CONNECTIONS_MAX).contains(&args.connections), "--connections must be 1 to {CONNECTIONS_MAX}");
     ensure!((1..=64).contains(&args.threads), "--threads must be 1 to 64");
     ensure!((0.0..=1.0).contains(&args.hot_merchant), "--hot-merchant is a share between 0 and 1");
@@ -321,7 +362,25 @@ fn real_main(args: Args) -> Result<ExitCode> {
             eprintln!("loadgen: provisioned in {:.1} s", started.elapsed().as_secs_f64());
             (cards, (100, 20_000))
         }
-        None => (traffic::demo_cards(), (1, 10)),
+        None => match args.hosted_cards {
+            Some(count) => {
+                ensure!((1..=traffic::PROVISION_CARDS_MAX).contains(&count), "--hosted-cards must be 1 to 1e9");
+                ensure!(
+                    (6..=11).contains(&args.hosted_bin.len()) && args.hosted_bin.bytes().all(|b| b.is_ascii_digit()),
+                    "--hosted-bin must be 6 to 11 digits"
+                );
+                let cards = (0..count)
+                    .map(|serial| traffic::Card {
+                        pan: traffic::pan(&args.hosted_bin, serial),
+                        issuer: args.issuer,
+                        currency: args.hosted_currency,
+                        opening_balance: args.balance as u64,
+                    })
+                    .collect();
+                (cards, (100, 20_000))
+            }
+            None => (traffic::demo_cards(), (1, 10)),
+        },
     };
     let (amount_min, amount_max) = match &args.amount {
         Some(text) => parse_range(text).context("--amount")?,
@@ -470,6 +529,71 @@ fn qr_main(args: Args) -> Result<ExitCode> {
         threads: args.threads,
     };
     conclude(&args, &admin, before.as_ref(), &outcome, context)
+}
+
+/// Issuer-host mode: answers what the switch forwards until --duration has passed.
+fn issuer_main(args: Args) -> Result<ExitCode> {
+    ensure!((1..=64).contains(&args.connections), "--connections must be 1 to 64 in issuer mode");
+    ensure!((0.0..=1.0).contains(&args.approve), "--approve is a share between 0 and 1");
+    let iso = loopback(&args.iso, "--iso")?;
+    let http = loopback(&args.http, "--http")?;
+    let key = MacKey::new(&hex::decode(args.key.trim()).context("--key is not hex")?).context("--key")?;
+    let (low, high) = args.latency.split_once(':').context("--latency is MIN:MAX, e.g. 1ms:5ms")?;
+    let latency = (parse_duration_or_zero(low)?, parse_duration_or_zero(high)?);
+    ensure!(latency.0 <= latency.1, "--latency: MIN must not exceed MAX");
+    let outage = match &args.outage {
+        Some(text) => {
+            let (at, length) = text.split_once(':').context("--outage is AT:LENGTH, e.g. 10s:5s")?;
+            Some(issuer::Outage {
+                at: parse_duration_or_zero(at)?,
+                length: parse_duration(length)?,
+                kind: args.outage_kind,
+            })
+        }
+        None => None,
+    };
+    let plan = issuer::IssuerPlan {
+        iso,
+        institution: args.institution.clone(),
+        key,
+        connections: args.connections,
+        duration: args.duration.unwrap_or(Duration::from_secs(10)),
+        approve: args.approve,
+        latency,
+        balance: args.balance as u64,
+        outage,
+        seed: args.seed,
+        quiet: args.quiet,
+    };
+    let admin = admin::Admin::new(http, &args.admin_token);
+    if args.verify {
+        admin.health().with_context(|| format!("reaching the admin API at {http} (--http)"))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(issuer::run(plan, args.verify.then_some(&admin), args.issuer))?;
+    print!("{}", issuer::render(&report));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.verify.as_ref().is_some_and(|v| !v.passed) {
+        eprintln!("loadgen: CHECK FAILED: the issuer's position differs from what it approved and was advised");
+        return Ok(ExitCode::from(EXIT_CHECK_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A duration, where 0 (with or without a unit) is allowed.
+fn parse_duration_or_zero(text: &str) -> Result<Duration> {
+    let digits = text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if digits.parse::<f64>().is_ok_and(|v| v == 0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 /// Verifies (with --verify), prints and writes the report, and picks the exit status.

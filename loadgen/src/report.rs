@@ -51,6 +51,8 @@ pub struct Report {
     pub connection_failures: Vec<String>,
     /// Answers that matched no request in flight (late after a timeout).
     pub unmatched_answers: u64,
+    /// Answers the switch gave standing in for an issuer's host (field 44 "1").
+    pub stood_in: u64,
     /// Answers that did not decode or whose MAC did not verify.
     pub bad_answers: u64,
     pub send_phase_s: f64,
@@ -65,6 +67,9 @@ pub struct Report {
     pub latency_us_p9999: u64,
     pub latency_us_max: u64,
     pub latency_us_mean: f64,
+    /// Answers that took longer than 100 ms and than 1 s from their scheduled send.
+    pub answers_over_100ms: u64,
+    pub answers_over_1s: u64,
     pub by_kind: BTreeMap<String, KindReport>,
     pub duplicates: DuplicatesReport,
     pub must_decline: BTreeMap<String, MustDeclineReport>,
@@ -130,6 +135,7 @@ pub fn build(context: Context, outcome: &Outcome, verify: Option<verify::Outcome
         connection_errors: outcome.failures.len() as u64,
         connection_failures: outcome.failures.clone(),
         unmatched_answers: counters.unmatched_answers,
+        stood_in: counters.stood_in,
         bad_answers: counters.bad_answers,
         send_phase_s: outcome.send_phase_s,
         total_s: outcome.total_s,
@@ -142,6 +148,8 @@ pub fn build(context: Context, outcome: &Outcome, verify: Option<verify::Outcome
         latency_us_p9999: quantile(0.9999),
         latency_us_max: if latency.is_empty() { 0 } else { latency.max() },
         latency_us_mean: if latency.is_empty() { 0.0 } else { latency.mean() },
+        answers_over_100ms: if latency.is_empty() { 0 } else { latency.count_between(100_001, u64::MAX) },
+        answers_over_1s: if latency.is_empty() { 0 } else { latency.count_between(1_000_001, u64::MAX) },
         by_kind,
         duplicates: DuplicatesReport {
             sent: counters.sent[Kind::Duplicate.index()],
@@ -192,6 +200,9 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(w, "    {failure}");
     }
     let _ = writeln!(w, "  unmatched answers   {}  bad answers {}", report.unmatched_answers, report.bad_answers);
+    if report.stood_in > 0 {
+        let _ = writeln!(w, "  stood in            {} (the switch answered for the issuer's host)", report.stood_in);
+    }
     let accounted = report.responses_answered + report.timeouts + report.requests_lost;
     let _ = writeln!(
         w,
@@ -216,6 +227,13 @@ pub fn render(report: &Report) -> String {
         format_us(report.latency_us_max),
         format_us(report.latency_us_mean as u64),
     );
+    if report.answers_over_100ms > 0 {
+        let _ = writeln!(
+            w,
+            "  slow answers        {} over 100 ms, {} over 1 s",
+            report.answers_over_100ms, report.answers_over_1s
+        );
+    }
     let _ = writeln!(w, "  by kind:");
     for (name, kind) in &report.by_kind {
         if kind.sent == 0 && kind.drawn_but_fell_back == 0 {

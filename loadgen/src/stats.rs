@@ -84,6 +84,8 @@ pub struct Counters {
     pub lost: u64,
     /// Answers matching no request in flight (late after a timeout, or unknown).
     pub unmatched_answers: u64,
+    /// Answers the switch gave standing in for the card's issuer (field 44 "1").
+    pub stood_in: u64,
     /// Answers whose MAC did not verify or that did not decode.
     pub bad_answers: u64,
     /// Kinds drawn but sent as their fallback (no hold to complete, nothing to repeat).
@@ -121,6 +123,7 @@ impl Default for Counters {
             timeouts: [0; KINDS.len()],
             lost: 0,
             unmatched_answers: 0,
+            stood_in: 0,
             bad_answers: 0,
             fallbacks: [0; KINDS.len()],
             duplicates_matched: 0,
@@ -147,6 +150,7 @@ impl Counters {
         }
         self.lost += other.lost;
         self.unmatched_answers += other.unmatched_answers;
+        self.stood_in += other.stood_in;
         self.bad_answers += other.bad_answers;
         self.duplicates_matched += other.duplicates_matched;
         self.duplicates_mismatched += other.duplicates_mismatched;

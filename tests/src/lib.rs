@@ -35,6 +35,14 @@ pub const ADMIN_TOKEN: &str = "demo-admin-token-change-me";
 /// A demo card of account 1001 (USD 10,000.00), expiring 2912.
 pub const DEMO_PAN: &str = "4000001234567899";
 
+/// The demo issuer whose cards (BIN 476173) its own host authorizes, and one of its cards.
+pub const HOSTED_ISSUER: u64 = 11;
+pub const HOSTED_INSTITUTION: &str = "100003";
+pub const HOSTED_KEY_HEX: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+pub const HOSTED_PAN: &str = "4761730000000011";
+/// The switch's institution id in the demo configuration (field 33 of what it forwards).
+pub const SWITCH_INSTITUTION: &str = "999999";
+
 /// The demo configuration's acquirer participant (of the card purchases and of the USD QR
 /// merchant), and its global wallet with the wallet's request key.
 pub const DEMO_ACQUIRER: u64 = 3;
@@ -151,11 +159,31 @@ pub struct IsoClient {
 
 impl IsoClient {
     pub fn connect(address: SocketAddr) -> IsoClient {
+        IsoClient::connect_as(address, ACQUIRER_INSTITUTION, ACQUIRER_KEY_HEX)
+    }
+
+    /// A client of another participant (e.g. an issuer's host).
+    pub fn connect_as(address: SocketAddr, institution: &str, key_hex: &str) -> IsoClient {
         let stream = TcpStream::connect(address).expect("connecting to junctiond");
         stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
-        let key = MacKey::new(&hex::decode(ACQUIRER_KEY_HEX).expect("hex")).expect("key");
-        IsoClient { stream, key, institution: ACQUIRER_INSTITUTION.into(), stan: 0 }
+        let key = MacKey::new(&hex::decode(key_hex).expect("hex")).expect("key");
+        IsoClient { stream, key, institution: institution.into(), stan: 0 }
+    }
+
+    /// Reads one message if one comes within `wait`.
+    pub fn receive_within(&mut self, wait: Duration) -> Option<Iso8583Message> {
+        self.stream.set_read_timeout(Some(wait)).expect("timeout");
+        let mut prefix = [0u8; 2];
+        let got = self.stream.read_exact(&mut prefix);
+        self.stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        got.ok()?;
+        let mut raw = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        self.stream.read_exact(&mut raw).expect("reading a message");
+        let message = Iso8583Message::decode(&raw).expect("the message decodes");
+        assert!(message.contains(64) || message.contains(128), "a message without a MAC: {}", message.summary());
+        mac::verify(&raw, &self.key).expect("the message's MAC verifies");
+        Some(message)
     }
 
     pub fn next_stan(&mut self) -> String {

@@ -27,7 +27,7 @@ const JAKARTA_ACQUIRER: u64 = 8;
 const SHANGHAI_ACQUIRER: u64 = 9;
 const SIAM_WALLET: u64 = 10;
 /// Added by this test's configuration: a wallet with a USD 50.00 net debit cap.
-const TINY_WALLET: u64 = 11;
+const TINY_WALLET: u64 = 21;
 const TINY_WALLET_CAP: u64 = 5_000;
 
 /// Recorded output of tests/interop/qr_payloads.py, used when Python's generators are not

@@ -268,7 +268,10 @@ fn refuses_what_it_cannot_do() {
 fn duplicates_at_overload_get_their_original_answer_or_91() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = junction_tests::demo_config();
-    config.switch.requests_in_flight_max = 48;
+    // Commits gathered for 5 ms, so that at 6,000/s some 30 requests wait at once: past the
+    // bound of 16 on any machine.
+    config.switch.requests_in_flight_max = 16;
+    config.switch.commit_delay_us = 5_000;
     let daemon = Daemon::start_with_config(&dir.path().join("data"), &config);
     let json = dir.path().join("report.json");
     let output = loadgen(
@@ -296,4 +299,69 @@ fn duplicates_at_overload_get_their_original_answer_or_91() {
     assert_eq!(number(duplicates, "/mismatched"), 0, "{}", report["mismatch_examples"]);
     assert!(number(&report, "/responses_by_code/91") > 0, "the daemon was never overloaded: the test proves nothing");
     assert!(number(&report, "/responses_by_code/51") > 0, "no decline for funds to resend");
+}
+
+/// Four parties: loadgen as an issuer's host (signed on as the demo hosted issuer, which
+/// goes away for two seconds mid-run) and loadgen as an acquirer sending that issuer's
+/// cards. The switch forwards, relays, stands in while the host is away and advises it
+/// afterwards; both ends' `--verify` must find the ledger's positions equal to what they
+/// saw (the issuer counting its own approvals and the switch's advices).
+#[test]
+fn four_parties_with_an_issuer_host_that_goes_away() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = junction_tests::demo_config();
+    config.issuer_links.timeout_ms = 500;
+    config.issuer_links.echo_interval_ms = 500;
+    config.issuer_links.advice_retry_ms = 300;
+    let daemon = Daemon::start_with_config(&dir.path().join("data"), &config);
+    let issuer_json = dir.path().join("issuer.json");
+    let issuer_out = std::fs::File::create(dir.path().join("issuer.out")).expect("issuer output file");
+    let mut issuer = Command::new(binary("loadgen"))
+        .args(["--iso", &daemon.iso.to_string(), "--http", &daemon.http.to_string(), "--quiet"])
+        .args(["--mode", "issuer", "--institution", junction_tests::HOSTED_INSTITUTION])
+        .args(["--key", junction_tests::HOSTED_KEY_HEX, "--issuer", "11", "--connections", "2"])
+        .args(["--latency", "1ms:4ms", "--approve", "0.9", "--duration", "9s", "--verify"])
+        .args(["--outage", "3s:2s", "--outage-kind", "disconnect"])
+        .args(["--json", issuer_json.to_str().expect("utf-8 path")])
+        .stdout(issuer_out.try_clone().expect("file"))
+        .stderr(issuer_out)
+        .spawn()
+        .expect("starting loadgen as the issuer");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let acquirer_json = dir.path().join("acquirer.json");
+    let acquirer = loadgen(
+        &daemon,
+        &[
+            "--hosted-cards",
+            "300",
+            "--issuer",
+            "11",
+            "--rate",
+            "300",
+            "--duration",
+            "6s",
+            "--mix",
+            "authorization=0,completion=0,unknown_card=0",
+            "--verify",
+            "--json",
+            acquirer_json.to_str().expect("utf-8 path"),
+        ],
+    );
+    let issuer_status = issuer.wait().expect("the issuer loadgen ends");
+    let issuer_text = std::fs::read_to_string(dir.path().join("issuer.out")).unwrap_or_default();
+    assert!(acquirer.status.success(), "the acquirer's --verify failed\n{}", text(&acquirer));
+    assert!(issuer_status.success(), "the issuer's --verify failed\n{issuer_text}");
+    let acquirer_report = read_report(&acquirer_json);
+    let issuer_report = read_report(&issuer_json);
+    check_arithmetic(&acquirer_report);
+    assert!(number(&acquirer_report, "/stood_in") > 0, "the host's outage was never stood in for");
+    assert!(number(&issuer_report, "/approved") > 0, "the host approved nothing");
+    assert_eq!(
+        number(&issuer_report, "/stand_in_approved") + number(&issuer_report, "/stand_in_declined"),
+        number(&acquirer_report, "/stood_in"),
+        "one advice per stand-in decision the acquirer saw\n{issuer_text}"
+    );
+    assert!(number(&issuer_report, "/reconnects") > 0);
+    assert_eq!(issuer_report["verify"]["passed"], true, "{issuer_text}");
+    assert_eq!(number(&acquirer_report, "/duplicates/mismatched"), 0);
 }

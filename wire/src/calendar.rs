@@ -54,9 +54,24 @@ pub fn transmission_unix_s(field_7: &str, now_unix_s: u64) -> Option<u64> {
         .and_then(|time| u64::try_from(time).ok())
 }
 
+/// Field 7 (`MMDDhhmmss`, UTC) of a Unix time.
+pub fn transmission_time(unix_s: u64) -> String {
+    let (_, month, day) = civil_from_days((unix_s / 86_400) as i64);
+    let seconds = unix_s % 86_400;
+    format!("{month:02}{day:02}{:02}{:02}{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transmission_time_round_trips() {
+        let now = 1_796_200_000; // 2026-12-02
+        let field = transmission_time(now);
+        assert_eq!(field.len(), 10);
+        assert_eq!(transmission_unix_s(&field, now), Some(now));
+    }
 
     #[test]
     fn civil_days_round_trip() {
