@@ -105,7 +105,14 @@ impl Advices {
                 .collect(),
             sealed_pan: hex::encode(self.engine.vault().seal(pan)),
         };
-        self.engine.ledger().put_metadata(&[(record_key(key, kind), serde_json::to_vec(&record)?)])?;
+        let records = [(record_key(key, kind), serde_json::to_vec(&record)?)];
+        match kind {
+            // Durable with the booking that follows it (same write-ahead log), before its
+            // answer is released: no fsync of its own on the request's path.
+            AdviceKind::StandIn => self.engine.ledger().put_metadata_before_next_commit(&records)?,
+            // Nothing follows it: its own synced write.
+            AdviceKind::ReverseLateApproval => self.engine.ledger().put_metadata(&records)?,
+        }
         Ok(())
     }
 
@@ -150,7 +157,7 @@ impl Advices {
             let Some(mut pending) = self.links.forward_on(&link, key, message) else { continue };
             sending.spawn(async move {
                 match pending.wait(timeout).await {
-                    Some(Outcome::Answered(answer)) if matches!(answer.message.mti(), "0130" | "0230" | "0430") => {
+                    Outcome::Answered(answer) if matches!(answer.message.mti(), "0130" | "0230" | "0430") => {
                         Some(record_key)
                     }
                     _ => None,
@@ -165,7 +172,9 @@ impl Advices {
             }
         }
         if !forgotten.is_empty() {
-            self.engine.ledger().delete_metadata(&forgotten)?;
+            // Lost in a crash, an acknowledged advice is sent again: the issuer knows it by
+            // its field 90.
+            self.engine.ledger().delete_metadata_lazily(&forgotten)?;
         }
         Ok(acknowledged)
     }

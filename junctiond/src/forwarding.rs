@@ -70,10 +70,9 @@ impl Forwarding {
                 return;
             }
         };
-        // 1. Answered before: the same answer, from the ledger.
-        if self.answer_again(&request) {
-            return;
-        }
+        // 1. A copy of a request out at the issuer waits for its answer; a resend of one
+        //    answered before gets that answer from the ledger (looked up once claimed, so
+        //    that no booking can land between the look and the claim).
         match self.engine.claim_forward(&request) {
             Claim::Forward => {}
             Claim::Waiting => return,
@@ -82,8 +81,7 @@ impl Forwarding {
                 return;
             }
         }
-        // The original may have been answered between the look and the claim.
-        if let Ok(Some(response)) = self.engine.answered(&request) {
+        if let Some(response) = self.answered_before(&request) {
             request.reply.send(response);
             self.engine.release_forward(&response);
             return;
@@ -122,7 +120,7 @@ impl Forwarding {
                     return;
                 }
             },
-            _ => (*message).clone(),
+            _ => *message,
         };
         // 2. The payer's cap, before anything leaves.
         let reserved = match kind {
@@ -144,18 +142,14 @@ impl Forwarding {
             return;
         };
         self.prepare(&mut forwarded, &card_number);
-        let mut sent_stan = None;
-        let outcome = match self.links.forward(route.issuer, request.key, forwarded.clone()) {
-            Some(mut pending) => {
-                sent_stan = Some(pending.stan);
-                let _ = forwarded.set(11, &format!("{:06}", pending.stan));
-                pending.wait(self.timeout).await
-            }
-            None => None,
+        let (outcome, sent_stan) = match self.links.forward(route.issuer, request.key, forwarded) {
+            Ok(mut pending) => (pending.wait(self.timeout).await, Some(pending.stan)),
+            // No link: what would have been sent is what the advice tells.
+            Err(unsent) => (Outcome::LinkLost(Some(Box::new(unsent))), None),
         };
         // 4. Its answer, or the switch's own.
         let decision = match outcome {
-            Some(Outcome::Answered(answer)) => {
+            Outcome::Answered(answer) => {
                 self.metrics.issuer_answers.inc();
                 let code =
                     answer.message.get(39).and_then(ResponseCode::from_wire).unwrap_or(ResponseCode::SystemMalfunction);
@@ -169,9 +163,10 @@ impl Forwarding {
                     HostedDecision::Declined { code }
                 }
             }
-            Some(Outcome::LinkLost) | None => {
+            Outcome::LinkLost(sent) | Outcome::TimedOut(sent) => {
                 self.metrics.issuer_timeouts.inc();
-                match self.stand_in(&route, &request, &forwarded, &card_number, false) {
+                let decision = sent.and_then(|sent| self.stand_in(&route, &request, &sent, &card_number, false));
+                match decision {
                     Some(decision) => decision,
                     None => {
                         self.unavailable(request, route, kind, reserved);
@@ -183,18 +178,14 @@ impl Forwarding {
         self.book(request, booking(decision, reserved, sent_stan));
     }
 
-    /// A resend of a request answered before: its answer again. False if there is none.
-    fn answer_again(&self, request: &Request) -> bool {
+    /// The answer of a request answered before (a resend), or 91 when the ledger cannot
+    /// say; `None`: it is new.
+    fn answered_before(&self, request: &Request) -> Option<Response> {
         match self.engine.answered(request) {
-            Ok(Some(response)) => {
-                request.reply.send(response);
-                true
-            }
-            Ok(None) => false,
+            Ok(answer) => answer,
             Err(error) => {
                 tracing::error!(%error, "looking a request up in the ledger failed");
-                request.reply.send(Response::declined(request.tag, request.key, DeclineReason::LedgerUnavailable));
-                true
+                Some(Response::declined(request.tag, request.key, DeclineReason::LedgerUnavailable))
             }
         }
     }
@@ -284,8 +275,8 @@ impl Forwarding {
             Some(number) => {
                 self.prepare(&mut message, &number);
                 match self.links.forward(route.issuer, request.key, message) {
-                    Some(mut pending) => pending.wait(self.timeout).await,
-                    None => None,
+                    Ok(mut pending) => Some(pending.wait(self.timeout).await),
+                    Err(_) => None,
                 }
             }
             None => None,
@@ -333,7 +324,8 @@ fn available_balance(field: &str) -> Option<(i128, Currency)> {
     })
 }
 
-/// Handles answers that came after their request was answered, by `LATE_ANSWER_RULES`.
+/// Handles answers that came after their request was answered, by `LATE_ANSWER_RULES`,
+/// each in its own task (one may wait for its request's booking to be durable).
 pub async fn late_answers(forwarding: Arc<Forwarding>, mut late: mpsc::Receiver<LateAnswer>) {
     while let Some(answer) = late.recv().await {
         // Only answers to authorization and financial requests follow the rules: a late
@@ -342,33 +334,40 @@ pub async fn late_answers(forwarding: Arc<Forwarding>, mut late: mpsc::Receiver<
             continue;
         }
         forwarding.metrics.issuer_late_answers.inc();
-        // What the switch answered is in the ledger once its booking is durable.
-        let deadline = Instant::now() + forwarding.timeout * 2;
-        while forwarding.engine.forwarding(answer.key) && Instant::now() < deadline {
-            tokio::time::sleep(ORIGINAL_POLL).await;
+        tokio::spawn(late_answer(Arc::clone(&forwarding), answer));
+    }
+}
+
+async fn late_answer(forwarding: Arc<Forwarding>, answer: LateAnswer) {
+    // What the switch answered is in the ledger once its booking is durable.
+    let deadline = Instant::now() + forwarding.timeout * 2;
+    while forwarding.engine.forwarding(answer.key) && Instant::now() < deadline {
+        tokio::time::sleep(ORIGINAL_POLL).await;
+    }
+    let issuer_approved = answer.message.get(39).and_then(ResponseCode::from_wire).is_some_and(|c| c.is_approved());
+    let switch_approved = match forwarding.engine.ledger().command_answer(TransferId(answer.key.0)) {
+        Ok(Some((_, CommandOutcome::Committed { .. }))) => true,
+        Ok(_) => false,
+        Err(error) => {
+            tracing::error!(%error, "reading the switch's answer for a late issuer answer failed");
+            return;
         }
-        let issuer_approved = answer.message.get(39).and_then(ResponseCode::from_wire).is_some_and(|c| c.is_approved());
-        let switch_approved = match forwarding.engine.ledger().command_answer(TransferId(answer.key.0)) {
-            Ok(Some((_, CommandOutcome::Committed { .. }))) => true,
-            Ok(_) => false,
-            Err(error) => {
-                tracing::error!(%error, "reading the switch's answer for a late issuer answer failed");
-                continue;
-            }
-        };
-        tracing::info!(issuer = answer.issuer.0, switch_approved, issuer_approved, "late issuer answer");
-        if late_answer_action(switch_approved, issuer_approved) != LateAction::ReverseIssuerApproval {
-            continue;
-        }
-        // Reverse what the issuer approved, naming the request as it was forwarded.
-        let Some(request) = answer.request else { continue };
-        let pan = request.get(2).unwrap_or("").to_string();
-        let request = *request;
-        let recorded =
-            forwarding.advices.record(AdviceKind::ReverseLateApproval, answer.issuer, answer.key, &request, &pan);
-        if let Err(error) = recorded {
-            tracing::error!(%error, "recording the reversal of a late approval failed");
-        }
+    };
+    tracing::debug!(issuer = answer.issuer.0, switch_approved, issuer_approved, "late issuer answer");
+    if late_answer_action(switch_approved, issuer_approved) != LateAction::ReverseIssuerApproval {
+        return;
+    }
+    // Reverse what the issuer approved, naming the request as it was forwarded (a synced
+    // write: off the async threads).
+    let Some(request) = answer.request else { return };
+    let pan = request.get(2).unwrap_or("").to_string();
+    let advices = Arc::clone(&forwarding.advices);
+    let (issuer, key) = (answer.issuer, answer.key);
+    let recorded =
+        tokio::task::spawn_blocking(move || advices.record(AdviceKind::ReverseLateApproval, issuer, key, &request, &pan))
+            .await;
+    if let Ok(Err(error)) = recorded {
+        tracing::error!(%error, "recording the reversal of a late approval failed");
     }
 }
 

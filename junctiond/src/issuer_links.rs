@@ -39,12 +39,15 @@ pub struct IssuerAnswer {
     pub message: Iso8583Message,
 }
 
-/// What the forwarder is told about a request it sent.
+/// What the forwarder is told about a request it sent. When no answer came, the request
+/// as it was sent comes back (for a stand-in's advice); none for echoes and advices.
 #[derive(Debug)]
 pub enum Outcome {
     Answered(Box<IssuerAnswer>),
-    /// No link could take it, or the link closed before the answer.
-    LinkLost,
+    /// The link closed before the answer.
+    LinkLost(Option<Box<Iso8583Message>>),
+    /// No answer within the timeout: a later one goes to the late-answer rules.
+    TimedOut(Option<Box<Iso8583Message>>),
 }
 
 /// A forwarded request awaiting its answer on a link.
@@ -77,11 +80,15 @@ impl Link {
         self.next_stan.fetch_add(1, Ordering::Relaxed) % STAN_MODULUS
     }
 
-    /// Sends a message on the link (MAC'd with the issuer's key by the writer).
-    fn send(&self, message: Iso8583Message) -> bool {
-        self.sender
-            .try_send(WriterMessage::Forward { message: Box::new(message), key: Arc::clone(&self.participant) })
-            .is_ok()
+    /// Sends a message on the link (MAC'd with the issuer's key by the writer); gives it
+    /// back if the connection's queue cannot take it.
+    fn send(&self, message: Box<Iso8583Message>) -> Result<(), Box<Iso8583Message>> {
+        match self.sender.try_send(WriterMessage::Forward { message, key: Arc::clone(&self.participant) }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(WriterMessage::Forward { message, .. }))
+            | Err(mpsc::error::TrySendError::Closed(WriterMessage::Forward { message, .. })) => Err(message),
+            Err(_) => unreachable!("the message sent is a Forward"),
+        }
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -155,7 +162,7 @@ impl IssuerLinks {
         }
         for (_, mut outstanding) in link.outstanding.lock().drain() {
             if let Some(answer) = outstanding.answer.take() {
-                let _ = answer.send(Outcome::LinkLost);
+                let _ = answer.send(Outcome::LinkLost(outstanding.request.take()));
             }
         }
         tracing::info!(issuer = link.participant.id.0, link = link.id, "issuer link down");
@@ -191,13 +198,16 @@ impl IssuerLinks {
         self.links_of(issuer).iter().any(|link| link.is_healthy())
     }
 
-    /// Sends `message` to the issuer on the next healthy link, with that link's STAN, and
-    /// returns where its answer will come: `None` if no link could take it.
-    pub fn forward(&self, issuer: ParticipantId, key: RequestKey, mut message: Iso8583Message) -> Option<Pending> {
+    /// Sends `message` to the issuer on the next healthy link, with the issuer's next
+    /// STAN, and returns where its answer will come; the message back if no link could
+    /// take it.
+    pub fn forward(
+        &self,
+        issuer: ParticipantId,
+        key: RequestKey,
+        mut message: Iso8583Message,
+    ) -> Result<Pending, Iso8583Message> {
         let links = self.links_of(issuer);
-        if links.is_empty() {
-            return None;
-        }
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
         for offset in 0..links.len() {
             let link = &links[(start + offset) % links.len()];
@@ -206,17 +216,21 @@ impl IssuerLinks {
             }
             let stan = link.take_stan();
             let _ = message.set(11, &format!("{stan:06}"));
+            let copy = Box::new(message.clone());
             let (answer, receiver) = oneshot::channel();
-            let request = Some(Box::new(message.clone()));
+            let request = Some(Box::new(message));
             let outstanding =
                 Outstanding { key, request, answer: Some(answer), sent: Instant::now(), timed_out: false };
             link.outstanding.lock().insert(stan, outstanding);
-            if link.send(message.clone()) {
-                return Some(Pending { link: Arc::clone(link), stan, receiver: Some(receiver) });
+            match link.send(copy) {
+                Ok(()) => return Ok(Pending { link: Arc::clone(link), stan, receiver: Some(receiver) }),
+                Err(copy) => {
+                    link.outstanding.lock().remove(&stan);
+                    message = *copy;
+                }
             }
-            link.outstanding.lock().remove(&stan);
         }
-        None
+        Err(message)
     }
 
     /// An answer came on a link: to its forwarder, or to the late-answer rules if the
@@ -266,7 +280,7 @@ impl IssuerLinks {
                     link.healthy.store(false, Ordering::Release);
                     return;
                 };
-                let answered = matches!(pending.wait(timeout).await, Some(Outcome::Answered(_)));
+                let answered = matches!(pending.wait(timeout).await, Outcome::Answered(_));
                 if answered != link.healthy.swap(answered, Ordering::AcqRel) {
                     tracing::warn!(
                         issuer = link.participant.id.0,
@@ -290,7 +304,7 @@ impl IssuerLinks {
         let outstanding =
             Outstanding { key, request: None, answer: Some(answer), sent: Instant::now(), timed_out: false };
         link.outstanding.lock().insert(stan, outstanding);
-        if link.send(message) {
+        if link.send(Box::new(message)).is_ok() {
             Some(Pending { link: Arc::clone(link), stan, receiver: Some(receiver) })
         } else {
             link.outstanding.lock().remove(&stan);
@@ -307,24 +321,25 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Waits for the answer at most `timeout`. `None` when it did not come in time: a later
-    /// answer goes to the late-answer rules.
-    pub async fn wait(&mut self, timeout: Duration) -> Option<Outcome> {
-        let receiver = self.receiver.as_mut()?;
+    /// Waits for the answer at most `timeout` (once: a second wait finds nothing).
+    pub async fn wait(&mut self, timeout: Duration) -> Outcome {
+        let Some(receiver) = self.receiver.as_mut() else { return Outcome::TimedOut(None) };
         match tokio::time::timeout(timeout, receiver).await {
             Ok(Ok(outcome)) => {
                 self.receiver = None;
-                Some(outcome)
+                outcome
             }
-            Ok(Err(_)) => Some(Outcome::LinkLost),
+            Ok(Err(_)) => Outcome::LinkLost(None),
             Err(_) => {
                 let mut outstanding = self.link.outstanding.lock();
                 match outstanding.get_mut(&self.stan) {
                     Some(entry) if entry.answer.is_some() => {
-                        // From now on its answer is a late one.
+                        // From now on its answer is a late one (the entry keeps the request
+                        // for the late-answer rules; the forwarder gets a copy).
                         entry.answer = None;
                         entry.timed_out = true;
                         self.receiver = None;
+                        let request = entry.request.clone();
                         let link = &self.link;
                         let in_a_row = link.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
                         if in_a_row == LINK_TIMEOUTS_IN_A_ROW_MAX && link.healthy.swap(false, Ordering::AcqRel) {
@@ -335,10 +350,14 @@ impl Pending {
                                 "issuer link out of rotation: requests time out"
                             );
                         }
-                        None
+                        Outcome::TimedOut(request)
                     }
                     // The answer came just now: it is in the channel.
-                    _ => self.receiver.take().and_then(|mut receiver| receiver.try_recv().ok()),
+                    _ => self
+                        .receiver
+                        .take()
+                        .and_then(|mut receiver| receiver.try_recv().ok())
+                        .unwrap_or(Outcome::TimedOut(None)),
                 }
             }
         }

@@ -76,12 +76,20 @@ pub async fn advices_loop(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
+        let mut full_round = false;
         match advices.send_round(Duration::from_millis(config.timeout_ms)).await {
-            Ok(acknowledged) => metrics.advices_acknowledged.inc_by(acknowledged as u64),
+            Ok(acknowledged) => {
+                metrics.advices_acknowledged.inc_by(acknowledged as u64);
+                full_round = acknowledged == crate::advices::ADVICES_PER_ROUND_MAX;
+            }
             Err(error) => tracing::error!(%error, "sending advices failed"),
         }
         if let Ok(outstanding) = advices.outstanding() {
             metrics.advices_outstanding.set(outstanding as i64);
+        }
+        if full_round {
+            // A backlog the issuer is taking in: the next round at once.
+            continue;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(config.advice_retry_ms)) => {}

@@ -4,7 +4,9 @@
 //! state exactly. This is also the unit a replication transport ships.
 //!
 //! Format 2 (2026-12): transfer records carry a command digest, entries carry the answers
-//! of commands, accounts carry debit limits. Format 1 journals are refused at open.
+//! of commands, accounts carry debit limits. Format 3 (2026-12): metadata changes are
+//! journal entries too, so that the journal (and a replica following it) holds everything
+//! the ledger stores. Older journals are refused at open.
 
 use crate::types::{
     Account, AccountUpdate, AnswerRecord, ArchivedAnswerRecord, ArchivedTransferId, ArchivedTransferRecord, TransferId,
@@ -15,7 +17,7 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// Bumped when the encoding changes; an entry with another version is refused.
-pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 2;
+pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 3;
 
 /// Room for an entry's own fields and the version byte, beyond its records.
 const ENTRY_OVERHEAD_BYTES: usize = 256;
@@ -37,6 +39,16 @@ pub(crate) enum JournalEntry {
         window: WindowId,
         closed_at: u64,
     },
+    /// Opaque records of the ledger's users (provisioning, routes, advices): written to
+    /// the metadata column family in the same RocksDB write as this entry.
+    Metadata(MetadataChange),
+}
+
+/// Metadata records put and deleted by one journal entry.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub(crate) struct MetadataChange {
+    pub puts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub deletes: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +70,11 @@ pub(crate) fn encode(entry: &JournalEntry) -> AlignedVec {
             records.len() * std::mem::size_of::<ArchivedTransferRecord>()
                 + expired.len() * std::mem::size_of::<ArchivedTransferId>()
                 + answers.len() * std::mem::size_of::<ArchivedAnswerRecord>()
+                + ENTRY_OVERHEAD_BYTES
+        }
+        JournalEntry::Metadata(change) => {
+            change.puts.iter().map(|(key, value)| key.len() + value.len() + 16).sum::<usize>()
+                + change.deletes.iter().map(|key| key.len() + 8).sum::<usize>()
                 + ENTRY_OVERHEAD_BYTES
         }
         _ => ENTRY_OVERHEAD_BYTES,

@@ -15,8 +15,11 @@ use crate::currency::Currency;
 use crate::error::LedgerError;
 use crate::index::ColdIndex;
 use crate::indexer::{self, IndexBounds, IndexUpkeep, Indexer};
-use crate::journal::{self, JournalEntry};
-use crate::limits::{ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, WRITE_QUEUE_DEPTH_MAX};
+use crate::journal::{self, JournalEntry, MetadataChange};
+use crate::limits::{
+    ACCOUNTS_PER_CALL_MAX, ACCOUNTS_PER_ENTRY_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, METADATA_ENTRY_BYTES_MAX,
+    WRITE_QUEUE_DEPTH_MAX,
+};
 use crate::recovery::{self, RecoveryReport};
 use crate::state::TransferIndexEntry;
 use crate::state::{HoldStatus, State};
@@ -24,12 +27,12 @@ use crate::types::{
     Account, AccountError, AccountId, AccountUpdate, AnswerRecord, Balances, Command, CommandOutcome, CommandResult,
     Position, PositionKey, Transfer, TransferError, TransferId, TransferOk, TransferRecord, WindowId, WindowState,
 };
-use crate::writer::{Shared, WriteJob, WriterReport, DURABLE_WAIT_MS_MAX};
+use crate::writer::{JournalSink, Shared, WriteJob, WriterReport, DURABLE_WAIT_MS_MAX};
 use crossbeam::channel::{bounded, SendTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -84,6 +87,8 @@ pub struct Ledger {
     maintenance: Arc<Mutex<()>>,
     indexer: Option<Indexer>,
     bounds: IndexBounds,
+    /// Where entries are replicated, once `start_replication` was called.
+    sink: OnceLock<Arc<dyn JournalSink>>,
 }
 
 /// The results of a submitted batch (per transfer, or per command), released once the
@@ -199,6 +204,7 @@ impl Ledger {
             maintenance,
             indexer: Some(indexer),
             bounds,
+            sink: OnceLock::new(),
         })
     }
 
@@ -218,13 +224,29 @@ impl Ledger {
     /// Hands an encoded entry to the writer. Called with the sequencer lock held, so
     /// entries reach the writer in sequence order.
     fn enqueue(&self, state: &mut State, entry: &JournalEntry) -> Result<u64, LedgerError> {
+        let metadata = match entry {
+            JournalEntry::Metadata(change) => Some(Box::new(change.clone())),
+            _ => None,
+        };
         let seq = state.next_seq;
+        if let Some(sink) = self.sink.get() {
+            self.shared.wait_replication_room(seq)?;
+            let bytes = journal::encode(entry);
+            sink.publish(seq, &bytes);
+            state.next_seq += 1;
+            return self.send_to_writer(WriteJob { seq, bytes, metadata });
+        }
         state.next_seq += 1;
-        let bytes = journal::encode(entry);
+        self.send_to_writer(WriteJob { seq, bytes: journal::encode(entry), metadata })
+    }
+
+    /// Hands a job to the writer thread (in sequence order: under the sequencer lock).
+    fn send_to_writer(&self, job: WriteJob) -> Result<u64, LedgerError> {
+        let seq = job.seq;
         let queue = self.writer_queue.as_ref().ok_or_else(|| LedgerError::Unavailable("ledger is closing".into()))?;
         // The queue is full only while the disk is behind; a writer stuck for longer than a
         // durability wait may last is a failing disk.
-        match queue.send_timeout(WriteJob { seq, bytes }, Duration::from_millis(DURABLE_WAIT_MS_MAX)) {
+        match queue.send_timeout(job, Duration::from_millis(DURABLE_WAIT_MS_MAX)) {
             Ok(()) => Ok(seq),
             Err(SendTimeoutError::Timeout(_)) => {
                 let error = format!("the writer took no journal entry for {DURABLE_WAIT_MS_MAX} ms");
@@ -382,7 +404,11 @@ impl Ledger {
         let seq = if created.is_empty() {
             state.next_seq - 1
         } else {
-            self.enqueue(&mut state, &JournalEntry::Accounts { accounts: created })?
+            let mut seq = 0;
+            for piece in created.chunks(ACCOUNTS_PER_ENTRY_MAX) {
+                seq = self.enqueue(&mut state, &JournalEntry::Accounts { accounts: piece.to_vec() })?;
+            }
+            seq
         };
         drop(state);
         self.wait_durable(seq)?;
@@ -689,22 +715,136 @@ impl Ledger {
         }
     }
 
-    /// Stores opaque metadata records durably (one synced write for all of them). The
+    /// Stores opaque metadata records durably (one journal entry for all of them). The
     /// engine keeps its provisioning here; the ledger never interprets it.
     pub fn put_metadata(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), LedgerError> {
-        self.check_available()?;
-        self.shared.store.put_metadata(records, self.shared.sync)
+        let seq = self.change_metadata(MetadataChange { puts: records.to_vec(), deletes: Vec::new() })?;
+        self.wait_durable(seq)
+    }
+
+    /// Stores opaque metadata records without waiting for the disk: their journal entry
+    /// goes before any commit submitted after this call, so it is durable no later than
+    /// that commit. For a record that must be on disk before a commit that follows it, at
+    /// no fsync of its own. Visible to `scan_metadata` once written (milliseconds).
+    pub fn put_metadata_before_next_commit(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), LedgerError> {
+        self.change_metadata(MetadataChange { puts: records.to_vec(), deletes: Vec::new() }).map(|_| ())
+    }
+
+    /// Deletes opaque metadata records without waiting for the disk (durable with the next
+    /// synced write): for records whose loss in a crash is harmless.
+    pub fn delete_metadata_lazily(&self, keys: &[Vec<u8>]) -> Result<(), LedgerError> {
+        self.change_metadata(MetadataChange { puts: Vec::new(), deletes: keys.to_vec() }).map(|_| ())
     }
 
     /// Deletes opaque metadata records durably.
     pub fn delete_metadata(&self, keys: &[Vec<u8>]) -> Result<(), LedgerError> {
+        let seq = self.change_metadata(MetadataChange { puts: Vec::new(), deletes: keys.to_vec() })?;
+        self.wait_durable(seq)
+    }
+
+    /// Queues a metadata change as the next journal entries (one per
+    /// `METADATA_ENTRY_BYTES_MAX` of records); returns the last one's sequence number.
+    fn change_metadata(&self, change: MetadataChange) -> Result<u64, LedgerError> {
         self.check_available()?;
-        self.shared.store.delete_metadata(keys, self.shared.sync)
+        let mut state = self.state.lock();
+        let mut piece = MetadataChange::default();
+        let mut bytes = 0;
+        let mut seq = state.next_seq - 1;
+        for (key, value) in change.puts {
+            bytes += key.len() + value.len();
+            piece.puts.push((key, value));
+            if bytes >= METADATA_ENTRY_BYTES_MAX {
+                seq = self.enqueue(&mut state, &JournalEntry::Metadata(std::mem::take(&mut piece)))?;
+                bytes = 0;
+            }
+        }
+        for key in change.deletes {
+            bytes += key.len();
+            piece.deletes.push(key);
+            if bytes >= METADATA_ENTRY_BYTES_MAX {
+                seq = self.enqueue(&mut state, &JournalEntry::Metadata(std::mem::take(&mut piece)))?;
+                bytes = 0;
+            }
+        }
+        if !piece.puts.is_empty() || !piece.deletes.is_empty() {
+            seq = self.enqueue(&mut state, &JournalEntry::Metadata(piece))?;
+        }
+        Ok(seq)
     }
 
     /// Visits every metadata record whose key starts with `prefix`, in key order.
     pub fn scan_metadata(&self, prefix: &[u8], visit: impl FnMut(&[u8], &[u8])) -> Result<(), LedgerError> {
         self.shared.store.scan_metadata(prefix, visit)
+    }
+
+    /// The last journal entry applied (durable or not yet).
+    pub fn last_seq(&self) -> u64 {
+        self.state.lock().next_seq - 1
+    }
+
+    /// One journal entry's bytes, as written (replication: comparing a node's journal with
+    /// the replicated log's).
+    pub fn journal_entry(&self, seq: u64) -> Result<Vec<u8>, LedgerError> {
+        Ok(self.shared.store.journal_entry(seq)?.to_vec())
+    }
+
+    /// Replication, on the primary: from now on every new journal entry is also handed to
+    /// `sink`, and waits for `replicated_through` before anyone waiting for it is released.
+    /// Entries up to now count as replicated (the caller has made sure they are).
+    pub fn start_replication(&self, sink: Arc<dyn JournalSink>) -> Result<(), LedgerError> {
+        let state = self.state.lock();
+        if self.sink.set(sink).is_err() {
+            return Err(LedgerError::Unavailable("replication was started twice".into()));
+        }
+        self.shared.start_replication(state.next_seq - 1);
+        Ok(())
+    }
+
+    /// Replication, on the primary: the replicated log holds every entry up to `seq`.
+    pub fn replicated_through(&self, seq: u64) {
+        self.shared.replicated_through(seq);
+    }
+
+    /// Replication, on the primary: the last entry the replicated log acknowledged, or
+    /// `None` when the ledger is not replicated.
+    pub fn replicated_seq(&self) -> Option<u64> {
+        self.shared.replicated_seq()
+    }
+
+    /// Replication, on the primary: the replicated log refused an entry (another primary
+    /// has taken over) or cannot be reached for too long. No further commits; nothing not
+    /// yet acknowledged is ever released as committed.
+    pub fn fail_replication(&self, why: String) {
+        self.shared.fail(why);
+    }
+
+    /// Replication, on a standby: applies entry `seq` of the primary's journal (its exact
+    /// bytes) to the state, and queues it for the local disk. Replay re-checks every rule:
+    /// an entry that does not apply is a corrupt log, and the process stops (panic).
+    pub fn apply_replicated(&self, seq: u64, bytes: &[u8]) -> Result<(), LedgerError> {
+        self.check_available()?;
+        if self.sink.get().is_some() {
+            return Err(LedgerError::Unavailable("a primary does not follow another's journal".into()));
+        }
+        let entry = journal::decode(bytes).map_err(|e| LedgerError::Corrupt(format!("replicated entry {seq}: {e}")))?;
+        // New accounts not while a checkpoint copies the accounts table (as create_accounts).
+        let _no_copy = matches!(entry, JournalEntry::Accounts { .. }).then(|| self.maintenance.lock());
+        let mut state = self.state.lock();
+        if seq != state.next_seq {
+            return Err(LedgerError::Corrupt(format!(
+                "replicated entry {seq} arrived when entry {} was expected",
+                state.next_seq
+            )));
+        }
+        let metadata = match &entry {
+            JournalEntry::Metadata(change) => Some(Box::new(change.clone())),
+            _ => None,
+        };
+        recovery::replay_entry(&mut state, seq, entry);
+        let mut aligned = rkyv::util::AlignedVec::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        self.send_to_writer(WriteJob { seq, bytes: aligned, metadata })?;
+        Ok(())
     }
 
     /// What the durable writer has done since open (group commits, bytes, sync times).

@@ -20,3 +20,18 @@ pub const WRITE_QUEUE_DEPTH_MAX: usize = 64;
 
 /// Most bytes the writer puts into one synced RocksDB write (one group commit).
 pub const WRITE_GROUP_BYTES_MAX: usize = 32 << 20;
+
+/// Journal entries a replicated ledger may have published and not yet seen acknowledged.
+/// Past it, new entries wait: the ledger applies backpressure to a slow replicated log.
+pub const REPLICATION_IN_FLIGHT_MAX: u64 = 1024;
+
+/// Most accounts in one journal entry: a call creating more writes several entries.
+pub const ACCOUNTS_PER_ENTRY_MAX: usize = 8_192;
+
+/// Most bytes of metadata records in one journal entry (the last record may pass it).
+pub const METADATA_ENTRY_BYTES_MAX: usize = 1 << 20;
+
+/// What any one journal entry stays under, given the bounds above (a full transfer batch
+/// is about 1.3 MiB): a replicated log must accept messages of this size (NATS:
+/// `max_payload`).
+pub const JOURNAL_ENTRY_BYTES_MAX: usize = 4 << 20;

@@ -106,8 +106,10 @@ fn load_checkpoint(store: &Store) -> (State, u64) {
     }
 }
 
-/// Returns the number of transfers replayed.
-fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
+/// Applies one journal entry to the state (recovery, and a replica following a primary).
+/// Metadata entries change no state: their records are in the metadata column family,
+/// written with the entry. Returns the number of transfers replayed.
+pub(crate) fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
     match entry {
         JournalEntry::Transfers { expired, records, answers } => {
             state.replay(seq, &expired, &records, &answers);
@@ -134,6 +136,10 @@ fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
         JournalEntry::CloseWindow { window, closed_at } => {
             assert_eq!(window, state.window, "journal entry {seq}: closes the wrong window");
             state.close_window(closed_at, seq);
+            state.next_seq += 1;
+            0
+        }
+        JournalEntry::Metadata(_) => {
             state.next_seq += 1;
             0
         }

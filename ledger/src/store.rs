@@ -3,6 +3,7 @@
 //! which speak in journal sequence numbers, metadata records and checkpoint files.
 
 use crate::error::LedgerError;
+use crate::journal::MetadataChange;
 use rocksdb::{ColumnFamilyDescriptor, IngestExternalFileOptions, Options, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 
@@ -145,42 +146,26 @@ impl Store {
             .ok_or_else(|| LedgerError::Corrupt(format!("journal entry {seq} missing")))
     }
 
-    /// Writes consecutive journal entries in one RocksDB write, synced if `sync`.
+    /// Writes consecutive journal entries in one RocksDB write, synced if `sync`, with the
+    /// metadata changes some of them carry.
     pub(crate) fn write_journal<'a>(
         &self,
-        entries: impl Iterator<Item = (u64, &'a [u8])>,
+        entries: impl Iterator<Item = (u64, &'a [u8], Option<&'a MetadataChange>)>,
         sync: bool,
     ) -> Result<(), LedgerError> {
         let family = self.family(JOURNAL_CF)?;
+        let meta = self.family(META_CF)?;
         let mut batch = WriteBatch::default();
-        for (seq, bytes) in entries {
+        for (seq, bytes, metadata) in entries {
             batch.put_cf(family, journal_key(seq), bytes);
-        }
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        self.db.write_opt(batch, &options)?;
-        Ok(())
-    }
-
-    /// Stores metadata records in one write, synced if `sync`.
-    pub(crate) fn put_metadata(&self, records: &[(Vec<u8>, Vec<u8>)], sync: bool) -> Result<(), LedgerError> {
-        let family = self.family(META_CF)?;
-        let mut batch = WriteBatch::default();
-        for (key, value) in records {
-            batch.put_cf(family, key, value);
-        }
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        self.db.write_opt(batch, &options)?;
-        Ok(())
-    }
-
-    /// Deletes metadata records in one synced write.
-    pub(crate) fn delete_metadata(&self, keys: &[Vec<u8>], sync: bool) -> Result<(), LedgerError> {
-        let family = self.family(META_CF)?;
-        let mut batch = WriteBatch::default();
-        for key in keys {
-            batch.delete_cf(family, key);
+            if let Some(change) = metadata {
+                for (key, value) in &change.puts {
+                    batch.put_cf(meta, key, value);
+                }
+                for key in &change.deletes {
+                    batch.delete_cf(meta, key);
+                }
+            }
         }
         let mut options = WriteOptions::default();
         options.set_sync(sync);

@@ -7,7 +7,8 @@
 //! gapless prefix of what was applied in memory.
 
 use crate::error::LedgerError;
-use crate::limits::WRITE_GROUP_BYTES_MAX;
+use crate::journal::MetadataChange;
+use crate::limits::{REPLICATION_IN_FLIGHT_MAX, WRITE_GROUP_BYTES_MAX};
 use crate::store::Store;
 use crossbeam::channel::Receiver;
 use parking_lot::{Condvar, Mutex};
@@ -26,12 +27,31 @@ pub const DURABLE_WAIT_MS_MAX: u64 = 30_000;
 pub(crate) struct WriteJob {
     pub seq: u64,
     pub bytes: rkyv::util::AlignedVec,
+    /// The metadata records a `Metadata` entry puts and deletes, written with it.
+    pub metadata: Option<Box<MetadataChange>>,
+}
+
+/// Where a replicated ledger's entries go besides the local disk: called under the
+/// sequencer lock, in sequence order, with each new entry's bytes. The replicator
+/// acknowledges with `Ledger::replicated_through`; until then nobody waiting for the
+/// entry is released.
+pub trait JournalSink: Send + Sync {
+    fn publish(&self, seq: u64, bytes: &[u8]);
 }
 
 #[derive(Default)]
 struct Durable {
     seq: u64,
+    /// With replication on: the last entry the replicated log has acknowledged.
+    replicated: Option<u64>,
     error: Option<String>,
+}
+
+impl Durable {
+    /// Entries up to this one are durable locally and, if replicated, acknowledged.
+    fn through(&self) -> u64 {
+        self.replicated.map_or(self.seq, |replicated| replicated.min(self.seq))
+    }
 }
 
 /// What the ledger's handle and its writer thread share.
@@ -72,7 +92,7 @@ impl Shared {
     pub(crate) fn new(store: Store, durable_seq: u64, sync: bool) -> Shared {
         Shared {
             store,
-            durable: Mutex::new(Durable { seq: durable_seq, error: None }),
+            durable: Mutex::new(Durable { seq: durable_seq, replicated: None, error: None }),
             durable_changed: Condvar::new(),
             failed: AtomicBool::new(false),
             sync,
@@ -105,12 +125,13 @@ impl Shared {
         Ok(())
     }
 
-    /// Waits until entry `seq` is durable, at most `DURABLE_WAIT_MS_MAX`.
+    /// Waits until entry `seq` is durable (and acknowledged by the replicated log, when
+    /// there is one), at most `DURABLE_WAIT_MS_MAX`.
     pub(crate) fn wait_durable(&self, seq: u64) -> Result<(), LedgerError> {
         let deadline = Instant::now() + Duration::from_millis(DURABLE_WAIT_MS_MAX);
         let mut durable = self.durable.lock();
         loop {
-            if durable.seq >= seq {
+            if durable.through() >= seq {
                 return Ok(());
             }
             if let Some(error) = &durable.error {
@@ -125,7 +146,48 @@ impl Shared {
     }
 
     pub(crate) fn durable_seq(&self) -> u64 {
-        self.durable.lock().seq
+        self.durable.lock().through()
+    }
+
+    /// Turns replication on: entries after `through` wait for `replicated_through`.
+    pub(crate) fn start_replication(&self, through: u64) {
+        self.durable.lock().replicated = Some(through);
+    }
+
+    /// The replicated log has acknowledged every entry up to `seq`.
+    pub(crate) fn replicated_through(&self, seq: u64) {
+        let mut durable = self.durable.lock();
+        if let Some(replicated) = durable.replicated.as_mut() {
+            *replicated = (*replicated).max(seq);
+            self.durable_changed.notify_all();
+        }
+    }
+
+    /// The last entry acknowledged by the replicated log (None: not replicating).
+    pub(crate) fn replicated_seq(&self) -> Option<u64> {
+        self.durable.lock().replicated
+    }
+
+    /// Before entry `seq` is published: waits while `REPLICATION_IN_FLIGHT_MAX` entries are
+    /// out unacknowledged, at most `DURABLE_WAIT_MS_MAX` (then the ledger fails).
+    pub(crate) fn wait_replication_room(&self, seq: u64) -> Result<(), LedgerError> {
+        let deadline = Instant::now() + Duration::from_millis(DURABLE_WAIT_MS_MAX);
+        let mut durable = self.durable.lock();
+        loop {
+            match durable.replicated {
+                Some(replicated) if seq > replicated + REPLICATION_IN_FLIGHT_MAX => {}
+                _ => return Ok(()),
+            }
+            if let Some(error) = &durable.error {
+                return Err(LedgerError::Unavailable(error.clone()));
+            }
+            if self.durable_changed.wait_until(&mut durable, deadline).timed_out() {
+                drop(durable);
+                let error = format!("the replicated log acknowledged nothing for {DURABLE_WAIT_MS_MAX} ms");
+                self.fail(error.clone());
+                return Err(LedgerError::Unavailable(error));
+            }
+        }
     }
 
     pub(crate) fn report(&self) -> WriterReport {
@@ -163,7 +225,7 @@ impl Shared {
             }
             let started = Instant::now();
             let last_seq = group[group.len() - 1].seq;
-            let entries = group.iter().map(|job| (job.seq, job.bytes.as_slice()));
+            let entries = group.iter().map(|job| (job.seq, job.bytes.as_slice(), job.metadata.as_deref()));
             match self.store.write_journal(entries, self.sync) {
                 Ok(()) => {
                     let us = started.elapsed().as_micros() as u64;

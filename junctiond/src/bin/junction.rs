@@ -40,6 +40,37 @@ enum Command {
         #[command(subcommand)]
         command: ClearingCommand,
     },
+    /// The BIN table: which issuer's host authorizes which cards.
+    Bins {
+        #[command(subcommand)]
+        command: Option<BinCommand>,
+    },
+    /// Issuers' hosts signed on (their links), and advices not yet acknowledged.
+    Links,
+}
+
+#[derive(Subcommand)]
+enum BinCommand {
+    /// Add a route or change the route of a prefix.
+    Set {
+        /// Card number prefix, 6 to 11 digits.
+        prefix: String,
+        /// Issuer participant id.
+        issuer: u64,
+        /// host, host_with_stand_in or switch.
+        mode: String,
+        /// Stand-in: largest amount of one request, minor units (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        amount_per_transaction_max: u64,
+        /// Stand-in: approvals per card per rolling day (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        count_per_card_per_day_max: u32,
+        /// Stand-in: amount per card per rolling day, minor units (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        amount_per_card_per_day_max: u64,
+    },
+    /// Remove the route of a prefix (its cards go back to the switch's books).
+    Remove { prefix: String },
 }
 
 #[derive(Subcommand)]
@@ -73,14 +104,25 @@ fn get(cli: &Cli, path: &str) -> Result<Value> {
 }
 
 fn post(cli: &Cli, path: &str) -> Result<Value> {
+    send(cli, "POST", path, None)
+}
+
+/// A state-changing call with the admin token, and an optional JSON body.
+fn send(cli: &Cli, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
     let url = format!("{}{path}", cli.url.trim_end_matches('/'));
-    let mut response = ureq::post(&url)
-        .header("authorization", &format!("Bearer {}", cli.token))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-        .with_context(|| format!("calling {url}"))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let token = format!("Bearer {}", cli.token);
+    let request = match method {
+        "DELETE" => agent.delete(&url).header("authorization", &token).call(),
+        _ => {
+            let request = agent.post(&url).header("authorization", &token);
+            match body {
+                Some(body) => request.send_json(body),
+                None => request.send_empty(),
+            }
+        }
+    };
+    let mut response = request.with_context(|| format!("calling {url}"))?;
     let status = response.status();
     let body: Value = response.body_mut().read_json().with_context(|| format!("reading the answer of {url}"))?;
     if !status.is_success() {
@@ -158,6 +200,63 @@ fn main() -> Result<()> {
         Command::Window { command: WindowCommand::Settle { window } } => {
             post(&cli, &format!("/v1/admin/windows/{window}/settle"))?;
             println!("window {window} marked settled");
+        }
+        Command::Bins { command: None } => {
+            let body = get(&cli, "/v1/admin/bins")?;
+            println!("{:<12} {:>7} {:<19} {:>14} {:>10} {:>14}", "prefix", "issuer", "mode", "stand-in max", "per day #", "per day amt");
+            for route in body["routes"].as_array().into_iter().flatten() {
+                let limit = |name: &str| route["stand_in"][name].to_string();
+                println!(
+                    "{:<12} {:>7} {:<19} {:>14} {:>10} {:>14}",
+                    route["prefix"].as_str().unwrap_or("?"),
+                    route["issuer"].to_string(),
+                    route["mode"].as_str().unwrap_or("?"),
+                    limit("amount_per_transaction_max"),
+                    limit("count_per_card_per_day_max"),
+                    limit("amount_per_card_per_day_max"),
+                );
+            }
+        }
+        Command::Bins {
+            command:
+                Some(BinCommand::Set {
+                    ref prefix,
+                    issuer,
+                    ref mode,
+                    amount_per_transaction_max,
+                    count_per_card_per_day_max,
+                    amount_per_card_per_day_max,
+                }),
+        } => {
+            let route = serde_json::json!({ "routes": [{
+                "prefix": prefix, "issuer": issuer, "mode": mode,
+                "stand_in": {
+                    "amount_per_transaction_max": amount_per_transaction_max,
+                    "count_per_card_per_day_max": count_per_card_per_day_max,
+                    "amount_per_card_per_day_max": amount_per_card_per_day_max,
+                },
+            }]});
+            let body = send(&cli, "POST", "/v1/admin/bins", Some(&route))?;
+            println!("BIN {prefix} -> issuer {issuer} ({mode}); {} route(s) in force", body["routes"]);
+        }
+        Command::Bins { command: Some(BinCommand::Remove { ref prefix }) } => {
+            let body = send(&cli, "DELETE", &format!("/v1/admin/bins/{prefix}"), None)?;
+            println!("BIN {prefix} removed; {} route(s) in force", body["routes"]);
+        }
+        Command::Links => {
+            let body = get(&cli, "/v1/admin/issuer-links")?;
+            println!("{:>7} {:<24} {:>5} {:>8} {:>12}", "issuer", "name", "link", "healthy", "outstanding");
+            for link in body["links"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>7} {:<24} {:>5} {:>8} {:>12}",
+                    link["issuer"].to_string(),
+                    link["name"].as_str().unwrap_or("?"),
+                    link["link"].to_string(),
+                    link["healthy"].to_string(),
+                    link["outstanding"].to_string(),
+                );
+            }
+            println!("advices not yet acknowledged: {}", body["advices_outstanding"]);
         }
         Command::Clearing { command: ClearingCommand::Verify { folder } } => {
             match junction_clearing::verify_folder(folder) {
