@@ -2,8 +2,20 @@
 //! over both front ends, and the most it takes on. Past the bound a request is declined at
 //! once (ISO 8583 91, HTTP 503 `overloaded`) instead of queueing behind the others, so
 //! what is accepted keeps a bounded wait and memory stays bounded whatever the offered load.
+//!
+//! A replicated primary also admits only while its lease is surely its own: the lease
+//! keeper moves `serving_until` forward at each renewal, and past it every request is
+//! declined the same way (see `replication.rs`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Milliseconds on a monotonic clock private to this process.
+pub fn monotonic_ms() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
 
 /// Default bound: about two full ledger batches, and well under a second of work at the
 /// rates one machine sustains.
@@ -13,15 +25,32 @@ pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 16_384;
 pub struct Admission {
     in_flight: AtomicUsize,
     max: usize,
+    /// Requests are admitted before this time (`monotonic_ms`); `u64::MAX`: always.
+    serving_until: AtomicU64,
 }
 
 impl Admission {
     pub fn new(max: usize) -> Admission {
-        Admission { in_flight: AtomicUsize::new(0), max }
+        Admission { in_flight: AtomicUsize::new(0), max, serving_until: AtomicU64::new(u64::MAX) }
     }
 
-    /// Takes a place for one request; false (nothing taken) when all are in use.
+    /// Admits requests until `monotonic_ms()` reaches `until` (0: stop at once).
+    pub fn serve_until(&self, until: u64) {
+        self.serving_until.store(until, Ordering::Release);
+    }
+
+    /// Whether requests are admitted now (the lease, for a replicated primary).
+    pub fn serving(&self) -> bool {
+        let until = self.serving_until.load(Ordering::Acquire);
+        until == u64::MAX || monotonic_ms() < until
+    }
+
+    /// Takes a place for one request; false (nothing taken) when all are in use, or
+    /// when this node may not serve now.
     pub fn try_admit(&self) -> bool {
+        if !self.serving() {
+            return false;
+        }
         let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
         if previous >= self.max {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -96,5 +125,16 @@ mod tests {
         });
         assert_eq!(admitted.load(Ordering::Relaxed), 100);
         assert_eq!(admission.in_flight(), 100);
+    }
+
+    #[test]
+    fn admits_nothing_past_the_serving_deadline() {
+        let admission = Admission::new(10);
+        assert!(admission.try_admit());
+        admission.serve_until(0);
+        assert!(!admission.try_admit());
+        admission.serve_until(monotonic_ms() + 60_000);
+        assert!(admission.try_admit());
+        assert_eq!(admission.in_flight(), 2);
     }
 }

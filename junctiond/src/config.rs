@@ -43,6 +43,42 @@ pub struct Config {
     /// How the switch talks to issuers' hosts.
     #[serde(default)]
     pub issuer_links: IssuerLinksConfig,
+    /// The journal replicated on NATS JetStream, with a hot standby (`replication.rs`).
+    /// Absent: one node, its own disk only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationConfig>,
+}
+
+/// A primary and standbys sharing one journal stream on a NATS JetStream cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// The NATS servers (`nats://host:port`); the client fails over between them.
+    pub nats_urls: Vec<String>,
+    /// This node's name, unique in the cluster (in the lease and the log).
+    pub node: String,
+    /// The journal's stream; its subject is `<stream>.journal`.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Replicas of the stream and of the lease bucket (3 for a real cluster).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// The leadership lease: a primary renews it every quarter of this, stops approving
+    /// when it could not for half of it, and a standby takes it over after all of it.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_stream() -> String {
+    "JUNCTION".into()
+}
+
+fn default_replicas() -> usize {
+    3
+}
+
+fn default_lease_ms() -> u64 {
+    3_000
 }
 
 /// Issuers' hosts: they connect to the ISO 8583 port and sign on like acquirers.
@@ -143,6 +179,9 @@ pub struct SwitchConfig {
     /// Set by `junctiond --enable-fault-injection`, never from a configuration file.
     #[serde(skip)]
     pub fault_injection: bool,
+    /// Start as a replication standby (`junctiond --standby`), never from a file.
+    #[serde(skip)]
+    pub standby: bool,
 }
 
 fn default_switch_institution_id() -> String {
@@ -431,6 +470,23 @@ impl Config {
             || links.advice_retry_ms == 0
         {
             return Err(invalid("issuer_links: timeout_ms must be 1..=60000, the intervals above zero"));
+        }
+        if let Some(replication) = &self.replication {
+            if replication.nats_urls.is_empty() {
+                return Err(invalid("replication.nats_urls: name at least one NATS server"));
+            }
+            let name_ok = |name: &str| {
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            if !name_ok(&replication.node) || !name_ok(&replication.stream) {
+                return Err(invalid("replication.node and replication.stream: letters, digits, - and _ only"));
+            }
+            if !(1..=5).contains(&replication.replicas) {
+                return Err(invalid("replication.replicas must be 1..=5"));
+            }
+            if !(400..=60_000).contains(&replication.lease_ms) {
+                return Err(invalid("replication.lease_ms must be 400..=60000"));
+            }
         }
         if switch.institution_id.is_empty()
             || switch.institution_id.len() > 11

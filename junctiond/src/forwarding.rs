@@ -363,9 +363,10 @@ async fn late_answer(forwarding: Arc<Forwarding>, answer: LateAnswer) {
     let pan = request.get(2).unwrap_or("").to_string();
     let advices = Arc::clone(&forwarding.advices);
     let (issuer, key) = (answer.issuer, answer.key);
-    let recorded =
-        tokio::task::spawn_blocking(move || advices.record(AdviceKind::ReverseLateApproval, issuer, key, &request, &pan))
-            .await;
+    let recorded = tokio::task::spawn_blocking(move || {
+        advices.record(AdviceKind::ReverseLateApproval, issuer, key, &request, &pan)
+    })
+    .await;
     if let Ok(Err(error)) = recorded {
         tracing::error!(%error, "recording the reversal of a late approval failed");
     }

@@ -26,6 +26,56 @@ pub struct HttpContext {
     pub switch_name: String,
     /// Whether `POST /v1/admin/faults/panic` is served (crash tests).
     pub fault_injection: bool,
+    /// With replication: the node's role and how far the log is.
+    pub replication: Option<Arc<crate::replication::Status>>,
+}
+
+/// What a replication standby serves on its HTTP address until it takes over: its status
+/// (`/v1/admin/status`, `/metrics`) and `/health` answering 503 (not serving payments).
+pub struct StandbyServer {
+    pub address: std::net::SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StandbyServer {
+    pub async fn start(
+        address: std::net::SocketAddr,
+        status: Arc<crate::replication::Status>,
+    ) -> anyhow::Result<StandbyServer> {
+        use anyhow::Context;
+        let listener =
+            tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening for HTTP on {address}"))?;
+        let address = listener.local_addr()?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let for_status = Arc::clone(&status);
+        let for_metrics = Arc::clone(&status);
+        let router = Router::new()
+            .route("/health", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "standby" }))) }))
+            .route("/v1/admin/status", get(move || async move { Json(json!({ "replication": for_status.json() })) }))
+            .route(
+                "/metrics",
+                get(move || async move {
+                    ([("content-type", "text/plain; version=0.0.4")], for_metrics.metrics()).into_response()
+                }),
+            );
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(error) = server.await {
+                tracing::error!(%error, "standby HTTP server failed");
+            }
+        });
+        Ok(StandbyServer { address, shutdown, task })
+    }
+
+    /// Stops serving and frees the address (returned, for the primary's server).
+    pub async fn stop(self) -> std::net::SocketAddr {
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+        self.address
+    }
 }
 
 /// Largest admin request body: a full provisioning batch with room to spare.
@@ -113,6 +163,9 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
     extra.push_str(&format!("junction_connections_open {}\n", context.iso.connections_open.load(Ordering::Relaxed)));
     extra.push_str("# HELP junction_requests_in_flight Requests (ISO 8583 and QR) handed to the engine, not yet answered\n# TYPE junction_requests_in_flight gauge\n");
     extra.push_str(&format!("junction_requests_in_flight {}\n", context.iso.admission.in_flight()));
+    if let Some(replication) = &context.replication {
+        extra.push_str(&replication.metrics());
+    }
     ([("content-type", "text/plain; version=0.0.4")], context.metrics.render(&extra)).into_response()
 }
 
@@ -134,6 +187,7 @@ async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
             "current_window": ledger.current_window().0,
             "recovery_us": context.recovery_us,
         },
+        "replication": context.replication.as_ref().map(|status| status.json()),
     }))
 }
 

@@ -13,6 +13,7 @@ pub mod issuer_links;
 pub mod maintenance;
 pub mod metrics;
 pub mod qr;
+pub mod replication;
 pub mod windows;
 
 use anyhow::{Context, Result};
@@ -91,8 +92,8 @@ pub fn provision(engine: &Engine, config: &Config) -> Result<()> {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<()> {
-    let switch = &config.switch;
+pub async fn run(mut config: Config) -> Result<()> {
+    let switch = config.switch.clone();
     std::fs::create_dir_all(&switch.data_dir)
         .with_context(|| format!("creating the data dir {}", switch.data_dir.display()))?;
     let ledger_dir = switch.data_dir.join("ledger");
@@ -103,8 +104,30 @@ pub async fn run(config: Config) -> Result<()> {
         index_memory_entries_max: switch.index_memory_entries_max,
         ..LedgerOptions::default()
     };
-    let ledger = tokio::task::block_in_place(|| Ledger::open(&ledger_dir, ledger_options))
-        .with_context(|| format!("opening the ledger in {}", ledger_dir.display()))?;
+    let admission = Arc::new(admission::Admission::new(switch.requests_in_flight_max));
+    let (ledger, replicated) = match &config.replication {
+        None => {
+            let ledger = tokio::task::block_in_place(|| Ledger::open(&ledger_dir, ledger_options))
+                .with_context(|| format!("opening the ledger in {}", ledger_dir.display()))?;
+            (Arc::new(ledger), None)
+        }
+        Some(settings) => {
+            let cluster = replication::Cluster::connect(settings).await?;
+            let (ledger, seed) = replication::open_ledger(&cluster, &ledger_dir, ledger_options).await?;
+            let ledger = Arc::new(ledger);
+            let status = Arc::new(replication::Status { node: settings.node.clone(), ..Default::default() });
+            status.applied_seq.store(ledger.last_seq(), std::sync::atomic::Ordering::Relaxed);
+            admission.serve_until(0);
+            let standby_http = http::StandbyServer::start(switch.http_listen, Arc::clone(&status)).await?;
+            println!("junctiond standby http={}", standby_http.address);
+            let term =
+                replication::follow_until_primary(&cluster, &ledger, &status, &admission, switch.standby, seed).await?;
+            config.switch.http_listen = standby_http.stop().await;
+            replication::start_primary(cluster.clone(), Arc::clone(&ledger), Arc::clone(&status), term)?;
+            (ledger, Some((cluster, status)))
+        }
+    };
+    let switch = &config.switch;
     let recovery = ledger.recovery();
     tracing::info!(
         entries = recovery.entries_replayed,
@@ -112,7 +135,6 @@ pub async fn run(config: Config) -> Result<()> {
         recovery_us = recovery.duration_us,
         "ledger opened"
     );
-    let ledger = Arc::new(ledger);
     let shards = if switch.shards == 0 { EngineConfig::default().shards } else { switch.shards };
     let engine_config = EngineConfig {
         shards,
@@ -135,7 +157,6 @@ pub async fn run(config: Config) -> Result<()> {
             issuer: p.role == junction_engine::model::Role::Issuer,
         });
     }
-    let admission = Arc::new(admission::Admission::new(switch.requests_in_flight_max));
     let link_config = &config.issuer_links;
     let (links, late_answers) =
         issuer_links::IssuerLinks::new(Duration::from_millis(link_config.late_answer_window_ms));
@@ -170,6 +191,7 @@ pub async fn run(config: Config) -> Result<()> {
         recovery_us: recovery.duration_us,
         switch_name: switch.name.clone(),
         fault_injection: switch.fault_injection,
+        replication: replicated.as_ref().map(|(_, status)| Arc::clone(status)),
     });
     let iso_listener = tokio::net::TcpListener::bind(switch.iso8583_listen)
         .await
@@ -222,6 +244,10 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = iso_task.await;
     let _ = http_task.await;
     tokio::task::block_in_place(|| engine.shutdown());
+    if let Some((cluster, _)) = &replicated {
+        // Everything is replicated: hand the lease over now rather than let it lapse.
+        cluster.step_down().await;
+    }
     // Everything accepted is committed: a checkpoint now makes the next start quick.
     maintenance::checkpoint(&engine).await;
     tracing::info!(durable_seq = ledger.durable_seq(), "junctiond stopped cleanly");

@@ -788,6 +788,14 @@ impl Ledger {
         Ok(self.shared.store.journal_entry(seq)?.to_vec())
     }
 
+    /// The bytes of a journal entry that puts these metadata records, as `put_metadata`
+    /// would journal them. Replication: a new primary's first entry, published to the log
+    /// before any node applies it (it fences the old primary out).
+    pub fn metadata_entry(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let change = MetadataChange { puts: records.to_vec(), deletes: Vec::new() };
+        journal::encode(&JournalEntry::Metadata(change)).to_vec()
+    }
+
     /// Replication, on the primary: from now on every new journal entry is also handed to
     /// `sink`, and waits for `replicated_through` before anyone waiting for it is released.
     /// Entries up to now count as replicated (the caller has made sure they are).

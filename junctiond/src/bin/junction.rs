@@ -203,7 +203,10 @@ fn main() -> Result<()> {
         }
         Command::Bins { command: None } => {
             let body = get(&cli, "/v1/admin/bins")?;
-            println!("{:<12} {:>7} {:<19} {:>14} {:>10} {:>14}", "prefix", "issuer", "mode", "stand-in max", "per day #", "per day amt");
+            println!(
+                "{:<12} {:>7} {:<19} {:>14} {:>10} {:>14}",
+                "prefix", "issuer", "mode", "stand-in max", "per day #", "per day amt"
+            );
             for route in body["routes"].as_array().into_iter().flatten() {
                 let limit = |name: &str| route["stand_in"][name].to_string();
                 println!(

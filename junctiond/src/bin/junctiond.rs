@@ -23,6 +23,14 @@ struct Cli {
     /// Authorization shards (overrides switch.shards).
     #[arg(long)]
     shards: Option<usize>,
+    /// With `[replication]`: start as a standby that follows the primary's journal and
+    /// takes over when the primary's lease lapses (without it, a node takes a free lease
+    /// at once).
+    #[arg(long)]
+    standby: bool,
+    /// This node's name in the replication cluster (overrides replication.node).
+    #[arg(long)]
+    node: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -57,6 +65,13 @@ fn main() -> Result<()> {
         config.switch.shards = shards;
     }
     config.switch.fault_injection = cli.enable_fault_injection;
+    if let (Some(node), Some(replication)) = (cli.node, config.replication.as_mut()) {
+        replication.node = node;
+    }
+    if cli.standby && config.replication.is_none() {
+        anyhow::bail!("--standby needs a [replication] section in the configuration");
+    }
+    config.switch.standby = cli.standby;
     config.validate()?;
     if cli.print_config {
         print!("{}", config.to_toml());
