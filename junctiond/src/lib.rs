@@ -34,12 +34,26 @@ pub fn provision(engine: &Engine, config: &Config) -> Result<()> {
     for p in &config.participants {
         let caps: Result<Vec<(Currency, u64)>> =
             p.net_debit_caps.iter().map(|(code, cap)| Ok((Currency::from_code(code)?, *cap))).collect();
+        let mut caps = caps?;
+        // The configuration seeds a participant's caps; once it exists, the caps in force
+        // are the ledger's (changed at runtime through the admin API, kept across restarts
+        // and failovers). A currency the configuration adds gets its configured cap.
+        if let Some(existing) = engine.participant(ParticipantId(p.id)) {
+            for (currency, cap) in &mut caps {
+                if let Some((_, in_force)) = existing.net_debit_caps.iter().find(|(c, _)| c == currency) {
+                    *cap = *in_force;
+                }
+            }
+            if existing.name == p.name && existing.role == p.role && existing.net_debit_caps == caps {
+                continue;
+            }
+        }
         engine
             .add_participant(ParticipantSpec {
                 id: ParticipantId(p.id),
                 name: p.name.clone(),
                 role: p.role,
-                net_debit_caps: caps?,
+                net_debit_caps: caps,
             })
             .with_context(|| format!("provisioning participant {}", p.id))?;
     }

@@ -26,18 +26,30 @@ pub const PROVISION_CARD_EXPIRY: &str = "3912";
 
 pub struct Admin {
     agent: ureq::Agent,
+    /// The switch's nodes (a primary and its standbys); `base` is the one serving.
+    bases: Vec<String>,
     base: String,
     token: String,
 }
 
+/// How long `health` looks for a serving node among several (a failover in progress).
+const SERVING_NODE_WAIT: Duration = Duration::from_secs(30);
+
 impl Admin {
     pub fn new(address: SocketAddr, token: &str) -> Admin {
+        Admin::nodes(&[address], token)
+    }
+
+    /// An admin client for a switch of several nodes: calls go to the one that `health`
+    /// last found serving (a standby answers 503).
+    pub fn nodes(addresses: &[SocketAddr], token: &str) -> Admin {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(ADMIN_CALL_TIMEOUT))
             .build()
             .new_agent();
-        Admin { agent, base: format!("http://{address}"), token: token.to_string() }
+        let bases: Vec<String> = addresses.iter().map(|address| format!("http://{address}")).collect();
+        Admin { agent, base: bases[0].clone(), bases, token: token.to_string() }
     }
 
     fn get(&self, path: &str) -> Result<Value> {
@@ -82,10 +94,29 @@ impl Admin {
     }
 
     /// Checks that the switch answers, before anything else is asked of it.
-    pub fn health(&self) -> Result<()> {
-        let health = self.get("/health")?;
-        ensure!(health["status"] == "ok", "the switch is not healthy: {health}");
-        Ok(())
+    /// Checks that the switch is healthy; with several nodes, finds the one serving
+    /// (waiting up to `SERVING_NODE_WAIT` for a failover to finish) and uses it from now on.
+    pub fn health(&mut self) -> Result<()> {
+        if self.bases.len() == 1 {
+            let health = self.get("/health")?;
+            ensure!(health["status"] == "ok", "the switch is not healthy: {health}");
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + SERVING_NODE_WAIT;
+        loop {
+            for base in self.bases.clone() {
+                self.base = base;
+                if self.get("/health").is_ok_and(|health| health["status"] == "ok") {
+                    return Ok(());
+                }
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "none of {} serves (all down or standbys)",
+                self.bases.join(", ")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Creates `count` USD accounts of `issuer` (ids `account_base..`) funded with

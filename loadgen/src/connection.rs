@@ -71,7 +71,9 @@ pub enum Pacing {
 
 /// Everything the connections share, fixed for the run.
 pub struct Plan {
-    pub iso: SocketAddr,
+    /// The switch's nodes: the first that takes a connection serves it; with several, a
+    /// connection that fails moves on to the next (failover) and resends what is unanswered.
+    pub targets: Vec<SocketAddr>,
     pub institution: String,
     pub key: MacKey,
     pub connections: u32,
@@ -151,6 +153,8 @@ struct InFlight {
     duplicate_of: Option<Expected>,
     /// The framed bytes, kept for a later duplicate.
     raw: Option<Box<[u8]>>,
+    /// The framed bytes, kept to resend after a failover (several targets only).
+    frame: Option<Box<[u8]>>,
 }
 
 struct Answered {
@@ -227,17 +231,34 @@ impl Connection {
 
 /// A connected, signed-on connection, ready to run.
 pub struct Ready {
+    /// Which of `Plan::targets` it is connected to.
+    pub target: usize,
     pub stream: TcpStream,
     pub builder: Builder,
     pub next_stan: u32,
 }
 
+/// Connects to the first of the targets that takes the connection, from `first` on, and
+/// signs on there.
+pub async fn sign_on(plan: &Plan, first: usize, index: u32, rng: &mut SmallRng) -> Result<Ready> {
+    let mut failures = Vec::new();
+    for offset in 0..plan.targets.len() {
+        let target = (first + offset) % plan.targets.len();
+        match sign_on_at(plan, target, index, rng).await {
+            Ok(ready) => return Ok(ready),
+            Err(error) => failures.push(format!("{error:#}")),
+        }
+    }
+    bail!("{}", failures.join("; "))
+}
+
 /// Connects and signs on (0800, 70 = 001, MAC'd); fails with the switch's code if refused.
-pub async fn sign_on(plan: &Plan, index: u32, rng: &mut SmallRng) -> Result<Ready> {
-    let mut stream = tokio::time::timeout(SIGN_ON_TIMEOUT, TcpStream::connect(plan.iso))
+async fn sign_on_at(plan: &Plan, target: usize, index: u32, rng: &mut SmallRng) -> Result<Ready> {
+    let address = plan.targets[target];
+    let mut stream = tokio::time::timeout(SIGN_ON_TIMEOUT, TcpStream::connect(address))
         .await
-        .with_context(|| format!("connecting to {} timed out", plan.iso))?
-        .with_context(|| format!("connecting to {}", plan.iso))?;
+        .with_context(|| format!("connecting to {address} timed out"))?
+        .with_context(|| format!("connecting to {address}"))?;
     stream.set_nodelay(true).context("setting TCP_NODELAY")?;
     let mut builder = Builder::new(plan.key.clone(), &plan.institution, index)?;
     let stan = rng.gen_range(0..STAN_MODULUS);
@@ -257,7 +278,7 @@ pub async fn sign_on(plan: &Plan, index: u32, rng: &mut SmallRng) -> Result<Read
             plan.institution
         );
     }
-    Ok(Ready { stream, builder, next_stan: (stan + 1) % STAN_MODULUS })
+    Ok(Ready { target, stream, builder, next_stan: (stan + 1) % STAN_MODULUS })
 }
 
 /// Reads one framed answer. A MAC that does not verify is reported (a refused sign-on is
@@ -335,6 +356,7 @@ impl Generator {
                         original: None,
                         duplicate_of: Some(answered.expected),
                         raw: None,
+                        frame: None,
                     };
                     register(state, answered.key, entry);
                     return Ok(());
@@ -447,6 +469,7 @@ impl Generator {
             original,
             duplicate_of: None,
             raw: keep.then(|| out[start..].to_vec().into_boxed_slice()),
+            frame: None,
         };
         register(state, match_key(stan, stamp.transmission_number), entry);
         Ok(())
@@ -501,7 +524,7 @@ impl Generator {
         )?;
         state.counters.sent[kind.index()] += 1;
         let raw = keep.then(|| out[start..].to_vec().into_boxed_slice());
-        let entry = InFlight { due_ns, kind, mti, money, original: None, duplicate_of: None, raw };
+        let entry = InFlight { due_ns, kind, mti, money, original: None, duplicate_of: None, raw, frame: None };
         register(state, match_key(stan, stamp.transmission_number), entry);
         Ok(())
     }
@@ -516,19 +539,30 @@ fn register(state: &mut State, key: u64, entry: InFlight) {
     }
 }
 
+/// How long a connection whose switch went away keeps trying the other targets.
+pub const FAILOVER_WINDOW: Duration = Duration::from_secs(30);
+
+/// Where the writer is in the schedule (kept across a failover).
+#[derive(Default)]
+struct Pace {
+    /// This connection's requests so far; global index = index + own * stride.
+    own: u64,
+    next_due_ns: Option<u64>,
+    /// The schedule (or duration) is over.
+    finished: bool,
+}
+
 /// Runs a signed-on connection to the end: the writer until the schedule (or duration)
-/// is over, the reader until every request is answered or timed out.
+/// is over, the reader until every request is answered or timed out. With several
+/// targets, a failed connection moves to another, signs on and resends what was in flight.
 pub async fn run(
     plan: Arc<Plan>,
     connection: Arc<Connection>,
     ready: Ready,
     start: Start,
-    ticks: Option<watch::Receiver<u64>>,
+    mut ticks: Option<watch::Receiver<u64>>,
 ) {
-    // The write half stays open until the reader is done: closing it tells the switch we
-    // are done, and it then closes the connection, which is a failure while answers are due.
-    let (reader, mut writer) = ready.stream.into_split();
-    let generator = Generator {
+    let mut generator = Generator {
         plan: Arc::clone(&plan),
         start,
         builder: ready.builder,
@@ -539,30 +573,109 @@ pub async fn run(
         hot_terminal: format!("H{}{:04}", plan.nonce, connection.index % 10_000),
         merchant: String::new(),
     };
-    let reader_task = tokio::spawn(read_loop(Arc::clone(&plan), Arc::clone(&connection), reader, start));
-    let result = write_loop(&plan, &connection, &mut writer, generator, start, ticks).await;
-    if let Err(error) = result {
-        connection.fail(format!("{error:#}"));
+    let mut pace = Pace::default();
+    let (mut stream, mut target) = (ready.stream, ready.target);
+    let mut resend = false;
+    loop {
+        // The write half stays open until the reader is done: closing it tells the switch
+        // we are done, and it then closes the connection, a failure while answers are due.
+        let (reader, mut writer) = stream.into_split();
+        let reader_task = tokio::spawn(read_loop(Arc::clone(&plan), Arc::clone(&connection), reader, start));
+        if resend {
+            if let Err(error) = resend_in_flight(&connection, &mut writer).await {
+                connection.fail(format!("{error:#}"));
+            }
+        }
+        if !pace.finished {
+            let result = write_loop(&plan, &connection, &mut writer, &mut generator, &mut pace, start, ticks.as_mut());
+            if let Err(error) = result.await {
+                connection.fail(format!("{error:#}"));
+            }
+        }
+        if pace.finished {
+            connection.writer_done.store(true, Ordering::Release);
+        }
+        let _ = reader_task.await;
+        if connection.failed.load(Ordering::Acquire) && plan.targets.len() > 1 {
+            if let Some(ready) = failover(&plan, &connection, target).await {
+                (stream, target, resend) = (ready.stream, ready.target, true);
+                continue;
+            }
+        }
+        let _ = writer.shutdown().await;
+        break;
     }
     connection.writer_done.store(true, Ordering::Release);
-    let _ = reader_task.await;
-    let _ = writer.shutdown().await;
+    // A failed connection: whatever is still in flight has an unknown outcome.
+    let mut state = connection.lock();
+    let lost = state.in_flight.len() as u64;
+    state.counters.lost += lost;
+    state.in_flight.clear();
+    state.send_order.clear();
+    drop(state);
     connection.reader_done.store(true, Ordering::Release);
+}
+
+/// After the connection failed: the next target that takes a connection and a sign-on
+/// within `FAILOVER_WINDOW`, or `None`.
+async fn failover(plan: &Plan, connection: &Connection, from: usize) -> Option<Ready> {
+    let why = connection.failure.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+    let deadline = Instant::now() + FAILOVER_WINDOW;
+    let mut rng = SmallRng::seed_from_u64(plan.seed ^ u64::from(connection.index));
+    while Instant::now() < deadline {
+        if let Ok(ready) = sign_on(plan, from + 1, connection.index, &mut rng).await {
+            eprintln!(
+                "loadgen: connection {} failed over from {} to {} ({why})",
+                connection.index, plan.targets[from], plan.targets[ready.target]
+            );
+            connection.lock().counters.failovers += 1;
+            connection.failed.store(false, Ordering::Release);
+            *connection.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Some(ready);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Sends every request still in flight again, in the order first sent: the switch answers
+/// each resend with its original answer if it had one, so nothing is booked twice.
+async fn resend_in_flight(connection: &Connection, writer: &mut OwnedWriteHalf) -> Result<()> {
+    let mut out = Vec::new();
+    {
+        let mut state = connection.lock();
+        let mut count = 0u64;
+        let State { send_order, in_flight, .. } = &mut *state;
+        // `send_order` may name a key twice (a deliberate duplicate of an answered request
+        // reuses its key): each request in flight goes once.
+        let mut resent = rustc_hash::FxHashSet::default();
+        for (_, key) in send_order.iter() {
+            if !resent.insert(*key) {
+                continue;
+            }
+            if let Some(frame) = in_flight.get(key).and_then(|entry| entry.frame.as_deref()) {
+                out.extend_from_slice(frame);
+                count += 1;
+            }
+        }
+        state.counters.resent_after_failover += count;
+    }
+    writer.write_all(&out).await.context("resending after a failover")
 }
 
 async fn write_loop(
     plan: &Plan,
     connection: &Connection,
     writer: &mut OwnedWriteHalf,
-    mut generator: Generator,
+    generator: &mut Generator,
+    pace: &mut Pace,
     start: Start,
-    mut ticks: Option<watch::Receiver<u64>>,
+    mut ticks: Option<&mut watch::Receiver<u64>>,
 ) -> Result<()> {
     let mut out: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
     let mut due: Vec<u64> = Vec::with_capacity(WRITE_BATCH_MAX);
     let stride = u64::from(plan.connections);
-    let mut own = 0u64; // this connection's requests so far; global index = index + own * stride
-    let mut next_due_ns: Option<u64> = None;
+    let keep_frames = plan.targets.len() > 1;
     let closed_loop_end = match &plan.pacing {
         Pacing::Closed { duration, .. } => Some(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)),
         Pacing::Open(_) => None,
@@ -578,21 +691,21 @@ async fn write_loop(
         match &plan.pacing {
             Pacing::Open(schedule) => {
                 while due.len() < WRITE_BATCH_MAX.min(room) {
-                    if next_due_ns.is_none() {
-                        let j = u64::from(connection.index) + own * stride;
+                    if pace.next_due_ns.is_none() {
+                        let j = u64::from(connection.index) + pace.own * stride;
                         match schedule.due_at(j) {
-                            Some(t) => next_due_ns = Some((t * 1e9) as u64),
+                            Some(t) => pace.next_due_ns = Some((t * 1e9) as u64),
                             None => {
                                 finished = true;
                                 break;
                             }
                         }
                     }
-                    match next_due_ns {
+                    match pace.next_due_ns {
                         Some(t) if t <= now_ns => {
                             due.push(t);
-                            own += 1;
-                            next_due_ns = None;
+                            pace.own += 1;
+                            pace.next_due_ns = None;
                         }
                         _ => break,
                     }
@@ -612,13 +725,22 @@ async fn write_loop(
             {
                 let mut state = connection.lock();
                 for due_ns in &due {
+                    let (before, registered) = (out.len(), state.send_order.len());
                     generator.next(&mut state, *due_ns, &mut out)?;
+                    if keep_frames && state.send_order.len() > registered {
+                        if let Some(&(_, key)) = state.send_order.back() {
+                            if let Some(entry) = state.in_flight.get_mut(&key) {
+                                entry.frame = Some(out[before..].into());
+                            }
+                        }
+                    }
                 }
             }
             writer.write_all(&out).await.context("writing requests")?;
             out.clear();
         }
         if finished {
+            pace.finished = true;
             return Ok(());
         }
         if due.len() == WRITE_BATCH_MAX {
@@ -711,6 +833,9 @@ async fn read_loop(plan: Arc<Plan>, connection: Arc<Connection>, mut reader: Own
                 }
             }
             _ = check.tick() => {
+                if connection.failed.load(Ordering::Acquire) {
+                    break; // the writer found the connection broken
+                }
                 let mut state = connection.lock();
                 expire(&mut state, start.elapsed_ns(), timeout_ns);
                 if connection.writer_done.load(Ordering::Acquire) && state.in_flight.is_empty() {
@@ -721,17 +846,9 @@ async fn read_loop(plan: Arc<Plan>, connection: Arc<Connection>, mut reader: Own
             }
         }
     }
-    // A failed connection: whatever is still in flight has an unknown outcome. Wait for
-    // the writer first, so that nothing it registers afterwards is missed.
-    while !connection.writer_done.load(Ordering::Acquire) {
-        connection.room.notify_one();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut state = connection.lock();
-    let lost = state.in_flight.len() as u64;
-    state.counters.lost += lost;
-    state.in_flight.clear();
-    state.send_order.clear();
+    // The writer stops at a failure too (it checks the flag); `run` decides what becomes
+    // of the requests still in flight.
+    connection.room.notify_one();
 }
 
 fn parse_answer(raw: &[u8], key: &MacKey, received: Instant) -> Option<Answer> {

@@ -79,10 +79,13 @@ struct Args {
     /// Interface to drive.
     #[arg(long, value_enum, default_value = "iso8583")]
     mode: Mode,
-    /// The switch's ISO 8583 listener (loopback only).
+    /// The switch's ISO 8583 listener (loopback only). Several, comma-separated (a
+    /// primary and its standbys): a connection that fails moves to the next one that
+    /// takes it, signs on and resends every request still unanswered.
     #[arg(long, default_value = "127.0.0.1:8583")]
     iso: String,
     /// The switch's admin HTTP listener, for --provision and --verify (loopback only).
+    /// Several, comma-separated: the one whose /health says ok is used.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: String,
     /// TCP connections, each signed on as the acquirer.
@@ -290,6 +293,11 @@ fn loopback(text: &str, flag: &str) -> Result<SocketAddr> {
     Ok(addresses[0])
 }
 
+/// A comma-separated list of loopback addresses.
+fn loopbacks(text: &str, flag: &str) -> Result<Vec<SocketAddr>> {
+    text.split(',').map(|one| loopback(one.trim(), flag)).collect()
+}
+
 /// Three characters that differ between runs, so request keys never repeat across runs.
 fn run_nonce() -> String {
     const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -327,14 +335,15 @@ fn real_main(args: Args) -> Result<ExitCode> {
     ensure!((1..=64).contains(&args.threads), "--threads must be 1 to 64");
     ensure!((0.0..=1.0).contains(&args.hot_merchant), "--hot-merchant is a share between 0 and 1");
     ensure!(args.zipf_exponent > 0.0, "--zipf-exponent must be positive");
-    let iso = loopback(&args.iso, "--iso")?;
-    let http = loopback(&args.http, "--http")?;
+    let targets = loopbacks(&args.iso, "--iso")?;
+    let https = loopbacks(&args.http, "--http")?;
+    let (iso, http) = (targets[0], https[0]);
     let key_bytes = hex::decode(args.key.trim()).context("--key is not hex")?;
     let key = MacKey::new(&key_bytes).context("--key")?;
     let mix = Mix::parse(args.mix.as_deref())?;
 
     let (pacing, pacing_text, target_requests) = pacing(&args)?;
-    let admin = admin::Admin::new(http, &args.admin_token);
+    let mut admin = admin::Admin::nodes(&https, &args.admin_token);
     let needs_admin = args.provision.is_some() || args.verify;
     if needs_admin {
         admin.health().with_context(|| format!("reaching the admin API at {http} (--http)"))?;
@@ -404,7 +413,7 @@ fn real_main(args: Args) -> Result<ExitCode> {
     };
 
     let plan = Plan {
-        iso,
+        targets,
         institution: args.institution.clone(),
         key,
         connections: args.connections,
@@ -440,7 +449,7 @@ fn real_main(args: Args) -> Result<ExitCode> {
         target_requests,
         threads: args.threads,
     };
-    conclude(&args, &admin, before.as_ref(), &outcome, context)
+    conclude(&args, &mut admin, before.as_ref(), &outcome, context)
 }
 
 /// QR mode: signed direct payments to the QR gateway as a wallet (see `qr.rs`).
@@ -480,7 +489,7 @@ fn qr_main(args: Args) -> Result<ExitCode> {
         }
         Pacing::Open(_) => pacing_text,
     };
-    let admin = admin::Admin::new(http, &args.admin_token);
+    let mut admin = admin::Admin::new(http, &args.admin_token);
     let before = if args.verify {
         admin.health().with_context(|| format!("reaching the admin API at {http} (--http)"))?;
         eprintln!("loadgen: --verify: reading positions before the run (valid only if loadgen is the only traffic)");
@@ -528,7 +537,7 @@ fn qr_main(args: Args) -> Result<ExitCode> {
         target_requests,
         threads: args.threads,
     };
-    conclude(&args, &admin, before.as_ref(), &outcome, context)
+    conclude(&args, &mut admin, before.as_ref(), &outcome, context)
 }
 
 /// Issuer-host mode: answers what the switch forwards until --duration has passed.
@@ -565,7 +574,7 @@ fn issuer_main(args: Args) -> Result<ExitCode> {
         seed: args.seed,
         quiet: args.quiet,
     };
-    let admin = admin::Admin::new(http, &args.admin_token);
+    let mut admin = admin::Admin::new(http, &args.admin_token);
     if args.verify {
         admin.health().with_context(|| format!("reaching the admin API at {http} (--http)"))?;
     }
@@ -599,7 +608,7 @@ fn parse_duration_or_zero(text: &str) -> Result<Duration> {
 /// Verifies (with --verify), prints and writes the report, and picks the exit status.
 fn conclude(
     args: &Args,
-    admin: &admin::Admin,
+    admin: &mut admin::Admin,
     before: Option<&admin::Snapshot>,
     outcome: &run::Outcome,
     context: report::Context,
@@ -614,6 +623,8 @@ fn conclude(
             if counters.lost > 0 {
                 doubts.push(format!("{} request(s) were lost with their connection", counters.lost));
             }
+            // After a failover the serving node is another one.
+            admin.health().context("finding the switch's serving node after the run")?;
             let (windows, change) = verify::ledger_change(admin, before).context("reading positions after the run")?;
             let inconclusive = (!doubts.is_empty())
                 .then(|| format!("{}: their outcome is unknown, so the totals cannot be exact", doubts.join(", ")));

@@ -46,6 +46,8 @@ pub struct Report {
     pub timeouts: u64,
     /// In flight when their connection failed: outcome unknown.
     pub requests_lost: u64,
+    pub failovers: u64,
+    pub resent_after_failover: u64,
     /// Connections that failed during the run.
     pub connection_errors: u64,
     pub connection_failures: Vec<String>,
@@ -132,6 +134,8 @@ pub fn build(context: Context, outcome: &Outcome, verify: Option<verify::Outcome
         responses_by_code: counters.by_code(),
         timeouts: counters.timeouts_total(),
         requests_lost: counters.lost,
+        failovers: counters.failovers,
+        resent_after_failover: counters.resent_after_failover,
         connection_errors: outcome.failures.len() as u64,
         connection_failures: outcome.failures.clone(),
         unmatched_answers: counters.unmatched_answers,
@@ -195,6 +199,13 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(w, "    by code           {}", codes.join(", "));
     let _ = writeln!(w, "  timeouts            {}", report.timeouts);
     let _ = writeln!(w, "  lost (conn. failed) {}", report.requests_lost);
+    if report.failovers > 0 {
+        let _ = writeln!(
+            w,
+            "  failovers           {} connection(s) moved to another node, {} request(s) resent there",
+            report.failovers, report.resent_after_failover
+        );
+    }
     let _ = writeln!(w, "  connection errors   {}", report.connection_errors);
     for failure in &report.connection_failures {
         let _ = writeln!(w, "    {failure}");

@@ -139,7 +139,7 @@ async fn drive(plan: Arc<Plan>, options: &Options) -> Result<Outcome> {
         let plan = Arc::clone(&plan);
         pending.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(plan.seed.wrapping_add(u64::from(index)));
-            connection::sign_on(&plan, index, &mut rng).await.with_context(|| format!("connection {index}"))
+            connection::sign_on(&plan, 0, index, &mut rng).await.with_context(|| format!("connection {index}"))
         }));
     }
     let mut lanes = Vec::new();

@@ -84,6 +84,9 @@ pub struct Counters {
     pub lost: u64,
     /// Answers matching no request in flight (late after a timeout, or unknown).
     pub unmatched_answers: u64,
+    /// Connections moved to another of the switch's nodes, and requests resent there.
+    pub failovers: u64,
+    pub resent_after_failover: u64,
     /// Answers the switch gave standing in for the card's issuer (field 44 "1").
     pub stood_in: u64,
     /// Answers whose MAC did not verify or that did not decode.
@@ -122,6 +125,8 @@ impl Default for Counters {
             answers: [[0; CODE_SLOTS]; KINDS.len()],
             timeouts: [0; KINDS.len()],
             lost: 0,
+            failovers: 0,
+            resent_after_failover: 0,
             unmatched_answers: 0,
             stood_in: 0,
             bad_answers: 0,
@@ -149,6 +154,8 @@ impl Counters {
             }
         }
         self.lost += other.lost;
+        self.failovers += other.failovers;
+        self.resent_after_failover += other.resent_after_failover;
         self.unmatched_answers += other.unmatched_answers;
         self.stood_in += other.stood_in;
         self.bad_answers += other.bad_answers;
