@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Junction needs on a fresh Debian machine:
 # clang/libclang (RocksDB's bindings are generated with bindgen), xmllint (the ISO 20022
-# schema checks) and the Python packages of the interop tests. Skips what is present.
+# schema checks), nats-server (JetStream: the replication tests start their own clusters)
+# and the Python packages of the interop tests. Skips what is present.
 # With --build-only, only what building needs (scripts/run.sh): no test tools.
 set -euo pipefail
 
@@ -9,7 +10,7 @@ build_only=false
 [ "${1:-}" = "--build-only" ] && build_only=true
 
 apt_packages=(clang libclang-dev)
-$build_only || apt_packages+=(libxml2-utils python3-pip)
+$build_only || apt_packages+=(libxml2-utils python3-pip nats-server)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -2,6 +2,8 @@
 //! starting the real `junctiond` binary, a small ISO 8583 client over a real socket, and
 //! a signed QR payment over HTTP.
 
+pub mod cluster;
+
 use junction_wire::iso8583::{mac, Iso8583Message, MacKey};
 use junction_wire::qr::QrPayloadBuilder;
 use junction_wire::qr_api;
