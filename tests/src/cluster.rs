@@ -25,11 +25,16 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub fn start(dir: &Path) -> NatsCluster {
+        NatsCluster::start_with(dir, 3)
+    }
+
+    /// `servers` servers: 3 (a cluster) or 1 (a lone server, for replicas = 1).
+    pub fn start_with(dir: &Path, servers: usize) -> NatsCluster {
         std::fs::create_dir_all(dir).expect("a folder for the NATS servers");
-        let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let client_ports: Vec<u16> = (0..servers).map(|_| free_port()).collect();
+        let cluster_ports: Vec<u16> = (0..servers).map(|_| free_port()).collect();
         let mut cluster = NatsCluster { dir: dir.to_path_buf(), client_ports, cluster_ports, servers: Vec::new() };
-        for index in 0..3 {
+        for index in 0..servers {
             let child = cluster.spawn(index);
             cluster.servers.push(Some(child));
         }
@@ -39,14 +44,18 @@ impl NatsCluster {
 
     fn spawn(&self, index: usize) -> Child {
         let routes: Vec<String> = self.cluster_ports.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
-        let config = format!(
-            "port: {}\nserver_name: n{index}\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\" }}\n\
-             cluster {{ name: junction, port: {}, routes: [{}] }}\n",
+        let mut config = format!(
+            "port: {}\nserver_name: n{index}\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\" }}\n",
             self.client_ports[index],
             self.dir.join(format!("store-{index}")).display(),
-            self.cluster_ports[index],
-            routes.join(", ")
         );
+        if self.client_ports.len() > 1 {
+            config.push_str(&format!(
+                "cluster {{ name: junction, port: {}, routes: [{}] }}\n",
+                self.cluster_ports[index],
+                routes.join(", ")
+            ));
+        }
         let path = self.dir.join(format!("n{index}.conf"));
         std::fs::write(&path, config).expect("writing a NATS config");
         let log = std::fs::OpenOptions::new()
@@ -75,6 +84,9 @@ impl NatsCluster {
             }
         }
         let log = self.dir.join("n0.log");
+        if self.client_ports.len() == 1 {
+            return;
+        }
         while !std::fs::read_to_string(&log).unwrap_or_default().contains("JetStream cluster new metadata leader")
             && !std::fs::read_to_string(self.dir.join("n1.log")).unwrap_or_default().contains("new metadata leader")
             && !std::fs::read_to_string(self.dir.join("n2.log")).unwrap_or_default().contains("new metadata leader")
@@ -119,7 +131,7 @@ pub fn replicated_config(cluster: &NatsCluster, lease_ms: u64) -> Config {
         nats_urls: cluster.urls(),
         node: "unnamed".into(),
         stream: "JUNCTION".into(),
-        replicas: 3,
+        replicas: cluster.client_ports.len(),
         lease_ms,
     });
     config
@@ -141,8 +153,7 @@ pub struct Node {
 impl Node {
     pub fn new(dir: &Path, name: &str, config: &Config) -> Node {
         let config_path = dir.join(format!("{name}.toml"));
-        std::fs::write(&config_path, config.to_toml()).expect("writing the config");
-        Node {
+        let node = Node {
             name: name.into(),
             iso: SocketAddr::from(([127, 0, 0, 1], free_port())),
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -151,7 +162,14 @@ impl Node {
             config: config_path,
             child: None,
             ready: None,
-        }
+        };
+        node.configure(config);
+        node
+    }
+
+    /// Writes the configuration it starts with next time.
+    pub fn configure(&self, config: &Config) {
+        std::fs::write(&self.config, config.to_toml()).expect("writing the config");
     }
 
     /// Starts the process (as a standby with `standby`); returns at once.

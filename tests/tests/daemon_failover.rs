@@ -208,3 +208,53 @@ fn without_a_nats_quorum_the_primary_declines_and_resumes_when_it_is_back() {
     assert_eq!((resend.get(39), resend.get(38).map(str::to_string)), (Some("00"), first));
     assert!(a.exited_within(Duration::ZERO).is_none(), "the primary stopped; see {}", a.log.display());
 }
+
+#[test]
+fn a_node_whose_journal_the_stream_never_acknowledged_moves_it_aside_and_rebuilds() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    // Two separate logs: node a's journal was acknowledged by log X only; when a rejoins
+    // on log Y (node b's), its entries are ones Y never acknowledged, as for a primary that
+    // died with entries in flight.
+    let log_x = NatsCluster::start_with(&dir.path().join("x"), 1);
+    let log_y = NatsCluster::start_with(&dir.path().join("y"), 1);
+    let mut a = Node::new(dir.path(), "a", &replicated_config(&log_x, LEASE_MS));
+    let mut b = Node::new(dir.path(), "b", &replicated_config(&log_y, LEASE_MS));
+    a.start(false);
+    a.wait_primary(Duration::from_secs(30));
+    let only_on_a = financial("0200", "000000", DEMO_PAN, 700, "000701");
+    let mut client = IsoClient::connect(a.iso);
+    client.sign_on();
+    assert_eq!(client.call(&only_on_a).get(39), Some("00"));
+    a.kill9();
+    b.start(false);
+    b.wait_primary(Duration::from_secs(30));
+    let on_b = financial("0200", "000000", DEMO_PAN, 800, "000702");
+    let mut client = IsoClient::connect(b.iso);
+    client.sign_on();
+    let answer_on_b = client.call(&on_b);
+    assert_eq!(answer_on_b.get(39), Some("00"));
+
+    a.configure(&replicated_config(&log_y, LEASE_MS));
+    a.start(true);
+    wait_caught_up_standby(&a);
+    assert!(a.log_text().contains("moved aside, rebuilding from the stream"), "see {}", a.log.display());
+    let aside: Vec<_> = std::fs::read_dir(a.data_dir.as_path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("ledger.diverged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the diverged journal is kept for inspection");
+
+    // a takes over from b with b's books: b's payment is known, a's old one is not.
+    b.kill9();
+    a.wait_primary(Duration::from_secs(20));
+    let mut client = IsoClient::connect(a.iso);
+    client.sign_on();
+    let again = client.call(&on_b);
+    assert_eq!((again.get(39), again.get(38)), (Some("00"), answer_on_b.get(38)));
+    let balance = client.call(&financial("0200", "310000", DEMO_PAN, 0, "000703"));
+    let opening = junction_tests::demo_config().accounts.iter().find(|x| x.id == 1001).unwrap().opening_balance;
+    let expected = format!("0002840C{:012}", opening - 800);
+    assert_eq!(balance.get(54), Some(expected.as_str()), "only b's purchase is on the books");
+}
