@@ -606,8 +606,10 @@ async fn publish_loop(
     }
 }
 
+/// Microseconds on a monotonic clock private to this process.
 fn now_us() -> u64 {
-    monotonic_ms() * 1000
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64
 }
 
 async fn send(

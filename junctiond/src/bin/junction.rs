@@ -154,7 +154,22 @@ fn print_positions(body: &Value) {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match &cli.command {
-        Command::Status => println!("{}", serde_json::to_string_pretty(&get(&cli, "/v1/admin/status")?)?),
+        Command::Status => {
+            let body = get(&cli, "/v1/admin/status")?;
+            let replication = &body["replication"];
+            if replication.is_object() {
+                println!(
+                    "role: {} (node {}, term {}); stream at entry {}, applied {}, lag {}",
+                    replication["role"].as_str().unwrap_or("?"),
+                    replication["node"].as_str().unwrap_or("?"),
+                    replication["term"],
+                    replication["stream_seq"],
+                    replication["applied_seq"],
+                    replication["lag"]
+                );
+            }
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
         Command::Participants => {
             let body = get(&cli, "/v1/admin/participants")?;
             for p in body["participants"].as_array().into_iter().flatten() {
