@@ -4,18 +4,12 @@
 # timing the standby's takeover and restarting the killed node as a standby.
 # LEASE_MS (2000), LG_S (loadgen seconds, 240). Needs nats-server and release binaries.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}/release
 BIN=$(cd "$BIN" && pwd)
 D=$(mktemp -d /tmp/junction-failover-XXXXXX); trap 'rm -rf "$D"' EXIT; cd $D
-for i in 1 2 3; do cat > n$i.conf <<C
-port: $((14221+i))
-server_name: n$i
-max_payload: 8MB
-jetstream { store_dir: $D/js$i }
-cluster { name: fo, port: $((16221+i)), routes: [nats-route://127.0.0.1:16222, nats-route://127.0.0.1:16223, nats-route://127.0.0.1:16224] }
-C
-nats-server -c n$i.conf > n$i.log 2>&1 & done
-sleep 4
+source "$HERE/nats-cluster.sh"
+nats_cluster "$D" 14221 16221
 $BIN/junctiond --print-config > base.toml
 cat >> base.toml <<C
 
@@ -53,4 +47,4 @@ done
 wait $LG
 grep -v "^\[" lg.out | grep -E "answered|timeouts|lost|failovers|latency|by code|duplicates:"
 
-kill $(cat a.pid b.pid) 2>/dev/null; pkill -f "nats-server -c n" ; sleep 1
+kill $(cat a.pid b.pid) 2>/dev/null; kill $(cat n1.pid n2.pid n3.pid) 2>/dev/null; sleep 1

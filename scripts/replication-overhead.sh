@@ -4,22 +4,16 @@
 # this machine. Usage: scripts/replication-overhead.sh single|replicated <loadgen args...>
 # Needs nats-server and `cargo build --release --workspace --bins`.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}/release
 BIN=$(cd "$BIN" && pwd)
 MODE=$1; shift
 D=$(mktemp -d /tmp/junction-replication-XXXXXX); trap 'rm -rf "$D"' EXIT; cd $D
+source "$HERE/nats-cluster.sh"
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 $BIN/junctiond --print-config > base.toml
 if [ "$MODE" = replicated ]; then
-  for i in 1 2 3; do cat > n$i.conf <<C
-port: $((24221+i))
-server_name: n$i
-max_payload: 8MB
-jetstream { store_dir: $D/js$i }
-cluster { name: ov, port: $((26221+i)), routes: [nats-route://127.0.0.1:26222, nats-route://127.0.0.1:26223, nats-route://127.0.0.1:26224] }
-C
-  nats-server -c n$i.conf > n$i.log 2>&1 & echo $! > n$i.pid; done
-  sleep 4
+  nats_cluster "$D" 24221 26221
   cat >> base.toml <<C
 
 [replication]

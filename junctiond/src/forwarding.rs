@@ -145,7 +145,7 @@ impl Forwarding {
         let (outcome, sent_stan) = match self.links.forward(route.issuer, request.key, forwarded) {
             Ok(mut pending) => (pending.wait(self.timeout).await, Some(pending.stan)),
             // No link: what would have been sent is what the advice tells.
-            Err(unsent) => (Outcome::LinkLost(Some(Box::new(unsent))), None),
+            Err(unsent) => (Outcome::LinkLost(Some(unsent)), None),
         };
         // 4. Its answer, or the switch's own.
         let decision = match outcome {

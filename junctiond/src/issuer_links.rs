@@ -205,8 +205,9 @@ impl IssuerLinks {
         &self,
         issuer: ParticipantId,
         key: RequestKey,
-        mut message: Iso8583Message,
-    ) -> Result<Pending, Iso8583Message> {
+        message: Iso8583Message,
+    ) -> Result<Pending, Box<Iso8583Message>> {
+        let mut message = Box::new(message);
         let links = self.links_of(issuer);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
         for offset in 0..links.len() {
@@ -216,9 +217,9 @@ impl IssuerLinks {
             }
             let stan = link.take_stan();
             let _ = message.set(11, &format!("{stan:06}"));
-            let copy = Box::new(message.clone());
+            let copy = message.clone();
             let (answer, receiver) = oneshot::channel();
-            let request = Some(Box::new(message));
+            let request = Some(message);
             let outstanding =
                 Outstanding { key, request, answer: Some(answer), sent: Instant::now(), timed_out: false };
             link.outstanding.lock().insert(stan, outstanding);
@@ -226,7 +227,7 @@ impl IssuerLinks {
                 Ok(()) => return Ok(Pending { link: Arc::clone(link), stan, receiver: Some(receiver) }),
                 Err(copy) => {
                     link.outstanding.lock().remove(&stan);
-                    message = *copy;
+                    message = copy;
                 }
             }
         }

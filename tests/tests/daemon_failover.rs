@@ -54,6 +54,19 @@ fn loadgen(nodes: [&Node; 2], rate: &str, duration: &str) -> std::process::Child
         .expect("starting loadgen")
 }
 
+/// A 3-server NATS cluster, node a serving as the primary and node b a caught-up standby.
+fn primary_and_standby(dir: &std::path::Path) -> (NatsCluster, Node, Node) {
+    let nats = NatsCluster::start(&dir.join("nats"));
+    let config = replicated_config(&nats, LEASE_MS);
+    let mut a = Node::new(dir, "a", &config);
+    let mut b = Node::new(dir, "b", &config);
+    a.start(false);
+    a.wait_primary(Duration::from_secs(30));
+    b.start(true);
+    wait_caught_up_standby(&b);
+    (nats, a, b)
+}
+
 fn finished(child: std::process::Child) -> (Output, String) {
     let output = child.wait_with_output().expect("loadgen ran");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -64,14 +77,7 @@ fn finished(child: std::process::Child) -> (Output, String) {
 fn a_standby_takes_over_from_a_killed_primary_and_every_approval_counts_once() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsCluster::start(&dir.path().join("nats"));
-    let config = replicated_config(&nats, LEASE_MS);
-    let mut a = Node::new(dir.path(), "a", &config);
-    let mut b = Node::new(dir.path(), "b", &config);
-    a.start(false);
-    a.wait_primary(Duration::from_secs(30));
-    b.start(true);
-    wait_caught_up_standby(&b);
+    let (_nats, mut a, mut b) = primary_and_standby(dir.path());
 
     // kill -9 of the primary in the middle of loadgen's run.
     let run = loadgen([&a, &b], "1000", "10s");
@@ -120,14 +126,7 @@ fn a_standby_takes_over_from_a_killed_primary_and_every_approval_counts_once() {
 fn a_paused_primary_is_fenced_out_and_approves_nothing_after_the_takeover() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsCluster::start(&dir.path().join("nats"));
-    let config = replicated_config(&nats, LEASE_MS);
-    let mut a = Node::new(dir.path(), "a", &config);
-    let mut b = Node::new(dir.path(), "b", &config);
-    a.start(false);
-    a.wait_primary(Duration::from_secs(30));
-    b.start(true);
-    wait_caught_up_standby(&b);
+    let (_nats, mut a, mut b) = primary_and_standby(dir.path());
 
     let mut client = IsoClient::connect(a.iso);
     assert_eq!(client.sign_on().get(39), Some("00"));
