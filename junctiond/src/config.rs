@@ -157,16 +157,19 @@ pub struct SwitchConfig {
     /// default, about four times the memtables). Smaller means less log to replay at start.
     #[serde(default)]
     pub ledger_wal_size_bytes_max: u64,
-    /// Transfers the ledger's index reserves room for at start (0: it grows as needed,
-    /// which pauses commits while it doubles). 50 to 100 bytes each.
+    /// Transfers the ledger's index reserves room for at start (0: `index_memory_entries_max`,
+    /// the most it holds). Reserved room is never doubled under the commit lock, which
+    /// paused commits for 0.1 s at half a million ids and seconds at tens of millions.
+    /// 50 to 100 bytes each, taken at start.
     #[serde(default)]
     pub ledger_transfers_reserved: usize,
     /// How long a request key is remembered: a resend within it gets its original answer
     /// (approved or declined). Seconds; 48 hours by default.
     #[serde(default = "default_duplicate_window_s")]
     pub duplicate_window_s: u64,
-    /// Request keys and transfer ids kept in memory (about 64 bytes each); older ones are
-    /// looked up in the ledger's cold index on disk. 50 million by default.
+    /// Request keys and transfer ids kept in memory (65 bytes per table slot, slots a
+    /// power of two at least 8/7 of this); older ones are looked up in the ledger's cold
+    /// index on disk. 50 million (4.4 GiB) when absent; the demo configuration keeps 3.5M.
     #[serde(default = "default_index_memory_entries_max")]
     pub index_memory_entries_max: usize,
     pub vault_key: String,

@@ -142,6 +142,24 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
         "# HELP junction_ledger_healthy 1 while the ledger can write; 0 after a write failed (approvals stop)\n",
     );
     extra.push_str(&format!("# TYPE junction_ledger_healthy gauge\njunction_ledger_healthy {}\n", u8::from(healthy)));
+    let writer = engine.ledger().writer_report();
+    for (name, kind, help, value) in [
+        ("group_commits_total", "counter", "Synced ledger writes (group commits)", writer.group_commits),
+        ("entries_total", "counter", "Journal entries written", writer.entries),
+        ("bytes_total", "counter", "Journal bytes written", writer.bytes),
+        ("commit_us_total", "counter", "Microseconds spent in synced writes", writer.commit_us_total),
+        ("commit_us_max", "gauge", "The longest synced write since start, microseconds", writer.commit_us_max),
+        (
+            "wait_us_max",
+            "gauge",
+            "The longest a journal entry waited from queued to durable since start, microseconds (stalls)",
+            writer.wait_us_max,
+        ),
+    ] {
+        extra.push_str(&format!(
+            "# HELP junction_ledger_{name} {help}\n# TYPE junction_ledger_{name} {kind}\njunction_ledger_{name} {value}\n"
+        ));
+    }
     extra.push_str("# HELP junction_engine_answers_total Answers by response code, counted by the engine\n");
     extra.push_str("# TYPE junction_engine_answers_total counter\n");
     for (code, count) in engine.stats().by_code() {

@@ -113,7 +113,13 @@ pub async fn run(mut config: Config) -> Result<()> {
     let ledger_dir = switch.data_dir.join("ledger");
     let ledger_options = LedgerOptions {
         wal_size_bytes_max: switch.ledger_wal_size_bytes_max,
-        transfers_reserved: switch.ledger_transfers_reserved,
+        // The index is bounded (older ids go to the cold index): reserving the bound at
+        // open means it never doubles under the commit lock while the switch runs.
+        transfers_reserved: if switch.ledger_transfers_reserved == 0 {
+            switch.index_memory_entries_max
+        } else {
+            switch.ledger_transfers_reserved
+        },
         duplicate_window_s: switch.duplicate_window_s,
         index_memory_entries_max: switch.index_memory_entries_max,
         ..LedgerOptions::default()

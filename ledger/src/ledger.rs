@@ -234,10 +234,15 @@ impl Ledger {
             let bytes = journal::encode(entry);
             sink.publish(seq, &bytes);
             state.next_seq += 1;
-            return self.send_to_writer(WriteJob { seq, bytes, metadata });
+            return self.send_to_writer(WriteJob { seq, queued: std::time::Instant::now(), bytes, metadata });
         }
         state.next_seq += 1;
-        self.send_to_writer(WriteJob { seq, bytes: journal::encode(entry), metadata })
+        self.send_to_writer(WriteJob {
+            seq,
+            queued: std::time::Instant::now(),
+            bytes: journal::encode(entry),
+            metadata,
+        })
     }
 
     /// Hands a job to the writer thread (in sequence order: under the sequencer lock).
@@ -344,6 +349,8 @@ impl Ledger {
         let mut expired = Vec::new();
         let mut answers = Vec::new();
         let mut state = self.state.lock();
+        let held = std::time::Instant::now();
+        let _slow = SlowHold(held, "applying a batch");
         // What only the cold index knows is fetched first: applying does no I/O, and a
         // cold index that cannot be read refuses the batch before anything changed.
         state.prefetch_cold(ids, &self.shared.store)?;
@@ -851,7 +858,7 @@ impl Ledger {
         recovery::replay_entry(&mut state, seq, entry);
         let mut aligned = rkyv::util::AlignedVec::with_capacity(bytes.len());
         aligned.extend_from_slice(bytes);
-        self.send_to_writer(WriteJob { seq, bytes: aligned, metadata })?;
+        self.send_to_writer(WriteJob { seq, queued: std::time::Instant::now(), bytes: aligned, metadata })?;
         Ok(())
     }
 
@@ -879,6 +886,21 @@ impl Drop for Ledger {
         self.writer_queue = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+    }
+}
+
+/// Logs a hold of the sequencer lock longer than `SLOW_HOLD_MS` when dropped (stall hunting).
+struct SlowHold(std::time::Instant, &'static str);
+
+/// A sequencer-lock hold this long is logged: every commit waits behind it.
+const SLOW_HOLD_MS: u128 = 20;
+
+impl Drop for SlowHold {
+    fn drop(&mut self) {
+        let ms = self.0.elapsed().as_millis();
+        if ms >= SLOW_HOLD_MS {
+            tracing::warn!(ms, what = self.1, "the ledger's sequencer lock was held long");
         }
     }
 }

@@ -26,6 +26,8 @@ pub const DURABLE_WAIT_MS_MAX: u64 = 30_000;
 /// One journal entry on its way to disk.
 pub(crate) struct WriteJob {
     pub seq: u64,
+    /// When the sequencer queued it: the writer reports the longest wait to durable.
+    pub queued: Instant,
     pub bytes: rkyv::util::AlignedVec,
     /// The metadata records a `Metadata` entry puts and deletes, written with it.
     pub metadata: Option<Box<MetadataChange>>,
@@ -74,6 +76,7 @@ struct WriterStats {
     bytes: AtomicU64,
     commit_us_total: AtomicU64,
     commit_us_max: AtomicU64,
+    wait_us_max: AtomicU64,
 }
 
 /// What the durable writer has done since the ledger opened.
@@ -86,6 +89,9 @@ pub struct WriterReport {
     /// Time spent in synced writes, in total and the longest one.
     pub commit_us_total: u64,
     pub commit_us_max: u64,
+    /// The longest an entry waited from being queued to being on disk: a stall of the
+    /// writer (or the disk) shows here even when each write looks quick.
+    pub wait_us_max: u64,
 }
 
 impl Shared {
@@ -198,6 +204,7 @@ impl Shared {
             bytes: stats.bytes.load(Ordering::Relaxed),
             commit_us_total: stats.commit_us_total.load(Ordering::Relaxed),
             commit_us_max: stats.commit_us_max.load(Ordering::Relaxed),
+            wait_us_max: stats.wait_us_max.load(Ordering::Relaxed),
         }
     }
 
@@ -229,12 +236,17 @@ impl Shared {
             match self.store.write_journal(entries, self.sync) {
                 Ok(()) => {
                     let us = started.elapsed().as_micros() as u64;
+                    if us >= 20_000 {
+                        tracing::warn!(ms = us / 1000, entries = group.len(), bytes, "a group commit took long");
+                    }
                     let stats = &self.stats;
                     stats.group_commits.fetch_add(1, Ordering::Relaxed);
                     stats.entries.fetch_add(group.len() as u64, Ordering::Relaxed);
                     stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                     stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
                     stats.commit_us_max.fetch_max(us, Ordering::Relaxed);
+                    let waited = group[0].queued.elapsed().as_micros() as u64;
+                    stats.wait_us_max.fetch_max(waited, Ordering::Relaxed);
                     let mut durable = self.durable.lock();
                     durable.seq = durable.seq.max(last_seq);
                     self.durable_changed.notify_all();
