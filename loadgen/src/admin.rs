@@ -94,6 +94,11 @@ impl Admin {
     }
 
     /// Checks that the switch answers, before anything else is asked of it.
+    /// The switch's CPU time so far (its status' `process.cpu_us`), if it says.
+    pub fn daemon_cpu_us(&self) -> Option<u64> {
+        self.get("/v1/admin/status").ok()?["process"]["cpu_us"].as_u64()
+    }
+
     /// Checks that the switch is healthy; with several nodes, finds the one serving
     /// (waiting up to `SERVING_NODE_WAIT` for a failover to finish) and uses it from now on.
     pub fn health(&mut self) -> Result<()> {

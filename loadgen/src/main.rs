@@ -15,7 +15,8 @@
 //! host and answers what the switch forwards to it, for four-party runs (loadgen as
 //! acquirer <-> junctiond <-> loadgen as issuer).
 //!
-//! Targets must be loopback addresses: loadgen is for testing a switch on this machine.
+//! Targets are any addresses: load testers run loadgen from another machine (the test
+//! suite keeps to loopback).
 
 mod admin;
 mod connection;
@@ -79,12 +80,12 @@ struct Args {
     /// Interface to drive.
     #[arg(long, value_enum, default_value = "iso8583")]
     mode: Mode,
-    /// The switch's ISO 8583 listener (loopback only). Several, comma-separated (a
+    /// The switch's ISO 8583 listener (host:port). Several, comma-separated (a
     /// primary and its standbys): a connection that fails moves to the next one that
     /// takes it, signs on and resends every request still unanswered.
     #[arg(long, default_value = "127.0.0.1:8583")]
     iso: String,
-    /// The switch's admin HTTP listener, for --provision and --verify (loopback only).
+    /// The switch's admin HTTP listener, for --provision and --verify (host:port).
     /// Several, comma-separated: the one whose /health says ok is used.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: String,
@@ -282,20 +283,25 @@ fn parse_range(text: &str) -> Result<(u64, u64)> {
     Ok((low, high))
 }
 
-/// Resolves `text` and insists on loopback: loadgen only tests a switch on this machine.
-fn loopback(text: &str, flag: &str) -> Result<SocketAddr> {
+/// Resolves `text` (host:port) to the address to use.
+fn target(text: &str, flag: &str) -> Result<SocketAddr> {
     let addresses: Vec<SocketAddr> =
         text.to_socket_addrs().with_context(|| format!("{flag} {text}: not an address"))?.collect();
     ensure!(!addresses.is_empty(), "{flag} {text}: resolves to nothing");
-    if let Some(other) = addresses.iter().find(|a| !a.ip().is_loopback()) {
-        bail!("{flag} {text}: {} is not a loopback address; loadgen only targets a switch on this machine", other.ip());
-    }
     Ok(addresses[0])
 }
 
-/// A comma-separated list of loopback addresses.
-fn loopbacks(text: &str, flag: &str) -> Result<Vec<SocketAddr>> {
-    text.split(',').map(|one| loopback(one.trim(), flag)).collect()
+/// CPU microseconds the switch (from its status, when it answers) and loadgen spent
+/// since `before`. A failover in the run makes the switch's figure meaningless: none then.
+fn cpu_used(admin: &admin::Admin, before: (Option<u64>, Option<f64>)) -> (Option<u64>, Option<u64>) {
+    let daemon = before.0.zip(admin.daemon_cpu_us()).and_then(|(start, end)| end.checked_sub(start));
+    let own = before.1.zip(cpu::process_cpu_s()).map(|(start, end)| ((end - start).max(0.0) * 1e6) as u64);
+    (daemon, own)
+}
+
+/// A comma-separated list of addresses.
+fn target_list(text: &str, flag: &str) -> Result<Vec<SocketAddr>> {
+    text.split(',').map(|one| target(one.trim(), flag)).collect()
 }
 
 /// Three characters that differ between runs, so request keys never repeat across runs.
@@ -335,8 +341,8 @@ fn real_main(args: Args) -> Result<ExitCode> {
     ensure!((1..=64).contains(&args.threads), "--threads must be 1 to 64");
     ensure!((0.0..=1.0).contains(&args.hot_merchant), "--hot-merchant is a share between 0 and 1");
     ensure!(args.zipf_exponent > 0.0, "--zipf-exponent must be positive");
-    let targets = loopbacks(&args.iso, "--iso")?;
-    let https = loopbacks(&args.http, "--http")?;
+    let targets = target_list(&args.iso, "--iso")?;
+    let https = target_list(&args.http, "--http")?;
     let (iso, http) = (targets[0], https[0]);
     let key_bytes = hex::decode(args.key.trim()).context("--key is not hex")?;
     let key = MacKey::new(&key_bytes).context("--key")?;
@@ -440,9 +446,13 @@ fn real_main(args: Args) -> Result<ExitCode> {
         plan.mix.shares().iter().map(|(k, s)| format!("{}={:.0}%", k.name(), s * 100.0)).collect::<Vec<_>>().join(",")
     );
     let options = run::Options { threads: args.threads, tick: Duration::from_micros(args.tick_us), quiet: args.quiet };
+    let cpu_before = (admin.daemon_cpu_us(), cpu::process_cpu_s());
     let outcome = run::run(plan, &options)?;
+    let (daemon_cpu_us, loadgen_cpu_us) = cpu_used(&admin, cpu_before);
 
     let context = report::Context {
+        daemon_cpu_us,
+        loadgen_cpu_us,
         mode: "iso8583".into(),
         pacing: pacing_text,
         connections: args.connections,
@@ -457,7 +467,7 @@ fn qr_main(args: Args) -> Result<ExitCode> {
     ensure!((1..=CONNECTIONS_MAX).contains(&args.connections), "--connections must be 1 to {CONNECTIONS_MAX}");
     ensure!((1..=64).contains(&args.threads), "--threads must be 1 to 64");
     ensure!(args.provision.is_none(), "--provision is for the ISO 8583 mode's cards; QR mode pays as --wallet");
-    let http = loopback(&args.http, "--http")?;
+    let http = target(&args.http, "--http")?;
     let demo = qr::DEMO_WALLETS.iter().find(|(id, _, _)| *id == args.wallet);
     let key_text = match (&args.wallet_key, demo) {
         (Some(key), _) => key.clone(),
@@ -529,8 +539,12 @@ fn qr_main(args: Args) -> Result<ExitCode> {
         seed: args.seed,
     };
     let options = run::Options { threads: args.threads, tick: Duration::from_micros(args.tick_us), quiet: args.quiet };
+    let cpu_before = (admin.daemon_cpu_us(), cpu::process_cpu_s());
     let outcome = qr::run(plan, &options)?;
+    let (daemon_cpu_us, loadgen_cpu_us) = cpu_used(&admin, cpu_before);
     let context = report::Context {
+        daemon_cpu_us,
+        loadgen_cpu_us,
         mode: "qr".into(),
         pacing: pacing_text,
         connections: args.connections,
@@ -544,8 +558,8 @@ fn qr_main(args: Args) -> Result<ExitCode> {
 fn issuer_main(args: Args) -> Result<ExitCode> {
     ensure!((1..=64).contains(&args.connections), "--connections must be 1 to 64 in issuer mode");
     ensure!((0.0..=1.0).contains(&args.approve), "--approve is a share between 0 and 1");
-    let iso = loopback(&args.iso, "--iso")?;
-    let http = loopback(&args.http, "--http")?;
+    let iso = target(&args.iso, "--iso")?;
+    let http = target(&args.http, "--http")?;
     let key = MacKey::new(&hex::decode(args.key.trim()).context("--key is not hex")?).context("--key")?;
     let (low, high) = args.latency.split_once(':').context("--latency is MIN:MAX, e.g. 1ms:5ms")?;
     let latency = (parse_duration_or_zero(low)?, parse_duration_or_zero(high)?);
@@ -743,11 +757,12 @@ mod tests {
     }
 
     #[test]
-    fn only_loopback_targets() {
-        assert!(loopback("127.0.0.1:8583", "--iso").is_ok());
-        assert!(loopback("[::1]:8583", "--iso").is_ok());
-        assert!(loopback("10.1.2.3:8583", "--iso").is_err());
-        assert!(loopback("192.168.0.1:80", "--http").is_err());
+    fn targets_are_any_addresses_and_lists_of_them() {
+        assert!(target("127.0.0.1:8583", "--iso").is_ok());
+        assert!(target("[::1]:8583", "--iso").is_ok());
+        assert_eq!(target("10.1.2.3:8583", "--iso").unwrap().to_string(), "10.1.2.3:8583");
+        assert!(target("not an address", "--iso").is_err());
+        assert_eq!(target_list("127.0.0.1:8583, 127.0.0.1:8593", "--iso").unwrap().len(), 2);
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub struct Report {
     pub mismatch_examples: Vec<String>,
     pub loadgen_threads: usize,
     pub loadgen_cpu_percent_avg: Option<f64>,
+    /// CPU microseconds per answered request: the switch's (all its threads) and loadgen's.
+    /// Throughput on a VM drifts with its host; CPU per request does not.
+    pub daemon_cpu_us_per_request: Option<f64>,
+    pub loadgen_cpu_us_per_request: Option<f64>,
     pub loadgen_cpu_percent_max: Option<f64>,
     /// Seconds in which loadgen used at least 90% of its threads.
     pub loadgen_saturated_seconds: u64,
@@ -87,11 +91,19 @@ pub struct Report {
 }
 
 pub struct Context {
+    /// CPU microseconds spent during the run by the switch (from its status) and by
+    /// loadgen itself, when known.
+    pub daemon_cpu_us: Option<u64>,
+    pub loadgen_cpu_us: Option<u64>,
     pub mode: String,
     pub pacing: String,
     pub connections: u32,
     pub target_requests: Option<u64>,
     pub threads: usize,
+}
+
+fn per_request(cpu_us: Option<u64>, answered: u64) -> Option<f64> {
+    cpu_us.filter(|_| answered > 0).map(|us| us as f64 / answered as f64)
 }
 
 pub fn build(context: Context, outcome: &Outcome, verify: Option<verify::Outcome>) -> Report {
@@ -165,6 +177,8 @@ pub fn build(context: Context, outcome: &Outcome, verify: Option<verify::Outcome
         mismatch_examples: counters.mismatch_examples.clone(),
         loadgen_threads: context.threads,
         loadgen_cpu_percent_avg: outcome.cpu_percent_average,
+        daemon_cpu_us_per_request: per_request(context.daemon_cpu_us, counters.answered_total()),
+        loadgen_cpu_us_per_request: per_request(context.loadgen_cpu_us, counters.answered_total()),
         loadgen_cpu_percent_max: outcome.cpu_percent_max,
         loadgen_saturated_seconds: outcome.saturated_seconds,
         cut_short: outcome.cut_short,
@@ -286,6 +300,13 @@ pub fn render(report: &Report) -> String {
         cpu(report.loadgen_cpu_percent_max),
         report.loadgen_threads,
         100 * report.loadgen_threads
+    );
+    let per = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1} µs"));
+    let _ = writeln!(
+        w,
+        "  cpu per request: switch {}, loadgen {} (user + system, all threads)",
+        per(report.daemon_cpu_us_per_request),
+        per(report.loadgen_cpu_us_per_request)
     );
     if report.loadgen_saturated_seconds > 0 {
         let _ = writeln!(
