@@ -69,7 +69,12 @@ pub struct Link {
     /// The issuer's STAN counter, shared by all its links: a STAN names one request to
     /// the issuer whichever link carried it (field 90 of a later reversal or advice).
     next_stan: Arc<AtomicU32>,
+    /// Requests whose forwarder is still waiting: at most `LINK_OUTSTANDING_MAX`.
     outstanding: Mutex<HashMap<u32, Outstanding>>,
+    /// Requests whose forwarder stopped waiting (timed out), kept for the late-answer
+    /// rules for `late_answer_window`. Apart from `outstanding`, so that a host's silent
+    /// outage does not leave the link looking busy for the whole window once it answers.
+    late: Mutex<HashMap<u32, Outstanding>>,
     healthy: AtomicBool,
     closed: AtomicBool,
     timeouts_in_a_row: AtomicU32,
@@ -137,6 +142,7 @@ impl IssuerLinks {
             sender,
             next_stan: self.stan_counter(participant.id),
             outstanding: Mutex::new(HashMap::new()),
+            late: Mutex::new(HashMap::new()),
             healthy: AtomicBool::new(true),
             closed: AtomicBool::new(false),
             timeouts_in_a_row: AtomicU32::new(0),
@@ -165,6 +171,7 @@ impl IssuerLinks {
                 let _ = answer.send(Outcome::LinkLost(outstanding.request.take()));
             }
         }
+        link.late.lock().clear();
         tracing::info!(issuer = link.participant.id.0, link = link.id, "issuer link down");
     }
 
@@ -239,16 +246,17 @@ impl IssuerLinks {
     pub fn deliver(&self, link: &Link, message: Iso8583Message) -> bool {
         let Some(stan) = message.get(11).and_then(|s| s.parse::<u32>().ok()) else { return false };
         let mut outstanding = link.outstanding.lock();
-        let Some(entry) = outstanding.get_mut(&stan) else { return false };
-        link.timeouts_in_a_row.store(0, Ordering::Relaxed);
-        if let Some(answer) = entry.answer.take() {
-            outstanding.remove(&stan);
-            // Sent under the lock: a forwarder timing out at this moment finds it there.
-            let _ = answer.send(Outcome::Answered(Box::new(IssuerAnswer { message })));
+        if let Some(mut entry) = outstanding.remove(&stan) {
+            link.timeouts_in_a_row.store(0, Ordering::Relaxed);
+            if let Some(answer) = entry.answer.take() {
+                // Sent under the lock: a forwarder timing out at this moment finds it there.
+                let _ = answer.send(Outcome::Answered(Box::new(IssuerAnswer { message })));
+            }
             return true;
         }
-        let Some(entry) = outstanding.remove(&stan) else { return false };
         drop(outstanding);
+        let Some(entry) = link.late.lock().remove(&stan) else { return false };
+        link.timeouts_in_a_row.store(0, Ordering::Relaxed);
         let late = LateAnswer { issuer: link.participant.id, key: entry.key, request: entry.request, message };
         if self.late.try_send(late).is_err() {
             tracing::warn!(issuer = link.participant.id.0, "late issuer answer dropped: the late-answer queue is full");
@@ -260,14 +268,17 @@ impl IssuerLinks {
     pub fn sweep(&self) {
         let links: Vec<Arc<Link>> = self.links.read().values().flatten().cloned().collect();
         for link in links {
-            link.outstanding.lock().retain(|_, o| !o.timed_out || o.sent.elapsed() < self.late_answer_window);
+            link.late.lock().retain(|_, o| o.sent.elapsed() < self.late_answer_window);
         }
     }
 
     /// Checks every link with an echo; a link that does not answer within `timeout`
     /// leaves the rotation until an echo comes back.
-    pub async fn echo_all(self: &Arc<Self>, timeout: Duration) {
-        let links: Vec<Arc<Link>> = self.links.read().values().flatten().cloned().collect();
+    /// Echoes every link (`all`), or only those out of rotation (to bring them back as
+    /// soon as their host answers again).
+    pub async fn echo_links(self: &Arc<Self>, timeout: Duration, all: bool) {
+        let links: Vec<Arc<Link>> =
+            self.links.read().values().flatten().filter(|link| all || !link.is_healthy()).cloned().collect();
         for link in links {
             let this = Arc::clone(self);
             tokio::spawn(async move {
@@ -333,14 +344,15 @@ impl Pending {
             Ok(Err(_)) => Outcome::LinkLost(None),
             Err(_) => {
                 let mut outstanding = self.link.outstanding.lock();
-                match outstanding.get_mut(&self.stan) {
-                    Some(entry) if entry.answer.is_some() => {
+                match outstanding.remove(&self.stan) {
+                    Some(mut entry) if entry.answer.is_some() => {
                         // From now on its answer is a late one (the entry keeps the request
                         // for the late-answer rules; the forwarder gets a copy).
                         entry.answer = None;
                         entry.timed_out = true;
                         self.receiver = None;
                         let request = entry.request.clone();
+                        self.link.late.lock().insert(self.stan, entry);
                         let link = &self.link;
                         let in_a_row = link.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
                         if in_a_row == LINK_TIMEOUTS_IN_A_ROW_MAX && link.healthy.swap(false, Ordering::AcqRel) {

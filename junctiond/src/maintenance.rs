@@ -57,11 +57,23 @@ pub async fn issuer_links_loop(
     config: IssuerLinksConfig,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Links out of rotation are probed every `timeout_ms` (at most every echo interval),
+    // so that a host back from a silent outage is used again within a probe or two, not
+    // only at the next regular echo.
+    let probe_ms = config.timeout_ms.min(config.echo_interval_ms).max(100);
+    let mut since_all_ms = 0;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(config.echo_interval_ms)) => {
-                links.echo_all(Duration::from_millis(config.timeout_ms)).await;
-                links.sweep();
+            _ = tokio::time::sleep(Duration::from_millis(probe_ms)) => {
+                since_all_ms += probe_ms;
+                let all = since_all_ms >= config.echo_interval_ms;
+                if all {
+                    since_all_ms = 0;
+                }
+                links.echo_links(Duration::from_millis(config.timeout_ms), all).await;
+                if all {
+                    links.sweep();
+                }
             }
             _ = shutdown.changed() => return,
         }
