@@ -570,7 +570,7 @@ async fn publish_loop(
     let unacked: Arc<Mutex<VecDeque<(u64, Bytes)>>> = Arc::default();
     let mut acks: Acks = FuturesOrdered::new();
     loop {
-        let failed = tokio::select! {
+        let mut failed = tokio::select! {
             entry = entries.recv() => {
                 let Some((seq, bytes)) = entry else { return };
                 unacked.lock().push_back((seq, bytes.clone()));
@@ -589,16 +589,20 @@ async fn publish_loop(
                 Err(error) => { tracing::warn!(seq, %error, "a journal entry was not acknowledged"); true }
             },
         };
-        if failed {
+        // Until every unacknowledged entry is out again: nothing else would retry them if
+        // no new entry came (a client waiting for its answer sends nothing more).
+        while failed {
             acks = FuturesOrdered::new();
             resync(&cluster, &ledger, &status, &unacked, term).await;
             let pending: Vec<(u64, Bytes)> = unacked.lock().iter().cloned().collect();
+            failed = false;
             for (seq, bytes) in pending {
                 match send(&cluster, term, seq, bytes).await {
                     Ok(ack) => acks.push_back(ack),
                     Err(error) => {
                         tracing::warn!(seq, %error, "publishing a journal entry again");
-                        break; // the next failure resyncs again
+                        failed = true;
+                        break;
                     }
                 }
             }

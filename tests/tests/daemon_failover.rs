@@ -199,10 +199,14 @@ fn without_a_nats_quorum_the_primary_declines_and_resumes_when_it_is_back() {
     std::thread::sleep(Duration::from_millis(LEASE_MS));
     until_answered(&mut client, "91", Duration::from_secs(20));
 
-    // Back: approvals resume, and nothing approved before was lost.
+    // Back: approvals resume, and nothing approved before was lost. The first request
+    // may wait for the stream's new leader and the replicator's catch-up: a longer read.
     nats.restart(1);
     nats.restart(2);
-    until_answered(&mut client, "00", Duration::from_secs(60));
+    let back = Instant::now();
+    client.stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    until_answered(&mut client, "00", Duration::from_secs(90));
+    eprintln!("approvals resumed {:?} after the servers came back", back.elapsed());
     let resend = client.call(&financial("0200", "000000", DEMO_PAN, 100, &first_stan));
     assert_eq!((resend.get(39), resend.get(38).map(str::to_string)), (Some("00"), first));
     assert!(a.exited_within(Duration::ZERO).is_none(), "the primary stopped; see {}", a.log.display());
