@@ -5,7 +5,7 @@
 //! touches RocksDB itself) and reloaded on start, so a restarted switch knows its
 //! participants, cards and limits again.
 
-use crate::books::{participant_account, participant_of_account, TRANSFER_CODE_OPENING_BALANCE};
+use crate::books::{is_stand_in, participant_account, participant_of_account, TRANSFER_CODE_OPENING_BALANCE};
 use crate::codes::DeclineReason;
 use crate::commit;
 use crate::completion;
@@ -341,15 +341,18 @@ impl Engine {
             Response::declined(request.tag, request.key, DeclineReason::DuplicateConflict)
         } else {
             match outcome {
-                CommandOutcome::Committed { timestamp, reference } => {
-                    Response::approved(request.tag, request.key, reference, Some(timestamp))
-                }
+                CommandOutcome::Committed { timestamp, reference } => Response {
+                    stood_in: self.booked_standing_in(request.key),
+                    ..Response::approved(request.tag, request.key, reference, Some(timestamp))
+                },
                 CommandOutcome::Failed(error) => {
                     Response::declined(request.tag, request.key, DeclineReason::from_ledger(error))
                 }
                 CommandOutcome::Refused(refusal) => {
                     let (code, reason) = decline_of_refusal(refusal);
-                    Response { code, ..Response::declined(request.tag, request.key, reason) }
+                    // Only standing in refuses for the stand-in limits.
+                    let stood_in = reason == DeclineReason::StandInLimitExceeded;
+                    Response { code, stood_in, ..Response::declined(request.tag, request.key, reason) }
                 }
                 CommandOutcome::Conflict => {
                     Response::declined(request.tag, request.key, DeclineReason::DuplicateConflict)
@@ -357,6 +360,13 @@ impl Engine {
             }
         };
         Ok(Some(response))
+    }
+
+    /// Whether the obligation a hosted request booked was the switch's stand-in decision
+    /// (a resend's answer is marked stood in again). False for anything else.
+    fn booked_standing_in(&self, key: RequestKey) -> bool {
+        let obligation = TransferId(RequestKey::derive_from(key, "obligation").0);
+        matches!(self.ledger.transfer(obligation), Ok(Some(record)) if is_stand_in(record.transfer.code))
     }
 
     /// Claims a request for forwarding to its issuer, or parks a copy of one already out.

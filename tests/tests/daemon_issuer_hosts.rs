@@ -247,6 +247,9 @@ fn stand_in_is_advised_exactly_once_across_a_reconnect_and_a_kill9() {
     let resent = acquirer_host.call(&down);
     assert_eq!(resent.get(39), Some("00"));
     assert_eq!(resent.get(38), answer_down.get(38), "the stand-in's resend gets the same auth code");
+    assert_eq!(resent.get(44), Some("1"), "and is marked stood in again");
+    let over_limit = acquirer_host.call(&financial("0200", "000000", HOSTED_PAN, 60_000, "000403"));
+    assert_eq!((over_limit.get(39), over_limit.get(44)), (Some("61"), Some("1")));
 
     // The host signs on again: three advices (two approvals, one decline), each sent until
     // acknowledged. It acknowledges one at first and lets the others come again.
