@@ -872,7 +872,8 @@ fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
     let slot = code_slot(&answer.code);
     let counters = &mut state.counters;
     counters.answers[entry.kind.index()][slot] += 1;
-    counters.stood_in += u64::from(answer.stood_in);
+    // Stand-in decisions: a deliberate duplicate's answer repeats its original's mark.
+    counters.stood_in += u64::from(answer.stood_in && entry.duplicate_of.is_none());
     let code = std::str::from_utf8(&answer.code).unwrap_or("??");
     let overloaded = answer.code == *b"91";
     if let Some(expected) = entry.duplicate_of {

@@ -87,7 +87,8 @@ pub struct Counters {
     /// Connections moved to another of the switch's nodes, and requests resent there.
     pub failovers: u64,
     pub resent_after_failover: u64,
-    /// Answers the switch gave standing in for the card's issuer (field 44 "1").
+    /// Answers the switch gave standing in for the card's issuer (field 44 "1"), one per
+    /// decision: deliberate duplicates, answered with the same mark, are not counted.
     pub stood_in: u64,
     /// Answers whose MAC did not verify or that did not decode.
     pub bad_answers: u64,
