@@ -11,10 +11,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// Milliseconds on a monotonic clock private to this process.
-pub fn monotonic_ms() -> u64 {
+/// Microseconds on a monotonic clock private to this process.
+pub fn monotonic_us() -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
+    ORIGIN.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// Milliseconds on the same clock.
+pub fn monotonic_ms() -> u64 {
+    monotonic_us() / 1000
 }
 
 /// Default bound: about two full ledger batches, and well under a second of work at the

@@ -23,15 +23,14 @@
 //!   primary and died before they were acknowledged: nobody was answered for them) moves
 //!   its ledger folder aside and rebuilds from the stream.
 
-use crate::admission::{monotonic_ms, Admission};
+use crate::admission::{monotonic_ms, monotonic_us, Admission};
 use crate::config::ReplicationConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use async_nats::jetstream::{self, context::PublishErrorKind, kv, stream};
 use bytes::Bytes;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
-use junction_ledger::{JournalSink, Ledger, LedgerOptions, JOURNAL_ENTRY_BYTES_MAX, REPLICATION_IN_FLIGHT_MAX};
-use parking_lot::Mutex;
+use junction_ledger::{JournalSink, Ledger, LedgerOptions, JOURNAL_ENTRY_BYTES_MAX};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -567,13 +566,14 @@ async fn publish_loop(
     term: u64,
     mut entries: mpsc::UnboundedReceiver<(u64, Bytes)>,
 ) {
-    let unacked: Arc<Mutex<VecDeque<(u64, Bytes)>>> = Arc::default();
+    // Published, not yet acknowledged, in order (at most REPLICATION_IN_FLIGHT_MAX).
+    let mut unacked: VecDeque<(u64, Bytes)> = VecDeque::new();
     let mut acks: Acks = FuturesOrdered::new();
     loop {
         let mut failed = tokio::select! {
             entry = entries.recv() => {
                 let Some((seq, bytes)) = entry else { return };
-                unacked.lock().push_back((seq, bytes.clone()));
+                unacked.push_back((seq, bytes.clone()));
                 status.applied_seq.store(seq, Ordering::Relaxed);
                 match send(&cluster, term, seq, bytes).await {
                     Ok(ack) => { acks.push_back(ack); false }
@@ -582,7 +582,7 @@ async fn publish_loop(
             }
             Some((seq, sent_us, result)) = acks.next(), if !acks.is_empty() => match result {
                 Ok(stream_seq) if stream_seq == seq => {
-                    acknowledged(&ledger, &status, &unacked, seq, sent_us);
+                    acknowledged(&ledger, &status, &mut unacked, seq, sent_us);
                     false
                 }
                 Ok(stream_seq) => fenced(&ledger, &format!("entry {seq} became stream message {stream_seq}")),
@@ -593,8 +593,8 @@ async fn publish_loop(
         // no new entry came (a client waiting for its answer sends nothing more).
         while failed {
             acks = FuturesOrdered::new();
-            resync(&cluster, &ledger, &status, &unacked, term).await;
-            let pending: Vec<(u64, Bytes)> = unacked.lock().iter().cloned().collect();
+            resync(&cluster, &ledger, &status, &mut unacked, term).await;
+            let pending: Vec<(u64, Bytes)> = unacked.iter().cloned().collect();
             failed = false;
             for (seq, bytes) in pending {
                 match send(&cluster, term, seq, bytes).await {
@@ -610,19 +610,13 @@ async fn publish_loop(
     }
 }
 
-/// Microseconds on a monotonic clock private to this process.
-fn now_us() -> u64 {
-    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64
-}
-
 async fn send(
     cluster: &Cluster,
     term: u64,
     seq: u64,
     bytes: Bytes,
 ) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = (u64, u64, Result<u64, String>)> + Send>>> {
-    let sent_us = now_us();
+    let sent_us = monotonic_us();
     let ack = cluster.publish(term, seq, bytes).await?;
     Ok(Box::pin(async move {
         let result = ack.await.map(|ack| ack.sequence).map_err(|error| {
@@ -636,14 +630,12 @@ async fn send(
     }))
 }
 
-fn acknowledged(ledger: &Ledger, status: &Status, unacked: &Mutex<VecDeque<(u64, Bytes)>>, seq: u64, sent_us: u64) {
-    let mut unacked = unacked.lock();
+fn acknowledged(ledger: &Ledger, status: &Status, unacked: &mut VecDeque<(u64, Bytes)>, seq: u64, sent_us: u64) {
     while unacked.front().is_some_and(|(first, _)| *first <= seq) {
         unacked.pop_front();
     }
-    drop(unacked);
     ledger.replicated_through(seq);
-    let us = now_us().saturating_sub(sent_us);
+    let us = monotonic_us().saturating_sub(sent_us);
     status.acknowledged.fetch_add(1, Ordering::Relaxed);
     status.ack_us_total.fetch_add(us, Ordering::Relaxed);
     status.ack_us_max.fetch_max(us, Ordering::Relaxed);
@@ -653,31 +645,25 @@ fn acknowledged(ledger: &Ledger, status: &Status, unacked: &Mutex<VecDeque<(u64,
 /// After a failed publish: waits until the stream answers, then counts as acknowledged
 /// what landed with this term's message ids; anything else at those numbers means
 /// another node leads (fenced).
-async fn resync(
-    cluster: &Cluster,
-    ledger: &Ledger,
-    status: &Status,
-    unacked: &Mutex<VecDeque<(u64, Bytes)>>,
-    term: u64,
-) {
+async fn resync(cluster: &Cluster, ledger: &Ledger, status: &Status, unacked: &mut VecDeque<(u64, Bytes)>, term: u64) {
     loop {
         tokio::time::sleep(RETRY_PAUSE).await;
         let Ok(last) = cluster.last_seq().await else { continue };
-        let first = unacked.lock().front().map(|(seq, _)| *seq);
+        let first = unacked.front().map(|(seq, _)| *seq);
         let Some(first) = first else { return };
         if last < first {
             return; // none landed: publish them all again
         }
         // Everything up to `last` is ours only if message `last` is (we publish in order,
         // each expecting the one before).
-        let newest_ours = unacked.lock().back().map_or(first, |(seq, _)| *seq);
+        let newest_ours = unacked.back().map_or(first, |(seq, _)| *seq);
         let probe = last.min(newest_ours);
         match cluster.message(probe).await {
             Ok((_, id)) if id == cluster.message_id(term, probe) => {
                 if last > newest_ours {
                     fenced(ledger, &format!("the stream has {last} entries, this primary wrote {newest_ours}"));
                 }
-                acknowledged(ledger, status, unacked, probe, now_us());
+                acknowledged(ledger, status, unacked, probe, monotonic_us());
                 return;
             }
             Ok((_, id)) => fenced(ledger, &format!("stream entry {probe} is {id}, not this term's")),
@@ -685,7 +671,3 @@ async fn resync(
         }
     }
 }
-
-/// Capacity check at compile time: the ledger never has more entries out than this
-/// module's bookkeeping expects.
-const _: () = assert!(REPLICATION_IN_FLIGHT_MAX >= 64);

@@ -229,20 +229,16 @@ impl Ledger {
             _ => None,
         };
         let seq = state.next_seq;
-        if let Some(sink) = self.sink.get() {
+        let sink = self.sink.get();
+        if sink.is_some() {
             self.shared.wait_replication_room(seq)?;
-            let bytes = journal::encode(entry);
+        }
+        let bytes = journal::encode(entry);
+        if let Some(sink) = sink {
             sink.publish(seq, &bytes);
-            state.next_seq += 1;
-            return self.send_to_writer(WriteJob { seq, queued: std::time::Instant::now(), bytes, metadata });
         }
         state.next_seq += 1;
-        self.send_to_writer(WriteJob {
-            seq,
-            queued: std::time::Instant::now(),
-            bytes: journal::encode(entry),
-            metadata,
-        })
+        self.send_to_writer(WriteJob { seq, queued: std::time::Instant::now(), bytes, metadata })
     }
 
     /// Hands a job to the writer thread (in sequence order: under the sequencer lock).
@@ -349,8 +345,7 @@ impl Ledger {
         let mut expired = Vec::new();
         let mut answers = Vec::new();
         let mut state = self.state.lock();
-        let held = std::time::Instant::now();
-        let _slow = SlowHold(held, "applying a batch");
+        let _slow = SlowHold(std::time::Instant::now(), "applying a batch");
         // What only the cold index knows is fetched first: applying does no I/O, and a
         // cold index that cannot be read refuses the batch before anything changed.
         state.prefetch_cold(ids, &self.shared.store)?;
@@ -818,12 +813,6 @@ impl Ledger {
     /// Replication, on the primary: the replicated log holds every entry up to `seq`.
     pub fn replicated_through(&self, seq: u64) {
         self.shared.replicated_through(seq);
-    }
-
-    /// Replication, on the primary: the last entry the replicated log acknowledged, or
-    /// `None` when the ledger is not replicated.
-    pub fn replicated_seq(&self) -> Option<u64> {
-        self.shared.replicated_seq()
     }
 
     /// Replication, on the primary: the replicated log refused an entry (another primary

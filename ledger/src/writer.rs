@@ -169,11 +169,6 @@ impl Shared {
         }
     }
 
-    /// The last entry acknowledged by the replicated log (None: not replicating).
-    pub(crate) fn replicated_seq(&self) -> Option<u64> {
-        self.durable.lock().replicated
-    }
-
     /// Before entry `seq` is published: waits while `REPLICATION_IN_FLIGHT_MAX` entries are
     /// out unacknowledged, at most `DURABLE_WAIT_MS_MAX` (then the ledger fails).
     pub(crate) fn wait_replication_room(&self, seq: u64) -> Result<(), LedgerError> {
