@@ -37,7 +37,7 @@ cs1=0; [ -f b.pid ] && cs1=$(cpu $(cat b.pid))
 cn1=0; for p in n*.pid; do [ -f $p ] && cn1=$((cn1 + $(cpu $(cat $p)))); done
 answered=$(grep -oP "^\s+answered\s+\K[0-9]+" lg.out | head -1)
 echo "mode=$MODE args=$* answered=$answered"
-grep -E "throughput|latency from|by code|timeouts  " lg.out
+grep -E "throughput|latency from|by code|timeouts  |cpu per request" lg.out
 hz=$(getconf CLK_TCK)
 echo "junctiond primary cpu: $(( (c1-c0)*1000000/hz/answered )) us/request; standby $(( (cs1-cs0)*1000000/hz/answered )) us/request; nats (3 servers) $(( (cn1-cn0)*1000000/hz/answered )) us/request"
 [ -f a.pid ] && curl -s 127.0.0.1:28080/metrics | grep -E "^junction_replication_ack" 

@@ -2,6 +2,7 @@
 //! what it measured; `--json FILE` writes one record per case. Not part of `cargo test`.
 
 mod clearing_bench;
+mod codec_bench;
 mod ledger_bench;
 mod machine;
 mod pipeline_bench;
@@ -27,6 +28,8 @@ enum Command {
     Clearing(clearing_bench::ClearingArgs),
     /// Restart time: ledger open and engine reload, with and without a checkpoint.
     Recovery(recovery_bench::RecoveryArgs),
+    /// CPU per request of the ISO 8583 socket path's codec work: decode, MACs, answer.
+    Codec(codec_bench::CodecArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline_bench::run(&args),
         Command::Clearing(args) => clearing_bench::run(&args),
         Command::Recovery(args) => recovery_bench::run(&args),
+        Command::Codec(args) => codec_bench::run(&args),
     }
 }

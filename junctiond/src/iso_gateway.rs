@@ -266,7 +266,7 @@ fn handle(
     };
     let direct = |response: Iso8583Message, key: Option<Arc<IsoParticipant>>| direct(sender, in_flight, response, key);
     if message.mti() == "0800" {
-        let (response, key) = network_management(&message, raw, context, peer, sender);
+        let (response, key) = network_management(&message, context, peer, sender);
         direct(response, key);
         return;
     }
@@ -277,7 +277,7 @@ fn handle(
         direct(answer(&message, "63"), None);
         return;
     };
-    if let Err(error) = mac::verify(raw, &participant.key) {
+    if let Err(error) = mac::verify_decoded(&message, &participant.key) {
         metrics.security_refusals.inc();
         tracing::warn!(participant = participant.id.0, mti = message.mti(), stan = message.get(11).unwrap_or("-"), %error, "MAC check failed");
         direct(answer(&message, error.response_code()), Some(participant));
@@ -347,7 +347,6 @@ fn direct(
 
 fn network_management(
     message: &Iso8583Message,
-    raw: &[u8],
     context: &IsoContext,
     peer: &mut Peer,
     sender: &mpsc::Sender<WriterMessage>,
@@ -361,7 +360,7 @@ fn network_management(
         tracing::info!(institution = message.get(32).unwrap_or("-"), "network management from an unknown institution");
         return (answer(message, if message.contains(32) { "63" } else { "30" }), None);
     };
-    if let Err(error) = mac::verify(raw, &participant.key) {
+    if let Err(error) = mac::verify_decoded(message, &participant.key) {
         context.metrics.security_refusals.inc();
         tracing::warn!(participant = participant.id.0, %error, "MAC check failed on network management");
         return (answer(message, error.response_code()), Some(participant));
@@ -421,11 +420,7 @@ const ECHOED_FIELDS: [u8; 14] = [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70,
 
 fn answer(request: &Iso8583Message, code: &str) -> Iso8583Message {
     let mut response = new_message(&response_mti(request.mti()));
-    for field in ECHOED_FIELDS {
-        if let Some(value) = request.get(field) {
-            let _ = response.set(field, value);
-        }
-    }
+    response.copy_fields(request, &ECHOED_FIELDS);
     let _ = response.set(39, code);
     response
 }
@@ -614,10 +609,11 @@ fn engine_answer(request: &Iso8583Message, response: &Response) -> Iso8583Messag
 pub const STOOD_IN_MARK: &str = "1";
 
 fn push(out: &mut Vec<u8>, mut message: Iso8583Message, key: Option<&IsoParticipant>) {
-    if let Some(participant) = key {
-        mac::sign(&mut message, &participant.key);
-    }
-    if let Err(error) = message.encode_framed(out) {
+    let encoded = match key {
+        Some(participant) => mac::sign_framed(&mut message, &participant.key, out).map(|_| ()),
+        None => message.encode_framed(out).map(|_| ()),
+    };
+    if let Err(error) = encoded {
         tracing::error!(%error, summary = %message.summary(), "an answer does not encode");
     }
 }

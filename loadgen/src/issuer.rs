@@ -435,9 +435,8 @@ async fn serve(shared: &Arc<Shared>, stream: TcpStream, rng: &mut SmallRng) {
             }
             if let Some((answer, delay)) = decide(shared, &message, rng) {
                 let mut answer = answer;
-                mac::sign(&mut answer, &shared.plan.key);
                 let mut out = Vec::new();
-                if answer.encode_framed(&mut out).is_err() {
+                if mac::sign_framed(&mut answer, &shared.plan.key, &mut out).is_err() {
                     continue;
                 }
                 if delay.is_zero() {
@@ -467,11 +466,7 @@ fn decide(shared: &Shared, message: &Iso8583Message, rng: &mut SmallRng) -> Opti
         let mut mti_bytes = mti.clone().into_bytes();
         mti_bytes[2] += 1;
         let mut answer = Iso8583Message::new(std::str::from_utf8(&mti_bytes).ok()?).ok()?;
-        for field in [2, 3, 4, 7, 11, 12, 13, 32, 33, 37, 41, 42, 49, 70, 90] {
-            if let Some(value) = message.get(field) {
-                let _ = answer.set(field, value);
-            }
-        }
+        answer.copy_fields(message, &[2, 3, 4, 7, 11, 12, 13, 32, 33, 37, 41, 42, 49, 70, 90]);
         let _ = answer.set(39, code);
         Some(answer)
     };

@@ -116,8 +116,7 @@ impl Builder {
                 message.remove(90);
             }
         }
-        mac::sign(message, &self.key);
-        message.encode_framed(out).context("encoding a request")?;
+        mac::sign_framed(message, &self.key, out).context("encoding a request")?;
         Ok(())
     }
 
@@ -134,8 +133,7 @@ impl Builder {
         message.set(11, &format!("{:06}", stan % STAN_MODULUS)).context("setting field 11")?;
         message.set(32, &self.institution).context("setting field 32")?;
         message.set(70, code).context("setting field 70")?;
-        mac::sign(&mut message, &self.key);
-        message.encode_framed(out).context("encoding a 0800")?;
+        mac::sign_framed(&mut message, &self.key, out).context("encoding a 0800")?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use thiserror::Error;
 
-use super::message::{parse, write_hex_upper, DecodeError, Iso8583Message, Layout, Sink};
+use super::message::{parse, write_hex_upper, DecodeError, EncodeError, Iso8583Message, Layout, Sink};
 use super::RESPONSE_CODE_FORMAT_ERROR;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -99,6 +99,43 @@ impl Sink for HmacSink<'_> {
 /// present (the encoding has a secondary bitmap), otherwise 64. The other MAC field is
 /// removed, so the message carries exactly one MAC. Allocates nothing.
 pub fn sign(message: &mut Iso8583Message, key: &MacKey) -> u8 {
+    let mac_field = prepare(message);
+    let mut hmac = key.keyed.clone();
+    message.write_to(&mut HmacSink(&mut hmac), Some(mac_field));
+    let tag = hmac.finalize().into_bytes();
+    let mut mac_hex = [0u8; MAC_SIZE_HEX];
+    write_hex_upper(&tag[..MAC_SIZE_BYTES], &mut mac_hex);
+    message.put(mac_field, &mac_hex);
+    mac_field
+}
+
+/// Signs `message` and appends it to `out` framed (2-byte length prefix), encoding it
+/// once: the MAC is computed over the bytes just written and put in their last field.
+/// The message gets the same MAC. Returns the MAC field used (see `sign`).
+pub fn sign_framed(message: &mut Iso8583Message, key: &MacKey, out: &mut Vec<u8>) -> Result<u8, EncodeError> {
+    let mac_field = prepare(message);
+    let start = out.len();
+    let encoded = match message.encode_framed(out) {
+        Ok(encoded) => encoded,
+        Err(error) => {
+            out.truncate(start);
+            return Err(error);
+        }
+    };
+    // The MAC field is the highest field present and fixed length: the last bytes.
+    let mac_start = out.len() - MAC_SIZE_HEX;
+    let mut hmac = key.keyed.clone();
+    hmac.update(&out[encoded..mac_start]);
+    let tag = hmac.finalize().into_bytes();
+    let mut mac_hex = [0u8; MAC_SIZE_HEX];
+    write_hex_upper(&tag[..MAC_SIZE_BYTES], &mut mac_hex);
+    out[mac_start..].copy_from_slice(&mac_hex);
+    message.put(mac_field, &mac_hex);
+    Ok(mac_field)
+}
+
+/// Picks the MAC field of `message` (removing the other one) and puts a placeholder in it.
+fn prepare(message: &mut Iso8583Message) -> u8 {
     // Whether a secondary bitmap is needed, before field 128 itself counts.
     message.remove(MAC_FIELD_SECONDARY);
     let mac_field = if message.has_secondary_bitmap() {
@@ -109,12 +146,6 @@ pub fn sign(message: &mut Iso8583Message, key: &MacKey) -> u8 {
     };
     // A placeholder sets the MAC bit in the bitmap; its value is not covered.
     message.put(mac_field, &[b'0'; MAC_SIZE_HEX]);
-    let mut hmac = key.keyed.clone();
-    message.write_to(&mut HmacSink(&mut hmac), Some(mac_field));
-    let tag = hmac.finalize().into_bytes();
-    let mut mac_hex = [0u8; MAC_SIZE_HEX];
-    write_hex_upper(&tag[..MAC_SIZE_BYTES], &mut mac_hex);
-    message.put(mac_field, &mac_hex);
     mac_field
 }
 
@@ -137,10 +168,31 @@ fn verify_layout(raw: &[u8], layout: &Layout, key: &MacKey) -> Result<(), MacErr
     if !layout.contains(field) {
         return Err(MacError::Missing { field });
     }
-    let span = layout.spans[usize::from(field)].range();
+    let span = layout.span(field).ok_or(MacError::Missing { field })?.range();
+    verify_bytes(raw, span, field, key)
+}
+
+/// Checks the MAC of a message as `Iso8583Message::decode` returned it, over the bytes as
+/// received and without parsing them again. A message changed since (or built, not
+/// decoded) is checked over its encoding.
+pub fn verify_decoded(message: &Iso8583Message, key: &MacKey) -> Result<(), MacError> {
+    let secondary_bitmap = message.received.unwrap_or_else(|| message.has_secondary_bitmap());
+    let field = if secondary_bitmap { MAC_FIELD_SECONDARY } else { MAC_FIELD_PRIMARY };
+    let span = message.span(field).ok_or(MacError::Missing { field })?.range();
+    if message.received.is_some() {
+        return verify_bytes(message.raw_buffer(), span, field, key);
+    }
+    let mut encoded = Vec::with_capacity(message.encoded_len());
+    message.write_to(&mut encoded, None);
+    let mac_start = encoded.len() - MAC_SIZE_HEX;
+    verify_bytes(&encoded, mac_start..encoded.len(), field, key)
+}
+
+/// Checks the MAC in `raw[mac]` against the HMAC of the bytes before it.
+fn verify_bytes(raw: &[u8], mac: std::ops::Range<usize>, field: u8, key: &MacKey) -> Result<(), MacError> {
     // The MAC field is the highest field present and fixed length, so it ends the message.
-    debug_assert_eq!(span.end, raw.len());
-    let (Some(covered), Some(mac_hex)) = (raw.get(..span.start), raw.get(span)) else {
+    debug_assert_eq!(mac.end, raw.len());
+    let (Some(covered), Some(mac_hex)) = (raw.get(..mac.start), raw.get(mac)) else {
         return Err(MacError::Mismatch { field });
     };
     let mut received = [0u8; MAC_SIZE_BYTES];

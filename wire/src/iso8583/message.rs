@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use smallvec::SmallVec;
 use thiserror::Error;
 
 use super::spec::{field_spec, DataKind, FieldLength, FieldSpec, Violation, FIELD_NUMBER_MAX};
@@ -13,12 +14,21 @@ pub const MTI_SIZE_BYTES: usize = 4;
 /// A bitmap is 64 bits written as 16 hex characters.
 pub const BITMAP_SIZE_HEX: usize = 16;
 
-/// Slots in the per-message field table, indexed by field number (0 and 1 stay unused).
-const FIELD_SLOTS: usize = FIELD_NUMBER_MAX as usize + 1;
+/// Spans kept inside the message before its span table moves to the heap: a purchase or
+/// its answer has fewer fields than this, so decoding one allocates only its buffer.
+const INLINE_SPANS: usize = 24;
+
+/// The spans of the fields present, in field order (dense: the n-th present field's span
+/// is the n-th entry; see `rank`). A table indexed by field number would be 129 slots,
+/// about 1 KiB to zero and copy with every message.
+pub(crate) type Spans = SmallVec<[Span; INLINE_SPANS]>;
 
 /// Dead bytes that `set` may leave in a message's buffer before it is compacted. Costs that
 /// much memory per message at worst; compaction is a copy of the live fields.
 const BUFFER_SLACK_BYTES_MAX: usize = 4096;
+
+/// A new message's buffer: an answer's fields fit without growing it.
+const NEW_BUFFER_SIZE_BYTES: usize = 256;
 
 /// Where one field's value sits in the message's buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,6 +48,27 @@ impl Span {
 const fn bit(field: u8) -> (usize, u64) {
     let index = (field as usize).wrapping_sub(1) % 128;
     (index / 64, 1u64 << (63 - index % 64))
+}
+
+/// How many fields of `present` come before `field`: its span's index in a dense table.
+fn rank(present: &[u64; 2], field: u8) -> usize {
+    let (word, mask) = bit(field);
+    // The bits above `mask` are the lower-numbered fields of the same word.
+    let before = present[word] & !(mask | (mask - 1));
+    let earlier_words = if word == 1 { present[0].count_ones() } else { 0 };
+    (earlier_words + before.count_ones()) as usize
+}
+
+/// The data fields of a two-word bitmap, in ascending order (bits 1 and 65 are never set).
+fn present_fields(present: [u64; 2]) -> impl Iterator<Item = u8> {
+    let [mut first, mut second] = present;
+    std::iter::from_fn(move || {
+        let (word, offset) = if first != 0 { (&mut first, 1) } else if second != 0 { (&mut second, 65) } else { return None };
+        let zeros = word.leading_zeros();
+        *word &= !(1u64 << (63 - zeros));
+        // At most 63 + 65 = 128.
+        Some(zeros as u8 + offset)
+    })
 }
 
 /// Why bytes are not a well-formed ISO 8583:1987 ASCII message. Every variant is a format
@@ -153,17 +184,20 @@ pub struct Iso8583Message {
     mti: [u8; MTI_SIZE_BYTES],
     /// Presence of data fields; the bits of fields 1 and 65 (bitmaps) are never set here.
     present: [u64; 2],
-    spans: [Span; FIELD_SLOTS],
+    spans: Spans,
     buffer: Vec<u8>,
     /// Bytes of `buffer` that belong to present fields; the rest is dead after `set`.
     live_bytes: usize,
+    /// For a message as decoded and not changed since: whether a secondary bitmap was on
+    /// the wire. `buffer` is then the received bytes, which a MAC check covers as they are.
+    pub(crate) received: Option<bool>,
 }
 
 /// The structure of a raw message as found by [`parse`]: what is where, nothing copied.
 pub(crate) struct Layout {
     pub(crate) mti: [u8; MTI_SIZE_BYTES],
     pub(crate) present: [u64; 2],
-    pub(crate) spans: [Span; FIELD_SLOTS],
+    pub(crate) spans: Spans,
     /// Bit 1 set: a secondary bitmap was on the wire, even if it is all zeros.
     pub(crate) secondary_bitmap: bool,
 }
@@ -172,6 +206,11 @@ impl Layout {
     pub(crate) fn contains(&self, field: u8) -> bool {
         let (word, mask) = bit(field);
         self.present[word] & mask != 0
+    }
+
+    /// The span of a present field.
+    pub(crate) fn span(&self, field: u8) -> Option<Span> {
+        self.contains(field).then(|| self.spans.get(rank(&self.present, field)).copied()).flatten()
     }
 }
 
@@ -219,13 +258,10 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Layout, DecodeError> {
     let mut layout = Layout {
         mti,
         present: [primary & !secondary_mask, secondary],
-        spans: [Span::default(); FIELD_SLOTS],
+        spans: Spans::new(),
         secondary_bitmap,
     };
-    for field in 2..=FIELD_NUMBER_MAX {
-        if !layout.contains(field) {
-            continue;
-        }
+    for field in present_fields(layout.present) {
         // Every bit left is a data field: 1 and 65 were taken out above.
         let Some(spec) = field_spec(field) else {
             return Err(DecodeError::TertiaryBitmapUnsupported);
@@ -249,7 +285,7 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Layout, DecodeError> {
             _ => DecodeError::InvalidCharacter { field, kind: spec.kind },
         })?;
         // Both fit: the message is at most MESSAGE_SIZE_MAX (u16) and a field at most 999.
-        layout.spans[usize::from(field)] = Span { start: start as u32, size: size as u16 };
+        layout.spans.push(Span { start: start as u32, size: size as u16 });
         position = start + size;
     }
     if position != raw.len() {
@@ -294,9 +330,10 @@ impl Iso8583Message {
         let mut message = Iso8583Message {
             mti: *b"0000",
             present: [0; 2],
-            spans: [Span::default(); FIELD_SLOTS],
-            buffer: Vec::new(),
+            spans: Spans::new(),
+            buffer: Vec::with_capacity(NEW_BUFFER_SIZE_BYTES),
             live_bytes: 0,
+            received: None,
         };
         message.set_mti(mti)?;
         Ok(message)
@@ -316,6 +353,7 @@ impl Iso8583Message {
             spans: layout.spans,
             buffer: raw.to_vec(),
             live_bytes,
+            received: Some(layout.secondary_bitmap),
         }
     }
 
@@ -330,6 +368,7 @@ impl Iso8583Message {
             return Err(FieldError::BadMti);
         }
         self.mti = digits;
+        self.received = None;
         Ok(())
     }
 
@@ -349,15 +388,25 @@ impl Iso8583Message {
     }
 
     pub fn get_bytes(&self, field: u8) -> Option<&[u8]> {
+        self.buffer.get(self.span(field)?.range())
+    }
+
+    /// The bytes as received, for a message decoded and unchanged since (see `received`).
+    pub(crate) fn raw_buffer(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    /// The span of a present data field.
+    pub(crate) fn span(&self, field: u8) -> Option<Span> {
         if !self.contains(field) {
             return None;
         }
-        self.buffer.get(self.spans[usize::from(field)].range())
+        self.spans.get(rank(&self.present, field)).copied()
     }
 
     /// Present data fields in ascending order.
     pub fn fields(&self) -> impl Iterator<Item = (u8, &str)> + '_ {
-        (2..=FIELD_NUMBER_MAX).filter_map(move |field| Some((field, self.get(field)?)))
+        present_fields(self.present).filter_map(move |field| Some((field, self.get(field)?)))
     }
 
     /// Sets a data field after checking it against the field's spec: numeric fields hold
@@ -369,15 +418,26 @@ impl Iso8583Message {
         Ok(())
     }
 
+    /// Copies the fields of `source` named in `fields` (those it has) into this message, as
+    /// they are: they were checked against their specs when `source` got them.
+    pub fn copy_fields(&mut self, source: &Iso8583Message, fields: &[u8]) {
+        for &field in fields {
+            if let Some(value) = source.get_bytes(field) {
+                self.put(field, value);
+            }
+        }
+    }
+
     /// Removes a data field; returns whether it was present.
     pub fn remove(&mut self, field: u8) -> bool {
         if !self.contains(field) {
             return false;
         }
+        let span = self.spans.remove(rank(&self.present, field));
         let (word, mask) = bit(field);
         self.present[word] &= !mask;
-        let span = std::mem::take(&mut self.spans[usize::from(field)]);
         self.live_bytes -= usize::from(span.size);
+        self.received = None;
         true
     }
 
@@ -386,10 +446,9 @@ impl Iso8583Message {
         debug_assert!(field_spec(field).is_some_and(|spec| spec.check(value).is_ok()));
         // At most FIELD_SIZE_MAX_BYTES (999) once checked against the spec.
         let size = value.len() as u16;
-        let slot = usize::from(field);
-        if self.contains(field) && self.spans[slot].size == size {
-            let range = self.spans[slot].range();
-            self.buffer[range].copy_from_slice(value);
+        self.received = None;
+        if let Some(span) = self.span(field).filter(|span| span.size == size) {
+            self.buffer[span.range()].copy_from_slice(value);
             return;
         }
         self.remove(field);
@@ -398,7 +457,8 @@ impl Iso8583Message {
         }
         let start = self.buffer.len();
         self.buffer.extend_from_slice(value);
-        self.spans[slot] = Span { start: u32::try_from(start).expect("buffer is bounded by compaction"), size };
+        let span = Span { start: u32::try_from(start).expect("buffer is bounded by compaction"), size };
+        self.spans.insert(rank(&self.present, field), span);
         let (word, mask) = bit(field);
         self.present[word] |= mask;
         self.live_bytes += value.len();
@@ -407,13 +467,10 @@ impl Iso8583Message {
     /// Drops the dead bytes that replaced and removed values left in the buffer.
     fn compact(&mut self) {
         let mut buffer = Vec::with_capacity(self.live_bytes + BUFFER_SLACK_BYTES_MAX);
-        for field in 2..=FIELD_NUMBER_MAX {
-            if self.contains(field) {
-                let span = &mut self.spans[usize::from(field)];
-                let start = buffer.len();
-                buffer.extend_from_slice(&self.buffer[span.range()]);
-                span.start = u32::try_from(start).expect("live bytes fit in u32");
-            }
+        for span in &mut self.spans {
+            let start = buffer.len();
+            buffer.extend_from_slice(&self.buffer[span.range()]);
+            span.start = u32::try_from(start).expect("live bytes fit in u32");
         }
         debug_assert_eq!(buffer.len(), self.live_bytes);
         self.buffer = buffer;
@@ -427,12 +484,9 @@ impl Iso8583Message {
     /// Size of the encoding, without the frame prefix.
     pub fn encoded_len(&self) -> usize {
         let bitmaps = if self.has_secondary_bitmap() { 2 } else { 1 };
-        let mut size = MTI_SIZE_BYTES + bitmaps * BITMAP_SIZE_HEX;
-        for field in 2..=FIELD_NUMBER_MAX {
-            if let Some(spec) = self.contains(field).then(|| field_spec(field)).flatten() {
-                size += spec.length.prefix_size_bytes();
-                size += usize::from(self.spans[usize::from(field)].size);
-            }
+        let mut size = MTI_SIZE_BYTES + bitmaps * BITMAP_SIZE_HEX + self.live_bytes;
+        for field in present_fields(self.present) {
+            size += field_spec(field).map_or(0, |spec| spec.length.prefix_size_bytes());
         }
         size
     }
@@ -449,22 +503,29 @@ impl Iso8583Message {
     /// fields present: bit 1 and a secondary bitmap when any field above 64 is set.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let size_bytes = self.check_size()?;
+        self.encode_sized(out, size_bytes);
+        Ok(())
+    }
+
+    fn encode_sized(&self, out: &mut Vec<u8>, size_bytes: usize) {
         out.reserve(size_bytes);
         let before = out.len();
         self.write_to(out, None);
         assert_eq!(out.len() - before, size_bytes, "encoded_len disagrees with encode");
-        Ok(())
     }
 
-    /// Appends the 2-byte big-endian length prefix, then the encoding.
-    pub fn encode_framed(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    /// Appends the 2-byte big-endian length prefix, then the encoding. Returns where the
+    /// encoding (after the prefix) starts in `out`.
+    pub fn encode_framed(&self, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
         let size_bytes = self.check_size()?;
         // MESSAGE_SIZE_MAX is a u16, so the size fits the prefix.
         let prefix = (size_bytes as u16).to_be_bytes();
         debug_assert_eq!(prefix.len(), FRAME_PREFIX_SIZE_BYTES);
         out.reserve(FRAME_PREFIX_SIZE_BYTES + size_bytes);
         out.extend_from_slice(&prefix);
-        self.encode(out)
+        let start = out.len();
+        self.encode_sized(out, size_bytes);
+        Ok(start)
     }
 
     /// Writes the encoding to `sink`. With `stop_before_data_of`, stops after that field's
@@ -477,11 +538,10 @@ impl Iso8583Message {
         if self.has_secondary_bitmap() {
             sink.put(&bitmap_hex(self.present[1]));
         }
-        for field in 2..=FIELD_NUMBER_MAX {
-            let Some(spec) = self.contains(field).then(|| field_spec(field)).flatten() else {
+        for (field, &span) in present_fields(self.present).zip(&self.spans) {
+            let Some(spec) = field_spec(field) else {
                 continue;
             };
-            let span = self.spans[usize::from(field)];
             let (prefix, prefix_size) = length_prefix(spec.length, span.size);
             sink.put(&prefix[..prefix_size]);
             if stop_before_data_of == Some(field) {
@@ -507,7 +567,7 @@ impl PartialEq for Iso8583Message {
     fn eq(&self, other: &Self) -> bool {
         self.mti == other.mti
             && self.present == other.present
-            && (2..=FIELD_NUMBER_MAX).all(|field| self.get_bytes(field) == other.get_bytes(field))
+            && present_fields(self.present).all(|field| self.get_bytes(field) == other.get_bytes(field))
     }
 }
 

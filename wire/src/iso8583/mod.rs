@@ -26,7 +26,7 @@ pub mod spec;
 mod tests;
 
 pub use frame::{next_frame, split_frames, write_frame, FrameError, SplitFrames};
-pub use mac::{decode_verified, sign, verify, MacError, MacKey, MacKeyError};
+pub use mac::{decode_verified, sign, sign_framed, verify, verify_decoded, MacError, MacKey, MacKeyError};
 pub use message::{DecodeError, EncodeError, FieldError, Iso8583Message};
 pub use redact::{mask_pan, MaskedPan};
 pub use spec::{DataKind, FieldLength, FieldSpec};

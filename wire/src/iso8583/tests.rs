@@ -348,6 +348,21 @@ fn empty_secondary_bitmap_is_accepted_and_puts_the_mac_in_128() {
     assert_eq!(message.get(11), Some("000001"));
     assert!(!message.has_secondary_bitmap(), "not re-encoded when no field needs it");
     assert_eq!(verify(&raw[..], &mac_key()), Err(MacError::Missing { field: 128 }));
+    assert_eq!(verify_decoded(&message, &mac_key()), Err(MacError::Missing { field: 128 }));
+}
+
+#[test]
+fn verify_decoded_checks_a_changed_message_over_its_encoding() {
+    let key = mac_key();
+    let mut message = build("0200", &[(2, "4761739001010119"), (3, "000000"), (4, "000000001000"), (11, "000001")]);
+    sign(&mut message, &key);
+    let raw = encode(&message);
+    let mut decoded = Iso8583Message::decode(&raw).expect("decodes");
+    assert_eq!(verify_decoded(&decoded, &key), Ok(()));
+    decoded.set(4, "000000009999").expect("fits");
+    assert_eq!(verify_decoded(&decoded, &key), Err(MacError::Mismatch { field: 64 }));
+    decoded.set(4, "000000001000").expect("fits");
+    assert_eq!(verify_decoded(&decoded, &key), Ok(()), "the same fields again: the same encoding");
 }
 
 #[test]
@@ -566,9 +581,28 @@ proptest! {
         message.encode(&mut raw).expect("size capped");
         prop_assert_eq!(verify(&raw, &key), Ok(()));
         prop_assert_eq!(decode_verified(&raw, &key).expect("verifies"), message);
+        let decoded = Iso8583Message::decode(&raw).expect("decodes");
+        prop_assert_eq!(verify_decoded(&decoded, &key), Ok(()));
         let covered = raw.len() - 16;
         raw[position_seed % covered] ^= flip;
         prop_assert!(verify(&raw, &key).is_err());
+        if let Ok(tampered) = Iso8583Message::decode(&raw) {
+            prop_assert!(verify_decoded(&tampered, &key).is_err());
+        }
+    }
+
+    #[test]
+    fn sign_framed_writes_what_sign_and_encode_framed_write(message in message_strategy(64)) {
+        let key = mac_key();
+        let (mut once, mut twice) = (message.clone(), message);
+        let mut out = b"earlier bytes".to_vec();
+        let once_field = sign_framed(&mut once, &key, &mut out).expect("size capped");
+        let twice_field = sign(&mut twice, &key);
+        let mut expected = b"earlier bytes".to_vec();
+        twice.encode_framed(&mut expected).expect("size capped");
+        prop_assert_eq!(once_field, twice_field);
+        prop_assert_eq!(out, expected);
+        prop_assert_eq!(once, twice);
     }
 
     #[test]
