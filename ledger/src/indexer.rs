@@ -33,6 +33,22 @@ pub(crate) struct IndexBounds {
     pub window_ns: u64,
 }
 
+impl IndexBounds {
+    /// Memory past this many entries starts a round of eviction. Well below the bound: the
+    /// table is reserved for the bound at open, and a round (reading the journal back,
+    /// writing SST files) takes seconds at full load; ids that outran it would make the
+    /// table grow, a rehash of millions of entries under the sequencer lock (1.26 s at
+    /// 3.6M entries, 2026-12-06).
+    fn high_water(&self) -> usize {
+        self.memory_entries_max / 4 * 3
+    }
+
+    /// A round evicts down to this many entries.
+    fn low_water(&self) -> usize {
+        self.memory_entries_max / 8 * 5
+    }
+}
+
 /// What one round of upkeep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexUpkeep {
@@ -127,10 +143,10 @@ pub(crate) fn upkeep(state: &Mutex<State>, shared: &Shared, bounds: IndexBounds)
         (state.transfers.len(), state.horizon)
     };
     let expire_before_ns = now_ns().saturating_sub(bounds.window_ns);
-    let over = in_memory.saturating_sub(bounds.memory_entries_max - bounds.memory_entries_max / 8);
+    let over = in_memory.saturating_sub(bounds.low_water());
     let mut report = IndexUpkeep { in_memory: in_memory as u64, ..IndexUpkeep::default() };
     drop_resolved_holds(state, shared)?;
-    if in_memory <= bounds.memory_entries_max && !oldest_expired(shared, floor, expire_before_ns)? {
+    if in_memory <= bounds.high_water() && !oldest_expired(shared, floor, expire_before_ns)? {
         return Ok(report);
     }
     // The oldest journal entries whose ids go: enough for the bound, and every one older
