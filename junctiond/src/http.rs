@@ -155,6 +155,12 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
             "The longest a journal entry waited from queued to durable since start, microseconds (stalls)",
             writer.wait_us_max,
         ),
+        (
+            "pause_us_max",
+            "gauge",
+            "The longest gap between two group commits while requests waited (for the sequencer or the disk) since start, microseconds",
+            writer.pause_us_max,
+        ),
     ] {
         extra.push_str(&format!(
             "# HELP junction_ledger_{name} {help}\n# TYPE junction_ledger_{name} {kind}\njunction_ledger_{name} {value}\n"
@@ -204,6 +210,8 @@ async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
             "accounts": ledger.account_count(),
             "current_window": ledger.current_window().0,
             "recovery_us": context.recovery_us,
+            // The longest the ledger stood still while requests waited, since start.
+            "pause_us_max": ledger.writer_report().pause_us_max,
         },
         "replication": context.replication.as_ref().map(|status| status.json()),
         // For load testers: CPU per request is (difference of cpu_us) / (requests).

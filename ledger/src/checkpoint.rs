@@ -269,7 +269,7 @@ pub(crate) fn copy_accounts(state: &mut State, snapshot: &mut Snapshot, buckets:
 /// and no memtable: each byte is written once. Returns the meta record it holds.
 pub(crate) fn write_sst(path: &std::path::Path, seq: u64, snapshot: &Snapshot) -> Result<CheckpointMeta, String> {
     let mut meta = CheckpointMeta { format_version: CHECKPOINT_FORMAT_VERSION, seq, entries: [0; 2], chunks: [0; 2] };
-    store::write_sst_file(path, |file| {
+    store::write_sst_file(path, &rocksdb::Options::default(), |file| {
         let mut buffer = AlignedVec::new();
         for table in Table::ALL {
             let mut put = |index: usize, encoded: &AlignedVec| file.put(&chunk_key(table, index as u32), encoded);

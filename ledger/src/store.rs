@@ -80,11 +80,7 @@ impl Store {
         // Keys only ever grow, so levels never overlap and compaction is mostly trivial moves.
         journal.set_level_compaction_dynamic_level_bytes(true);
 
-        let mut index = Options::default();
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(INDEX_BLOOM_BITS_PER_KEY, false);
-        index.set_block_based_table_factory(&table);
-        index.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let mut index = index_file_options();
         index.set_level_compaction_dynamic_level_bytes(true);
         index.set_compaction_filter("junction-index-expiry", move |_level: u32, _key: &[u8], value: &[u8]| {
             let now =
@@ -215,7 +211,7 @@ impl Store {
         entries: impl Iterator<Item = (crate::types::TransferId, [u8; crate::index::INDEX_VALUE_BYTES])>,
     ) -> Result<(), LedgerError> {
         let file = self.path().join(format!("{COLD_FILE_PREFIX}{}.sst", std::process::id()));
-        let written = write_sst_file(&file, |sst| {
+        let written = write_sst_file(&file, &index_file_options(), |sst| {
             for (id, value) in entries {
                 sst.put(&id.0.to_be_bytes(), &value)?;
             }
@@ -259,6 +255,18 @@ impl Store {
     }
 }
 
+/// How the cold index's files are made, by compaction or by `install_cold_index`: with a
+/// bloom filter, so that looking up an id that is not there (every fresh request's, once
+/// memory has dropped ids) costs a filter probe per file, not an index block search.
+fn index_file_options() -> Options {
+    let mut options = Options::default();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(INDEX_BLOOM_BITS_PER_KEY, false);
+    options.set_block_based_table_factory(&table);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options
+}
+
 fn ledger_key(name: &str) -> Vec<u8> {
     let mut key = vec![LEDGER_META_PREFIX];
     key.extend_from_slice(name.as_bytes());
@@ -270,9 +278,9 @@ fn ledger_key(name: &str) -> Vec<u8> {
 /// log and no memtable: each byte is written once.
 pub(crate) fn write_sst_file(
     path: &Path,
+    options: &Options,
     fill: impl FnOnce(&mut SstFile<'_, '_>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let options = Options::default();
     let mut writer = rocksdb::SstFileWriter::create(&options);
     writer.open(path).map_err(|e| e.into_string())?;
     fill(&mut SstFile { writer: &mut writer })?;

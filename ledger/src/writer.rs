@@ -28,6 +28,9 @@ pub(crate) struct WriteJob {
     pub seq: u64,
     /// When the sequencer queued it: the writer reports the longest wait to durable.
     pub queued: Instant,
+    /// For a batch of transfers (requests wait for it): when its caller asked for the
+    /// sequencer lock. The writer's pause metric counts from here.
+    pub asked: Option<Instant>,
     pub bytes: rkyv::util::AlignedVec,
     /// The metadata records a `Metadata` entry puts and deletes, written with it.
     pub metadata: Option<Box<MetadataChange>>,
@@ -77,6 +80,7 @@ struct WriterStats {
     commit_us_total: AtomicU64,
     commit_us_max: AtomicU64,
     wait_us_max: AtomicU64,
+    pause_us_max: AtomicU64,
 }
 
 /// What the durable writer has done since the ledger opened.
@@ -92,6 +96,12 @@ pub struct WriterReport {
     /// The longest an entry waited from being queued to being on disk: a stall of the
     /// writer (or the disk) shows here even when each write looks quick.
     pub wait_us_max: u64,
+    /// The longest gap between two group commits while requests were waiting: from the
+    /// later of the previous group commit and the moment a batch of transfers asked for
+    /// the sequencer lock, to the group commit that made it durable. A stall anywhere
+    /// between the commit stage and the disk (the sequencer held, the writer or fsync
+    /// slow) shows here; entries without requests (provisioning, metadata) do not count.
+    pub pause_us_max: u64,
 }
 
 impl Shared {
@@ -200,6 +210,7 @@ impl Shared {
             commit_us_total: stats.commit_us_total.load(Ordering::Relaxed),
             commit_us_max: stats.commit_us_max.load(Ordering::Relaxed),
             wait_us_max: stats.wait_us_max.load(Ordering::Relaxed),
+            pause_us_max: stats.pause_us_max.load(Ordering::Relaxed),
         }
     }
 
@@ -209,6 +220,7 @@ impl Shared {
 
     fn write_loop(&self, queue: &Receiver<WriteJob>) {
         let mut group: Vec<WriteJob> = Vec::new();
+        let mut previous_commit = Instant::now();
         while let Ok(first) = queue.recv() {
             group.clear();
             let mut bytes = first.bytes.len();
@@ -240,8 +252,14 @@ impl Shared {
                     stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                     stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
                     stats.commit_us_max.fetch_max(us, Ordering::Relaxed);
-                    let waited = group[0].queued.elapsed().as_micros() as u64;
+                    let now = Instant::now();
+                    let waited = now.saturating_duration_since(group[0].queued).as_micros() as u64;
                     stats.wait_us_max.fetch_max(waited, Ordering::Relaxed);
+                    if let Some(asked) = group.iter().filter_map(|job| job.asked).min() {
+                        let paused = now.saturating_duration_since(asked.max(previous_commit)).as_micros() as u64;
+                        stats.pause_us_max.fetch_max(paused, Ordering::Relaxed);
+                    }
+                    previous_commit = now;
                     let mut durable = self.durable.lock();
                     durable.seq = durable.seq.max(last_seq);
                     self.durable_changed.notify_all();

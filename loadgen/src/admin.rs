@@ -99,6 +99,11 @@ impl Admin {
         self.get("/v1/admin/status").ok()?["process"]["cpu_us"].as_u64()
     }
 
+    /// The switch's longest pause since it started (its status' `ledger.pause_us_max`).
+    pub fn daemon_pause_us_max(&self) -> Option<u64> {
+        self.get("/v1/admin/status").ok()?["ledger"]["pause_us_max"].as_u64()
+    }
+
     /// Checks that the switch is healthy; with several nodes, finds the one serving
     /// (waiting up to `SERVING_NODE_WAIT` for a failover to finish) and uses it from now on.
     pub fn health(&mut self) -> Result<()> {

@@ -453,6 +453,7 @@ fn real_main(args: Args) -> Result<ExitCode> {
     let context = report::Context {
         daemon_cpu_us,
         loadgen_cpu_us,
+        daemon_pause_us_max: admin.daemon_pause_us_max(),
         mode: "iso8583".into(),
         pacing: pacing_text,
         connections: args.connections,
@@ -545,6 +546,7 @@ fn qr_main(args: Args) -> Result<ExitCode> {
     let context = report::Context {
         daemon_cpu_us,
         loadgen_cpu_us,
+        daemon_pause_us_max: admin.daemon_pause_us_max(),
         mode: "qr".into(),
         pacing: pacing_text,
         connections: args.connections,

@@ -82,6 +82,9 @@ pub struct Report {
     /// Throughput on a VM drifts with its host; CPU per request does not.
     pub daemon_cpu_us_per_request: Option<f64>,
     pub loadgen_cpu_us_per_request: Option<f64>,
+    /// The switch's longest pause since it started (its status' `ledger.pause_us_max`):
+    /// the longest gap between two group commits while requests waited.
+    pub daemon_pause_us_max: Option<u64>,
     pub loadgen_cpu_percent_max: Option<f64>,
     /// Seconds in which loadgen used at least 90% of its threads.
     pub loadgen_saturated_seconds: u64,
@@ -95,6 +98,7 @@ pub struct Context {
     /// loadgen itself, when known.
     pub daemon_cpu_us: Option<u64>,
     pub loadgen_cpu_us: Option<u64>,
+    pub daemon_pause_us_max: Option<u64>,
     pub mode: String,
     pub pacing: String,
     pub connections: u32,
@@ -179,6 +183,7 @@ pub fn build(context: Context, outcome: &Outcome, verify: Option<verify::Outcome
         loadgen_cpu_percent_avg: outcome.cpu_percent_average,
         daemon_cpu_us_per_request: per_request(context.daemon_cpu_us, counters.answered_total()),
         loadgen_cpu_us_per_request: per_request(context.loadgen_cpu_us, counters.answered_total()),
+        daemon_pause_us_max: context.daemon_pause_us_max,
         loadgen_cpu_percent_max: outcome.cpu_percent_max,
         loadgen_saturated_seconds: outcome.saturated_seconds,
         cut_short: outcome.cut_short,
@@ -308,6 +313,13 @@ pub fn render(report: &Report) -> String {
         per(report.daemon_cpu_us_per_request),
         per(report.loadgen_cpu_us_per_request)
     );
+    if let Some(pause_us) = report.daemon_pause_us_max {
+        let _ = writeln!(
+            w,
+            "  switch's longest pause: {:.1} ms (since it started: the longest gap between two group commits while requests waited)",
+            pause_us as f64 / 1000.0
+        );
+    }
     if report.loadgen_saturated_seconds > 0 {
         let _ = writeln!(
             w,
