@@ -48,6 +48,34 @@ pub const CONNECTION_QUEUE_DEPTH_MAX: usize = 2 * CONNECTION_IN_FLIGHT_MAX;
 /// Bytes read per system call (many frames per read on a busy connection).
 const READ_BUFFER_SIZE_BYTES: usize = 64 * 1024;
 
+/// How long a connection's reads may stay behind (each one filling the read buffer: more
+/// is waiting in the socket) before its new requests are answered 91 at once.
+pub const SHED_AFTER_BEHIND_MS: u64 = 20;
+
+/// Whether a connection's reads are behind what its client sends. Under overload the
+/// switch cannot read as fast as requests come, and they wait in the socket's buffer (up
+/// to megabytes: seconds of requests) where no bound of the switch sees them. A read that
+/// fills the whole buffer says more is waiting; reads that keep doing so for
+/// `SHED_AFTER_BEHIND_MS` mean the connection is behind, and its requests are declined 91
+/// at the door (no engine, no ledger) until a read finds the socket drained. The excess
+/// is then answered at once instead of seconds late.
+#[derive(Default)]
+struct Backlog {
+    behind_since: Option<Instant>,
+}
+
+impl Backlog {
+    /// After a read of `read` bytes into a buffer of `capacity`: whether to shed.
+    fn observe(&mut self, read: usize, capacity: usize, now: Instant) -> bool {
+        if read < capacity {
+            self.behind_since = None;
+            return false;
+        }
+        let since = *self.behind_since.get_or_insert(now);
+        now.duration_since(since) >= std::time::Duration::from_millis(SHED_AFTER_BEHIND_MS)
+    }
+}
+
 /// A participant that may connect.
 pub struct IsoParticipant {
     pub id: ParticipantId,
@@ -172,6 +200,7 @@ async fn connection(
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
     let mut discard_bytes = 0usize;
     let mut chunk = vec![0u8; READ_BUFFER_SIZE_BYTES];
+    let mut backlog = Backlog::default();
     loop {
         room(&in_flight, &notify).await;
         let read = tokio::select! {
@@ -188,6 +217,7 @@ async fn connection(
                 break;
             }
         };
+        let shed = backlog.observe(read, chunk.len(), Instant::now());
         let mut fresh = &chunk[..read];
         if discard_bytes > 0 {
             let skipped = discard_bytes.min(fresh.len());
@@ -201,7 +231,7 @@ async fn connection(
                 Ok(Some((raw, size))) => {
                     // One read can hold many frames: the bound holds frame by frame.
                     room(&in_flight, &notify).await;
-                    handle(raw, context, &mut peer, &sender, &sink, &in_flight);
+                    handle(raw, context, &mut peer, &sender, &sink, &in_flight, shed);
                     consumed += size;
                 }
                 Ok(None) => break,
@@ -251,6 +281,7 @@ fn handle(
     sender: &mpsc::Sender<WriterMessage>,
     sink: &Arc<dyn ReplySink>,
     in_flight: &Arc<AtomicUsize>,
+    shed: bool,
 ) {
     let received = Instant::now();
     let metrics = &context.metrics;
@@ -302,6 +333,11 @@ fn handle(
         metrics.security_refusals.inc();
         tracing::warn!(participant = participant.id.0, "field 32 names another institution");
         direct(answer(&message, "63"), Some(participant));
+        return;
+    }
+    if shed {
+        metrics.requests_shed.inc();
+        direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
         return;
     }
     let tag = context.next_tag.fetch_add(1, Ordering::Relaxed);
@@ -621,4 +657,23 @@ fn push(out: &mut Vec<u8>, mut message: Iso8583Message, key: Option<&IsoParticip
 /// For logs: a message's PAN masked (first 6, last 4).
 pub fn masked_pan(message: &Iso8583Message) -> String {
     message.get(2).map(|pan| MaskedPan(pan).to_string()).unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_connection_sheds_only_after_its_reads_stay_full_for_the_threshold() {
+        let mut backlog = Backlog::default();
+        let start = Instant::now();
+        let after = |ms: u64| start + Duration::from_millis(ms);
+        assert!(!backlog.observe(100, 1024, after(0)), "a partial read: caught up");
+        assert!(!backlog.observe(1024, 1024, after(1)), "the first full read starts the clock");
+        assert!(!backlog.observe(1024, 1024, after(SHED_AFTER_BEHIND_MS)));
+        assert!(backlog.observe(1024, 1024, after(1 + SHED_AFTER_BEHIND_MS)), "full reads for the threshold");
+        assert!(!backlog.observe(1023, 1024, after(2 + SHED_AFTER_BEHIND_MS)), "a drained socket ends it");
+        assert!(!backlog.observe(1024, 1024, after(3 + SHED_AFTER_BEHIND_MS)), "and the clock starts again");
+    }
 }

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub format_errors: IntCounter,
     pub frame_errors: IntCounter,
     pub security_refusals: IntCounter,
+    /// Requests answered 91 at once because their connection was behind (see `Backlog`).
+    pub requests_shed: IntCounter,
     pub request_latency: Histogram,
     pub ledger_durable_seq: IntGauge,
     pub ledger_recovery_us: IntGauge,
@@ -36,6 +38,10 @@ impl Metrics {
         let frame_errors = IntCounter::new("frame_errors_total", "Frames with an impossible length prefix")?;
         let security_refusals =
             IntCounter::new("security_refusals_total", "Messages refused for MAC, sign-on or institution")?;
+        let requests_shed = IntCounter::new(
+            "iso8583_requests_shed_total",
+            "Requests answered 91 at once because their connection's reads were behind (overload)",
+        )?;
         let buckets =
             vec![0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
         let request_latency = Histogram::with_opts(
@@ -64,6 +70,7 @@ impl Metrics {
             Box::new(format_errors.clone()),
             Box::new(frame_errors.clone()),
             Box::new(security_refusals.clone()),
+            Box::new(requests_shed.clone()),
             Box::new(request_latency.clone()),
             Box::new(ledger_durable_seq.clone()),
             Box::new(ledger_recovery_us.clone()),
@@ -84,6 +91,7 @@ impl Metrics {
             format_errors,
             frame_errors,
             security_refusals,
+            requests_shed,
             request_latency,
             ledger_durable_seq,
             ledger_recovery_us,

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The socket's peak (#17): a fresh junctiond on the demo configuration with a larger
+# transfer index, one loadgen run against it, the switch's warnings and pause afterwards.
+# Everything on this machine; data in a temporary folder, deleted at the end.
+#
+#   scripts/socket-peak.sh --provision 1000000 --rate 180000 --duration 60s --verify
+#   WINDOWS_EVERY_S=120 scripts/socket-peak.sh --provision 1000000 --rate 100000 --duration 600s
+#
+# INDEX (default 56000000): index_memory_entries_max. Memory should hold more than
+#   TIMED_ID_SKEW_S (300 s) of ids at the offered rate, or every fresh request costs a
+#   lookup in the cold index (see docs/performance.md); 56M takes ~4.5 GB and ~10 s to reserve.
+# WINDOWS_EVERY_S: close the settlement window this often during the run.
+# Needs `cargo build --release --workspace --bins`.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${CARGO_TARGET_DIR:-$HERE/../target}/release
+BIN=$(cd "$BIN" && pwd)
+D=$(mktemp -d /tmp/junction-peak-XXXXXX)
+cleanup() { [ -n "${P:-}" ] && kill "$P" 2>/dev/null; wait 2>/dev/null; rm -rf "$D"; }
+trap cleanup EXIT
+ISO=127.0.0.1:28583 HTTP=127.0.0.1:28080
+$BIN/junctiond --print-config | sed "s/^index_memory_entries_max = .*/index_memory_entries_max = ${INDEX:-56000000}/" > "$D/junctiond.toml"
+$BIN/junctiond --config "$D/junctiond.toml" --data-dir "$D/data" --iso8583-listen $ISO --http-listen $HTTP > "$D/out" 2> "$D/log" &
+P=$!
+for _ in $(seq 120); do grep -q "junctiond ready" "$D/log" && break; sleep 0.5; done
+grep -q "junctiond ready" "$D/log" || { echo "junctiond did not start"; cat "$D/log"; exit 1; }
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%FT%TZ); commit $(git -C "$HERE" rev-parse --short HEAD)"
+echo "loadgen $*"
+if [ -n "${WINDOWS_EVERY_S:-}" ]; then
+  ( sleep 30; while kill -0 $P 2>/dev/null; do sleep "$WINDOWS_EVERY_S"; $BIN/junction --url http://$HTTP window close 2>&1 | head -1; done ) &
+fi
+$BIN/loadgen --iso $ISO --http $HTTP "$@"
+status=$?
+echo "--- junctiond: longest pause, group commits, warnings"
+curl -s http://$HTTP/metrics | grep -E "^junction_ledger_(pause_us_max|wait_us_max|commit_us_max|group_commits_total|entries_total)"
+grep -E "WARN|ERROR" "$D/log" | cut -c1-200 | tail -20
+echo "junctiond RSS: $(ps -o rss= -p $P) KiB"
+exit $status
