@@ -13,8 +13,9 @@
 # Needs `cargo build --release --workspace --bins`.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-BIN=${CARGO_TARGET_DIR:-$HERE/../target}/release
-BIN=$(cd "$BIN" && pwd)
+TARGET=${CARGO_TARGET_DIR:-$HERE/../target}
+[ -d "$TARGET/release" ] || TARGET=$HOME/.cache/junction-target   # where .ci/run builds
+BIN=$(cd "$TARGET/release" && pwd)
 D=$(mktemp -d /tmp/junction-peak-XXXXXX)
 cleanup() { [ -n "${P:-}" ] && kill "$P" 2>/dev/null; wait 2>/dev/null; rm -rf "$D"; }
 trap cleanup EXIT
@@ -33,6 +34,6 @@ $BIN/loadgen --iso $ISO --http $HTTP "$@"
 status=$?
 echo "--- junctiond: longest pause, group commits, warnings"
 curl -s http://$HTTP/metrics | grep -E "^junction_ledger_(pause_us_max|wait_us_max|commit_us_max|group_commits_total|entries_total)"
-grep -E "WARN|ERROR" "$D/log" | cut -c1-200 | tail -20
+grep -E "WARN|ERROR|checkpoint written" "$D/log" | cut -c1-200 | tail -20
 echo "junctiond RSS: $(ps -o rss= -p $P) KiB"
 exit $status

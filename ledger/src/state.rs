@@ -206,7 +206,7 @@ const WARM_GROUP: usize = 32;
 pub(crate) struct State {
     pub accounts: AccountTable,
     pub transfers: BigMap<TransferId, TransferIndexEntry>,
-    pub holds: FxHashMap<TransferId, Hold>,
+    pub holds: BigMap<TransferId, Hold>,
     expiries: BTreeSet<(u64, TransferId)>,
     /// The open window and its positions.
     pub window: WindowId,
