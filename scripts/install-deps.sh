@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Installs what building and testing Junction needs on a fresh Debian machine:
+# Installs what building and testing Junction needs on a fresh Debian (12 or 13) machine:
 # clang/libclang (RocksDB's bindings are generated with bindgen), xmllint (the ISO 20022
 # schema checks), nats-server (JetStream: the replication tests start their own clusters)
-# and the Python packages of the interop tests. Skips what is present.
-# With --build-only, only what building needs (scripts/run.sh): no test tools.
+# and the Python packages of the interop tests, pinned in tests/requirements.txt, in a
+# virtual environment ($JUNCTION_VENV, default ~/.cache/junction-venv; never the
+# system's Python). Skips what is present.
+# With --build-only, only what building needs (scripts/run.sh): no test tools, no Python.
 set -euo pipefail
 
 build_only=false
 [ "${1:-}" = "--build-only" ] && build_only=true
 
 apt_packages=(clang libclang-dev)
-$build_only || apt_packages+=(libxml2-utils python3-pip nats-server)
+# python3-dev and build-essential: a pinned package without a wheel for this Python
+# (libscrc on Debian 13's 3.13) builds from source.
+$build_only || apt_packages+=(libxml2-utils nats-server python3-venv python3-dev build-essential)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -23,11 +27,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-python_packages=(pyiso8583 promptpay pypix)
-if ! $build_only && ! python3 -c 'import iso8583, promptpay, pypix' >/dev/null 2>&1; then
-  echo "installing Python packages: ${python_packages[*]}"
-  python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}" 2>/dev/null \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${python_packages[@]}"
+if ! $build_only; then
+  venv=${JUNCTION_VENV:-$HOME/.cache/junction-venv}
+  requirements="$(dirname "$0")/../tests/requirements.txt"
+  stamp="$venv/.requirements"
+  if [ ! -x "$venv/bin/python3" ] || ! cmp -s "$requirements" "$stamp"; then
+    echo "installing the interop tests' Python packages into $venv (tests/requirements.txt)"
+    python3 -m venv "$venv"
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$stamp"
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -143,7 +143,15 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
     );
     extra.push_str(&format!("# TYPE junction_ledger_healthy gauge\njunction_ledger_healthy {}\n", u8::from(healthy)));
     let writer = engine.ledger().writer_report();
+    let index = engine.ledger().index_report();
     for (name, kind, help, value) in [
+        ("index_entries", "gauge", "Request keys and transfer ids in the in-memory index", index.entries_in_memory),
+        (
+            "cold_lookups_total",
+            "counter",
+            "Lookups in the cold index (ids memory did not have that could be older than memory)",
+            index.cold_lookups,
+        ),
         ("group_commits_total", "counter", "Synced ledger writes (group commits)", writer.group_commits),
         ("entries_total", "counter", "Journal entries written", writer.entries),
         ("bytes_total", "counter", "Journal bytes written", writer.bytes),
@@ -212,11 +220,20 @@ async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
             "recovery_us": context.recovery_us,
             // The longest the ledger stood still while requests waited, since start.
             "pause_us_max": ledger.writer_report().pause_us_max,
+            "index": index_json(ledger.index_report()),
         },
         "replication": context.replication.as_ref().map(|status| status.json()),
         // For load testers: CPU per request is (difference of cpu_us) / (requests).
         "process": { "cpu_us": process_cpu_us() },
     }))
+}
+
+fn index_json(index: junction_ledger::IndexReport) -> serde_json::Value {
+    json!({
+        "entries_in_memory": index.entries_in_memory,
+        "holds_in_memory": index.holds_in_memory,
+        "cold_lookups": index.cold_lookups,
+    })
 }
 
 /// User plus system CPU time of this process so far, in microseconds (`/proc/self/stat`,

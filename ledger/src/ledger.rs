@@ -872,7 +872,13 @@ impl Ledger {
         recovery::replay_entry(&mut state, seq, entry);
         let mut aligned = rkyv::util::AlignedVec::with_capacity(bytes.len());
         aligned.extend_from_slice(bytes);
-        self.send_to_writer(WriteJob { seq, queued: std::time::Instant::now(), asked: None, bytes: aligned, metadata })?;
+        self.send_to_writer(WriteJob {
+            seq,
+            queued: std::time::Instant::now(),
+            asked: None,
+            bytes: aligned,
+            metadata,
+        })?;
         Ok(())
     }
 
@@ -929,7 +935,8 @@ impl Drop for SlowHold {
     fn drop(&mut self) {
         let ms = self.0.elapsed().as_millis();
         if ms >= SLOW_HOLD_MS {
-            let steps: Vec<String> = self.2[..self.3].iter().map(|(step, us)| format!("{step}@{}ms", us / 1000)).collect();
+            let steps: Vec<String> =
+                self.2[..self.3].iter().map(|(step, us)| format!("{step}@{}ms", us / 1000)).collect();
             tracing::warn!(ms, what = self.1, steps = %steps.join(","), "the ledger's sequencer lock was held long");
         }
     }

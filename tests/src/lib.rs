@@ -30,6 +30,22 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The Python interpreter of the interop tests: `$JUNCTION_PYTHON`, else the virtual
+/// environment `scripts/install-deps.sh` makes (`$JUNCTION_VENV`, default
+/// `~/.cache/junction-venv`), else `python3` on the path.
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("JUNCTION_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = std::env::var_os("JUNCTION_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/junction-venv")));
+    match venv.map(|venv| venv.join("bin/python3")) {
+        Some(python) if python.exists() => python,
+        _ => PathBuf::from("python3"),
+    }
+}
+
 /// The demo acquirer of the embedded default configuration.
 pub const ACQUIRER_INSTITUTION: &str = "200001";
 pub const ACQUIRER_KEY_HEX: &str = "33333333333333333333333333333333";

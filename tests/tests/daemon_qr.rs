@@ -44,7 +44,7 @@ const EMVCO_EXAMPLE: &str = "00020101021229300012D156000000000510A93FO3230Q31280
 
 fn payloads() -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/qr_payloads.py");
-    match Command::new("python3").arg(script).output() {
+    match Command::new(python()).arg(script).output() {
         Ok(output) if output.status.success() => serde_json::from_slice(&output.stdout).unwrap(),
         other => {
             assert!(std::env::var("CI").is_err(), "promptpay and pypix must be installed in CI: {other:?}");

@@ -8,7 +8,7 @@ use std::process::Command;
 
 #[test]
 fn pyiso8583_drives_junctiond() {
-    let python_ready = Command::new("python3").args(["-c", "import iso8583"]).status().is_ok_and(|s| s.success());
+    let python_ready = Command::new(python()).args(["-c", "import iso8583"]).status().is_ok_and(|s| s.success());
     if !python_ready {
         assert!(std::env::var("CI").is_err(), "pyiso8583 must be installed in CI (scripts/install-deps.sh)");
         eprintln!("SKIPPED: pyiso8583 is not installed; run scripts/install-deps.sh");
@@ -17,7 +17,7 @@ fn pyiso8583_drives_junctiond() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&dir.path().join("data"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/iso8583_client.py");
-    let output = Command::new("python3")
+    let output = Command::new(python())
         .args([script, &daemon.iso.ip().to_string(), &daemon.iso.port().to_string()])
         .output()
         .expect("running the Python client");
@@ -35,7 +35,7 @@ fn pyiso8583_drives_junctiond() {
 fn pyiso8583_issuer_host_answers_forwarded_requests() {
     use std::io::{BufRead, BufReader, Read};
     use std::process::Stdio;
-    let python_ready = Command::new("python3").args(["-c", "import iso8583"]).status().is_ok_and(|s| s.success());
+    let python_ready = Command::new(python()).args(["-c", "import iso8583"]).status().is_ok_and(|s| s.success());
     if !python_ready {
         assert!(std::env::var("CI").is_err(), "pyiso8583 must be installed in CI (scripts/install-deps.sh)");
         eprintln!("SKIPPED: pyiso8583 is not installed; run scripts/install-deps.sh");
@@ -44,7 +44,7 @@ fn pyiso8583_issuer_host_answers_forwarded_requests() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&dir.path().join("data"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/iso8583_issuer.py");
-    let mut host = Command::new("python3")
+    let mut host = Command::new(python())
         .args([script, &daemon.iso.ip().to_string(), &daemon.iso.port().to_string(), "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

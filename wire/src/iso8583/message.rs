@@ -63,7 +63,13 @@ fn rank(present: &[u64; 2], field: u8) -> usize {
 fn present_fields(present: [u64; 2]) -> impl Iterator<Item = u8> {
     let [mut first, mut second] = present;
     std::iter::from_fn(move || {
-        let (word, offset) = if first != 0 { (&mut first, 1) } else if second != 0 { (&mut second, 65) } else { return None };
+        let (word, offset) = if first != 0 {
+            (&mut first, 1)
+        } else if second != 0 {
+            (&mut second, 65)
+        } else {
+            return None;
+        };
         let zeros = word.leading_zeros();
         *word &= !(1u64 << (63 - zeros));
         // At most 63 + 65 = 128.
@@ -255,12 +261,8 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Layout, DecodeError> {
         return Err(DecodeError::TertiaryBitmapUnsupported);
     }
 
-    let mut layout = Layout {
-        mti,
-        present: [primary & !secondary_mask, secondary],
-        spans: Spans::new(),
-        secondary_bitmap,
-    };
+    let mut layout =
+        Layout { mti, present: [primary & !secondary_mask, secondary], spans: Spans::new(), secondary_bitmap };
     for field in present_fields(layout.present) {
         // Every bit left is a data field: 1 and 65 were taken out above.
         let Some(spec) = field_spec(field) else {
