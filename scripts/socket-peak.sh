@@ -10,6 +10,7 @@
 #   TIMED_ID_SKEW_S (300 s) of ids at the offered rate, or every fresh request costs a
 #   lookup in the cold index (see docs/performance.md); 56M takes ~4.5 GB and ~10 s to reserve.
 # WINDOWS_EVERY_S: close the settlement window this often during the run.
+# KEEP_LOG=FILE: keep junctiond's log there (it is deleted with the data otherwise).
 # Needs `cargo build --release --workspace --bins`.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -36,4 +37,5 @@ echo "--- junctiond: longest pause, group commits, warnings"
 curl -s http://$HTTP/metrics | grep -E "^junction_ledger_(pause_us_max|wait_us_max|commit_us_max|group_commits_total|entries_total)"
 grep -E "WARN|ERROR|checkpoint written" "$D/log" | cut -c1-200 | tail -20
 echo "junctiond RSS: $(ps -o rss= -p $P) KiB"
+[ -n "${KEEP_LOG:-}" ] && cp "$D/log" "$KEEP_LOG"
 exit $status

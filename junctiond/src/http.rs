@@ -138,6 +138,12 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
     context.metrics.ledger_recovery_us.set(context.recovery_us as i64);
     let mut extra = String::new();
     let healthy = engine.ledger().health().is_ok();
+    extra.push_str("# HELP junction_build_info The running build: its version and git commit (always 1)\n");
+    extra.push_str(&format!(
+        "# TYPE junction_build_info gauge\njunction_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::COMMIT
+    ));
     extra.push_str(
         "# HELP junction_ledger_healthy 1 while the ledger can write; 0 after a write failed (approvals stop)\n",
     );
@@ -206,6 +212,7 @@ async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
     let ledger = engine.ledger();
     Json(json!({
         "switch": context.switch_name,
+        "version": crate::VERSION,
         "shards": engine.shard_count(),
         "queue_depths": engine.queue_depths(),
         "connections_open": context.iso.connections_open.load(Ordering::Relaxed),

@@ -28,6 +28,12 @@ use std::time::Duration;
 /// How long SIGTERM waits for in-flight requests to be answered before stopping anyway.
 pub const DRAIN_TIMEOUT_MS: u64 = 10_000;
 
+/// The version `--version` prints: the package's and the git commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("JUNCTION_COMMIT"), ")");
+
+/// The git commit this binary was built from ("unknown" outside a git checkout).
+pub const COMMIT: &str = env!("JUNCTION_COMMIT");
+
 /// Provisions what the configuration declares. Idempotent: a restart provisions nothing
 /// twice and funds no account twice.
 pub fn provision(engine: &Engine, config: &Config) -> Result<()> {

@@ -157,6 +157,19 @@ fn iso8583_end_to_end() {
     let log = daemon.log_text();
     assert!(log.contains("MAC check failed"), "the refusal is logged");
     assert!(!log.contains(DEMO_PAN), "a full card number is in the log");
+
+    // The build it runs, in the metrics, the status and both binaries' --version.
+    let version = env!("CARGO_PKG_VERSION");
+    let metrics = ureq::get(&daemon.url("/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    let build_line =
+        metrics.lines().find(|line| line.starts_with("junction_build_info{")).expect("a build-info metric");
+    assert!(build_line.contains(&format!("version=\"{version}\"")) && build_line.ends_with(" 1"), "{build_line}");
+    assert!(metrics.contains("junction_ledger_pause_us_max "), "the pause metric is exported");
+    for (binary_name, printed) in [("junctiond", "junctiond"), ("junction", "junction")] {
+        let output = std::process::Command::new(binary(binary_name)).arg("--version").output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.starts_with(&format!("{printed} {version} (commit ")), "{binary_name} --version: {text}");
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(version, about = "Junction operator CLI")]
+#[command(name = "junction", version = junctiond::VERSION, about = "Junction operator CLI")]
 struct Cli {
     /// The daemon's HTTP address.
     #[arg(long, env = "JUNCTION_URL", default_value = "http://127.0.0.1:8080")]

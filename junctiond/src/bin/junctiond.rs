@@ -6,7 +6,7 @@ use junctiond::{self as daemon, config::Config};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(version, about = "Junction payment switch daemon: ISO 8583 over TCP, admin and metrics over HTTP")]
+#[command(version = junctiond::VERSION, about = "Junction payment switch daemon: ISO 8583 over TCP, admin and metrics over HTTP")]
 struct Cli {
     /// TOML configuration; without it the embedded demo configuration is used.
     #[arg(long)]
