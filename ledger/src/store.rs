@@ -281,7 +281,7 @@ pub(crate) fn write_sst_file(
     options: &Options,
     fill: impl FnOnce(&mut SstFile<'_, '_>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let mut writer = rocksdb::SstFileWriter::create(&options);
+    let mut writer = rocksdb::SstFileWriter::create(options);
     writer.open(path).map_err(|e| e.into_string())?;
     fill(&mut SstFile { writer: &mut writer })?;
     writer.finish().map_err(|e| e.into_string())
