@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod advices;
+pub mod background;
 pub mod config;
 pub mod forwarding;
 pub mod fx;

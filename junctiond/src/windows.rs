@@ -67,7 +67,10 @@ impl Windows {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| clearing::ClearingError::Io { path: self.root.clone(), source: e })?;
         let started = std::time::Instant::now();
-        let manifest = clearing::write_window_files(self.engine.ledger(), window, &self.root, &self.config)?;
+        // At background priority: seconds of CPU for a large window, which requests need more.
+        let manifest = crate::background::run("clearing-files", || {
+            clearing::write_window_files(self.engine.ledger(), window, &self.root, &self.config)
+        })?;
         tracing::info!(
             window = window.0,
             folder = %self.folder(window).display(),
