@@ -94,14 +94,13 @@ impl Admin {
     }
 
     /// Checks that the switch answers, before anything else is asked of it.
-    /// The switch's CPU time so far (its status' `process.cpu_us`), if it says.
-    pub fn daemon_cpu_us(&self) -> Option<u64> {
-        self.get("/v1/admin/status").ok()?["process"]["cpu_us"].as_u64()
-    }
-
-    /// The switch's longest pause since it started (its status' `ledger.pause_us_max`).
-    pub fn daemon_pause_us_max(&self) -> Option<u64> {
-        self.get("/v1/admin/status").ok()?["ledger"]["pause_us_max"].as_u64()
+    /// From one read of the switch's status, if it answers: its CPU time so far
+    /// (`process.cpu_us`) and its longest pause since it started (`ledger.pause_us_max`).
+    pub fn daemon_readings(&self) -> (Option<u64>, Option<u64>) {
+        match self.get("/v1/admin/status") {
+            Ok(status) => (status["process"]["cpu_us"].as_u64(), status["ledger"]["pause_us_max"].as_u64()),
+            Err(_) => (None, None),
+        }
     }
 
     /// Checks that the switch is healthy; with several nodes, finds the one serving

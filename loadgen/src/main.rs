@@ -292,11 +292,13 @@ fn target(text: &str, flag: &str) -> Result<SocketAddr> {
 }
 
 /// CPU microseconds the switch (from its status, when it answers) and loadgen spent
-/// since `before`. A failover in the run makes the switch's figure meaningless: none then.
-fn cpu_used(admin: &admin::Admin, before: (Option<u64>, Option<f64>)) -> (Option<u64>, Option<u64>) {
-    let daemon = before.0.zip(admin.daemon_cpu_us()).and_then(|(start, end)| end.checked_sub(start));
+/// since `before`, and the switch's longest pause. A failover in the run makes the
+/// switch's CPU figure meaningless: none then.
+fn cpu_used(admin: &admin::Admin, before: (Option<u64>, Option<f64>)) -> (Option<u64>, Option<u64>, Option<u64>) {
+    let (daemon_cpu_us, pause_us_max) = admin.daemon_readings();
+    let daemon = before.0.zip(daemon_cpu_us).and_then(|(start, end)| end.checked_sub(start));
     let own = before.1.zip(cpu::process_cpu_s()).map(|(start, end)| ((end - start).max(0.0) * 1e6) as u64);
-    (daemon, own)
+    (daemon, own, pause_us_max)
 }
 
 /// A comma-separated list of addresses.
@@ -446,14 +448,14 @@ fn real_main(args: Args) -> Result<ExitCode> {
         plan.mix.shares().iter().map(|(k, s)| format!("{}={:.0}%", k.name(), s * 100.0)).collect::<Vec<_>>().join(",")
     );
     let options = run::Options { threads: args.threads, tick: Duration::from_micros(args.tick_us), quiet: args.quiet };
-    let cpu_before = (admin.daemon_cpu_us(), cpu::process_cpu_s());
+    let cpu_before = (admin.daemon_readings().0, cpu::process_cpu_s());
     let outcome = run::run(plan, &options)?;
-    let (daemon_cpu_us, loadgen_cpu_us) = cpu_used(&admin, cpu_before);
+    let (daemon_cpu_us, loadgen_cpu_us, daemon_pause_us_max) = cpu_used(&admin, cpu_before);
 
     let context = report::Context {
         daemon_cpu_us,
         loadgen_cpu_us,
-        daemon_pause_us_max: admin.daemon_pause_us_max(),
+        daemon_pause_us_max,
         mode: "iso8583".into(),
         pacing: pacing_text,
         connections: args.connections,
@@ -540,13 +542,13 @@ fn qr_main(args: Args) -> Result<ExitCode> {
         seed: args.seed,
     };
     let options = run::Options { threads: args.threads, tick: Duration::from_micros(args.tick_us), quiet: args.quiet };
-    let cpu_before = (admin.daemon_cpu_us(), cpu::process_cpu_s());
+    let cpu_before = (admin.daemon_readings().0, cpu::process_cpu_s());
     let outcome = qr::run(plan, &options)?;
-    let (daemon_cpu_us, loadgen_cpu_us) = cpu_used(&admin, cpu_before);
+    let (daemon_cpu_us, loadgen_cpu_us, daemon_pause_us_max) = cpu_used(&admin, cpu_before);
     let context = report::Context {
         daemon_cpu_us,
         loadgen_cpu_us,
-        daemon_pause_us_max: admin.daemon_pause_us_max(),
+        daemon_pause_us_max,
         mode: "qr".into(),
         pacing: pacing_text,
         connections: args.connections,
