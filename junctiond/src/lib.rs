@@ -1,6 +1,7 @@
 //! `junctiond`: the switch daemon. Loads the configuration, opens the ledger, starts the
 //! engine, provisions what the configuration declares, and serves ISO 8583 over TCP and
 //! HTTP (admin, metrics) until SIGTERM, which drains in-flight requests and stops cleanly.
+//! Under systemd (`Type=notify`) it says when it is ready and when it starts stopping.
 
 pub mod admission;
 pub mod advices;
@@ -147,6 +148,12 @@ pub async fn run(mut config: Config) -> Result<()> {
             admission.serve_until(0);
             let standby_http = http::StandbyServer::start(switch.http_listen, Arc::clone(&status)).await?;
             println!("junctiond standby http={}", standby_http.address);
+            // A node that follows the stream is up: it may stay a standby for months, and
+            // opens its ISO 8583 port only when it takes over (STATUS says which).
+            notify_service_manager(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status("standby: following the journal stream"),
+            ]);
             let term =
                 replication::follow_until_primary(&cluster, &ledger, &status, &admission, switch.standby, seed).await?;
             config.switch.http_listen = standby_http.stop().await;
@@ -261,8 +268,15 @@ pub async fn run(mut config: Config) -> Result<()> {
     tracing::info!(iso8583 = %iso_address, http = %http_address, shards, "junctiond ready");
     // One plain line on stdout for scripts and tests that start the daemon on port 0.
     println!("junctiond ready iso8583={iso_address} http={http_address}");
+    // Both listeners are bound and served: systemd may start what comes after the switch.
+    let serving = format!("serving: iso8583 {iso_address}, http {http_address}");
+    notify_service_manager(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&serving)]);
     wait_for_signal().await;
     tracing::info!("stopping: no new connections, draining in-flight requests");
+    notify_service_manager(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping: draining in-flight requests, then a checkpoint"),
+    ]);
     let _ = shutdown_tx.send(true);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
     while admission.in_flight() > 0 && tokio::time::Instant::now() < deadline {
@@ -279,6 +293,14 @@ pub async fn run(mut config: Config) -> Result<()> {
     maintenance::checkpoint(&engine).await;
     tracing::info!(durable_seq = ledger.durable_seq(), "junctiond stopped cleanly");
     Ok(())
+}
+
+/// Tells the service manager (systemd, `Type=notify`) how the daemon is doing. Without
+/// `$NOTIFY_SOCKET` (not started by systemd) it does nothing.
+fn notify_service_manager(states: &[sd_notify::NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(%error, "could not notify the service manager");
+    }
 }
 
 async fn wait_for_signal() {

@@ -89,6 +89,11 @@ impl Daemon {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Starts it with `extra` arguments and environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = data_dir.with_extension("log");
         let log_file =
             std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("opening the daemon log");
@@ -97,6 +102,7 @@ impl Daemon {
             .args(["--iso8583-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
             .spawn()
