@@ -1,10 +1,12 @@
-//! `bench clearing`: ingest a window of N transfers into a real ledger, close it, and
-//! write its clearing files (CSV, camt.053, pacs.009, manifest). Reports the time to close
+//! `bench clearing`: ingest a window of N purchases (a transfer and the gateway's record
+//! of its message each) into a real ledger, close it, and write its clearing files
+//! (transfers, transactions and each participant's, camt.053, pacs.009, manifest). Reports the time to close
 //! the window, the time to write all files, and the bytes written.
 
 use crate::machine::Machine;
 use anyhow::{Context, Result};
 use junction_clearing::{write_window_files, ClearingConfig};
+use junction_engine::detail::{Channel, Detail, MaskedCard, Text};
 use junction_ledger::*;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -82,6 +84,17 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
     for chunk in all.chunks(ACCOUNTS_PER_CALL_MAX) {
         ledger.create_accounts(chunk)?;
     }
+    let template = Detail {
+        channel: Channel::Iso8583,
+        mti: Text::new("0200"),
+        processing_code: Text::new("000000"),
+        acquirer_institution: Text::new("10000000001"),
+        terminal: Text::new("TERM0001"),
+        merchant: Text::new("MERCHANT0000001"),
+        mcc: Text::new("5411"),
+        card: MaskedCard::of("4000001234567899"),
+        ..Detail::default()
+    };
     // Ingest: accounts of the same currency are congruent mod 3.
     let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -91,6 +104,7 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
     while remaining > 0 {
         let count = remaining.min(BATCH_TRANSFERS_MAX as u64);
         remaining -= count;
+        let mut memos = Vec::with_capacity(count as usize);
         let batch: Vec<Transfer> = (0..count)
             .map(|_| {
                 let debit = rng.gen_range(1..=accounts);
@@ -105,11 +119,30 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
                     rng.gen_range(1..100_000),
                     currencies[(debit % 3) as usize],
                 );
+                // Each transfer is a purchase's, with the record the ISO 8583 gateway keeps
+                // of it: the files have one transactions row per transfer, in three files.
+                let participant = |account: u64| (account % PARTICIPANTS) + 1;
+                memos.push(
+                    Detail {
+                        rrn: Text::new(&format!("{next_id:012}")),
+                        stan: Text::new(&format!("{:06}", next_id % 1_000_000)),
+                        acquirer: participant(credit),
+                        issuer: participant(debit),
+                        amount: transfer.amount,
+                        currency_numeric: transfer.currency.numeric(),
+                        ..template
+                    }
+                    .to_memo(),
+                );
                 next_id += 1;
                 transfer
             })
             .collect();
-        in_flight.push_back(ledger.submit(&batch)?);
+        let commands: Vec<Command> = batch
+            .iter()
+            .map(|t| Command { key: t.id, digest: 1, transfers: 1, refusal: 0, reference: 0, charges: 0 })
+            .collect();
+        in_flight.push_back(ledger.submit_commands(&[CommandPart { transfers: &batch, commands: &commands, memos: &memos, charges: &[] }])?);
         if in_flight.len() >= 8 {
             if let Some(ticket) = in_flight.pop_front() {
                 ledger.wait(ticket)?;
@@ -130,6 +163,7 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
         switch_bic: "JNCTSGSGXXX".into(),
         settlement_bank_bic: "SETLSGSGXXX".into(),
         participants: BTreeMap::new(),
+        fee_participant: None,
     };
     let writing = Instant::now();
     let manifest = write_window_files(&ledger, closed.window, &dir.join("clearing"), &config)?;

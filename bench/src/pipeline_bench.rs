@@ -6,6 +6,7 @@ use crate::machine::{CpuMeter, CpuUse, Machine};
 use anyhow::{Context, Result};
 use crossbeam::channel::unbounded;
 use hdrhistogram::Histogram;
+use junction_engine::detail::{Channel, Detail, MaskedCard, Text};
 use junction_engine::model::*;
 use junction_engine::*;
 use junction_ledger::*;
@@ -48,6 +49,11 @@ pub struct PipelineArgs {
     /// Transfers for the PostgreSQL baseline (it is much slower).
     #[arg(long, default_value_t = 50_000)]
     pub postgres_transfers: u64,
+    /// Charge fees on every purchase (interchange 1.10 %, the switch's 0.02 % + 0.01 from
+    /// the acquirer and 0.01 % from the issuer): three charges per payment, netted per
+    /// journal entry (`engine/src/fees.rs`).
+    #[arg(long)]
+    pub fees: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,11 +85,12 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     machine.print();
     println!(
         "settings: {} requests per case (purchases), {} in flight, commit delay {} us, WAL synced per group commit, \
-         transfer index {}",
+         transfer index {}, fees {}",
         args.requests,
         args.in_flight,
         args.commit_delay_us,
-        if args.reserve_index { "reserved for the run at open" } else { "grown as needed" }
+        if args.reserve_index { "reserved for the run at open" } else { "grown as needed" },
+        if args.fees { "charged (interchange and the switch's, 3 charges per purchase)" } else { "none" }
     );
     let mut results = Vec::new();
     for case in &args.cases {
@@ -175,6 +182,29 @@ pub(crate) fn provision(engine: &Engine, accounts: u64) -> Result<()> {
     Ok(())
 }
 
+/// The switch's own participant of `--fees`.
+const SWITCH: ParticipantId = ParticipantId(1_000);
+
+/// `--fees`: the switch's participant and a schedule that charges every purchase.
+fn charge_fees(engine: &Engine) -> Result<()> {
+    use junction_engine::fees::{FeeSchedule, InterchangeRule, Rate, Scope};
+    let usd = Currency::from_code("USD")?;
+    engine.add_participant(ParticipantSpec {
+        id: SWITCH,
+        name: "Switch fees".into(),
+        role: Role::Switch,
+        net_debit_caps: vec![(usd, u64::MAX / 64)],
+    })?;
+    engine.set_fee_schedule(FeeSchedule {
+        switch_participant: Some(SWITCH),
+        interchange: vec![InterchangeRule { mcc: None, scope: Scope::Any, rate: Rate::parse("1.10", 0)? }],
+        acquirer_fee: Rate::parse("0.02", 1)?,
+        issuer_fee: Rate::parse("0.01", 0)?,
+        ..FeeSchedule::default()
+    })?;
+    Ok(())
+}
+
 /// Account `id` belongs to issuer `participant_of(id)`; in the hot case, 70% of the
 /// traffic goes to accounts of issuer 1.
 fn participant_of(id: u64) -> u64 {
@@ -201,6 +231,9 @@ fn run_case(
     let engine = Engine::start(ledger, config)?;
     let provisioning = Instant::now();
     provision(&engine, accounts)?;
+    if args.fees {
+        charge_fees(&engine)?;
+    }
     eprintln!("  provisioned {accounts} accounts in {:.1} s", provisioning.elapsed().as_secs_f64());
     let meter = CpuMeter::start();
     let Driven { latency, approved, overloaded, seconds } =
@@ -254,6 +287,21 @@ pub(crate) fn drive(
 
     let (reply_tx, reply_rx) = unbounded::<Response>();
     let sink: Arc<dyn ReplySink> = Arc::new(reply_tx);
+    // As the ISO 8583 gateway fills it (what the clearing files carry): every request
+    // carries one to the ledger's journal.
+    let detail = Detail {
+        channel: Channel::Iso8583,
+        mti: Text::new("0200"),
+        processing_code: Text::new("000000"),
+        rrn: Text::new("000100000042"),
+        stan: Text::new("000042"),
+        acquirer_institution: Text::new("10000000001"),
+        terminal: Text::new("TERM0001"),
+        merchant: Text::new("MERCHANT0000001"),
+        mcc: Text::new("5411"),
+        card: MaskedCard::of("4000001234567899"),
+        ..Detail::default()
+    };
     let started = Instant::now();
     // One token per `room_step` answers: past the window, the driver waits for a token
     // before sending the next `room_step` requests. Waking it per answer would cost the
@@ -312,6 +360,7 @@ pub(crate) fn drive(
             entry_mode: EntryMode::Chip,
             card_expiry_yymm: None,
             reference: 0,
+            detail,
             tag: started.elapsed().as_nanos() as u64,
             reply: Arc::clone(&sink),
         });

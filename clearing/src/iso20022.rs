@@ -137,7 +137,14 @@ pub(crate) struct StatementInput<'a> {
     pub opening_minor: i128,
     /// This window's movement (default when the participant did not move).
     pub position: Position,
+    /// The parts of its net that are interchange and the switch's fees (positions.csv's
+    /// columns): reported as the charges of the statement's first entry.
+    pub charges: [i128; 2],
 }
+
+/// `Tp/Prtry/Id` of the charges records of a statement, in the order of
+/// `StatementInput::charges`.
+pub(crate) const CHARGE_TYPES: [&str; 2] = ["INTERCHANGE", "SWITCH-FEES"];
 
 fn balance_xml(
     out: &mut String,
@@ -174,6 +181,8 @@ struct BatchEntry<'a> {
     transaction_code: &'a str,
     count: u64,
     total: u128,
+    /// Interchange and fees included in the window's entries, as signed nets.
+    charges: Option<[i128; 2]>,
 }
 
 fn entry_xml(
@@ -207,7 +216,34 @@ fn entry_xml(
             <Issr>{TRANSACTION_CODE_ISSUER}</Issr>
           </Prtry>
         </BkTxCd>
-        <NtryDtls>
+"
+    );
+    if let Some(charges) = entry.charges {
+        out.push_str("        <Chrgs>\n");
+        for (net, kind) in charges.iter().zip(CHARGE_TYPES) {
+            let amount = xml_amount(net.unsigned_abs(), currency, input.file)?;
+            let indicator = if *net < 0 { DEBIT } else { CREDIT };
+            let _ = write!(
+                out,
+                "          <Rcrd>
+            <Amt Ccy=\"{currency}\">{amount}</Amt>
+            <CdtDbtInd>{indicator}</CdtDbtInd>
+            <ChrgInclInd>true</ChrgInclInd>
+            <Tp>
+              <Prtry>
+                <Id>{kind}</Id>
+                <Issr>{TRANSACTION_CODE_ISSUER}</Issr>
+              </Prtry>
+            </Tp>
+          </Rcrd>
+"
+            );
+        }
+        out.push_str("        </Chrgs>\n");
+    }
+    let _ = write!(
+        out,
+        "        <NtryDtls>
           <Btch>
             <NbOfTxs>{count}</NbOfTxs>
             <TtlAmt Ccy=\"{currency}\">{amount}</TtlAmt>
@@ -277,6 +313,8 @@ pub(crate) fn statement_xml(input: &StatementInput<'_>, hub: &Hub<'_>) -> Result
     balance_xml(&mut out, BALANCE_OPENING, input.opening_minor, input, &date)?;
     balance_xml(&mut out, BALANCE_CLOSING, closing, input, &date)?;
     let position = &input.position;
+    // The charges go with the first entry; none when the window had none.
+    let mut charges = (input.charges != [0, 0]).then_some(input.charges);
     if position.credit_count > 0 {
         let reference = message_id(&format!("W{window}-{CREDIT}"));
         let entry = BatchEntry {
@@ -285,6 +323,7 @@ pub(crate) fn statement_xml(input: &StatementInput<'_>, hub: &Hub<'_>) -> Result
             transaction_code: TRANSACTION_CODE_CREDITS,
             count: position.credit_count,
             total: position.credits,
+            charges: charges.take(),
         };
         entry_xml(&mut out, &entry, input, &date)?;
     }
@@ -296,6 +335,7 @@ pub(crate) fn statement_xml(input: &StatementInput<'_>, hub: &Hub<'_>) -> Result
             transaction_code: TRANSACTION_CODE_DEBITS,
             count: position.debit_count,
             total: position.debits,
+            charges: charges.take(),
         };
         entry_xml(&mut out, &entry, input, &date)?;
     }
@@ -516,6 +556,16 @@ pub(crate) struct ParsedStatement {
     pub participant_ids: Vec<String>,
     pub balances: Vec<ParsedBalance>,
     pub entries: Vec<ParsedEntry>,
+    /// The charges records of all entries.
+    pub charges: Vec<ParsedCharge>,
+}
+
+/// A `Ntry/Chrgs/Rcrd`.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedCharge {
+    pub amount: ParsedAmount,
+    pub indicator: String,
+    pub kind: String,
 }
 
 const STMT: &str = "Document/BkToCstmrStmt/Stmt";
@@ -529,6 +579,7 @@ pub(crate) fn parse_statement(xml: &str) -> Result<ParsedStatement, String> {
                 Some("") => parsed.statements += 1,
                 Some("/Bal") => parsed.balances.push(ParsedBalance::default()),
                 Some("/Ntry") => parsed.entries.push(ParsedEntry::default()),
+                Some("/Ntry/Chrgs/Rcrd") => parsed.charges.push(ParsedCharge::default()),
                 _ => {}
             },
             XmlItem::Leaf { path, currency, text } => {
@@ -569,6 +620,21 @@ pub(crate) fn parse_statement(xml: &str) -> Result<ParsedStatement, String> {
                     "/Ntry/CdtDbtInd" => {
                         if let Some(entry) = parsed.entries.last_mut() {
                             entry.indicator = text;
+                        }
+                    }
+                    "/Ntry/Chrgs/Rcrd/Amt" => {
+                        if let Some(charge) = parsed.charges.last_mut() {
+                            charge.amount = amount();
+                        }
+                    }
+                    "/Ntry/Chrgs/Rcrd/CdtDbtInd" => {
+                        if let Some(charge) = parsed.charges.last_mut() {
+                            charge.indicator = text;
+                        }
+                    }
+                    "/Ntry/Chrgs/Rcrd/Tp/Prtry/Id" => {
+                        if let Some(charge) = parsed.charges.last_mut() {
+                            charge.kind = text;
                         }
                     }
                     "/Ntry/NtryDtls/Btch/NbOfTxs" => {

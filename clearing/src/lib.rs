@@ -9,7 +9,9 @@
 //! | file | for | what |
 //! |---|---|---|
 //! | `positions.csv` | people, spreadsheets | one row per participant and currency: counts, debits, credits, net |
-//! | `transfers.csv` | reconciliation | every transfer of the window, in commit order, streamed from the journal |
+//! | `transfers.csv` | the ledger's view | every transfer of the window, in commit order, streamed from the journal |
+//! | `transactions.csv` | reconciliation | every request answered in the window (approved or declined): message type, RRN, STAN, codes, terminal, merchant, masked card, amounts, rate |
+//! | `transactions-<participant>.csv` | that participant | the rows of `transactions.csv` that name it (as acquirer, issuer or wallet) |
 //! | `camt053-<participant>-<CCY>.xml` | the participant's bank | ISO 20022 camt.053.001.08 statement of its position account |
 //! | `pacs009-<CCY>.xml` | the settlement bank | ISO 20022 pacs.009.001.09 net settlement instructions |
 //! | `manifest.json` | anyone checking | SHA-256 and size of every file, control totals, record counts |
@@ -29,23 +31,28 @@
 //!   balance, so openings and closings of all statements of a currency sum to zero.
 //! - A pacs.009 file is written for each currency in which some net is not zero; it has
 //!   one instruction per participant with a non-zero net.
-//! - References (`user_data_128`, `user_data_64`) are written as hex with any run of 13 or
-//!   more significant digits masked: a card number must never reach a file in clear.
+//! - A card number never reaches a file in clear: the engine masks it (first six, last
+//!   four) before it is journaled, and only `card_masked` holds it. References
+//!   (`user_data_128`, `user_data_64`) are the switch's own (RRN and STAN, ids) and are
+//!   written as plain hex.
 
 mod format;
 mod iso20022;
 mod manifest;
+mod reconcile;
 mod sink;
 mod summary;
 mod text;
+mod transactions;
 mod verify;
 mod write;
 
-pub use format::{POSITIONS_HEADER, TRANSFERS_HEADER};
+pub use format::{POSITIONS_HEADER, TRANSACTIONS_HEADER, TRANSFERS_HEADER};
 pub use manifest::{
-    window_folder_name, CurrencyTotals, FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT,
-    MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSFERS_FILE,
+    participant_transactions_file_name, window_folder_name, CurrencyTotals, FileEntry, Manifest, RecordCounts,
+    MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
+pub use reconcile::{reconcile, Entry as ReconcileEntry, ReconcileError, ReconcileReport, Totals as ReconcileTotals, RECONCILE_LISTED_MAX};
 pub use summary::{summarize, CurrencySummary, ParticipantNet, Summary};
 pub use verify::{verify_folder, VerifyError, VerifyReport};
 pub use write::write_window_files;
@@ -67,6 +74,8 @@ pub struct ClearingConfig {
     /// Participants missing here still get valid files, with a placeholder name and
     /// account id (`ParticipantInfo::placeholder`).
     pub participants: BTreeMap<ParticipantId, ParticipantInfo>,
+    /// The participant that receives the switch's fees (the fee schedule's), if any.
+    pub fee_participant: Option<ParticipantId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,11 +14,14 @@ use std::collections::BTreeMap;
 pub const MANIFEST_FORMAT: &str = "junction-clearing";
 
 /// Bumped whenever a file's layout changes; `verify_folder` refuses other versions.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version 2 (2026-12): `transactions.csv` and each participant's transactions file;
+/// references in `transfers.csv` unmasked.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const POSITIONS_FILE: &str = "positions.csv";
 pub const TRANSFERS_FILE: &str = "transfers.csv";
+pub const TRANSACTIONS_FILE: &str = "transactions.csv";
 
 /// The manifest of one window's clearing folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +41,9 @@ pub struct Manifest {
     pub switch_bic: String,
     /// The bank on whose books net settlement happens (counterparty in pacs.009).
     pub settlement_bank_bic: String,
+    /// The participant that receives the switch's fees, when the switch charges any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_participant: Option<u64>,
     pub records: RecordCounts,
     /// One entry per currency with positions in the window, by currency code.
     pub currencies: Vec<CurrencyTotals>,
@@ -50,6 +56,11 @@ pub struct Manifest {
 pub struct RecordCounts {
     /// Rows of `transfers.csv` (every transfer committed in the window).
     pub transfers: u64,
+    /// Rows of `transactions.csv` (every request answered in the window).
+    pub transactions: u64,
+    /// Rows over all participants' `transactions-<id>.csv` (a row is in the file of each
+    /// participant it names).
+    pub participant_transactions: u64,
     /// Rows of `positions.csv` (participant and currency pairs with a position).
     pub positions: u64,
     /// camt.053 statement files.
@@ -102,6 +113,11 @@ pub(crate) fn window_temp_folder_name(window: u64) -> String {
 
 pub(crate) fn statement_file_name(participant: u64, currency: &str) -> String {
     format!("camt053-{participant}-{currency}.xml")
+}
+
+/// A participant's own transactions: the rows of `transactions.csv` that name it.
+pub fn participant_transactions_file_name(participant: u64) -> String {
+    format!("transactions-{participant}.csv")
 }
 
 pub(crate) fn instruction_file_name(currency: &str) -> String {

@@ -14,6 +14,8 @@ pub struct Summary {
     pub journal_first_seq: u64,
     pub journal_last_seq: u64,
     pub transfers: u64,
+    /// Requests answered in the window (rows of transactions.csv).
+    pub transactions: u64,
     pub currencies: Vec<CurrencySummary>,
     /// By participant, then currency.
     pub participants: Vec<ParticipantNet>,
@@ -38,6 +40,10 @@ pub struct ParticipantNet {
     /// Positive: owed to the participant; negative: it owes.
     pub net: String,
     pub net_minor: i128,
+    /// The net's parts: the payments, interchange and the switch's fees.
+    pub gross: String,
+    pub interchange: String,
+    pub fees: String,
 }
 
 pub fn summarize(path: &Path) -> Result<Summary, VerifyError> {
@@ -51,6 +57,9 @@ pub fn summarize(path: &Path) -> Result<Summary, VerifyError> {
             currency: row.currency.to_string(),
             net: amount_string(row.position.net(), row.currency.exponent()),
             net_minor: row.position.net(),
+            gross: amount_string(row.components[0], row.currency.exponent()),
+            interchange: amount_string(row.components[1], row.currency.exponent()),
+            fees: amount_string(row.components[2], row.currency.exponent()),
         })
         .collect();
     let currencies = manifest
@@ -71,6 +80,7 @@ pub fn summarize(path: &Path) -> Result<Summary, VerifyError> {
         journal_first_seq: manifest.journal_first_seq,
         journal_last_seq: manifest.journal_last_seq,
         transfers: manifest.records.transfers,
+        transactions: manifest.records.transactions,
         currencies,
         participants,
     })
@@ -80,8 +90,8 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "window {} cut off at {} (journal entries {}..={}), {} transfers",
-            self.window, self.cut_off, self.journal_first_seq, self.journal_last_seq, self.transfers
+            "window {} cut off at {} (journal entries {}..={}), {} transactions, {} transfers",
+            self.window, self.cut_off, self.journal_first_seq, self.journal_last_seq, self.transactions, self.transfers
         )?;
         writeln!(f)?;
         writeln!(
@@ -97,9 +107,18 @@ impl fmt::Display for Summary {
             )?;
         }
         writeln!(f)?;
-        writeln!(f, "net positions (+ owed to the participant, - owed by it):")?;
+        writeln!(f, "net positions (+ owed to the participant, - owed by it) = payments + interchange + fees:")?;
+        writeln!(
+            f,
+            "{:>10}  {:<32} {:<3} {:>18} {:>18} {:>14} {:>14}",
+            "id", "participant", "ccy", "net", "payments", "interchange", "fees"
+        )?;
         for p in &self.participants {
-            writeln!(f, "{:>10}  {:<32} {:<3} {:>22}", p.participant, p.name, p.currency, p.net)?;
+            writeln!(
+                f,
+                "{:>10}  {:<32} {:<3} {:>18} {:>18} {:>14} {:>14}",
+                p.participant, p.name, p.currency, p.net, p.gross, p.interchange, p.fees
+            )?;
         }
         Ok(())
     }

@@ -1,21 +1,8 @@
 //! Text formatting and parsing for clearing files, without floats and without allocating
-//! per row: numbers, amounts, hex ids, timestamps, and the masking of card-like digit runs.
+//! per row: numbers, amounts, hex ids and timestamps.
 //!
 //! The writer (`push_*`) and the checker (`parse_*`) live side by side so that a change to
 //! one is seen next to the other.
-
-/// Shortest digit run that could be a card number (ISO/IEC 7812 PANs are 13 to 19 digits).
-/// Runs of at least this many significant digits are masked in references.
-pub(crate) const CARD_NUMBER_DIGITS_MIN: usize = 13;
-
-/// Longest card number. Longer runs are masked too: they may embed a card number.
-pub(crate) const CARD_NUMBER_DIGITS_MAX: usize = 19;
-
-/// Digits left readable at the end of a masked run (PCI DSS allows at most the last four).
-pub(crate) const MASK_KEEP_LAST_DIGITS: usize = 4;
-
-const _: () =
-    assert!(MASK_KEEP_LAST_DIGITS < CARD_NUMBER_DIGITS_MIN && CARD_NUMBER_DIGITS_MIN <= CARD_NUMBER_DIGITS_MAX);
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 const SECONDS_PER_DAY: u64 = 86_400;
@@ -174,46 +161,6 @@ pub(crate) fn push_hex_u64(out: &mut Vec<u8>, value: u64) {
         *slot = HEX_DIGITS[((value >> ((15 - index) * 4)) & 0xf) as usize];
     }
     out.extend_from_slice(&digits);
-}
-
-/// Appends a caller's reference as hex, with any card-like digit run masked.
-pub(crate) fn push_reference_u128(out: &mut Vec<u8>, value: u128) {
-    let mark = out.len();
-    push_hex_u128(out, value);
-    mask_card_like_runs(&mut out[mark..]);
-}
-
-pub(crate) fn push_reference_u64(out: &mut Vec<u8>, value: u64) {
-    let mark = out.len();
-    push_hex_u64(out, value);
-    mask_card_like_runs(&mut out[mark..]);
-}
-
-/// Replaces with `*` every digit of a run of at least `CARD_NUMBER_DIGITS_MIN` significant
-/// digits (leading zeros of the run do not count: zero-padded hex of a small number is
-/// not a card number) except its last `MASK_KEEP_LAST_DIGITS`.
-///
-/// The ledger holds no card numbers, but the engine packs references (RRN, STAN, QR ids)
-/// into `user_data_*`; a packing mistake must not put a PAN into a file in clear.
-pub(crate) fn mask_card_like_runs(text: &mut [u8]) {
-    let mut index = 0;
-    while index < text.len() {
-        if !text[index].is_ascii_digit() {
-            index += 1;
-            continue;
-        }
-        let start = index;
-        while index < text.len() && text[index].is_ascii_digit() {
-            index += 1;
-        }
-        let end = index;
-        let significant = text[start..end].iter().position(|&b| b != b'0').map(|offset| start + offset);
-        if let Some(significant) = significant {
-            if end - significant >= CARD_NUMBER_DIGITS_MIN {
-                text[significant..end - MASK_KEEP_LAST_DIGITS].fill(b'*');
-            }
-        }
-    }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after Howard
@@ -387,19 +334,6 @@ mod tests {
         assert_eq!(timestamp_string(1_735_689_599_999_999_999), "2024-12-31T23:59:59.999999999Z");
         assert_eq!(xml_datetime(1_700_000_000_999_999_999), "2023-11-14T22:13:20+00:00");
         assert_eq!(date_string(1_700_000_000_000_000_000), "2023-11-14");
-    }
-
-    #[test]
-    fn card_like_runs_are_masked_and_padding_is_not() {
-        assert_eq!(text(|o| push_reference_u128(o, 123)), "0000000000000000000000000000007b");
-        assert_eq!(text(|o| push_reference_u128(o, 0x4111_1111_1111_1111)), "0000000000000000************1111");
-        // Twelve significant digits stay readable (an RRN), thirteen do not.
-        assert_eq!(text(|o| push_reference_u64(o, 0x1234_5678_9012)), "0000123456789012");
-        assert_eq!(text(|o| push_reference_u64(o, 0x1_2345_6789_0123)), "000*********0123");
-        assert_eq!(text(|o| push_reference_u128(o, u128::MAX)), "ffffffffffffffffffffffffffffffff");
-        assert_eq!(text(|o| push_hex_short(o, 0)), "0");
-        assert_eq!(text(|o| push_hex_short(o, 0x1f)), "1f");
-        assert_eq!(text(|o| push_hex_short(o, u128::MAX)), "ffffffffffffffffffffffffffffffff");
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Writing a closed window's clearing folder, atomically and reproducibly.
 
-use super::format::{add_movement, TransferKind, POSITIONS_HEADER, TRANSFERS_HEADER};
+use super::format::{
+    add_component, add_movement, Components, TransferKind, POSITIONS_HEADER, TRANSACTIONS_HEADER, TRANSFERS_HEADER,
+};
 use super::iso20022::{self, Hub, NetSettlement, PartyRef, StatementInput};
 use super::manifest::{
     currency_totals, instruction_file_name, statement_file_name, window_folder_name, window_temp_folder_name,
     FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE,
-    TRANSFERS_FILE,
+    TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
 use super::sink::{sync_dir, write_small_file, PipelinedSink};
+use super::transactions::{push_transaction, ParticipantFiles, TRANSACTION_ROW_BYTES_MAX};
 use super::text::{
-    push_amount, push_amount_u64, push_csv_field, push_hex_short, push_hex_u128, push_reference_u128,
-    push_reference_u64, push_timestamp, push_u128, push_u64, timestamp_string,
+    push_amount, push_amount_u64, push_csv_field, push_hex_short, push_hex_u128, push_hex_u64, push_timestamp,
+    push_u128, push_u64, timestamp_string,
 };
 use super::{verify, ClearingConfig, ClearingError, ParticipantInfo};
 use junction_ledger::{
@@ -129,8 +132,8 @@ fn build_folder(
     let window = view.window.0;
     let mut files = Vec::new();
 
-    let (transfers_entry, streamed) = write_transfers(ledger, view, last_seq, dir)?;
-    files.push(transfers_entry);
+    let (journal_files, streamed) = write_journal_files(ledger, view, last_seq, dir)?;
+    files.extend(journal_files);
     check_streamed(view, &streamed)?;
 
     // Everyone the files name, resolved once.
@@ -151,7 +154,7 @@ fn build_folder(
         settlement_bank_bic: &config.settlement_bank_bic,
     };
 
-    files.push(write_positions(view, &parties, dir)?);
+    files.push(write_positions(view, &streamed.components, &parties, dir)?);
 
     for key in &statement_keys {
         let (participant, currency) = *key;
@@ -164,6 +167,7 @@ fn build_folder(
             currency,
             opening_minor: openings.get(key).copied().unwrap_or(0),
             position: view.positions.get(key).copied().unwrap_or_default(),
+            charges: streamed.components.get(key).map_or([0, 0], |parts| [parts[1], parts[2]]),
         };
         let xml = iso20022::statement_xml(&input, &hub)?;
         files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
@@ -199,8 +203,11 @@ fn build_folder(
         switch_name: config.switch_name.clone(),
         switch_bic: config.switch_bic.clone(),
         settlement_bank_bic: config.settlement_bank_bic.clone(),
+        fee_participant: config.fee_participant.map(|p| p.0),
         records: RecordCounts {
             transfers: streamed.transfers,
+            transactions: streamed.transactions,
+            participant_transactions: streamed.participant_transactions,
             positions: view.positions.len() as u64,
             statements: statement_keys.len() as u64,
             settlement_instructions: instructions,
@@ -228,6 +235,10 @@ fn party_ref(parties: &BTreeMap<ParticipantId, ParticipantInfo>, participant: Pa
 /// What streaming the journal saw, to compare with the ledger's own figures.
 struct Streamed {
     transfers: u64,
+    transactions: u64,
+    participant_transactions: u64,
+    /// Each position's net by component (payments, interchange, fees).
+    components: FxHashMap<PositionKey, Components>,
     positions: FxHashMap<PositionKey, Position>,
 }
 
@@ -256,38 +267,74 @@ impl ParticipantCache {
     }
 }
 
-/// Streams the window's transfers from the journal into `transfers.csv`: rows formatted
-/// straight into recycled buffers that a second thread hashes and writes. Memory does
-/// not grow with the window.
-fn write_transfers(
+/// Streams the window's journal into `transfers.csv` (every transfer), `transactions.csv`
+/// (every request answered, from its memo) and each participant's transactions file:
+/// rows formatted straight into recycled buffers that other threads hash and write.
+/// Memory does not grow with the window.
+fn write_journal_files(
     ledger: &Ledger,
     view: &WindowPositions,
     last_seq: u64,
     dir: &Path,
-) -> Result<(FileEntry, Streamed), ClearingError> {
-    let path = dir.join(TRANSFERS_FILE);
-    let mut sink = PipelinedSink::create(dir, TRANSFERS_FILE).map_err(ClearingError::io(&path))?;
-    sink.buffer_with_room(TRANSFERS_HEADER.len())
-        .map_err(ClearingError::io(&path))?
-        .extend_from_slice(TRANSFERS_HEADER.as_bytes());
+) -> Result<(Vec<FileEntry>, Streamed), ClearingError> {
+    let transfers_path = dir.join(TRANSFERS_FILE);
+    let transactions_path = dir.join(TRANSACTIONS_FILE);
+    let mut transfers = PipelinedSink::create(dir, TRANSFERS_FILE).map_err(ClearingError::io(&transfers_path))?;
+    let mut transactions =
+        PipelinedSink::create(dir, TRANSACTIONS_FILE).map_err(ClearingError::io(&transactions_path))?;
+    for (sink, header, path) in [
+        (&mut transfers, TRANSFERS_HEADER, &transfers_path),
+        (&mut transactions, TRANSACTIONS_HEADER, &transactions_path),
+    ] {
+        sink.buffer_with_room(header.len()).map_err(ClearingError::io(path))?.extend_from_slice(header.as_bytes());
+    }
+    let mut participants = ParticipantFiles::new(dir);
     let window = view.window;
     let mut cache = ParticipantCache::new();
-    let mut streamed = Streamed { transfers: 0, positions: FxHashMap::default() };
+    let mut streamed = Streamed {
+        transfers: 0,
+        transactions: 0,
+        participant_transactions: 0,
+        components: FxHashMap::default(),
+        positions: FxHashMap::default(),
+    };
     // The visitor cannot return an error: remember the first and skip the rest.
     let mut failure: Option<ClearingError> = None;
-    ledger.for_each_transfer(view.first_seq, last_seq, |record| {
+    ledger.for_each_batch(view.first_seq, last_seq, |records, details| {
         if failure.is_some() {
             return;
         }
-        if let Err(error) = write_transfer(ledger, window, record, &mut cache, &mut sink, &path, &mut streamed) {
+        let written = records
+            .iter()
+            .try_for_each(|record| {
+                write_transfer(ledger, window, record, &mut cache, &mut transfers, &transfers_path, &mut streamed)
+            })
+            .and_then(|()| {
+                details.iter().try_for_each(|detail| {
+                    let row = transactions
+                        .buffer_with_room(TRANSACTION_ROW_BYTES_MAX)
+                        .map_err(ClearingError::io(&transactions_path))?;
+                    let start = row.len();
+                    let named = push_transaction(row, detail, records, window.0)?;
+                    streamed.transactions += 1;
+                    let named_count = participants.append(&row[start..], &named)?;
+                    streamed.participant_transactions += named_count;
+                    Ok(())
+                })
+            });
+        if let Err(error) = written {
             failure = Some(error);
         }
     })?;
     if let Some(error) = failure {
         return Err(error);
     }
-    let entry = sink.finish().map_err(ClearingError::io(&path))?;
-    Ok((entry, streamed))
+    let mut entries = vec![
+        transfers.finish().map_err(ClearingError::io(&transfers_path))?,
+        transactions.finish().map_err(ClearingError::io(&transactions_path))?,
+    ];
+    entries.extend(participants.finish()?);
+    Ok((entries, streamed))
 }
 
 fn write_transfer(
@@ -349,14 +396,15 @@ fn write_transfer(
     row.push(b',');
     push_u64(row, transfer.amount);
     row.push(b',');
-    push_reference_u128(row, transfer.user_data_128);
+    push_hex_u128(row, transfer.user_data_128);
     row.push(b',');
-    push_reference_u64(row, transfer.user_data_64);
+    push_hex_u64(row, transfer.user_data_64);
     row.push(b'\n');
 
     streamed.transfers += 1;
     if kind.moves_money() {
         add_movement(&mut streamed.positions, debtor, creditor, currency, transfer.amount);
+        add_component(&mut streamed.components, debtor, creditor, currency, transfer.code, transfer.amount);
     }
     Ok(())
 }
@@ -402,6 +450,7 @@ fn check_streamed(view: &WindowPositions, streamed: &Streamed) -> Result<(), Cle
 
 fn write_positions(
     view: &WindowPositions,
+    components: &FxHashMap<PositionKey, Components>,
     parties: &BTreeMap<ParticipantId, ParticipantInfo>,
     dir: &Path,
 ) -> Result<FileEntry, ClearingError> {
@@ -433,6 +482,11 @@ fn write_positions(
             out.push(b'-');
         }
         push_u128(&mut out, net.unsigned_abs());
+        let parts = components.get(&(*participant, *currency)).copied().unwrap_or_default();
+        for part in parts {
+            out.push(b',');
+            push_amount(&mut out, part, exponent);
+        }
         out.push(b'\n');
     }
     write_small_file(dir, POSITIONS_FILE, &out).map_err(ClearingError::io(dir.join(POSITIONS_FILE)))

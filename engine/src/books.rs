@@ -36,6 +36,15 @@ pub const TRANSFER_CODE_HOSTED_COMPLETION: u16 = 12;
 pub const TRANSFER_CODE_STAND_IN_PURCHASE: u16 = 13;
 pub const TRANSFER_CODE_STAND_IN_REFUND: u16 = 14;
 pub const TRANSFER_CODE_STAND_IN_AUTHORIZATION: u16 = 15;
+/// Interchange between acquirers and issuers, netted per journal entry (`fees.rs`).
+pub const TRANSFER_CODE_INTERCHANGE: u16 = 16;
+/// The switch's fees, netted per journal entry (`fees.rs`).
+pub const TRANSFER_CODE_SWITCH_FEE: u16 = 17;
+
+/// Whether a transfer code is a fee's (interchange or the switch's).
+pub fn is_fee(code: u16) -> bool {
+    matches!(code, TRANSFER_CODE_INTERCHANGE | TRANSFER_CODE_SWITCH_FEE)
+}
 
 /// Whether a transfer code is one the switch booked standing in for an issuer.
 pub fn is_stand_in(code: u16) -> bool {

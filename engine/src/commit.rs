@@ -56,7 +56,12 @@ pub(crate) fn commit_loop(
         }
         let parts: Vec<CommandPart<'_>> = batches
             .iter()
-            .map(|batch| CommandPart { transfers: &batch.transfers, commands: &batch.commands })
+            .map(|batch| CommandPart {
+                transfers: &batch.transfers,
+                commands: &batch.commands,
+                memos: &batch.memos,
+                charges: &batch.charges,
+            })
             .collect();
         let ticket = ledger.submit_commands(&parts);
         if completion.send(InFlight { ticket, batches }).is_err() {

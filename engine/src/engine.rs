@@ -5,11 +5,13 @@
 //! touches RocksDB itself) and reloaded on start, so a restarted switch knows its
 //! participants, cards and limits again.
 
+use crate::detail::Text;
 use crate::books::{is_stand_in, participant_account, participant_of_account, TRANSFER_CODE_OPENING_BALANCE};
 use crate::codes::DeclineReason;
 use crate::commit;
 use crate::completion;
 use crate::faults::{Faults, Stage};
+use crate::fees::{FeeSchedule, FeeScheduleSpec};
 use crate::headroom::CapPool;
 use crate::hosted::{decline_of_refusal, Claim, InFlight};
 use crate::messages::content_hash;
@@ -21,13 +23,14 @@ use crate::model::{
     Response, TokenSpec, VelocityLimits,
 };
 use crate::provisioning::{
-    decode_card, decode_participant, encode_card, encode_participant, meta_key, META_BIN_ROUTES, META_CARD,
+    decode_card, decode_participant, encode_card, encode_participant, meta_key, META_BIN_ROUTES, META_CARD, META_FEES,
     META_PARTICIPANT, META_SEALED_PAN,
 };
 use crate::routing::{BinRoute, BinRoutes, BinTable, RouteTarget};
 use crate::shard::Shard;
 use crate::stats::EngineStats;
 use crate::vault::{CardEntry, Directory, DirectoryError, Vault, VaultKeyTooShort};
+use arc_swap::ArcSwap;
 use crossbeam::channel::{bounded, Sender, TrySendError};
 use junction_ledger::{
     Account, AccountError, AccountFlags, AccountId, AccountKind, AccountUpdate, CommandOutcome, Currency, DebitLimits,
@@ -36,7 +39,7 @@ use junction_ledger::{
 };
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -119,6 +122,8 @@ pub struct Engine {
     routes: BinRoutes,
     /// Requests out at issuers' hosts, with the copies waiting for them (`hosted.rs`).
     hosted: Arc<InFlight>,
+    /// The fee schedule, read by the shards on every payment (`fees.rs`).
+    fees: Arc<ArcSwap<FeeSchedule>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -139,6 +144,7 @@ impl Engine {
         let vault = Vault::new(&config.vault_key)?;
         let caps = Arc::new(CapPool::new());
         let faults = Arc::new(Faults::default());
+        let fees: Arc<ArcSwap<FeeSchedule>> = Arc::default();
         // Slots: one per shard, one for the completion stage, one for the front door.
         let stats = Arc::new(EngineStats::new(config.shards + 2));
         let (commit_tx, commit_rx) = bounded(COMMIT_QUEUE_DEPTH_MAX);
@@ -157,6 +163,7 @@ impl Engine {
                 Arc::clone(&caps),
                 Arc::clone(&stats),
                 Arc::clone(&faults),
+                Arc::clone(&fees),
             );
             threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
             shard_senders.push(shard_tx);
@@ -196,6 +203,7 @@ impl Engine {
             front_slot: config.shards + 1,
             faults,
             routes: BinRoutes::default(),
+            fees,
             hosted: Arc::new(InFlight::default()),
         };
         engine.reload()?;
@@ -298,6 +306,58 @@ impl Engine {
     }
 
     // ---- the issuer-host path (hosted.rs) -------------------------------------------
+
+    /// The fee schedule in force.
+    pub fn fee_schedule(&self) -> Arc<FeeSchedule> {
+        self.fees.load_full()
+    }
+
+    /// Puts a schedule in force without recording it (the empty one a switch without
+    /// fees starts with, which still knows the participants' countries).
+    pub fn install_fee_schedule(&self, schedule: FeeSchedule) {
+        self.fees.store(Arc::new(schedule));
+    }
+
+    /// Replaces the fee schedule, durably; it applies to the next payment. Its switch
+    /// participant must exist, with a position account in every currency of the others
+    /// (fees are charged in the payment's currency).
+    pub fn set_fee_schedule(&self, schedule: FeeSchedule) -> Result<(), EngineError> {
+        let _admin = self.admin.lock();
+        if let Some(switch) = schedule.switch_participant {
+            let participants = self.participants.read();
+            let Some(spec) = participants.get(&switch) else {
+                return Err(EngineError::UnknownParticipant(switch));
+            };
+            let own: BTreeSet<Currency> = spec.net_debit_caps.iter().map(|(c, _)| *c).collect();
+            let needed: BTreeSet<Currency> =
+                participants.values().flat_map(|p| p.net_debit_caps.iter().map(|(c, _)| *c)).collect();
+            if let Some(missing) = needed.difference(&own).next() {
+                return Err(EngineError::Config(format!(
+                    "fees: the switch participant {} has no {missing} position (give it a net debit cap in {missing})",
+                    switch.0
+                )));
+            }
+        }
+        let record = serde_json::to_vec(&schedule.to_spec()).map_err(|e| EngineError::Config(e.to_string()))?;
+        self.ledger.put_metadata(&[(vec![META_FEES], record)])?;
+        self.fees.store(Arc::new(schedule));
+        Ok(())
+    }
+
+    /// The fee schedule kept in the ledger's metadata, with `countries` (from the
+    /// participants' BICs), if one was ever set.
+    pub fn stored_fee_schedule(
+        &self,
+        countries: BTreeMap<ParticipantId, [u8; 2]>,
+    ) -> Result<Option<FeeSchedule>, EngineError> {
+        let mut spec = None;
+        self.ledger.scan_metadata(&[META_FEES], |_, value| spec = Some(serde_json::from_slice::<FeeScheduleSpec>(value)))?;
+        match spec {
+            None => Ok(None),
+            Some(Err(e)) => Err(EngineError::Metadata(format!("the fee schedule record: {e}"))),
+            Some(Ok(spec)) => spec.to_schedule(countries).map(Some).map_err(|e| EngineError::Config(e.to_string())),
+        }
+    }
 
     /// The BIN route of a card number, if one matches.
     pub fn route(&self, pan: &str) -> Option<RouteTarget> {
@@ -785,7 +845,7 @@ impl Engine {
             *reserved.entry(cap).or_default() -= i128::from(hold.amount);
             let expires_at_s = if hold.expires_at == 0 { u64::MAX } else { hold.expires_at / 1_000_000_000 };
             let shard = self.shard_of(hold.debit_account.0, shards.len());
-            per_shard[shard].push((RequestKey(id.0), HeldReservation { cap, amount: hold.amount, expires_at_s }));
+            per_shard[shard].push((RequestKey(id.0), HeldReservation { cap, amount: hold.amount, expires_at_s, rrn: Text::default() }));
         }
         self.caps.give_back_all(&reserved);
         for (shard, holds) in shards.iter().zip(per_shard) {

@@ -19,9 +19,9 @@
 //!    table `LATE_ANSWER_RULES`.
 
 use crate::codes::{DeclineReason, ResponseCode};
-use crate::model::{Operation, RequestKey, Response};
+use crate::model::{auth_code, Operation, RequestKey, Response};
 use crate::routing::StandInLimits;
-use junction_ledger::ParticipantId;
+use junction_ledger::{CommandOutcome, ParticipantId};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
@@ -154,6 +154,18 @@ pub fn decline_of_refusal(refusal: u16) -> (ResponseCode, DeclineReason) {
     }
     let reason = DeclineReason::from_id(refusal).unwrap_or(DeclineReason::SystemError);
     (reason.code(), reason)
+}
+
+/// The response code and authorization code a command's ledger answer was given with
+/// (what the clearing files show for it): an approval's code as `Response::approved`
+/// derives it, a decline's code as `Engine::answered` maps it.
+pub fn answer_codes(outcome: CommandOutcome) -> (ResponseCode, Option<[u8; 6]>) {
+    match outcome {
+        CommandOutcome::Committed { reference, .. } => (ResponseCode::Approved, Some(auth_code(reference))),
+        CommandOutcome::Failed(error) => (DeclineReason::from_ledger(error).code(), None),
+        CommandOutcome::Refused(refusal) => (decline_of_refusal(refusal).0, None),
+        CommandOutcome::Conflict => (DeclineReason::DuplicateConflict.code(), None),
+    }
 }
 
 /// Most requests out at issuers at once (each holds its waiting copies).

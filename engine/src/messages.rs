@@ -7,12 +7,14 @@
 //!                                    +------------------ Feedback ----------------+
 //! ```
 
+use crate::detail::Text;
+use crate::fees::Charges;
 use crate::codes::DeclineReason;
 use crate::model::{AccountSpec, AccountStatus, Request, RequestKey};
 use crate::vault::CardEntry;
 use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::{
-    AccountId, Command, CommandResult, LedgerError, PositionKey, Ticket, Transfer, TransferFlags, TransferId,
+    AccountId, Charge, Command, CommandResult, LedgerError, Memo, PositionKey, Ticket, Transfer, TransferFlags, TransferId,
     BATCH_TRANSFERS_MAX,
 };
 use std::hash::{Hash, Hasher};
@@ -96,6 +98,9 @@ pub(crate) struct HeldReservation {
     pub cap: PositionKey,
     pub amount: u64,
     pub expires_at_s: u64,
+    /// The authorization's RRN, for its completion's or void's clearing row (empty for a
+    /// hold restored at start: looked up in the ledger then).
+    pub rrn: Text<12>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,12 +148,23 @@ pub(crate) struct CommitBatch {
     pub shard: usize,
     pub transfers: Vec<Transfer>,
     pub commands: Vec<Command>,
+    /// One per command: its request's `Detail`, for the clearing files.
+    pub memos: Vec<Memo>,
+    /// The commands' charges (their fees), consecutive in command order.
+    pub charges: Vec<Charge>,
     pub pending: Vec<Pending>,
 }
 
 impl CommitBatch {
     pub fn new(shard: usize) -> CommitBatch {
-        CommitBatch { shard, transfers: Vec::new(), commands: Vec::new(), pending: Vec::new() }
+        CommitBatch {
+            shard,
+            transfers: Vec::new(),
+            commands: Vec::new(),
+            memos: Vec::new(),
+            charges: Vec::new(),
+            pending: Vec::new(),
+        }
     }
 
     /// Adds an approved request's transfers; more than one are linked into an
@@ -160,6 +176,12 @@ impl CommitBatch {
     /// `push`, answered with `reference` instead of the first transfer's folded id (an
     /// issuer's authorization code, `model::issuer_reference`).
     pub fn push_with_reference(&mut self, transfers: &[Transfer], pending: Pending, reference: u64) {
+        self.push_charged(transfers, pending, reference, &Charges::default());
+    }
+
+    /// `push_with_reference`, with the fees the request books if it commits (the
+    /// request's detail already says them).
+    pub fn push_charged(&mut self, transfers: &[Transfer], pending: Pending, reference: u64, charges: &Charges) {
         assert!(!transfers.is_empty() && transfers.len() <= TRANSFERS_PER_REQUEST_MAX);
         let last = transfers.len() - 1;
         for (index, transfer) in transfers.iter().enumerate() {
@@ -175,7 +197,10 @@ impl CommitBatch {
             transfers: transfers.len() as u32,
             refusal: 0,
             reference,
+            charges: charges.len() as u32,
         });
+        self.charges.extend(charges.iter());
+        self.memos.push(pending.request.detail.to_memo());
         self.pending.push(pending);
     }
 
@@ -193,7 +218,12 @@ impl CommitBatch {
             transfers: 0,
             refusal,
             reference: 0,
+            charges: 0,
         });
+        let mut detail = request.detail;
+        // A decline books no fees, whatever was computed before it was declined.
+        (detail.interchange, detail.acquirer_fee, detail.payer_fee) = (0, 0, 0);
+        self.memos.push(detail.to_memo());
         self.pending.push(Pending { reserved, ..Pending::refused(request) });
     }
 }

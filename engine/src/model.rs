@@ -2,6 +2,7 @@
 //! requests and responses that flow through the pipeline.
 
 use crate::codes::{DeclineReason, ResponseCode};
+use crate::detail::Detail;
 use crate::hosted::HostedBooking;
 use junction_ledger::{AccountId, Currency, ParticipantId, TransferId, COMMAND_REFERENCE_BIT};
 use std::sync::Arc;
@@ -13,6 +14,9 @@ pub enum Role {
     Acquirer,
     Wallet,
     FxProvider,
+    /// The switch's own participant: it receives the switch's fees (`fees.rs`) and sends
+    /// no traffic.
+    Switch,
 }
 
 /// A participant as provisioned. Keys are held by the gateways, not here.
@@ -268,6 +272,8 @@ pub struct Request {
     pub card_expiry_yymm: Option<u16>,
     /// References kept with the transfer (RRN/STAN), packed by the gateway.
     pub reference: u128,
+    /// What the clearing files say of the request (message type, terminal, masked card).
+    pub detail: Detail,
     /// Echoed in the response so the gateway can match it to its connection's request.
     pub tag: u64,
     pub reply: Arc<dyn ReplySink>,

@@ -14,6 +14,8 @@ pub(crate) const META_CARD: u8 = b'c';
 pub(crate) const META_SEALED_PAN: u8 = b'f';
 /// The BIN table, as one JSON record.
 pub(crate) const META_BIN_ROUTES: u8 = b'b';
+/// The fee schedule (`fees.rs`), as JSON of its `FeeScheduleSpec`.
+pub(crate) const META_FEES: u8 = b'$';
 
 pub(crate) fn meta_key(tag: u8, id: u128) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);

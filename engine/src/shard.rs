@@ -23,12 +23,14 @@ use crate::books::{
     TRANSFER_CODE_FX_LEG, TRANSFER_CODE_HOSTED_AUTHORIZATION, TRANSFER_CODE_HOSTED_COMPLETION,
     TRANSFER_CODE_HOSTED_PURCHASE, TRANSFER_CODE_HOSTED_REFUND, TRANSFER_CODE_PURCHASE, TRANSFER_CODE_QR_PAYMENT,
     TRANSFER_CODE_REFUND, TRANSFER_CODE_REVERSAL, TRANSFER_CODE_STAND_IN_AUTHORIZATION,
-    TRANSFER_CODE_STAND_IN_PURCHASE, TRANSFER_CODE_STAND_IN_REFUND,
+    TRANSFER_CODE_STAND_IN_PURCHASE, TRANSFER_CODE_STAND_IN_REFUND, TRANSFER_CODE_INTERCHANGE, TRANSFER_CODE_SWITCH_FEE,
 };
 use crate::clock;
 use crate::codes::DeclineReason;
 use crate::faults::{Faults, Stage};
 use crate::headroom::{CapPool, LocalHeadroom};
+use crate::detail::{rrn_of_reference, Detail, Text};
+use crate::fees::{Charges, Direction, FeeSchedule};
 use crate::hosted::{forwarded_reference, refusal_of_issuer_code, HostedBooking, HostedDecision, HostedKind};
 use crate::messages::{
     CommitBatch, Feedback, HeldReservation, HoldFeedback, Pending, ShardMessage, ShardQueues, SHARD_BURST_MAX,
@@ -41,7 +43,10 @@ use crate::stats::EngineStats;
 use crate::vault::{is_expired, CardEntry};
 use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::memory::BigMap;
-use junction_ledger::{AccountId, Currency, Ledger, ParticipantId, Transfer, TransferFlags, TransferId};
+use arc_swap::ArcSwap;
+use junction_ledger::{
+    AccountId, Charge, CommandOutcome, Currency, Ledger, ParticipantId, Transfer, TransferFlags, TransferId,
+};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -120,6 +125,8 @@ pub(crate) struct Shard {
     pub caps: Arc<CapPool>,
     pub stats: Arc<EngineStats>,
     faults: Arc<Faults>,
+    /// The fee schedule in force (`fees.rs`), swapped whole by the admin side.
+    fees: Arc<ArcSwap<FeeSchedule>>,
     accounts: BigMap<AccountId, AuthAccount>,
     /// Stand-in approvals per card of hosted issuers (cards of a shard: routed by card).
     stand_in: FxHashMap<PanKey, StandInDay>,
@@ -143,6 +150,7 @@ impl Shard {
         caps: Arc<CapPool>,
         stats: Arc<EngineStats>,
         faults: Arc<Faults>,
+        fees: Arc<ArcSwap<FeeSchedule>>,
     ) -> Shard {
         let ShardQueues { input, feedback, commit } = queues;
         Shard {
@@ -154,6 +162,7 @@ impl Shard {
             caps,
             stats,
             faults,
+            fees,
             accounts: BigMap::default(),
             holds: FxHashMap::default(),
             hold_expiries: BTreeSet::new(),
@@ -308,7 +317,7 @@ impl Shard {
     /// commit batch or was answered; Err: decline it with this reason.
     fn authorize(
         &mut self,
-        request: Request,
+        mut request: Request,
         card: Option<CardEntry>,
         now: Now,
         batch: &mut CommitBatch,
@@ -330,6 +339,7 @@ impl Shard {
         let Some(account) = self.accounts.get_mut(&account_id) else {
             return Err((request, DeclineReason::UnknownCard));
         };
+        request.detail.issuer = account.participant.0;
         // 3. Device token: its domain and its own expiry. (The directory knows whether a
         // number is a token; the gateway need not.)
         let follow_up = matches!(request.operation, Operation::Complete { .. } | Operation::Reverse { .. });
@@ -409,13 +419,20 @@ impl Shard {
                     transfer.timeout_s = AUTH_HOLD_TIMEOUT_S;
                     transfer.code = TRANSFER_CODE_AUTHORIZATION;
                     let expires_at_s = now.unix_s + u64::from(AUTH_HOLD_TIMEOUT_S);
-                    self.holds.insert(request.key, HeldReservation { cap, amount: request.amount, expires_at_s });
+                    let rrn = request.detail.rrn;
+                    self.holds.insert(request.key, HeldReservation { cap, amount: request.amount, expires_at_s, rrn });
                     self.hold_expiries.insert((expires_at_s, request.key));
                 } else {
                     transfer.code = TRANSFER_CODE_PURCHASE;
                 }
                 let creditor = (!hold && request.acquirer != participant).then_some((request.acquirer, currency));
-                batch.push(
+                // A hold pays its fees when it is completed.
+                let charges = if hold {
+                    Charges::default()
+                } else {
+                    self.card_fees(&mut request, participant, currency, transfer.amount, Direction::Pay)
+                };
+                batch.push_charged(
                     &[transfer],
                     Pending {
                         request,
@@ -425,6 +442,8 @@ impl Shard {
                         hold: hold.then_some(RequestKey(transfer.id.0)),
                         stood_in: false,
                     },
+                    0,
+                    &charges,
                 );
                 Ok(())
             }
@@ -439,10 +458,12 @@ impl Shard {
                 if let Some(hold) = held {
                     self.hold_expiries.remove(&(hold.expires_at_s, original));
                 }
+                request.detail.original_rrn = self.original_rrn(held, TransferId(original.0));
                 let posted = if request.amount == 0 { held.map_or(0, |h| h.amount) } else { request.amount };
                 let release = held.map(|h| (h.cap, h.amount.saturating_sub(posted)));
                 let creditor = (request.acquirer != participant).then_some(((request.acquirer, currency), posted));
-                batch.push(
+                let charges = self.card_fees(&mut request, participant, currency, posted, Direction::Pay);
+                batch.push_charged(
                     &[transfer],
                     Pending {
                         request,
@@ -452,6 +473,8 @@ impl Shard {
                         hold: None,
                         stood_in: false,
                     },
+                    0,
+                    &charges,
                 );
                 Ok(())
             }
@@ -476,7 +499,8 @@ impl Shard {
                 transfer.code = TRANSFER_CODE_REFUND;
                 transfer.user_data_128 = request.reference;
                 let creditor = (request.acquirer != participant).then_some(((participant, currency), transfer.amount));
-                batch.push(
+                let charges = self.card_fees(&mut request, participant, currency, transfer.amount, Direction::Refund);
+                batch.push_charged(
                     &[transfer],
                     Pending {
                         request,
@@ -486,6 +510,8 @@ impl Shard {
                         hold: None,
                         stood_in: false,
                     },
+                    0,
+                    &charges,
                 );
                 Ok(())
             }
@@ -495,7 +521,7 @@ impl Shard {
     /// A payment between participants' positions (QR): cap, then one or two linked legs.
     fn payment(
         &mut self,
-        request: Request,
+        mut request: Request,
         payee: AccountId,
         fx: Option<FxLeg>,
         batch: &mut CommitBatch,
@@ -565,9 +591,23 @@ impl Shard {
             ],
         };
         let reserved = [Some((cap, first.amount)), provider_cap];
-        batch.push(
+        // A QR refund (it names the payment it refunds) books no fees: they were the
+        // payment's.
+        let charges = if request.detail.original_rrn.is_empty() {
+            let charges = self.fees.load().qr_charges(
+                (payer, request.currency, request.amount),
+                (payee_participant, credit_currency, credit_amount),
+            );
+            self.note_fees(&mut request.detail, &charges, participant_account(payee_participant, credit_currency));
+            charges
+        } else {
+            Charges::default()
+        };
+        batch.push_charged(
             &legs[..count],
             Pending { request, reserved, credit, release_on_success: None, hold: None, stood_in: false },
+            0,
+            &charges,
         );
         Ok(())
     }
@@ -577,12 +617,13 @@ impl Shard {
     /// refusal with the issuer's own code. See `hosted.rs`.
     fn hosted(
         &mut self,
-        request: Request,
+        mut request: Request,
         booking: HostedBooking,
         now: Now,
         batch: &mut CommitBatch,
     ) -> Result<(), (Request, DeclineReason)> {
         let currency = request.currency;
+        request.detail.issuer = booking.issuer.0;
         let payer = if booking.kind.issuer_pays() { booking.issuer } else { request.acquirer };
         let reserved = [(booking.reserved > 0).then_some(((payer, currency), booking.reserved)), None];
         let mut stood_in = false;
@@ -599,6 +640,7 @@ impl Shard {
             }
             HostedDecision::StandIn { limits } => {
                 stood_in = true;
+                request.detail.stood_in = true;
                 // Completing or reversing what was approved is never refused for limits.
                 let limited =
                     matches!(booking.kind, HostedKind::Purchase | HostedKind::Refund | HostedKind::Authorization);
@@ -638,7 +680,8 @@ impl Shard {
                 transfer.code = code(TRANSFER_CODE_HOSTED_AUTHORIZATION, TRANSFER_CODE_STAND_IN_AUTHORIZATION);
                 let expires_at_s = now.unix_s + u64::from(AUTH_HOLD_TIMEOUT_S);
                 let cap = (booking.issuer, currency);
-                self.holds.insert(request.key, HeldReservation { cap, amount: request.amount, expires_at_s });
+                let rrn = request.detail.rrn;
+                self.holds.insert(request.key, HeldReservation { cap, amount: request.amount, expires_at_s, rrn });
                 self.hold_expiries.insert((expires_at_s, request.key));
                 (transfer, None, None, Some(request.key))
             }
@@ -651,6 +694,7 @@ impl Shard {
                 if let Some(hold) = held {
                     self.hold_expiries.remove(&(hold.expires_at_s, original));
                 }
+                request.detail.original_rrn = self.original_rrn(held, transfer.pending_id);
                 let posted = if request.amount == 0 { held.map_or(0, |h| h.amount) } else { request.amount };
                 let release = held.map(|h| (h.cap, h.amount.saturating_sub(posted)));
                 (transfer, Some(((request.acquirer, currency), posted)), release, None)
@@ -662,6 +706,7 @@ impl Shard {
                     self.hold_expiries.remove(&(hold.expires_at_s, original));
                 }
                 if held.is_some() || self.ledger.is_pending(obligation) {
+                    request.detail.original_rrn = self.original_rrn(held, obligation);
                     let mut void = Transfer::new(RequestKey::derive_from(original, "void").0, 0, 0, 0, currency);
                     void.flags = TransferFlags::VOID_PENDING;
                     void.pending_id = obligation;
@@ -673,6 +718,7 @@ impl Shard {
                         Ok(None) => return Err((request, DeclineReason::OriginalNotFound)),
                         Err(_) => return Err((request, DeclineReason::LedgerUnavailable)),
                     };
+                    request.detail.original_rrn = rrn_of_reference(record.user_data_128);
                     let mut reversal = Transfer::new(
                         RequestKey::derive_from(original, "reversal").0,
                         record.credit_account.0,
@@ -690,10 +736,115 @@ impl Shard {
         if matches!(booking.kind, HostedKind::Purchase | HostedKind::Refund | HostedKind::Authorization) {
             transfer.user_data_64 = forwarded_reference(booking.forwarded_stan);
         }
+        let charges = match booking.kind {
+            HostedKind::Purchase | HostedKind::Completion { .. } if transfer.amount > 0 || request.amount > 0 => {
+                let amount = if transfer.amount > 0 { transfer.amount } else { request.amount };
+                self.card_fees(&mut request, booking.issuer, currency, amount, Direction::Pay)
+            }
+            HostedKind::Refund => self.card_fees(&mut request, booking.issuer, currency, transfer.amount, Direction::Refund),
+            HostedKind::Reversal { original } if !transfer.flags.contains(TransferFlags::VOID_PENDING) => {
+                self.reversal_fees(&mut request, TransferId(original.0))
+            }
+            _ => Charges::default(),
+        };
         let reference = auth_code.map_or(0, issuer_reference);
         let pending = Pending { request, reserved, credit: [credit, None], release_on_success, hold, stood_in };
-        batch.push_with_reference(&[transfer], pending, reference);
+        batch.push_charged(&[transfer], pending, reference, &charges);
         Ok(())
+    }
+
+    /// A card payment's fees under the schedule in force, noted in its detail; the
+    /// charges it books if it commits.
+    fn card_fees(
+        &self,
+        request: &mut Request,
+        issuer: ParticipantId,
+        currency: Currency,
+        amount: u64,
+        direction: Direction,
+    ) -> Charges {
+        let schedule = self.fees.load();
+        let fees = schedule.card(request.acquirer, issuer, request.detail.mcc.as_str(), amount);
+        let charges = schedule.card_charges(fees, request.acquirer, issuer, currency, direction);
+        self.note_fees(&mut request.detail, &charges, participant_account(request.acquirer, currency));
+        charges
+    }
+
+    /// What a reversal gives back: exactly the charges its original booked, as the
+    /// original's journaled detail says them (none when it booked none, or when its
+    /// detail cannot be read: a reversal is never refused for its fees).
+    fn reversal_fees(&self, request: &mut Request, original: TransferId) -> Charges {
+        let Ok(Some((record, Some(detail)))) = self.ledger.transfer_with_detail(original, original) else {
+            return Charges::default();
+        };
+        let Ok(paid) = Detail::from_memo(&detail.memo) else { return Charges::default() };
+        if !matches!(detail.outcome(), Some(CommandOutcome::Committed { .. })) {
+            return Charges::default();
+        }
+        let acquirer = ParticipantId(paid.acquirer);
+        let issuer = ParticipantId(paid.issuer);
+        let schedule = self.fees.load();
+        let currency = record.transfer.currency;
+        // The original's own amounts, turned around: what flowed one way flows back.
+        let mut charges = Charges::default();
+        let switch = schedule.switch_participant.unwrap_or(ParticipantId(0));
+        let legs = [
+            (acquirer, issuer, paid.interchange, TRANSFER_CODE_INTERCHANGE),
+            (acquirer, switch, paid.acquirer_fee, TRANSFER_CODE_SWITCH_FEE),
+            (issuer, switch, paid.payer_fee, TRANSFER_CODE_SWITCH_FEE),
+        ];
+        for (from, to, amount, code) in legs {
+            if amount == 0 || from == to || from.0 == 0 || to.0 == 0 {
+                continue;
+            }
+            // `amount` > 0 flowed from -> to: it comes back to -> from; < 0 the other way.
+            let (debit, credit) = if amount > 0 { (to, from) } else { (from, to) };
+            charges.push(Charge {
+                debit: participant_account(debit, currency),
+                credit: participant_account(credit, currency),
+                currency,
+                amount: amount.unsigned_abs(),
+                code,
+            });
+        }
+        request.detail.interchange = -paid.interchange;
+        request.detail.acquirer_fee = -paid.acquirer_fee;
+        request.detail.payer_fee = -paid.payer_fee;
+        charges
+    }
+
+    /// Writes a payment's charges into its detail, signed from the acquirer's side
+    /// (`acquirer_account`): interchange it pays (+) or receives back (-), its own fee,
+    /// and the other side's fee (the issuer's or the wallet's).
+    fn note_fees(&self, detail: &mut Detail, charges: &Charges, acquirer_account: AccountId) {
+        let (mut interchange, mut acquirer_fee, mut payer_fee) = (0i64, 0i64, 0i64);
+        for charge in charges.iter() {
+            let amount = i64::try_from(charge.amount).unwrap_or(i64::MAX);
+            if charge.code == TRANSFER_CODE_INTERCHANGE {
+                interchange += if charge.debit == acquirer_account { amount } else { -amount };
+            } else if charge.debit == acquirer_account {
+                acquirer_fee += amount;
+            } else if charge.credit == acquirer_account {
+                acquirer_fee -= amount;
+            } else if participant_of_account(charge.debit) == self.fees.load().switch_participant {
+                payer_fee -= amount;
+            } else {
+                payer_fee += amount;
+            }
+        }
+        (detail.interchange, detail.acquirer_fee, detail.payer_fee) = (interchange, acquirer_fee, payer_fee);
+    }
+
+    /// The RRN of the authorization a completion or void resolves: kept with its hold, or
+    /// (a hold restored at start) read from the hold's transfer in the ledger.
+    fn original_rrn(&self, held: Option<HeldReservation>, hold_id: TransferId) -> Text<12> {
+        match held {
+            Some(hold) if !hold.rrn.is_empty() => hold.rrn,
+            _ => match self.ledger.transfer(hold_id) {
+                Ok(Some(record)) => rrn_of_reference(record.transfer.user_data_128),
+                _ => Text::default(),
+            },
+        }
     }
 
     /// The stand-in limits of a card's route, against the card's stand-in approvals of the
@@ -730,7 +881,7 @@ impl Shard {
     /// derived from the original, so two reversals of one original move money once.
     fn reverse(
         &mut self,
-        request: Request,
+        mut request: Request,
         account_id: AccountId,
         participant: ParticipantId,
         currency: Currency,
@@ -756,6 +907,7 @@ impl Shard {
                 self.holds.remove(&original);
                 self.hold_expiries.remove(&(hold.expires_at_s, original));
             }
+            request.detail.original_rrn = self.original_rrn(held, TransferId(original.0));
             batch.push(
                 &[void],
                 Pending {
@@ -775,6 +927,7 @@ impl Shard {
             Err(_) => return Err((request, DeclineReason::LedgerUnavailable)),
         };
         let original_transfer = record.transfer;
+        request.detail.original_rrn = rrn_of_reference(original_transfer.user_data_128);
         if original_transfer.flags.contains(TransferFlags::PENDING)
             || (original_transfer.debit_account != account_id && original_transfer.credit_account != account_id)
         {
@@ -794,7 +947,8 @@ impl Shard {
         let payee = participant_of_account(reversal.credit_account).unwrap_or(participant);
         let payer = participant_of_account(reversal.debit_account).unwrap_or(participant);
         let credit = (payee != payer).then_some(((payee, currency), reversal.amount));
-        batch.push(
+        let charges = self.reversal_fees(&mut request, TransferId(original.0));
+        batch.push_charged(
             &[reversal],
             Pending {
                 request,
@@ -804,6 +958,8 @@ impl Shard {
                 hold: None,
                 stood_in: false,
             },
+            0,
+            &charges,
         );
         Ok(())
     }
@@ -852,7 +1008,7 @@ mod tests {
         let (commit, _) = bounded(BATCH_TRANSFERS_MAX);
         let stats = Arc::new(EngineStats::new(1));
         let queues = ShardQueues { input, feedback, commit };
-        let shard = Shard::new(0, queues, ledger, Arc::clone(&caps), stats, Arc::default());
+        let shard = Shard::new(0, queues, ledger, Arc::clone(&caps), stats, Arc::default(), Arc::default());
         (shard, caps)
     }
 
@@ -864,7 +1020,7 @@ mod tests {
 
     fn hold(shard: &mut Shard, key: RequestKey, amount: u64, expires_at_s: u64) {
         assert!(shard.headroom.reserve(&shard.caps, (ISSUER, usd()), amount));
-        shard.holds.insert(key, HeldReservation { cap: (ISSUER, usd()), amount, expires_at_s });
+        shard.holds.insert(key, HeldReservation { cap: (ISSUER, usd()), amount, expires_at_s, rrn: Default::default() });
         shard.hold_expiries.insert((expires_at_s, key));
     }
 

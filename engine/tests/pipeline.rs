@@ -118,6 +118,7 @@ impl Switch {
             entry_mode: EntryMode::Chip,
             card_expiry_yymm: None,
             reference: 0,
+            detail: Default::default(),
             tag: self.next,
             reply: Arc::new(self.replies.0.clone()),
         }
@@ -308,6 +309,7 @@ fn concurrent_purchases_never_overspend() {
                             entry_mode: EntryMode::Chip,
                             card_expiry_yymm: None,
                             reference: 0,
+                            detail: Default::default(),
                             tag: i,
                             reply: Arc::clone(&sink),
                         });
@@ -491,6 +493,7 @@ fn purchase(engine: &Engine, n: u64, amount: u64, reply: Arc<dyn ReplySink>) -> 
         entry_mode: EntryMode::Chip,
         card_expiry_yymm: None,
         reference: 0,
+        detail: Default::default(),
         tag: n,
         reply,
     }

@@ -5,7 +5,8 @@
 
 use junction_engine::model::{EntryMode, EntryModes, Role};
 use junction_engine::routing::BinRoute;
-use junction_ledger::Currency;
+use junction_engine::fees::FeeScheduleSpec;
+use junction_ledger::{Currency, ParticipantId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +41,10 @@ pub struct Config {
     /// Changeable at runtime through the admin API.
     #[serde(default)]
     pub bin_routes: Vec<BinRoute>,
+    /// Interchange and the switch's fees (`engine/src/fees.rs`); changeable at runtime
+    /// through the admin API. Absent: no fees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fees: Option<FeeScheduleSpec>,
     /// How the switch talks to issuers' hosts.
     #[serde(default)]
     pub issuer_links: IssuerLinksConfig,
@@ -366,6 +371,28 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// Each participant's country, from its BIC (domestic or cross-border interchange).
+    pub fn participant_countries(&self) -> BTreeMap<ParticipantId, [u8; 2]> {
+        self.participants
+            .iter()
+            .filter_map(|p| Some((ParticipantId(p.id), junction_engine::fees::country_of_bic(&p.bic)?)))
+            .collect()
+    }
+
+    /// The configured fee schedule, checked: valid rates, and a switch participant that
+    /// exists.
+    pub fn fee_schedule(&self) -> Result<Option<junction_engine::fees::FeeSchedule>, ConfigError> {
+        let Some(spec) = &self.fees else { return Ok(None) };
+        if let Some(switch) = spec.switch_participant {
+            match self.participants.iter().find(|p| p.id == switch) {
+                Some(p) if p.role == Role::Switch => {}
+                Some(_) => return Err(invalid(format!("fees: participant {switch} does not have the role \"switch\""))),
+                None => return Err(invalid(format!("fees: switch_participant {switch} is not a participant"))),
+            }
+        }
+        spec.to_schedule(self.participant_countries()).map(Some).map_err(|e| invalid(format!("fees: {e}")))
+    }
+
     pub fn embedded_default() -> Result<Config, ConfigError> {
         Config::parse(DEFAULT_CONFIG_TOML)
     }
@@ -498,6 +525,7 @@ impl Config {
             return Err(invalid("switch.institution_id must be 1-11 digits"));
         }
         self.validate_qr()?;
+        self.fee_schedule()?;
         Ok(())
     }
 

@@ -98,6 +98,7 @@ pub fn admin_router(context: Arc<HttpContext>) -> Router {
         .route("/v1/admin/participants/{id}/caps", post(set_cap))
         .route("/v1/admin/bins", get(bins).put(replace_bins).post(upsert_bins))
         .route("/v1/admin/bins/{prefix}", axum::routing::delete(delete_bin))
+        .route("/v1/admin/fees", get(fees).put(replace_fees))
         .route("/v1/admin/issuer-links", get(issuer_links))
         .route("/v1/admin/faults/panic", post(inject_panic))
         // Bulk provisioning sends up to PROVISION_BATCH_MAX records (about 100 bytes each).
@@ -134,77 +135,34 @@ async fn health(State(context): State<Arc<HttpContext>>) -> Response {
 
 async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
     let engine = &context.engine;
-    context.metrics.ledger_durable_seq.set(engine.ledger().durable_seq() as i64);
-    context.metrics.ledger_recovery_us.set(context.recovery_us as i64);
-    let mut extra = String::new();
-    let healthy = engine.ledger().health().is_ok();
-    extra.push_str("# HELP junction_build_info The running build: its version and git commit (always 1)\n");
-    extra.push_str(&format!(
-        "# TYPE junction_build_info gauge\njunction_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
-        env!("CARGO_PKG_VERSION"),
-        crate::COMMIT
-    ));
-    extra.push_str(
-        "# HELP junction_ledger_healthy 1 while the ledger can write; 0 after a write failed (approvals stop)\n",
-    );
-    extra.push_str(&format!("# TYPE junction_ledger_healthy gauge\njunction_ledger_healthy {}\n", u8::from(healthy)));
-    let writer = engine.ledger().writer_report();
-    let index = engine.ledger().index_report();
-    for (name, kind, help, value) in [
-        ("index_entries", "gauge", "Request keys and transfer ids in the in-memory index", index.entries_in_memory),
-        (
-            "cold_lookups_total",
-            "counter",
-            "Lookups in the cold index (ids memory did not have that could be older than memory)",
-            index.cold_lookups,
-        ),
-        ("group_commits_total", "counter", "Synced ledger writes (group commits)", writer.group_commits),
-        ("entries_total", "counter", "Journal entries written", writer.entries),
-        ("bytes_total", "counter", "Journal bytes written", writer.bytes),
-        ("commit_us_total", "counter", "Microseconds spent in synced writes", writer.commit_us_total),
-        ("commit_us_max", "gauge", "The longest synced write since start, microseconds", writer.commit_us_max),
-        (
-            "wait_us_max",
-            "gauge",
-            "The longest a journal entry waited from queued to durable since start, microseconds (stalls)",
-            writer.wait_us_max,
-        ),
-        (
-            "pause_us_max",
-            "gauge",
-            "The longest gap between two group commits while requests waited (for the sequencer or the disk) since start, microseconds",
-            writer.pause_us_max,
-        ),
-    ] {
-        extra.push_str(&format!(
-            "# HELP junction_ledger_{name} {help}\n# TYPE junction_ledger_{name} {kind}\njunction_ledger_{name} {value}\n"
-        ));
+    let ledger = engine.ledger();
+    // Issuers whose BINs go to their host are listed even with no link up (0 in rotation).
+    let mut issuer_links: std::collections::BTreeMap<u64, (usize, usize)> = engine
+        .bin_routes()
+        .routes()
+        .filter(|route| route.mode != junction_engine::routing::RouteMode::Switch)
+        .map(|route| (route.issuer.0, (0, 0)))
+        .collect();
+    for (issuer, in_rotation, out_of_rotation) in context.iso.links.counts() {
+        issuer_links.insert(issuer.0, (in_rotation, out_of_rotation));
     }
-    extra.push_str("# HELP junction_engine_answers_total Answers by response code, counted by the engine\n");
-    extra.push_str("# TYPE junction_engine_answers_total counter\n");
-    for (code, count) in engine.stats().by_code() {
-        extra.push_str(&format!("junction_engine_answers_total{{code=\"{code}\"}} {count}\n"));
-    }
-    extra.push_str("# HELP junction_engine_declines_total Declines by reason\n");
-    extra.push_str("# TYPE junction_engine_declines_total counter\n");
-    for (reason, count) in engine.stats().by_reason() {
-        extra.push_str(&format!("junction_engine_declines_total{{reason=\"{reason}\"}} {count}\n"));
-    }
-    extra.push_str("# HELP junction_shard_queue_depth Requests waiting in each shard's queue\n");
-    extra.push_str("# TYPE junction_shard_queue_depth gauge\n");
-    for (shard, depth) in engine.queue_depths().iter().enumerate() {
-        extra.push_str(&format!("junction_shard_queue_depth{{shard=\"{shard}\"}} {depth}\n"));
-    }
-    extra.push_str(
-        "# HELP junction_connections_open Open ISO 8583 connections\n# TYPE junction_connections_open gauge\n",
-    );
-    extra.push_str(&format!("junction_connections_open {}\n", context.iso.connections_open.load(Ordering::Relaxed)));
-    extra.push_str("# HELP junction_requests_in_flight Requests (ISO 8583 and QR) handed to the engine, not yet answered\n# TYPE junction_requests_in_flight gauge\n");
-    extra.push_str(&format!("junction_requests_in_flight {}\n", context.iso.admission.in_flight()));
-    if let Some(replication) = &context.replication {
-        extra.push_str(&replication.metrics());
-    }
-    ([("content-type", "text/plain; version=0.0.4")], context.metrics.render(&extra)).into_response()
+    let scrape = crate::metrics::Scrape {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: crate::COMMIT,
+        ledger_healthy: ledger.health().is_ok(),
+        writer: ledger.writer_report(),
+        index: ledger.index_report(),
+        recovery_us: context.recovery_us,
+        declines_by_reason: engine.stats().by_reason(),
+        queue_depths: engine.queue_depths(),
+        connections_open: context.iso.connections_open.load(Ordering::Relaxed),
+        requests_in_flight: context.iso.admission.in_flight(),
+        issuer_links: issuer_links.into_iter().map(|(issuer, (up, out))| (issuer, up, out)).collect(),
+        window_opened_unix_s: context.clearing.open_window_began_unix_s(),
+        clearing: context.clearing.figures(),
+        replication: context.replication.as_ref().map(|status| status.metrics()),
+    };
+    ([("content-type", "text/plain; version=0.0.4")], context.metrics.render(&scrape)).into_response()
 }
 
 async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
@@ -553,6 +511,43 @@ async fn bins(State(context): State<Arc<HttpContext>>) -> Json<Value> {
     let table = context.engine.bin_routes();
     let routes: Vec<&junction_engine::routing::BinRoute> = table.routes().collect();
     Json(json!({ "routes": routes }))
+}
+
+/// The fee schedule in force, as written in the configuration's `[fees]`.
+async fn fees(State(context): State<Arc<HttpContext>>) -> Json<Value> {
+    Json(json!({ "fees": context.engine.fee_schedule().to_spec() }))
+}
+
+/// Replaces the fee schedule (the configuration's `[fees]`, as JSON), durably; the next
+/// payment pays under it. Refused whole when any rate is invalid.
+async fn replace_fees(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    body: Result<Json<junction_engine::fees::FeeScheduleSpec>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let spec = match body {
+        Ok(Json(spec)) => spec,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, "bad_json", &rejection.body_text()),
+    };
+    admin_call(&context, &headers, move |engine| {
+        let countries = engine.fee_schedule().countries.clone();
+        let schedule = spec.to_schedule(countries).map_err(|e| junction_engine::EngineError::Config(e.to_string()))?;
+        if let Some(switch) = schedule.switch_participant {
+            match engine.participant(switch) {
+                Some(p) if p.role == junction_engine::model::Role::Switch => {}
+                Some(_) => {
+                    return Err(junction_engine::EngineError::Config(format!(
+                        "participant {} does not have the role \"switch\"",
+                        switch.0
+                    )))
+                }
+                None => return Err(junction_engine::EngineError::UnknownParticipant(switch)),
+            }
+        }
+        engine.set_fee_schedule(schedule)?;
+        Ok(json!({ "fees": engine.fee_schedule().to_spec() }))
+    })
+    .await
 }
 
 async fn issuer_links(State(context): State<Arc<HttpContext>>) -> Json<Value> {

@@ -19,7 +19,8 @@ use super::admission::Admission;
 use super::config::normalize_institution;
 use super::forwarding::Forwarding;
 use super::issuer_links::{IssuerLinks, Link};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, INTERFACE_ISO8583};
+use junction_engine::detail::{pack_reference, Channel, Detail, MaskedCard, Text};
 use junction_engine::model::*;
 use junction_engine::routing::RouteMode;
 use junction_engine::{Engine, ResponseCode};
@@ -345,6 +346,7 @@ fn handle(
         Ok((request, _)) if !context.admission.try_admit() => {
             // Declined at the door: answering at once keeps what is accepted moving.
             drop(request);
+            metrics.requests_refused_in_flight_max.inc();
             direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
         }
         Ok((request, pan)) => {
@@ -527,6 +529,22 @@ fn to_request<'m>(
         entry_mode,
         card_expiry_yymm,
         reference: pack_reference(message.get(37), message.get(11)),
+        detail: Detail {
+            channel: Channel::Iso8583,
+            mti: Text::new(mti),
+            processing_code: Text::new(processing),
+            rrn: Text::new(message.get(37).unwrap_or("")),
+            stan: Text::new(message.get(11).unwrap_or("")),
+            acquirer_institution: Text::new(message.get(32).unwrap_or("")),
+            terminal: Text::new(message.get(41).unwrap_or("")),
+            merchant: Text::new(message.get(42).unwrap_or("")),
+            mcc: Text::new(message.get(18).unwrap_or("")),
+            card: MaskedCard::of(pan),
+            acquirer: acquirer.0,
+            amount,
+            currency_numeric: currency.numeric(),
+            ..Detail::default()
+        },
         tag,
         reply: Arc::clone(sink),
     };
@@ -551,19 +569,6 @@ pub fn request_key(acquirer: &str, terminal: &str, stan: &str, transmission_time
         Some(unix_s) => key.with_time(unix_s),
         None => key,
     }
-}
-
-/// RRN (12 characters) and STAN (6 digits) packed into the transfer's 128-bit reference.
-pub fn pack_reference(rrn: Option<&str>, stan: Option<&str>) -> u128 {
-    let mut bytes = [b' '; 16];
-    if let Some(rrn) = rrn {
-        for (slot, byte) in bytes[..12].iter_mut().zip(rrn.bytes()) {
-            *slot = byte;
-        }
-    }
-    let stan: u32 = stan.and_then(|s| s.parse().ok()).unwrap_or(0);
-    bytes[12..].copy_from_slice(&stan.to_be_bytes());
-    u128::from_be_bytes(bytes)
 }
 
 /// A submitted request awaiting its answer: what to echo, the key to MAC with, when it came.
@@ -598,7 +603,7 @@ async fn write_loop(
                 }
                 WriterMessage::Direct { response, key } => {
                     if let Some(code) = response.get(39) {
-                        context.metrics.responses_by_code.with_label_values(&[code]).inc();
+                        context.metrics.responses_by_code.with_label_values(&[INTERFACE_ISO8583, code]).inc();
                     }
                     push(&mut out, *response, key.as_deref());
                     in_flight.fetch_sub(1, Ordering::AcqRel);

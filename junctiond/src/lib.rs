@@ -109,6 +109,18 @@ pub fn provision(engine: &Engine, config: &Config) -> Result<()> {
     if !config.bin_routes.is_empty() && engine.bin_routes().is_empty() {
         engine.set_bin_routes(config.bin_routes.clone()).context("provisioning the BIN table")?;
     }
+    // The same for the fee schedule: the ledger's, once the admin API has set one.
+    let schedule = match engine.stored_fee_schedule(config.participant_countries()).context("the fee schedule")? {
+        Some(stored) => Some(stored),
+        None => config.fee_schedule()?,
+    };
+    match schedule {
+        Some(schedule) => engine.set_fee_schedule(schedule).context("setting the fee schedule")?,
+        None => engine.install_fee_schedule(junction_engine::fees::FeeSchedule {
+            countries: config.participant_countries(),
+            ..Default::default()
+        }),
+    }
     engine.sync()?;
     Ok(())
 }
@@ -244,8 +256,10 @@ pub async fn run(mut config: Config) -> Result<()> {
         cutoffs,
         shutdown_rx.clone(),
     ));
-    let qr_gateway =
-        Arc::new(qr::QrGateway::new(Arc::clone(&engine), &config, Arc::clone(&admission)).map_err(anyhow::Error::msg)?);
+    let qr_gateway = Arc::new(
+        qr::QrGateway::new(Arc::clone(&engine), &config, Arc::clone(&admission), Arc::clone(&metrics))
+            .map_err(anyhow::Error::msg)?,
+    );
     tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
     tokio::spawn(forwarding::late_answers(Arc::clone(&forwarding), late_answers));
     tokio::spawn(maintenance::issuer_links_loop(Arc::clone(&links), link_config.clone(), shutdown_rx.clone()));

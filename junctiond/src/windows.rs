@@ -5,11 +5,17 @@
 //! A window closed before a crash but without its folder (killed during the close or
 //! while writing) gets its files on the next start: `catch_up`. Writing is atomic (temp
 //! folder, fsync, rename), so a folder that exists is whole.
+//!
+//! Every folder written is verified at once, as `junction clearing verify` would, and the
+//! results are counted for the metrics: files that do not verify are never handed to a
+//! settlement bank unnoticed.
 
+use crate::metrics::ClearingFigures;
 use junction_clearing::{self as clearing, ClearingConfig, ParticipantInfo};
 use junction_engine::Engine;
 use junction_ledger::{ParticipantId, WindowId, WindowState};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Metadata tag of "window N was settled" records.
@@ -21,6 +27,23 @@ pub struct Windows {
     pub engine: Arc<Engine>,
     /// Serialises file writing (two writers of one window are not supported).
     writing: parking_lot::Mutex<()>,
+    /// Folders that verified, and folders that failed to be written or to verify.
+    verified: AtomicU64,
+    failed: AtomicU64,
+    /// The newest window whose folder verified in this process.
+    newest_verified: AtomicU64,
+    /// When this daemon started, seconds since the epoch: the ledger's first window has no
+    /// earlier close to say when it began.
+    started_unix_s: f64,
+}
+
+/// Why a closed window has no good folder.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("writing the clearing files: {0}")]
+    Write(#[from] clearing::ClearingError),
+    #[error("the clearing files just written do not verify: {0}")]
+    Verify(Box<clearing::VerifyError>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -53,31 +76,69 @@ impl Windows {
             switch_bic: config.switch.bic.clone(),
             settlement_bank_bic: config.switch.settlement_bank_bic.clone(),
             participants,
+            fee_participant: None,
         };
-        Windows { root, config, engine, writing: parking_lot::Mutex::new(()) }
+        let started_unix_s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        Windows {
+            root,
+            config,
+            engine,
+            writing: parking_lot::Mutex::new(()),
+            verified: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            newest_verified: AtomicU64::new(0),
+            started_unix_s,
+        }
     }
 
     pub fn folder(&self, window: WindowId) -> PathBuf {
         self.root.join(clearing::window_folder_name(window.0))
     }
 
-    /// Writes a closed window's files (or finds them already written).
-    pub fn write(&self, window: WindowId) -> Result<clearing::Manifest, clearing::ClearingError> {
+    /// Writes a closed window's files and verifies them (or finds them already written,
+    /// which verifies them too), and counts the result.
+    pub fn write(&self, window: WindowId) -> Result<clearing::Manifest, FilesError> {
         let _writing = self.writing.lock();
+        let started = std::time::Instant::now();
+        let result = self.write_and_verify(window);
+        match &result {
+            Ok(_) => {
+                self.verified.fetch_add(1, Ordering::Relaxed);
+                self.newest_verified.fetch_max(window.0, Ordering::Relaxed);
+                tracing::info!(
+                    window = window.0,
+                    folder = %self.folder(window).display(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "clearing files written and verified"
+                );
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    fn write_and_verify(&self, window: WindowId) -> Result<clearing::Manifest, FilesError> {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| clearing::ClearingError::Io { path: self.root.clone(), source: e })?;
-        let started = std::time::Instant::now();
+        let folder = self.folder(window);
+        // A folder already there is verified by the writer itself before it is accepted.
+        let fresh = !folder.exists();
         // At background priority: seconds of CPU for a large window, which requests need more.
-        let manifest = crate::background::run("clearing-files", || {
-            clearing::write_window_files(self.engine.ledger(), window, &self.root, &self.config)
-        })?;
-        tracing::info!(
-            window = window.0,
-            folder = %self.folder(window).display(),
-            ms = started.elapsed().as_millis() as u64,
-            "clearing files written"
-        );
-        Ok(manifest)
+        crate::background::run("clearing-files", || -> Result<clearing::Manifest, FilesError> {
+            // The switch's fee participant as the schedule in force names it.
+            let config = ClearingConfig {
+                fee_participant: self.engine.fee_schedule().switch_participant,
+                ..self.config.clone()
+            };
+            let manifest = clearing::write_window_files(self.engine.ledger(), window, &self.root, &config)?;
+            if fresh {
+                clearing::verify_folder(&folder).map_err(|error| FilesError::Verify(Box::new(error)))?;
+            }
+            Ok(manifest)
+        })
     }
 
     /// Closes the open window and writes its files. Traffic keeps flowing.
@@ -88,15 +149,48 @@ impl Windows {
         Ok(closed)
     }
 
-    /// Writes the files of every closed window that has none (after a crash).
+    /// Writes the files of every closed window that has none (after a crash), and checks
+    /// the newest closed window's folder again, so that the metrics know it is good.
     pub fn catch_up(&self) {
-        for window in self.engine.ledger().windows() {
-            if matches!(window.state, WindowState::Closed { .. }) && !self.folder(window.window).exists() {
-                tracing::info!(window = window.window.0, "closed window has no clearing files yet; writing them");
-                if let Err(error) = self.write(window.window) {
-                    tracing::error!(window = window.window.0, %error, "writing clearing files failed");
+        let closed: Vec<WindowId> = self
+            .engine
+            .ledger()
+            .windows()
+            .iter()
+            .filter(|window| matches!(window.state, WindowState::Closed { .. }))
+            .map(|window| window.window)
+            .collect();
+        for (index, &window) in closed.iter().enumerate() {
+            let missing = !self.folder(window).exists();
+            if missing {
+                tracing::info!(window = window.0, "closed window has no clearing files yet; writing them");
+            }
+            if missing || index + 1 == closed.len() {
+                if let Err(error) = self.write(window) {
+                    tracing::error!(window = window.0, %error, "writing clearing files failed");
                 }
             }
+        }
+    }
+
+    /// When the open window began, seconds since the epoch: the previous window's close,
+    /// or for the ledger's first window, this daemon's start.
+    pub fn open_window_began_unix_s(&self) -> f64 {
+        let ledger = self.engine.ledger();
+        let previous = ledger.current_window().0.saturating_sub(1);
+        match ledger.window_positions(WindowId(previous)).map(|window| window.state) {
+            Some(WindowState::Closed { closed_at }) => closed_at as f64 / 1e9,
+            _ => self.started_unix_s,
+        }
+    }
+
+    /// What happened to closed windows' files since start, for the metrics.
+    pub fn figures(&self) -> ClearingFigures {
+        let newest_closed = self.engine.ledger().current_window().0.saturating_sub(1);
+        ClearingFigures {
+            verified: self.verified.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            windows_unverified: newest_closed.saturating_sub(self.newest_verified.load(Ordering::Relaxed)),
         }
     }
 

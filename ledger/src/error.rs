@@ -11,6 +11,10 @@ pub enum LedgerError {
     TooManyAccounts(usize),
     #[error("the commands of a part name {commands} transfers, but the part has {transfers}")]
     CommandsDoNotCoverTransfers { commands: usize, transfers: usize },
+    #[error("the commands of a part name {commands} charges, but the part has {charges}")]
+    CommandsDoNotCoverCharges { commands: usize, charges: usize },
+    #[error("a part has {memos} memos for {commands} commands (one each, or none)")]
+    MemosDoNotMatchCommands { memos: usize, commands: usize },
     #[error("ledger storage failed, no further commits until it is reopened: {0}")]
     Unavailable(String),
     #[error("ledger storage error: {0}")]

@@ -6,18 +6,19 @@
 //! Format 2 (2026-12): transfer records carry a command digest, entries carry the answers
 //! of commands, accounts carry debit limits. Format 3 (2026-12): metadata changes are
 //! journal entries too, so that the journal (and a replica following it) holds everything
-//! the ledger stores. Older journals are refused at open.
+//! the ledger stores. Format 4 (2026-12): transfer entries carry the memos of the commands
+//! they answered (`DetailRecord`). Older journals are refused at open.
 
 use crate::types::{
-    Account, AccountUpdate, AnswerRecord, ArchivedAnswerRecord, ArchivedTransferId, ArchivedTransferRecord, TransferId,
-    TransferRecord, WindowId,
+    Account, AccountUpdate, AnswerRecord, ArchivedAnswerRecord, ArchivedDetailRecord, ArchivedTransferId,
+    ArchivedTransferRecord, DetailRecord, TransferId, TransferRecord, WindowId,
 };
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// Bumped when the encoding changes; an entry with another version is refused.
-pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 3;
+pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 4;
 
 /// Room for an entry's own fields and the version byte, beyond its records.
 const ENTRY_OVERHEAD_BYTES: usize = 256;
@@ -25,11 +26,13 @@ const ENTRY_OVERHEAD_BYTES: usize = 256;
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub(crate) enum JournalEntry {
     /// Holds that expired before this commit, then the transfers it committed, in order.
-    /// Also the answers of the commands whose transfer records do not say them.
+    /// Also the answers of the commands whose transfer records do not say them, and the
+    /// memos of the commands answered (for the clearing files; replay ignores them).
     Transfers {
         expired: Vec<TransferId>,
         records: Vec<TransferRecord>,
         answers: Vec<AnswerRecord>,
+        details: Vec<DetailRecord>,
     },
     Accounts {
         accounts: Vec<Account>,
@@ -66,10 +69,11 @@ pub(crate) enum DecodeError {
 pub(crate) fn encode(entry: &JournalEntry) -> AlignedVec {
     // Sized up front: growing a megabyte buffer by doubling copies it several times.
     let capacity = match entry {
-        JournalEntry::Transfers { expired, records, answers } => {
+        JournalEntry::Transfers { expired, records, answers, details } => {
             records.len() * std::mem::size_of::<ArchivedTransferRecord>()
                 + expired.len() * std::mem::size_of::<ArchivedTransferId>()
                 + answers.len() * std::mem::size_of::<ArchivedAnswerRecord>()
+                + details.len() * std::mem::size_of::<ArchivedDetailRecord>()
                 + ENTRY_OVERHEAD_BYTES
         }
         JournalEntry::Metadata(change) => {

@@ -22,9 +22,9 @@ use crate::limits::{
 };
 use crate::recovery::{self, RecoveryReport};
 use crate::state::TransferIndexEntry;
-use crate::state::{HoldStatus, State};
+use crate::state::{EntryRecords, HoldStatus, State};
 use crate::types::{
-    Account, AccountError, AccountId, AccountUpdate, AnswerRecord, Balances, Command, CommandOutcome, CommandResult,
+    Account, AccountError, AccountId, AccountUpdate, Balances, CommandOutcome, CommandPart, CommandResult, DetailRecord,
     Position, PositionKey, Transfer, TransferError, TransferId, TransferOk, TransferRecord, WindowId, WindowState,
 };
 use crate::writer::{JournalSink, Shared, WriteJob, WriterReport, DURABLE_WAIT_MS_MAX};
@@ -100,14 +100,6 @@ pub struct Ledger {
 pub struct Ticket<R = Result<TransferOk, TransferError>> {
     seq: u64,
     results: Vec<R>,
-}
-
-/// One part of a batch of commands: the commands and, consecutive and in order, their
-/// transfers.
-#[derive(Debug, Clone, Copy)]
-pub struct CommandPart<'a> {
-    pub transfers: &'a [Transfer],
-    pub commands: &'a [Command],
 }
 
 impl<R> Ticket<R> {
@@ -307,9 +299,9 @@ impl Ledger {
         self.check_available()?;
         let mut results = Vec::with_capacity(count);
         let ids = parts.iter().flat_map(|part| part.iter()).flat_map(|t| [&t.id, &t.pending_id]);
-        let seq = self.apply_and_enqueue(now, ids, |state, records, _| {
+        let seq = self.apply_and_enqueue(now, ids, |state, out| {
             for part in parts {
-                state.apply_batch(now, part, &mut results, records);
+                state.apply_batch(now, part, &mut results, &mut out.records);
             }
         })?;
         Ok(Ticket { seq, results })
@@ -334,6 +326,16 @@ impl Ledger {
             return Err(LedgerError::BatchTooLarge(transfers.max(commands)));
         }
         for part in parts {
+            if !part.memos.is_empty() && part.memos.len() != part.commands.len() {
+                return Err(LedgerError::MemosDoNotMatchCommands {
+                    memos: part.memos.len(),
+                    commands: part.commands.len(),
+                });
+            }
+            let charged: usize = part.commands.iter().map(|c| c.charges as usize).sum();
+            if charged != part.charges.len() {
+                return Err(LedgerError::CommandsDoNotCoverCharges { commands: charged, charges: part.charges.len() });
+            }
             let covered: usize = part.commands.iter().map(|c| c.transfers as usize).sum();
             if covered != part.transfers.len() {
                 return Err(LedgerError::CommandsDoNotCoverTransfers {
@@ -346,10 +348,11 @@ impl Ledger {
         let mut results = Vec::with_capacity(commands);
         let keys = parts.iter().flat_map(|part| part.commands.iter()).map(|c| &c.key);
         let ids = parts.iter().flat_map(|part| part.transfers.iter()).flat_map(|t| [&t.id, &t.pending_id]);
-        let seq = self.apply_and_enqueue(now, keys.chain(ids), |state, records, answers| {
+        let seq = self.apply_and_enqueue(now, keys.chain(ids), |state, out| {
             for part in parts {
-                state.apply_commands(now, part.transfers, part.commands, &mut results, records, answers);
+                state.apply_commands(now, part, &mut results, out);
             }
+            state.book_charges(now, &mut out.records);
         })?;
         Ok(Ticket { seq, results })
     }
@@ -361,10 +364,9 @@ impl Ledger {
         &self,
         now: u64,
         ids: impl Iterator<Item = &'a TransferId>,
-        apply: impl FnOnce(&mut State, &mut Vec<TransferRecord>, &mut Vec<AnswerRecord>),
+        apply: impl FnOnce(&mut State, &mut EntryRecords),
     ) -> Result<u64, LedgerError> {
         let mut expired = Vec::new();
-        let mut answers = Vec::new();
         let asked = std::time::Instant::now();
         let mut state = self.state.lock();
         let mut slow = SlowHold::new("applying a batch");
@@ -372,18 +374,23 @@ impl Ledger {
         // cold index that cannot be read refuses the batch before anything changed.
         state.prefetch_cold(ids, &self.shared.store)?;
         slow.mark("prefetched");
-        let mut records = std::mem::take(&mut state.records_scratch);
-        records.clear();
+        let mut out = EntryRecords {
+            records: std::mem::take(&mut state.records_scratch),
+            answers: Vec::new(),
+            details: Vec::new(),
+        };
+        out.records.clear();
         state.expire_due(now, &mut expired);
         slow.mark("expired");
-        apply(&mut state, &mut records, &mut answers);
+        apply(&mut state, &mut out);
         state.end_batch();
         slow.mark("applied");
-        if records.is_empty() && expired.is_empty() && answers.is_empty() {
+        let EntryRecords { records, answers, details } = out;
+        if records.is_empty() && expired.is_empty() && answers.is_empty() && details.is_empty() {
             state.records_scratch = records;
             return Ok(state.next_seq - 1);
         }
-        let entry = JournalEntry::Transfers { expired, records, answers };
+        let entry = JournalEntry::Transfers { expired, records, answers, details };
         let seq = self.enqueue_asked(&mut state, &entry, Some(asked));
         if let JournalEntry::Transfers { records, .. } = entry {
             state.records_scratch = records;
@@ -591,6 +598,28 @@ impl Ledger {
         Ok(records.into_iter().find(|r| r.transfer.id == id))
     }
 
+    /// A committed transfer by id, with the memo of the command it was answered under
+    /// (`command`: that command's key), both read back from the one journal entry.
+    pub fn transfer_with_detail(
+        &self,
+        id: TransferId,
+        command: TransferId,
+    ) -> Result<Option<(TransferRecord, Option<DetailRecord>)>, LedgerError> {
+        let Some(entry) = self.index_entry(id)? else {
+            return Ok(None);
+        };
+        self.wait_durable(entry.seq)?;
+        let bytes = self.shared.store.journal_entry(entry.seq)?;
+        let seq = entry.seq;
+        match journal::decode(&bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))? {
+            JournalEntry::Transfers { records, details, .. } => {
+                let Some(record) = records.into_iter().find(|r| r.transfer.id == id) else { return Ok(None) };
+                Ok(Some((record, details.into_iter().find(|d| d.key == command))))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// An account's transfers, newest first: at most `limit` (capped at
     /// `HISTORY_PAGE_MAX`) committed before `before_timestamp` (None for the newest page).
     /// Pass the last timestamp of a page to get the next one. Walks the account's chain
@@ -646,15 +675,27 @@ impl Ledger {
         last_seq: u64,
         mut visit: impl FnMut(&TransferRecord),
     ) -> Result<(), LedgerError> {
+        self.for_each_batch(first_seq, last_seq, |records, _| records.iter().for_each(&mut visit))
+    }
+
+    /// Streams the transfer records of journal entries `first_seq..=last_seq` with the
+    /// memos of the commands each entry answered, one entry at a time (a `DetailRecord`
+    /// names its records by their place in the entry's).
+    pub fn for_each_batch(
+        &self,
+        first_seq: u64,
+        last_seq: u64,
+        mut visit: impl FnMut(&[TransferRecord], &[DetailRecord]),
+    ) -> Result<(), LedgerError> {
         self.wait_durable(last_seq)?;
         self.shared.store.scan_journal(first_seq, |seq, bytes| {
             if seq > last_seq {
                 return Ok(false);
             }
-            if let JournalEntry::Transfers { records, .. } =
+            if let JournalEntry::Transfers { records, details, .. } =
                 journal::decode(bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?
             {
-                records.iter().for_each(&mut visit);
+                visit(&records, &details);
             }
             Ok(true)
         })

@@ -29,7 +29,7 @@ pub use error::LedgerError;
 pub use index::{COLD_FILE_ENTRIES_MAX, TIMED_ID_SKEW_S};
 pub use indexer::{IndexUpkeep, EVICTED_PER_LOCK_MAX, EVICTED_PER_ROUND_MAX, INDEX_UPKEEP_INTERVAL_MS};
 pub use ledger::{
-    AccountView, CheckpointReport, CommandPart, IndexReport, Ledger, LedgerOptions, PendingHold, Ticket,
+    AccountView, CheckpointReport, IndexReport, Ledger, LedgerOptions, PendingHold, Ticket,
     WindowPositions, CHECKPOINT_COPY_BUCKETS, DUPLICATE_WINDOW_S_DEFAULT, INDEX_MEMORY_ENTRIES_MAX_DEFAULT,
 };
 pub use limits::{

@@ -111,7 +111,7 @@ fn load_checkpoint(store: &Store) -> (State, u64) {
 /// written with the entry. Returns the number of transfers replayed.
 pub(crate) fn replay_entry(state: &mut State, seq: u64, entry: JournalEntry) -> u64 {
     match entry {
-        JournalEntry::Transfers { expired, records, answers } => {
+        JournalEntry::Transfers { expired, records, answers, .. } => {
             state.replay(seq, &expired, &records, &answers);
             records.len() as u64
         }

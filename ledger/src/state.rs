@@ -202,6 +202,23 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 /// several cache misses in flight; small enough that what they bring in stays in L1/L2.
 const WARM_GROUP: usize = 32;
 
+/// What one commit adds to its journal entry, besides the expired holds.
+#[derive(Default)]
+pub(crate) struct EntryRecords {
+    pub records: Vec<TransferRecord>,
+    pub answers: Vec<AnswerRecord>,
+    pub details: Vec<DetailRecord>,
+}
+
+/// A run of commands none of which is known yet, with their memos (empty or one each)
+/// and charges.
+#[derive(Clone, Copy)]
+pub(crate) struct Run<'a> {
+    pub commands: &'a [Command],
+    pub memos: &'a [Memo],
+    pub charges: &'a [Charge],
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub accounts: AccountTable,
@@ -225,6 +242,9 @@ pub(crate) struct State {
     /// results of a run.
     run_keys: rustc_hash::FxHashSet<TransferId>,
     transfer_results_scratch: Vec<Result<TransferOk, TransferError>>,
+    /// The charges of the commands committed in the entry being built, summed by
+    /// accounts, currency and code; booked by `book_charges` (see `Charge`).
+    charges_due: FxHashMap<(AccountId, AccountId, Currency, u16), u128>,
     /// What memory's index is complete for (see `index.rs`).
     pub horizon: Horizon,
     /// The journal entry through which the cold index has every index entry.
@@ -520,37 +540,139 @@ impl State {
     pub fn apply_commands(
         &mut self,
         now: u64,
-        transfers: &[Transfer],
-        commands: &[Command],
+        part: &CommandPart<'_>,
         results: &mut Vec<CommandResult>,
-        records: &mut Vec<TransferRecord>,
-        answers: &mut Vec<AnswerRecord>,
+        out: &mut EntryRecords,
     ) {
+        let CommandPart { transfers, commands, memos, charges } = *part;
         let total: usize = commands.iter().map(|c| c.transfers as usize).sum();
         assert_eq!(total, transfers.len(), "the commands must cover the batch's transfers exactly");
+        let memos_of = |from: usize, to: usize| if memos.is_empty() { &[][..] } else { &memos[from..to] };
         // The run of commands not yet applied: commands[run_command..index], whose
-        // transfers are transfers[run_transfer..offset].
+        // transfers are transfers[run_transfer..offset] and charges
+        // charges[run_charge..charge_offset].
         let (mut run_command, mut run_transfer, mut offset) = (0, 0, 0);
+        let (mut run_charge, mut charge_offset) = (0, 0);
         let mut run_keys = std::mem::take(&mut self.run_keys);
         run_keys.clear();
         for (index, command) in commands.iter().enumerate() {
             let count = command.transfers as usize;
-            if self.lookup(command.key).is_some() || run_keys.contains(&command.key) {
+            let own_charges = &charges[charge_offset..charge_offset + command.charges as usize];
+            let known = self.lookup(command.key).is_some() || run_keys.contains(&command.key);
+            let bad_charges = !known && !self.charges_valid(own_charges);
+            if known || bad_charges {
                 // The earlier answer must be in the index first.
-                let run = &commands[run_command..index];
-                self.apply_run(now, transfers, run, run_transfer, offset, results, records, answers);
+                let run = Run {
+                    commands: &commands[run_command..index],
+                    memos: memos_of(run_command, index),
+                    charges: &charges[run_charge..charge_offset],
+                };
+                self.apply_run(now, transfers, run, run_transfer, offset, results, out);
                 run_keys.clear();
-                results.push(self.repeat(command));
+                if known {
+                    results.push(self.repeat(command));
+                } else {
+                    let memo = memos.get(index).copied();
+                    let outcome = CommandOutcome::Failed(TransferError::ChargeAccountInvalid);
+                    results.push(self.answer_unapplied(now, command, memo, outcome, out));
+                }
                 offset += count;
-                (run_command, run_transfer) = (index + 1, offset);
+                charge_offset += own_charges.len();
+                (run_command, run_transfer, run_charge) = (index + 1, offset, charge_offset);
             } else {
                 run_keys.insert(command.key);
                 offset += count;
+                charge_offset += own_charges.len();
             }
         }
-        let run = &commands[run_command..];
-        self.apply_run(now, transfers, run, run_transfer, offset, results, records, answers);
+        let run = Run {
+            commands: &commands[run_command..],
+            memos: memos_of(run_command, commands.len()),
+            charges: &charges[run_charge..charge_offset],
+        };
+        self.apply_run(now, transfers, run, run_transfer, offset, results, out);
         self.run_keys = run_keys;
+    }
+
+    /// Whether charges name accounts they may move (see `Charge`).
+    fn charges_valid(&self, charges: &[Charge]) -> bool {
+        let usable = |id: AccountId, currency: Currency| {
+            self.accounts.get(&id).is_some_and(|state| {
+                let account = &state.account;
+                account.currency == currency
+                    && account.flags == AccountFlags::NONE
+                    && account.debit_limits.is_none()
+            })
+        };
+        charges.iter().all(|charge| {
+            charge.amount > 0
+                && charge.debit != charge.credit
+                && usable(charge.debit, charge.currency)
+                && usable(charge.credit, charge.currency)
+        })
+    }
+
+    /// Answers a command without applying anything of it (its charges are unusable): the
+    /// answer is journaled and indexed like any other, so a resend gets it again.
+    fn answer_unapplied(
+        &mut self,
+        now: u64,
+        command: &Command,
+        memo: Option<Memo>,
+        outcome: CommandOutcome,
+        out: &mut EntryRecords,
+    ) -> CommandResult {
+        let answer = AnswerRecord {
+            key: command.key,
+            digest: command.digest,
+            reference: 0,
+            timestamp: now,
+            outcome: AnswerRecord::encode_outcome(outcome),
+        };
+        let (seq, window) = (self.next_seq, self.window);
+        self.insert_answer(&answer, seq, window);
+        out.answers.push(answer);
+        if let Some(memo) = memo.filter(|memo| !memo.is_empty()) {
+            out.details.push(DetailRecord {
+                key: command.key,
+                outcome: answer.outcome,
+                reference: 0,
+                timestamp: now,
+                first_record: out.records.len() as u32,
+                records: 0,
+                memo,
+            });
+        }
+        CommandResult { outcome, repeat: false }
+    }
+
+    /// Books the charges of the entry's committed commands: one transfer per accounts,
+    /// currency and code, in a fixed order, after every other record of the entry. They
+    /// cannot fail: every charge was checked when its command was accepted, and nothing
+    /// in between closes an account or limits it.
+    pub fn book_charges(&mut self, now: u64, records: &mut Vec<TransferRecord>) {
+        if self.charges_due.is_empty() {
+            return;
+        }
+        let mut due: Vec<_> = self.charges_due.drain().collect();
+        due.sort_unstable_by_key(|(key, _)| *key);
+        let unix_s = now / 1_000_000_000;
+        let seq = self.next_seq;
+        let mut transfers: Vec<Transfer> = Vec::with_capacity(due.len());
+        for ((debit, credit, currency, code), mut amount) in due {
+            // A sum past u64 (never in practice) goes in several transfers.
+            while amount > 0 {
+                let part = u64::try_from(amount).unwrap_or(u64::MAX);
+                amount -= u128::from(part);
+                let id = TransferId::charge(unix_s, seq, transfers.len() as u32);
+                transfers.push(Transfer { code, ..Transfer::new(id.0, debit.0, credit.0, part, currency) });
+            }
+        }
+        let mut results = Vec::with_capacity(transfers.len());
+        self.apply_batch(now, &transfers, &mut results, records);
+        for (transfer, result) in transfers.iter().zip(&results) {
+            assert!(result.is_ok(), "entry {seq}: the charge transfer {transfer:?} failed: {result:?}");
+        }
     }
 
     /// The answer to a command whose key is known.
@@ -572,23 +694,25 @@ impl State {
         &mut self,
         now: u64,
         transfers: &[Transfer],
-        commands: &[Command],
+        run: Run<'_>,
         first_transfer: usize,
         end: usize,
         results: &mut Vec<CommandResult>,
-        records: &mut Vec<TransferRecord>,
-        answers: &mut Vec<AnswerRecord>,
+        out: &mut EntryRecords,
     ) {
+        let Run { commands, memos, charges } = run;
+        let mut charge_offset = 0;
         if commands.is_empty() {
             return;
         }
+        let EntryRecords { records, answers, details } = out;
         let mut transfer_results = std::mem::take(&mut self.transfer_results_scratch);
         transfer_results.clear();
         let mut record = records.len();
         self.apply_batch(now, &transfers[first_transfer..end], &mut transfer_results, records);
         let (seq, window) = (self.next_seq, self.window);
         let mut first = 0;
-        for command in commands {
+        for (index, command) in commands.iter().enumerate() {
             let count = command.transfers as usize;
             let group = &transfer_results[first..first + count];
             let group_transfers = &transfers[first_transfer + first..first_transfer + first + count];
@@ -607,6 +731,14 @@ impl State {
                 }
                 outcome => outcome,
             };
+            let own_charges = &charges[charge_offset..charge_offset + command.charges as usize];
+            charge_offset += own_charges.len();
+            if matches!(outcome, CommandOutcome::Committed { .. }) {
+                for charge in own_charges {
+                    let key = (charge.debit, charge.credit, charge.currency, charge.code);
+                    *self.charges_due.entry(key).or_insert(0) += u128::from(charge.amount);
+                }
+            }
             let own_transfer = group_transfers.first().filter(|t| t.id == command.key);
             let own_created = own_transfer.is_some() && matches!(group.first(), Some(Ok(ok)) if ok.created);
             if matches!(outcome, CommandOutcome::Committed { .. }) && own_created && command.reference == 0 {
@@ -629,6 +761,21 @@ impl State {
                 };
                 self.insert_answer(&answer, seq, window);
                 answers.push(answer);
+            }
+            if let Some(memo) = memos.get(index).filter(|memo| !memo.is_empty()) {
+                let (timestamp, reference) = match outcome {
+                    CommandOutcome::Committed { timestamp, reference } => (timestamp, reference),
+                    _ => (now, 0),
+                };
+                details.push(DetailRecord {
+                    key: command.key,
+                    outcome: AnswerRecord::encode_outcome(outcome),
+                    reference,
+                    timestamp,
+                    first_record: group_record as u32,
+                    records: (record - group_record) as u32,
+                    memo: *memo,
+                });
             }
             results.push(CommandResult { outcome, repeat: false });
         }

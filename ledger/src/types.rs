@@ -18,6 +18,16 @@ impl TransferId {
         (self.0 ^ (self.0 >> 64)) as u64 & !COMMAND_REFERENCE_BIT
     }
 
+    /// Marker of a charge transfer's id in its low bits (see `charge`).
+    const CHARGE_MARKER: u128 = 0xC4A6;
+
+    /// The id of the `n`-th charge transfer of journal entry `seq` (see `Charge`): a timed
+    /// id (fresh by construction) whose low bits say entry and place.
+    pub fn charge(unix_s: u64, seq: u64, n: u32) -> TransferId {
+        let low = (Self::CHARGE_MARKER << 72) | (u128::from(seq & ((1 << 48) - 1)) << 24) | u128::from(n & 0xFF_FFFF);
+        TransferId::timed(unix_s, low)
+    }
+
     /// Top byte of a timed id (see `timed`).
     pub const TIMED_TAG: u8 = 0x5A;
     /// The time origin of timed ids: 2020-01-01T00:00:00Z, in Unix seconds.
@@ -277,6 +287,53 @@ pub struct TransferRecord {
     pub digest: u64,
 }
 
+/// Bytes of a `Memo`.
+pub const MEMO_BYTES: usize = 184;
+
+/// What the caller says about a command, opaque to the ledger: the engine's record of the
+/// message behind it (message type, references, terminal, masked card: `engine::detail`).
+/// Journaled with the command's first answer, never with a repeat's, so each request's
+/// memo is in the journal exactly once and in the same entry as its transfers.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub struct Memo(pub [u8; MEMO_BYTES]);
+
+impl Memo {
+    pub const EMPTY: Memo = Memo([0; MEMO_BYTES]);
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; MEMO_BYTES]
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Memo({} bytes)", self.0.iter().rposition(|b| *b != 0).map_or(0, |last| last + 1))
+    }
+}
+
+/// A command's memo as journaled, with how the command was answered and which of the
+/// entry's transfer records are its own.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetailRecord {
+    pub key: TransferId,
+    /// `AnswerRecord::outcome`'s encoding: 0 committed, else the failure or refusal.
+    pub outcome: u16,
+    /// For a commit: the reference it is answered with (`CommandOutcome::Committed`).
+    pub reference: u64,
+    /// When it was answered: its first transfer's timestamp, or the batch's time.
+    pub timestamp: u64,
+    /// Its transfer records in the entry: `records[first_record..first_record + records]`.
+    pub first_record: u32,
+    pub records: u32,
+    pub memo: Memo,
+}
+
+impl DetailRecord {
+    pub fn outcome(&self) -> Option<CommandOutcome> {
+        AnswerRecord::decode_outcome(self.outcome, self.timestamp, self.reference)
+    }
+}
+
 /// The result of a committed (or already committed) transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferOk {
@@ -346,11 +403,13 @@ pub enum TransferError {
     DebitCountLimitExceeded,
     #[error("the debit account's amount of new debits in the rolling day would exceed its limit")]
     DebitAmountLimitExceeded,
+    #[error("a charge names an account that is missing, closed, limited or in another currency")]
+    ChargeAccountInvalid,
 }
 
 impl TransferError {
     /// Every error with its stable number (journaled in `AnswerRecord`s: never renumber).
-    const CODES: [(TransferError, u16); 28] = [
+    const CODES: [(TransferError, u16); 29] = [
         (TransferError::IdMustNotBeZero, 1),
         (TransferError::IdConflict, 2),
         (TransferError::FlagsInvalid, 3),
@@ -379,6 +438,7 @@ impl TransferError {
         (TransferError::LinkedChainOpen, 26),
         (TransferError::DebitCountLimitExceeded, 27),
         (TransferError::DebitAmountLimitExceeded, 28),
+        (TransferError::ChargeAccountInvalid, 29),
     ];
 
     /// The error's stable number, 1 to 255.
@@ -408,11 +468,44 @@ pub struct Command {
     pub transfers: u32,
     /// Non-zero: the caller refuses the command itself, with this code of its own.
     pub refusal: u16,
+    /// How many of the part's charges belong to this command (consecutive, in command
+    /// order; see `Charge`).
+    pub charges: u32,
     /// Non-zero (with `COMMAND_REFERENCE_BIT` set): the reference the committed command is
     /// answered with, now and on every repeat, instead of its first transfer's folded id
     /// (an issuer's authorization code, say). Its key must then not be one of its
     /// transfers' ids.
     pub reference: u64,
+}
+
+/// One part of a batch of commands: the commands and, consecutive and in order, their
+/// transfers.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandPart<'a> {
+    pub transfers: &'a [Transfer],
+    pub commands: &'a [Command],
+    /// Empty, or one per command: journaled with each command answered now (not with a
+    /// repeat), as a `DetailRecord`.
+    pub memos: &'a [Memo],
+    /// The commands' charges, consecutive and in command order (`Command::charges`).
+    pub charges: &'a [Charge],
+}
+
+/// A fee a command books when it commits (interchange, the switch's fees): `amount` of
+/// `currency` from `debit` to `credit`, both accounts without limits (no balance flag, no
+/// debit limits, open, in that currency; a command whose charges name another fails with
+/// `ChargeAccountInvalid` and moves nothing). The charges of every command committed in
+/// one journal entry with the same accounts, currency and code are booked as one transfer
+/// at the end of the entry (`TransferId::charge`), in the same atomic write as the
+/// payments: a payment's fees cost the sequencer an addition, not transfers of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Charge {
+    pub debit: AccountId,
+    pub credit: AccountId,
+    pub currency: Currency,
+    pub amount: u64,
+    /// The code its transfer carries (`Transfer::code`).
+    pub code: u16,
 }
 
 /// How a command was answered.

@@ -39,12 +39,79 @@ fn open(dir: &std::path::Path) -> Ledger {
 }
 
 fn command(key: TransferId, digest: u64, transfers: u32) -> Command {
-    Command { key, digest, transfers, refusal: 0, reference: 0 }
+    Command { key, digest, transfers, refusal: 0, reference: 0, charges: 0 }
 }
 
 fn run(ledger: &Ledger, transfers: &[Transfer], commands: &[Command]) -> Vec<CommandResult> {
-    let ticket = ledger.submit_commands(&[CommandPart { transfers, commands }]).unwrap();
+    run_with_memos(ledger, transfers, commands, &[])
+}
+
+fn run_with_memos(ledger: &Ledger, transfers: &[Transfer], commands: &[Command], memos: &[Memo]) -> Vec<CommandResult> {
+    let ticket = ledger.submit_commands(&[CommandPart { transfers, commands, memos, charges: &[] }]).unwrap();
     ledger.wait(ticket).unwrap()
+}
+
+fn memo(tag: u8) -> Memo {
+    let mut bytes = [0; MEMO_BYTES];
+    bytes[0] = tag;
+    bytes[MEMO_BYTES - 1] = tag;
+    Memo(bytes)
+}
+
+/// Every (records, details) pair of the journal so far, one per entry with transfers.
+fn batches(ledger: &Ledger) -> Vec<(Vec<TransferRecord>, Vec<DetailRecord>)> {
+    let mut out = Vec::new();
+    ledger.for_each_batch(1, ledger.last_seq(), |records, details| out.push((records.to_vec(), details.to_vec()))).unwrap();
+    out
+}
+
+#[test]
+fn memos_are_journaled_once_with_the_answer_and_their_own_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = open(dir.path());
+    let fund = TransferId(100);
+    let failing = TransferId(101);
+    let refused = TransferId(102);
+    let paid = TransferId(103);
+    let transfers = [
+        Transfer::new(fund.0, 9, 1, 100, usd()),
+        Transfer::new(failing.0, 1, 9, 500, usd()),
+        Transfer::new(paid.0, 1, 9, 40, usd()),
+    ];
+    let commands = [
+        command(fund, 1, 1),
+        command(failing, 2, 1),
+        Command { key: refused, digest: 3, transfers: 0, refusal: 7, reference: 0, charges: 0 },
+        command(paid, 4, 1),
+    ];
+    let memos = [Memo::EMPTY, memo(2), memo(3), memo(4)];
+    run_with_memos(&ledger, &transfers, &commands, &memos);
+    // A resend of the purchase is answered again and journals nothing new.
+    let again = run_with_memos(&ledger, &transfers[2..], &commands[3..], &memos[3..]);
+    assert!(again[0].repeat);
+    // One memo per command too few is refused before anything happens.
+    let refused_call = ledger.submit_commands(&[CommandPart { transfers: &[], commands: &commands[2..3], memos: &memos, charges: &[] }]);
+    assert!(matches!(refused_call, Err(LedgerError::MemosDoNotMatchCommands { memos: 4, commands: 1 })));
+    for reopened in [false, true] {
+        if reopened {
+            drop(ledger);
+            ledger = open(dir.path());
+        }
+        let seen = batches(&ledger);
+        let details: Vec<&DetailRecord> = seen.iter().flat_map(|(_, d)| d).collect();
+        // The empty memo (the funding) is not journaled; each other command's is, once.
+        assert_eq!(details.len(), 3, "reopened: {reopened}");
+        let (records, entry_details) = seen.iter().find(|(_, d)| !d.is_empty()).unwrap();
+        let by_key = |key: TransferId| entry_details.iter().find(|d| d.key == key).unwrap();
+        let failed = by_key(failing);
+        assert_eq!((failed.records, failed.memo), (0, memo(2)));
+        assert!(matches!(failed.outcome(), Some(CommandOutcome::Failed(TransferError::InsufficientFunds))));
+        assert_eq!(by_key(refused).outcome(), Some(CommandOutcome::Refused(7)));
+        let committed = by_key(paid);
+        assert_eq!(committed.records, 1);
+        assert_eq!(records[committed.first_record as usize].transfer.id, paid);
+        assert!(matches!(committed.outcome(), Some(CommandOutcome::Committed { .. })));
+    }
 }
 
 fn now_s() -> u64 {
@@ -73,7 +140,7 @@ fn answers_are_given_again_from_memory_the_cold_index_and_after_a_reopen() {
     ];
     let commands = [
         command(failing, 21, 1),
-        Command { key: refused, digest: 31, transfers: 0, refusal: 7, reference: 0 },
+        Command { key: refused, digest: 31, transfers: 0, refusal: 7, reference: 0, charges: 0 },
         command(untimed, 41, 1),
         command(timed, 51, 1),
     ];
@@ -96,7 +163,7 @@ fn answers_are_given_again_from_memory_the_cold_index_and_after_a_reopen() {
         assert!(ledger.account(AccountId(1)).unwrap().balances.available() >= 1020, "{when}: money moved");
         // Another digest under a known key is a conflict.
         let conflict =
-            run(ledger, &[], &[Command { key: failing, digest: 99, transfers: 0, refusal: 7, reference: 0 }]);
+            run(ledger, &[], &[Command { key: failing, digest: 99, transfers: 0, refusal: 7, reference: 0, charges: 0 }]);
         assert_eq!(conflict[0].outcome, CommandOutcome::Conflict, "{when}");
     };
     check(&ledger, "in memory");

@@ -11,7 +11,7 @@
 use crate::message::{match_key, Builder, Financial, Stamp, STAN_MODULUS};
 use crate::schedule::Schedule;
 use crate::stats::{code_slot, move_money, new_histogram, Counters};
-use crate::traffic::{Dataset, Kind, Mix};
+use crate::traffic::{currency_code, Dataset, Kind, Mix};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use junction_wire::iso8583::{mac, next_frame, Iso8583Message, MacKey};
@@ -93,6 +93,47 @@ pub struct Plan {
     pub keep_for_duplicate: f64,
     /// MTIs whose requests are never resent as deliberate duplicates (`--resend-exclude`).
     pub resend_excluded: Vec<String>,
+    /// `--record`: where each final answer is written, as `junction clearing reconcile`
+    /// reads a participant's records.
+    pub record: Option<Arc<Record>>,
+}
+
+/// loadgen's own record of what it sent and was answered (`--record`): one row per
+/// request the switch answered for good (not 91 or 96, not balance inquiries, not
+/// deliberate duplicates: what the switch's transactions file holds once each).
+pub struct Record {
+    out: Mutex<std::io::BufWriter<std::fs::File>>,
+}
+
+/// Header of the record file.
+pub const RECORD_HEADER: &str = "rrn,mti,currency,amount_minor,response_code,auth_code\n";
+
+/// Bytes of rows a connection gathers before it writes them to the record file.
+const RECORD_FLUSH_BYTES: usize = 256 << 10;
+
+impl Record {
+    pub fn create(path: &std::path::Path) -> Result<Record> {
+        use std::io::Write;
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        out.write_all(RECORD_HEADER.as_bytes())?;
+        Ok(Record { out: Mutex::new(out) })
+    }
+
+    fn write(&self, rows: &mut Vec<u8>) -> Result<()> {
+        use std::io::Write;
+        self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).write_all(rows).context("writing the record file")?;
+        rows.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered and syncs the file.
+    pub fn finish(&self) -> Result<()> {
+        use std::io::Write;
+        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.flush().context("writing the record file")?;
+        out.get_ref().sync_all().context("syncing the record file")
+    }
 }
 
 /// When the run started, monotonic and wall clock.
@@ -171,6 +212,8 @@ pub struct State {
     holds: VecDeque<Original>,
     purchases: VecDeque<Original>,
     answered: VecDeque<Answered>,
+    /// Rows for the record file not yet written (`--record`).
+    record_rows: Vec<u8>,
     pub counters: Counters,
     /// Latencies since the reporter last took them.
     pub interval: Histogram<u64>,
@@ -204,6 +247,7 @@ impl Connection {
                 holds: VecDeque::new(),
                 purchases: VecDeque::new(),
                 answered: VecDeque::new(),
+                record_rows: Vec::new(),
                 counters: Counters::default(),
                 interval: new_histogram(),
             }),
@@ -612,6 +656,11 @@ pub async fn run(
     state.counters.lost += lost;
     state.in_flight.clear();
     state.send_order.clear();
+    if let Some(record) = &plan.record {
+        if let Err(error) = record.write(&mut state.record_rows) {
+            state.counters.note_mismatch(format!("{error:#}"));
+        }
+    }
     drop(state);
     connection.reader_done.store(true, Ordering::Release);
 }
@@ -769,6 +818,10 @@ async fn write_loop(
 /// One answer, parsed outside the lock.
 struct Answer {
     key: u64,
+    /// For the record file: field 37 and field 4 as echoed, and field 49's currency.
+    rrn: [u8; 12],
+    amount: u64,
+    currency: u16,
     code: [u8; 2],
     auth_code: Option<[u8; 6]>,
     /// Field 44 "1": the switch answered for the issuer (stand-in).
@@ -858,7 +911,13 @@ fn parse_answer(raw: &[u8], key: &MacKey, received: Instant) -> Option<Answer> {
     let code: [u8; 2] = message.get_bytes(39)?.try_into().ok()?;
     let auth_code = message.get_bytes(38).and_then(|c| <[u8; 6]>::try_from(c).ok());
     let stood_in = message.get(44) == Some("1");
-    Some(Answer { key: match_key(stan, transmission), code, auth_code, stood_in, received })
+    let mut rrn = [b' '; 12];
+    for (slot, byte) in rrn.iter_mut().zip(message.get_bytes(37).unwrap_or(b"")) {
+        *slot = *byte;
+    }
+    let amount = message.get(4).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let currency = message.get(49).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Some(Answer { key: match_key(stan, transmission), rrn, amount, currency, code, auth_code, stood_in, received })
 }
 
 fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
@@ -925,6 +984,15 @@ fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
             pool.push_back(original);
         }
     }
+    let journaled = !overloaded && answer.code != *b"96" && entry.kind != Kind::BalanceInquiry;
+    if let Some(record) = plan.record.as_ref().filter(|_| journaled && entry.duplicate_of.is_none()) {
+        push_record_row(&mut state.record_rows, entry.mti, &answer);
+        if state.record_rows.len() >= RECORD_FLUSH_BYTES {
+            if let Err(error) = record.write(&mut state.record_rows) {
+                state.counters.note_mismatch(format!("{error:#}"));
+            }
+        }
+    }
     if let Some(raw) = entry.raw {
         // Only final answers are kept: 91 and 96 say "try again", 94 is the conflict.
         if !overloaded && answer.code != *b"94" && answer.code != *b"96" {
@@ -936,6 +1004,16 @@ fn apply(plan: &Plan, state: &mut State, answer: Answer, start: Start) {
             state.answered.push_back(Answered { raw, key: answer.key, expected });
         }
     }
+}
+
+/// One row of the record file (`RECORD_HEADER`).
+fn push_record_row(out: &mut Vec<u8>, mti: &str, answer: &Answer) {
+    use std::io::Write;
+    let rrn = std::str::from_utf8(&answer.rrn).unwrap_or("").trim_end();
+    let auth = answer.auth_code.map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_default();
+    let code = std::str::from_utf8(&answer.code).unwrap_or("??");
+    // Writing into a Vec cannot fail.
+    let _ = writeln!(out, "{rrn},{mti},{},{},{code},{auth}", currency_code(answer.currency), answer.amount);
 }
 
 fn auth_text(code: Option<[u8; 6]>) -> String {

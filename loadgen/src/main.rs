@@ -40,6 +40,7 @@ use schedule::{parse_count, parse_ramp, Schedule, DAY_S};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use traffic::{Chooser, Dataset, Kind, Mix};
 
@@ -222,6 +223,11 @@ struct Args {
     /// any difference. Valid only when loadgen is the switch's only traffic.
     #[arg(long)]
     verify: bool,
+    /// ISO 8583: write loadgen's own record of every request the switch answered for good
+    /// (RRN, MTI, currency, amount, response and authorization codes) to this CSV file,
+    /// the input of `junction clearing reconcile` (the acquirer's side of the window).
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -436,7 +442,9 @@ fn real_main(args: Args) -> Result<ExitCode> {
         seed: args.seed,
         keep_for_duplicate,
         resend_excluded: args.resend_exclude.iter().map(|m| m.trim().to_string()).collect(),
+        record: args.record.as_deref().map(connection::Record::create).transpose()?.map(Arc::new),
     };
+    let record = plan.record.clone();
     eprintln!(
         "loadgen: iso8583 to {iso}: {pacing_text}, {} connection(s), {} card(s) ({}), mix {}",
         args.connections,
@@ -451,6 +459,10 @@ fn real_main(args: Args) -> Result<ExitCode> {
     let cpu_before = (admin.daemon_readings().0, cpu::process_cpu_s());
     let outcome = run::run(plan, &options)?;
     let (daemon_cpu_us, loadgen_cpu_us, daemon_pause_us_max) = cpu_used(&admin, cpu_before);
+    if let (Some(record), Some(path)) = (record, &args.record) {
+        record.finish()?;
+        eprintln!("loadgen: recorded the answers in {}", path.display());
+    }
 
     let context = report::Context {
         daemon_cpu_us,

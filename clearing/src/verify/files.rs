@@ -2,7 +2,8 @@
 
 use super::{malformed, read_limited, VerifyError, MANIFEST_BYTES_MAX};
 use crate::manifest::{
-    Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSFERS_FILE,
+    Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSACTIONS_FILE,
+    TRANSFERS_FILE,
 };
 use crate::sink::hash_file;
 use std::collections::BTreeSet;
@@ -39,7 +40,7 @@ pub(super) fn check_files(path: &Path, manifest: &Manifest) -> Result<u64, Verif
             return Err(VerifyError::Manifest(format!("lists {} twice", entry.name)));
         }
     }
-    for required in [POSITIONS_FILE, TRANSFERS_FILE] {
+    for required in [POSITIONS_FILE, TRANSFERS_FILE, TRANSACTIONS_FILE] {
         if !listed.contains(required) {
             return Err(VerifyError::Manifest(format!("does not list {required}")));
         }

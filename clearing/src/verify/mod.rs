@@ -7,13 +7,15 @@
 //! line or participant and currency, what was expected and what was found. Order of
 //! checks: the manifest; the set of files; every file's size and SHA-256; positions.csv
 //! against the manifest's control totals (and nets summing to zero); transfers.csv,
-//! aggregated the way the ledger nets, against positions.csv; the camt.053 statements and
+//! aggregated the way the ledger nets, against positions.csv; transactions.csv, and each
+//! participant's transactions file against its rows of it; the camt.053 statements and
 //! the pacs.009 instructions against positions.csv.
 
 mod files;
 mod instructions;
 mod positions;
 mod statements;
+mod transactions;
 mod transfers;
 
 pub(crate) use files::read_manifest;
@@ -91,6 +93,7 @@ pub fn verify_folder(path: &Path) -> Result<VerifyReport, VerifyError> {
     let positions = positions::read_positions(path, &manifest)?;
     positions::check_positions_against_manifest(&manifest, &positions)?;
     transfers::check_transfers(path, &manifest, &positions)?;
+    transactions::check_transactions(path, &manifest, &positions)?;
     statements::check_statements(path, &manifest, &positions)?;
     instructions::check_instructions(path, &manifest, &positions)?;
     Ok(VerifyReport { files_checked: manifest.files.len() as u64, bytes_checked, manifest })

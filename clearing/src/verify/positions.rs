@@ -1,7 +1,7 @@
 //! positions.csv: every row consistent in itself, and against the manifest's control totals.
 
 use super::{check_header, csv_location, malformed, mismatch, read_limited, VerifyError, POSITIONS_BYTES_MAX};
-use crate::format::POSITIONS_HEADER;
+use crate::format::{Components, POSITIONS_HEADER};
 use crate::manifest::{currency_totals, CurrencyTotals, Manifest, MANIFEST_FILE, POSITIONS_FILE};
 use crate::text::{amount_string, parse_amount, parse_digits, parse_u64};
 use junction_ledger::{Currency, Position};
@@ -16,6 +16,8 @@ pub(crate) struct PositionRow {
     pub name: String,
     pub currency: Currency,
     pub position: Position,
+    /// The net by component: payments, interchange, the switch's fees.
+    pub components: Components,
 }
 
 impl PositionRow {
@@ -112,6 +114,16 @@ fn parse_position_row(file: &str, line: u64, record: &csv::StringRecord) -> Resu
     if net != credits - debits {
         return Err(mismatch(file, &location, "net (credits - debits)", credits - debits, net));
     }
+    let mut components: Components = [0; 3];
+    for (slot, (index, name)) in components.iter_mut().zip([(11, "gross"), (12, "interchange"), (13, "fees")]) {
+        *slot = parse_amount(field(index), exponent).ok_or_else(|| {
+            malformed(file, &location, format!("{name} {:?} is not an amount with {exponent} decimals", field(index)))
+        })?;
+    }
+    let summed: i128 = components.iter().sum();
+    if summed != net {
+        return Err(mismatch(file, &location, "gross + interchange + fees", amount_string(net, exponent), amount_string(summed, exponent)));
+    }
     if (debit_count == 0) != (debits == 0) || (credit_count == 0) != (credits == 0) || debit_count + credit_count == 0 {
         return Err(malformed(
             file,
@@ -130,6 +142,7 @@ fn parse_position_row(file: &str, line: u64, record: &csv::StringRecord) -> Resu
             debit_count,
             credit_count,
         },
+        components,
     })
 }
 

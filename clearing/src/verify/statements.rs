@@ -135,6 +135,28 @@ pub(super) fn check_statements(
                 ));
             }
         }
+        // Interchange and fees, as charges records, are positions.csv's columns.
+        let mut charged = [0i128; 2];
+        for charge in &parsed.charges {
+            let slot = iso20022::CHARGE_TYPES
+                .iter()
+                .position(|kind| *kind == charge.kind)
+                .ok_or_else(|| malformed(file, location, format!("a charge of unknown type {:?}", charge.kind)))?;
+            let amount = xml_amount(file, location, "a charge's amount", &charge.amount, currency)?;
+            charged[slot] += signed_by(&charge.indicator, amount, file, location)?;
+        }
+        let components = rows.get(&(participant, currency)).map_or([0, 0], |row| [row.components[1], row.components[2]]);
+        for (slot, kind) in iso20022::CHARGE_TYPES.iter().enumerate() {
+            if components[slot] != charged[slot] {
+                return Err(mismatch(
+                    file,
+                    location,
+                    &format!("the {kind} charges (from positions.csv)"),
+                    amount_string(components[slot], exponent),
+                    amount_string(charged[slot], exponent),
+                ));
+            }
+        }
         if !rows.contains_key(&(participant, currency)) && opening == 0 {
             return Err(malformed(
                 file,

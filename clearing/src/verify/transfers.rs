@@ -2,7 +2,7 @@
 
 use super::positions::{PositionRow, RowKey};
 use super::{check_header, csv_location, header_of, malformed, mismatch, VerifyError};
-use crate::format::{add_movement, TransferKind, TRANSFERS_HEADER};
+use crate::format::{add_component, add_movement, Component, Components, TransferKind, TRANSFERS_HEADER};
 use crate::manifest::{Manifest, TRANSFERS_FILE};
 use crate::sink::READ_BUFFER_BYTES;
 use crate::text::{amount_string, parse_amount, parse_u64};
@@ -15,7 +15,7 @@ use std::path::Path;
 
 const TRANSFER_FIELDS: usize = 15;
 
-fn is_hex(text: &[u8], length: usize) -> bool {
+pub(super) fn is_hex(text: &[u8], length: usize) -> bool {
     text.len() == length && text.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
 
@@ -24,12 +24,8 @@ fn is_short_hex(text: &[u8]) -> bool {
     text.first().is_some_and(|b| *b != b'0') && text.len() <= 32 && is_hex(text, text.len())
 }
 
-fn is_reference(text: &[u8], length: usize) -> bool {
-    text.len() == length && text.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b) || *b == b'*')
-}
-
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: fixed width, so such timestamps compare as bytes.
-fn is_timestamp(text: &[u8]) -> bool {
+pub(super) fn is_timestamp(text: &[u8]) -> bool {
     const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd.dddddddddZ";
     text.len() == SHAPE.len()
         && text.iter().zip(SHAPE).all(|(b, s)| if *s == b'd' { b.is_ascii_digit() } else { b == s })
@@ -50,6 +46,7 @@ pub(super) fn check_transfers(
         .from_reader(BufReader::with_capacity(READ_BUFFER_BYTES, handle));
     let mut record = csv::ByteRecord::new();
     let mut computed: FxHashMap<PositionKey, Position> = FxHashMap::default();
+    let mut components: FxHashMap<PositionKey, Components> = FxHashMap::default();
     let mut currencies: Vec<Currency> = Vec::new();
     let mut previous_timestamp = Vec::new();
     let mut count = 0u64;
@@ -92,9 +89,7 @@ pub(super) fn check_transfers(
         }
         previous_timestamp.clear();
         previous_timestamp.extend_from_slice(field(1));
-        if parse_u64(text(2)).is_none_or(|code| code > u64::from(u16::MAX)) {
-            return Err(bad("code"));
-        }
+        let code = parse_u64(text(2)).and_then(|code| u16::try_from(code).ok()).ok_or_else(|| bad("code"))?;
         let kind = TransferKind::parse(text(3)).ok_or_else(|| bad("kind"))?;
         if !matches!(field(4), b"true" | b"false") {
             return Err(bad("linked"));
@@ -125,14 +120,15 @@ pub(super) fn check_transfers(
                 text(11),
             ));
         }
-        if !is_reference(field(13), 32) {
+        if !is_hex(field(13), 32) {
             return Err(bad("reference"));
         }
-        if !is_reference(field(14), 16) {
+        if !is_hex(field(14), 16) {
             return Err(bad("user_data_64"));
         }
         if kind.moves_money() {
             add_movement(&mut computed, ParticipantId(debtor), ParticipantId(creditor), currency, amount);
+            add_component(&mut components, ParticipantId(debtor), ParticipantId(creditor), currency, code, amount);
         }
     }
     if first {
@@ -142,6 +138,19 @@ pub(super) fn check_transfers(
         return Err(mismatch(file, "whole file", "the number of transfers", manifest.records.transfers, count));
     }
     for (key, row) in rows {
+        let parts = components.remove(&(ParticipantId(key.0), key.1)).unwrap_or_default();
+        for (part, name) in [(Component::Gross, "gross"), (Component::Interchange, "interchange"), (Component::Fees, "fees")] {
+            let (in_positions, from_transfers) = (row.components[part as usize], parts[part as usize]);
+            if in_positions != from_transfers {
+                return Err(mismatch(
+                    file,
+                    format!("participant {}, {}", key.0, key.1),
+                    &format!("{name} summed over the transfers by code (positions.csv line {})", row.line),
+                    amount_string(in_positions, key.1.exponent()),
+                    amount_string(from_transfers, key.1.exponent()),
+                ));
+            }
+        }
         let found = computed.remove(&(ParticipantId(key.0), key.1)).unwrap_or_default();
         let expected = row.position;
         let fields = [

@@ -47,6 +47,18 @@ enum Command {
     },
     /// Issuers' hosts signed on (their links), and advices not yet acknowledged.
     Links,
+    /// The fee schedule (interchange, the switch's fees): show it, or replace it.
+    Fees {
+        #[command(subcommand)]
+        command: Option<FeesCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeesCommand {
+    /// Replace the schedule with a TOML file shaped like the configuration's `[fees]`
+    /// section (its keys at the top level); it applies to the next payment.
+    Set { file: std::path::PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -80,6 +92,19 @@ enum ClearingCommand {
     Verify { folder: std::path::PathBuf },
     /// A human-readable summary of a window folder.
     Show { folder: std::path::PathBuf },
+    /// Compare a participant's own records of a window (CSV: rrn, currency, amount or
+    /// amount_minor, response_code, optionally auth_code) with the window's files: what is
+    /// missing on either side, what differs, and totals. Exits 1 on any difference.
+    Reconcile {
+        /// The window's folder (`window-<id>` under the clearing directory).
+        folder: std::path::PathBuf,
+        /// The participant's records.
+        records: std::path::PathBuf,
+        /// Compare with this participant's own file (every row naming it); without it,
+        /// with the whole window's transactions.csv.
+        #[arg(long)]
+        participant: Option<u64>,
+    },
     /// The window folders under a clearing directory, with whether each verifies.
     List {
         #[arg(long, default_value = "data/clearing")]
@@ -261,6 +286,17 @@ fn main() -> Result<()> {
             let body = send(&cli, "DELETE", &format!("/v1/admin/bins/{prefix}"), None)?;
             println!("BIN {prefix} removed; {} route(s) in force", body["routes"]);
         }
+        Command::Fees { command: None } => {
+            let body = get(&cli, "/v1/admin/fees")?;
+            println!("{}", serde_json::to_string_pretty(&body["fees"])?);
+        }
+        Command::Fees { command: Some(FeesCommand::Set { ref file }) } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let spec: junction_engine::fees::FeeScheduleSpec =
+                toml::from_str(&text).with_context(|| format!("{} is not a fee schedule", file.display()))?;
+            let body = send(&cli, "PUT", "/v1/admin/fees", Some(&serde_json::to_value(&spec)?))?;
+            println!("fee schedule in force:\n{}", serde_json::to_string_pretty(&body["fees"])?);
+        }
         Command::Links => {
             let body = get(&cli, "/v1/admin/issuer-links")?;
             println!("{:>7} {:<24} {:>5} {:>8} {:>12}", "issuer", "name", "link", "healthy", "outstanding");
@@ -287,6 +323,20 @@ fn main() -> Result<()> {
                 Err(problem) => {
                     eprintln!("FAILED: {}: {problem}", folder.display());
                     std::process::exit(1);
+                }
+            }
+        }
+        Command::Clearing { command: ClearingCommand::Reconcile { folder, records, participant } } => {
+            match junction_clearing::reconcile(folder, *participant, records) {
+                Ok(report) => {
+                    println!("{report}");
+                    if !report.is_clean() {
+                        std::process::exit(1);
+                    }
+                }
+                Err(problem) => {
+                    eprintln!("FAILED: {problem}");
+                    std::process::exit(2);
                 }
             }
         }

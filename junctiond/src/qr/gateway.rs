@@ -15,6 +15,7 @@ use crate::admission::Admission;
 use crate::config::{Config, FxRateConfig};
 use crate::fx::{self, FxError, FxTable};
 use crate::http;
+use crate::metrics::{Metrics, INTERFACE_QR};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -24,6 +25,7 @@ use junction_engine::codes::DeclineReason;
 use junction_engine::model::{
     auth_code, EntryMode, FxLeg, Instrument, Operation, ReplySink, Request, RequestKey, Response, Role,
 };
+use junction_engine::detail::{Channel, Detail, Text};
 use junction_engine::Engine;
 use junction_ledger::{Currency, ParticipantId, PositionKey, TransferId};
 use junction_wire::qr::{QrPayload, Tip};
@@ -41,6 +43,8 @@ pub struct QrGateway {
     pub(super) engine: Arc<Engine>,
     /// Shared with the ISO 8583 gateway: past its bound a payment is refused with 503.
     pub(super) admission: Arc<Admission>,
+    /// Answers are counted with the ISO 8583 gateway's, by code (`interface="qr"`).
+    pub(super) metrics: Arc<Metrics>,
     pub(super) signers: Signers,
     pub(super) routes: Routes,
     pub(super) fx: FxTable,
@@ -55,11 +59,17 @@ pub struct QrGateway {
 
 impl QrGateway {
     /// From the validated configuration.
-    pub fn new(engine: Arc<Engine>, config: &Config, admission: Arc<Admission>) -> Result<QrGateway, String> {
+    pub fn new(
+        engine: Arc<Engine>,
+        config: &Config,
+        admission: Arc<Admission>,
+        metrics: Arc<Metrics>,
+    ) -> Result<QrGateway, String> {
         let rates = config.fx_rates.iter().map(FxRateConfig::to_rate).collect::<Result<Vec<_>, _>>()?;
         Ok(QrGateway {
             engine,
             admission,
+            metrics,
             signers: Signers::new(config)?,
             routes: Routes::new(&config.qr_routes)?,
             fx: FxTable::new(&rates)?,
@@ -261,7 +271,13 @@ impl QrGateway {
 
     /// Submits a request to the engine and waits for its answer without blocking a thread;
     /// declined at once as overloaded when the daemon is at its in-flight bound.
-    pub(super) async fn submit(&self, mut request: Request) -> Response {
+    pub(super) async fn submit(&self, request: Request) -> Response {
+        let response = self.submit_admitted(request).await;
+        self.metrics.responses_by_code.with_label_values(&[INTERFACE_QR, response.code.as_str()]).inc();
+        response
+    }
+
+    async fn submit_admitted(&self, mut request: Request) -> Response {
         let Some(_admitted) = self.admission.admit() else {
             return Response::declined(0, request.key, DeclineReason::Overloaded);
         };
@@ -281,6 +297,7 @@ impl QrGateway {
         amount: u64,
         fx: Option<FxLeg>,
         reference: u128,
+        detail: Detail,
     ) -> Request {
         Request {
             key,
@@ -292,6 +309,7 @@ impl QrGateway {
             entry_mode: EntryMode::Unknown,
             card_expiry_yymm: None,
             reference,
+            detail: Detail { amount, currency_numeric: payer.1.numeric(), ..detail },
             tag: 0,
             // Replaced by `submit`.
             reply: Arc::new(OneshotReply(parking_lot::Mutex::new(None))),
@@ -428,6 +446,7 @@ impl QrGateway {
                 quote.payer_minor,
                 fx,
                 quote.id,
+                qr_detail(&quote, key, None, wallet),
             ))
             .await;
         let mut table = self.payments.table.lock();
@@ -671,6 +690,7 @@ impl QrGateway {
                 amount,
                 fx,
                 payment_id.0,
+                qr_detail(&quote, key, Some(payment_id), quote.wallet),
             ))
             .await;
         let mut table = self.payments.table.lock();
@@ -752,5 +772,22 @@ pub(super) fn refund_answer(record: &RefundRecord, quote: &Quote) -> ApiResult {
         }
         PaymentState::Approved { .. } => Ok(Json(view).into_response()),
         PaymentState::Declined(reason) => Err(ApiError::declined(reason).attach("refund", json!(view))),
+    }
+}
+
+/// A QR payment's or refund's record for the clearing files. Its RRN is the first 12 hex
+/// digits of its payment (or refund) id, as the API returns it; a refund's original RRN
+/// is its payment's.
+fn qr_detail(quote: &Quote, key: RequestKey, refunds: Option<RequestKey>, wallet: ParticipantId) -> Detail {
+    let short = |id: RequestKey| Text::new(&hex_id(id.0)[..12]);
+    Detail {
+        channel: Channel::Qr,
+        rrn: short(key),
+        merchant: Text::new(&quote.merchant_identifier),
+        original_rrn: refunds.map(short).unwrap_or_default(),
+        qr_scheme: Text::new(quote.scheme.as_str()),
+        wallet: wallet.0,
+        acquirer: quote.acquirer.0,
+        ..Detail::default()
     }
 }

@@ -1,0 +1,247 @@
+//! `transactions.csv` and each participant's `transactions-<id>.csv`: one row per request
+//! the switch answered in the window (approved or declined), in commit order, as clearing
+//! staff match it against their own records. Streamed from the journal's memos (the
+//! engine's `Detail` of each request) with the request's own transfers.
+//!
+//! No column but `card_masked` could hold a card number: the engine masks it before it is
+//! journaled, and every other column is an id, a code, an amount or a reference the
+//! switch made or read from fields that are not the card's.
+
+use super::format::TRANSACTIONS_HEADER;
+use super::manifest::{participant_transactions_file_name, FileEntry};
+use super::text::{push_amount, push_amount_u64, push_hex_u128, push_timestamp, push_u64};
+use super::ClearingError;
+use junction_engine::detail::Detail;
+use junction_engine::hosted::answer_codes;
+use junction_ledger::{CommandOutcome, Currency, DetailRecord, ParticipantId, TransferRecord};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Longest row: 29 fields, the widest of which are the timestamp (30), two 32-hex ids, the
+/// amounts (at most 22 each) and the rate (at most 30); far below this.
+pub(crate) const TRANSACTION_ROW_BYTES_MAX: usize = 640;
+
+/// Write buffer of each participant's file.
+const PARTICIPANT_BUFFER_BYTES: usize = 256 << 10;
+
+/// Digits of a rate after the decimal point (rounded half away from zero, for display:
+/// the amounts are what settle).
+pub(crate) const RATE_DECIMALS: u32 = 8;
+
+/// Who a row concerns: each gets it in its own file.
+pub(crate) struct Named {
+    pub participants: [Option<ParticipantId>; 3],
+}
+
+/// Formats one transaction's row into `row` and says who it names. `records` are the
+/// journal entry's transfer records (the detail names its own among them).
+pub(crate) fn push_transaction(
+    row: &mut Vec<u8>,
+    detail: &DetailRecord,
+    records: &[TransferRecord],
+    window: u64,
+) -> Result<Named, ClearingError> {
+    let inconsistent = |what: String| ClearingError::Inconsistent { window, detail: what };
+    let memo = Detail::from_memo(&detail.memo)
+        .map_err(|e| inconsistent(format!("request {:032x}: its memo: {e}", detail.key.0)))?;
+    let outcome = detail
+        .outcome()
+        .ok_or_else(|| inconsistent(format!("request {:032x}: unknown outcome {}", detail.key.0, detail.outcome)))?;
+    let first = detail.first_record as usize;
+    let own = records
+        .get(first..first + detail.records as usize)
+        .ok_or_else(|| inconsistent(format!("request {:032x}: names records past its entry's", detail.key.0)))?;
+    let (response, auth_code) = answer_codes(outcome);
+    let currency = Currency::from_numeric(memo.currency_numeric).ok();
+    let settled = own.last().map(|record| (record.transfer.currency, record.transfer.amount));
+    // A completion of the whole hold asks for 0: what it asked is what it posted.
+    let asked = match (memo.amount, settled) {
+        (0, Some((settled_currency, amount))) if currency == Some(settled_currency) => amount,
+        (amount, _) => amount,
+    };
+
+    push_hex_u128(row, detail.key.0);
+    row.push(b',');
+    push_timestamp(row, own.first().map_or(detail.timestamp, |record| record.timestamp));
+    row.push(b',');
+    for text in [memo.channel.name(), memo.mti.as_str(), memo.processing_code.as_str(), memo.rrn.as_str()] {
+        row.extend_from_slice(text.as_bytes());
+        row.push(b',');
+    }
+    row.extend_from_slice(memo.stan.as_str().as_bytes());
+    row.push(b',');
+    if let Some(code) = auth_code {
+        row.extend_from_slice(&code);
+    }
+    row.push(b',');
+    row.extend_from_slice(response.as_str().as_bytes());
+    row.push(b',');
+    row.extend_from_slice(memo.acquirer_institution.as_str().as_bytes());
+    for participant in [memo.acquirer, memo.issuer, memo.wallet] {
+        row.push(b',');
+        if participant != 0 {
+            push_u64(row, participant);
+        }
+    }
+    for text in [memo.terminal.as_str(), memo.merchant.as_str(), memo.mcc.as_str()] {
+        row.push(b',');
+        row.extend_from_slice(text.as_bytes());
+    }
+    row.push(b',');
+    row.extend_from_slice(memo.card.display().as_bytes());
+    row.push(b',');
+    if let Some(currency) = currency {
+        row.extend_from_slice(currency.code().as_bytes());
+        row.push(b',');
+        push_amount_u64(row, asked, currency.exponent());
+    } else {
+        row.push(b',');
+    }
+    row.push(b',');
+    match settled {
+        Some((settled_currency, amount)) => {
+            row.extend_from_slice(settled_currency.code().as_bytes());
+            row.push(b',');
+            push_amount_u64(row, amount, settled_currency.exponent());
+            row.push(b',');
+            if let Some(rate) = currency.and_then(|c| rate(asked, c, amount, settled_currency)) {
+                row.extend_from_slice(rate.to_string().as_bytes());
+            }
+        }
+        None => row.extend_from_slice(b",,"),
+    }
+    // Fees, for what committed: in the settlement currency (interchange, the acquirer's)
+    // and in the request's (the payer's).
+    let committed = matches!(outcome, CommandOutcome::Committed { .. });
+    let settlement_exponent = settled.map(|(c, _)| c.exponent()).or(currency.map(|c| c.exponent()));
+    let fees = [
+        (memo.interchange, settlement_exponent),
+        (memo.acquirer_fee, settlement_exponent),
+        (memo.payer_fee, currency.map(|c| c.exponent())),
+    ];
+    for (fee, exponent) in fees {
+        row.push(b',');
+        if let (true, Some(exponent)) = (committed, exponent) {
+            push_amount(row, i128::from(fee), exponent);
+        }
+    }
+    row.push(b',');
+    row.extend_from_slice(memo.original_rrn.as_str().as_bytes());
+    row.push(b',');
+    row.extend_from_slice(if memo.stood_in { b"true" } else { b"false" });
+    row.push(b',');
+    row.extend_from_slice(memo.qr_scheme.as_str().as_bytes());
+    row.push(b',');
+    if let Some(record) = own.first() {
+        push_hex_u128(row, record.transfer.id.0);
+    }
+    row.push(b'\n');
+    let named = |id: u64| (id != 0).then_some(ParticipantId(id));
+    Ok(Named { participants: [named(memo.acquirer), named(memo.issuer), named(memo.wallet)] })
+}
+
+/// Units of the settlement currency per unit of the transaction's: 1 in one currency,
+/// `RATE_DECIMALS` places otherwise. None when nothing was asked (a void moves nothing).
+pub(crate) fn rate(asked: u64, currency: Currency, settled: u64, settled_currency: Currency) -> Option<Decimal> {
+    if currency == settled_currency {
+        return Some(Decimal::ONE);
+    }
+    if asked == 0 {
+        return None;
+    }
+    let asked = Decimal::from_i128_with_scale(i128::from(asked), u32::from(currency.exponent()));
+    let settled = Decimal::from_i128_with_scale(i128::from(settled), u32::from(settled_currency.exponent()));
+    settled.checked_div(asked).map(|rate| rate.round_dp(RATE_DECIMALS).normalize())
+}
+
+/// Each participant's own transactions file, written as rows come (rows are copied from
+/// the switch-wide file's, so they are byte for byte the same) and hashed on the way.
+pub(crate) struct ParticipantFiles {
+    dir: PathBuf,
+    files: BTreeMap<ParticipantId, HashedFile>,
+}
+
+struct HashedFile {
+    name: String,
+    out: BufWriter<File>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl HashedFile {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.hasher.update(bytes);
+        self.bytes += bytes.len() as u64;
+        self.out.write_all(bytes)
+    }
+}
+
+impl ParticipantFiles {
+    pub(crate) fn new(dir: &Path) -> ParticipantFiles {
+        ParticipantFiles { dir: dir.to_path_buf(), files: BTreeMap::new() }
+    }
+
+    /// Appends `row` to the file of each participant it names (once each); how many.
+    pub(crate) fn append(&mut self, row: &[u8], named: &Named) -> Result<u64, ClearingError> {
+        let mut appended = 0;
+        for (index, participant) in named.participants.iter().enumerate() {
+            let Some(participant) = *participant else { continue };
+            if named.participants[..index].contains(&Some(participant)) {
+                continue;
+            }
+            let file = match self.files.get_mut(&participant) {
+                Some(file) => file,
+                None => {
+                    let name = participant_transactions_file_name(participant.0);
+                    let path = self.dir.join(&name);
+                    let handle =
+                        File::options().write(true).create_new(true).open(&path).map_err(ClearingError::io(&path))?;
+                    let mut file = HashedFile {
+                        name,
+                        out: BufWriter::with_capacity(PARTICIPANT_BUFFER_BYTES, handle),
+                        hasher: Sha256::new(),
+                        bytes: 0,
+                    };
+                    file.write(TRANSACTIONS_HEADER.as_bytes()).map_err(ClearingError::io(&path))?;
+                    self.files.entry(participant).or_insert(file)
+                }
+            };
+            file.write(row).map_err(ClearingError::io(self.dir.join(&file.name)))?;
+            appended += 1;
+        }
+        Ok(appended)
+    }
+
+    /// Flushes and fsyncs every file; their manifest entries.
+    pub(crate) fn finish(self) -> Result<Vec<FileEntry>, ClearingError> {
+        let mut entries = Vec::with_capacity(self.files.len());
+        for (_, file) in self.files {
+            let path = self.dir.join(&file.name);
+            let handle = file.out.into_inner().map_err(|e| ClearingError::io(&path)(e.into_error()))?;
+            handle.sync_all().map_err(ClearingError::io(&path))?;
+            entries.push(FileEntry { name: file.name, bytes: file.bytes, sha256: hex::encode(file.hasher.finalize()) });
+        }
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_the_settled_amount_per_unit_asked() {
+        let usd = Currency::from_code("USD").expect("USD");
+        let jpy = Currency::from_code("JPY").expect("JPY");
+        // 10.00 USD settled as 1,495 JPY: 149.5 yen per dollar.
+        assert_eq!(rate(1_000, usd, 1_495, jpy).map(|r| r.to_string()), Some("149.5".into()));
+        assert_eq!(rate(1_000, usd, 1_000, usd), Some(Decimal::ONE));
+        assert_eq!(rate(0, usd, 0, jpy), None);
+        // 3 JPY as 0.02 USD: 0.00666666666... rounded to 8 places.
+        assert_eq!(rate(3, jpy, 2, usd).map(|r| r.to_string()), Some("0.00666667".into()));
+    }
+}
