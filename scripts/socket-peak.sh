@@ -34,7 +34,7 @@ fi
 $BIN/loadgen --iso $ISO --http $HTTP "$@"
 status=$?
 echo "--- junctiond: longest pause, group commits, warnings"
-curl -s http://$HTTP/metrics | grep -E "^junction_ledger_(pause_us_max|wait_us_max|commit_us_max|group_commits_total|entries_total)"
+curl -s http://$HTTP/metrics | grep -E "^junction_ledger_(pause_seconds_max|wait_seconds_max|commit_seconds_max|group_commits_total|entries_total)"
 grep -E "WARN|ERROR|checkpoint written" "$D/log" | cut -c1-200 | tail -20
 echo "junctiond RSS: $(ps -o rss= -p $P) KiB"
 [ -n "${KEEP_LOG:-}" ] && cp "$D/log" "$KEEP_LOG"

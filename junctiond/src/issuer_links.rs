@@ -200,6 +200,18 @@ impl IssuerLinks {
         all
     }
 
+    /// Per issuer with links: how many are in the rotation and how many out of it.
+    pub fn counts(&self) -> Vec<(ParticipantId, usize, usize)> {
+        let links = self.links.read();
+        links
+            .iter()
+            .map(|(issuer, links)| {
+                let in_rotation = links.iter().filter(|link| link.is_healthy()).count();
+                (*issuer, in_rotation, links.len() - in_rotation)
+            })
+            .collect()
+    }
+
     /// Whether the issuer has a link in the rotation.
     pub fn is_up(&self, issuer: ParticipantId) -> bool {
         self.links_of(issuer).iter().any(|link| link.is_healthy())

@@ -109,15 +109,15 @@ impl Status {
              # TYPE junction_replication_lag gauge\njunction_replication_lag {}\n\
              # HELP junction_replication_acks_total Journal entries acknowledged by the stream\n\
              # TYPE junction_replication_acks_total counter\njunction_replication_acks_total {}\n\
-             # HELP junction_replication_ack_us_total Time from publish to acknowledgement, summed\n\
-             # TYPE junction_replication_ack_us_total counter\njunction_replication_ack_us_total {}\n\
-             # HELP junction_replication_ack_us_max Longest time from publish to acknowledgement\n\
-             # TYPE junction_replication_ack_us_max gauge\njunction_replication_ack_us_max {}\n",
+             # HELP junction_replication_ack_seconds_total Time from publish to acknowledgement, summed\n\
+             # TYPE junction_replication_ack_seconds_total counter\njunction_replication_ack_seconds_total {}\n\
+             # HELP junction_replication_ack_seconds_max Longest time from publish to acknowledgement\n\
+             # TYPE junction_replication_ack_seconds_max gauge\njunction_replication_ack_seconds_max {}\n",
             u8::from(self.primary.load(Ordering::Relaxed)),
             stream.saturating_sub(applied),
             self.acknowledged.load(Ordering::Relaxed),
-            self.ack_us_total.load(Ordering::Relaxed),
-            self.ack_us_max.load(Ordering::Relaxed),
+            self.ack_us_total.load(Ordering::Relaxed) as f64 / 1e6,
+            self.ack_us_max.load(Ordering::Relaxed) as f64 / 1e6,
         )
     }
 }

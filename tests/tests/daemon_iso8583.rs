@@ -164,7 +164,7 @@ fn iso8583_end_to_end() {
     let build_line =
         metrics.lines().find(|line| line.starts_with("junction_build_info{")).expect("a build-info metric");
     assert!(build_line.contains(&format!("version=\"{version}\"")) && build_line.ends_with(" 1"), "{build_line}");
-    assert!(metrics.contains("junction_ledger_pause_us_max "), "the pause metric is exported");
+    assert!(metrics.contains("junction_ledger_pause_seconds_max "), "the pause metric is exported");
     for (binary_name, printed) in [("junctiond", "junctiond"), ("junction", "junction")] {
         let output = std::process::Command::new(binary(binary_name)).arg("--version").output().unwrap();
         let text = String::from_utf8_lossy(&output.stdout);

@@ -225,7 +225,11 @@ fn overload_is_declined_at_once_and_service_resumes_when_it_drops() {
     let account = daemon.get_json("/v1/admin/accounts/1001");
     assert_eq!(account["balances"]["debits_posted"].as_u64(), Some(approved));
     let metrics = ureq::get(&daemon.url("/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
-    assert!(metrics.contains("junction_responses_total{code=\"91\"}"), "91s are counted in the metrics");
+    let iso_91s = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("junction_responses_total{code=\"91\",interface=\"iso8583\"} "))
+        .and_then(|count| count.parse::<usize>().ok());
+    assert_eq!(iso_91s, totals.get("91").copied(), "every ISO 8583 91 is counted in the metrics");
 }
 
 /// Hostile variants of a valid JSON body: cut short, bytes flipped, values swapped for
