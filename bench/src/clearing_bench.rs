@@ -142,7 +142,12 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
             .iter()
             .map(|t| Command { key: t.id, digest: 1, transfers: 1, refusal: 0, reference: 0, charges: 0 })
             .collect();
-        in_flight.push_back(ledger.submit_commands(&[CommandPart { transfers: &batch, commands: &commands, memos: &memos, charges: &[] }])?);
+        in_flight.push_back(ledger.submit_commands(&[CommandPart {
+            transfers: &batch,
+            commands: &commands,
+            memos: &memos,
+            charges: &[],
+        }])?);
         if in_flight.len() >= 8 {
             if let Some(ticket) = in_flight.pop_front() {
                 ledger.wait(ticket)?;

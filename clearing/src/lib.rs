@@ -52,7 +52,10 @@ pub use manifest::{
     participant_transactions_file_name, window_folder_name, CurrencyTotals, FileEntry, Manifest, RecordCounts,
     MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
-pub use reconcile::{reconcile, Entry as ReconcileEntry, ReconcileError, ReconcileReport, Totals as ReconcileTotals, RECONCILE_LISTED_MAX};
+pub use reconcile::{
+    reconcile, Entry as ReconcileEntry, ReconcileError, ReconcileReport, Totals as ReconcileTotals,
+    RECONCILE_LISTED_MAX,
+};
 pub use summary::{summarize, CurrencySummary, ParticipantNet, Summary};
 pub use verify::{verify_folder, VerifyError, VerifyReport};
 pub use write::write_window_files;

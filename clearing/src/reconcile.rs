@@ -111,13 +111,18 @@ impl std::fmt::Display for ReconcileReport {
             ),
             (
                 "in the switch's files, not in your records",
-                self.missing_from_records.iter().map(|e| format!("{e} ({} line {})", self.compared_file, e.line)).collect(),
+                self.missing_from_records
+                    .iter()
+                    .map(|e| format!("{e} ({} line {})", self.compared_file, e.line))
+                    .collect(),
             ),
             (
                 "different",
                 self.differing
                     .iter()
-                    .map(|(mine, theirs)| format!("yours: {mine} (line {}); switch: {theirs} (line {})", mine.line, theirs.line))
+                    .map(|(mine, theirs)| {
+                        format!("yours: {mine} (line {}); switch: {theirs} (line {})", mine.line, theirs.line)
+                    })
                     .collect(),
             ),
             ("RRN more than once", self.duplicated.iter().map(|e| format!("{e} (line {})", e.line)).collect()),

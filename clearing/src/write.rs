@@ -10,11 +10,11 @@ use super::manifest::{
     TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
 use super::sink::{sync_dir, write_small_file, PipelinedSink};
-use super::transactions::{push_transaction, ParticipantFiles, TRANSACTION_ROW_BYTES_MAX};
 use super::text::{
     push_amount, push_amount_u64, push_csv_field, push_hex_short, push_hex_u128, push_hex_u64, push_timestamp,
     push_u128, push_u64, timestamp_string,
 };
+use super::transactions::{push_transaction, ParticipantFiles, TRANSACTION_ROW_BYTES_MAX};
 use super::{verify, ClearingConfig, ClearingError, ParticipantInfo};
 use junction_ledger::{
     AccountId, Currency, Ledger, ParticipantId, Position, PositionKey, TransferFlags, TransferRecord, WindowId,

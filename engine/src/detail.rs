@@ -33,7 +33,9 @@ impl Channel {
     }
 
     fn from_byte(byte: u8) -> Option<Channel> {
-        [Channel::Unknown, Channel::Iso8583, Channel::Qr, Channel::CreditTransfer].into_iter().find(|c| *c as u8 == byte)
+        [Channel::Unknown, Channel::Iso8583, Channel::Qr, Channel::CreditTransfer]
+            .into_iter()
+            .find(|c| *c as u8 == byte)
     }
 }
 
@@ -250,7 +252,8 @@ impl Detail {
         if bytes[Offsets::FORMAT] != DETAIL_FORMAT {
             return Err(DetailError::Format(bytes[Offsets::FORMAT]));
         }
-        let channel = Channel::from_byte(bytes[Offsets::CHANNEL]).ok_or(DetailError::Channel(bytes[Offsets::CHANNEL]))?;
+        let channel =
+            Channel::from_byte(bytes[Offsets::CHANNEL]).ok_or(DetailError::Channel(bytes[Offsets::CHANNEL]))?;
         fn text<const N: usize>(bytes: &[u8], at: usize) -> Result<Text<N>, DetailError> {
             let mut out = [0u8; N];
             out.copy_from_slice(&bytes[at..at + N]);

@@ -5,11 +5,11 @@
 //! touches RocksDB itself) and reloaded on start, so a restarted switch knows its
 //! participants, cards and limits again.
 
-use crate::detail::Text;
 use crate::books::{is_stand_in, participant_account, participant_of_account, TRANSFER_CODE_OPENING_BALANCE};
 use crate::codes::DeclineReason;
 use crate::commit;
 use crate::completion;
+use crate::detail::Text;
 use crate::faults::{Faults, Stage};
 use crate::fees::{FeeSchedule, FeeScheduleSpec};
 use crate::headroom::CapPool;
@@ -351,7 +351,8 @@ impl Engine {
         countries: BTreeMap<ParticipantId, [u8; 2]>,
     ) -> Result<Option<FeeSchedule>, EngineError> {
         let mut spec = None;
-        self.ledger.scan_metadata(&[META_FEES], |_, value| spec = Some(serde_json::from_slice::<FeeScheduleSpec>(value)))?;
+        self.ledger
+            .scan_metadata(&[META_FEES], |_, value| spec = Some(serde_json::from_slice::<FeeScheduleSpec>(value)))?;
         match spec {
             None => Ok(None),
             Some(Err(e)) => Err(EngineError::Metadata(format!("the fee schedule record: {e}"))),
@@ -845,7 +846,10 @@ impl Engine {
             *reserved.entry(cap).or_default() -= i128::from(hold.amount);
             let expires_at_s = if hold.expires_at == 0 { u64::MAX } else { hold.expires_at / 1_000_000_000 };
             let shard = self.shard_of(hold.debit_account.0, shards.len());
-            per_shard[shard].push((RequestKey(id.0), HeldReservation { cap, amount: hold.amount, expires_at_s, rrn: Text::default() }));
+            per_shard[shard].push((
+                RequestKey(id.0),
+                HeldReservation { cap, amount: hold.amount, expires_at_s, rrn: Text::default() },
+            ));
         }
         self.caps.give_back_all(&reserved);
         for (shard, holds) in shards.iter().zip(per_shard) {

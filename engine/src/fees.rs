@@ -201,7 +201,11 @@ impl FeeSchedule {
 
     /// The charges of a QR payment: the wallet's fee on what it pays (its currency), the
     /// acquirer's on what the merchant receives (the merchant's).
-    pub fn qr_charges(&self, wallet: (ParticipantId, Currency, u64), acquirer: (ParticipantId, Currency, u64)) -> Charges {
+    pub fn qr_charges(
+        &self,
+        wallet: (ParticipantId, Currency, u64),
+        acquirer: (ParticipantId, Currency, u64),
+    ) -> Charges {
         let mut charges = Charges::default();
         let Some(switch) = self.switch_participant else { return charges };
         for ((participant, currency, amount), rate) in [(wallet, self.wallet_fee), (acquirer, self.qr_acquirer_fee)] {

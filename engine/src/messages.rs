@@ -7,15 +7,15 @@
 //!                                    +------------------ Feedback ----------------+
 //! ```
 
+use crate::codes::DeclineReason;
 use crate::detail::Text;
 use crate::fees::Charges;
-use crate::codes::DeclineReason;
 use crate::model::{AccountSpec, AccountStatus, Request, RequestKey};
 use crate::vault::CardEntry;
 use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::{
-    AccountId, Charge, Command, CommandResult, LedgerError, Memo, PositionKey, Ticket, Transfer, TransferFlags, TransferId,
-    BATCH_TRANSFERS_MAX,
+    AccountId, Charge, Command, CommandResult, LedgerError, Memo, PositionKey, Ticket, Transfer, TransferFlags,
+    TransferId, BATCH_TRANSFERS_MAX,
 };
 use std::hash::{Hash, Hasher};
 

@@ -21,16 +21,16 @@
 use crate::books::{
     participant_account, participant_of_account, TRANSFER_CODE_AUTHORIZATION, TRANSFER_CODE_COMPLETION,
     TRANSFER_CODE_FX_LEG, TRANSFER_CODE_HOSTED_AUTHORIZATION, TRANSFER_CODE_HOSTED_COMPLETION,
-    TRANSFER_CODE_HOSTED_PURCHASE, TRANSFER_CODE_HOSTED_REFUND, TRANSFER_CODE_PURCHASE, TRANSFER_CODE_QR_PAYMENT,
-    TRANSFER_CODE_REFUND, TRANSFER_CODE_REVERSAL, TRANSFER_CODE_STAND_IN_AUTHORIZATION,
-    TRANSFER_CODE_STAND_IN_PURCHASE, TRANSFER_CODE_STAND_IN_REFUND, TRANSFER_CODE_INTERCHANGE, TRANSFER_CODE_SWITCH_FEE,
+    TRANSFER_CODE_HOSTED_PURCHASE, TRANSFER_CODE_HOSTED_REFUND, TRANSFER_CODE_INTERCHANGE, TRANSFER_CODE_PURCHASE,
+    TRANSFER_CODE_QR_PAYMENT, TRANSFER_CODE_REFUND, TRANSFER_CODE_REVERSAL, TRANSFER_CODE_STAND_IN_AUTHORIZATION,
+    TRANSFER_CODE_STAND_IN_PURCHASE, TRANSFER_CODE_STAND_IN_REFUND, TRANSFER_CODE_SWITCH_FEE,
 };
 use crate::clock;
 use crate::codes::DeclineReason;
-use crate::faults::{Faults, Stage};
-use crate::headroom::{CapPool, LocalHeadroom};
 use crate::detail::{rrn_of_reference, Detail, Text};
+use crate::faults::{Faults, Stage};
 use crate::fees::{Charges, Direction, FeeSchedule};
+use crate::headroom::{CapPool, LocalHeadroom};
 use crate::hosted::{forwarded_reference, refusal_of_issuer_code, HostedBooking, HostedDecision, HostedKind};
 use crate::messages::{
     CommitBatch, Feedback, HeldReservation, HoldFeedback, Pending, ShardMessage, ShardQueues, SHARD_BURST_MAX,
@@ -41,9 +41,9 @@ use crate::model::{
 use crate::routing::StandInLimits;
 use crate::stats::EngineStats;
 use crate::vault::{is_expired, CardEntry};
+use arc_swap::ArcSwap;
 use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::memory::BigMap;
-use arc_swap::ArcSwap;
 use junction_ledger::{
     AccountId, Charge, CommandOutcome, Currency, Ledger, ParticipantId, Transfer, TransferFlags, TransferId,
 };
@@ -741,7 +741,9 @@ impl Shard {
                 let amount = if transfer.amount > 0 { transfer.amount } else { request.amount };
                 self.card_fees(&mut request, booking.issuer, currency, amount, Direction::Pay)
             }
-            HostedKind::Refund => self.card_fees(&mut request, booking.issuer, currency, transfer.amount, Direction::Refund),
+            HostedKind::Refund => {
+                self.card_fees(&mut request, booking.issuer, currency, transfer.amount, Direction::Refund)
+            }
             HostedKind::Reversal { original } if !transfer.flags.contains(TransferFlags::VOID_PENDING) => {
                 self.reversal_fees(&mut request, TransferId(original.0))
             }
@@ -1020,7 +1022,9 @@ mod tests {
 
     fn hold(shard: &mut Shard, key: RequestKey, amount: u64, expires_at_s: u64) {
         assert!(shard.headroom.reserve(&shard.caps, (ISSUER, usd()), amount));
-        shard.holds.insert(key, HeldReservation { cap: (ISSUER, usd()), amount, expires_at_s, rrn: Default::default() });
+        shard
+            .holds
+            .insert(key, HeldReservation { cap: (ISSUER, usd()), amount, expires_at_s, rrn: Default::default() });
         shard.hold_expiries.insert((expires_at_s, key));
     }
 

@@ -3,9 +3,9 @@
 //! Parsed at the edge and checked as a whole before anything starts; a bad config is a
 //! clear error naming the field, never a half-started switch.
 
+use junction_engine::fees::FeeScheduleSpec;
 use junction_engine::model::{EntryMode, EntryModes, Role};
 use junction_engine::routing::BinRoute;
-use junction_engine::fees::FeeScheduleSpec;
 use junction_ledger::{Currency, ParticipantId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -386,7 +386,9 @@ impl Config {
         if let Some(switch) = spec.switch_participant {
             match self.participants.iter().find(|p| p.id == switch) {
                 Some(p) if p.role == Role::Switch => {}
-                Some(_) => return Err(invalid(format!("fees: participant {switch} does not have the role \"switch\""))),
+                Some(_) => {
+                    return Err(invalid(format!("fees: participant {switch} does not have the role \"switch\"")))
+                }
                 None => return Err(invalid(format!("fees: switch_participant {switch} is not a participant"))),
             }
         }

@@ -527,7 +527,7 @@ async fn replace_fees(
 ) -> Response {
     let spec = match body {
         Ok(Json(spec)) => spec,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, "bad_json", &rejection.body_text()),
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, "bad_json", rejection.body_text()),
     };
     admin_call(&context, &headers, move |engine| {
         let countries = engine.fee_schedule().countries.clone();

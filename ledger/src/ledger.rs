@@ -24,8 +24,9 @@ use crate::recovery::{self, RecoveryReport};
 use crate::state::TransferIndexEntry;
 use crate::state::{EntryRecords, HoldStatus, State};
 use crate::types::{
-    Account, AccountError, AccountId, AccountUpdate, Balances, CommandOutcome, CommandPart, CommandResult, DetailRecord,
-    Position, PositionKey, Transfer, TransferError, TransferId, TransferOk, TransferRecord, WindowId, WindowState,
+    Account, AccountError, AccountId, AccountUpdate, Balances, CommandOutcome, CommandPart, CommandResult,
+    DetailRecord, Position, PositionKey, Transfer, TransferError, TransferId, TransferOk, TransferRecord, WindowId,
+    WindowState,
 };
 use crate::writer::{JournalSink, Shared, WriteJob, WriterReport, DURABLE_WAIT_MS_MAX};
 use crossbeam::channel::{bounded, SendTimeoutError, Sender};

@@ -29,8 +29,8 @@ pub use error::LedgerError;
 pub use index::{COLD_FILE_ENTRIES_MAX, TIMED_ID_SKEW_S};
 pub use indexer::{IndexUpkeep, EVICTED_PER_LOCK_MAX, EVICTED_PER_ROUND_MAX, INDEX_UPKEEP_INTERVAL_MS};
 pub use ledger::{
-    AccountView, CheckpointReport, IndexReport, Ledger, LedgerOptions, PendingHold, Ticket,
-    WindowPositions, CHECKPOINT_COPY_BUCKETS, DUPLICATE_WINDOW_S_DEFAULT, INDEX_MEMORY_ENTRIES_MAX_DEFAULT,
+    AccountView, CheckpointReport, IndexReport, Ledger, LedgerOptions, PendingHold, Ticket, WindowPositions,
+    CHECKPOINT_COPY_BUCKETS, DUPLICATE_WINDOW_S_DEFAULT, INDEX_MEMORY_ENTRIES_MAX_DEFAULT,
 };
 pub use limits::{
     ACCOUNTS_PER_CALL_MAX, BATCH_TRANSFERS_MAX, HISTORY_PAGE_MAX, JOURNAL_ENTRY_BYTES_MAX, REPLICATION_IN_FLIGHT_MAX,

@@ -599,9 +599,7 @@ impl State {
         let usable = |id: AccountId, currency: Currency| {
             self.accounts.get(&id).is_some_and(|state| {
                 let account = &state.account;
-                account.currency == currency
-                    && account.flags == AccountFlags::NONE
-                    && account.debit_limits.is_none()
+                account.currency == currency && account.flags == AccountFlags::NONE && account.debit_limits.is_none()
             })
         };
         charges.iter().all(|charge| {

@@ -61,7 +61,9 @@ fn memo(tag: u8) -> Memo {
 /// Every (records, details) pair of the journal so far, one per entry with transfers.
 fn batches(ledger: &Ledger) -> Vec<(Vec<TransferRecord>, Vec<DetailRecord>)> {
     let mut out = Vec::new();
-    ledger.for_each_batch(1, ledger.last_seq(), |records, details| out.push((records.to_vec(), details.to_vec()))).unwrap();
+    ledger
+        .for_each_batch(1, ledger.last_seq(), |records, details| out.push((records.to_vec(), details.to_vec())))
+        .unwrap();
     out
 }
 
@@ -90,7 +92,12 @@ fn memos_are_journaled_once_with_the_answer_and_their_own_records() {
     let again = run_with_memos(&ledger, &transfers[2..], &commands[3..], &memos[3..]);
     assert!(again[0].repeat);
     // One memo per command too few is refused before anything happens.
-    let refused_call = ledger.submit_commands(&[CommandPart { transfers: &[], commands: &commands[2..3], memos: &memos, charges: &[] }]);
+    let refused_call = ledger.submit_commands(&[CommandPart {
+        transfers: &[],
+        commands: &commands[2..3],
+        memos: &memos,
+        charges: &[],
+    }]);
     assert!(matches!(refused_call, Err(LedgerError::MemosDoNotMatchCommands { memos: 4, commands: 1 })));
     for reopened in [false, true] {
         if reopened {
@@ -162,8 +169,11 @@ fn answers_are_given_again_from_memory_the_cold_index_and_after_a_reopen() {
         }
         assert!(ledger.account(AccountId(1)).unwrap().balances.available() >= 1020, "{when}: money moved");
         // Another digest under a known key is a conflict.
-        let conflict =
-            run(ledger, &[], &[Command { key: failing, digest: 99, transfers: 0, refusal: 7, reference: 0, charges: 0 }]);
+        let conflict = run(
+            ledger,
+            &[],
+            &[Command { key: failing, digest: 99, transfers: 0, refusal: 7, reference: 0, charges: 0 }],
+        );
         assert_eq!(conflict[0].outcome, CommandOutcome::Conflict, "{when}");
     };
     check(&ledger, "in memory");

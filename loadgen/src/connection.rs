@@ -122,7 +122,11 @@ impl Record {
 
     fn write(&self, rows: &mut Vec<u8>) -> Result<()> {
         use std::io::Write;
-        self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).write_all(rows).context("writing the record file")?;
+        self.out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .write_all(rows)
+            .context("writing the record file")?;
         rows.clear();
         Ok(())
     }

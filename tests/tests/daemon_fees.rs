@@ -44,6 +44,25 @@ fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// Every camt.053 of a folder against the official schema (xmllint; CI installs it).
+fn validate_statements(folder: &Path) {
+    let available = Command::new("xmllint").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !available {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI must validate the XML: install libxml2-utils");
+        eprintln!("!!!!!!!! xmllint not installed: the statements were NOT validated against the schema !!!!!!!!");
+        return;
+    }
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clearing/schemas/camt.053.001.08.xsd");
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with("camt053-") {
+            continue;
+        }
+        let output = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(&path).output().unwrap();
+        assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+    }
+}
+
 fn close_window(daemon: &Daemon) -> PathBuf {
     let response: serde_json::Value = ureq::post(&daemon.url("/v1/admin/windows/close"))
         .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
@@ -61,7 +80,14 @@ fn close_window(daemon: &Daemon) -> PathBuf {
     folder
 }
 
-fn pay(client: &mut IsoClient, mti: &str, processing: &str, pan: &str, amount: u64, currency: &str) -> (String, String) {
+fn pay(
+    client: &mut IsoClient,
+    mti: &str,
+    processing: &str,
+    pan: &str,
+    amount: u64,
+    currency: &str,
+) -> (String, String) {
     let stan = client.next_stan();
     let mut message = financial(mti, processing, pan, amount, &stan);
     message.set(18, "5411").unwrap();
@@ -137,11 +163,17 @@ fn fees_are_booked_with_each_payment_and_add_up_in_the_files() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(folder.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["fee_participant"], SWITCH_PARTICIPANT);
+    // The statements carry the charges, and still validate against the official schema.
+    let statement = std::fs::read_to_string(folder.join(format!("camt053-{DEMO_ACQUIRER}-USD.xml"))).unwrap();
+    assert!(statement.contains("<Id>INTERCHANGE</Id>") && statement.contains("<Id>SWITCH-FEES</Id>"), "{statement}");
+    validate_statements(&folder);
 
     // A new schedule at runtime: no interchange, a flat 0.10 USD acquirer fee; it applies
     // to the next purchase and survives a restart.
-    let new = FeeScheduleSpec { interchange: vec![], acquirer_fee: rate("0", 10), issuer_fee: rate("0", 0), ..schedule() };
-    let unauthorized = ureq::put(&daemon.url("/v1/admin/fees")).config().http_status_as_error(false).build().send_json(&new).unwrap();
+    let new =
+        FeeScheduleSpec { interchange: vec![], acquirer_fee: rate("0", 10), issuer_fee: rate("0", 0), ..schedule() };
+    let unauthorized =
+        ureq::put(&daemon.url("/v1/admin/fees")).config().http_status_as_error(false).build().send_json(&new).unwrap();
     assert_eq!(unauthorized.status().as_u16(), 401);
     let changed = ureq::put(&daemon.url("/v1/admin/fees"))
         .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))

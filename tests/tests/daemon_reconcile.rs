@@ -14,7 +14,11 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn text(output: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn reconcile(folder: &Path, records: &Path, participant: u64) -> Output {
@@ -163,7 +167,8 @@ fn a_window_of_real_traffic_reconciles_row_by_row() {
     // One record removed: the reconciliation fails and names the row it lacks.
     let lines: Vec<String> = std::fs::read_to_string(&records).unwrap().lines().map(str::to_string).collect();
     let removed = &recorded[recorded.len() / 2];
-    let without: Vec<&String> = lines.iter().filter(|line| !line.starts_with(&format!("{},", removed["rrn"]))).collect();
+    let without: Vec<&String> =
+        lines.iter().filter(|line| !line.starts_with(&format!("{},", removed["rrn"]))).collect();
     assert_eq!(without.len(), lines.len() - 1);
     let missing = dir.path().join("missing.csv");
     std::fs::write(&missing, without.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
@@ -174,7 +179,8 @@ fn a_window_of_real_traffic_reconciles_row_by_row() {
     assert!(report.contains(&format!("rrn {}", removed["rrn"])) && report.contains("DIFFERENCES FOUND"), "{report}");
 
     // One amount changed: it is named as different.
-    let changed_rrn = recorded.iter().find(|r| r["response_code"] == "00" && r["amount_minor"] != "0").unwrap()["rrn"].clone();
+    let changed_rrn =
+        recorded.iter().find(|r| r["response_code"] == "00" && r["amount_minor"] != "0").unwrap()["rrn"].clone();
     let changed: String = lines
         .iter()
         .map(|line| {
@@ -198,7 +204,8 @@ fn a_window_of_real_traffic_reconciles_row_by_row() {
     let merchant = usd_merchant_qr();
     let mut payment_ids = Vec::new();
     for n in 0..5u64 {
-        let (status, body) = wallet_pays(&agent, daemon.http, &merchant, &format!("reconcile-qr-{n}"), 150 + n).unwrap();
+        let (status, body) =
+            wallet_pays(&agent, daemon.http, &merchant, &format!("reconcile-qr-{n}"), 150 + n).unwrap();
         assert_eq!(status, 200, "{body}");
         payment_ids.push(body["payment_id"].as_str().unwrap().to_string());
     }

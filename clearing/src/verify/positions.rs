@@ -122,7 +122,13 @@ fn parse_position_row(file: &str, line: u64, record: &csv::StringRecord) -> Resu
     }
     let summed: i128 = components.iter().sum();
     if summed != net {
-        return Err(mismatch(file, &location, "gross + interchange + fees", amount_string(net, exponent), amount_string(summed, exponent)));
+        return Err(mismatch(
+            file,
+            &location,
+            "gross + interchange + fees",
+            amount_string(net, exponent),
+            amount_string(summed, exponent),
+        ));
     }
     if (debit_count == 0) != (debits == 0) || (credit_count == 0) != (credits == 0) || debit_count + credit_count == 0 {
         return Err(malformed(

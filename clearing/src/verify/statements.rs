@@ -145,7 +145,8 @@ pub(super) fn check_statements(
             let amount = xml_amount(file, location, "a charge's amount", &charge.amount, currency)?;
             charged[slot] += signed_by(&charge.indicator, amount, file, location)?;
         }
-        let components = rows.get(&(participant, currency)).map_or([0, 0], |row| [row.components[1], row.components[2]]);
+        let components =
+            rows.get(&(participant, currency)).map_or([0, 0], |row| [row.components[1], row.components[2]]);
         for (slot, kind) in iso20022::CHARGE_TYPES.iter().enumerate() {
             if components[slot] != charged[slot] {
                 return Err(mismatch(

@@ -4,10 +4,10 @@
 //! file exactly the rows that name it, in order (its digest, already checked against the
 //! file by `files`, is recomputed from transactions.csv).
 
+use super::positions::{PositionRow, RowKey};
 use super::transfers::{is_hex, is_timestamp};
 use super::{check_header, csv_location, malformed, mismatch, VerifyError};
 use crate::format::TRANSACTIONS_HEADER;
-use super::positions::{PositionRow, RowKey};
 use crate::manifest::{participant_transactions_file_name, Manifest, POSITIONS_FILE, TRANSACTIONS_FILE};
 use crate::sink::READ_BUFFER_BYTES;
 use crate::text::{amount_string, parse_amount, parse_u64};
@@ -104,7 +104,11 @@ pub(super) fn check_transactions(
         let text = |index: usize| std::str::from_utf8(field(index)).unwrap_or("");
         let header: Vec<&str> = TRANSACTIONS_HEADER.trim_end().split(',').collect();
         let bad = |index: usize| {
-            malformed(file, location(), format!("{} {:?} is not valid", header[index], String::from_utf8_lossy(field(index))))
+            malformed(
+                file,
+                location(),
+                format!("{} {:?} is not valid", header[index], String::from_utf8_lossy(field(index))),
+            )
         };
         if !is_hex(field(column::KEY), 32) {
             return Err(bad(column::KEY));
@@ -122,11 +126,13 @@ pub(super) fn check_transactions(
         // An approval has its authorization code; a decline has none and moved nothing.
         let approved = response == b"00";
         let auth = field(column::AUTH_CODE);
-        let auth_ok = if approved { auth.len() == 6 && auth.iter().all(u8::is_ascii_alphanumeric) } else { auth.is_empty() };
+        let auth_ok =
+            if approved { auth.len() == 6 && auth.iter().all(u8::is_ascii_alphanumeric) } else { auth.is_empty() };
         if !auth_ok {
             return Err(bad(column::AUTH_CODE));
         }
-        if !approved && !(field(column::SETTLEMENT_AMOUNT).is_empty() && field(column::TRANSFER_ID).is_empty()) {
+        let moved = !field(column::SETTLEMENT_AMOUNT).is_empty() || !field(column::TRANSFER_ID).is_empty();
+        if !approved && moved {
             return Err(malformed(file, location(), "a declined request shows a settlement or a transfer"));
         }
         if !is_masked_card(field(column::CARD)) {
@@ -174,18 +180,20 @@ pub(super) fn check_transactions(
         if fees != [0; 3] {
             let participant = |index: usize| parse_u64(text(index)).filter(|id| *id > 0);
             let acquirer = participant(column::ACQUIRER);
-            let payer = if field(column::CHANNEL) == b"qr" { participant(column::WALLET) } else { participant(column::ISSUER) };
+            let payer =
+                if field(column::CHANNEL) == b"qr" { participant(column::WALLET) } else { participant(column::ISSUER) };
             let switch = manifest.fee_participant;
-            let mut book = |who: Option<u64>, currency: Option<Currency>, part: usize, amount: i128| -> Result<(), VerifyError> {
-                if amount == 0 {
-                    return Ok(());
-                }
-                let (Some(who), Some(currency)) = (who, currency) else {
-                    return Err(malformed(file, location(), "a fee names no participant to pay or receive it"));
+            let mut book =
+                |who: Option<u64>, currency: Option<Currency>, part: usize, amount: i128| -> Result<(), VerifyError> {
+                    if amount == 0 {
+                        return Ok(());
+                    }
+                    let (Some(who), Some(currency)) = (who, currency) else {
+                        return Err(malformed(file, location(), "a fee names no participant to pay or receive it"));
+                    };
+                    expected.entry((who, currency)).or_default()[part] += amount;
+                    Ok(())
                 };
-                expected.entry((who, currency)).or_default()[part] += amount;
-                Ok(())
-            };
             // Interchange: the acquirer pays the issuer; fees: to the switch's participant.
             book(acquirer, settlement_currency, 0, -fees[0])?;
             book(participant(column::ISSUER), settlement_currency, 0, fees[0])?;
@@ -242,7 +250,10 @@ pub(super) fn check_transactions(
 
 /// The fees of the approved rows, per participant and currency, are the interchange and
 /// fees columns of positions.csv (a participant on one side of an on-us payment nets out).
-fn check_fees(expected: &BTreeMap<RowKey, [i128; 2]>, positions: &BTreeMap<RowKey, PositionRow>) -> Result<(), VerifyError> {
+fn check_fees(
+    expected: &BTreeMap<RowKey, [i128; 2]>,
+    positions: &BTreeMap<RowKey, PositionRow>,
+) -> Result<(), VerifyError> {
     let keys: std::collections::BTreeSet<&RowKey> = expected.keys().chain(positions.keys()).collect();
     for key in keys {
         let want = expected.get(key).copied().unwrap_or_default();
@@ -270,7 +281,9 @@ fn check_participant_files(manifest: &Manifest, digests: BTreeMap<u64, Participa
     for (participant, digest) in digests {
         let name = participant_transactions_file_name(participant);
         let entry = manifest.files.iter().find(|entry| entry.name == name).ok_or_else(|| {
-            VerifyError::Manifest(format!("does not list {name}, though transactions.csv names participant {participant}"))
+            VerifyError::Manifest(format!(
+                "does not list {name}, though transactions.csv names participant {participant}"
+            ))
         })?;
         let expected = hex::encode(digest.hasher.finalize());
         if entry.sha256 != expected {

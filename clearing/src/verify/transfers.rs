@@ -139,7 +139,9 @@ pub(super) fn check_transfers(
     }
     for (key, row) in rows {
         let parts = components.remove(&(ParticipantId(key.0), key.1)).unwrap_or_default();
-        for (part, name) in [(Component::Gross, "gross"), (Component::Interchange, "interchange"), (Component::Fees, "fees")] {
+        for (part, name) in
+            [(Component::Gross, "gross"), (Component::Interchange, "interchange"), (Component::Fees, "fees")]
+        {
             let (in_positions, from_transfers) = (row.components[part as usize], parts[part as usize]);
             if in_positions != from_transfers {
                 return Err(mismatch(

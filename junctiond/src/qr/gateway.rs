@@ -22,10 +22,10 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use junction_engine::books::{participant_account, participant_of_account, TRANSFER_CODE_FX_LEG};
 use junction_engine::codes::DeclineReason;
+use junction_engine::detail::{Channel, Detail, Text};
 use junction_engine::model::{
     auth_code, EntryMode, FxLeg, Instrument, Operation, ReplySink, Request, RequestKey, Response, Role,
 };
-use junction_engine::detail::{Channel, Detail, Text};
 use junction_engine::Engine;
 use junction_ledger::{Currency, ParticipantId, PositionKey, TransferId};
 use junction_wire::qr::{QrPayload, Tip};
