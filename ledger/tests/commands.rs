@@ -239,3 +239,81 @@ fn holds_that_end_after_their_id_went_cold_still_say_how_they_ended() {
     void.flags = TransferFlags::VOID_PENDING;
     assert_eq!(ledger.commit(&[void]).unwrap()[0], Err(TransferError::PendingAlreadyPosted));
 }
+
+#[test]
+fn charges_book_only_with_their_command_netted_into_one_transfer_per_payer_payee_and_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = open(dir.path());
+    // Accounts without limits (7 and 8 are fee accounts), besides 1 (limited) and 9.
+    let free = [account(7, 7, AccountFlags::NONE), account(8, 8, AccountFlags::NONE)];
+    assert!(ledger.create_accounts(&free).unwrap().iter().all(|r| r.is_ok()));
+    run(&ledger, &[Transfer::new(100, 9, 1, 1_000, usd())], &[command(TransferId(100), 1, 1)]);
+    let charge = |debit: u128, credit: u128, amount: u64, code: u16| Charge {
+        debit: AccountId(debit),
+        credit: AccountId(credit),
+        currency: usd(),
+        amount,
+        code,
+    };
+    let with_charges = |key: u128, charges: u32| Command { charges, ..command(TransferId(key), key as u64, 1) };
+    let transfers = [
+        Transfer::new(101, 1, 9, 100, usd()),
+        Transfer::new(102, 1, 9, 50, usd()),
+        Transfer::new(103, 1, 9, 5_000, usd()), // fails: insufficient funds
+        Transfer::new(104, 1, 9, 10, usd()),    // its charge names a limited account
+    ];
+    let commands = [with_charges(101, 1), with_charges(102, 2), with_charges(103, 1), with_charges(104, 1)];
+    let charges =
+        [charge(9, 7, 3, 16), charge(9, 7, 2, 16), charge(9, 8, 1, 17), charge(9, 7, 5, 16), charge(1, 7, 1, 16)];
+    let ticket = ledger.submit_commands(&[CommandPart {
+        transfers: &transfers,
+        commands: &commands,
+        memos: &[],
+        charges: &charges,
+    }]);
+    let results = ledger.wait(ticket.unwrap()).unwrap();
+    assert!(matches!(results[0].outcome, CommandOutcome::Committed { .. }));
+    assert!(matches!(results[1].outcome, CommandOutcome::Committed { .. }));
+    assert_eq!(results[2].outcome, CommandOutcome::Failed(TransferError::InsufficientFunds));
+    assert_eq!(results[3].outcome, CommandOutcome::Failed(TransferError::ChargeAccountInvalid));
+    let check = |ledger: &Ledger| {
+        let posted = |id: u128| {
+            let b = ledger.account(AccountId(id)).unwrap().balances;
+            (b.debits_posted, b.credits_posted)
+        };
+        // 9 paid 3 + 2 to 7 and 1 to 8; the failed and refused commands booked nothing.
+        assert_eq!(posted(7), (0, 5));
+        assert_eq!(posted(8), (0, 1));
+        assert_eq!(posted(1), (150, 1_000), "the refused command's transfer did not move");
+        let mut charge_records = Vec::new();
+        ledger
+            .for_each_batch(1, ledger.last_seq(), |records, _| {
+                charge_records.extend(records.iter().filter(|r| r.transfer.code >= 16).map(|r| r.transfer))
+            })
+            .unwrap();
+        let shapes: Vec<(u128, u128, u64, u16)> =
+            charge_records.iter().map(|t| (t.debit_account.0, t.credit_account.0, t.amount, t.code)).collect();
+        assert_eq!(shapes, [(9, 7, 5, 16), (9, 8, 1, 17)], "one transfer per payer, payee and code");
+    };
+    check(&ledger);
+    // A resend of the first command is answered again and books nothing more.
+    let again = ledger.submit_commands(&[CommandPart {
+        transfers: &transfers[..1],
+        commands: &commands[..1],
+        memos: &[],
+        charges: &charges[..1],
+    }]);
+    assert!(ledger.wait(again.unwrap()).unwrap()[0].repeat);
+    check(&ledger);
+    // A part whose commands name more charges than it has is refused whole.
+    let short = ledger.submit_commands(&[CommandPart {
+        transfers: &transfers[..1],
+        commands: &[with_charges(105, 2)],
+        memos: &[],
+        charges: &charges[..1],
+    }]);
+    assert!(matches!(short, Err(LedgerError::CommandsDoNotCoverCharges { commands: 2, charges: 1 })));
+    drop(ledger);
+    ledger = open(dir.path());
+    check(&ledger);
+}
