@@ -252,8 +252,8 @@ impl Charges {
     }
 }
 
-/// A rate as written in the configuration and the admin API.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// A rate as written in the configuration and the admin API. Absent: no fee.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
     /// A percentage of the amount, as a decimal string ("0.80" is 0.8 %).
@@ -266,6 +266,12 @@ pub struct RateSpec {
 
 fn zero_percent() -> String {
     "0".into()
+}
+
+impl Default for RateSpec {
+    fn default() -> RateSpec {
+        RateSpec { percent: zero_percent(), fixed_minor: 0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -422,6 +428,14 @@ mod tests {
         let items: Vec<&Charge> = refund.iter().collect();
         assert_eq!(items[0].debit, participant_account(us_issuer, usd()), "interchange comes back");
         assert_eq!(items[1].debit, participant_account(acquirer, usd()), "fees are paid again");
+    }
+
+    #[test]
+    fn a_schedule_may_leave_rates_out() {
+        let spec: FeeScheduleSpec = serde_json::from_str(r#"{"acquirer_fee": {"fixed_minor": 10}}"#).expect("json");
+        let schedule = spec.to_schedule(BTreeMap::new()).expect("valid");
+        assert_eq!(schedule.acquirer_fee, Rate { percent: Decimal::ZERO, fixed_minor: 10 });
+        assert!(schedule.issuer_fee.is_zero() && schedule.wallet_fee.is_zero());
     }
 
     #[test]

@@ -189,6 +189,23 @@ fn fees_are_booked_with_each_payment_and_add_up_in_the_files() {
         .send_json(&bad)
         .unwrap();
     assert_ne!(refused.status().as_u16(), 200, "a rate over 100 % is refused");
+    // The CLI shows it (as JSON for scripts), and sets one from a TOML file.
+    let junction = |args: &[&str]| {
+        Command::new(binary("junction"))
+            .arg("--url")
+            .arg(format!("http://{}", daemon.http))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let shown = junction(&["fees", "--json"]);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["fees"]["acquirer_fee"]["fixed_minor"], 10);
+    let file = dir.path().join("fees.toml");
+    std::fs::write(&file, "switch_participant = 12\nacquirer_fee = { fixed_minor = 10 }\n").unwrap();
+    let set = junction(&["fees", "set", file.to_str().unwrap()]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     let (_, later) = pay(&mut client, "0200", "000000", DEMO_PAN, 1_000, "840");
     drop(client);
     let mut daemon = daemon;

@@ -15,6 +15,10 @@ struct Cli {
     /// Admin token for calls that change state.
     #[arg(long, env = "JUNCTION_ADMIN_TOKEN", default_value = "demo-admin-token-change-me")]
     token: String,
+    /// Print the daemon's JSON answer instead of a table (for scripts); with `clearing
+    /// verify`, the verdict as JSON.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -125,7 +129,19 @@ enum WindowCommand {
 fn get(cli: &Cli, path: &str) -> Result<Value> {
     let url = format!("{}{path}", cli.url.trim_end_matches('/'));
     let mut response = ureq::get(&url).call().with_context(|| format!("calling {url}"))?;
-    response.body_mut().read_json::<Value>().with_context(|| format!("reading the answer of {url}"))
+    let body = response.body_mut().read_json::<Value>().with_context(|| format!("reading the answer of {url}"))?;
+    json_out(cli, &body)?;
+    Ok(body)
+}
+
+/// With `--json`, the daemon's answer is the output, as it came: printed, and the command
+/// ends there (every admin command makes one call).
+fn json_out(cli: &Cli, body: &Value) -> Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(body)?);
+        std::process::exit(0);
+    }
+    Ok(())
 }
 
 fn post(cli: &Cli, path: &str) -> Result<Value> {
@@ -139,6 +155,13 @@ fn send(cli: &Cli, method: &str, path: &str, body: Option<&Value>) -> Result<Val
     let token = format!("Bearer {}", cli.token);
     let request = match method {
         "DELETE" => agent.delete(&url).header("authorization", &token).call(),
+        "PUT" => {
+            let request = agent.put(&url).header("authorization", &token);
+            match body {
+                Some(body) => request.send_json(body),
+                None => request.send_empty(),
+            }
+        }
         _ => {
             let request = agent.post(&url).header("authorization", &token);
             match body {
@@ -153,6 +176,7 @@ fn send(cli: &Cli, method: &str, path: &str, body: Option<&Value>) -> Result<Val
     if !status.is_success() {
         bail!("{url} answered {status}: {}", body["error"]["message"].as_str().unwrap_or("no message"));
     }
+    json_out(cli, &body)?;
     Ok(body)
 }
 
@@ -311,6 +335,21 @@ fn main() -> Result<()> {
                 );
             }
             println!("advices not yet acknowledged: {}", body["advices_outstanding"]);
+        }
+        Command::Clearing { command: ClearingCommand::Verify { folder } } if cli.json => {
+            let verdict = match junction_clearing::verify_folder(folder) {
+                Ok(report) => serde_json::json!({
+                    "folder": folder, "verified": true, "window": report.manifest.window,
+                    "files_checked": report.files_checked, "bytes_checked": report.bytes_checked,
+                }),
+                Err(problem) => {
+                    serde_json::json!({ "folder": folder, "verified": false, "problem": problem.to_string() })
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&verdict)?);
+            if verdict["verified"] != true {
+                std::process::exit(1);
+            }
         }
         Command::Clearing { command: ClearingCommand::Verify { folder } } => {
             match junction_clearing::verify_folder(folder) {
