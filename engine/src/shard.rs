@@ -820,6 +820,7 @@ impl Shard {
     /// and the other side's fee (the issuer's or the wallet's).
     fn note_fees(&self, detail: &mut Detail, charges: &Charges, acquirer_account: AccountId) {
         let (mut interchange, mut acquirer_fee, mut payer_fee) = (0i64, 0i64, 0i64);
+        let switch = self.fees.load().switch_participant;
         for charge in charges.iter() {
             let amount = i64::try_from(charge.amount).unwrap_or(i64::MAX);
             if charge.code == TRANSFER_CODE_INTERCHANGE {
@@ -828,7 +829,7 @@ impl Shard {
                 acquirer_fee += amount;
             } else if charge.credit == acquirer_account {
                 acquirer_fee -= amount;
-            } else if participant_of_account(charge.debit) == self.fees.load().switch_participant {
+            } else if participant_of_account(charge.debit) == switch {
                 payer_fee -= amount;
             } else {
                 payer_fee += amount;

@@ -140,6 +140,7 @@ fn a_window_of_real_traffic_reconciles_row_by_row() {
         assert_eq!(row["channel"], "iso8583");
         assert_eq!(row["acquirer_institution"], ACQUIRER_INSTITUTION);
         assert!(row["terminal_id"].len() == 8 && !row["merchant_id"].is_empty(), "{row:?}");
+        assert_eq!(row["mcc"].len(), 4, "loadgen sends field 18: {row:?}");
         if record["response_code"] == "00" {
             assert_eq!(row["auth_code"], record["auth_code"]);
             assert!(!row["issuer_participant"].is_empty(), "{row:?}");
