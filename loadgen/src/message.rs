@@ -139,6 +139,16 @@ impl Builder {
     }
 }
 
+/// Merchant category codes (ISO 18245) loadgen's merchants have: grocery, restaurants,
+/// retail, transit, fuel. Interchange rules by category see a mix.
+const MERCHANT_CATEGORIES: [&str; 5] = ["5411", "5812", "5999", "4111", "5541"];
+
+/// A merchant's category (field 18), the same for every request of that merchant.
+fn merchant_category(merchant: &str) -> &'static str {
+    let sum = merchant.bytes().fold(0usize, |sum, byte| sum.wrapping_mul(31).wrapping_add(usize::from(byte)));
+    MERCHANT_CATEGORIES[sum % MERCHANT_CATEGORIES.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,14 +197,4 @@ mod tests {
         let message = mac::decode_verified(&out[2..], &key).expect("verifies");
         assert!(!message.contains(90));
     }
-}
-
-/// Merchant category codes (ISO 18245) loadgen's merchants have: grocery, restaurants,
-/// retail, transit, fuel. Interchange rules by category see a mix.
-const MERCHANT_CATEGORIES: [&str; 5] = ["5411", "5812", "5999", "4111", "5541"];
-
-/// A merchant's category (field 18), the same for every request of that merchant.
-fn merchant_category(merchant: &str) -> &'static str {
-    let sum = merchant.bytes().fold(0usize, |sum, byte| sum.wrapping_mul(31).wrapping_add(usize::from(byte)));
-    MERCHANT_CATEGORIES[sum % MERCHANT_CATEGORIES.len()]
 }
