@@ -6,7 +6,7 @@
 use crate::machine::Machine;
 use anyhow::{Context, Result};
 use junction_clearing::{write_window_files, ClearingConfig};
-use junction_engine::detail::{Channel, Detail, MaskedCard, Text};
+use junction_engine::detail::{Detail, Text};
 use junction_ledger::*;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -84,17 +84,7 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
     for chunk in all.chunks(ACCOUNTS_PER_CALL_MAX) {
         ledger.create_accounts(chunk)?;
     }
-    let template = Detail {
-        channel: Channel::Iso8583,
-        mti: Text::new("0200"),
-        processing_code: Text::new("000000"),
-        acquirer_institution: Text::new("10000000001"),
-        terminal: Text::new("TERM0001"),
-        merchant: Text::new("MERCHANT0000001"),
-        mcc: Text::new("5411"),
-        card: MaskedCard::of("4000001234567899"),
-        ..Detail::default()
-    };
+    let template = crate::pipeline_bench::purchase_detail();
     // Ingest: accounts of the same currency are congruent mod 3.
     let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);

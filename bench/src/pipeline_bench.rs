@@ -182,6 +182,24 @@ pub(crate) fn provision(engine: &Engine, accounts: u64) -> Result<()> {
     Ok(())
 }
 
+/// A purchase's record as the ISO 8583 gateway fills it (what the clearing files carry):
+/// the benches' requests carry one each, so they journal what the switch journals.
+pub(crate) fn purchase_detail() -> Detail {
+    Detail {
+        channel: Channel::Iso8583,
+        mti: Text::new("0200"),
+        processing_code: Text::new("000000"),
+        rrn: Text::new("000100000042"),
+        stan: Text::new("000042"),
+        acquirer_institution: Text::new("10000000001"),
+        terminal: Text::new("TERM0001"),
+        merchant: Text::new("MERCHANT0000001"),
+        mcc: Text::new("5411"),
+        card: MaskedCard::of("4000001234567899"),
+        ..Detail::default()
+    }
+}
+
 /// The switch's own participant of `--fees`.
 const SWITCH: ParticipantId = ParticipantId(1_000);
 
@@ -289,19 +307,7 @@ pub(crate) fn drive(
     let sink: Arc<dyn ReplySink> = Arc::new(reply_tx);
     // As the ISO 8583 gateway fills it (what the clearing files carry): every request
     // carries one to the ledger's journal.
-    let detail = Detail {
-        channel: Channel::Iso8583,
-        mti: Text::new("0200"),
-        processing_code: Text::new("000000"),
-        rrn: Text::new("000100000042"),
-        stan: Text::new("000042"),
-        acquirer_institution: Text::new("10000000001"),
-        terminal: Text::new("TERM0001"),
-        merchant: Text::new("MERCHANT0000001"),
-        mcc: Text::new("5411"),
-        card: MaskedCard::of("4000001234567899"),
-        ..Detail::default()
-    };
+    let detail = purchase_detail();
     let started = Instant::now();
     // One token per `room_step` answers: past the window, the driver waits for a token
     // before sending the next `room_step` requests. Waking it per answer would cost the

@@ -45,7 +45,8 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{Receiver, Sender};
 use junction_ledger::memory::BigMap;
 use junction_ledger::{
-    AccountId, Charge, CommandOutcome, Currency, Ledger, ParticipantId, Transfer, TransferFlags, TransferId,
+    AccountId, Charge, CommandOutcome, Currency, DetailRecord, Ledger, ParticipantId, Transfer, TransferFlags,
+    TransferId,
 };
 use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
@@ -659,6 +660,8 @@ impl Shard {
         let acquirer = participant_account(request.acquirer, currency);
         let id = RequestKey::derive_from(request.key, "obligation").0;
         let code = |hosted: u16, standing_in: u16| if stood_in { standing_in } else { hosted };
+        // A reversal of a booked obligation: what its original request paid in fees.
+        let mut original_detail = None;
         let (mut transfer, credit, release_on_success, hold) = match booking.kind {
             HostedKind::Purchase => {
                 let mut transfer = Transfer::new(id, issuer.0, acquirer.0, request.amount, currency);
@@ -713,11 +716,13 @@ impl Shard {
                     void.code = TRANSFER_CODE_REVERSAL;
                     (void, None, held.map(|h| (h.cap, h.amount)), None)
                 } else {
-                    let record = match self.ledger.transfer(obligation) {
-                        Ok(Some(record)) => record.transfer,
+                    // The obligation and the original request's detail are in one entry.
+                    let (record, detail) = match self.ledger.transfer_with_detail(obligation, TransferId(original.0)) {
+                        Ok(Some((record, detail))) => (record.transfer, detail),
                         Ok(None) => return Err((request, DeclineReason::OriginalNotFound)),
                         Err(_) => return Err((request, DeclineReason::LedgerUnavailable)),
                     };
+                    original_detail = detail;
                     request.detail.original_rrn = rrn_of_reference(record.user_data_128);
                     let mut reversal = Transfer::new(
                         RequestKey::derive_from(original, "reversal").0,
@@ -744,9 +749,7 @@ impl Shard {
             HostedKind::Refund => {
                 self.card_fees(&mut request, booking.issuer, currency, transfer.amount, Direction::Refund)
             }
-            HostedKind::Reversal { original } if !transfer.flags.contains(TransferFlags::VOID_PENDING) => {
-                self.reversal_fees(&mut request, TransferId(original.0))
-            }
+            HostedKind::Reversal { .. } => self.reversal_fees(&mut request, currency, original_detail),
             _ => Charges::default(),
         };
         let reference = auth_code.map_or(0, issuer_reference);
@@ -773,12 +776,11 @@ impl Shard {
     }
 
     /// What a reversal gives back: exactly the charges its original booked, as the
-    /// original's journaled detail says them (none when it booked none, or when its
-    /// detail cannot be read: a reversal is never refused for its fees).
-    fn reversal_fees(&self, request: &mut Request, original: TransferId) -> Charges {
-        let Ok(Some((record, Some(detail)))) = self.ledger.transfer_with_detail(original, original) else {
-            return Charges::default();
-        };
+    /// original's journaled detail says them (read with the original's transfer; none
+    /// when it booked none, or when there is no detail: a reversal is never refused for
+    /// its fees).
+    fn reversal_fees(&self, request: &mut Request, currency: Currency, original: Option<DetailRecord>) -> Charges {
+        let Some(detail) = original else { return Charges::default() };
         let Ok(paid) = Detail::from_memo(&detail.memo) else { return Charges::default() };
         if !matches!(detail.outcome(), Some(CommandOutcome::Committed { .. })) {
             return Charges::default();
@@ -786,7 +788,6 @@ impl Shard {
         let acquirer = ParticipantId(paid.acquirer);
         let issuer = ParticipantId(paid.issuer);
         let schedule = self.fees.load();
-        let currency = record.transfer.currency;
         // The original's own amounts, turned around: what flowed one way flows back.
         let mut charges = Charges::default();
         let switch = schedule.switch_participant.unwrap_or(ParticipantId(0));
@@ -924,11 +925,13 @@ impl Shard {
             );
             return Ok(());
         }
-        let record = match self.ledger.transfer(TransferId(original.0)) {
-            Ok(Some(record)) => record,
-            Ok(None) => return Err((request, DeclineReason::OriginalNotFound)),
-            Err(_) => return Err((request, DeclineReason::LedgerUnavailable)),
-        };
+        // The original's transfer and its detail (what fees it paid), in one journal read.
+        let (record, original_detail) =
+            match self.ledger.transfer_with_detail(TransferId(original.0), TransferId(original.0)) {
+                Ok(Some(found)) => found,
+                Ok(None) => return Err((request, DeclineReason::OriginalNotFound)),
+                Err(_) => return Err((request, DeclineReason::LedgerUnavailable)),
+            };
         let original_transfer = record.transfer;
         request.detail.original_rrn = rrn_of_reference(original_transfer.user_data_128);
         if original_transfer.flags.contains(TransferFlags::PENDING)
@@ -950,7 +953,7 @@ impl Shard {
         let payee = participant_of_account(reversal.credit_account).unwrap_or(participant);
         let payer = participant_of_account(reversal.debit_account).unwrap_or(participant);
         let credit = (payee != payer).then_some(((payee, currency), reversal.amount));
-        let charges = self.reversal_fees(&mut request, TransferId(original.0));
+        let charges = self.reversal_fees(&mut request, original_transfer.currency, original_detail);
         batch.push_charged(
             &[reversal],
             Pending {

@@ -342,3 +342,31 @@ pub fn http_agent() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// Closes the daemon's open window and waits for its clearing folder; the folder.
+pub fn close_window(daemon: &Daemon) -> PathBuf {
+    let response: serde_json::Value = ureq::post(&daemon.url("/v1/admin/windows/close"))
+        .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .send_empty()
+        .expect("closing the window")
+        .body_mut()
+        .read_json()
+        .expect("the close's answer");
+    let folder = PathBuf::from(response["folder"].as_str().expect("the close names its folder"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !folder.join("manifest.json").exists() {
+        assert!(std::time::Instant::now() < deadline, "the files of {} did not appear", folder.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    folder
+}
+
+/// The rows of a clearing CSV file (no quoted fields) as maps from header name to value.
+pub fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).expect("reading a CSV file");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    lines
+        .map(|line| header.iter().zip(line.split(',')).map(|(h, v)| (h.to_string(), v.to_string())).collect())
+        .collect()
+}

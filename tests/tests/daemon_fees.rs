@@ -7,10 +7,8 @@
 
 use junction_engine::fees::{FeeScheduleSpec, InterchangeRuleSpec, RateSpec, Scope};
 use junction_tests::*;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// The card of issuer 2 (Japan), in JPY.
 const JPY_PAN: &str = "3560001234567894";
@@ -35,15 +33,6 @@ fn schedule() -> FeeScheduleSpec {
     }
 }
 
-fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    lines
-        .map(|line| header.iter().zip(line.split(',')).map(|(h, v)| (h.to_string(), v.to_string())).collect())
-        .collect()
-}
-
 /// Every camt.053 of a folder against the official schema (xmllint; CI installs it).
 fn validate_statements(folder: &Path) {
     let available = Command::new("xmllint").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -61,23 +50,6 @@ fn validate_statements(folder: &Path) {
         let output = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(&path).output().unwrap();
         assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
     }
-}
-
-fn close_window(daemon: &Daemon) -> PathBuf {
-    let response: serde_json::Value = ureq::post(&daemon.url("/v1/admin/windows/close"))
-        .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
-        .send_empty()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    let folder = PathBuf::from(response["folder"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !folder.join("manifest.json").exists() {
-        assert!(Instant::now() < deadline, "no files in {}", folder.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    folder
 }
 
 fn pay(
@@ -128,7 +100,7 @@ fn fees_are_booked_with_each_payment_and_add_up_in_the_files() {
     let verified = Command::new(binary("junction")).args(["clearing", "verify"]).arg(&folder).output().unwrap();
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
 
-    let transactions = rows(&folder.join("transactions.csv"));
+    let transactions = csv_rows(&folder.join("transactions.csv"));
     let row = |rrn: &str| transactions.iter().find(|r| r["rrn"] == rrn).unwrap_or_else(|| panic!("no row {rrn}"));
     let fees = |rrn: &str| {
         let r = row(rrn);
@@ -143,7 +115,7 @@ fn fees_are_booked_with_each_payment_and_add_up_in_the_files() {
 
     // Per participant and currency: gross + interchange + fees = net, with the fees as
     // summed by hand from the four payments above.
-    let positions = rows(&folder.join("positions.csv"));
+    let positions = csv_rows(&folder.join("positions.csv"));
     let position = |participant: u64, currency: &str| {
         let r = positions
             .iter()
@@ -216,7 +188,7 @@ fn fees_are_booked_with_each_payment_and_add_up_in_the_files() {
     assert_eq!(shown["fees"]["interchange"].as_array().map(Vec::len), Some(0), "{shown}");
     let folder = close_window(&daemon);
     assert!(Command::new(binary("junction")).args(["clearing", "verify"]).arg(&folder).status().unwrap().success());
-    let transactions = rows(&folder.join("transactions.csv"));
+    let transactions = csv_rows(&folder.join("transactions.csv"));
     let later_row = transactions.iter().find(|r| r["rrn"] == later).unwrap();
     assert_eq!((later_row["interchange"].as_str(), later_row["acquirer_fee"].as_str()), ("0.00", "0.10"));
 }

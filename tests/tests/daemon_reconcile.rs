@@ -8,10 +8,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_tests::*;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 fn text(output: &Output) -> String {
     format!(
@@ -29,34 +27,6 @@ fn reconcile(folder: &Path, records: &Path, participant: u64) -> Output {
         .args(["--participant", &participant.to_string()])
         .output()
         .unwrap()
-}
-
-/// Closes the open window and waits for its files; the folder.
-fn close_window(daemon: &Daemon) -> PathBuf {
-    let response = ureq::post(&daemon.url("/v1/admin/windows/close"))
-        .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
-        .send_empty()
-        .unwrap()
-        .body_mut()
-        .read_json::<serde_json::Value>()
-        .unwrap();
-    let folder = PathBuf::from(response["folder"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !folder.join("manifest.json").exists() {
-        assert!(Instant::now() < deadline, "the files of {} did not appear", folder.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    folder
-}
-
-/// Rows of a CSV file as maps from header name to value.
-fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    lines
-        .map(|line| header.iter().zip(line.split(',')).map(|(h, v)| (h.to_string(), v.to_string())).collect())
-        .collect()
 }
 
 fn luhn_valid(digits: &str) -> bool {
@@ -118,7 +88,7 @@ fn a_window_of_real_traffic_reconciles_row_by_row() {
 
     // Every request loadgen saw answered for good is in the acquirer's file once, with its
     // amount, currency, response code and authorization code; nothing else is.
-    let recorded = rows(&records);
+    let recorded = csv_rows(&records);
     assert!(recorded.len() > 500, "loadgen recorded {} answers", recorded.len());
     let kinds: std::collections::BTreeSet<&str> = recorded.iter().map(|r| r["mti"].as_str()).collect();
     for mti in ["0100", "0200", "0220", "0400", "0420"] {
@@ -130,7 +100,7 @@ fn a_window_of_real_traffic_reconciles_row_by_row() {
     let report = String::from_utf8_lossy(&reconciled.stdout).into_owned();
     assert!(report.contains(&format!("matched: {}", recorded.len())), "{report}");
     assert!(report.contains("RECONCILED"), "{report}");
-    let acquirer_rows = rows(&folder.join(format!("transactions-{DEMO_ACQUIRER}.csv")));
+    let acquirer_rows = csv_rows(&folder.join(format!("transactions-{DEMO_ACQUIRER}.csv")));
     for record in &recorded {
         let found: Vec<_> = acquirer_rows.iter().filter(|row| row["rrn"] == record["rrn"]).collect();
         assert_eq!(found.len(), 1, "rrn {} in the acquirer's file", record["rrn"]);
@@ -153,7 +123,7 @@ fn a_window_of_real_traffic_reconciles_row_by_row() {
         }
     }
     // No card number anywhere but masked, in its own column.
-    let all_rows = rows(&folder.join("transactions.csv"));
+    let all_rows = csv_rows(&folder.join("transactions.csv"));
     for entry in std::fs::read_dir(&folder).unwrap() {
         let path = entry.unwrap().path();
         let content = std::fs::read_to_string(&path).unwrap();
@@ -213,7 +183,7 @@ fn a_window_of_real_traffic_reconciles_row_by_row() {
     let folder = close_window(&daemon);
     let verified = Command::new(binary("junction")).args(["clearing", "verify"]).arg(&folder).output().unwrap();
     assert!(verified.status.success(), "{}", text(&verified));
-    let all_rows = rows(&folder.join("transactions.csv"));
+    let all_rows = csv_rows(&folder.join("transactions.csv"));
     let qr: Vec<_> = all_rows.iter().filter(|row| row["channel"] == "qr").collect();
     assert_eq!(qr.len(), payment_ids.len());
     for (row, (n, id)) in qr.iter().zip(payment_ids.iter().enumerate()) {
