@@ -15,6 +15,7 @@
 //! for a card whose BIN routes to an issuer's host goes to `forwarding.rs` instead of the
 //! engine's pipeline.
 
+use super::activity::{Decline, Sessions};
 use super::admission::Admission;
 use super::config::normalize_institution;
 use super::forwarding::Forwarding;
@@ -23,7 +24,7 @@ use super::metrics::{Metrics, INTERFACE_ISO8583};
 use junction_engine::detail::{pack_reference, Channel, Detail, MaskedCard, Text};
 use junction_engine::model::*;
 use junction_engine::routing::RouteMode;
-use junction_engine::{Engine, ResponseCode};
+use junction_engine::{DeclineReason, Engine, ResponseCode};
 use junction_ledger::{Currency, ParticipantId};
 use junction_wire::iso8583::{mac, next_frame, FrameError, Iso8583Message, MacKey, MaskedPan, FRAME_PREFIX_SIZE_BYTES};
 use std::collections::HashMap;
@@ -97,6 +98,8 @@ pub struct IsoContext {
     pub admission: Arc<Admission>,
     pub links: Arc<IssuerLinks>,
     pub forwarding: Arc<Forwarding>,
+    /// Open connections and who signed on over them, for the console.
+    pub sessions: Sessions,
     next_tag: AtomicU64,
 }
 
@@ -119,6 +122,7 @@ impl IsoContext {
             metrics,
             connections_open: AtomicUsize::new(0),
             admission,
+            sessions: Sessions::default(),
             next_tag: AtomicU64::new(1),
         }
     }
@@ -133,10 +137,12 @@ pub async fn serve(listener: TcpListener, context: Arc<IsoContext>, mut shutdown
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
                         context.connections_open.fetch_add(1, Ordering::Relaxed);
+                        let number = context.sessions.opened(peer);
                         tracing::debug!(%peer, "iso8583 connection opened");
-                        if let Err(error) = connection(stream, &context, shutdown).await {
+                        if let Err(error) = connection(stream, number, &context, shutdown).await {
                             tracing::debug!(%peer, %error, "iso8583 connection ended");
                         }
+                        context.sessions.closed(number);
                         context.connections_open.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -160,8 +166,9 @@ pub enum WriterMessage {
 }
 
 /// What a connection knows of its peer.
-#[derive(Default)]
 struct Peer {
+    /// The connection's number in `IsoContext::sessions`.
+    connection: u64,
     signed_on: Option<Arc<IsoParticipant>>,
     /// Set while an issuer is signed on: the connection is one of its links.
     link: Option<Arc<Link>>,
@@ -186,6 +193,7 @@ fn enqueue(sender: &mpsc::Sender<WriterMessage>, message: WriterMessage) {
 
 async fn connection(
     stream: TcpStream,
+    number: u64,
     context: &Arc<IsoContext>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -197,7 +205,7 @@ async fn connection(
     let writer_task =
         tokio::spawn(write_loop(writer, receiver, Arc::clone(context), Arc::clone(&in_flight), Arc::clone(&notify)));
     let sink: Arc<dyn ReplySink> = Arc::new(ConnectionSink(sender.clone()));
-    let mut peer = Peer::default();
+    let mut peer = Peer { connection: number, signed_on: None, link: None };
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_BUFFER_SIZE_BYTES);
     let mut discard_bytes = 0usize;
     let mut chunk = vec![0u8; READ_BUFFER_SIZE_BYTES];
@@ -413,6 +421,7 @@ fn network_management(
                 peer.link = Some(context.links.register(Arc::clone(&participant), sender.clone()));
             }
             peer.signed_on = Some(Arc::clone(&participant));
+            context.sessions.signed_on(peer.connection, participant.id.0);
             "00"
         }
         Some("002") => {
@@ -421,9 +430,13 @@ fn network_management(
                 context.links.unregister(&link);
             }
             peer.signed_on = None;
+            context.sessions.signed_off(peer.connection);
             "00"
         }
-        Some("301") => "00",
+        Some("301") => {
+            context.sessions.echoed(peer.connection);
+            "00"
+        }
         Some(_) => "12",
         None => "30",
     };
@@ -593,6 +606,9 @@ async fn write_loop(
                 }
                 WriterMessage::Answer(response) => {
                     if let Some((request, key, received)) = expected.remove(&response.tag) {
+                        if response.code != ResponseCode::Approved {
+                            note_decline(&context.metrics, &request, response.code, response.decline, key.as_deref());
+                        }
                         let message = engine_answer(&request, &response);
                         push(&mut out, message, key.as_deref());
                         in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -604,6 +620,12 @@ async fn write_loop(
                 WriterMessage::Direct { response, key } => {
                     if let Some(code) = response.get(39) {
                         context.metrics.responses_by_code.with_label_values(&[INTERFACE_ISO8583, code]).inc();
+                        match ResponseCode::from_wire(code) {
+                            Some(code) if code != ResponseCode::Approved && !response.mti().starts_with("08") => {
+                                note_decline(&context.metrics, &response, code, None, key.as_deref());
+                            }
+                            _ => {}
+                        }
                     }
                     push(&mut out, *response, key.as_deref());
                     in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -644,6 +666,34 @@ fn engine_answer(request: &Iso8583Message, response: &Response) -> Iso8583Messag
         let _ = message.set(54, &value);
     }
     message
+}
+
+/// Notes a declined request for the console: `message` is the request, or an answer that
+/// echoes its fields (a refusal of the gateway's own). The card number is masked here.
+fn note_decline(
+    metrics: &Metrics,
+    message: &Iso8583Message,
+    code: ResponseCode,
+    reason: Option<DeclineReason>,
+    participant: Option<&IsoParticipant>,
+) {
+    let pan = match message.get(2) {
+        Some(pan) => pan,
+        None => message.get(35).and_then(|track| track.split(['=', 'D']).next()).unwrap_or(""),
+    };
+    metrics.recent_declines.note(Decline {
+        unix_ms: crate::activity::now_unix_ms(),
+        interface: INTERFACE_ISO8583,
+        participant: participant.map_or(0, |p| p.id.0),
+        mti: Text::new(message.mti()),
+        card: MaskedCard::of(pan),
+        amount: message.get(4).and_then(|amount| amount.parse().ok()).unwrap_or(0),
+        currency_numeric: message.get(49).and_then(|currency| currency.parse().ok()).unwrap_or(0),
+        code,
+        reason,
+        stan: Text::new(message.get(11).unwrap_or("")),
+        rrn: Text::new(message.get(37).unwrap_or("")),
+    });
 }
 
 /// Field 44 of an answer the switch gave standing in for the issuer.

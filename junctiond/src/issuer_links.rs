@@ -78,6 +78,9 @@ pub struct Link {
     healthy: AtomicBool,
     closed: AtomicBool,
     timeouts_in_a_row: AtomicU32,
+    /// When the host last answered an echo, ms since the epoch (0: not yet), for the console.
+    last_echo_answered_unix_ms: AtomicU64,
+    signed_on_unix_ms: u64,
 }
 
 impl Link {
@@ -146,6 +149,8 @@ impl IssuerLinks {
             healthy: AtomicBool::new(true),
             closed: AtomicBool::new(false),
             timeouts_in_a_row: AtomicU32::new(0),
+            last_echo_answered_unix_ms: AtomicU64::new(0),
+            signed_on_unix_ms: crate::activity::now_unix_ms(),
         });
         self.links.write().entry(participant.id).or_default().push(Arc::clone(&link));
         tracing::info!(issuer = participant.id.0, link = link.id, "issuer link up");
@@ -193,6 +198,11 @@ impl IssuerLinks {
                     "link": link.id,
                     "healthy": link.is_healthy(),
                     "outstanding": link.outstanding.lock().len(),
+                    "signed_on_unix_ms": link.signed_on_unix_ms,
+                    "last_echo_answered_unix_ms": match link.last_echo_answered_unix_ms.load(Ordering::Relaxed) {
+                        0 => None,
+                        at => Some(at),
+                    },
                 })
             })
             .collect();
@@ -305,6 +315,9 @@ impl IssuerLinks {
                     return;
                 };
                 let answered = matches!(pending.wait(timeout).await, Outcome::Answered(_));
+                if answered {
+                    link.last_echo_answered_unix_ms.store(crate::activity::now_unix_ms(), Ordering::Relaxed);
+                }
                 if answered != link.healthy.swap(answered, Ordering::AcqRel) {
                     tracing::warn!(
                         issuer = link.participant.id.0,

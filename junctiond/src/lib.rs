@@ -3,10 +3,12 @@
 //! HTTP (admin, metrics) until SIGTERM, which drains in-flight requests and stops cleanly.
 //! Under systemd (`Type=notify`) it says when it is ready and when it starts stopping.
 
+pub mod activity;
 pub mod admission;
 pub mod advices;
 pub mod background;
 pub mod config;
+pub mod console;
 pub mod forwarding;
 pub mod fx;
 pub mod http;
@@ -269,7 +271,18 @@ pub async fn run(mut config: Config) -> Result<()> {
         link_config.clone(),
         shutdown_rx.clone(),
     ));
-    let router = http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway));
+    let console = Arc::new(console::Console {
+        engine: Arc::clone(&engine),
+        clearing: Arc::clone(&clearing),
+        iso: Arc::clone(&iso),
+        metrics: Arc::clone(&metrics),
+        admin_token: switch.admin_token.clone(),
+        switch_name: switch.name.clone(),
+        live: console::live::Live::default(),
+    });
+    tokio::spawn(console::sample_loop(Arc::clone(&console), shutdown_rx.clone()));
+    let router =
+        http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway)).merge(console::router(console));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let server = axum::serve(http_listener, router).with_graceful_shutdown(async move {

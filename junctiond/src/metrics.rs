@@ -39,6 +39,9 @@ pub struct Metrics {
     pub stand_in: IntCounter,
     pub advices_acknowledged: IntCounter,
     pub advices_outstanding: IntGauge,
+    /// Not exported: the last declines of both front ends, for the console
+    /// (`activity.rs`). Here because both front ends already share this struct.
+    pub recent_declines: crate::activity::RecentDeclines,
 }
 
 impl Metrics {
@@ -113,6 +116,7 @@ impl Metrics {
             stand_in,
             advices_acknowledged,
             advices_outstanding,
+            recent_declines: crate::activity::RecentDeclines::default(),
         })
     }
 

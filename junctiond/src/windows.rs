@@ -21,6 +21,22 @@ use std::sync::Arc;
 /// Metadata tag of "window N was settled" records.
 const META_SETTLED: u8 = b'w';
 
+/// Verdicts on folders kept in memory for the console, the newest windows' (a switch
+/// closes a few windows a day; about 100 bytes each).
+pub const VERDICTS_KEPT_MAX: usize = 1024;
+
+/// What the last check of a window's clearing folder found, in this process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    pub checked_unix_ms: u64,
+    pub verified: bool,
+    /// Files whose digest was checked (the manifest not counted), and their bytes.
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    /// Why the folder was not written or does not verify.
+    pub error: Option<String>,
+}
+
 pub struct Windows {
     pub root: PathBuf,
     pub config: ClearingConfig,
@@ -35,6 +51,8 @@ pub struct Windows {
     /// When this daemon started, seconds since the epoch: the ledger's first window has no
     /// earlier close to say when it began.
     started_unix_s: f64,
+    /// By window: the last check of its folder since start (at most `VERDICTS_KEPT_MAX`).
+    verdicts: parking_lot::Mutex<std::collections::BTreeMap<u64, Verdict>>,
 }
 
 /// Why a closed window has no good folder.
@@ -89,6 +107,7 @@ impl Windows {
             failed: AtomicU64::new(0),
             newest_verified: AtomicU64::new(0),
             started_unix_s,
+            verdicts: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -117,7 +136,60 @@ impl Windows {
                 self.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let verdict = match &result {
+            Ok(manifest) => Verdict {
+                checked_unix_ms: crate::activity::now_unix_ms(),
+                verified: true,
+                files_checked: manifest.files.len() as u64,
+                bytes_checked: manifest.files.iter().map(|file| file.bytes).sum(),
+                error: None,
+            },
+            Err(error) => failed_verdict(error.to_string()),
+        };
+        self.record(window, verdict);
         result
+    }
+
+    fn record(&self, window: WindowId, verdict: Verdict) {
+        let mut verdicts = self.verdicts.lock();
+        verdicts.insert(window.0, verdict);
+        while verdicts.len() > VERDICTS_KEPT_MAX {
+            verdicts.pop_first();
+        }
+    }
+
+    /// The last check of a window's folder since start, if any.
+    pub fn verdict(&self, window: WindowId) -> Option<Verdict> {
+        self.verdicts.lock().get(&window.0).cloned()
+    }
+
+    /// Checks a written folder again, as `junction clearing verify` does (the files may
+    /// have been touched since they were written), and remembers the verdict.
+    pub fn verify(&self, window: WindowId) -> Verdict {
+        let folder = self.folder(window);
+        let verdict = if !folder.join(clearing::MANIFEST_FILE).exists() {
+            failed_verdict(format!("window {} has no clearing folder with a manifest", window.0))
+        } else {
+            match crate::background::run("clearing-verify", || clearing::verify_folder(&folder)) {
+                Ok(report) => Verdict {
+                    checked_unix_ms: crate::activity::now_unix_ms(),
+                    verified: true,
+                    files_checked: report.files_checked,
+                    bytes_checked: report.bytes_checked,
+                    error: None,
+                },
+                Err(error) => failed_verdict(error.to_string()),
+            }
+        };
+        if !verdict.verified {
+            tracing::error!(
+                window = window.0,
+                error = verdict.error.as_deref().unwrap_or(""),
+                "clearing folder does not verify"
+            );
+        }
+        self.record(window, verdict.clone());
+        verdict
     }
 
     fn write_and_verify(&self, window: WindowId) -> Result<clearing::Manifest, FilesError> {
@@ -227,6 +299,16 @@ impl Windows {
         self.engine.ledger().put_metadata(&[(settled_key(window), b"settled".to_vec())]).map_err(|e| e.to_string())?;
         tracing::info!(window = window.0, "window marked settled");
         Ok(())
+    }
+}
+
+fn failed_verdict(error: String) -> Verdict {
+    Verdict {
+        checked_unix_ms: crate::activity::now_unix_ms(),
+        verified: false,
+        files_checked: 0,
+        bytes_checked: 0,
+        error: Some(error),
     }
 }
 

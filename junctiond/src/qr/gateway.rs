@@ -26,7 +26,7 @@ use junction_engine::detail::{Channel, Detail, Text};
 use junction_engine::model::{
     auth_code, EntryMode, FxLeg, Instrument, Operation, ReplySink, Request, RequestKey, Response, Role,
 };
-use junction_engine::Engine;
+use junction_engine::{Engine, ResponseCode};
 use junction_ledger::{Currency, ParticipantId, PositionKey, TransferId};
 use junction_wire::qr::{QrPayload, Tip};
 use serde_json::json;
@@ -272,8 +272,24 @@ impl QrGateway {
     /// Submits a request to the engine and waits for its answer without blocking a thread;
     /// declined at once as overloaded when the daemon is at its in-flight bound.
     pub(super) async fn submit(&self, request: Request) -> Response {
+        let detail = request.detail;
         let response = self.submit_admitted(request).await;
         self.metrics.responses_by_code.with_label_values(&[INTERFACE_QR, response.code.as_str()]).inc();
+        if response.code != ResponseCode::Approved {
+            self.metrics.recent_declines.note(crate::activity::Decline {
+                unix_ms: crate::activity::now_unix_ms(),
+                interface: INTERFACE_QR,
+                participant: detail.wallet,
+                mti: detail.mti,
+                card: detail.card,
+                amount: detail.amount,
+                currency_numeric: detail.currency_numeric,
+                code: response.code,
+                reason: response.decline,
+                stan: detail.stan,
+                rrn: detail.rrn,
+            });
+        }
         response
     }
 
