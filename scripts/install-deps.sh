@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Junction needs on a fresh Debian (12 or 13) machine:
 # clang/libclang (RocksDB's bindings are generated with bindgen), xmllint (the ISO 20022
-# schema checks), nats-server (JetStream: the replication tests start their own clusters)
+# schema checks), nats-server (JetStream: the replication tests start their own clusters),
+# chromium and chromium-driver (the console's test drives a headless browser)
 # and the Python packages of the interop tests, pinned in tests/requirements.txt, in a
 # virtual environment ($JUNCTION_VENV, default ~/.cache/junction-venv; never the
 # system's Python). Skips what is present.
@@ -14,7 +15,7 @@ build_only=false
 apt_packages=(clang libclang-dev)
 # python3-dev and build-essential: a pinned package without a wheel for this Python
 # (libscrc on Debian 13's 3.13) builds from source.
-$build_only || apt_packages+=(libxml2-utils nats-server python3-venv python3-dev build-essential)
+$build_only || apt_packages+=(libxml2-utils nats-server python3-venv python3-dev build-essential chromium chromium-driver)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -561,7 +561,9 @@
   }
 
   async function refreshFiles(windows) {
-    const closed = windows.filter((w) => w.state !== "open").sort((a, b) => b.window - a.window).slice(0, WINDOW_ROWS_MAX);
+    // Only windows whose folder is written (a window just closed has none for a moment).
+    const written = windows.filter((w) => w.status === "files_written" || w.status === "settled");
+    const closed = written.sort((a, b) => b.window - a.window).slice(0, WINDOW_ROWS_MAX);
     await Promise.all(
       closed.map(async (w) => {
         try {
