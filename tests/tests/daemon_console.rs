@@ -122,7 +122,7 @@ impl Traffic {
                     Some(_) => declined += 1,
                     None => panic!("an answer without a response code"),
                 }
-                if sent % 50 == 0 {
+                if sent.is_multiple_of(50) {
                     let stan = client.next_stan();
                     let echo = network(&stan, ACQUIRER_INSTITUTION, "301");
                     assert_eq!(client.call(&echo).get(39), Some("00"));

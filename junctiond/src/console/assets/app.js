@@ -339,7 +339,7 @@
         el("td", { class: "card", text: d.card || "–" }),
         el("td", { class: "num", text: d.amount ? d.amount + " " + d.currency : String(d.amount_minor) }),
         el("td", { class: "code", text: d.code, title: CODE_MEANINGS[d.code] || "" }),
-        el("td", { text: d.reason_text || "refused by the gateway" }),
+        el("td", { class: "reason", text: d.reason_text || "refused by the gateway" }),
         el("td", { class: "code" }, d.stan || "–", el("span", { class: "sub", text: d.rrn || "" })),
       );
     });
