@@ -321,7 +321,12 @@ async fn the_console_shows_live_figures_and_acts_only_with_the_admin_token() {
         )
         .await;
     browser.until("a new second on the chart", &format!("{} > {points_before};", points.trim_end_matches(';'))).await;
-    browser.until("a throughput", "return Number(document.getElementById('tile-throughput').textContent) > 0;").await;
+    browser
+        .until(
+            "a throughput",
+            "return Number(document.getElementById('tile-throughput').textContent.replace(/\\D/g, '')) > 0;",
+        )
+        .await;
     browser.until("a latency", "return document.getElementById('tile-latency').textContent.includes('ms');").await;
     assert!(traffic.answers.load(Ordering::Relaxed) > 0);
 
