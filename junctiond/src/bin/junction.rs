@@ -12,9 +12,13 @@ struct Cli {
     /// The daemon's HTTP address.
     #[arg(long, env = "JUNCTION_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Admin token for calls that change state.
+    /// Admin token (or, for views only, the read token).
     #[arg(long, env = "JUNCTION_ADMIN_TOKEN", default_value = "demo-admin-token-change-me")]
     token: String,
+    /// PEM file of the CA that signed the daemon's certificate, for an https:// URL of a
+    /// switch with its own CA (by default the system's roots are trusted).
+    #[arg(long, env = "JUNCTION_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
     /// Print the daemon's JSON answer instead of a table (for scripts); with `clearing
     /// verify`, the verdict as JSON.
     #[arg(long, global = true)]
@@ -127,11 +131,27 @@ enum WindowCommand {
 }
 
 fn get(cli: &Cli, path: &str) -> Result<Value> {
-    let url = format!("{}{path}", cli.url.trim_end_matches('/'));
-    let mut response = ureq::get(&url).call().with_context(|| format!("calling {url}"))?;
-    let body = response.body_mut().read_json::<Value>().with_context(|| format!("reading the answer of {url}"))?;
-    json_out(cli, &body)?;
-    Ok(body)
+    send(cli, "GET", path, None)
+}
+
+/// An HTTP agent that trusts `--ca-file` when given, and reads error answers' bodies.
+fn agent(cli: &Cli) -> Result<ureq::Agent> {
+    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Some(path) = &cli.ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let certificates: Vec<_> = parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(certificate)) => Some(certificate),
+                _ => None,
+            })
+            .collect();
+        if certificates.is_empty() {
+            bail!("{} holds no PEM certificate", path.display());
+        }
+        config = config.tls_config(TlsConfig::builder().root_certs(RootCerts::new_with_certs(&certificates)).build());
+    }
+    Ok(config.build().into())
 }
 
 /// With `--json`, the daemon's answer is the output, as it came: printed, and the command
@@ -148,12 +168,13 @@ fn post(cli: &Cli, path: &str) -> Result<Value> {
     send(cli, "POST", path, None)
 }
 
-/// A state-changing call with the admin token, and an optional JSON body.
+/// A call with the token, and an optional JSON body; an error answer is an error.
 fn send(cli: &Cli, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
     let url = format!("{}{path}", cli.url.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent = agent(cli)?;
     let token = format!("Bearer {}", cli.token);
     let request = match method {
+        "GET" => agent.get(&url).header("authorization", &token).call(),
         "DELETE" => agent.delete(&url).header("authorization", &token).call(),
         "PUT" => {
             let request = agent.put(&url).header("authorization", &token);
