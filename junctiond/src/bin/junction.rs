@@ -157,7 +157,7 @@ fn toml_records(file: &std::path::Path, section: &str) -> Result<Value> {
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
     let records = table.get(section).with_context(|| format!("{} has no [[{section}]]", file.display()))?.clone();
     let records = serde_json::to_value(records)?;
-    if !records.as_array().is_some_and(|r| !r.is_empty()) {
+    if records.as_array().is_none_or(|r| r.is_empty()) {
         bail!("{}: [[{section}]] must be a non-empty array of tables", file.display());
     }
     Ok(records)
