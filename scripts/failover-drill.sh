@@ -40,7 +40,7 @@ for k in $(seq 1 ${KILLS:-20}); do
   start $primary ${iso[$primary]} ${http[$primary]} 1
   # wait until the restarted node is a caught-up standby
   for w in $(seq 1 300); do
-    s=$(curl -s localhost:${http[$primary]}/v1/admin/status 2>/dev/null)
+    s=$(curl -s -H "authorization: Bearer demo-admin-token-change-me" localhost:${http[$primary]}/v1/admin/status 2>/dev/null)
     echo "$s" | grep -q '"role":"standby"' && echo "$s" | grep -q '"lag":0' && break; sleep 0.1; done
   t=$primary; primary=$standby; standby=$t
 done

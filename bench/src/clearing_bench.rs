@@ -25,6 +25,10 @@ pub struct ClearingArgs {
     pub dir: Option<std::path::PathBuf>,
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Keep each case's folder (ledger and clearing files) to look at, and print where it
+    /// is; by default it is deleted.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +53,9 @@ pub fn run(args: &ClearingArgs) -> Result<()> {
     for &transfers in &args.transfers {
         let dir = tempfile::Builder::new().prefix("junction-bench-clearing-").tempdir_in(&base)?;
         let result = run_case(transfers, args.accounts, dir.path(), &machine)?;
+        if args.keep {
+            println!("kept {}", dir.keep().display());
+        }
         println!(
             "{:<14} close {:>6} ms   files {:>7} ms   {:>6} MB written   (ingest {:.1} s)",
             result.case,

@@ -116,6 +116,140 @@ impl PipelinedSink {
     }
 }
 
+/// Many files written by one thread: each participant's transactions file. The caller
+/// appends to a file's buffer; full buffers go to the thread, which hashes, writes and
+/// writes behind them (`write_behind`, as `PipelinedSink` does), so neither the hashing
+/// nor the dirty pages of gigabytes of participant files fall on the thread formatting
+/// rows or on the ledger's commits. Memory: one buffer per file and
+/// `SHARED_SPARE_BUFFERS` in flight, whatever the files' sizes.
+pub(crate) struct SharedSink {
+    names: Vec<String>,
+    buffers: Vec<Vec<u8>>,
+    jobs: Option<Sender<Job>>,
+    empty: Receiver<Vec<u8>>,
+    writer: Option<JoinHandle<io::Result<Vec<Written>>>>,
+}
+
+/// A file's size and SHA-256 (hex), once written.
+type Written = (u64, String);
+
+enum Job {
+    Open(File),
+    Write(usize, Vec<u8>),
+}
+
+/// Size of each buffer of a `SharedSink`.
+pub(crate) const SHARED_BUFFER_BYTES: usize = 256 << 10;
+
+/// Full buffers of a `SharedSink` that may wait for its writer at once.
+const SHARED_SPARE_BUFFERS: usize = 8;
+
+impl SharedSink {
+    pub(crate) fn new() -> io::Result<SharedSink> {
+        let (job_sender, job_receiver) = bounded::<Job>(SHARED_SPARE_BUFFERS);
+        let (empty_sender, empty_receiver) = bounded::<Vec<u8>>(SHARED_SPARE_BUFFERS);
+        for _ in 0..SHARED_SPARE_BUFFERS {
+            // Cannot fail: the channel has room for all of them and its receiver is here.
+            let _ = empty_sender.send(Vec::with_capacity(SHARED_BUFFER_BYTES));
+        }
+        let writer = std::thread::Builder::new().name("clearing-files".into()).spawn(move || {
+            let mut files: Vec<(File, Sha256, u64)> = Vec::new();
+            for job in job_receiver {
+                match job {
+                    Job::Open(file) => files.push((file, Sha256::new(), 0)),
+                    Job::Write(index, mut buffer) => {
+                        let (file, hasher, bytes) = &mut files[index];
+                        hasher.update(&buffer);
+                        file.write_all(&buffer)?;
+                        write_behind(file, *bytes, buffer.len() as u64);
+                        *bytes += buffer.len() as u64;
+                        buffer.clear();
+                        // Never waits: the last buffers of `finish` find the pool full
+                        // (nobody takes from it any more) and are dropped.
+                        let _ = empty_sender.try_send(buffer);
+                    }
+                }
+            }
+            let mut done = Vec::with_capacity(files.len());
+            for (file, hasher, bytes) in files {
+                file.sync_all()?;
+                done.push((bytes, hex::encode(hasher.finalize())));
+            }
+            Ok(done)
+        })?;
+        Ok(SharedSink {
+            names: Vec::new(),
+            buffers: Vec::new(),
+            jobs: Some(job_sender),
+            empty: empty_receiver,
+            writer: Some(writer),
+        })
+    }
+
+    /// Creates `dir/name`, which must not exist yet; its index for `buffer_with_room`.
+    pub(crate) fn create(&mut self, dir: &Path, name: &str) -> io::Result<usize> {
+        let file = File::options().write(true).create_new(true).open(dir.join(name))?;
+        self.send(Job::Open(file))?;
+        self.names.push(name.to_string());
+        self.buffers.push(Vec::with_capacity(SHARED_BUFFER_BYTES));
+        Ok(self.names.len() - 1)
+    }
+
+    /// File `index`'s buffer with at least `room` bytes free.
+    pub(crate) fn buffer_with_room(&mut self, index: usize, room: usize) -> io::Result<&mut Vec<u8>> {
+        debug_assert!(room <= SHARED_BUFFER_BYTES);
+        let buffer = &mut self.buffers[index];
+        if buffer.capacity() - buffer.len() < room {
+            let next = match self.empty.recv() {
+                Ok(next) => next,
+                Err(_) => return Err(self.writer_error()),
+            };
+            let full = std::mem::replace(&mut self.buffers[index], next);
+            self.send(Job::Write(index, full))?;
+        }
+        Ok(&mut self.buffers[index])
+    }
+
+    fn send(&mut self, job: Job) -> io::Result<()> {
+        let sent = self.jobs.as_ref().map(|jobs| jobs.send(job));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.writer_error()),
+        }
+    }
+
+    fn writer_error(&mut self) -> io::Error {
+        self.jobs = None;
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(Err(error))) => error,
+            _ => io::Error::other("the clearing files' writer thread stopped"),
+        }
+    }
+
+    /// Writes what is buffered, waits for every file to be fsynced; their manifest
+    /// entries, in the order they were created.
+    pub(crate) fn finish(mut self) -> io::Result<Vec<FileEntry>> {
+        for index in 0..self.buffers.len() {
+            if !self.buffers[index].is_empty() {
+                let last = std::mem::take(&mut self.buffers[index]);
+                self.send(Job::Write(index, last))?;
+            }
+        }
+        self.jobs = None; // ends the writer's loop
+        let outcome = self.writer.take().map(JoinHandle::join);
+        match outcome {
+            Some(Ok(Ok(done))) => Ok(self
+                .names
+                .iter()
+                .zip(done)
+                .map(|(name, (bytes, sha256))| FileEntry { name: name.clone(), bytes, sha256 })
+                .collect()),
+            Some(Ok(Err(error))) => Err(error),
+            _ => Err(io::Error::other("the clearing files' writer thread panicked")),
+        }
+    }
+}
+
 /// Starts writing `len` bytes at `offset` to disk now, and waits for the range written
 /// `WRITE_BEHIND_BUFFERS` buffers before it to be on disk: the file never has more than a
 /// few buffers of dirty data. Without it a window's files (gigabytes) are dirty until the
@@ -177,4 +311,36 @@ pub(crate) fn hash_file(path: &Path) -> io::Result<(u64, String)> {
         bytes += read as u64;
     }
     Ok((bytes, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More files than spare buffers, each filled past one buffer: every byte arrives, the
+    /// hashes are the files' own, and `finish` returns (the writer once blocked handing
+    /// the last buffers back to a pool nobody drew from any more).
+    #[test]
+    fn a_shared_sink_writes_many_files_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut sink = SharedSink::new().expect("sink");
+        let files = SHARED_SPARE_BUFFERS * 5;
+        let names: Vec<String> = (0..files).map(|i| format!("f{i}.csv")).collect();
+        let indices: Vec<usize> = names.iter().map(|n| sink.create(dir.path(), n).expect("create")).collect();
+        let row = [b'x'; 1000];
+        for round in 0..(SHARED_BUFFER_BYTES / row.len() + 3) {
+            for (file, index) in indices.iter().enumerate() {
+                if round % (file % 3 + 1) == 0 {
+                    sink.buffer_with_room(*index, row.len()).expect("room").extend_from_slice(&row);
+                }
+            }
+        }
+        let entries = sink.finish().expect("finish");
+        assert_eq!(entries.len(), files);
+        for entry in &entries {
+            let (bytes, sha256) = hash_file(&dir.path().join(&entry.name)).expect("hash");
+            assert_eq!((entry.bytes, &entry.sha256), (bytes, &sha256), "{}", entry.name);
+            assert!(bytes > SHARED_BUFFER_BYTES as u64 / 3);
+        }
+    }
 }

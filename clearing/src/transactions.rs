@@ -9,24 +9,20 @@
 
 use super::format::TRANSACTIONS_HEADER;
 use super::manifest::{participant_transactions_file_name, FileEntry};
+use super::sink::SharedSink;
 use super::text::{push_amount, push_amount_u64, push_hex_u128, push_timestamp, push_u64};
 use super::ClearingError;
 use junction_engine::detail::Detail;
 use junction_engine::hosted::answer_codes;
 use junction_ledger::{CommandOutcome, Currency, DetailRecord, ParticipantId, TransferRecord};
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 
 /// Longest row: 29 fields, the widest of which are the timestamp (30), two 32-hex ids, the
 /// amounts (at most 22 each) and the rate (at most 30); far below this.
 pub(crate) const TRANSACTION_ROW_BYTES_MAX: usize = 640;
-
-/// Write buffer of each participant's file.
-const PARTICIPANT_BUFFER_BYTES: usize = 256 << 10;
+const _: () = assert!(TRANSACTION_ROW_BYTES_MAX < super::sink::SHARED_BUFFER_BYTES);
 
 /// Digits of a rate after the decimal point (rounded half away from zero, for display:
 /// the amounts are what settle).
@@ -159,30 +155,18 @@ pub(crate) fn rate(asked: u64, currency: Currency, settled: u64, settled_currenc
 }
 
 /// Each participant's own transactions file, written as rows come (rows are copied from
-/// the switch-wide file's, so they are byte for byte the same) and hashed on the way.
+/// the switch-wide file's, so they are byte for byte the same), hashed and written by
+/// another thread (`SharedSink`).
 pub(crate) struct ParticipantFiles {
     dir: PathBuf,
-    files: BTreeMap<ParticipantId, HashedFile>,
-}
-
-struct HashedFile {
-    name: String,
-    out: BufWriter<File>,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl HashedFile {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.hasher.update(bytes);
-        self.bytes += bytes.len() as u64;
-        self.out.write_all(bytes)
-    }
+    sink: SharedSink,
+    files: FxHashMap<ParticipantId, usize>,
 }
 
 impl ParticipantFiles {
-    pub(crate) fn new(dir: &Path) -> ParticipantFiles {
-        ParticipantFiles { dir: dir.to_path_buf(), files: BTreeMap::new() }
+    pub(crate) fn new(dir: &Path) -> Result<ParticipantFiles, ClearingError> {
+        let sink = SharedSink::new().map_err(ClearingError::io(dir))?;
+        Ok(ParticipantFiles { dir: dir.to_path_buf(), sink, files: FxHashMap::default() })
     }
 
     /// Appends `row` to the file of each participant it names (once each); how many.
@@ -193,39 +177,33 @@ impl ParticipantFiles {
             if named.participants[..index].contains(&Some(participant)) {
                 continue;
             }
-            let file = match self.files.get_mut(&participant) {
-                Some(file) => file,
+            let file = match self.files.get(&participant) {
+                Some(file) => *file,
                 None => {
                     let name = participant_transactions_file_name(participant.0);
                     let path = self.dir.join(&name);
-                    let handle =
-                        File::options().write(true).create_new(true).open(&path).map_err(ClearingError::io(&path))?;
-                    let mut file = HashedFile {
-                        name,
-                        out: BufWriter::with_capacity(PARTICIPANT_BUFFER_BYTES, handle),
-                        hasher: Sha256::new(),
-                        bytes: 0,
-                    };
-                    file.write(TRANSACTIONS_HEADER.as_bytes()).map_err(ClearingError::io(&path))?;
-                    self.files.entry(participant).or_insert(file)
+                    let file = self.sink.create(&self.dir, &name).map_err(ClearingError::io(&path))?;
+                    self.sink
+                        .buffer_with_room(file, TRANSACTIONS_HEADER.len())
+                        .map_err(ClearingError::io(&path))?
+                        .extend_from_slice(TRANSACTIONS_HEADER.as_bytes());
+                    self.files.insert(participant, file);
+                    file
                 }
             };
-            file.write(row).map_err(ClearingError::io(self.dir.join(&file.name)))?;
+            let dir = &self.dir;
+            self.sink
+                .buffer_with_room(file, row.len())
+                .map_err(|e| ClearingError::io(dir.join(participant_transactions_file_name(participant.0)))(e))?
+                .extend_from_slice(row);
             appended += 1;
         }
         Ok(appended)
     }
 
-    /// Flushes and fsyncs every file; their manifest entries.
+    /// Writes the rest and fsyncs every file; their manifest entries.
     pub(crate) fn finish(self) -> Result<Vec<FileEntry>, ClearingError> {
-        let mut entries = Vec::with_capacity(self.files.len());
-        for (_, file) in self.files {
-            let path = self.dir.join(&file.name);
-            let handle = file.out.into_inner().map_err(|e| ClearingError::io(&path)(e.into_error()))?;
-            handle.sync_all().map_err(ClearingError::io(&path))?;
-            entries.push(FileEntry { name: file.name, bytes: file.bytes, sha256: hex::encode(file.hasher.finalize()) });
-        }
-        Ok(entries)
+        self.sink.finish().map_err(ClearingError::io(&self.dir))
     }
 }
 

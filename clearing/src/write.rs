@@ -288,7 +288,7 @@ fn write_journal_files(
     ] {
         sink.buffer_with_room(header.len()).map_err(ClearingError::io(path))?.extend_from_slice(header.as_bytes());
     }
-    let mut participants = ParticipantFiles::new(dir);
+    let mut participants = ParticipantFiles::new(dir)?;
     let window = view.window;
     let mut cache = ParticipantCache::new();
     let mut streamed = Streamed {

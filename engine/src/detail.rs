@@ -3,13 +3,17 @@
 //! what a gateway read, the issuer the shard found, the original's RRN. Card numbers are
 //! masked here, at the source: only the first six and last four digits are ever kept.
 //!
-//! Layout (format 1), fixed offsets, text fields ASCII and padded with zero bytes:
-//! see `Offsets`. A memo of another format is refused by `Detail::from_memo`.
+//! Encoding (format 2), compact because every memo is journaled: a format byte, the channel
+//! and flags, then each text field as a length byte and its characters (a field of digits
+//! only, most of them, packed two digits to a byte, flagged by the length byte's top bit),
+//! the masked card, then the numbers as LEB128 varints (signed ones zigzagged). A typical
+//! card purchase takes 75 to 85 bytes (184 in format 1). A memo of another format is refused by
+//! `Detail::from_memo`.
 
 use junction_ledger::{Memo, MEMO_BYTES};
 
 /// Bumped when the layout changes.
-pub const DETAIL_FORMAT: u8 = 1;
+pub const DETAIL_FORMAT: u8 = 2;
 
 /// Which front end a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -170,40 +174,10 @@ pub struct Detail {
     pub payer_fee: i64,
 }
 
-/// Where each field sits in a memo.
-struct Offsets;
-
-impl Offsets {
-    const FORMAT: usize = 0;
-    const CHANNEL: usize = 1;
-    const FLAGS: usize = 2;
-    const MTI: usize = 3;
-    const PROCESSING: usize = Self::MTI + 4;
-    const RRN: usize = Self::PROCESSING + 6;
-    const STAN: usize = Self::RRN + 12;
-    const ACQUIRER: usize = Self::STAN + 6;
-    const TERMINAL: usize = Self::ACQUIRER + 11;
-    const MERCHANT: usize = Self::TERMINAL + 8;
-    const MCC: usize = Self::MERCHANT + 35;
-    const CARD_LENGTH: usize = Self::MCC + 4;
-    const CARD_FIRST6: usize = Self::CARD_LENGTH + 1;
-    const CARD_LAST4: usize = Self::CARD_FIRST6 + 6;
-    const ORIGINAL_RRN: usize = Self::CARD_LAST4 + 4;
-    const QR_SCHEME: usize = Self::ORIGINAL_RRN + 12;
-    const ISSUER: usize = Self::QR_SCHEME + 8;
-    const WALLET: usize = Self::ISSUER + 8;
-    const ACQUIRER_PARTICIPANT: usize = Self::WALLET + 8;
-    const AMOUNT: usize = Self::ACQUIRER_PARTICIPANT + 8;
-    const CURRENCY: usize = Self::AMOUNT + 8;
-    const INTERCHANGE: usize = Self::CURRENCY + 2;
-    const ACQUIRER_FEE: usize = Self::INTERCHANGE + 8;
-    const PAYER_FEE: usize = Self::ACQUIRER_FEE + 8;
-    const END: usize = Self::PAYER_FEE + 8;
-}
-
-const _: () = assert!(Offsets::END <= MEMO_BYTES);
-
 const FLAG_STOOD_IN: u8 = 1;
+
+/// The length byte's flag of a text field stored as packed digits.
+const PACKED_DIGITS: u8 = 0x80;
 
 /// Why a memo did not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -214,90 +188,195 @@ pub enum DetailError {
     Channel(u8),
     #[error("the memo holds a byte that is not printable ASCII in a text field")]
     Text,
+    #[error("the memo ends early or has bytes left over")]
+    Length,
+}
+
+/// Appends fields to a memo's bytes. Never more than `MEMO_BYTES` (see `ENCODED_BYTES_MAX`).
+struct Writer {
+    bytes: [u8; MEMO_BYTES],
+    len: usize,
+}
+
+impl Writer {
+    fn byte(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn text<const N: usize>(&mut self, text: &Text<N>) {
+        let value = text.as_str().as_bytes();
+        if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
+            self.byte(PACKED_DIGITS | value.len() as u8);
+            for pair in value.chunks(2) {
+                let high = pair[0] - b'0';
+                let low = pair.get(1).map_or(0, |digit| digit - b'0');
+                self.byte(high << 4 | low);
+            }
+        } else {
+            self.byte(value.len() as u8);
+            self.bytes[self.len..self.len + value.len()].copy_from_slice(value);
+            self.len += value.len();
+        }
+    }
+
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.byte(value as u8 | 0x80);
+            value >>= 7;
+        }
+        self.byte(value as u8);
+    }
+
+    fn signed(&mut self, value: i64) {
+        self.varint(((value << 1) ^ (value >> 63)) as u64);
+    }
+}
+
+/// Most bytes `Detail::to_memo` writes: two header bytes; ten text fields of at most 106
+/// characters with their length bytes; the card's length and ten digits; four u64, a u16
+/// and three i64 as varints (10, 3 and 10 bytes at most).
+const ENCODED_BYTES_MAX: usize = 2 + (4 + 6 + 12 + 6 + 11 + 8 + 35 + 4 + 12 + 8) + 10 + 11 + 4 * 10 + 3 + 3 * 10;
+const _: () = assert!(ENCODED_BYTES_MAX <= MEMO_BYTES);
+
+/// Reads a memo's fields back in order.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, DetailError> {
+        let (&first, rest) = self.bytes.split_first().ok_or(DetailError::Length)?;
+        self.bytes = rest;
+        Ok(first)
+    }
+
+    fn take(&mut self, count: usize) -> Result<&[u8], DetailError> {
+        if self.bytes.len() < count {
+            return Err(DetailError::Length);
+        }
+        let (taken, rest) = self.bytes.split_at(count);
+        self.bytes = rest;
+        Ok(taken)
+    }
+
+    fn text<const N: usize>(&mut self) -> Result<Text<N>, DetailError> {
+        let length = self.byte()?;
+        let mut out = [0u8; N];
+        let count = usize::from(length & !PACKED_DIGITS);
+        if count > N {
+            return Err(DetailError::Text);
+        }
+        if length & PACKED_DIGITS != 0 {
+            let packed = self.take(count.div_ceil(2))?;
+            for (index, slot) in out[..count].iter_mut().enumerate() {
+                let nibble = if index % 2 == 0 { packed[index / 2] >> 4 } else { packed[index / 2] & 0x0f };
+                if nibble > 9 {
+                    return Err(DetailError::Text);
+                }
+                *slot = b'0' + nibble;
+            }
+        } else {
+            let value = self.take(count)?;
+            if !value.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                return Err(DetailError::Text);
+            }
+            out[..count].copy_from_slice(value);
+        }
+        Ok(Text(out))
+    }
+
+    fn varint(&mut self) -> Result<u64, DetailError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DetailError::Length)
+    }
+
+    fn signed(&mut self) -> Result<i64, DetailError> {
+        let raw = self.varint()?;
+        Ok((raw >> 1) as i64 ^ -((raw & 1) as i64))
+    }
 }
 
 impl Detail {
     pub fn to_memo(&self) -> Memo {
-        let mut bytes = [0u8; MEMO_BYTES];
-        bytes[Offsets::FORMAT] = DETAIL_FORMAT;
-        bytes[Offsets::CHANNEL] = self.channel as u8;
-        bytes[Offsets::FLAGS] = if self.stood_in { FLAG_STOOD_IN } else { 0 };
-        let mut put = |at: usize, value: &[u8]| bytes[at..at + value.len()].copy_from_slice(value);
-        put(Offsets::MTI, &self.mti.0);
-        put(Offsets::PROCESSING, &self.processing_code.0);
-        put(Offsets::RRN, &self.rrn.0);
-        put(Offsets::STAN, &self.stan.0);
-        put(Offsets::ACQUIRER, &self.acquirer_institution.0);
-        put(Offsets::TERMINAL, &self.terminal.0);
-        put(Offsets::MERCHANT, &self.merchant.0);
-        put(Offsets::MCC, &self.mcc.0);
-        put(Offsets::CARD_LENGTH, &[self.card.length]);
-        put(Offsets::CARD_FIRST6, &self.card.first6);
-        put(Offsets::CARD_LAST4, &self.card.last4);
-        put(Offsets::ORIGINAL_RRN, &self.original_rrn.0);
-        put(Offsets::QR_SCHEME, &self.qr_scheme.0);
-        put(Offsets::ISSUER, &self.issuer.to_le_bytes());
-        put(Offsets::WALLET, &self.wallet.to_le_bytes());
-        put(Offsets::ACQUIRER_PARTICIPANT, &self.acquirer.to_le_bytes());
-        put(Offsets::AMOUNT, &self.amount.to_le_bytes());
-        put(Offsets::CURRENCY, &self.currency_numeric.to_le_bytes());
-        put(Offsets::INTERCHANGE, &self.interchange.to_le_bytes());
-        put(Offsets::ACQUIRER_FEE, &self.acquirer_fee.to_le_bytes());
-        put(Offsets::PAYER_FEE, &self.payer_fee.to_le_bytes());
-        Memo(bytes)
+        let mut out = Writer { bytes: [0; MEMO_BYTES], len: 0 };
+        out.byte(DETAIL_FORMAT);
+        out.byte(self.channel as u8 | if self.stood_in { FLAG_STOOD_IN << 4 } else { 0 });
+        out.text(&self.mti);
+        out.text(&self.processing_code);
+        out.text(&self.rrn);
+        out.text(&self.stan);
+        out.text(&self.acquirer_institution);
+        out.text(&self.terminal);
+        out.text(&self.merchant);
+        out.text(&self.mcc);
+        out.text(&self.original_rrn);
+        out.text(&self.qr_scheme);
+        out.byte(self.card.length);
+        if self.card.length != 0 {
+            self.card.first6.iter().chain(&self.card.last4).for_each(|digit| out.byte(*digit));
+        }
+        for value in [self.issuer, self.wallet, self.acquirer, self.amount, u64::from(self.currency_numeric)] {
+            out.varint(value);
+        }
+        for value in [self.interchange, self.acquirer_fee, self.payer_fee] {
+            out.signed(value);
+        }
+        Memo::from_parts(out.bytes, out.len)
     }
 
     pub fn from_memo(memo: &Memo) -> Result<Detail, DetailError> {
-        let bytes = &memo.0;
-        if bytes[Offsets::FORMAT] != DETAIL_FORMAT {
-            return Err(DetailError::Format(bytes[Offsets::FORMAT]));
+        let mut input = Reader { bytes: memo.as_bytes() };
+        let format = input.byte()?;
+        if format != DETAIL_FORMAT {
+            return Err(DetailError::Format(format));
         }
-        let channel =
-            Channel::from_byte(bytes[Offsets::CHANNEL]).ok_or(DetailError::Channel(bytes[Offsets::CHANNEL]))?;
-        fn text<const N: usize>(bytes: &[u8], at: usize) -> Result<Text<N>, DetailError> {
-            let mut out = [0u8; N];
-            out.copy_from_slice(&bytes[at..at + N]);
-            let end = out.iter().position(|b| *b == 0).unwrap_or(N);
-            if !out[..end].iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        let header = input.byte()?;
+        let channel = Channel::from_byte(header & 0x0f).ok_or(DetailError::Channel(header & 0x0f))?;
+        let mut detail = Detail {
+            channel,
+            stood_in: (header >> 4) & FLAG_STOOD_IN != 0,
+            mti: input.text()?,
+            processing_code: input.text()?,
+            rrn: input.text()?,
+            stan: input.text()?,
+            acquirer_institution: input.text()?,
+            terminal: input.text()?,
+            merchant: input.text()?,
+            mcc: input.text()?,
+            original_rrn: input.text()?,
+            qr_scheme: input.text()?,
+            ..Detail::default()
+        };
+        let length = input.byte()?;
+        if length != 0 {
+            let digits = input.take(10)?;
+            if !digits.iter().all(|b| *b == 0 || b.is_ascii_digit()) {
                 return Err(DetailError::Text);
             }
-            Ok(Text(out))
+            detail.card.length = length.min(19);
+            detail.card.first6.copy_from_slice(&digits[..6]);
+            detail.card.last4.copy_from_slice(&digits[6..]);
         }
-        let u64_at = |at: usize| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_le_bytes(word)
-        };
-        let mut first6 = [0u8; 6];
-        first6.copy_from_slice(&bytes[Offsets::CARD_FIRST6..Offsets::CARD_FIRST6 + 6]);
-        let mut last4 = [0u8; 4];
-        last4.copy_from_slice(&bytes[Offsets::CARD_LAST4..Offsets::CARD_LAST4 + 4]);
-        if !first6.iter().chain(&last4).all(|b| *b == 0 || b.is_ascii_digit()) {
-            return Err(DetailError::Text);
+        detail.issuer = input.varint()?;
+        detail.wallet = input.varint()?;
+        detail.acquirer = input.varint()?;
+        detail.amount = input.varint()?;
+        detail.currency_numeric = u16::try_from(input.varint()?).map_err(|_| DetailError::Length)?;
+        detail.interchange = input.signed()?;
+        detail.acquirer_fee = input.signed()?;
+        detail.payer_fee = input.signed()?;
+        if !input.bytes.is_empty() {
+            return Err(DetailError::Length);
         }
-        Ok(Detail {
-            channel,
-            stood_in: bytes[Offsets::FLAGS] & FLAG_STOOD_IN != 0,
-            mti: text(bytes, Offsets::MTI)?,
-            processing_code: text(bytes, Offsets::PROCESSING)?,
-            rrn: text(bytes, Offsets::RRN)?,
-            stan: text(bytes, Offsets::STAN)?,
-            acquirer_institution: text(bytes, Offsets::ACQUIRER)?,
-            terminal: text(bytes, Offsets::TERMINAL)?,
-            merchant: text(bytes, Offsets::MERCHANT)?,
-            mcc: text(bytes, Offsets::MCC)?,
-            card: MaskedCard { length: bytes[Offsets::CARD_LENGTH].min(19), first6, last4 },
-            original_rrn: text(bytes, Offsets::ORIGINAL_RRN)?,
-            qr_scheme: text(bytes, Offsets::QR_SCHEME)?,
-            issuer: u64_at(Offsets::ISSUER),
-            wallet: u64_at(Offsets::WALLET),
-            acquirer: u64_at(Offsets::ACQUIRER_PARTICIPANT),
-            amount: u64_at(Offsets::AMOUNT),
-            currency_numeric: u16::from_le_bytes([bytes[Offsets::CURRENCY], bytes[Offsets::CURRENCY + 1]]),
-            interchange: u64_at(Offsets::INTERCHANGE) as i64,
-            acquirer_fee: u64_at(Offsets::ACQUIRER_FEE) as i64,
-            payer_fee: u64_at(Offsets::PAYER_FEE) as i64,
-        })
+        Ok(detail)
     }
 }
 
@@ -326,9 +405,8 @@ pub fn rrn_of_reference(reference: u128) -> Text<12> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_detail_survives_its_memo() {
-        let detail = Detail {
+    fn purchase() -> Detail {
+        Detail {
             channel: Channel::Iso8583,
             stood_in: true,
             mti: Text::new("0200"),
@@ -350,17 +428,49 @@ mod tests {
             interchange: -62,
             acquirer_fee: 3,
             payer_fee: 1,
-        };
-        let back = Detail::from_memo(&detail.to_memo()).expect("decodes");
+        }
+    }
+
+    #[test]
+    fn a_detail_survives_its_memo() {
+        let detail = purchase();
+        let memo = detail.to_memo();
+        let back = Detail::from_memo(&memo).expect("decodes");
         assert_eq!(back, detail);
         assert_eq!(back.card.display(), "400000******7899");
-        assert!(!detail.to_memo().is_empty());
+        assert!(memo.as_bytes().len() <= 90, "a purchase's memo takes {} bytes", memo.as_bytes().len());
+        // Every field at its longest and widest still fits, and comes back.
+        let widest = Detail {
+            channel: Channel::CreditTransfer,
+            mti: Text::new("X200"),
+            processing_code: Text::new("ABCDEF"),
+            rrn: Text::new("RRN-ABCDEFGH"),
+            stan: Text::new("S12345"),
+            acquirer_institution: Text::new("I1234567890"),
+            merchant: Text::new(&"M".repeat(40)),
+            terminal: Text::new("TERMINAL"),
+            mcc: Text::new("MCCX"),
+            original_rrn: Text::new("ORIGINAL-RRN"),
+            qr_scheme: Text::new("PROMPTPY"),
+            card: MaskedCard::of("5555444433331111999"),
+            issuer: u64::MAX,
+            wallet: u64::MAX - 1,
+            acquirer: 1 << 63,
+            amount: u64::MAX,
+            currency_numeric: u16::MAX,
+            interchange: i64::MIN,
+            acquirer_fee: i64::MAX,
+            payer_fee: -1,
+            stood_in: false,
+        };
+        assert_eq!(Detail::from_memo(&widest.to_memo()), Ok(widest));
+        assert_eq!(Detail::from_memo(&Detail::default().to_memo()), Ok(Detail::default()));
     }
 
     #[test]
     fn the_memo_never_holds_the_middle_digits() {
         let memo = Detail { card: MaskedCard::of("4000001234567899"), ..Detail::default() }.to_memo();
-        let text = String::from_utf8_lossy(&memo.0);
+        let text = String::from_utf8_lossy(memo.as_bytes());
         assert!(!text.contains("123456"), "middle digits must not be stored");
         assert_eq!(MaskedCard::of("1234").display(), "****");
         assert_eq!(MaskedCard::of("").display(), "");
@@ -376,8 +486,17 @@ mod tests {
 
     #[test]
     fn a_memo_of_another_format_is_refused() {
-        let mut memo = Detail::default().to_memo();
-        memo.0[0] = 9;
-        assert_eq!(Detail::from_memo(&memo), Err(DetailError::Format(9)));
+        let memo = Detail::default().to_memo();
+        let mut bytes = memo.as_bytes().to_vec();
+        bytes[0] = 9;
+        assert_eq!(Detail::from_memo(&Memo::new(&bytes).unwrap()), Err(DetailError::Format(9)));
+        // Cut short anywhere, or with a byte too many, it is refused rather than misread.
+        let full = purchase().to_memo();
+        for cut in 0..full.as_bytes().len() {
+            assert!(Detail::from_memo(&Memo::new(&full.as_bytes()[..cut]).unwrap()).is_err(), "cut at {cut}");
+        }
+        let mut longer = full.as_bytes().to_vec();
+        longer.push(0);
+        assert_eq!(Detail::from_memo(&Memo::new(&longer).unwrap()), Err(DetailError::Length));
     }
 }

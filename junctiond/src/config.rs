@@ -52,6 +52,10 @@ pub struct Config {
     /// Absent: one node, its own disk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationConfig>,
+    /// Secrets read from the environment or a file (`SecretSource`), by field: printed
+    /// back as written, never as their values.
+    #[serde(skip)]
+    pub secret_sources: BTreeMap<String, String>,
 }
 
 /// A primary and standbys sharing one journal stream on a NATS JetStream cluster.
@@ -147,7 +151,21 @@ pub struct SwitchConfig {
     pub data_dir: PathBuf,
     pub iso8583_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// TLS on the ISO 8583 port (absent: plain TCP, for a private network or a TLS proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iso8583_tls: Option<TlsConfig>,
+    /// TLS on the HTTP port: admin API, QR API, console (absent: plain HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_tls: Option<TlsConfig>,
+    /// Bearer token of every admin call. Like every secret here it may be written as
+    /// `env:NAME` (read from that environment variable) or `file:/path` (read from that
+    /// file, one trailing newline dropped) instead of the value itself.
     pub admin_token: String,
+    /// Bearer token that may read the admin API (status, positions, windows, accounts,
+    /// fees, ...) but change nothing: for dashboards and auditors. A secret like the
+    /// admin token. Absent: reads need the admin token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_token: Option<String>,
     #[serde(default)]
     pub shards: usize,
     #[serde(default = "default_commit_delay_us")]
@@ -190,6 +208,21 @@ pub struct SwitchConfig {
     /// Start as a replication standby (`junctiond --standby`), never from a file.
     #[serde(skip)]
     pub standby: bool,
+    /// Start with the demo configuration's secrets on a listener beyond loopback
+    /// (`junctiond --allow-demo-secrets`), never from a file.
+    #[serde(skip)]
+    pub allow_demo_secrets: bool,
+}
+
+/// A listener's certificate chain and key (PEM files), and, to require client
+/// certificates (mutual TLS), the CAs that sign them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 fn default_switch_institution_id() -> String {
@@ -399,21 +432,114 @@ impl Config {
         Config::parse(DEFAULT_CONFIG_TOML)
     }
 
+    /// Parses, reads the secrets written as `env:` or `file:` references, and checks.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)?;
+        let config = Config::parse_unchecked(text)?;
         config.validate()?;
         Ok(config)
     }
 
+    /// `parse` without the checks, for a caller that overrides fields first (then calls
+    /// `validate`).
+    pub fn parse_unchecked(text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text)?;
+        config.resolve_secrets(&|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML; secrets read from the environment or a file are
+    /// printed as their references, not their values.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+        let mut shown = self.clone();
+        let sources = std::mem::take(&mut shown.secret_sources);
+        for (field, value) in shown.secret_fields_mut() {
+            if let Some(source) = sources.get(&field) {
+                *value = source.clone();
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+
+    /// Every secret of the configuration, named by its place in the file.
+    fn secret_fields_mut(&mut self) -> Vec<(String, &mut String)> {
+        let mut fields = vec![
+            ("switch.admin_token".to_string(), &mut self.switch.admin_token),
+            ("switch.vault_key".to_string(), &mut self.switch.vault_key),
+        ];
+        if let Some(token) = self.switch.read_token.as_mut() {
+            fields.push(("switch.read_token".to_string(), token));
+        }
+        for (index, participant) in self.participants.iter_mut().enumerate() {
+            fields.push((format!("participants[{index}].key"), &mut participant.key));
+        }
+        fields
+    }
+
+    /// Replaces each secret written as `env:NAME` or `file:/path` by what it names (an
+    /// unset variable, an unreadable or empty file: an error naming the field).
+    pub fn resolve_secrets(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let mut sources = BTreeMap::new();
+        for (field, value) in self.secret_fields_mut() {
+            let resolved = if let Some(name) = value.strip_prefix("env:") {
+                env(name).ok_or_else(|| invalid(format!("{field}: environment variable {name} is not set")))?
+            } else if let Some(path) = value.strip_prefix("file:") {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| invalid(format!("{field}: cannot read {path}: {e}")))?;
+                text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string()
+            } else {
+                continue;
+            };
+            if resolved.is_empty() {
+                return Err(invalid(format!("{field}: {value} is empty")));
+            }
+            sources.insert(field, std::mem::replace(value, resolved));
+        }
+        self.secret_sources.extend(sources);
+        Ok(())
+    }
+
+    /// The fields holding a secret of the embedded demo configuration (published in
+    /// the source and the README): fine on loopback, refused on any other address
+    /// unless `allow_demo_secrets`.
+    pub fn demo_secrets_in_use(&mut self) -> Vec<String> {
+        let Ok(mut demo) = toml::from_str::<Config>(DEFAULT_CONFIG_TOML) else { return Vec::new() };
+        let known: std::collections::BTreeSet<String> =
+            demo.secret_fields_mut().into_iter().map(|(_, value)| value.clone()).collect();
+        self.secret_fields_mut()
+            .into_iter()
+            .filter(|(_, value)| known.contains(value.as_str()))
+            .map(|(f, _)| f)
+            .collect()
     }
 
     /// Checks everything that can be checked without starting.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let loopback_only = self.switch.iso8583_listen.ip().is_loopback() && self.switch.http_listen.ip().is_loopback();
+        if !loopback_only && !self.switch.allow_demo_secrets {
+            let demo = self.clone().demo_secrets_in_use();
+            if !demo.is_empty() {
+                return Err(invalid(format!(
+                    "{} still hold the demo configuration's published secrets, and a listener is beyond \
+                     loopback: set your own (env:NAME and file:/path work), or start with \
+                     --allow-demo-secrets for a test network",
+                    demo.join(", ")
+                )));
+            }
+        }
         let switch = &self.switch;
         if switch.admin_token.len() < 16 {
             return Err(invalid("switch.admin_token must be at least 16 characters"));
+        }
+        if let Some(token) = &switch.read_token {
+            if token.len() < 16 || token == &switch.admin_token {
+                return Err(invalid("switch.read_token must be at least 16 characters and not the admin token"));
+            }
+        }
+        // The certificates and keys load now, so `--print-config` finds a bad one too.
+        for (name, tls) in [("switch.iso8583_tls", &switch.iso8583_tls), ("switch.http_tls", &switch.http_tls)] {
+            if let Some(tls) = tls {
+                crate::tls::acceptor(tls, name).map_err(|e| invalid(format!("{e:#}")))?;
+            }
         }
         let vault = hex::decode(&switch.vault_key).map_err(|_| invalid("switch.vault_key must be hex"))?;
         if vault.len() < junction_engine::vault::VAULT_KEY_SIZE_MIN_BYTES {

@@ -1,5 +1,6 @@
-//! The HTTP side of the daemon: health, Prometheus metrics and the admin API (read-only
-//! views for anyone who can reach the loopback port; state changes need the admin token).
+//! The HTTP side of the daemon: health, Prometheus metrics and the admin API. `/health`
+//! and `/metrics` are open (no customer data: for load balancers and Prometheus); the
+//! admin API's views need the read token or the admin token, its changes the admin token.
 
 use super::iso_gateway::IsoContext;
 use super::metrics::Metrics;
@@ -21,6 +22,8 @@ pub struct HttpContext {
     pub iso: Arc<IsoContext>,
     pub metrics: Arc<Metrics>,
     pub admin_token: String,
+    /// `switch.read_token`: reads the admin API, changes nothing.
+    pub read_token: Option<String>,
     pub recovery_us: u64,
     /// Extra routes' state (the QR gateway) is merged by the caller.
     pub switch_name: String,
@@ -41,6 +44,7 @@ pub struct StandbyServer {
 impl StandbyServer {
     pub async fn start(
         address: std::net::SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         status: Arc<crate::replication::Status>,
     ) -> anyhow::Result<StandbyServer> {
         use anyhow::Context;
@@ -60,10 +64,10 @@ impl StandbyServer {
                 }),
             );
         let task = tokio::spawn(async move {
-            let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let stopped = async move {
                 let _ = stopped.await;
-            });
-            if let Err(error) = server.await {
+            };
+            if let Err(error) = crate::tls::serve_http(listener, tls, router, stopped).await {
                 tracing::error!(%error, "standby HTTP server failed");
             }
         });
@@ -82,25 +86,34 @@ impl StandbyServer {
 pub const ADMIN_BODY_BYTES_MAX: usize = 32 << 20;
 
 pub fn admin_router(context: Arc<HttpContext>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+    // The views: anyone with the read token or the admin token.
+    let views = Router::new()
         .route("/v1/admin/status", get(status))
         .route("/v1/admin/participants", get(participants))
         .route("/v1/admin/windows", get(windows))
-        .route("/v1/admin/windows/close", post(close_window))
-        .route("/v1/admin/windows/{id}/settle", post(settle_window))
         .route("/v1/admin/positions", get(positions))
         .route("/v1/admin/accounts/{id}", get(account))
+        .route("/v1/admin/bins", get(bins))
+        .route("/v1/admin/fees", get(fees))
+        .route("/v1/admin/issuer-links", get(issuer_links))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&context), require_reader));
+    // The changes: each handler checks for the admin token (`admin_refusal`).
+    let changes = Router::new()
+        .route("/v1/admin/windows/close", post(close_window))
+        .route("/v1/admin/windows/{id}/settle", post(settle_window))
         .route("/v1/admin/accounts", post(provision_accounts))
         .route("/v1/admin/accounts/{id}/status", post(account_status))
         .route("/v1/admin/cards", post(provision_cards))
         .route("/v1/admin/participants/{id}/caps", post(set_cap))
-        .route("/v1/admin/bins", get(bins).put(replace_bins).post(upsert_bins))
+        .route("/v1/admin/bins", axum::routing::put(replace_bins).post(upsert_bins))
         .route("/v1/admin/bins/{prefix}", axum::routing::delete(delete_bin))
-        .route("/v1/admin/fees", get(fees).put(replace_fees))
-        .route("/v1/admin/issuer-links", get(issuer_links))
-        .route("/v1/admin/faults/panic", post(inject_panic))
+        .route("/v1/admin/fees", axum::routing::put(replace_fees))
+        .route("/v1/admin/faults/panic", post(inject_panic));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(views)
+        .merge(changes)
         // Bulk provisioning sends up to PROVISION_BATCH_MAX records (about 100 bytes each).
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_BYTES_MAX))
         .with_state(context)
@@ -121,6 +134,48 @@ pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
     };
     let (a, b) = (given.as_bytes(), token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// What a request's bearer token lets it do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    None,
+    Read,
+    Admin,
+}
+
+impl HttpContext {
+    pub fn access(&self, headers: &HeaderMap) -> Access {
+        if authorized(headers, &self.admin_token) {
+            Access::Admin
+        } else if self.read_token.as_deref().is_some_and(|token| authorized(headers, token)) {
+            Access::Read
+        } else {
+            Access::None
+        }
+    }
+
+    /// The answer to a change asked without the admin token: 401 without a token, 403
+    /// with the read token. None: go ahead.
+    pub fn admin_refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        match self.access(headers) {
+            Access::Admin => None,
+            Access::Read => Some(error(StatusCode::FORBIDDEN, "forbidden", "the read token cannot change anything")),
+            Access::None => Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token")),
+        }
+    }
+}
+
+/// Lets a view through with the read token or the admin token.
+pub async fn require_reader(
+    State(context): State<Arc<HttpContext>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if context.access(request.headers()) == Access::None {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this view needs the read token or the admin token");
+    }
+    next.run(request).await
 }
 
 async fn health(State(context): State<Arc<HttpContext>>) -> Response {
@@ -291,8 +346,8 @@ async fn windows(State(context): State<Arc<HttpContext>>) -> Json<Value> {
 }
 
 async fn settle_window(State(context): State<Arc<HttpContext>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
-    if !authorized(&headers, &context.admin_token) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    if let Some(refusal) = context.admin_refusal(&headers) {
+        return refusal;
     }
     let clearing = Arc::clone(&context.clearing);
     match tokio::task::spawn_blocking(move || clearing.settle(WindowId(id))).await {
@@ -317,8 +372,8 @@ async fn positions(State(context): State<Arc<HttpContext>>, Query(query): Query<
 }
 
 async fn close_window(State(context): State<Arc<HttpContext>>, headers: HeaderMap) -> Response {
-    if !authorized(&headers, &context.admin_token) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    if let Some(refusal) = context.admin_refusal(&headers) {
+        return refusal;
     }
     let engine = Arc::clone(&context.engine);
     match tokio::task::spawn_blocking(move || engine.close_window()).await {
@@ -364,8 +419,8 @@ async fn admin_call(
     headers: &HeaderMap,
     change: impl FnOnce(&Engine) -> Result<Value, junction_engine::EngineError> + Send + 'static,
 ) -> Response {
-    if !authorized(headers, &context.admin_token) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    if let Some(refusal) = context.admin_refusal(headers) {
+        return refusal;
     }
     let engine = Arc::clone(&context.engine);
     match tokio::task::spawn_blocking(move || change(&engine)).await {
@@ -640,8 +695,8 @@ async fn inject_panic(
     if !context.fault_injection {
         return error(StatusCode::NOT_FOUND, "not_found", "fault injection is not enabled");
     }
-    if !authorized(&headers, &context.admin_token) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    if let Some(refusal) = context.admin_refusal(&headers) {
+        return refusal;
     }
     let Some(stage) = Stage::parse(&request.stage) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "stage is shard, commit, completion or ledger-writer");

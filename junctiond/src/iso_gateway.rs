@@ -31,8 +31,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 /// Messages one connection may have in flight: requests handed to the engine and not yet
@@ -128,18 +128,47 @@ impl IsoContext {
     }
 }
 
-pub async fn serve(listener: TcpListener, context: Arc<IsoContext>, mut shutdown: watch::Receiver<bool>) {
+/// Accepts ISO 8583 connections until `shutdown`: over TLS when `tls` is set (each
+/// connection's handshake in its own task, bounded by `tls::HANDSHAKE_TIMEOUT`).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    context: Arc<IsoContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let context = Arc::clone(&context);
                     let shutdown = shutdown.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
+                        if let Err(error) = stream.set_nodelay(true) {
+                            tracing::debug!(%peer, %error, "iso8583 connection lost at once");
+                            return;
+                        }
                         context.connections_open.fetch_add(1, Ordering::Relaxed);
                         let number = context.sessions.opened(peer);
                         tracing::debug!(%peer, "iso8583 connection opened");
-                        if let Err(error) = connection(stream, number, &context, shutdown).await {
+                        let ended = match tls {
+                            None => {
+                                let (reader, writer) = stream.into_split();
+                                connection(reader, writer, number, &context, shutdown).await
+                            }
+                            Some(acceptor) => match crate::tls::handshake(&acceptor, stream).await {
+                                Ok(stream) => {
+                                    let (reader, writer) = tokio::io::split(stream);
+                                    connection(reader, writer, number, &context, shutdown).await
+                                }
+                                Err(error) => {
+                                    context.metrics.tls_handshake_failures.inc();
+                                    tracing::info!(%peer, %error, "iso8583 TLS handshake failed");
+                                    Ok(())
+                                }
+                            },
+                        };
+                        if let Err(error) = ended {
                             tracing::debug!(%peer, %error, "iso8583 connection ended");
                         }
                         context.sessions.closed(number);
@@ -191,14 +220,17 @@ fn enqueue(sender: &mpsc::Sender<WriterMessage>, message: WriterMessage) {
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<R, W>(
+    mut reader: R,
+    writer: W,
     number: u64,
     context: &Arc<IsoContext>,
     mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (mut reader, writer) = stream.into_split();
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, receiver) = mpsc::channel(CONNECTION_QUEUE_DEPTH_MAX);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let notify = Arc::new(tokio::sync::Notify::new());
@@ -587,8 +619,8 @@ pub fn request_key(acquirer: &str, terminal: &str, stan: &str, transmission_time
 /// A submitted request awaiting its answer: what to echo, the key to MAC with, when it came.
 type Expected = (Box<Iso8583Message>, Option<Arc<IsoParticipant>>, Instant);
 
-async fn write_loop(
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut receiver: mpsc::Receiver<WriterMessage>,
     context: Arc<IsoContext>,
     in_flight: Arc<AtomicUsize>,

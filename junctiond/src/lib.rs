@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod qr;
 pub mod replication;
+pub mod tls;
 pub mod windows;
 
 use anyhow::{Context, Result};
@@ -160,7 +161,8 @@ pub async fn run(mut config: Config) -> Result<()> {
             let status = Arc::new(replication::Status { node: settings.node.clone(), ..Default::default() });
             status.applied_seq.store(ledger.last_seq(), std::sync::atomic::Ordering::Relaxed);
             admission.serve_until(0);
-            let standby_http = http::StandbyServer::start(switch.http_listen, Arc::clone(&status)).await?;
+            let standby_tls = switch.http_tls.as_ref().map(|tls| tls::acceptor(tls, "switch.http_tls")).transpose()?;
+            let standby_http = http::StandbyServer::start(switch.http_listen, standby_tls, Arc::clone(&status)).await?;
             println!("junctiond standby http={}", standby_http.address);
             // A node that follows the stream is up: it may stay a standby for months, and
             // opens its ISO 8583 port only when it takes over (STATUS says which).
@@ -236,11 +238,14 @@ pub async fn run(mut config: Config) -> Result<()> {
         iso: Arc::clone(&iso),
         metrics: Arc::clone(&metrics),
         admin_token: switch.admin_token.clone(),
+        read_token: switch.read_token.clone(),
         recovery_us: recovery.duration_us,
         switch_name: switch.name.clone(),
         fault_injection: switch.fault_injection,
         replication: replicated.as_ref().map(|(_, status)| Arc::clone(status)),
     });
+    let iso_tls = switch.iso8583_tls.as_ref().map(|tls| tls::acceptor(tls, "switch.iso8583_tls")).transpose()?;
+    let http_tls = switch.http_tls.as_ref().map(|tls| tls::acceptor(tls, "switch.http_tls")).transpose()?;
     let iso_listener = tokio::net::TcpListener::bind(switch.iso8583_listen)
         .await
         .with_context(|| format!("listening for ISO 8583 on {}", switch.iso8583_listen))?;
@@ -250,7 +255,7 @@ pub async fn run(mut config: Config) -> Result<()> {
     let iso_address = iso_listener.local_addr()?;
     let http_address = http_listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let iso_task = tokio::spawn(iso_gateway::serve(iso_listener, Arc::clone(&iso), shutdown_rx.clone()));
+    let iso_task = tokio::spawn(iso_gateway::serve(iso_listener, iso_tls, Arc::clone(&iso), shutdown_rx.clone()));
     let cutoffs: Vec<(u32, u32)> = switch.cutoff_times.iter().filter_map(|t| config::parse_hh_mm(t)).collect();
     tokio::spawn(windows::cutoff_loop(
         Arc::clone(&clearing),
@@ -276,7 +281,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         clearing: Arc::clone(&clearing),
         iso: Arc::clone(&iso),
         metrics: Arc::clone(&metrics),
-        admin_token: switch.admin_token.clone(),
+        http: Arc::clone(&http_context),
         switch_name: switch.name.clone(),
         live: console::live::Live::default(),
     });
@@ -285,14 +290,15 @@ pub async fn run(mut config: Config) -> Result<()> {
         http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway)).merge(console::router(console));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
-        let server = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+        let stopped = async move {
             let _ = http_shutdown.changed().await;
-        });
-        if let Err(error) = server.await {
+        };
+        if let Err(error) = tls::serve_http(http_listener, http_tls, router, stopped).await {
             tracing::error!(%error, "HTTP server failed");
         }
     });
-    tracing::info!(iso8583 = %iso_address, http = %http_address, shards, "junctiond ready");
+    let (iso_tls_on, http_tls_on) = (switch.iso8583_tls.is_some(), switch.http_tls.is_some());
+    tracing::info!(iso8583 = %iso_address, iso8583_tls = iso_tls_on, http = %http_address, http_tls = http_tls_on, shards, "junctiond ready");
     // One plain line on stdout for scripts and tests that start the daemon on port 0.
     println!("junctiond ready iso8583={iso_address} http={http_address}");
     // Both listeners are bound and served: systemd may start what comes after the switch.

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub responses_by_code: IntCounterVec,
     /// ISO 8583 requests the gateway answered itself, without the engine, by reason.
     pub frame_errors: IntCounter,
+    /// ISO 8583 connections whose TLS handshake failed or timed out.
+    pub tls_handshake_failures: IntCounter,
     pub format_errors: IntCounter,
     pub security_refusals: IntCounter,
     /// Requests answered 91 at once because their connection was behind (see `Backlog`).
@@ -104,6 +106,7 @@ impl Metrics {
             messages_received,
             responses_by_code,
             frame_errors: refusal("frame"),
+            tls_handshake_failures: refusal("tls_handshake"),
             format_errors: refusal("format"),
             security_refusals: refusal("security"),
             requests_shed: refusal("shed"),

@@ -7,18 +7,20 @@
 //! of commands, accounts carry debit limits. Format 3 (2026-12): metadata changes are
 //! journal entries too, so that the journal (and a replica following it) holds everything
 //! the ledger stores. Format 4 (2026-12): transfer entries carry the memos of the commands
-//! they answered (`DetailRecord`). Older journals are refused at open.
+//! they answered (`DetailRecord`). Format 5 (2026-12): memos are journaled at their own
+//! length, and a memo's record no longer repeats what its answer or transfer says
+//! (`JournaledDetail`). Older journals are refused at open.
 
 use crate::types::{
-    Account, AccountUpdate, AnswerRecord, ArchivedAnswerRecord, ArchivedDetailRecord, ArchivedTransferId,
-    ArchivedTransferRecord, DetailRecord, TransferId, TransferRecord, WindowId,
+    Account, AccountUpdate, AnswerRecord, ArchivedAnswerRecord, ArchivedTransferId, ArchivedTransferRecord,
+    DetailRecord, Memo, TransferId, TransferRecord, WindowId, MEMO_BYTES,
 };
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// Bumped when the encoding changes; an entry with another version is refused.
-pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 4;
+pub(crate) const JOURNAL_FORMAT_VERSION: u8 = 5;
 
 /// Room for an entry's own fields and the version byte, beyond its records.
 const ENTRY_OVERHEAD_BYTES: usize = 256;
@@ -32,7 +34,9 @@ pub(crate) enum JournalEntry {
         expired: Vec<TransferId>,
         records: Vec<TransferRecord>,
         answers: Vec<AnswerRecord>,
-        details: Vec<DetailRecord>,
+        details: Vec<JournaledDetail>,
+        /// The memos of `details`, one after another.
+        memos: Vec<u8>,
     },
     Accounts {
         accounts: Vec<Account>,
@@ -45,6 +49,58 @@ pub(crate) enum JournalEntry {
     /// Opaque records of the ledger's users (provisioning, routes, advices): written to
     /// the metadata column family in the same RocksDB write as this entry.
     Metadata(MetadataChange),
+}
+
+/// A command's memo as journaled: where its answer is, and where its memo ends in the
+/// entry's memo bytes (it starts where the one before ends). The key, outcome, reference
+/// and time are its answer's, so they are not written twice: 16 bytes and the memo's own,
+/// instead of a fixed record of about 230.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JournaledDetail {
+    /// Its answer in the entry's `answers`, or `ANSWERED_BY_RECORD`: its first transfer
+    /// record answers it (a commit whose own transfer was created).
+    pub answer: u32,
+    pub first_record: u32,
+    pub records: u32,
+    pub memo_end: u32,
+}
+
+/// `JournaledDetail::answer` of a command its own transfer record answers.
+pub(crate) const ANSWERED_BY_RECORD: u32 = u32::MAX;
+
+/// The memos of an entry as `DetailRecord`s, or why they do not fit its records.
+pub(crate) fn detail_records(
+    records: &[TransferRecord],
+    answers: &[AnswerRecord],
+    details: &[JournaledDetail],
+    memos: &[u8],
+) -> Result<Vec<DetailRecord>, String> {
+    let mut start = 0usize;
+    details
+        .iter()
+        .map(|detail| {
+            let end = detail.memo_end as usize;
+            let bytes = memos.get(start..end).filter(|b| b.len() <= MEMO_BYTES).ok_or("a memo is out of bounds")?;
+            let memo = Memo::new(bytes).ok_or("a memo is too long")?;
+            start = end;
+            let (key, outcome, reference, timestamp) = if detail.answer == ANSWERED_BY_RECORD {
+                let record = records.get(detail.first_record as usize).ok_or("a memo names a missing record")?;
+                (record.transfer.id, 0, record.transfer.id.folded(), record.timestamp)
+            } else {
+                let answer = answers.get(detail.answer as usize).ok_or("a memo names a missing answer")?;
+                (answer.key, answer.outcome, answer.reference, answer.timestamp)
+            };
+            Ok(DetailRecord {
+                key,
+                outcome,
+                reference,
+                timestamp,
+                first_record: detail.first_record,
+                records: detail.records,
+                memo,
+            })
+        })
+        .collect()
 }
 
 /// Metadata records put and deleted by one journal entry.
@@ -69,11 +125,12 @@ pub(crate) enum DecodeError {
 pub(crate) fn encode(entry: &JournalEntry) -> AlignedVec {
     // Sized up front: growing a megabyte buffer by doubling copies it several times.
     let capacity = match entry {
-        JournalEntry::Transfers { expired, records, answers, details } => {
+        JournalEntry::Transfers { expired, records, answers, details, memos } => {
             records.len() * std::mem::size_of::<ArchivedTransferRecord>()
                 + expired.len() * std::mem::size_of::<ArchivedTransferId>()
                 + answers.len() * std::mem::size_of::<ArchivedAnswerRecord>()
-                + details.len() * std::mem::size_of::<ArchivedDetailRecord>()
+                + details.len() * std::mem::size_of::<ArchivedJournaledDetail>()
+                + memos.len()
                 + ENTRY_OVERHEAD_BYTES
         }
         JournalEntry::Metadata(change) => {

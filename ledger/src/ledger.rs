@@ -379,6 +379,7 @@ impl Ledger {
             records: std::mem::take(&mut state.records_scratch),
             answers: Vec::new(),
             details: Vec::new(),
+            memos: Vec::new(),
         };
         out.records.clear();
         state.expire_due(now, &mut expired);
@@ -386,12 +387,12 @@ impl Ledger {
         apply(&mut state, &mut out);
         state.end_batch();
         slow.mark("applied");
-        let EntryRecords { records, answers, details } = out;
+        let EntryRecords { records, answers, details, memos } = out;
         if records.is_empty() && expired.is_empty() && answers.is_empty() && details.is_empty() {
             state.records_scratch = records;
             return Ok(state.next_seq - 1);
         }
-        let entry = JournalEntry::Transfers { expired, records, answers, details };
+        let entry = JournalEntry::Transfers { expired, records, answers, details, memos };
         let seq = self.enqueue_asked(&mut state, &entry, Some(asked));
         if let JournalEntry::Transfers { records, .. } = entry {
             state.records_scratch = records;
@@ -613,8 +614,10 @@ impl Ledger {
         let bytes = self.shared.store.journal_entry(entry.seq)?;
         let seq = entry.seq;
         match journal::decode(&bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))? {
-            JournalEntry::Transfers { records, details, .. } => {
-                let Some(record) = records.into_iter().find(|r| r.transfer.id == id) else { return Ok(None) };
+            JournalEntry::Transfers { records, answers, details, memos, .. } => {
+                let Some(record) = records.iter().find(|r| r.transfer.id == id).copied() else { return Ok(None) };
+                let details = journal::detail_records(&records, &answers, &details, &memos)
+                    .map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?;
                 Ok(Some((record, details.into_iter().find(|d| d.key == command))))
             }
             _ => Ok(None),
@@ -693,9 +696,11 @@ impl Ledger {
             if seq > last_seq {
                 return Ok(false);
             }
-            if let JournalEntry::Transfers { records, details, .. } =
+            if let JournalEntry::Transfers { records, answers, details, memos, .. } =
                 journal::decode(bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?
             {
+                let details = journal::detail_records(&records, &answers, &details, &memos)
+                    .map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?;
                 visit(&records, &details);
             }
             Ok(true)

@@ -12,6 +12,7 @@ use crate::accounts::AccountTable;
 use crate::currency::Currency;
 use crate::error::LedgerError;
 use crate::index::{ColdIndex, Horizon};
+use crate::journal::{JournaledDetail, ANSWERED_BY_RECORD};
 use crate::memory::BigMap;
 use crate::types::*;
 use rustc_hash::FxHashMap;
@@ -207,7 +208,23 @@ const WARM_GROUP: usize = 32;
 pub(crate) struct EntryRecords {
     pub records: Vec<TransferRecord>,
     pub answers: Vec<AnswerRecord>,
-    pub details: Vec<DetailRecord>,
+    pub details: Vec<JournaledDetail>,
+    /// The memos of `details`, one after another.
+    pub memos: Vec<u8>,
+}
+
+impl EntryRecords {
+    /// Journals a command's memo: `answer` is its place in `answers`, or
+    /// `ANSWERED_BY_RECORD`.
+    fn push_detail(&mut self, answer: u32, first_record: usize, records: usize, memo: &Memo) {
+        self.memos.extend_from_slice(memo.as_bytes());
+        self.details.push(JournaledDetail {
+            answer,
+            first_record: first_record as u32,
+            records: records as u32,
+            memo_end: self.memos.len() as u32,
+        });
+    }
 }
 
 /// A run of commands none of which is known yet, with their memos (empty or one each)
@@ -631,15 +648,8 @@ impl State {
         self.insert_answer(&answer, seq, window);
         out.answers.push(answer);
         if let Some(memo) = memo.filter(|memo| !memo.is_empty()) {
-            out.details.push(DetailRecord {
-                key: command.key,
-                outcome: answer.outcome,
-                reference: 0,
-                timestamp: now,
-                first_record: out.records.len() as u32,
-                records: 0,
-                memo,
-            });
+            let answer = (out.answers.len() - 1) as u32;
+            out.push_detail(answer, out.records.len(), 0, &memo);
         }
         CommandResult { outcome, repeat: false }
     }
@@ -703,11 +713,10 @@ impl State {
         if commands.is_empty() {
             return;
         }
-        let EntryRecords { records, answers, details } = out;
         let mut transfer_results = std::mem::take(&mut self.transfer_results_scratch);
         transfer_results.clear();
-        let mut record = records.len();
-        self.apply_batch(now, &transfers[first_transfer..end], &mut transfer_results, records);
+        let mut record = out.records.len();
+        self.apply_batch(now, &transfers[first_transfer..end], &mut transfer_results, &mut out.records);
         let (seq, window) = (self.next_seq, self.window);
         let mut first = 0;
         for (index, command) in commands.iter().enumerate() {
@@ -739,12 +748,13 @@ impl State {
             }
             let own_transfer = group_transfers.first().filter(|t| t.id == command.key);
             let own_created = own_transfer.is_some() && matches!(group.first(), Some(Ok(ok)) if ok.created);
+            let mut answered = ANSWERED_BY_RECORD;
             if matches!(outcome, CommandOutcome::Committed { .. }) && own_created && command.reference == 0 {
                 // The transfer's own record answers the command: it carries the digest.
                 if let Some(entry) = self.transfers.get_mut(&command.key) {
                     entry.digest = command.digest;
                 }
-                records[group_record].digest = command.digest;
+                out.records[group_record].digest = command.digest;
             } else {
                 let (timestamp, reference) = match outcome {
                     CommandOutcome::Committed { timestamp, reference } => (timestamp, reference),
@@ -758,22 +768,11 @@ impl State {
                     outcome: AnswerRecord::encode_outcome(outcome),
                 };
                 self.insert_answer(&answer, seq, window);
-                answers.push(answer);
+                out.answers.push(answer);
+                answered = (out.answers.len() - 1) as u32;
             }
             if let Some(memo) = memos.get(index).filter(|memo| !memo.is_empty()) {
-                let (timestamp, reference) = match outcome {
-                    CommandOutcome::Committed { timestamp, reference } => (timestamp, reference),
-                    _ => (now, 0),
-                };
-                details.push(DetailRecord {
-                    key: command.key,
-                    outcome: AnswerRecord::encode_outcome(outcome),
-                    reference,
-                    timestamp,
-                    first_record: group_record as u32,
-                    records: (record - group_record) as u32,
-                    memo: *memo,
-                });
+                out.push_detail(answered, group_record, record - group_record, memo);
             }
             results.push(CommandResult { outcome, repeat: false });
         }

@@ -287,33 +287,63 @@ pub struct TransferRecord {
     pub digest: u64,
 }
 
-/// Bytes of a `Memo`.
-pub const MEMO_BYTES: usize = 184;
+/// Most bytes a `Memo` holds.
+pub const MEMO_BYTES: usize = 224;
 
 /// What the caller says about a command, opaque to the ledger: the engine's record of the
 /// message behind it (message type, references, terminal, masked card: `engine::detail`).
 /// Journaled with the command's first answer, never with a repeat's, so each request's
-/// memo is in the journal exactly once and in the same entry as its transfers.
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
-pub struct Memo(pub [u8; MEMO_BYTES]);
+/// memo is in the journal exactly once and in the same entry as its transfers. Up to
+/// `MEMO_BYTES` of any length: the journal keeps only the bytes a memo has, so a caller
+/// that encodes compactly pays for no padding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Memo {
+    len: u8,
+    bytes: [u8; MEMO_BYTES],
+}
+
+const _: () = assert!(MEMO_BYTES <= u8::MAX as usize);
 
 impl Memo {
-    pub const EMPTY: Memo = Memo([0; MEMO_BYTES]);
+    pub const EMPTY: Memo = Memo { len: 0, bytes: [0; MEMO_BYTES] };
+
+    /// A memo of these bytes; None when there are more than `MEMO_BYTES`.
+    pub fn new(bytes: &[u8]) -> Option<Memo> {
+        let mut memo = Memo::EMPTY;
+        memo.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        memo.len = bytes.len() as u8;
+        Some(memo)
+    }
+
+    /// A memo of `bytes[..len]` (`len` at most `MEMO_BYTES`, else all of them).
+    pub fn from_parts(bytes: [u8; MEMO_BYTES], len: usize) -> Memo {
+        Memo { len: len.min(MEMO_BYTES) as u8, bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 
     pub fn is_empty(&self) -> bool {
-        self.0 == [0; MEMO_BYTES]
+        self.len == 0
+    }
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo::EMPTY
     }
 }
 
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Memo({} bytes)", self.0.iter().rposition(|b| *b != 0).map_or(0, |last| last + 1))
+        write!(f, "Memo({} bytes)", self.len)
     }
 }
 
-/// A command's memo as journaled, with how the command was answered and which of the
-/// entry's transfer records are its own.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+/// A command's memo as read back from the journal, with how the command was answered and
+/// which of the entry's transfer records are its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DetailRecord {
     pub key: TransferId,
     /// `AnswerRecord::outcome`'s encoding: 0 committed, else the failure or refusal.

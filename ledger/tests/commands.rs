@@ -51,11 +51,9 @@ fn run_with_memos(ledger: &Ledger, transfers: &[Transfer], commands: &[Command],
     ledger.wait(ticket).unwrap()
 }
 
+/// A memo of `tag` bytes, each `tag` (memos of different lengths side by side).
 fn memo(tag: u8) -> Memo {
-    let mut bytes = [0; MEMO_BYTES];
-    bytes[0] = tag;
-    bytes[MEMO_BYTES - 1] = tag;
-    Memo(bytes)
+    Memo::new(&vec![tag; usize::from(tag) * 40]).unwrap()
 }
 
 /// Every (records, details) pair of the journal so far, one per entry with transfers.
@@ -99,6 +97,7 @@ fn memos_are_journaled_once_with_the_answer_and_their_own_records() {
         charges: &[],
     }]);
     assert!(matches!(refused_call, Err(LedgerError::MemosDoNotMatchCommands { memos: 4, commands: 1 })));
+    assert!(Memo::new(&[1; MEMO_BYTES + 1]).is_none(), "a memo longer than MEMO_BYTES is refused");
     for reopened in [false, true] {
         if reopened {
             drop(ledger);
@@ -115,7 +114,8 @@ fn memos_are_journaled_once_with_the_answer_and_their_own_records() {
         assert!(matches!(failed.outcome(), Some(CommandOutcome::Failed(TransferError::InsufficientFunds))));
         assert_eq!(by_key(refused).outcome(), Some(CommandOutcome::Refused(7)));
         let committed = by_key(paid);
-        assert_eq!(committed.records, 1);
+        assert_eq!((committed.records, committed.memo), (1, memo(4)));
+        assert_eq!(committed.reference, paid.folded());
         assert_eq!(records[committed.first_record as usize].transfer.id, paid);
         assert!(matches!(committed.outcome(), Some(CommandOutcome::Committed { .. })));
     }

@@ -54,7 +54,12 @@ impl Admin {
 
     fn get(&self, path: &str) -> Result<Value> {
         let url = format!("{}{path}", self.base);
-        let mut response = self.agent.get(&url).call().with_context(|| format!("calling GET {url}"))?;
+        let mut response = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .with_context(|| format!("calling GET {url}"))?;
         let status = response.status();
         let body = response.body_mut().read_to_string().with_context(|| format!("reading the answer of GET {url}"))?;
         ensure!(status.is_success(), "GET {url} answered {status}: {body}");

@@ -2,8 +2,11 @@
 """Interop check: drive a running junctiond with messages encoded by pyiso8583 (an
 independent ISO 8583 implementation) and decode its answers with it.
 
-Usage: iso8583_client.py HOST PORT. Prints one JSON object of results; exits 1 on any
-mismatch. The MAC is computed here with Python's hmac, independently of Junction's code.
+Usage: iso8583_client.py HOST PORT [--tls-ca CA.pem [--tls-cert CERT.pem --tls-key KEY.pem]].
+Prints one JSON object of results; exits 1 on any mismatch. The MAC is computed here with
+Python's hmac, independently of Junction's code. With --tls-ca the connection is TLS
+(Python's ssl, that is OpenSSL: another independent implementation), verifying the
+switch's certificate against CA.pem, and presenting a client certificate when given.
 """
 
 import copy
@@ -11,6 +14,7 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
 import struct
 import sys
 
@@ -46,8 +50,13 @@ def verify(raw, doc):
 
 
 class Client:
-    def __init__(self, host, port):
+    def __init__(self, host, port, tls=None):
         self.sock = socket.create_connection((host, port), timeout=20)
+        if tls:
+            context = ssl.create_default_context(cafile=tls["--tls-ca"])
+            if "--tls-cert" in tls:
+                context.load_cert_chain(tls["--tls-cert"], tls["--tls-key"])
+            self.sock = context.wrap_socket(self.sock, server_hostname=host)
         self.stan = 700000
 
     def call(self, doc, signed=True):
@@ -81,7 +90,8 @@ def financial(mti, processing, amount, stan):
 
 
 def main():
-    client = Client(sys.argv[1], int(sys.argv[2]))
+    options = dict(zip(sys.argv[3::2], sys.argv[4::2]))
+    client = Client(sys.argv[1], int(sys.argv[2]), options if "--tls-ca" in options else None)
     results = {}
     ok = True
 

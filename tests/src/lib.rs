@@ -147,7 +147,13 @@ impl Daemon {
     }
 
     pub fn get_json(&self, path: &str) -> serde_json::Value {
-        ureq::get(&self.url(path)).call().expect("GET").body_mut().read_json().expect("JSON body")
+        ureq::get(&self.url(path))
+            .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .call()
+            .expect("GET")
+            .body_mut()
+            .read_json()
+            .expect("JSON body")
     }
 
     pub fn kill9(&mut self) {

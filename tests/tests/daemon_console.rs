@@ -3,12 +3,13 @@
 //! an acquirer's ISO 8583 traffic flows (approvals, 51s and 14s, echo tests).
 //!
 //! It checks that the page loads and runs with nothing in the browser's log (no script
-//! error, no Content-Security-Policy violation, no failed load); that its figures change
-//! as traffic flows; that declines show masked card numbers and the page never holds a
-//! full one; that a participant name with markup in it is shown as text; that an action
-//! without the admin token is refused (and nothing changes); that a window closed from
-//! the page, with the token, shows up with its files verified, and that one of its files
-//! downloads through the page byte for byte.
+//! error, no Content-Security-Policy violation, no failed load), and asks for a token
+//! before it asks the daemon for anything; that with the read token its figures change as
+//! traffic flows; that declines show masked card numbers and the page never holds a full
+//! one; that a participant name with markup in it is shown as text; that an action
+//! without the admin token (with the read token) is refused and nothing changes; that a
+//! window closed from the page, with the admin token, shows up with its files verified,
+//! and that one of its files downloads through the page byte for byte.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/install-deps.sh` installs
 //! them; `$JUNCTION_CHROMIUM` and `$JUNCTION_CHROMEDRIVER` name other binaries). Without
@@ -41,6 +42,9 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 /// show these characters, not make elements of them.
 const MARKUP_NAME: &str = "Bangkok <b>Acquirer</b> & \"Co\" <img src=x>";
 const MARKUP_PARTICIPANT: u64 = 4;
+
+/// The daemon's read token in this test: views, no changes.
+const READ_TOKEN: &str = "console-test-read-token";
 
 /// A card number nobody provisioned (declined 14).
 const UNKNOWN_PAN: &str = "4111111111111111";
@@ -276,6 +280,12 @@ impl Drop for Browser {
     }
 }
 
+/// Types a token into the page's bar and uses it.
+async fn type_token(browser: &Browser, token: &str) {
+    browser.client().find(Locator::Id("token-input")).await.unwrap().send_keys(token).await.unwrap();
+    browser.click("token-save").await;
+}
+
 /// A figure of a tile, as a number ("12,345" -> 12345).
 fn figure(text: &str) -> u64 {
     text.chars().filter(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
@@ -296,15 +306,34 @@ async fn the_console_shows_live_figures_and_acts_only_with_the_admin_token() {
 
     let mut config = demo_config();
     config.participants.iter_mut().find(|p| p.id == MARKUP_PARTICIPANT).unwrap().name = MARKUP_NAME.into();
+    config.switch.read_token = Some(READ_TOKEN.into());
     let daemon = Daemon::start_with_config(&dir.path().join("data"), &config);
     let traffic = Traffic::start(daemon.iso);
     let browser = Browser::start(&chromium, &chromedriver, dir.path(), &downloads, &output).await;
     let mut log = Vec::new();
 
+    // The page needs no token; without one it asks for one, and asks the daemon nothing.
     browser.client().goto(&daemon.url("/")).await.unwrap();
     assert_eq!(browser.client().title().await.unwrap(), "Junction console");
     browser
+        .until(
+            "that it needs a token",
+            "return document.getElementById('connection-state').textContent === 'no token';",
+        )
+        .await;
+    assert_eq!(browser.text("token-state").await, "not set");
+    let asked = browser
+        .script("return performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/')).length;")
+        .await;
+    assert_eq!(asked.as_u64(), Some(0), "no API call without a token");
+
+    // With the read token it shows everything.
+    type_token(&browser, READ_TOKEN).await;
+    browser
         .until("that it is live", "return document.getElementById('connection-state').dataset.state === 'live';")
+        .await;
+    browser
+        .until("read access", "return document.getElementById('token-state').textContent === 'read: views only';")
         .await;
 
     // The figures move with the traffic: answers since start, and the throughput chart
@@ -384,13 +413,12 @@ async fn the_console_shows_live_figures_and_acts_only_with_the_admin_token() {
     log.extend(entries.iter().cloned());
     assert!(problems(&entries).is_empty(), "the browser logged problems: {:#?}", problems(&entries));
 
-    // An action without the token: the page asks, warns, sends, and shows the refusal;
-    // the window stays open.
-    assert_eq!(browser.text("token-state").await, "not set");
+    // An action with the read token only: the page asks, warns, sends, and shows the
+    // refusal; the window stays open.
     browser.click("close-window").await;
     browser.until("the confirmation dialog", "return document.getElementById('confirm').open;").await;
     let warned = browser.script("return !document.getElementById('confirm-token').hidden;").await;
-    assert_eq!(warned, Value::Bool(true), "the dialog warns that no token is set");
+    assert_eq!(warned, Value::Bool(true), "the dialog warns that the token cannot act");
     browser.click("confirm-ok").await;
     let notice = browser
         .until(
@@ -402,17 +430,21 @@ async fn the_console_shows_live_figures_and_acts_only_with_the_admin_token() {
     let windows = daemon.get_json("/v1/admin/windows");
     assert_eq!(windows["windows"].as_array().unwrap().len(), 1, "nothing closed without the token: {windows}");
     assert_eq!(windows["windows"][0]["state"], "open");
-    // The only thing the browser logged about it is the daemon's 401.
+    // The only thing the browser logged about it is the daemon's refusal (403).
     let entries = browser.log();
     log.extend(entries.iter().cloned());
     let unexpected: Vec<&Value> =
-        problems(&entries).into_iter().filter(|e| !e["message"].as_str().unwrap_or("").contains("401")).collect();
+        problems(&entries).into_iter().filter(|e| !e["message"].as_str().unwrap_or("").contains("403")).collect();
     assert!(unexpected.is_empty(), "the browser logged problems: {unexpected:#?}");
 
-    // With the token: the window closes, and shows up with its files verified.
-    browser.client().find(Locator::Id("token-input")).await.unwrap().send_keys(ADMIN_TOKEN).await.unwrap();
-    browser.click("token-save").await;
-    assert_eq!(browser.text("token-state").await, "set for this tab");
+    // With the admin token: the window closes, and shows up with its files verified.
+    type_token(&browser, ADMIN_TOKEN).await;
+    browser
+        .until(
+            "admin access",
+            "return document.getElementById('token-state').textContent === 'admin: views and actions';",
+        )
+        .await;
     browser.click_and_confirm("close-window").await;
     browser
         .until("the close", "const n = document.getElementById('notice'); return n.dataset.kind === 'info' && n.textContent.startsWith('Window #1 closed');")

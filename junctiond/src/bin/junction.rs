@@ -12,9 +12,13 @@ struct Cli {
     /// The daemon's HTTP address.
     #[arg(long, env = "JUNCTION_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Admin token for calls that change state.
+    /// Admin token (or, for views only, the read token).
     #[arg(long, env = "JUNCTION_ADMIN_TOKEN", default_value = "demo-admin-token-change-me")]
     token: String,
+    /// PEM file of the CA that signed the daemon's certificate, for an https:// URL of a
+    /// switch with its own CA (by default the system's roots are trusted).
+    #[arg(long, env = "JUNCTION_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
     /// Print the daemon's JSON answer instead of a table (for scripts); with `clearing
     /// verify`, the verdict as JSON.
     #[arg(long, global = true)]
@@ -56,6 +60,107 @@ enum Command {
         #[command(subcommand)]
         command: Option<FeesCommand>,
     },
+    /// Cardholder accounts: show, provision, block, unblock, close.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Provision cards from a file (card numbers never go on a command line, where shell
+    /// histories and process lists would keep them).
+    Cards {
+        #[command(subcommand)]
+        command: CardsCommand,
+    },
+    /// A participant's net debit cap in a currency.
+    Cap {
+        #[command(subcommand)]
+        command: CapCommand,
+    },
+    /// FX providers' rates: list them, or set some.
+    Fx {
+        #[command(subcommand)]
+        command: Option<FxCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Balances and owner of an account.
+    Show {
+        id: u64,
+    },
+    /// Provision one account (idempotent: an account that exists as given is left alone).
+    Add {
+        id: u64,
+        #[arg(long)]
+        participant: u64,
+        /// ISO 4217 code, e.g. USD.
+        #[arg(long)]
+        currency: String,
+        /// Opening balance, minor units.
+        #[arg(long, default_value_t = 0)]
+        opening_balance: u64,
+        /// Approvals per rolling day (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        velocity_count_per_day_max: u32,
+        /// Amount per rolling day, minor units (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        velocity_amount_per_day_max: u64,
+    },
+    /// Provision many accounts from a TOML file of `[[accounts]]` shaped like the
+    /// configuration's.
+    Load {
+        file: std::path::PathBuf,
+    },
+    /// Decline its payments (05) until unblocked.
+    Block {
+        id: u64,
+    },
+    Unblock {
+        id: u64,
+    },
+    /// Close it for good.
+    Close {
+        id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum CardsCommand {
+    /// Provision the `[[cards]]` of a TOML file shaped like the configuration's (pan,
+    /// account, expiry YYMM). The switch keeps only the vault's HMAC of each number.
+    Load { file: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+enum CapCommand {
+    /// Set a participant's net debit cap, minor units (applies to the next payment).
+    Set { participant: u64, currency: String, net_debit_cap: u64 },
+}
+
+#[derive(Subcommand)]
+enum FxCommand {
+    /// Set a provider's rate for a pair (a decimal, never a float), with its spread.
+    Set {
+        provider: u64,
+        base: String,
+        quote: String,
+        rate: String,
+        #[arg(long, default_value_t = 0)]
+        spread_bps: u32,
+    },
+}
+
+/// The `[[section]]` records of a TOML file, as JSON for the admin API.
+fn toml_records(file: &std::path::Path, section: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    let records = table.get(section).with_context(|| format!("{} has no [[{section}]]", file.display()))?.clone();
+    let records = serde_json::to_value(records)?;
+    if records.as_array().is_none_or(|r| r.is_empty()) {
+        bail!("{}: [[{section}]] must be a non-empty array of tables", file.display());
+    }
+    Ok(records)
 }
 
 #[derive(Subcommand)]
@@ -127,11 +232,27 @@ enum WindowCommand {
 }
 
 fn get(cli: &Cli, path: &str) -> Result<Value> {
-    let url = format!("{}{path}", cli.url.trim_end_matches('/'));
-    let mut response = ureq::get(&url).call().with_context(|| format!("calling {url}"))?;
-    let body = response.body_mut().read_json::<Value>().with_context(|| format!("reading the answer of {url}"))?;
-    json_out(cli, &body)?;
-    Ok(body)
+    send(cli, "GET", path, None)
+}
+
+/// An HTTP agent that trusts `--ca-file` when given, and reads error answers' bodies.
+fn agent(cli: &Cli) -> Result<ureq::Agent> {
+    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Some(path) = &cli.ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let certificates: Vec<_> = parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(certificate)) => Some(certificate),
+                _ => None,
+            })
+            .collect();
+        if certificates.is_empty() {
+            bail!("{} holds no PEM certificate", path.display());
+        }
+        config = config.tls_config(TlsConfig::builder().root_certs(RootCerts::new_with_certs(&certificates)).build());
+    }
+    Ok(config.build().into())
 }
 
 /// With `--json`, the daemon's answer is the output, as it came: printed, and the command
@@ -148,12 +269,13 @@ fn post(cli: &Cli, path: &str) -> Result<Value> {
     send(cli, "POST", path, None)
 }
 
-/// A state-changing call with the admin token, and an optional JSON body.
+/// A call with the token, and an optional JSON body; an error answer is an error.
 fn send(cli: &Cli, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
     let url = format!("{}{path}", cli.url.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent = agent(cli)?;
     let token = format!("Bearer {}", cli.token);
     let request = match method {
+        "GET" => agent.get(&url).header("authorization", &token).call(),
         "DELETE" => agent.delete(&url).header("authorization", &token).call(),
         "PUT" => {
             let request = agent.put(&url).header("authorization", &token);
@@ -178,6 +300,13 @@ fn send(cli: &Cli, method: &str, path: &str, body: Option<&Value>) -> Result<Val
     }
     json_out(cli, &body)?;
     Ok(body)
+}
+
+fn set_account_status(cli: &Cli, id: u64, status: &str) -> Result<()> {
+    let body = serde_json::json!({ "status": status });
+    send(cli, "POST", &format!("/v1/admin/accounts/{id}/status"), Some(&body))?;
+    println!("account {id}: {status}");
+    Ok(())
 }
 
 fn print_positions(body: &Value) {
@@ -264,6 +393,75 @@ fn main() -> Result<()> {
         Command::Window { command: WindowCommand::Settle { window } } => {
             post(&cli, &format!("/v1/admin/windows/{window}/settle"))?;
             println!("window {window} marked settled");
+        }
+        Command::Account { command: AccountCommand::Show { id } } => {
+            let body = get(&cli, &format!("/v1/admin/accounts/{id}"))?;
+            println!(
+                "account {id}: participant {}, {}, available {}",
+                body["participant"],
+                body["currency"].as_str().unwrap_or("?"),
+                body["available"].as_str().unwrap_or("?")
+            );
+            println!("{}", serde_json::to_string_pretty(&body["balances"])?);
+        }
+        Command::Account {
+            command:
+                AccountCommand::Add {
+                    id,
+                    participant,
+                    ref currency,
+                    opening_balance,
+                    velocity_count_per_day_max,
+                    velocity_amount_per_day_max,
+                },
+        } => {
+            let account = serde_json::json!({ "accounts": [{
+                "id": id, "participant": participant, "currency": currency,
+                "opening_balance": opening_balance,
+                "velocity_count_per_day_max": velocity_count_per_day_max,
+                "velocity_amount_per_day_max": velocity_amount_per_day_max,
+            }]});
+            send(&cli, "POST", "/v1/admin/accounts", Some(&account))?;
+            println!("account {id} provisioned (participant {participant}, {currency})");
+        }
+        Command::Account { command: AccountCommand::Load { ref file } } => {
+            let accounts = toml_records(file, "accounts")?;
+            let body = send(&cli, "POST", "/v1/admin/accounts", Some(&serde_json::json!({ "accounts": accounts })))?;
+            println!("{} account(s) provisioned", body["provisioned"]);
+        }
+        Command::Account { command: AccountCommand::Block { id } } => set_account_status(&cli, *id, "blocked")?,
+        Command::Account { command: AccountCommand::Unblock { id } } => set_account_status(&cli, *id, "active")?,
+        Command::Account { command: AccountCommand::Close { id } } => set_account_status(&cli, *id, "closed")?,
+        Command::Cards { command: CardsCommand::Load { ref file } } => {
+            let cards = toml_records(file, "cards")?;
+            let body = send(&cli, "POST", "/v1/admin/cards", Some(&serde_json::json!({ "cards": cards })))?;
+            println!("{} card(s) provisioned", body["provisioned"]);
+        }
+        Command::Cap { command: CapCommand::Set { participant, ref currency, net_debit_cap } } => {
+            let cap = serde_json::json!({ "currency": currency, "net_debit_cap": net_debit_cap });
+            send(&cli, "POST", &format!("/v1/admin/participants/{participant}/caps"), Some(&cap))?;
+            println!("participant {participant}: net debit cap in {currency} set to {net_debit_cap} (minor units)");
+        }
+        Command::Fx { command: None } => {
+            let body = get(&cli, "/v1/admin/fx/rates")?;
+            println!("{:>8} {:<4} {:<4} {:>16} {:>7}", "provider", "base", "quot", "rate", "spread");
+            for rate in body["rates"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>8} {:<4} {:<4} {:>16} {:>7}",
+                    rate["provider"].to_string(),
+                    rate["base"].as_str().unwrap_or("?"),
+                    rate["quote"].as_str().unwrap_or("?"),
+                    rate["mid"].as_str().unwrap_or("?"),
+                    rate["spread_bps"].to_string()
+                );
+            }
+        }
+        Command::Fx { command: Some(FxCommand::Set { provider, ref base, ref quote, ref rate, spread_bps }) } => {
+            let rates = serde_json::json!({ "rates": [{
+                "provider": provider, "base": base, "quote": quote, "rate": rate, "spread_bps": spread_bps,
+            }]});
+            send(&cli, "POST", "/v1/admin/fx/rates", Some(&rates))?;
+            println!("provider {provider}: {base}/{quote} = {rate} (spread {spread_bps} bps)");
         }
         Command::Bins { command: None } => {
             let body = get(&cli, "/v1/admin/bins")?;

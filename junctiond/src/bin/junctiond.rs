@@ -34,6 +34,11 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Start even though the demo configuration's published secrets (admin token, vault
+    /// key, participants' keys) are in use on a listener beyond loopback: for a test
+    /// network only.
+    #[arg(long)]
+    allow_demo_secrets: bool,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -48,9 +53,10 @@ fn main() -> Result<()> {
     let mut config = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Config::parse(&text).with_context(|| format!("loading {}", path.display()))?
+            Config::parse_unchecked(&text).with_context(|| format!("loading {}", path.display()))?
         }
-        None => Config::embedded_default().context("loading the embedded default configuration")?,
+        None => Config::parse_unchecked(junctiond::config::DEFAULT_CONFIG_TOML)
+            .context("loading the embedded default configuration")?,
     };
     if let Some(dir) = cli.data_dir {
         config.switch.data_dir = dir;
@@ -72,6 +78,7 @@ fn main() -> Result<()> {
         anyhow::bail!("--standby needs a [replication] section in the configuration");
     }
     config.switch.standby = cli.standby;
+    config.switch.allow_demo_secrets = cli.allow_demo_secrets;
     config.validate()?;
     if cli.print_config {
         print!("{}", config.to_toml());

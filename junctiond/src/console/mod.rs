@@ -15,13 +15,15 @@
 //!   as `Authorization: Bearer`, the header the API checks; never in a URL. A browser
 //!   never adds that header to a request another site makes it send, so the actions
 //!   cannot be forged cross-site.
-//! - Views read without the token, as the admin API's other views do; actions need it.
+//! - Views need the read token or the admin token, as the admin API's other views do
+//!   (`http::require_reader`); actions need the admin token. The page itself and its
+//!   files need none: they hold no data.
 //! - Card numbers reach the page masked (first six, last four), as `activity.rs` keeps them.
 
 pub mod live;
 
 use crate::activity::{Decline, Session};
-use crate::http::{authorized, error};
+use crate::http::{error, Access, HttpContext};
 use crate::iso_gateway::IsoContext;
 use crate::metrics::Metrics;
 use crate::windows::Windows;
@@ -85,20 +87,24 @@ pub struct Console {
     pub clearing: Arc<Windows>,
     pub iso: Arc<IsoContext>,
     pub metrics: Arc<Metrics>,
-    pub admin_token: String,
+    /// Who may read and who may act: the admin API's tokens.
+    pub http: Arc<HttpContext>,
     pub switch_name: String,
     pub live: live::Live,
 }
 
 pub fn router(console: Arc<Console>) -> Router {
-    Router::new()
-        .route("/", get(|| async { asset("index.html") }))
-        .route("/console/{name}", get(|Path(name): Path<String>| async move { asset(&name) }))
+    let views = Router::new()
         .route("/v1/admin/console/live", get(live_view))
         .route("/v1/admin/console/positions", get(positions_view))
         .route("/v1/admin/connections", get(connections))
         .route("/v1/admin/windows/{id}/files", get(window_files))
         .route("/v1/admin/windows/{id}/files/{name}", get(download))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&console.http), crate::http::require_reader));
+    Router::new()
+        .route("/", get(|| async { asset("index.html") }))
+        .route("/console/{name}", get(|Path(name): Path<String>| async move { asset(&name) }))
+        .merge(views)
         .route("/v1/admin/windows/{id}/verify", post(verify))
         .with_state(console)
 }
@@ -149,7 +155,11 @@ struct LiveQuery {
 
 /// Throughput, latency and declines per second, what the daemon holds right now, and the
 /// latest declines.
-async fn live_view(State(console): State<Arc<Console>>, Query(query): Query<LiveQuery>) -> Json<Value> {
+async fn live_view(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<LiveQuery>,
+) -> Json<Value> {
     let engine = &console.engine;
     let ledger = engine.ledger();
     let (declines, skipped) = console.metrics.recent_declines.latest();
@@ -161,6 +171,12 @@ async fn live_view(State(console): State<Arc<Console>>, Query(query): Query<Live
         "switch": console.switch_name,
         "version": crate::VERSION,
         "now_unix_ms": crate::activity::now_unix_ms(),
+        // What the caller's token allows, so the page can say before an action is refused.
+        "access": match console.http.access(&headers) {
+            Access::Admin => "admin",
+            Access::Read => "read",
+            Access::None => "none",
+        },
         "sample_interval_ms": live::SAMPLE_INTERVAL_MS,
         "seconds": console.live.since(query.since_unix_ms.unwrap_or(0)),
         "answers_by_code": console.live.totals_by_code(),
@@ -384,8 +400,8 @@ async fn download(State(console): State<Arc<Console>>, Path((id, name)): Path<(u
 
 /// Checks a closed window's folder again (needs the admin token: it reads every file).
 async fn verify(State(console): State<Arc<Console>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
-    if !authorized(&headers, &console.admin_token) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token");
+    if let Some(refusal) = console.http.admin_refusal(&headers) {
+        return refusal;
     }
     if console.engine.ledger().window_positions(WindowId(id)).is_none() {
         return error(StatusCode::NOT_FOUND, "unknown_window", format!("window {id} does not exist"));

@@ -51,6 +51,8 @@ pub struct QrGateway {
     pub(super) quotes: Quotes,
     pub(super) payments: Payments,
     pub(super) admin_token: String,
+    /// `switch.read_token`: may read the rate table too.
+    pub(super) read_token: Option<String>,
     pub(super) quote_ttl_ms: u64,
     /// Keys quote ids so that they are not sequential.
     pub(super) id_keys: std::collections::hash_map::RandomState,
@@ -76,6 +78,7 @@ impl QrGateway {
             quotes: Quotes::default(),
             payments: Payments::default(),
             admin_token: config.switch.admin_token.clone(),
+            read_token: config.switch.read_token.clone(),
             quote_ttl_ms: config.qr.quote_ttl_ms,
             id_keys: std::collections::hash_map::RandomState::new(),
             next_id: AtomicU64::new(1),

@@ -182,7 +182,13 @@ async fn refund(
     gateway.refund(method, uri, headers, id, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn list_rates(State(gateway): State<Arc<QrGateway>>) -> HttpResponse {
+async fn list_rates(State(gateway): State<Arc<QrGateway>>, headers: HeaderMap) -> HttpResponse {
+    let reader = http::authorized(&headers, &gateway.admin_token)
+        || gateway.read_token.as_deref().is_some_and(|token| http::authorized(&headers, token));
+    if !reader {
+        let message = "this view needs the read token or the admin token";
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    }
     Json(json!({ "rates": gateway.fx.all() })).into_response()
 }
 

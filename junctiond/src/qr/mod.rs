@@ -10,7 +10,7 @@
 //! | `POST /v1/qr/payments` | wallet + idempotency key | `{"quote_id"}` or `{"payload", "payer_currency", "amount"?, "tip"?}` |
 //! | `GET /v1/qr/payments/{id}` | the wallet, the acquirer, or admin | the payment and its refunds |
 //! | `POST /v1/qr/payments/{id}/refund` | the acquirer or admin + idempotency key | `{"amount"?}` (default: the rest) |
-//! | `GET /v1/admin/fx/rates` | none (read-only, like the other admin views) | the rate table |
+//! | `GET /v1/admin/fx/rates` | read token or admin token (like the other admin views) | the rate table |
 //! | `POST /v1/admin/fx/rates` | admin token | `{"rates": [{"provider", "base", "quote", "rate", "spread_bps"}]}` |
 //!
 //! Signatures: see `auth.rs`. Amounts in requests are decimal strings in the merchant's

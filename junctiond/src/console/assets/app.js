@@ -68,8 +68,12 @@
     return sessionStorage.getItem(TOKEN_KEY) || "";
   }
 
+  // What the daemon says the tab's token allows: "none", "read" or "admin".
+  let access = "none";
+
   function showTokenState() {
-    $("token-state").textContent = token() ? "set for this tab" : "not set";
+    const text = { admin: "admin: views and actions", read: "read: views only", none: "set for this tab" };
+    $("token-state").textContent = token() ? text[access] : "not set";
     $("token-forget").disabled = !token();
   }
 
@@ -115,6 +119,9 @@
   function refusal(error) {
     if (error.status === 401) {
       return "Refused by the daemon: this action needs the admin token (HTTP 401). Set it above.";
+    }
+    if (error.status === 403) {
+      return "Refused by the daemon: the read token cannot change anything; this action needs the admin token (HTTP 403).";
     }
     return "Refused by the daemon: " + error.message + " (HTTP " + error.status + ").";
   }
@@ -352,13 +359,16 @@
     const state = $("connection-state");
     try {
       const live = await api("GET", "/v1/admin/console/live?since_unix_ms=" + lastSecondMs);
+      access = live.access;
+      showTokenState();
       showLive(live);
       state.dataset.state = "live";
       state.textContent = "live";
       state.title = "updated " + clock(live.now_unix_ms);
     } catch (error) {
-      state.dataset.state = "down";
-      state.textContent = "no answer";
+      const refused = error instanceof ApiError && error.status === 401;
+      state.dataset.state = refused ? "stale" : "down";
+      state.textContent = refused ? "token refused" : "no answer";
       state.title = String(error.message || error);
     }
   }
@@ -589,7 +599,7 @@
       showWindows(windows.windows);
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) {
-        notify("The daemon wants the admin token for its views: set it above.", "error");
+        notify("The daemon refused this token: type the read token or the admin token above.", "error");
       }
     }
   }
@@ -604,7 +614,11 @@
     $("confirm-field").hidden = !field;
     $("confirm-label").textContent = field || "";
     $("confirm-input").value = initial || "";
-    $("confirm-token").hidden = Boolean(token());
+    $("confirm-token").textContent =
+      access === "read"
+        ? "This tab has the read token: the daemon will refuse (it needs the admin token)."
+        : "This tab has no admin token: the daemon will refuse.";
+    $("confirm-token").hidden = access === "admin";
     return new Promise((resolve) => {
       const done = (value) => {
         $("confirm-ok").removeEventListener("click", ok);
@@ -713,16 +727,30 @@
 
   function start() {
     showTokenState();
+    const askForToken = () => {
+      const state = $("connection-state");
+      state.dataset.state = "stale";
+      state.textContent = "no token";
+      notify("Type the read token (to watch) or the admin token (to watch and act) above: the daemon shows its figures only with one.", "info");
+    };
     $("token-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const value = $("token-input").value.trim();
-      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      if (value) {
+        sessionStorage.setItem(TOKEN_KEY, value);
+        access = "none";
+        $("notice").hidden = true;
+      }
       $("token-input").value = "";
       showTokenState();
+      live();
+      views();
     });
     $("token-forget").addEventListener("click", () => {
       sessionStorage.removeItem(TOKEN_KEY);
+      access = "none";
       showTokenState();
+      askForToken();
     });
     $("close-window").addEventListener("click", closeWindow);
     $("account-form").addEventListener("submit", (event) => {
@@ -734,18 +762,20 @@
 
     let liveBusy = false;
     let viewsBusy = false;
+    // Without a token the views would only be refused: ask for one instead.
     const live = async () => {
-      if (liveBusy || document.hidden) return;
+      if (liveBusy || document.hidden || !token()) return;
       liveBusy = true;
       await refreshLive();
       liveBusy = false;
     };
     const views = async () => {
-      if (viewsBusy || document.hidden) return;
+      if (viewsBusy || document.hidden || !token()) return;
       viewsBusy = true;
       await refreshViews();
       viewsBusy = false;
     };
+    if (!token()) askForToken();
     live();
     views();
     setInterval(live, LIVE_EVERY_MS);
