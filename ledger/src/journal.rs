@@ -68,39 +68,37 @@ pub(crate) struct JournaledDetail {
 /// `JournaledDetail::answer` of a command its own transfer record answers.
 pub(crate) const ANSWERED_BY_RECORD: u32 = u32::MAX;
 
-/// The memos of an entry as `DetailRecord`s, or why they do not fit its records.
-pub(crate) fn detail_records(
-    records: &[TransferRecord],
-    answers: &[AnswerRecord],
-    details: &[JournaledDetail],
-    memos: &[u8],
-) -> Result<Vec<DetailRecord>, String> {
+/// The memos of an entry as `DetailRecord`s, in order, each or why it does not fit the
+/// entry's records (a caller looking for one stops at it: nothing is collected).
+pub(crate) fn detail_records<'a>(
+    records: &'a [TransferRecord],
+    answers: &'a [AnswerRecord],
+    details: &'a [JournaledDetail],
+    memos: &'a [u8],
+) -> impl Iterator<Item = Result<DetailRecord, String>> + 'a {
     let mut start = 0usize;
-    details
-        .iter()
-        .map(|detail| {
-            let end = detail.memo_end as usize;
-            let bytes = memos.get(start..end).filter(|b| b.len() <= MEMO_BYTES).ok_or("a memo is out of bounds")?;
-            let memo = Memo::new(bytes).ok_or("a memo is too long")?;
-            start = end;
-            let (key, outcome, reference, timestamp) = if detail.answer == ANSWERED_BY_RECORD {
-                let record = records.get(detail.first_record as usize).ok_or("a memo names a missing record")?;
-                (record.transfer.id, 0, record.transfer.id.folded(), record.timestamp)
-            } else {
-                let answer = answers.get(detail.answer as usize).ok_or("a memo names a missing answer")?;
-                (answer.key, answer.outcome, answer.reference, answer.timestamp)
-            };
-            Ok(DetailRecord {
-                key,
-                outcome,
-                reference,
-                timestamp,
-                first_record: detail.first_record,
-                records: detail.records,
-                memo,
-            })
+    details.iter().map(move |detail| {
+        let end = detail.memo_end as usize;
+        let bytes = memos.get(start..end).filter(|b| b.len() <= MEMO_BYTES).ok_or("a memo is out of bounds")?;
+        let memo = Memo::new(bytes).ok_or("a memo is too long")?;
+        start = end;
+        let (key, outcome, reference, timestamp) = if detail.answer == ANSWERED_BY_RECORD {
+            let record = records.get(detail.first_record as usize).ok_or("a memo names a missing record")?;
+            (record.transfer.id, 0, record.transfer.id.folded(), record.timestamp)
+        } else {
+            let answer = answers.get(detail.answer as usize).ok_or("a memo names a missing answer")?;
+            (answer.key, answer.outcome, answer.reference, answer.timestamp)
+        };
+        Ok(DetailRecord {
+            key,
+            outcome,
+            reference,
+            timestamp,
+            first_record: detail.first_record,
+            records: detail.records,
+            memo,
         })
-        .collect()
+    })
 }
 
 /// Metadata records put and deleted by one journal entry.

@@ -616,9 +616,11 @@ impl Ledger {
         match journal::decode(&bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))? {
             JournalEntry::Transfers { records, answers, details, memos, .. } => {
                 let Some(record) = records.iter().find(|r| r.transfer.id == id).copied() else { return Ok(None) };
-                let details = journal::detail_records(&records, &answers, &details, &memos)
+                let detail = journal::detail_records(&records, &answers, &details, &memos)
+                    .find(|detail| detail.as_ref().map_or(true, |d| d.key == command))
+                    .transpose()
                     .map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?;
-                Ok(Some((record, details.into_iter().find(|d| d.key == command))))
+                Ok(Some((record, detail)))
             }
             _ => Ok(None),
         }
@@ -700,6 +702,7 @@ impl Ledger {
                 journal::decode(bytes).map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?
             {
                 let details = journal::detail_records(&records, &answers, &details, &memos)
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?;
                 visit(&records, &details);
             }
