@@ -369,6 +369,7 @@ pub(crate) fn drive(
             detail,
             tag: started.elapsed().as_nanos() as u64,
             reply: Arc::clone(&sink),
+            trace: TraceSlot::default(),
         });
     }
     let (latency, approved, overloaded) =

@@ -64,7 +64,8 @@ pub(crate) fn commit_loop(
             })
             .collect();
         let ticket = ledger.submit_commands(&parts);
-        if completion.send(InFlight { ticket, batches }).is_err() {
+        let applied = batches.iter().any(|batch| batch.traced).then(Instant::now);
+        if completion.send(InFlight { ticket, batches, applied }).is_err() {
             break;
         }
     }

@@ -15,6 +15,7 @@ use crossbeam::channel::{Receiver, Sender, TrySendError};
 use junction_ledger::{CommandOutcome, CommandResult, Ledger, PositionKey};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub(crate) fn completion_loop(
     input: Receiver<InFlight>,
@@ -27,9 +28,10 @@ pub(crate) fn completion_loop(
 ) {
     let mut give_back: FxHashMap<PositionKey, i128> = FxHashMap::default();
     let mut responses: Vec<Response> = Vec::new();
-    while let Ok(in_flight) = input.recv() {
+    while let Ok(mut in_flight) = input.recv() {
         faults.check(Stage::Completion);
         let results = in_flight.ticket.and_then(|ticket| ledger.wait(ticket));
+        let durable = in_flight.applied.map(|_| Instant::now());
         let mut index = 0;
         for batch in &in_flight.batches {
             for pending in &batch.pending {
@@ -86,9 +88,14 @@ pub(crate) fn completion_loop(
         // headroom it implies already back in the pool.
         caps.give_back_all(&give_back);
         give_back.clear();
-        let requests = in_flight.batches.iter().flat_map(|batch| batch.pending.iter().map(|p| &p.request));
+        let requests = in_flight.batches.iter_mut().flat_map(|batch| batch.pending.iter_mut().map(|p| &mut p.request));
         for (request, response) in requests.zip(responses.drain(..)) {
             request.reply.send(response);
+            if let Some(mut trace) = request.trace.take() {
+                let stages = trace.stages();
+                (stages.applied, stages.durable) = (in_flight.applied, durable);
+                trace.finish(&response);
+            }
         }
     }
 }

@@ -153,6 +153,8 @@ pub(crate) struct CommitBatch {
     /// The commands' charges (their fees), consecutive in command order.
     pub charges: Vec<Charge>,
     pub pending: Vec<Pending>,
+    /// Some request of the batch is traced: the stages note their times for it.
+    pub traced: bool,
 }
 
 impl CommitBatch {
@@ -164,6 +166,7 @@ impl CommitBatch {
             memos: Vec::new(),
             charges: Vec::new(),
             pending: Vec::new(),
+            traced: false,
         }
     }
 
@@ -249,4 +252,6 @@ pub(crate) fn content_hash(request: &Request) -> u64 {
 pub(crate) struct InFlight {
     pub ticket: Result<Ticket<CommandResult>, LedgerError>,
     pub batches: Vec<CommitBatch>,
+    /// When the ledger applied the batch, if a request of it is traced.
+    pub applied: Option<std::time::Instant>,
 }

@@ -6,6 +6,7 @@ use crate::detail::Detail;
 use crate::hosted::HostedBooking;
 use junction_ledger::{AccountId, Currency, ParticipantId, TransferId, COMMAND_REFERENCE_BIT};
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,6 +257,76 @@ impl ReplySink for crossbeam::channel::Sender<Response> {
     }
 }
 
+/// A sampled request's trace, kept by the front end's tracer: the engine knows no tracing
+/// library. Each stage notes when it had the request (`stages`); the completion stage
+/// hands the trace back with the answer (`finish`). A trace dropped unfinished (a request
+/// answered before the pipeline, or the engine stopping) ends where it is.
+pub trait RequestTrace: Send {
+    fn stages(&mut self) -> &mut StageTimes;
+    fn finish(self: Box<Self>, response: &Response);
+}
+
+/// When a traced request reached each stage of the pipeline. A stage it never reached
+/// (declined before it) stays `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    /// The request went out to its issuer's host (hosted issuers only).
+    pub issuer_sent: Option<Instant>,
+    /// The issuer's host answered, or the switch stopped waiting for it.
+    pub issuer_answered: Option<Instant>,
+    /// Its shard took it off the queue.
+    pub shard: Option<Instant>,
+    /// Its shard's batch went to the commit stage.
+    pub sealed: Option<Instant>,
+    /// The commit stage's ledger batch was applied by the ledger's sequencer.
+    pub applied: Option<Instant>,
+    /// That ledger batch was durable (or failed).
+    pub durable: Option<Instant>,
+}
+
+/// Where a request's trace travels: empty unless the front end sampled the request. A
+/// copy of a request is not traced (one request, one trace).
+#[derive(Default)]
+pub struct TraceSlot(Option<Box<dyn RequestTrace>>);
+
+impl TraceSlot {
+    pub fn new(trace: Box<dyn RequestTrace>) -> TraceSlot {
+        TraceSlot(Some(trace))
+    }
+
+    pub fn is_traced(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The stage times, if the request is traced.
+    pub fn stages(&mut self) -> Option<&mut StageTimes> {
+        self.0.as_mut().map(|trace| trace.stages())
+    }
+
+    /// Notes now as one of the stage times (`at` picks which), if the request is traced.
+    pub fn stamp(&mut self, at: impl FnOnce(&mut StageTimes) -> &mut Option<Instant>) {
+        if let Some(stages) = self.stages() {
+            *at(stages) = Some(Instant::now());
+        }
+    }
+
+    pub fn take(&mut self) -> Option<Box<dyn RequestTrace>> {
+        self.0.take()
+    }
+}
+
+impl Clone for TraceSlot {
+    fn clone(&self) -> TraceSlot {
+        TraceSlot(None)
+    }
+}
+
+impl std::fmt::Debug for TraceSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_traced() { "traced" } else { "untraced" })
+    }
+}
+
 /// A request as the pipeline sees it: parsed and checked by a gateway.
 #[derive(Clone)]
 pub struct Request {
@@ -277,6 +348,8 @@ pub struct Request {
     /// Echoed in the response so the gateway can match it to its connection's request.
     pub tag: u64,
     pub reply: Arc<dyn ReplySink>,
+    /// A sampled request's trace (empty for nearly every request).
+    pub trace: TraceSlot,
 }
 
 impl Request {

@@ -51,6 +51,7 @@ use junction_ledger::{
 use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Requests whose lookups `Shard::warm` issues together (see the ledger's own `warm`).
 const WARM_GROUP: usize = 32;
@@ -197,6 +198,14 @@ impl Shard {
                 }
             }
             burst.clear();
+            if batch.traced {
+                let sealed = Instant::now();
+                for pending in &mut batch.pending {
+                    if let Some(stages) = pending.request.trace.stages() {
+                        stages.sealed = Some(sealed);
+                    }
+                }
+            }
             if !batch.pending.is_empty() && self.commit.send(batch).is_err() {
                 break; // the commit stage has stopped: the engine is shutting down
             }
@@ -260,7 +269,11 @@ impl Shard {
 
     fn handle(&mut self, message: ShardMessage, now: Now, batch: &mut CommitBatch) {
         match message {
-            ShardMessage::Request { request, card } => {
+            ShardMessage::Request { mut request, card } => {
+                if request.trace.is_traced() {
+                    request.trace.stamp(|stages| &mut stages.shard);
+                    batch.traced = true;
+                }
                 if let Err((request, reason)) = self.authorize(request, card, now, batch) {
                     self.refuse(request, reason, batch);
                 }

@@ -121,6 +121,7 @@ impl Switch {
             detail: Default::default(),
             tag: self.next,
             reply: Arc::new(self.replies.0.clone()),
+            trace: TraceSlot::default(),
         }
     }
 
@@ -312,6 +313,7 @@ fn concurrent_purchases_never_overspend() {
                             detail: Default::default(),
                             tag: i,
                             reply: Arc::clone(&sink),
+                            trace: TraceSlot::default(),
                         });
                     }
                     (0..500).map(|_| rx.recv().unwrap()).filter(|r| r.code == ResponseCode::Approved).count() as i128
@@ -496,6 +498,7 @@ fn purchase(engine: &Engine, n: u64, amount: u64, reply: Arc<dyn ReplySink>) -> 
         detail: Default::default(),
         tag: n,
         reply,
+        trace: TraceSlot::default(),
     }
 }
 

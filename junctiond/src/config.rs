@@ -52,10 +52,39 @@ pub struct Config {
     /// Absent: one node, its own disk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationConfig>,
+    /// OpenTelemetry traces of a sampled share of requests, over OTLP/HTTP
+    /// (`telemetry.rs`). Absent: nothing is traced, at no cost per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryConfig>,
     /// Secrets read from the environment or a file (`SecretSource`), by field: printed
     /// back as written, never as their values.
     #[serde(skip)]
     pub secret_sources: BTreeMap<String, String>,
+}
+
+/// Where traces go and how many requests are traced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP address (`http://host:4318`); spans are posted to
+    /// `<otlp_endpoint>/v1/traces` as protobuf.
+    pub otlp_endpoint: String,
+    /// The share of requests traced, from 0 to 1. A QR API request whose W3C
+    /// `traceparent` says its caller sampled it is traced whatever this says (and one
+    /// that says not sampled is not).
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// The `service.name` of the spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+fn default_sample_ratio() -> f64 {
+    0.01
+}
+
+fn default_service_name() -> String {
+    "junctiond".into()
 }
 
 /// A primary and standbys sharing one journal stream on a NATS JetStream cluster.
@@ -539,6 +568,15 @@ impl Config {
         for (name, tls) in [("switch.iso8583_tls", &switch.iso8583_tls), ("switch.http_tls", &switch.http_tls)] {
             if let Some(tls) = tls {
                 crate::tls::acceptor(tls, name).map_err(|e| invalid(format!("{e:#}")))?;
+            }
+        }
+        if let Some(telemetry) = &self.telemetry {
+            let endpoint = &telemetry.otlp_endpoint;
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(invalid("telemetry.otlp_endpoint must be an http:// or https:// address"));
+            }
+            if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+                return Err(invalid("telemetry.sample_ratio must be from 0 to 1"));
             }
         }
         let vault = hex::decode(&switch.vault_key).map_err(|_| invalid("switch.vault_key must be hex"))?;

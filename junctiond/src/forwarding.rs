@@ -50,7 +50,7 @@ impl Forwarding {
     /// issuer of `route`, and answers it through its reply sink.
     pub async fn forward(
         self: Arc<Self>,
-        request: Request,
+        mut request: Request,
         message: Box<Iso8583Message>,
         pan: String,
         route: RouteTarget,
@@ -142,11 +142,13 @@ impl Forwarding {
             return;
         };
         self.prepare(&mut forwarded, &card_number);
+        request.trace.stamp(|stages| &mut stages.issuer_sent);
         let (outcome, sent_stan) = match self.links.forward(route.issuer, request.key, forwarded) {
             Ok(mut pending) => (pending.wait(self.timeout).await, Some(pending.stan)),
             // No link: what would have been sent is what the advice tells.
             Err(unsent) => (Outcome::LinkLost(Some(unsent)), None),
         };
+        request.trace.stamp(|stages| &mut stages.issuer_answered);
         // 4. Its answer, or the switch's own.
         let decision = match outcome {
             Outcome::Answered(answer) => {

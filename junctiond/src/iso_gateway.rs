@@ -21,12 +21,14 @@ use super::config::normalize_institution;
 use super::forwarding::Forwarding;
 use super::issuer_links::{IssuerLinks, Link};
 use super::metrics::{Metrics, INTERFACE_ISO8583};
+use super::telemetry::{Telemetry, Traced};
 use junction_engine::detail::{pack_reference, Channel, Detail, MaskedCard, Text};
 use junction_engine::model::*;
 use junction_engine::routing::RouteMode;
 use junction_engine::{DeclineReason, Engine, ResponseCode};
 use junction_ledger::{Currency, ParticipantId};
 use junction_wire::iso8583::{mac, next_frame, FrameError, Iso8583Message, MacKey, MaskedPan, FRAME_PREFIX_SIZE_BYTES};
+use opentelemetry::KeyValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument as _;
 
 /// Messages one connection may have in flight: requests handed to the engine and not yet
 /// answered, plus answers the reader built itself (sign-ons, echoes, refusals) not yet
@@ -101,6 +104,8 @@ pub struct IsoContext {
     /// Open connections and who signed on over them, for the console.
     pub sessions: Sessions,
     next_tag: AtomicU64,
+    /// Traces a sampled share of requests (`[telemetry]`).
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 impl IsoContext {
@@ -110,6 +115,7 @@ impl IsoContext {
         metrics: Arc<Metrics>,
         admission: Arc<Admission>,
         forwarding: Arc<Forwarding>,
+        telemetry: Option<Arc<Telemetry>>,
     ) -> IsoContext {
         IsoContext {
             links: Arc::clone(&forwarding.links),
@@ -124,6 +130,7 @@ impl IsoContext {
             admission,
             sessions: Sessions::default(),
             next_tag: AtomicU64::new(1),
+            telemetry,
         }
     }
 }
@@ -342,6 +349,13 @@ fn handle(
         direct(response, key);
         return;
     }
+    // A sampled request is traced from here: its log lines carry the trace id.
+    let mut traced = match &context.telemetry {
+        Some(telemetry) if !is_response(message.mti()) && telemetry.sample() => Some(trace_root(telemetry, &message)),
+        _ => None,
+    };
+    let log_span = traced.as_ref().map(|traced| tracing::info_span!("request", trace_id = %traced.trace_id()));
+    let _in_span = log_span.as_ref().map(tracing::Span::enter);
     // Financial messages: signed on, MAC'd with the participant's key, as itself.
     let Some(participant) = peer.signed_on.clone() else {
         metrics.security_refusals.inc();
@@ -389,7 +403,10 @@ fn handle(
             metrics.requests_refused_in_flight_max.inc();
             direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
         }
-        Ok((request, pan)) => {
+        Ok((mut request, pan)) => {
+            if let Some(traced) = traced.take() {
+                request.trace = TraceSlot::new(Box::new(traced));
+            }
             in_flight.fetch_add(1, Ordering::AcqRel);
             let route = context.engine.route(pan).filter(|route| route.mode != RouteMode::Switch);
             let pan = route.map(|_| pan.to_string());
@@ -398,7 +415,11 @@ fn handle(
             enqueue(sender, WriterMessage::Expect { tag, request: message, key: Some(participant), received });
             match (route, forwarded, pan) {
                 (Some(route), Some(forwarded), Some(pan)) => {
-                    tokio::spawn(Arc::clone(&context.forwarding).forward(request, forwarded, pan, route));
+                    let forward = Arc::clone(&context.forwarding).forward(request, forwarded, pan, route);
+                    match &log_span {
+                        Some(span) => tokio::spawn(forward.instrument(span.clone())),
+                        None => tokio::spawn(forward),
+                    };
                 }
                 _ => context.engine.submit(request),
             }
@@ -410,6 +431,25 @@ fn handle(
             direct(answer(&message, code), Some(participant));
         }
     }
+}
+
+/// A traced ISO 8583 request's root span, named by its MTI, with the fields that identify
+/// it (never the card number).
+fn trace_root(telemetry: &Telemetry, message: &Iso8583Message) -> Traced {
+    let mut attributes = vec![KeyValue::new("iso8583.mti", message.mti().to_string())];
+    for (field, name) in [
+        (3, "iso8583.processing_code"),
+        (11, "iso8583.stan"),
+        (32, "iso8583.acquirer_institution"),
+        (37, "iso8583.rrn"),
+        (41, "iso8583.terminal"),
+        (49, "iso8583.currency"),
+    ] {
+        if let Some(value) = message.get(field) {
+            attributes.push(KeyValue::new(name, value.to_string()));
+        }
+    }
+    telemetry.root(format!("iso8583 {}", message.mti()), &opentelemetry::Context::new(), attributes)
 }
 
 /// Queues an answer the reader built itself; it counts in flight until it is written.
@@ -592,6 +632,7 @@ fn to_request<'m>(
         },
         tag,
         reply: Arc::clone(sink),
+        trace: Default::default(),
     };
     Ok((request, pan))
 }

@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod qr;
 pub mod replication;
+pub mod telemetry;
 pub mod tls;
 pub mod windows;
 
@@ -196,6 +197,11 @@ pub async fn run(mut config: Config) -> Result<()> {
     tokio::task::block_in_place(|| provision(&engine, &config))?;
 
     let metrics = Arc::new(metrics::Metrics::new()?);
+    let node = config.replication.as_ref().map(|replication| replication.node.as_str());
+    let telemetry = match &config.telemetry {
+        Some(settings) => Some(Arc::new(telemetry::Telemetry::start(settings, node)?)),
+        None => None,
+    };
     let mut iso_participants = Vec::new();
     for p in &config.participants {
         let key = MacKey::new(&hex::decode(&p.key)?).map_err(|e| anyhow::anyhow!("participant {}: {e}", p.id))?;
@@ -227,6 +233,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         Arc::clone(&metrics),
         Arc::clone(&admission),
         Arc::clone(&forwarding),
+        telemetry.clone(),
     ));
     let clearing = Arc::new(windows::Windows::new(switch.data_dir.join("clearing"), &config, Arc::clone(&engine)));
     // Windows closed before a crash without their files get them now.
@@ -264,8 +271,14 @@ pub async fn run(mut config: Config) -> Result<()> {
         shutdown_rx.clone(),
     ));
     let qr_gateway = Arc::new(
-        qr::QrGateway::new(Arc::clone(&engine), &config, Arc::clone(&admission), Arc::clone(&metrics))
-            .map_err(anyhow::Error::msg)?,
+        qr::QrGateway::new(
+            Arc::clone(&engine),
+            &config,
+            Arc::clone(&admission),
+            Arc::clone(&metrics),
+            telemetry.clone(),
+        )
+        .map_err(anyhow::Error::msg)?,
     );
     tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
     tokio::spawn(forwarding::late_answers(Arc::clone(&forwarding), late_answers));
@@ -324,6 +337,10 @@ pub async fn run(mut config: Config) -> Result<()> {
     }
     // Everything accepted is committed: a checkpoint now makes the next start quick.
     maintenance::checkpoint(&engine).await;
+    if let Some(telemetry) = &telemetry {
+        // The last spans go out before the process ends.
+        tokio::task::block_in_place(|| telemetry.shutdown());
+    }
     tracing::info!(durable_seq = ledger.durable_seq(), "junctiond stopped cleanly");
     Ok(())
 }

@@ -319,6 +319,18 @@ pub fn wallet_pays(
     key: &str,
     amount: u64,
 ) -> Option<(u16, serde_json::Value)> {
+    wallet_pays_with(agent, http, merchant, key, amount, &[])
+}
+
+/// `wallet_pays` with more HTTP headers (a `traceparent`, say).
+pub fn wallet_pays_with(
+    agent: &ureq::Agent,
+    http: SocketAddr,
+    merchant: &str,
+    key: &str,
+    amount: u64,
+    headers: &[(&str, &str)],
+) -> Option<(u16, serde_json::Value)> {
     let path = "/v1/qr/payments";
     let amount = format!("{}.{:02}", amount / 100, amount % 100);
     let body = serde_json::json!({ "payload": merchant, "payer_currency": "USD", "amount": amount }).to_string();
@@ -327,8 +339,11 @@ pub fn wallet_pays(
     let participant = DEMO_WALLET.to_string();
     let signature =
         qr_api::sign_hex(&secret, "POST", path, &timestamp, &participant, key, body.as_bytes()).expect("a key");
-    let mut response = agent
-        .post(&format!("http://{http}{path}"))
+    let mut request = agent.post(&format!("http://{http}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request
         .header(qr_api::HEADER_PARTICIPANT, &participant)
         .header(qr_api::HEADER_TIMESTAMP, &timestamp)
         .header(qr_api::HEADER_SIGNATURE, &signature)

@@ -16,6 +16,7 @@ use crate::config::{Config, FxRateConfig};
 use crate::fx::{self, FxError, FxTable};
 use crate::http;
 use crate::metrics::{Metrics, INTERFACE_QR};
+use crate::telemetry::{self, Telemetry};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -24,7 +25,7 @@ use junction_engine::books::{participant_account, participant_of_account, TRANSF
 use junction_engine::codes::DeclineReason;
 use junction_engine::detail::{Channel, Detail, Text};
 use junction_engine::model::{
-    auth_code, EntryMode, FxLeg, Instrument, Operation, ReplySink, Request, RequestKey, Response, Role,
+    auth_code, EntryMode, FxLeg, Instrument, Operation, ReplySink, Request, RequestKey, Response, Role, TraceSlot,
 };
 use junction_engine::{Engine, ResponseCode};
 use junction_ledger::{Currency, ParticipantId, PositionKey, TransferId};
@@ -57,6 +58,8 @@ pub struct QrGateway {
     /// Keys quote ids so that they are not sequential.
     pub(super) id_keys: std::collections::hash_map::RandomState,
     pub(super) next_id: AtomicU64,
+    /// Traces a sampled share of requests (`[telemetry]`).
+    pub(super) telemetry: Option<Arc<Telemetry>>,
 }
 
 impl QrGateway {
@@ -66,6 +69,7 @@ impl QrGateway {
         config: &Config,
         admission: Arc<Admission>,
         metrics: Arc<Metrics>,
+        telemetry: Option<Arc<Telemetry>>,
     ) -> Result<QrGateway, String> {
         let rates = config.fx_rates.iter().map(FxRateConfig::to_rate).collect::<Result<Vec<_>, _>>()?;
         Ok(QrGateway {
@@ -82,6 +86,7 @@ impl QrGateway {
             quote_ttl_ms: config.qr.quote_ttl_ms,
             id_keys: std::collections::hash_map::RandomState::new(),
             next_id: AtomicU64::new(1),
+            telemetry,
         })
     }
 }
@@ -302,6 +307,9 @@ impl QrGateway {
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         request.reply = Arc::new(OneshotReply(parking_lot::Mutex::new(Some(sender))));
+        if let (Some(telemetry), Some(context)) = (&self.telemetry, telemetry::http_request()) {
+            request.trace = TraceSlot::new(Box::new(telemetry.child("engine", &context)));
+        }
         let key = request.key;
         self.engine.submit(request);
         // The engine answers every request it accepted; if it is stopping, the sink is
@@ -332,6 +340,7 @@ impl QrGateway {
             tag: 0,
             // Replaced by `submit`.
             reply: Arc::new(OneshotReply(parking_lot::Mutex::new(None))),
+            trace: Default::default(),
         }
     }
 
@@ -439,7 +448,7 @@ impl QrGateway {
         // land in the record, or the key would say `in_progress` forever.
         let gateway = Arc::clone(self);
         let wallet = wallet.id;
-        tokio::spawn(async move { gateway.complete_payment(key, content, quote, wallet).await })
+        tokio::spawn(telemetry::carried(async move { gateway.complete_payment(key, content, quote, wallet).await }))
             .await
             .unwrap_or_else(|_| Err(internal()))
     }
@@ -678,9 +687,11 @@ impl QrGateway {
             (quote, amount, credit)
         };
         let gateway = Arc::clone(self);
-        tokio::spawn(async move { gateway.complete_refund(key, payment_id, content, quote, amount, credit).await })
-            .await
-            .unwrap_or_else(|_| Err(internal()))
+        tokio::spawn(telemetry::carried(async move {
+            gateway.complete_refund(key, payment_id, content, quote, amount, credit).await
+        }))
+        .await
+        .unwrap_or_else(|_| Err(internal()))
     }
 
     /// Submits a refund recorded as pending and records the engine's answer (in its own

@@ -8,8 +8,10 @@ use super::views::{
     RouteView,
 };
 use crate::http;
+use crate::telemetry::{self, Telemetry};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::MatchedPath;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -17,19 +19,55 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use junction_engine::model::{RequestKey, Role};
 use junction_ledger::{Currency, ParticipantId};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::KeyValue;
 use serde_json::json;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 pub fn router(gateway: Arc<QrGateway>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/qr/decode", post(decode))
         .route("/v1/qr/quotes", post(create_quote))
         .route("/v1/qr/payments", post(create_payment))
         .route("/v1/qr/payments/{id}", get(get_payment))
         .route("/v1/qr/payments/{id}/refund", post(refund))
         .route("/v1/admin/fx/rates", get(list_rates).post(set_rates))
-        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
-        .with_state(gateway)
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX));
+    // Tracing off: not even the layer.
+    let router = match &gateway.telemetry {
+        Some(telemetry) => router.layer(axum::middleware::from_fn_with_state(Arc::clone(telemetry), traced)),
+        None => router,
+    };
+    router.with_state(gateway)
+}
+
+/// A sampled request (or one whose caller's `traceparent` says sampled) runs inside its
+/// server span; the engine's part of it becomes a child span (`QrGateway::submit`).
+async fn traced(
+    State(telemetry): State<Arc<Telemetry>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    let caller = Telemetry::caller_context(request.headers());
+    let sampled = match &caller {
+        Some(context) => context.span().span_context().is_sampled(),
+        None => telemetry.sample(),
+    };
+    if !sampled {
+        return next.run(request).await;
+    }
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("-", MatchedPath::as_str).to_string();
+    let traced = telemetry.root(
+        format!("{method} {route}"),
+        &caller.unwrap_or_default(),
+        vec![KeyValue::new("http.request.method", method), KeyValue::new("http.route", route)],
+    );
+    let log_span = tracing::info_span!("request", trace_id = %traced.trace_id());
+    let response = telemetry::in_http_request(traced.context().clone(), next.run(request)).instrument(log_span).await;
+    traced.end_with(vec![KeyValue::new("http.response.status_code", i64::from(response.status().as_u16()))]);
+    response
 }
 
 // ---- handlers ----------------------------------------------------------------------------
