@@ -26,6 +26,7 @@
 //! | - | `IssuerDeclined` | the issuer's | the card's issuer host declined (its code is relayed as it came) |
 //! | - | `IssuerUnavailable` | 91 | the issuer host did not answer in time, and its BIN allows no stand-in |
 //! | - | `StandInLimitExceeded` | 61 | stood in for the issuer, past the BIN's stand-in limits |
+//! | 2 | `ParticipantSuspended` | 57 | the acquirer, the card's issuer, the wallet, the payee's acquirer or the FX provider is suspended (reversals and completions still go through) |
 //!
 //! The net debit cap is reserved in the shard before the ledger checks funds and velocity,
 //! so when both would fail the cap decline is the one reported.
@@ -133,6 +134,9 @@ pub enum DeclineReason {
     /// exceeded.
     #[error("stand-in limit exceeded")]
     StandInLimitExceeded,
+    /// A participant the request needs is suspended by the operator.
+    #[error("a participant of the request is suspended")]
+    ParticipantSuspended,
 }
 
 impl DeclineReason {
@@ -141,7 +145,7 @@ impl DeclineReason {
         match self {
             DuplicateConflict => ResponseCode::DuplicateTransmission,
             UnknownCard => ResponseCode::InvalidCard,
-            TokenDomainViolation | TokenExpired => ResponseCode::NotPermitted,
+            TokenDomainViolation | TokenExpired | ParticipantSuspended => ResponseCode::NotPermitted,
             AccountBlocked | AccountClosed | NetDebitCapExceeded => ResponseCode::DoNotHonor,
             CardExpired => ResponseCode::ExpiredCard,
             InvalidAmount => ResponseCode::InvalidAmount,
@@ -184,12 +188,13 @@ impl DeclineReason {
             IssuerDeclined => "issuer_declined",
             IssuerUnavailable => "issuer_unavailable",
             StandInLimitExceeded => "stand_in_limit_exceeded",
+            ParticipantSuspended => "participant_suspended",
         }
     }
 
     /// Every reason with its stable number: refusals are journaled by number, so a number
     /// is never reused or changed.
-    const IDS: [(DeclineReason, u16); 21] = [
+    const IDS: [(DeclineReason, u16); 22] = [
         (DeclineReason::DuplicateConflict, 1),
         (DeclineReason::UnknownCard, 2),
         (DeclineReason::TokenDomainViolation, 3),
@@ -211,6 +216,7 @@ impl DeclineReason {
         (DeclineReason::IssuerDeclined, 19),
         (DeclineReason::IssuerUnavailable, 20),
         (DeclineReason::StandInLimitExceeded, 21),
+        (DeclineReason::ParticipantSuspended, 22),
     ];
 
     /// The reason's stable number (never 0).

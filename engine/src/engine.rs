@@ -24,13 +24,12 @@ use crate::model::{
 };
 use crate::provisioning::{
     decode_card, decode_participant, encode_card, encode_participant, meta_key, META_BIN_ROUTES, META_CARD, META_FEES,
-    META_PARTICIPANT, META_SEALED_PAN,
+    META_PARTICIPANT, META_SEALED_PAN, META_SUSPENDED,
 };
 use crate::routing::{BinRoute, BinRoutes, BinTable, RouteTarget};
-use crate::shard::Shard;
+use crate::shard::{Shard, SharedRules, Suspended};
 use crate::stats::EngineStats;
 use crate::vault::{CardEntry, Directory, DirectoryError, Vault, VaultKeyTooShort};
-use arc_swap::ArcSwap;
 use crossbeam::channel::{bounded, Sender, TrySendError};
 use junction_ledger::{
     Account, AccountError, AccountFlags, AccountId, AccountKind, AccountUpdate, CommandOutcome, Currency, DebitLimits,
@@ -122,8 +121,8 @@ pub struct Engine {
     routes: BinRoutes,
     /// Requests out at issuers' hosts, with the copies waiting for them (`hosted.rs`).
     hosted: Arc<InFlight>,
-    /// The fee schedule, read by the shards on every payment (`fees.rs`).
-    fees: Arc<ArcSwap<FeeSchedule>>,
+    /// The fee schedule and the suspended participants, read by the shards.
+    rules: SharedRules,
 }
 
 impl std::fmt::Debug for Engine {
@@ -144,7 +143,7 @@ impl Engine {
         let vault = Vault::new(&config.vault_key)?;
         let caps = Arc::new(CapPool::new());
         let faults = Arc::new(Faults::default());
-        let fees: Arc<ArcSwap<FeeSchedule>> = Arc::default();
+        let rules = SharedRules::default();
         // Slots: one per shard, one for the completion stage, one for the front door.
         let stats = Arc::new(EngineStats::new(config.shards + 2));
         let (commit_tx, commit_rx) = bounded(COMMIT_QUEUE_DEPTH_MAX);
@@ -163,7 +162,7 @@ impl Engine {
                 Arc::clone(&caps),
                 Arc::clone(&stats),
                 Arc::clone(&faults),
-                Arc::clone(&fees),
+                rules.clone(),
             );
             threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
             shard_senders.push(shard_tx);
@@ -203,7 +202,7 @@ impl Engine {
             front_slot: config.shards + 1,
             faults,
             routes: BinRoutes::default(),
-            fees,
+            rules,
             hosted: Arc::new(InFlight::default()),
         };
         engine.reload()?;
@@ -309,13 +308,13 @@ impl Engine {
 
     /// The fee schedule in force.
     pub fn fee_schedule(&self) -> Arc<FeeSchedule> {
-        self.fees.load_full()
+        self.rules.fees.load_full()
     }
 
     /// Puts a schedule in force without recording it (the empty one a switch without
     /// fees starts with, which still knows the participants' countries).
     pub fn install_fee_schedule(&self, schedule: FeeSchedule) {
-        self.fees.store(Arc::new(schedule));
+        self.rules.fees.store(Arc::new(schedule));
     }
 
     /// Replaces the fee schedule, durably; it applies to the next payment. Its switch
@@ -340,7 +339,7 @@ impl Engine {
         }
         let record = serde_json::to_vec(&schedule.to_spec()).map_err(|e| EngineError::Config(e.to_string()))?;
         self.ledger.put_metadata(&[(vec![META_FEES], record)])?;
-        self.fees.store(Arc::new(schedule));
+        self.rules.fees.store(Arc::new(schedule));
         Ok(())
     }
 
@@ -549,6 +548,36 @@ impl Engine {
         self.participants.write().insert(participant, spec.clone());
         self.ledger.put_metadata(&[(meta_key(META_PARTICIPANT, participant.0.into()), encode_participant(&spec))])?;
         Ok(())
+    }
+
+    /// Suspends a participant (`true`) or reinstates it: from the next burst of every
+    /// shard, nothing new of it is approved (declined `ParticipantSuspended`); what it
+    /// approved before still completes, reverses and settles. Durable (a journal entry),
+    /// so it survives a restart and reaches a standby.
+    pub fn set_suspended(&self, participant: ParticipantId, suspended: bool) -> Result<(), EngineError> {
+        let _admin = self.admin.lock();
+        if self.participant(participant).is_none() {
+            return Err(EngineError::UnknownParticipant(participant));
+        }
+        let mut set: Suspended = (**self.rules.suspended.load()).clone();
+        if suspended {
+            set.insert(participant);
+        } else {
+            set.remove(&participant);
+        }
+        let mut ids: Vec<u64> = set.iter().map(|p| p.0).collect();
+        ids.sort_unstable();
+        let record = serde_json::to_vec(&ids).map_err(|e| EngineError::Config(e.to_string()))?;
+        // Journaled first: the shards never act on a suspension the books do not hold.
+        self.ledger.put_metadata(&[(vec![META_SUSPENDED], record)])?;
+        self.rules.suspended.store(Arc::new(set));
+        Ok(())
+    }
+
+    /// Whether the operator has suspended a participant.
+    pub fn is_suspended(&self, participant: ParticipantId) -> bool {
+        let suspended = self.rules.suspended.load();
+        !suspended.is_empty() && suspended.contains(&participant)
     }
 
     /// Headroom of a participant's cap not granted to any shard.
@@ -802,6 +831,15 @@ impl Engine {
                 None => failure = Some("sealed card number"),
             }
         })?;
+        let mut suspended = None;
+        self.ledger.scan_metadata(&[META_SUSPENDED], |_, value| {
+            suspended = Some(serde_json::from_slice::<Vec<u64>>(value).ok());
+        })?;
+        match suspended {
+            Some(Some(ids)) => self.rules.suspended.store(Arc::new(ids.into_iter().map(ParticipantId).collect())),
+            Some(None) => failure = Some("suspended participants"),
+            None => {}
+        }
         let mut routes = None;
         self.ledger.scan_metadata(&[META_BIN_ROUTES], |_, value| {
             routes = Some(serde_json::from_slice::<Vec<BinRoute>>(value).ok().and_then(|r| BinTable::new(r).ok()));

@@ -16,6 +16,8 @@ pub(crate) const META_SEALED_PAN: u8 = b'f';
 pub(crate) const META_BIN_ROUTES: u8 = b'b';
 /// The fee schedule (`fees.rs`), as JSON of its `FeeScheduleSpec`.
 pub(crate) const META_FEES: u8 = b'$';
+/// The suspended participants, as one JSON list of their ids.
+pub(crate) const META_SUSPENDED: u8 = b's';
 
 pub(crate) fn meta_key(tag: u8, id: u128) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);

@@ -118,6 +118,18 @@ struct AuthAccount {
     status: AccountStatus,
 }
 
+/// The participants the operator has suspended (`Engine::set_suspended`).
+pub type Suspended = rustc_hash::FxHashSet<ParticipantId>;
+
+/// What the admin side changes while traffic flows, each swapped whole (`ArcSwap`).
+#[derive(Default, Clone)]
+pub(crate) struct SharedRules {
+    /// The fee schedule in force (`fees.rs`), read on every payment.
+    pub fees: Arc<ArcSwap<FeeSchedule>>,
+    /// Suspended participants, read once per burst.
+    pub suspended: Arc<ArcSwap<Suspended>>,
+}
+
 pub(crate) struct Shard {
     pub index: usize,
     pub input: Receiver<ShardMessage>,
@@ -127,8 +139,10 @@ pub(crate) struct Shard {
     pub caps: Arc<CapPool>,
     pub stats: Arc<EngineStats>,
     faults: Arc<Faults>,
-    /// The fee schedule in force (`fees.rs`), swapped whole by the admin side.
-    fees: Arc<ArcSwap<FeeSchedule>>,
+    /// What the admin side changes while traffic flows.
+    rules: SharedRules,
+    /// The suspended participants as of this burst (read once per burst).
+    suspended: Arc<Suspended>,
     accounts: BigMap<AccountId, AuthAccount>,
     /// Stand-in approvals per card of hosted issuers (cards of a shard: routed by card).
     stand_in: FxHashMap<PanKey, StandInDay>,
@@ -152,7 +166,7 @@ impl Shard {
         caps: Arc<CapPool>,
         stats: Arc<EngineStats>,
         faults: Arc<Faults>,
-        fees: Arc<ArcSwap<FeeSchedule>>,
+        rules: SharedRules,
     ) -> Shard {
         let ShardQueues { input, feedback, commit } = queues;
         Shard {
@@ -164,7 +178,8 @@ impl Shard {
             caps,
             stats,
             faults,
-            fees,
+            suspended: rules.suspended.load_full(),
+            rules,
             accounts: BigMap::default(),
             holds: FxHashMap::default(),
             hold_expiries: BTreeSet::new(),
@@ -183,6 +198,7 @@ impl Shard {
             let now = Now { unix_s, yymm: clock::yymm(unix_s) };
             self.absorb_feedback();
             self.expire_holds(now.unix_s);
+            self.suspended = self.rules.suspended.load_full();
             burst.push(Some(first));
             while burst.len() < SHARD_BURST_MAX {
                 let Ok(message) = self.input.try_recv() else { break };
@@ -354,9 +370,17 @@ impl Shard {
             return Err((request, DeclineReason::UnknownCard));
         };
         request.detail.issuer = account.participant.0;
+        let follow_up = matches!(request.operation, Operation::Complete { .. } | Operation::Reverse { .. });
+        // A suspended acquirer or issuer: nothing new; what was approved still completes
+        // or reverses, so its positions settle.
+        if !follow_up
+            && !self.suspended.is_empty()
+            && (self.suspended.contains(&request.acquirer) || self.suspended.contains(&account.participant))
+        {
+            return Err((request, DeclineReason::ParticipantSuspended));
+        }
         // 3. Device token: its domain and its own expiry. (The directory knows whether a
         // number is a token; the gateway need not.)
-        let follow_up = matches!(request.operation, Operation::Complete { .. } | Operation::Reverse { .. });
         if let Some(CardEntry { token_entry_modes: Some(modes), expiry_yymm, .. }) = card {
             if !follow_up {
                 if is_expired(expiry_yymm, now.yymm) {
@@ -557,6 +581,13 @@ impl Shard {
         {
             return Err((request, DeclineReason::InvalidAmount));
         }
+        if !self.suspended.is_empty()
+            && (self.suspended.contains(&payer)
+                || self.suspended.contains(&payee_participant)
+                || fx.is_some_and(|leg| self.suspended.contains(&leg.provider)))
+        {
+            return Err((request, DeclineReason::ParticipantSuspended));
+        }
         // A resend of a committed payment gets its original answer from the ledger,
         // whatever the caps say now (a refusal with a known key is answered with it).
         let cap = (payer, request.currency);
@@ -608,7 +639,7 @@ impl Shard {
         // A QR refund (it names the payment it refunds) books no fees: they were the
         // payment's.
         let charges = if request.detail.original_rrn.is_empty() {
-            let charges = self.fees.load().qr_charges(
+            let charges = self.rules.fees.load().qr_charges(
                 (payer, request.currency, request.amount),
                 (payee_participant, credit_currency, credit_amount),
             );
@@ -781,7 +812,7 @@ impl Shard {
         amount: u64,
         direction: Direction,
     ) -> Charges {
-        let schedule = self.fees.load();
+        let schedule = self.rules.fees.load();
         let fees = schedule.card(request.acquirer, issuer, request.detail.mcc.as_str(), amount);
         let charges = schedule.card_charges(fees, request.acquirer, issuer, currency, direction);
         self.note_fees(&mut request.detail, &charges, participant_account(request.acquirer, currency));
@@ -800,7 +831,7 @@ impl Shard {
         }
         let acquirer = ParticipantId(paid.acquirer);
         let issuer = ParticipantId(paid.issuer);
-        let schedule = self.fees.load();
+        let schedule = self.rules.fees.load();
         // The original's own amounts, turned around: what flowed one way flows back.
         let mut charges = Charges::default();
         let switch = schedule.switch_participant.unwrap_or(ParticipantId(0));
@@ -834,7 +865,7 @@ impl Shard {
     /// and the other side's fee (the issuer's or the wallet's).
     fn note_fees(&self, detail: &mut Detail, charges: &Charges, acquirer_account: AccountId) {
         let (mut interchange, mut acquirer_fee, mut payer_fee) = (0i64, 0i64, 0i64);
-        let switch = self.fees.load().switch_participant;
+        let switch = self.rules.fees.load().switch_participant;
         for charge in charges.iter() {
             let amount = i64::try_from(charge.amount).unwrap_or(i64::MAX);
             if charge.code == TRANSFER_CODE_INTERCHANGE {
@@ -1027,7 +1058,7 @@ mod tests {
         let (commit, _) = bounded(BATCH_TRANSFERS_MAX);
         let stats = Arc::new(EngineStats::new(1));
         let queues = ShardQueues { input, feedback, commit };
-        let shard = Shard::new(0, queues, ledger, Arc::clone(&caps), stats, Arc::default(), Arc::default());
+        let shard = Shard::new(0, queues, ledger, Arc::clone(&caps), stats, Arc::default(), SharedRules::default());
         (shard, caps)
     }
 

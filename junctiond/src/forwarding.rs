@@ -122,7 +122,15 @@ impl Forwarding {
             },
             _ => *message,
         };
-        // 2. The payer's cap, before anything leaves.
+        // 2. A suspended acquirer or issuer: nothing new goes out (a reversal still does,
+        //    a completion was booked above); the refusal is booked like the shard's own.
+        let new = !matches!(kind, HostedKind::Reversal { .. });
+        if new && (self.engine.is_suspended(request.acquirer) || self.engine.is_suspended(route.issuer)) {
+            let decision = HostedDecision::Refused { reason: DeclineReason::ParticipantSuspended };
+            self.book(request, booking(decision, 0, None));
+            return;
+        }
+        // 3. The payer's cap, before anything leaves.
         let reserved = match kind {
             HostedKind::Purchase | HostedKind::Authorization | HostedKind::Refund => {
                 let payer = if kind.issuer_pays() { route.issuer } else { request.acquirer };
@@ -135,7 +143,7 @@ impl Forwarding {
             }
             _ => 0,
         };
-        // 3. To the issuer, with the real card number.
+        // 4. To the issuer, with the real card number.
         let Some(card_number) = self.engine.card_number_for_issuer(&pan) else {
             let decision = HostedDecision::Refused { reason: DeclineReason::UnknownCard };
             self.book(request, booking(decision, reserved, None));
@@ -149,7 +157,7 @@ impl Forwarding {
             Err(unsent) => (Outcome::LinkLost(Some(unsent)), None),
         };
         request.trace.stamp(|stages| &mut stages.issuer_answered);
-        // 4. Its answer, or the switch's own.
+        // 5. Its answer, or the switch's own.
         let decision = match outcome {
             Outcome::Answered(answer) => {
                 self.metrics.issuer_answers.inc();

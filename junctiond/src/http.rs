@@ -105,6 +105,8 @@ pub fn admin_router(context: Arc<HttpContext>) -> Router {
         .route("/v1/admin/accounts/{id}/status", post(account_status))
         .route("/v1/admin/cards", post(provision_cards))
         .route("/v1/admin/participants/{id}/caps", post(set_cap))
+        .route("/v1/admin/participants/{id}/suspend", post(suspend))
+        .route("/v1/admin/participants/{id}/reinstate", post(reinstate))
         .route("/v1/admin/bins", axum::routing::put(replace_bins).post(upsert_bins))
         .route("/v1/admin/bins/{prefix}", axum::routing::delete(delete_bin))
         .route("/v1/admin/fees", axum::routing::put(replace_fees))
@@ -284,7 +286,13 @@ async fn participants(State(context): State<Arc<HttpContext>>) -> Json<Value> {
                     )
                 })
                 .collect();
-            json!({ "id": p.id.0, "name": p.name, "role": p.role, "currencies": caps })
+            json!({
+                "id": p.id.0,
+                "name": p.name,
+                "role": p.role,
+                "suspended": engine.is_suspended(p.id),
+                "currencies": caps,
+            })
         })
         .collect();
     Json(json!({ "participants": list }))
@@ -557,6 +565,25 @@ async fn set_cap(
     admin_call(&context, &headers, move |engine| {
         engine.set_net_debit_cap(junction_ledger::ParticipantId(id), currency, body.net_debit_cap)?;
         Ok(json!({ "participant": id, "currency": body.currency, "net_debit_cap": body.net_debit_cap }))
+    })
+    .await
+}
+
+/// Suspends a participant: nothing new of it is approved until it is reinstated.
+async fn suspend(State(context): State<Arc<HttpContext>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    set_suspended(context, headers, id, true).await
+}
+
+/// Reinstates a suspended participant.
+async fn reinstate(State(context): State<Arc<HttpContext>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    set_suspended(context, headers, id, false).await
+}
+
+async fn set_suspended(context: Arc<HttpContext>, headers: HeaderMap, id: u64, suspended: bool) -> Response {
+    admin_call(&context, &headers, move |engine| {
+        engine.set_suspended(junction_ledger::ParticipantId(id), suspended)?;
+        tracing::info!(participant = id, suspended, "participant status changed");
+        Ok(json!({ "participant": id, "suspended": suspended }))
     })
     .await
 }

@@ -92,3 +92,61 @@ fn the_cli_provisions_blocks_caps_and_sets_rates() {
     // The daemon's log never held the card number.
     assert!(!daemon.log_text().contains(NEW_PAN));
 }
+
+/// Suspending a participant from the CLI: its new requests (ISO 8583 and QR) are declined
+/// with a named reason, what it approved before still reverses, the suspension survives a
+/// kill -9, and reinstating it lets its requests through again.
+#[test]
+fn a_suspended_participant_is_declined_until_reinstated_across_a_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start(&data);
+    let mut acquirer = IsoClient::connect(daemon.iso);
+    assert_eq!(acquirer.sign_on().get(39), Some("00"));
+    let before = acquirer.next_stan();
+    assert_eq!(acquirer.call(&financial("0200", "000000", DEMO_PAN, 1_500, &before)).get(39), Some("00"));
+
+    let acquirer_id = DEMO_ACQUIRER.to_string();
+    let (ok, out, err) = junction(&daemon, &["participant", "suspend", &acquirer_id]);
+    assert!(ok && out.contains("suspended"), "{out}{err}");
+    let (ok, out, _) = junction(&daemon, &["participants"]);
+    let line = out.lines().find(|line| line.trim_start().starts_with(&format!("{acquirer_id} "))).unwrap();
+    assert!(ok && line.contains("SUSPENDED"), "{out}");
+
+    // New requests of the acquirer, over ISO 8583 and to its QR merchant: declined, 57.
+    let stan = acquirer.next_stan();
+    assert_eq!(acquirer.call(&financial("0200", "000000", DEMO_PAN, 1_000, &stan)).get(39), Some("57"));
+    let agent = http_agent();
+    let (status, answer) = wallet_pays(&agent, daemon.http, &usd_merchant_qr(), "suspended-1", 300).unwrap();
+    assert_eq!((status, answer["error"]["decline"].as_str()), (422, Some("participant_suspended")), "{answer}");
+    // The purchase approved before still reverses (its positions settle).
+    let mut reversal = financial("0400", "000000", DEMO_PAN, 1_500, &acquirer.next_stan());
+    reversal.set(90, &original_data("0200", &before)).unwrap();
+    assert_eq!(acquirer.call(&reversal).get(39), Some("00"), "a reversal of what was approved was refused");
+    let declines = daemon.get_json("/v1/admin/participants");
+    let listed = declines["participants"].as_array().unwrap().iter().find(|p| p["id"] == DEMO_ACQUIRER).unwrap();
+    assert_eq!(listed["suspended"], true);
+
+    // Killed and restarted: still suspended.
+    daemon.kill9();
+    let mut daemon = Daemon::start(&data);
+    let mut acquirer = IsoClient::connect(daemon.iso);
+    acquirer.stan = 100;
+    assert_eq!(acquirer.sign_on().get(39), Some("00"));
+    let stan = acquirer.next_stan();
+    assert_eq!(acquirer.call(&financial("0200", "000000", DEMO_PAN, 1_000, &stan)).get(39), Some("57"));
+
+    // Reinstated: approved again, and a resend of the declined request still gets 57.
+    let (ok, out, err) = junction(&daemon, &["participant", "reinstate", &acquirer_id]);
+    assert!(ok && out.contains("reinstated"), "{out}{err}");
+    assert_eq!(acquirer.call(&financial("0200", "000000", DEMO_PAN, 1_000, &stan)).get(39), Some("57"));
+    let fresh = acquirer.next_stan();
+    assert_eq!(acquirer.call(&financial("0200", "000000", DEMO_PAN, 1_000, &fresh)).get(39), Some("00"));
+    let (status, _) = wallet_pays(&agent, daemon.http, &usd_merchant_qr(), "suspended-2", 300).unwrap();
+    assert_eq!(status, 200);
+
+    // An unknown participant: a clear refusal, nothing changed.
+    let (ok, out, err) = junction(&daemon, &["participant", "suspend", "999"]);
+    assert!(!ok && format!("{out}{err}").contains("999"), "{out}{err}");
+    daemon.terminate();
+}

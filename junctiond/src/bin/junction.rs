@@ -71,6 +71,12 @@ enum Command {
         #[command(subcommand)]
         command: CardsCommand,
     },
+    /// Suspend a participant (nothing new of it is approved; what it approved before
+    /// still completes, reverses and settles), or reinstate it.
+    Participant {
+        #[command(subcommand)]
+        command: ParticipantCommand,
+    },
     /// A participant's net debit cap in a currency.
     Cap {
         #[command(subcommand)]
@@ -130,6 +136,14 @@ enum CardsCommand {
     /// Provision the `[[cards]]` of a TOML file shaped like the configuration's (pan,
     /// account, expiry YYMM). The switch keeps only the vault's HMAC of each number.
     Load { file: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ParticipantCommand {
+    /// Decline its new requests (57, `participant_suspended`) from now on.
+    Suspend { participant: u64 },
+    /// Let its requests through again.
+    Reinstate { participant: u64 },
 }
 
 #[derive(Subcommand)]
@@ -352,10 +366,11 @@ fn main() -> Result<()> {
             let body = get(&cli, "/v1/admin/participants")?;
             for p in body["participants"].as_array().into_iter().flatten() {
                 println!(
-                    "{:>4}  {:<24} {}",
+                    "{:>4}  {:<24} {}{}",
                     p["id"].to_string(),
                     p["name"].as_str().unwrap_or("?"),
-                    p["role"].as_str().unwrap_or("?")
+                    p["role"].as_str().unwrap_or("?"),
+                    if p["suspended"].as_bool() == Some(true) { "  SUSPENDED" } else { "" }
                 );
                 for (currency, cap) in p["currencies"].as_object().into_iter().flatten() {
                     println!(
@@ -436,6 +451,14 @@ fn main() -> Result<()> {
             let cards = toml_records(file, "cards")?;
             let body = send(&cli, "POST", "/v1/admin/cards", Some(&serde_json::json!({ "cards": cards })))?;
             println!("{} card(s) provisioned", body["provisioned"]);
+        }
+        Command::Participant { command } => {
+            let (participant, action, done) = match command {
+                ParticipantCommand::Suspend { participant } => (participant, "suspend", "suspended"),
+                ParticipantCommand::Reinstate { participant } => (participant, "reinstate", "reinstated"),
+            };
+            send(&cli, "POST", &format!("/v1/admin/participants/{participant}/{action}"), None)?;
+            println!("participant {participant} {done}");
         }
         Command::Cap { command: CapCommand::Set { participant, ref currency, net_debit_cap } } => {
             let cap = serde_json::json!({ "currency": currency, "net_debit_cap": net_debit_cap });

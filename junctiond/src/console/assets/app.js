@@ -422,6 +422,20 @@
         const up = links.filter((l) => l.healthy).length;
         linkText = up + " in rotation, " + (links.length - up) + " out";
       }
+      if (p.suspended) {
+        state = "suspended";
+        stateText = "suspended" + (sessions.length ? ", signed on" : "");
+      }
+      let action = el("td", {});
+      if (p.role !== "switch") {
+        const button = el("button", {
+          type: "button",
+          class: "small action",
+          text: p.suspended ? "Reinstate…" : "Suspend…",
+        });
+        button.addEventListener("click", () => suspension(p));
+        action = el("td", {}, button);
+      }
       return el(
         "tr",
         { "data-participant": p.id },
@@ -433,6 +447,7 @@
         el("td", { text: signedOn.length ? ago(Math.min(...signedOn), now) : "–" }),
         el("td", { text: echoes.length ? ago(Math.max(...echoes), now) : sessions.length ? "none yet" : "–" }),
         el("td", { text: linkText }),
+        action,
       );
     });
     if (strangers.length > 0) {
@@ -441,7 +456,7 @@
           "tr",
           { class: "empty" },
           el("td", {
-            colSpan: 8,
+            colSpan: 9,
             text:
               strangers.length +
               " connection(s) not signed on: " +
@@ -450,7 +465,7 @@
         ),
       );
     }
-    replaceRows($("participants").tBodies[0], rows, "No participants.", 8);
+    replaceRows($("participants").tBodies[0], rows, "No participants.", 9);
   }
 
   function showPositions(view) {
@@ -683,6 +698,21 @@
     });
     if (!yes) return;
     await act(() => "Window #" + window + " marked settled.", () => api("POST", "/v1/admin/windows/" + window + "/settle"));
+  }
+
+  async function suspension(p) {
+    const suspending = !p.suspended;
+    const yes = await confirmAction({
+      title: (suspending ? "Suspend " : "Reinstate ") + p.name + " (#" + p.id + ")?",
+      text: suspending
+        ? "Its new requests, and those for its cards or merchants, are declined (57, participant_suspended) from the next one. What it approved before still completes, reverses and settles."
+        : "Its requests are authorized again from the next one.",
+    });
+    if (!yes) return;
+    await act(
+      () => p.name + (suspending ? " suspended." : " reinstated."),
+      () => api("POST", "/v1/admin/participants/" + p.id + (suspending ? "/suspend" : "/reinstate")),
+    );
   }
 
   async function changeCap(row) {
