@@ -89,6 +89,10 @@ pub struct IsoParticipant {
     pub key: MacKey,
     /// An issuer: its signed-on connections become its links.
     pub issuer: bool,
+    /// An acquirer: the only role that sends requests (purchases, refunds, reversals...).
+    /// A wallet, an FX provider or an issuer that signs on may echo and, for an issuer,
+    /// answer what it is sent, never originate a payment.
+    pub acquirer: bool,
 }
 
 pub struct IsoContext {
@@ -382,6 +386,16 @@ fn handle(
                 tracing::info!(participant = participant.id.0, "a response on a connection that is not an issuer link");
             }
         }
+        return;
+    }
+    if !participant.acquirer {
+        metrics.security_refusals.inc();
+        tracing::warn!(
+            participant = participant.id.0,
+            mti = message.mti(),
+            "a request from a participant that is not an acquirer"
+        );
+        direct(answer(&message, "63"), Some(participant));
         return;
     }
     if message.get(32).map(normalize_institution) != Some(normalize_institution(&participant.institution_id)) {

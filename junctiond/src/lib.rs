@@ -211,6 +211,7 @@ pub async fn run(mut config: Config) -> Result<()> {
             institution_id: p.institution_id.clone(),
             key,
             issuer: p.role == junction_engine::model::Role::Issuer,
+            acquirer: p.role == junction_engine::model::Role::Acquirer,
         });
     }
     let link_config = &config.issuer_links;

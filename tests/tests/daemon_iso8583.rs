@@ -206,3 +206,32 @@ fn pipelined_requests_and_clean_sigterm() {
     let daemon = Daemon::start(&dir.path().join("data"));
     assert_eq!(available(&daemon, 1001), "9995.00");
 }
+
+/// Roles hold over ISO 8583: a wallet and an issuer may sign on (and an issuer's host
+/// answers what it is sent), but a purchase from either is refused (63) and moves nothing;
+/// the acquirer's own goes through on the same switch.
+#[test]
+fn only_an_acquirer_originates_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"));
+    let before = available(&daemon, 1001);
+    for (name, institution, key) in
+        [("the wallet", "300001", DEMO_WALLET_KEY_HEX), ("the issuer", "100001", "11111111111111111111111111111111")]
+    {
+        let mut client = IsoClient::connect_as(daemon.iso, institution, key);
+        assert_eq!(client.sign_on().get(39), Some("00"), "{name} signs on");
+        let stan = client.next_stan();
+        let mut purchase = financial("0200", "000000", DEMO_PAN, 1_000, &stan);
+        purchase.set(32, institution).unwrap();
+        let answer = client.call(&purchase);
+        assert_eq!((answer.mti(), code(&answer)), ("0210", "63"), "a purchase from {name}");
+        // Echoes still work on the same connection.
+        let echo = network(&client.next_stan(), institution, "301");
+        assert_eq!(client.call(&echo).get(39), Some("00"));
+    }
+    assert_eq!(available(&daemon, 1001), before, "a refused purchase moved money");
+    let mut acquirer = IsoClient::connect(daemon.iso);
+    assert_eq!(acquirer.sign_on().get(39), Some("00"));
+    let stan = acquirer.next_stan();
+    assert_eq!(code(&acquirer.call(&financial("0200", "000000", DEMO_PAN, 1_000, &stan))), "00");
+}
