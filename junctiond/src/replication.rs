@@ -55,6 +55,12 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long one request to NATS (a publish's acknowledgement, a lease renewal) may take.
 const NATS_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a starting node keeps trying to open the journal stream and the lease bucket
+/// on a cluster that cannot place them yet (just formed, or a server short), and how long
+/// it waits between tries.
+const CLUSTER_OPEN_WAIT: Duration = Duration::from_secs(60);
+const CLUSTER_OPEN_RETRY: Duration = Duration::from_millis(500);
+
 /// Pause between attempts while NATS cannot be reached.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -156,10 +162,37 @@ impl Cluster {
         let mut js = jetstream::new(client);
         js.set_timeout(NATS_REQUEST_TIMEOUT);
         let subject = format!("{}.journal", config.stream);
+        let bucket = format!("{}_lease", config.stream);
+        // A cluster that has just formed (or lost a server) may not place a replicated
+        // stream at once: its creation times out or finds too few peers for a while. A
+        // node that starts meanwhile waits for it rather than exit.
+        let deadline = tokio::time::Instant::now() + CLUSTER_OPEN_WAIT;
+        loop {
+            match Cluster::open(&js, config, &subject, &bucket).await {
+                Ok((stream, lease)) => return Ok(Cluster { config: config.clone(), js, stream, lease, subject }),
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "the NATS cluster cannot open the journal yet; trying again"
+                    );
+                    tokio::time::sleep(CLUSTER_OPEN_RETRY).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// The journal stream and the lease bucket, created if they are not there.
+    async fn open(
+        js: &jetstream::Context,
+        config: &ReplicationConfig,
+        subject: &str,
+        bucket: &str,
+    ) -> Result<(stream::Stream, kv::Store)> {
         let stream = js
             .get_or_create_stream(stream::Config {
                 name: config.stream.clone(),
-                subjects: vec![subject.clone()],
+                subjects: vec![subject.to_string()],
                 num_replicas: config.replicas,
                 storage: stream::StorageType::File,
                 max_message_size: JOURNAL_ENTRY_BYTES_MAX as i32,
@@ -169,7 +202,6 @@ impl Cluster {
             })
             .await
             .with_context(|| format!("opening the journal stream {}", config.stream))?;
-        let bucket = format!("{}_lease", config.stream);
         // The bucket's stream is made here as the key-value API would make it: its own
         // create asks the server for account details that NATS 2.9 words differently.
         js.get_or_create_stream(stream::Config {
@@ -186,8 +218,8 @@ impl Cluster {
         })
         .await
         .with_context(|| format!("opening the lease bucket {bucket}"))?;
-        let lease = js.get_key_value(&bucket).await.with_context(|| format!("opening the lease bucket {bucket}"))?;
-        Ok(Cluster { config: config.clone(), js, stream, lease, subject })
+        let lease = js.get_key_value(bucket).await.with_context(|| format!("opening the lease bucket {bucket}"))?;
+        Ok((stream, lease))
     }
 
     /// The stream's last sequence: the last journal entry of the cluster.

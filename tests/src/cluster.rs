@@ -206,7 +206,16 @@ impl Node {
         let started = Instant::now();
         let receiver = self.ready.as_ref().expect("started");
         receiver.recv_timeout(within).unwrap_or_else(|_| {
-            panic!("node {} did not become primary within {within:?}; see {}", self.name, self.log.display())
+            // The folder goes with the test: what the node said comes with the failure.
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "node {} did not become primary within {within:?}; the end of {}:\n{}",
+                self.name,
+                self.log.display(),
+                tail.join("\n")
+            )
         });
         started.elapsed()
     }

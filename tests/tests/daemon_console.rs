@@ -481,6 +481,29 @@ async fn the_console_shows_live_figures_and_acts_only_with_the_admin_token() {
     // Chromium renames the file into place once it is whole.
     assert_eq!(std::fs::read(&downloaded).unwrap(), std::fs::read(folder.join("positions.csv")).unwrap());
 
+    // Suspending a participant from its row (with a confirmation), then reinstating it.
+    let wallet_row = format!("#participants tr[data-participant=\"{DEMO_WALLET}\"]");
+    for (label, suspended, badge) in [("Suspend…", true, "suspended"), ("Reinstate…", false, "QR API (HTTP)")] {
+        browser
+            .until(
+                label,
+                &format!("const b = document.querySelector('{wallet_row} button'); return b !== null && b.textContent === '{label}';"),
+            )
+            .await;
+        browser.script(&format!("document.querySelector('{wallet_row} button').click(); return true;")).await;
+        browser.until("the confirmation dialog", "return document.getElementById('confirm').open;").await;
+        browser.click("confirm-ok").await;
+        browser
+            .until(
+                "the participant's new state",
+                &format!("return document.querySelector('{wallet_row} .badge').textContent === '{badge}';"),
+            )
+            .await;
+        let participants = daemon.get_json("/v1/admin/participants");
+        let wallet = participants["participants"].as_array().unwrap().iter().find(|p| p["id"] == DEMO_WALLET).unwrap();
+        assert_eq!(wallet["suspended"], suspended, "{participants}");
+    }
+
     // The token stayed in this tab's session storage and out of every URL the page asked for.
     let urls = browser
         .script("return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);")
