@@ -134,8 +134,7 @@ pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
     else {
         return false;
     };
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
 }
 
 /// What a request's bearer token lets it do.
@@ -146,15 +145,20 @@ pub enum Access {
     Admin,
 }
 
+/// What the bearer token of `headers` lets it do, given the admin and the read token.
+pub fn access(headers: &HeaderMap, admin_token: &str, read_token: Option<&str>) -> Access {
+    if authorized(headers, admin_token) {
+        Access::Admin
+    } else if read_token.is_some_and(|token| authorized(headers, token)) {
+        Access::Read
+    } else {
+        Access::None
+    }
+}
+
 impl HttpContext {
     pub fn access(&self, headers: &HeaderMap) -> Access {
-        if authorized(headers, &self.admin_token) {
-            Access::Admin
-        } else if self.read_token.as_deref().is_some_and(|token| authorized(headers, token)) {
-            Access::Read
-        } else {
-            Access::None
-        }
+        access(headers, &self.admin_token, self.read_token.as_deref())
     }
 
     /// The answer to a change asked without the admin token: 401 without a token, 403

@@ -292,6 +292,24 @@ pub fn financial(mti: &str, processing: &str, pan: &str, amount: u64, stan: &str
     m
 }
 
+/// An issuer's host's answer to what the switch sent it: its fields echoed, `code`, and
+/// `auth` as field 38.
+pub fn issuer_answer(request: &Iso8583Message, code: &str, auth: Option<&str>) -> Iso8583Message {
+    let mut mti = request.mti().as_bytes().to_vec();
+    mti[2] += 1;
+    let mut answer = Iso8583Message::new(std::str::from_utf8(&mti).expect("an ASCII MTI")).expect("mti");
+    for field in [2, 3, 4, 7, 11, 12, 13, 32, 33, 37, 41, 42, 49, 70, 90] {
+        if let Some(value) = request.get(field) {
+            answer.set(field, value).expect("an echoed field");
+        }
+    }
+    answer.set(39, code).expect("39");
+    if let Some(auth) = auth {
+        answer.set(38, auth).expect("38");
+    }
+    answer
+}
+
 /// Field 90 naming an original request sent with `financial` (same transmission time).
 pub fn original_data(mti: &str, stan: &str) -> String {
     format!("{mti}{stan}1125120000{ACQUIRER_INSTITUTION:0>11}{:0>11}", 0)

@@ -46,30 +46,13 @@ fn acquirer(daemon: &Daemon) -> IsoClient {
     client
 }
 
-/// The issuer's answer to `request`: its fields echoed, `code`, and `auth` as field 38.
-fn answer(request: &Iso8583Message, code: &str, auth: Option<&str>) -> Iso8583Message {
-    let mut mti = request.mti().as_bytes().to_vec();
-    mti[2] += 1;
-    let mut answer = Iso8583Message::new(std::str::from_utf8(&mti).unwrap()).unwrap();
-    for field in [2, 3, 4, 7, 11, 12, 13, 32, 33, 37, 41, 42, 49, 90] {
-        if let Some(value) = request.get(field) {
-            answer.set(field, value).unwrap();
-        }
-    }
-    answer.set(39, code).unwrap();
-    if let Some(auth) = auth {
-        answer.set(38, auth).unwrap();
-    }
-    answer
-}
-
 /// The next message the switch sends the issuer that is not an echo (echoes are answered).
 fn next_from_switch(issuer: &mut IsoClient, wait: Duration) -> Option<Iso8583Message> {
     let deadline = Instant::now() + wait;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         let message = issuer.receive_within(left)?;
         if message.mti() == "0800" {
-            issuer.send(&answer(&message, "00", None), true);
+            issuer.send(&issuer_answer(&message, "00", None), true);
             continue;
         }
         return Some(message);
@@ -119,7 +102,7 @@ fn forwarded_and_relayed_with_macs_on_both_legs() {
     assert_eq!(forwarded.get(33), Some(SWITCH_INSTITUTION));
     assert_eq!(forwarded.get(37), purchase.get(37));
     assert_eq!(forwarded.get(11).unwrap().len(), 6);
-    issuer.send(&answer(&forwarded, "00", Some("HB1234")), true);
+    issuer.send(&issuer_answer(&forwarded, "00", Some("HB1234")), true);
     let relayed = acquirer.receive();
     assert_eq!((relayed.mti(), relayed.get(39), relayed.get(38)), ("0210", Some("00"), Some("HB1234")));
     assert_eq!(relayed.get(11), Some("000201"), "the acquirer's own STAN comes back");
@@ -131,7 +114,7 @@ fn forwarded_and_relayed_with_macs_on_both_legs() {
     let large = financial("0200", "000000", HOSTED_PAN, 900_000, "000202");
     acquirer.send(&large, true);
     let forwarded = next_from_switch(&mut issuer, Duration::from_secs(5)).unwrap();
-    issuer.send(&answer(&forwarded, "51", None), true);
+    issuer.send(&issuer_answer(&forwarded, "51", None), true);
     assert_eq!(acquirer.receive().get(39), Some("51"));
     assert_eq!(acquirer.call(&large).get(39), Some("51"));
     assert_eq!(acquirer.call(&purchase).get(38), Some("HB1234"), "a resend gets the issuer's auth code");
@@ -143,7 +126,7 @@ fn forwarded_and_relayed_with_macs_on_both_legs() {
     let forwarded = next_from_switch(&mut issuer, Duration::from_secs(5)).unwrap();
     acquirer.send(&slow, true);
     std::thread::sleep(Duration::from_millis(100));
-    issuer.send(&answer(&forwarded, "00", Some("HB5678")), true);
+    issuer.send(&issuer_answer(&forwarded, "00", Some("HB5678")), true);
     for _ in 0..2 {
         let relayed = acquirer.receive();
         assert_eq!((relayed.get(11), relayed.get(39), relayed.get(38)), (Some("000203"), Some("00"), Some("HB5678")));
@@ -156,7 +139,7 @@ fn forwarded_and_relayed_with_macs_on_both_legs() {
     acquirer.send(&token_purchase, true);
     let forwarded = next_from_switch(&mut issuer, Duration::from_secs(5)).unwrap();
     assert_eq!(forwarded.get(2), Some(HOSTED_FPAN));
-    issuer.send(&answer(&forwarded, "00", Some("HB0001")), true);
+    issuer.send(&issuer_answer(&forwarded, "00", Some("HB0001")), true);
     assert_eq!(acquirer.receive().get(39), Some("00"));
 
     // A reversal names its original as the issuer saw it: the switch's STAN in field 90.
@@ -168,7 +151,7 @@ fn forwarded_and_relayed_with_macs_on_both_legs() {
     let original = forwarded_reversal.get(90).unwrap();
     assert_eq!(&original[..4], "0200");
     assert_eq!(&original[31..], format!("{SWITCH_INSTITUTION:0>11}"));
-    issuer.send(&answer(&forwarded_reversal, "00", None), true);
+    issuer.send(&issuer_answer(&forwarded_reversal, "00", None), true);
     assert_eq!(acquirer.receive().get(39), Some("00"));
     assert_eq!(net_debit(&daemon, HOSTED_ISSUER), 13_045 - 700 + 500);
     // No secret in the log: the card numbers appear masked at most.
@@ -192,7 +175,7 @@ fn the_issuers_cap_holds_before_forwarding() {
     // never asked.
     acquirer.send(&financial("0200", "000000", HOSTED_PAN, 600, "000301"), true);
     let forwarded = next_from_switch(&mut issuer, Duration::from_secs(5)).unwrap();
-    issuer.send(&answer(&forwarded, "00", Some("CAP001")), true);
+    issuer.send(&issuer_answer(&forwarded, "00", Some("CAP001")), true);
     assert_eq!(acquirer.receive().get(39), Some("00"));
     assert_eq!(acquirer.call(&financial("0200", "000000", HOSTED_PAN, 600, "000302")).get(39), Some("05"));
     assert!(
@@ -202,11 +185,11 @@ fn the_issuers_cap_holds_before_forwarding() {
     // A decline by the host gives its reservation back: 4.00 still fits.
     acquirer.send(&financial("0200", "000000", HOSTED_PAN, 400, "000303"), true);
     let forwarded = next_from_switch(&mut issuer, Duration::from_secs(5)).unwrap();
-    issuer.send(&answer(&forwarded, "05", None), true);
+    issuer.send(&issuer_answer(&forwarded, "05", None), true);
     assert_eq!(acquirer.receive().get(39), Some("05"));
     acquirer.send(&financial("0200", "000000", HOSTED_PAN, 400, "000304"), true);
     let forwarded = next_from_switch(&mut issuer, Duration::from_secs(5)).expect("the cap was given back");
-    issuer.send(&answer(&forwarded, "00", Some("CAP002")), true);
+    issuer.send(&issuer_answer(&forwarded, "00", Some("CAP002")), true);
     assert_eq!(acquirer.receive().get(39), Some("00"));
     assert_eq!(net_debit(&daemon, HOSTED_ISSUER), 1_000);
 }
@@ -227,7 +210,7 @@ fn stand_in_is_advised_exactly_once_across_a_reconnect_and_a_kill9() {
     let stood_in = acquirer_host.receive();
     assert_eq!((stood_in.get(39), stood_in.get(44)), (Some("00"), Some("1")));
     // The host's late approval agrees: nothing more (the advice will tell it).
-    issuer_host.send(&answer(&forwarded, "00", Some("LATE01")), true);
+    issuer_host.send(&issuer_answer(&forwarded, "00", Some("LATE01")), true);
     // The host goes away; a purchase now is stood in at once, and one past the stand-in
     // limit per transaction (500.00) is declined 61.
     drop(issuer_host);
@@ -266,7 +249,7 @@ fn stand_in_is_advised_exactly_once_across_a_reconnect_and_a_kill9() {
             seen.entry(original).or_insert((advice.get(39).unwrap().into(), advice.get(4).map(String::from), 0));
         entry.2 += 1;
         if entry.2 >= 2 || acknowledged == 0 {
-            issuer_host.send(&answer(&advice, "00", None), true);
+            issuer_host.send(&issuer_answer(&advice, "00", None), true);
             acknowledged += 1;
         }
     }
@@ -299,14 +282,14 @@ fn a_late_approval_after_a_91_is_reversed_at_the_issuer() {
     assert_eq!((told.get(39), told.get(44)), (Some("91"), None));
     // The host approves late: the switch reverses that approval at the issuer (0420 naming
     // the request as forwarded), until acknowledged.
-    issuer_host.send(&answer(&forwarded, "00", Some("LATE02")), true);
+    issuer_host.send(&issuer_answer(&forwarded, "00", Some("LATE02")), true);
     let reversal = next_from_switch(&mut issuer_host, Duration::from_secs(5)).expect("a reversal of the late approval");
     assert_eq!(reversal.mti(), "0420");
     assert_eq!(reversal.get(4), Some("000000004200"));
     let original = reversal.get(90).unwrap();
     assert_eq!(&original[..4], "0200");
     assert_eq!(&original[4..10], forwarded.get(11).unwrap(), "field 90 names the STAN the issuer saw");
-    issuer_host.send(&answer(&reversal, "00", None), true);
+    issuer_host.send(&issuer_answer(&reversal, "00", None), true);
     assert!(next_from_switch(&mut issuer_host, Duration::from_millis(1_000)).is_none());
     assert_eq!(net_debit(&daemon, HOSTED_ISSUER), 0, "a 91 moves nothing");
 

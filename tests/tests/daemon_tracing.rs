@@ -10,7 +10,6 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_tests::*;
-use junction_wire::iso8583::Iso8583Message;
 use junctiond::config::TelemetryConfig;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -294,21 +293,4 @@ fn sampled_requests_are_traced_through_the_pipeline_to_an_otlp_collector() {
             assert!(!body.windows(pan.len()).any(|window| window == pan.as_bytes()), "a card number was exported");
         }
     }
-}
-
-/// The issuer's answer to what the switch sent it.
-fn issuer_answer(request: &Iso8583Message, code: &str, auth: Option<&str>) -> Iso8583Message {
-    let mut mti = request.mti().as_bytes().to_vec();
-    mti[2] += 1;
-    let mut answer = Iso8583Message::new(std::str::from_utf8(&mti).unwrap()).unwrap();
-    for field in [2, 3, 4, 7, 11, 12, 13, 32, 33, 37, 41, 42, 49, 70, 90] {
-        if let Some(value) = request.get(field) {
-            answer.set(field, value).unwrap();
-        }
-    }
-    answer.set(39, code).unwrap();
-    if let Some(auth) = auth {
-        answer.set(38, auth).unwrap();
-    }
-    answer
 }

@@ -221,9 +221,7 @@ async fn refund(
 }
 
 async fn list_rates(State(gateway): State<Arc<QrGateway>>, headers: HeaderMap) -> HttpResponse {
-    let reader = http::authorized(&headers, &gateway.admin_token)
-        || gateway.read_token.as_deref().is_some_and(|token| http::authorized(&headers, token));
-    if !reader {
+    if http::access(&headers, &gateway.admin_token, gateway.read_token.as_deref()) == http::Access::None {
         let message = "this view needs the read token or the admin token";
         return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
     }
