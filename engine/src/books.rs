@@ -40,6 +40,9 @@ pub const TRANSFER_CODE_STAND_IN_AUTHORIZATION: u16 = 15;
 pub const TRANSFER_CODE_INTERCHANGE: u16 = 16;
 /// The switch's fees, netted per journal entry (`fees.rs`).
 pub const TRANSFER_CODE_SWITCH_FEE: u16 = 17;
+/// A credit transfer between two payment systems (ISO 20022 pacs.008), or its return
+/// (pacs.004, or the switch returning what the receiving system refused or never took).
+pub const TRANSFER_CODE_CREDIT_TRANSFER: u16 = 18;
 
 /// Whether a transfer code is a fee's (interchange or the switch's).
 pub fn is_fee(code: u16) -> bool {

@@ -18,6 +18,10 @@ pub enum Role {
     /// The switch's own participant: it receives the switch's fees (`fees.rs`) and sends
     /// no traffic.
     Switch,
+    /// An instant-payment system linked through the switch (ISO 20022 credit transfers:
+    /// `junctiond/src/credit/`): it sends its users' credits to another system's users and
+    /// receives theirs, settling its net position in its one currency.
+    PaymentSystem,
 }
 
 /// A participant as provisioned. Keys are held by the gateways, not here.

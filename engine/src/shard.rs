@@ -20,14 +20,15 @@
 
 use crate::books::{
     participant_account, participant_of_account, TRANSFER_CODE_AUTHORIZATION, TRANSFER_CODE_COMPLETION,
-    TRANSFER_CODE_FX_LEG, TRANSFER_CODE_HOSTED_AUTHORIZATION, TRANSFER_CODE_HOSTED_COMPLETION,
-    TRANSFER_CODE_HOSTED_PURCHASE, TRANSFER_CODE_HOSTED_REFUND, TRANSFER_CODE_INTERCHANGE, TRANSFER_CODE_PURCHASE,
-    TRANSFER_CODE_QR_PAYMENT, TRANSFER_CODE_REFUND, TRANSFER_CODE_REVERSAL, TRANSFER_CODE_STAND_IN_AUTHORIZATION,
-    TRANSFER_CODE_STAND_IN_PURCHASE, TRANSFER_CODE_STAND_IN_REFUND, TRANSFER_CODE_SWITCH_FEE,
+    TRANSFER_CODE_CREDIT_TRANSFER, TRANSFER_CODE_FX_LEG, TRANSFER_CODE_HOSTED_AUTHORIZATION,
+    TRANSFER_CODE_HOSTED_COMPLETION, TRANSFER_CODE_HOSTED_PURCHASE, TRANSFER_CODE_HOSTED_REFUND,
+    TRANSFER_CODE_INTERCHANGE, TRANSFER_CODE_PURCHASE, TRANSFER_CODE_QR_PAYMENT, TRANSFER_CODE_REFUND,
+    TRANSFER_CODE_REVERSAL, TRANSFER_CODE_STAND_IN_AUTHORIZATION, TRANSFER_CODE_STAND_IN_PURCHASE,
+    TRANSFER_CODE_STAND_IN_REFUND, TRANSFER_CODE_SWITCH_FEE,
 };
 use crate::clock;
 use crate::codes::DeclineReason;
-use crate::detail::{rrn_of_reference, Detail, Text};
+use crate::detail::{rrn_of_reference, Channel, Detail, Text};
 use crate::faults::{Faults, Stage};
 use crate::fees::{Charges, Direction, FeeSchedule};
 use crate::headroom::{CapPool, LocalHeadroom};
@@ -603,7 +604,8 @@ impl Shard {
             }
         }
         let mut first = Transfer::new(request.key.0, payer_account.0, payee.0, request.amount, request.currency);
-        first.code = TRANSFER_CODE_QR_PAYMENT;
+        let credit_transfer = request.detail.channel == Channel::CreditTransfer;
+        first.code = if credit_transfer { TRANSFER_CODE_CREDIT_TRANSFER } else { TRANSFER_CODE_QR_PAYMENT };
         first.user_data_128 = request.reference;
         let mut legs = [first, first];
         let count = match fx {
@@ -637,8 +639,8 @@ impl Shard {
         };
         let reserved = [Some((cap, first.amount)), provider_cap];
         // A QR refund (it names the payment it refunds) books no fees: they were the
-        // payment's.
-        let charges = if request.detail.original_rrn.is_empty() {
+        // payment's. Credit transfers between payment systems carry no card or QR fees.
+        let charges = if request.detail.original_rrn.is_empty() && !credit_transfer {
             let charges = self.rules.fees.load().qr_charges(
                 (payer, request.currency, request.amount),
                 (payee_participant, credit_currency, credit_amount),

@@ -41,6 +41,10 @@ pub struct Config {
     /// Changeable at runtime through the admin API.
     #[serde(default)]
     pub bin_routes: Vec<BinRoute>,
+    /// Credit transfers between payment systems in ISO 20022 (`credit/`): where each
+    /// system's credits are pushed, the proxy directory, the limits per debtor.
+    #[serde(default)]
+    pub credit_transfers: CreditTransfersConfig,
     /// Interchange and the switch's fees (`engine/src/fees.rs`); changeable at runtime
     /// through the admin API. Absent: no fees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -291,6 +295,11 @@ pub struct ParticipantConfig {
     pub key: String,
     /// Net debit cap per currency, minor units.
     pub net_debit_caps: BTreeMap<String, u64>,
+    /// A payment system's endpoint (`http://` or `https://`): where the switch pushes the
+    /// credits for its users (pacs.008) and the returns for its own (pacs.004), and the
+    /// final status (pacs.002) of a credit it was first told is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -362,6 +371,99 @@ fn default_quote_ttl_ms() -> u64 {
 
 fn default_signature_skew_s() -> u64 {
     300
+}
+
+/// Credit transfers between payment systems (ISO 20022; `credit/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditTransfersConfig {
+    /// How long the sender's request waits for the receiving system's answer before the
+    /// switch answers "pending" (PDNG) and keeps trying in the background.
+    #[serde(default = "default_ct_answer_within_ms")]
+    pub answer_within_ms: u64,
+    /// How long one push to the receiving system may take.
+    #[serde(default = "default_ct_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+    /// How often a push that failed (no answer, an error) is tried again.
+    #[serde(default = "default_ct_retry_every_ms")]
+    pub retry_every_ms: u64,
+    /// How long after booking the switch keeps trying; then the money is returned to the
+    /// sender and its status is final (rejected, AB05).
+    #[serde(default = "default_ct_give_up_after_ms")]
+    pub give_up_after_ms: u64,
+    /// How long a final record is kept to answer resends (the duplicate window).
+    #[serde(default = "default_ct_records_kept_s")]
+    pub records_kept_s: u64,
+    /// What a debtor may send, per currency of the sending system.
+    #[serde(default)]
+    pub limits: Vec<CreditLimitConfig>,
+    /// Creditors named by a proxy (a mobile number, an email, a system's payee id).
+    #[serde(default)]
+    pub proxies: Vec<ProxyConfig>,
+}
+
+impl Default for CreditTransfersConfig {
+    fn default() -> Self {
+        CreditTransfersConfig {
+            answer_within_ms: default_ct_answer_within_ms(),
+            delivery_timeout_ms: default_ct_delivery_timeout_ms(),
+            retry_every_ms: default_ct_retry_every_ms(),
+            give_up_after_ms: default_ct_give_up_after_ms(),
+            records_kept_s: default_ct_records_kept_s(),
+            limits: Vec::new(),
+            proxies: Vec::new(),
+        }
+    }
+}
+
+fn default_ct_answer_within_ms() -> u64 {
+    5_000
+}
+
+fn default_ct_delivery_timeout_ms() -> u64 {
+    3_000
+}
+
+fn default_ct_retry_every_ms() -> u64 {
+    2_000
+}
+
+fn default_ct_give_up_after_ms() -> u64 {
+    60_000
+}
+
+fn default_ct_records_kept_s() -> u64 {
+    3 * 24 * 3600
+}
+
+/// The limits of one sending currency, in its minor units; 0 = no limit. Days and years
+/// are UTC calendar days and years.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditLimitConfig {
+    pub currency: String,
+    #[serde(default)]
+    pub per_transaction_max: u64,
+    #[serde(default)]
+    pub per_debtor_day_max: u64,
+    #[serde(default)]
+    pub per_debtor_year_max: u64,
+}
+
+/// A proxy and the creditor it names: the payment system that holds the creditor's
+/// account, and the account there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `MBNO` (mobile number), `EMAL` (email) or `PAYEEID` (a system's own payee id; sent
+    /// as a proprietary proxy type).
+    pub kind: String,
+    pub id: String,
+    /// The payment system participant that holds the account.
+    pub system: u64,
+    pub account: String,
+    #[serde(default)]
+    pub name: String,
 }
 
 /// One routing rule: a merchant QR of `scheme` whose merchant identifier equals
@@ -455,6 +557,67 @@ impl Config {
             }
         }
         spec.to_schedule(self.participant_countries()).map(Some).map_err(|e| invalid(format!("fees: {e}")))
+    }
+
+    /// Payment systems (one currency each, an endpoint), the proxies and the limits.
+    fn validate_credit_transfers(&self) -> Result<(), ConfigError> {
+        let ct = &self.credit_transfers;
+        for p in &self.participants {
+            match (p.role, &p.endpoint) {
+                (Role::PaymentSystem, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {}
+                (Role::PaymentSystem, _) => {
+                    return Err(invalid(format!(
+                        "participant {}: a payment_system needs an http:// or https:// endpoint where its credits are pushed",
+                        p.id
+                    )))
+                }
+                (_, Some(_)) => {
+                    return Err(invalid(format!("participant {}: only a payment_system has an endpoint", p.id)))
+                }
+                (_, None) => {}
+            }
+            if p.role == Role::PaymentSystem && p.net_debit_caps.len() != 1 {
+                return Err(invalid(format!(
+                    "participant {}: a payment_system settles in exactly one currency (one net_debit_caps entry)",
+                    p.id
+                )));
+            }
+        }
+        if ct.answer_within_ms == 0
+            || ct.delivery_timeout_ms == 0
+            || ct.retry_every_ms == 0
+            || ct.give_up_after_ms < ct.delivery_timeout_ms
+            || ct.records_kept_s == 0
+        {
+            return Err(invalid(
+                "credit_transfers: the times must be above zero, and give_up_after_ms at least delivery_timeout_ms",
+            ));
+        }
+        let mut currencies = std::collections::BTreeSet::new();
+        for limit in &ct.limits {
+            Currency::from_code(&limit.currency).map_err(|e| invalid(format!("credit_transfers.limits: {e}")))?;
+            if !currencies.insert(&limit.currency) {
+                return Err(invalid(format!("credit_transfers.limits: {} appears twice", limit.currency)));
+            }
+        }
+        let mut proxies = std::collections::BTreeSet::new();
+        for proxy in &ct.proxies {
+            let what = format!("credit_transfers.proxies {:?}", proxy.id);
+            if !matches!(proxy.kind.as_str(), "MBNO" | "EMAL" | "PAYEEID") {
+                return Err(invalid(format!("{what}: kind must be MBNO, EMAL or PAYEEID")));
+            }
+            if proxy.id.is_empty() || proxy.id.len() > 2048 || proxy.account.is_empty() || proxy.account.len() > 34 {
+                return Err(invalid(format!("{what}: id must be 1-2048 characters, account 1-34")));
+            }
+            if !proxies.insert((&proxy.kind, &proxy.id)) {
+                return Err(invalid(format!("{what}: appears twice")));
+            }
+            match self.participants.iter().find(|p| p.id == proxy.system) {
+                Some(p) if p.role == Role::PaymentSystem => {}
+                _ => return Err(invalid(format!("{what}: participant {} is not a payment_system", proxy.system))),
+            }
+        }
+        Ok(())
     }
 
     pub fn embedded_default() -> Result<Config, ConfigError> {
@@ -737,6 +900,7 @@ impl Config {
                 None => return Err(invalid(format!("{what}: unknown participant {}", route.acquirer))),
             }
         }
+        self.validate_credit_transfers()?;
         let mut pairs = std::collections::BTreeSet::new();
         for entry in &self.fx_rates {
             let rate = entry.to_rate().map_err(invalid)?;

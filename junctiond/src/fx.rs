@@ -159,6 +159,36 @@ impl FxRate {
         u64::try_from(charged).ok().filter(|amount| *amount <= AMOUNT_MAX).ok_or(FxError::Overflow)
     }
 
+    /// What the payee receives, in minor units of `payee`, for `payer_minor` of `payer`
+    /// (the payer fixed what it sends): the inverse of `payer_amount`, **rounded down**,
+    /// so the FX provider never loses a fraction here either.
+    pub fn payee_amount(&self, payer_minor: u64, payer: Currency, payee: Currency) -> Result<u64, FxError> {
+        if payer_minor > AMOUNT_MAX {
+            return Err(FxError::Overflow);
+        }
+        let (mantissa, scale) = self.parts();
+        let with_spread = BPS_ONE + u128::from(self.spread_bps);
+        let payee_exp = pow10(u32::from(payee.exponent()));
+        let payer_exp = pow10(u32::from(payer.exponent()));
+        let amount = u128::from(payer_minor);
+        let (numerator, denominator) = if self.base == payee && self.quote == payer {
+            // payee = amount / (mid × (1 + s)).
+            (
+                checked_product(&[amount, pow10(scale), BPS_ONE, payee_exp])?,
+                checked_product(&[mantissa, with_spread, payer_exp])?,
+            )
+        } else if self.base == payer && self.quote == payee {
+            // payee = amount × mid / (1 + s).
+            (
+                checked_product(&[amount, mantissa, BPS_ONE, payee_exp])?,
+                checked_product(&[pow10(scale), with_spread, payer_exp])?,
+            )
+        } else {
+            return Err(FxError::NoRate(payer, payee));
+        };
+        u64::try_from(numerator / denominator).ok().filter(|amount| *amount <= AMOUNT_MAX).ok_or(FxError::Overflow)
+    }
+
     /// The all-in rate the payer gets, payer units per payee unit, for display only
     /// (rounded to 10 decimal places; the amounts are computed exactly).
     pub fn customer_rate(&self, payer: Currency) -> Decimal {
@@ -300,6 +330,29 @@ mod tests {
             mid: parse_rate(mid).unwrap(),
             spread_bps,
         }
+    }
+
+    #[test]
+    fn received_amounts_round_down_for_the_provider() {
+        let (cny, hkd, usd, jpy) = (currency("CNY"), currency("HKD"), currency("USD"), currency("JPY"));
+        // CNY/HKD = 1.0850: 100.00 CNY sent buys 108.50 HKD exactly.
+        let cny_hkd = rate("CNY", "HKD", "1.0850", 0);
+        assert_eq!(cny_hkd.payee_amount(10_000, cny, hkd).unwrap(), 10_850);
+        // The other direction: 108.50 HKD sent buys 100.00 CNY; 1.00 HKD buys 0.9216... CNY,
+        // rounded down to 0.92.
+        assert_eq!(cny_hkd.payee_amount(10_850, hkd, cny).unwrap(), 10_000);
+        assert_eq!(cny_hkd.payee_amount(100, hkd, cny).unwrap(), 92);
+        // With a 1% spread: 101.00 CNY buys 108.50 HKD.
+        let spread = rate("CNY", "HKD", "1.0850", 100);
+        assert_eq!(spread.payee_amount(10_100, cny, hkd).unwrap(), 10_850);
+        // Never more than what payer_amount would charge for it.
+        let usd_jpy = rate("USD", "JPY", "150.25", 50);
+        for sent in [1, 99, 12_345, 1_000_000] {
+            let received = usd_jpy.payee_amount(sent, usd, jpy).unwrap();
+            assert!(usd_jpy.payer_amount(received, jpy, usd).unwrap() <= sent);
+            assert!(usd_jpy.payer_amount(received + 1, jpy, usd).unwrap() > sent);
+        }
+        assert!(matches!(cny_hkd.payee_amount(1, usd, hkd), Err(FxError::NoRate(..))));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod advices;
 pub mod background;
 pub mod config;
 pub mod console;
+pub mod credit;
 pub mod forwarding;
 pub mod fx;
 pub mod http;
@@ -281,6 +282,22 @@ pub async fn run(mut config: Config) -> Result<()> {
         )
         .map_err(anyhow::Error::msg)?,
     );
+    let credit_gateway = Arc::new(
+        credit::CreditGateway::new(
+            Arc::clone(&engine),
+            &config,
+            Arc::clone(&admission),
+            Arc::clone(&metrics),
+            qr_gateway.fx(),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    // The debtors' usage is loaded before anything is served (limits hold across restarts).
+    let loader = Arc::clone(&credit_gateway);
+    let open_credits = tokio::task::spawn_blocking(move || loader.load())
+        .await?
+        .map_err(|e| anyhow::anyhow!("loading the credit transfer records: {e}"))?;
+    tokio::spawn(credit::resume_and_prune(Arc::clone(&credit_gateway), open_credits, shutdown_rx.clone()));
     tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
     tokio::spawn(forwarding::late_answers(Arc::clone(&forwarding), late_answers));
     tokio::spawn(maintenance::issuer_links_loop(Arc::clone(&links), link_config.clone(), shutdown_rx.clone()));
@@ -300,8 +317,10 @@ pub async fn run(mut config: Config) -> Result<()> {
         live: console::live::Live::default(),
     });
     tokio::spawn(console::sample_loop(Arc::clone(&console), shutdown_rx.clone()));
-    let router =
-        http::admin_router(Arc::clone(&http_context)).merge(qr::router(qr_gateway)).merge(console::router(console));
+    let router = http::admin_router(Arc::clone(&http_context))
+        .merge(qr::router(qr_gateway))
+        .merge(credit::router(credit_gateway))
+        .merge(console::router(console));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let stopped = async move {

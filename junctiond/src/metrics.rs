@@ -16,6 +16,9 @@ use std::time::Duration;
 /// The `interface` label of answers: which front end sent them.
 pub const INTERFACE_ISO8583: &str = "iso8583";
 pub const INTERFACE_QR: &str = "qr";
+/// Credit transfers (`credit/`): the code is the ISO 20022 status (ACSC, PDNG) or status
+/// reason (AC01, AM02, DUPL, FF01, ...) of the answer.
+pub const INTERFACE_ISO20022: &str = "iso20022";
 
 pub struct Metrics {
     pub registry: Registry,
@@ -51,7 +54,7 @@ impl Metrics {
         let registry = Registry::new_custom(Some("junction".into()), None)?;
         let messages_received = IntCounter::new("iso8583_messages_received_total", "ISO 8583 messages received")?;
         let responses_by_code = IntCounterVec::new(
-            Opts::new("responses_total", "Answers sent, by front end (iso8583, qr) and ISO 8583 response code"),
+            Opts::new("responses_total", "Answers sent, by front end (iso8583, qr, iso20022) and response code (ISO 8583; ISO 20022 status or reason for iso20022)"),
             &["interface", "code"],
         )?;
         let refusals = IntCounterVec::new(

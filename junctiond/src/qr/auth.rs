@@ -80,6 +80,26 @@ impl Signers {
         self.participants.get(&id.0)
     }
 
+    /// Signs a request the switch sends to a participant (a push to a payment system) with
+    /// that participant's key, as the participant signs its own: the three headers'
+    /// values (participant, timestamp, signature).
+    pub fn sign(
+        &self,
+        id: ParticipantId,
+        method: &str,
+        path_and_query: &str,
+        idempotency_key: &str,
+        body: &[u8],
+        now_s: u64,
+    ) -> Option<[(&'static str, String); 3]> {
+        let known = self.participants.get(&id.0)?;
+        let (participant, timestamp) = (id.0.to_string(), now_s.to_string());
+        let mut mac = known.mac.clone();
+        feed_canonical(&mut mac, method, path_and_query, &timestamp, &participant, idempotency_key, body);
+        let signature = hex::encode(mac.finalize().into_bytes());
+        Some([(HEADER_PARTICIPANT, participant), (HEADER_TIMESTAMP, timestamp), (HEADER_SIGNATURE, signature)])
+    }
+
     /// Checks a signed request; the participant who signed it.
     pub fn verify(
         &self,

@@ -44,7 +44,7 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
-    pub(super) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, message)
     }
 
@@ -59,7 +59,7 @@ impl ApiError {
     }
 
     /// The answer for a request the engine declined.
-    pub(super) fn declined(reason: DeclineReason) -> ApiError {
+    pub(crate) fn declined(reason: DeclineReason) -> ApiError {
         let (status, code, message) = match reason {
             DeclineReason::NetDebitCapExceeded => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -108,7 +108,7 @@ impl IntoResponse for ApiError {
 
 /// Whether the engine's answer may be remembered as the key's final answer. Answers
 /// that never reached the ledger are not: a retry of the key is evaluated afresh.
-pub(super) fn is_final(reason: DeclineReason) -> bool {
+pub(crate) fn is_final(reason: DeclineReason) -> bool {
     !matches!(
         reason,
         DeclineReason::Overloaded

@@ -22,10 +22,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use junction_engine::books::{participant_account, participant_of_account, TRANSFER_CODE_FX_LEG};
-use junction_engine::codes::DeclineReason;
 use junction_engine::detail::{Channel, Detail, Text};
 use junction_engine::model::{
-    auth_code, EntryMode, FxLeg, Instrument, Operation, ReplySink, Request, RequestKey, Response, Role, TraceSlot,
+    auth_code, EntryMode, FxLeg, Instrument, Operation, Request, RequestKey, Response, Role, TraceSlot,
 };
 use junction_engine::{Engine, ResponseCode};
 use junction_ledger::{Currency, ParticipantId, PositionKey, TransferId};
@@ -48,7 +47,7 @@ pub struct QrGateway {
     pub(super) metrics: Arc<Metrics>,
     pub(super) signers: Signers,
     pub(super) routes: Routes,
-    pub(super) fx: FxTable,
+    pub(super) fx: Arc<FxTable>,
     pub(super) quotes: Quotes,
     pub(super) payments: Payments,
     pub(super) admin_token: String,
@@ -78,7 +77,7 @@ impl QrGateway {
             metrics,
             signers: Signers::new(config)?,
             routes: Routes::new(&config.qr_routes)?,
-            fx: FxTable::new(&rates)?,
+            fx: Arc::new(FxTable::new(&rates)?),
             quotes: Quotes::default(),
             payments: Payments::default(),
             admin_token: config.switch.admin_token.clone(),
@@ -91,16 +90,10 @@ impl QrGateway {
     }
 }
 
-/// Where the engine's answer goes: a tokio oneshot, so the handler awaits it without
-/// blocking a thread.
-pub(super) struct OneshotReply(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<Response>>>);
-
-impl ReplySink for OneshotReply {
-    fn send(&self, response: Response) {
-        if let Some(sender) = self.0.lock().take() {
-            // The handler may be gone (client disconnected); the transfer stands regardless.
-            let _ = sender.send(response);
-        }
+impl QrGateway {
+    /// The rate table (shared with the credit transfers' gateway).
+    pub fn fx(&self) -> Arc<FxTable> {
+        Arc::clone(&self.fx)
     }
 }
 
@@ -302,19 +295,10 @@ impl QrGateway {
     }
 
     async fn submit_admitted(&self, mut request: Request) -> Response {
-        let Some(_admitted) = self.admission.admit() else {
-            return Response::declined(0, request.key, DeclineReason::Overloaded);
-        };
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        request.reply = Arc::new(OneshotReply(parking_lot::Mutex::new(Some(sender))));
         if let (Some(telemetry), Some(context)) = (&self.telemetry, telemetry::http_request()) {
             request.trace = TraceSlot::new(Box::new(telemetry.child("engine", &context)));
         }
-        let key = request.key;
-        self.engine.submit(request);
-        // The engine answers every request it accepted; if it is stopping, the sink is
-        // dropped unanswered.
-        receiver.await.unwrap_or_else(|_| Response::declined(0, key, DeclineReason::SystemError))
+        crate::admission::round_trip(&self.engine, &self.admission, request).await
     }
 
     pub(super) fn engine_request(
@@ -339,7 +323,7 @@ impl QrGateway {
             detail: Detail { amount, currency_numeric: payer.1.numeric(), ..detail },
             tag: 0,
             // Replaced by `submit`.
-            reply: Arc::new(OneshotReply(parking_lot::Mutex::new(None))),
+            reply: crate::admission::no_reply(),
             trace: Default::default(),
         }
     }

@@ -49,8 +49,10 @@ mod tables;
 mod views;
 
 pub use auth::{
-    canonical_string, HEADER_IDEMPOTENCY_KEY, HEADER_PARTICIPANT, HEADER_SIGNATURE, HEADER_TIMESTAMP, SIGNATURE_SCHEME,
+    canonical_string, Known, Signers, HEADER_IDEMPOTENCY_KEY, HEADER_PARTICIPANT, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    SIGNATURE_SCHEME,
 };
+pub(crate) use errors::is_final;
 pub use errors::ApiError;
 pub use gateway::{QrGateway, REQUEST_BODY_BYTES_MAX};
 pub use handlers::router;

@@ -1,0 +1,176 @@
+//! Credit transfers between instant-payment systems in ISO 20022: the link that lets a
+//! user of one system pay a user of another, by mobile number, email, payee id or
+//! account, in seconds, in the other currency.
+//!
+//! | endpoint | signed by | body | answer |
+//! |---|---|---|---|
+//! | `POST /v1/iso20022/pacs.008` | the sending system | a credit (one transaction) | `pacs.002` |
+//! | `POST /v1/iso20022/pacs.004` | the receiving system | a return of a credit it took | `pacs.002` |
+//! | `POST /v1/iso20022/camt.056` | the sending system | a recall of a settled credit | `pacs.004` (or 409 JSON) |
+//!
+//! Participants of role `payment_system` sign like the QR API (`qr/auth.rs`: the same
+//! three headers over the same canonical string). Every message is read through
+//! `xml::read` (bounded, no DTD, validated against the official schema); a message that
+//! does not pass is answered `RJCT FF01` (HTTP 400). Every message the switch writes is
+//! checked against its schema too.
+//!
+//! # A credit's way
+//! 1. **Resolved**: the creditor's proxy (`CdtrAcct/Prxy`: `MBNO`, `EMAL`, or proprietary
+//!    `PAYEEID`) from `credit_transfers.proxies`, or its account at the system whose BIC
+//!    is `CdtrAgt`. Unknown: `AC01` (proxy) or `RC01` (agent), nothing booked.
+//! 2. **Priced**: `IntrBkSttlmAmt` in the sending system's currency fixes what is debited;
+//!    in the receiving system's, what the creditor receives (`AM03` otherwise). Between
+//!    two currencies, at the FX provider's rate of the moment (`fx.rs`: the debit rounded
+//!    up, the credit rounded down), the provider's legs linked with the credit.
+//! 3. **Limited**: per transaction, per debtor per UTC day and per UTC year
+//!    (`credit_transfers.limits`, by sending currency): `AM02`. The debtor is the sending
+//!    system's `DbtrAcct` (`RR01` when missing and a debtor limit applies).
+//! 4. **Booked**: one engine payment, the sending system's position to the receiving
+//!    system's (`AM04` when the sender's net debit cap has no room). The record, the
+//!    debtor's usage and the payment are durable before anything is answered.
+//! 5. **Pushed** to the receiving system's endpoint as a pacs.008 of its own (amount in its
+//!    currency, creditor's account resolved, the switch's reference `J` + 32 hex digits as
+//!    `TxId`), answered with its pacs.002. `ACSC` (or `ACCP`, `ACSP`, `ACWC`): settled.
+//!    `RJCT`: the money is returned to the sender (its reason passed on). No answer: tried
+//!    again every `retry_every_ms`; after `give_up_after_ms`, returned with `AB05`.
+//! 6. **Answered**: the sender's request waits up to `answer_within_ms` for the outcome:
+//!    `ACSC`, `RJCT` with the reason, or `PDNG`. After `PDNG`, the final pacs.002 is pushed
+//!    to the sender's endpoint (`<endpoint>/pacs.002`) when it is known.
+//!
+//! # The same answer every time
+//! A credit is known by its sending system and the message's `EndToEndId` and `TxId`. The
+//! same message again (any `MsgId`) gets the credit's status as it stands; another message
+//! with the same ids is refused `DUPL` and moves nothing. Records are kept for
+//! `records_kept_s`.
+//!
+//! # Returns and recalls
+//! A receiving system returns a credit with a pacs.004 naming the switch's reference as
+//! `OrgnlTxId` (the whole amount, in its currency: `AM09` otherwise). The switch books the
+//! return (the same amounts back through the same FX provider, which ends where it
+//! started) and pushes a pacs.004 to the sending system. A sending system recalls a settled
+//! credit with a camt.056; the switch passes it to the receiving system (`camt.056` at its
+//! endpoint), which agrees by answering with a pacs.004 (booked as above, and the sender
+//! gets its own pacs.004 as the answer) or refuses with any other answer (409
+//! `recall_refused`).
+//!
+//! Records live in the ledger's metadata (`records.rs`), so they survive a kill -9 and
+//! reach a standby with the journal; what a restart left unfinished is finished by
+//! `resume`.
+
+mod gateway;
+mod messages;
+mod records;
+pub mod xml;
+
+pub use gateway::{CreditGateway, XmlAnswer, CREDITS_IN_FLIGHT_MAX, SENDER_NOTICES_MAX};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::post;
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn router(gateway: Arc<CreditGateway>) -> Router {
+    Router::new()
+        .route("/v1/iso20022/pacs.008", post(credit))
+        .route("/v1/iso20022/pacs.004", post(credit_return))
+        .route("/v1/iso20022/camt.056", post(recall))
+        .layer(DefaultBodyLimit::max(xml::MESSAGE_BYTES_MAX))
+        .with_state(gateway)
+}
+
+fn xml_response(answer: XmlAnswer) -> HttpResponse {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [("content-type", "application/xml; charset=utf-8")], answer.body).into_response()
+}
+
+fn answered(result: Result<XmlAnswer, crate::qr::ApiError>) -> HttpResponse {
+    match result {
+        Ok(answer) => xml_response(answer),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, HttpResponse> {
+    body.map_err(|rejection| {
+        crate::http::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a message is at most {} bytes ({rejection})", xml::MESSAGE_BYTES_MAX),
+        )
+    })
+}
+
+async fn credit(
+    State(gateway): State<Arc<CreditGateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    match body_or_error(body) {
+        Ok(body) => answered(gateway.receive_credit(&headers, uri.path(), body).await),
+        Err(response) => response,
+    }
+}
+
+async fn credit_return(
+    State(gateway): State<Arc<CreditGateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    match body_or_error(body) {
+        Ok(body) => answered(gateway.receive_return(&headers, uri.path(), body).await),
+        Err(response) => response,
+    }
+}
+
+async fn recall(
+    State(gateway): State<Arc<CreditGateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    match body_or_error(body) {
+        Ok(body) => answered(gateway.receive_recall(&headers, uri.path(), body).await),
+        Err(response) => response,
+    }
+}
+
+/// How often final records past `records_kept_s` are removed.
+const PRUNE_EVERY_S: u64 = 300;
+
+/// Finishes what a previous run left open (`CreditGateway::load` found it), then removes
+/// old final records every few minutes until the daemon stops.
+pub async fn resume_and_prune(
+    gateway: Arc<CreditGateway>,
+    open: Vec<junction_engine::model::RequestKey>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if !open.is_empty() {
+        tracing::info!(credits = open.len(), "finishing the credit transfers a previous run left open");
+    }
+    for key in open {
+        let live = gateway.live.lock().get(&key.0).cloned();
+        if let Some(live) = live {
+            gateway.ensure_finishing(&live, key);
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(PRUNE_EVERY_S)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let pruner = Arc::clone(&gateway);
+        match tokio::task::spawn_blocking(move || pruner.prune()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "old credit transfer records removed"),
+            Ok(Err(error)) => tracing::warn!(%error, "removing old credit transfer records failed"),
+            Err(error) => tracing::warn!(%error, "removing old credit transfer records failed"),
+        }
+    }
+}
