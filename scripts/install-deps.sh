@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Junction needs on a fresh Debian (12 or 13) machine:
-# clang/libclang (RocksDB's bindings are generated with bindgen), xmllint (the ISO 20022
+# clang/libclang (RocksDB's bindings are generated with bindgen), libxml2-dev and pkg-config
+# (the daemon validates ISO 20022 messages with libxml2), xmllint (the ISO 20022
 # schema checks), nats-server (JetStream: the replication tests start their own clusters),
 # chromium and chromium-driver (the console's test drives a headless browser)
 # and the Python packages of the interop tests, pinned in tests/requirements.txt, in a
@@ -12,7 +13,7 @@ set -euo pipefail
 build_only=false
 [ "${1:-}" = "--build-only" ] && build_only=true
 
-apt_packages=(clang libclang-dev)
+apt_packages=(clang libclang-dev libxml2-dev pkg-config)
 # python3-dev and build-essential: a pinned package without a wheel for this Python
 # (libscrc on Debian 13's 3.13) builds from source.
 $build_only || apt_packages+=(libxml2-utils nats-server python3-venv python3-dev build-essential chromium chromium-driver)

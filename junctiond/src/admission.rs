@@ -92,6 +92,46 @@ impl Drop for Admitted<'_> {
     }
 }
 
+/// Where the engine's answer goes for an HTTP front end: a tokio oneshot, so the handler
+/// awaits it without blocking a thread.
+struct OneshotReply(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<junction_engine::model::Response>>>);
+
+impl junction_engine::model::ReplySink for OneshotReply {
+    fn send(&self, response: junction_engine::model::Response) {
+        if let Some(sender) = self.0.lock().take() {
+            // The handler may be gone (client disconnected); the transfer stands regardless.
+            let _ = sender.send(response);
+        }
+    }
+}
+
+/// A reply sink that answers nobody: for a request built before it is submitted (its
+/// sink is replaced by `round_trip`).
+pub fn no_reply() -> std::sync::Arc<dyn junction_engine::model::ReplySink> {
+    std::sync::Arc::new(OneshotReply(parking_lot::Mutex::new(None)))
+}
+
+/// Submits a request to the engine inside the in-flight bound and waits for its answer
+/// without blocking a thread; declined at once as overloaded at the bound.
+pub async fn round_trip(
+    engine: &junction_engine::Engine,
+    admission: &Admission,
+    mut request: junction_engine::model::Request,
+) -> junction_engine::model::Response {
+    use junction_engine::codes::DeclineReason;
+    use junction_engine::model::Response;
+    let Some(_admitted) = admission.admit() else {
+        return Response::declined(0, request.key, DeclineReason::Overloaded);
+    };
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    request.reply = std::sync::Arc::new(OneshotReply(parking_lot::Mutex::new(Some(sender))));
+    let key = request.key;
+    engine.submit(request);
+    // The engine answers every request it accepted; if it is stopping, the sink is
+    // dropped unanswered.
+    receiver.await.unwrap_or_else(|_| Response::declined(0, key, DeclineReason::SystemError))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -142,44 +182,4 @@ mod tests {
         assert!(admission.try_admit());
         assert_eq!(admission.in_flight(), 2);
     }
-}
-
-/// Where the engine's answer goes for an HTTP front end: a tokio oneshot, so the handler
-/// awaits it without blocking a thread.
-struct OneshotReply(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<junction_engine::model::Response>>>);
-
-impl junction_engine::model::ReplySink for OneshotReply {
-    fn send(&self, response: junction_engine::model::Response) {
-        if let Some(sender) = self.0.lock().take() {
-            // The handler may be gone (client disconnected); the transfer stands regardless.
-            let _ = sender.send(response);
-        }
-    }
-}
-
-/// A reply sink that answers nobody: for a request built before it is submitted (its
-/// sink is replaced by `round_trip`).
-pub fn no_reply() -> std::sync::Arc<dyn junction_engine::model::ReplySink> {
-    std::sync::Arc::new(OneshotReply(parking_lot::Mutex::new(None)))
-}
-
-/// Submits a request to the engine inside the in-flight bound and waits for its answer
-/// without blocking a thread; declined at once as overloaded at the bound.
-pub async fn round_trip(
-    engine: &junction_engine::Engine,
-    admission: &Admission,
-    mut request: junction_engine::model::Request,
-) -> junction_engine::model::Response {
-    use junction_engine::codes::DeclineReason;
-    use junction_engine::model::Response;
-    let Some(_admitted) = admission.admit() else {
-        return Response::declined(0, request.key, DeclineReason::Overloaded);
-    };
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    request.reply = std::sync::Arc::new(OneshotReply(parking_lot::Mutex::new(Some(sender))));
-    let key = request.key;
-    engine.submit(request);
-    // The engine answers every request it accepted; if it is stopping, the sink is
-    // dropped unanswered.
-    receiver.await.unwrap_or_else(|_| Response::declined(0, key, DeclineReason::SystemError))
 }

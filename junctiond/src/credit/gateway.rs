@@ -395,7 +395,7 @@ impl CreditGateway {
         let stored: Option<Record> =
             records::load(self.engine.ledger(), &records::record_key(key)).map_err(|e| unavailable(e.to_string()))?;
         if let Some(record) = stored {
-            return Ok(Admit::Stored(record));
+            return Ok(Admit::Stored(Box::new(record)));
         }
         if table.len() >= CREDITS_IN_FLIGHT_MAX {
             return Err(overloaded());
@@ -480,6 +480,7 @@ impl CreditGateway {
             usage: None,
             sender_told: false,
             notices: 0,
+            return_id: None,
         };
         match self.plan(sender, message, &mut record) {
             Ok(()) => (record, true),
@@ -851,6 +852,10 @@ impl CreditGateway {
                         // The sender's own request may still take the answer itself.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         let record = live.record.lock().clone();
+                        if !record.state.is_final() {
+                            // A return came in meanwhile: take it first.
+                            continue;
+                        }
                         if !record.sender_told {
                             match self.tell_sender(&record).await {
                                 Ok(()) => self.persist(&live.update(|r| r.sender_told = true)),
@@ -962,8 +967,11 @@ impl CreditGateway {
     /// pacs.002, or a pacs.004 when the receiving system returned the credit.
     async fn tell_sender(&self, record: &Record) -> Result<(), String> {
         let sender = self.systems.get(&record.sender).ok_or("unknown sending system")?;
-        let body = self.answer_of(record).body;
-        self.post(sender, "pacs.002", &record.reference, body).await.map(|_| ())
+        let (message, body) = match (&record.return_id, &record.state) {
+            (Some(_), State::Returned { .. }) => ("pacs.004", self.returned_notice(record).body),
+            _ => ("pacs.002", self.answer_of(record).body),
+        };
+        self.post(sender, message, &record.reference, body).await.map(|_| ())
     }
 
     // ---- pacs.004 from a receiving system, camt.056 from a sending system ----------------
@@ -1022,7 +1030,8 @@ impl CreditGateway {
                 let info = returned.info.clone().unwrap_or_else(|| "returned by the receiving system".into());
                 let return_id = returned.return_id.clone().unwrap_or_else(|| returned.msg_id.clone());
                 let updated = live.update(|r| {
-                    r.state = State::Returning { code: code.clone(), info: format!("{return_id}: {info}") };
+                    r.state = State::Returning { code: code.clone(), info: info.clone() };
+                    r.return_id = Some(return_id.clone());
                     r.sender_told = false;
                     r.notices = 0;
                 });
@@ -1247,7 +1256,7 @@ impl CreditGateway {
 
 enum Admit {
     Existing(Arc<Live>),
-    Stored(Record),
+    Stored(Box<Record>),
     New(Arc<Live>, bool),
 }
 

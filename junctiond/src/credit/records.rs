@@ -86,6 +86,10 @@ pub struct Record {
     /// Final statuses pushed to the sender without success.
     #[serde(default)]
     pub notices: u32,
+    /// The receiving system's return (pacs.004) of the settled credit, by its id: the
+    /// sender is told with a pacs.004 rather than a status report.
+    #[serde(default)]
+    pub return_id: Option<String>,
 }
 
 /// What a credit counted in its debtor's usage.

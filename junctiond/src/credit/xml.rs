@@ -208,14 +208,14 @@ fn validate(kind: Kind, bytes: &[u8]) -> Result<(), XmlError> {
         .map_err(|_| XmlError("not well-formed XML".into()))?;
     VALIDATORS.with(|cell| {
         let mut validators = cell.borrow_mut();
-        if !validators.contains_key(&kind) {
-            let mut parser = libxml::schemas::SchemaParserContext::from_buffer(kind.schema());
-            let context = libxml::schemas::SchemaValidationContext::from_parser(&mut parser)
-                .map_err(|_| XmlError(format!("the {} schema did not compile", kind.name_id())))?;
-            validators.insert(kind, context);
-        }
-        let Some(validator) = validators.get_mut(&kind) else {
-            return Err(XmlError(format!("the {} schema is missing", kind.name_id())));
+        let validator = match validators.entry(kind) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let mut parser = libxml::schemas::SchemaParserContext::from_buffer(kind.schema());
+                let context = libxml::schemas::SchemaValidationContext::from_parser(&mut parser)
+                    .map_err(|_| XmlError(format!("the {} schema did not compile", kind.name_id())))?;
+                entry.insert(context)
+            }
         };
         validator.validate_document(&document).map_err(|errors| {
             let first = errors.first().and_then(|e| e.message.clone()).unwrap_or_default();
