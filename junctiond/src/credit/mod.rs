@@ -85,6 +85,19 @@ pub fn router(gateway: Arc<CreditGateway>) -> Router {
         .with_state(gateway)
 }
 
+/// Reads a message as the gateway does and interprets it: the status reason code of its
+/// refusal (FF01 for what does not read or validate). For the fuzz target and tests.
+pub fn read_message(kind: xml::Kind, bytes: &[u8]) -> Result<(), &'static str> {
+    let leaves = xml::read(kind, bytes).map_err(|_| "FF01")?;
+    let interpreted = match kind {
+        xml::Kind::Pacs008 => messages::credit_transfer(&leaves).map(|_| ()),
+        xml::Kind::Pacs002 => messages::status_answer(&leaves).map(|_| ()),
+        xml::Kind::Pacs004 => messages::return_message(&leaves).map(|_| ()),
+        xml::Kind::Camt056 => messages::recall_message(&leaves).map(|_| ()),
+    };
+    interpreted.map_err(|refusal| refusal.code)
+}
+
 /// Largest request body read at all.
 const BODY_BYTES_MAX: usize = 4 * xml::MESSAGE_BYTES_MAX;
 
