@@ -43,6 +43,12 @@ pub const TRANSFER_CODE_SWITCH_FEE: u16 = 17;
 /// A credit transfer between two payment systems (ISO 20022 pacs.008), or its return
 /// (pacs.004, or the switch returning what the receiving system refused or never took).
 pub const TRANSFER_CODE_CREDIT_TRANSFER: u16 = 18;
+/// A tax refund paid to a tourist's card or wallet by a refund agent (and its clawback
+/// from a wallet).
+pub const TRANSFER_CODE_TAX_REFUND: u16 = 19;
+/// The guarantee hold a tax refund places on the card: released when the tourist's
+/// departure is confirmed, captured (the refund clawed back) when it is not.
+pub const TRANSFER_CODE_GUARANTEE: u16 = 20;
 
 /// Whether a transfer code is a fee's (interchange or the switch's).
 pub fn is_fee(code: u16) -> bool {

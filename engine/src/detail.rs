@@ -24,6 +24,7 @@ pub enum Channel {
     Iso8583 = 1,
     Qr = 2,
     CreditTransfer = 3,
+    TaxRefund = 4,
 }
 
 impl Channel {
@@ -33,13 +34,16 @@ impl Channel {
             Channel::Iso8583 => "iso8583",
             Channel::Qr => "qr",
             Channel::CreditTransfer => "credit_transfer",
+            Channel::TaxRefund => "tax_refund",
         }
     }
 
+    /// Every channel, as journaled.
+    pub const ALL: [Channel; 5] =
+        [Channel::Unknown, Channel::Iso8583, Channel::Qr, Channel::CreditTransfer, Channel::TaxRefund];
+
     fn from_byte(byte: u8) -> Option<Channel> {
-        [Channel::Unknown, Channel::Iso8583, Channel::Qr, Channel::CreditTransfer]
-            .into_iter()
-            .find(|c| *c as u8 == byte)
+        Channel::ALL.into_iter().find(|c| *c as u8 == byte)
     }
 }
 
@@ -100,6 +104,18 @@ impl MaskedCard {
         if digits.len() >= 13 && digits.iter().all(u8::is_ascii_digit) {
             card.first6.copy_from_slice(&digits[..6]);
             card.last4.copy_from_slice(&digits[digits.len() - 4..]);
+        }
+        card
+    }
+
+    /// Back from `display` (the masked form a gateway kept): the same `MaskedCard`.
+    pub fn from_display(masked: &str) -> MaskedCard {
+        let bytes = masked.as_bytes();
+        let mut card = MaskedCard { length: bytes.len().min(19) as u8, ..MaskedCard::default() };
+        let digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+        if bytes.len() >= 13 && digits(&bytes[..6]) && digits(&bytes[bytes.len() - 4..]) {
+            card.first6.copy_from_slice(&bytes[..6]);
+            card.last4.copy_from_slice(&bytes[bytes.len() - 4..]);
         }
         card
     }

@@ -486,6 +486,14 @@ impl Engine {
         self.vault.pan_key(pan)
     }
 
+    /// The account, currency and issuer of a card or device token on the switch's own
+    /// books (a tax refund's, say); `None` for a number the directory does not know.
+    pub fn card_account(&self, key: PanKey) -> Option<(AccountId, Currency, ParticipantId)> {
+        let entry = self.directory.get(key)?;
+        let view = self.ledger.account(entry.account)?;
+        Some((entry.account, view.account.currency, view.account.participant))
+    }
+
     // ---- admin side -----------------------------------------------------------------
 
     /// Provisions a participant: its position account in each currency and its caps.

@@ -22,6 +22,10 @@ pub enum Role {
     /// `junctiond/src/credit/`): it sends its users' credits to another system's users and
     /// receives theirs, settling its net position in its one currency.
     PaymentSystem,
+    /// A tax-refund operator in the shops' country (`junctiond/src/tax_refunds.rs`): pays
+    /// tourists' refunds to their cards or wallets, and gets them back when a departure is
+    /// not confirmed in time.
+    RefundAgent,
 }
 
 /// A participant as provisioned. Keys are held by the gateways, not here.
@@ -223,6 +227,13 @@ pub enum Operation {
     /// The outcome of a request forwarded to (or stood in for) the card's issuer host, to
     /// book (`hosted.rs`).
     Hosted(HostedBooking),
+    /// A tax refund to a card: the acquirer (a refund agent) pays the card's account the
+    /// request's amount in its own currency (through `fx`'s provider when the card's
+    /// currency is another), and in the same all-or-nothing group a guarantee hold of what
+    /// the card received is placed on it, for `guarantee_timeout_s`: released (a reversal
+    /// of the hold) when the tourist's departure is confirmed, captured (a completion) when
+    /// it is not. The hold's key is `RequestKey::derive_from(key, "guarantee")`.
+    TaxRefund { fx: Option<FxLeg>, guarantee_timeout_s: u32 },
 }
 
 /// The second leg of a cross-currency payment.

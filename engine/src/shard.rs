@@ -20,11 +20,11 @@
 
 use crate::books::{
     participant_account, participant_of_account, TRANSFER_CODE_AUTHORIZATION, TRANSFER_CODE_COMPLETION,
-    TRANSFER_CODE_CREDIT_TRANSFER, TRANSFER_CODE_FX_LEG, TRANSFER_CODE_HOSTED_AUTHORIZATION,
+    TRANSFER_CODE_CREDIT_TRANSFER, TRANSFER_CODE_FX_LEG, TRANSFER_CODE_GUARANTEE, TRANSFER_CODE_HOSTED_AUTHORIZATION,
     TRANSFER_CODE_HOSTED_COMPLETION, TRANSFER_CODE_HOSTED_PURCHASE, TRANSFER_CODE_HOSTED_REFUND,
     TRANSFER_CODE_INTERCHANGE, TRANSFER_CODE_PURCHASE, TRANSFER_CODE_QR_PAYMENT, TRANSFER_CODE_REFUND,
     TRANSFER_CODE_REVERSAL, TRANSFER_CODE_STAND_IN_AUTHORIZATION, TRANSFER_CODE_STAND_IN_PURCHASE,
-    TRANSFER_CODE_STAND_IN_REFUND, TRANSFER_CODE_SWITCH_FEE,
+    TRANSFER_CODE_STAND_IN_REFUND, TRANSFER_CODE_SWITCH_FEE, TRANSFER_CODE_TAX_REFUND,
 };
 use crate::clock;
 use crate::codes::DeclineReason;
@@ -408,6 +408,11 @@ impl Shard {
                 return Err((request, DeclineReason::CardExpired));
             }
         }
+        // A tax refund pays into the card in the card's currency: its own amount rules.
+        if let Operation::TaxRefund { fx, guarantee_timeout_s } = request.operation {
+            let (issuer, currency) = (account.participant, account.currency);
+            return self.tax_refund(request, account_id, (issuer, currency), fx, guarantee_timeout_s, now, batch);
+        }
         // 6. Amount sanity.
         if request.currency != account.currency {
             return Err((request, DeclineReason::CurrencyMismatch));
@@ -521,7 +526,9 @@ impl Shard {
                 self.reverse(request, account_id, participant, currency, original, batch)
             }
             // Handled before the account rules.
-            Operation::Payment { .. } | Operation::Hosted(_) => Err((request, DeclineReason::SystemError)),
+            Operation::Payment { .. } | Operation::Hosted(_) | Operation::TaxRefund { .. } => {
+                Err((request, DeclineReason::SystemError))
+            }
             Operation::Refund => {
                 // The acquirer pays the cardholder back: its cap is the one reserved.
                 let cap = (request.acquirer, currency);
@@ -604,8 +611,12 @@ impl Shard {
             }
         }
         let mut first = Transfer::new(request.key.0, payer_account.0, payee.0, request.amount, request.currency);
-        let credit_transfer = request.detail.channel == Channel::CreditTransfer;
-        first.code = if credit_transfer { TRANSFER_CODE_CREDIT_TRANSFER } else { TRANSFER_CODE_QR_PAYMENT };
+        let credit_transfer = matches!(request.detail.channel, Channel::CreditTransfer | Channel::TaxRefund);
+        first.code = match request.detail.channel {
+            Channel::CreditTransfer => TRANSFER_CODE_CREDIT_TRANSFER,
+            Channel::TaxRefund => TRANSFER_CODE_TAX_REFUND,
+            _ => TRANSFER_CODE_QR_PAYMENT,
+        };
         first.user_data_128 = request.reference;
         let mut legs = [first, first];
         let count = match fx {
@@ -639,7 +650,8 @@ impl Shard {
         };
         let reserved = [Some((cap, first.amount)), provider_cap];
         // A QR refund (it names the payment it refunds) books no fees: they were the
-        // payment's. Credit transfers between payment systems carry no card or QR fees.
+        // payment's. Credit transfers between payment systems and tax refunds carry no card
+        // or QR fees.
         let charges = if request.detail.original_rrn.is_empty() && !credit_transfer {
             let charges = self.rules.fees.load().qr_charges(
                 (payer, request.currency, request.amount),
@@ -655,6 +667,119 @@ impl Shard {
             Pending { request, reserved, credit, release_on_success: None, hold: None, stood_in: false },
             0,
             &charges,
+        );
+        Ok(())
+    }
+
+    /// A tax refund to a card (`Operation::TaxRefund`): the agent's payment into the card's
+    /// account, and the guarantee hold on the same account, as one linked group.
+    ///
+    /// Headroom: the agent's cap (and the FX provider's in the card's currency) are
+    /// reserved like a payment's. The issuer's gain from the refund is not given to it:
+    /// the guarantee holds it, as an authorization's reservation would, and it comes back
+    /// to the issuer when the hold is released (or expires); a capture turns it into the
+    /// clawback. So the issuer is never worse off than before the refund.
+    #[allow(clippy::too_many_arguments)]
+    fn tax_refund(
+        &mut self,
+        request: Request,
+        account_id: AccountId,
+        card: (ParticipantId, Currency),
+        fx: Option<FxLeg>,
+        guarantee_timeout_s: u32,
+        now: Now,
+        batch: &mut CommitBatch,
+    ) -> Result<(), (Request, DeclineReason)> {
+        let (issuer, card_currency) = card;
+        let credit_amount = fx.map_or(request.amount, |leg| leg.credit_amount);
+        let credit_currency = fx.map_or(request.currency, |leg| leg.credit_currency);
+        if credit_currency != card_currency {
+            return Err((request, DeclineReason::CurrencyMismatch));
+        }
+        if request.amount == 0
+            || request.amount > AMOUNT_PER_REQUEST_MAX
+            || credit_amount == 0
+            || credit_amount > AMOUNT_PER_REQUEST_MAX
+            || guarantee_timeout_s == 0
+        {
+            return Err((request, DeclineReason::InvalidAmount));
+        }
+        if self.holds.len() >= HOLDS_PER_SHARD_MAX {
+            return Err((request, DeclineReason::Overloaded));
+        }
+        let agent = (request.acquirer, request.currency);
+        if !self.headroom.reserve(&self.caps, agent, request.amount) {
+            return Err((request, DeclineReason::NetDebitCapExceeded));
+        }
+        let provider_cap = fx.map(|leg| ((leg.provider, card_currency), credit_amount));
+        if let Some((key, amount)) = provider_cap {
+            if !self.headroom.reserve(&self.caps, key, amount) {
+                self.headroom.unreserve(agent, request.amount);
+                return Err((request, DeclineReason::NetDebitCapExceeded));
+            }
+        }
+        let card_account = account_id.0;
+        let mut legs = [Transfer::new(request.key.0, 0, card_account, credit_amount, card_currency); 3];
+        let count = match fx {
+            None => {
+                legs[0].debit_account = participant_account(request.acquirer, request.currency);
+                1
+            }
+            Some(leg) => {
+                legs[0] = Transfer::new(
+                    request.key.0,
+                    participant_account(request.acquirer, request.currency).0,
+                    participant_account(leg.provider, request.currency).0,
+                    request.amount,
+                    request.currency,
+                );
+                legs[1] = Transfer::new(
+                    RequestKey::derive_from(request.key, "fx-leg").0,
+                    participant_account(leg.provider, card_currency).0,
+                    card_account,
+                    credit_amount,
+                    card_currency,
+                );
+                2
+            }
+        };
+        for leg in &mut legs[..count] {
+            leg.code = TRANSFER_CODE_TAX_REFUND;
+            leg.user_data_128 = request.reference;
+        }
+        let hold_key = RequestKey::derive_from(request.key, "guarantee");
+        let mut hold = Transfer::new(
+            hold_key.0,
+            card_account,
+            participant_account(request.acquirer, card_currency).0,
+            credit_amount,
+            card_currency,
+        );
+        hold.flags = TransferFlags::PENDING;
+        hold.timeout_s = guarantee_timeout_s;
+        hold.code = TRANSFER_CODE_GUARANTEE;
+        hold.user_data_128 = request.reference;
+        legs[count] = hold;
+        let expires_at_s = now.unix_s + u64::from(guarantee_timeout_s);
+        let held = HeldReservation {
+            cap: (issuer, card_currency),
+            amount: credit_amount,
+            expires_at_s,
+            rrn: request.detail.rrn,
+        };
+        self.holds.insert(hold_key, held);
+        self.hold_expiries.insert((expires_at_s, hold_key));
+        // The FX provider gains in the agent's currency; the issuer's gain is the hold's.
+        let credit = [
+            fx.and_then(|leg| {
+                (leg.provider != request.acquirer).then_some(((leg.provider, request.currency), request.amount))
+            }),
+            None,
+        ];
+        let reserved = [Some((agent, request.amount)), provider_cap];
+        batch.push(
+            &legs[..count + 1],
+            Pending { request, reserved, credit, release_on_success: None, hold: Some(hold_key), stood_in: false },
         );
         Ok(())
     }
@@ -814,6 +939,10 @@ impl Shard {
         amount: u64,
         direction: Direction,
     ) -> Charges {
+        // A tax refund's guarantee is not a purchase: its capture pays no interchange.
+        if request.detail.channel == Channel::TaxRefund {
+            return Charges::default();
+        }
         let schedule = self.rules.fees.load();
         let fees = schedule.card(request.acquirer, issuer, request.detail.mcc.as_str(), amount);
         let charges = schedule.card_charges(fees, request.acquirer, issuer, currency, direction);

@@ -45,6 +45,9 @@ pub struct Config {
     /// system's credits are pushed, the proxy directory, the limits per debtor.
     #[serde(default)]
     pub credit_transfers: CreditTransfersConfig,
+    /// Instant tax refunds for tourists (`tax_refunds.rs`).
+    #[serde(default)]
+    pub tax_refunds: TaxRefundsConfig,
     /// Interchange and the switch's fees (`engine/src/fees.rs`); changeable at runtime
     /// through the admin API. Absent: no fees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -436,6 +439,36 @@ fn default_ct_records_kept_s() -> u64 {
     3 * 24 * 3600
 }
 
+/// Instant tax refunds (`tax_refunds.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxRefundsConfig {
+    /// How long customs have to confirm a tourist's departure before the refund is clawed
+    /// back (90 days in China's scheme).
+    #[serde(default = "default_departure_within_s")]
+    pub departure_within_s: u64,
+    /// How often refunds past their time are looked for.
+    #[serde(default = "default_tax_sweep_every_ms")]
+    pub sweep_every_ms: u64,
+}
+
+impl Default for TaxRefundsConfig {
+    fn default() -> Self {
+        TaxRefundsConfig {
+            departure_within_s: default_departure_within_s(),
+            sweep_every_ms: default_tax_sweep_every_ms(),
+        }
+    }
+}
+
+fn default_departure_within_s() -> u64 {
+    90 * 24 * 3600
+}
+
+fn default_tax_sweep_every_ms() -> u64 {
+    60_000
+}
+
 /// The limits of one sending currency, in its minor units; 0 = no limit. Days and years
 /// are UTC calendar days and years.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -582,6 +615,11 @@ impl Config {
                     p.id
                 )));
             }
+        }
+        let tax = &self.tax_refunds;
+        // The guarantee hold (a u32 of seconds) outlives the window by a week.
+        if tax.departure_within_s == 0 || tax.departure_within_s > 10 * 365 * 24 * 3600 || tax.sweep_every_ms == 0 {
+            return Err(invalid("tax_refunds: departure_within_s must be 1 s to 10 years, sweep_every_ms above zero"));
         }
         if ct.answer_within_ms == 0
             || ct.delivery_timeout_ms == 0

@@ -65,7 +65,8 @@ impl Forwarding {
                 self.relay_inquiry(request, *message, pan, route).await;
                 return;
             }
-            Operation::Payment { .. } | Operation::Hosted(_) => {
+            // Not ISO 8583 requests: never forwarded.
+            Operation::Payment { .. } | Operation::Hosted(_) | Operation::TaxRefund { .. } => {
                 request.reply.send(Response::declined(request.tag, request.key, DeclineReason::SystemError));
                 return;
             }

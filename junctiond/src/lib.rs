@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod qr;
 pub mod replication;
+pub mod tax_refunds;
 pub mod telemetry;
 pub mod tls;
 pub mod windows;
@@ -298,6 +299,18 @@ pub async fn run(mut config: Config) -> Result<()> {
         .await?
         .map_err(|e| anyhow::anyhow!("loading the credit transfer records: {e}"))?;
     tokio::spawn(credit::resume_and_prune(Arc::clone(&credit_gateway), open_credits, shutdown_rx.clone()));
+    let tax_refunds = Arc::new(
+        tax_refunds::TaxRefunds::new(Arc::clone(&engine), &config, Arc::clone(&admission), qr_gateway.fx())
+            .map_err(anyhow::Error::msg)?,
+    );
+    let loader = Arc::clone(&tax_refunds);
+    let open_refunds = tokio::task::spawn_blocking(move || loader.load())
+        .await?
+        .map_err(|e| anyhow::anyhow!("loading the tax refund records: {e}"))?;
+    if open_refunds > 0 {
+        tracing::info!(open_refunds, "tax refunds with an open guarantee loaded");
+    }
+    tokio::spawn(tax_refunds::sweep_loop(Arc::clone(&tax_refunds), shutdown_rx.clone()));
     tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
     tokio::spawn(forwarding::late_answers(Arc::clone(&forwarding), late_answers));
     tokio::spawn(maintenance::issuer_links_loop(Arc::clone(&links), link_config.clone(), shutdown_rx.clone()));
@@ -320,6 +333,7 @@ pub async fn run(mut config: Config) -> Result<()> {
     let router = http::admin_router(Arc::clone(&http_context))
         .merge(qr::router(qr_gateway))
         .merge(credit::router(credit_gateway))
+        .merge(tax_refunds::router(tax_refunds))
         .merge(console::router(console));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {

@@ -11,6 +11,7 @@ use crate::format::TRANSACTIONS_HEADER;
 use crate::manifest::{participant_transactions_file_name, Manifest, POSITIONS_FILE, TRANSACTIONS_FILE};
 use crate::sink::READ_BUFFER_BYTES;
 use crate::text::{amount_string, parse_amount, parse_u64};
+use junction_engine::detail::Channel;
 use junction_ledger::Currency;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -116,7 +117,7 @@ pub(super) fn check_transactions(
         if !is_timestamp(field(column::TIMESTAMP)) {
             return Err(bad(column::TIMESTAMP));
         }
-        if !matches!(field(column::CHANNEL), b"iso8583" | b"qr" | b"credit_transfer" | b"") {
+        if !Channel::ALL.iter().any(|channel| channel.name().as_bytes() == field(column::CHANNEL)) {
             return Err(bad(column::CHANNEL));
         }
         let response = field(column::RESPONSE_CODE);
