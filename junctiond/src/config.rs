@@ -397,6 +397,9 @@ pub struct CreditTransfersConfig {
     /// How long a final record is kept to answer resends (the duplicate window).
     #[serde(default = "default_ct_records_kept_s")]
     pub records_kept_s: u64,
+    /// How long a quote (`POST /v1/iso20022/quotes`) locks its rate.
+    #[serde(default = "default_ct_quote_ttl_ms")]
+    pub quote_ttl_ms: u64,
     /// What a debtor may send, per currency of the sending system.
     #[serde(default)]
     pub limits: Vec<CreditLimitConfig>,
@@ -413,6 +416,7 @@ impl Default for CreditTransfersConfig {
             retry_every_ms: default_ct_retry_every_ms(),
             give_up_after_ms: default_ct_give_up_after_ms(),
             records_kept_s: default_ct_records_kept_s(),
+            quote_ttl_ms: default_ct_quote_ttl_ms(),
             limits: Vec::new(),
             proxies: Vec::new(),
         }
@@ -432,6 +436,10 @@ fn default_ct_retry_every_ms() -> u64 {
 }
 
 fn default_ct_give_up_after_ms() -> u64 {
+    60_000
+}
+
+fn default_ct_quote_ttl_ms() -> u64 {
     60_000
 }
 
@@ -626,6 +634,7 @@ impl Config {
             || ct.retry_every_ms == 0
             || ct.give_up_after_ms < ct.delivery_timeout_ms
             || ct.records_kept_s == 0
+            || ct.quote_ttl_ms == 0
         {
             return Err(invalid(
                 "credit_transfers: the times must be above zero, and give_up_after_ms at least delivery_timeout_ms",

@@ -189,6 +189,15 @@ impl FxRate {
         u64::try_from(numerator / denominator).ok().filter(|amount| *amount <= AMOUNT_MAX).ok_or(FxError::Overflow)
     }
 
+    /// The all-in rate as ISO 20022's `XchgRate` states it: units of the payee's currency
+    /// per unit of the payer's (what the payee gets = what the payer sends × this), for
+    /// display only (rounded to 10 decimal places; the amounts are computed exactly).
+    pub fn payee_per_payer(&self, payer: Currency) -> Decimal {
+        let spread = Decimal::from(BPS_ONE as u64 + u64::from(self.spread_bps)) / Decimal::from(BPS_ONE as u64);
+        let per_payer = if self.base == payer { self.mid / spread } else { Decimal::ONE / (self.mid * spread) };
+        per_payer.round_dp(10).normalize()
+    }
+
     /// The all-in rate the payer gets, payer units per payee unit, for display only
     /// (rounded to 10 decimal places; the amounts are computed exactly).
     pub fn customer_rate(&self, payer: Currency) -> Decimal {

@@ -357,7 +357,7 @@ impl TaxRefunds {
             let rate =
                 self.fx.lookup(currency, target_currency).map_err(|e| unprocessable("no_fx_rate", e.to_string()))?;
             record.provider = Some(rate.provider.0);
-            record.rate = Some(rate.customer_rate(currency).to_string());
+            record.rate = Some(rate.payee_per_payer(currency).to_string());
             rate.payee_amount(amount, currency, target_currency)
                 .ok()
                 .filter(|credit| *credit > 0)

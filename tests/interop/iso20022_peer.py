@@ -13,6 +13,7 @@ answer per line on stdout:
   {"cmd": "switch", "url": "http://127.0.0.1:8080"}
   {"cmd": "send", "as": 13, "kind": "pacs.008", "fields": {...}}  -> the switch's answer
   {"cmd": "raw", "as": 13, "kind": "pacs.008", "body": "..."}      -> the same, body as given
+  {"cmd": "json", "as": 13, "path": "/v1/iso20022/quotes", "body": {...}}  -> a signed JSON call
   {"cmd": "mode", "system": 14, "credit": "accept"|"reject:AC04"|"down"|"slow",
    "recall": "agree"|"refuse"}
   {"cmd": "received", "system": 14}  -> what the system's endpoint was sent
@@ -80,9 +81,11 @@ def pacs008(f):
     tx = {
         "PmtId": {"EndToEndId": f["e2e"], **({"TxId": f["tx_id"]} if f.get("tx_id") else {})},
         "IntrBkSttlmAmt": amount(f["amount"], f["ccy"]),
-        "ChrgBr": "SLEV",
-        "Dbtr": {"Nm": f.get("debtor_name", "LI Lei")},
     }
+    if f.get("xchg_rate"):
+        tx["XchgRate"] = f["xchg_rate"]
+    tx["ChrgBr"] = "SLEV"
+    tx["Dbtr"] = {"Nm": f.get("debtor_name", "LI Lei")}
     if f.get("debtor_account"):
         tx["DbtrAcct"] = {"Id": {"Othr": {"Id": f["debtor_account"]}}}
     tx["DbtrAgt"] = agent(f["sender_bic"])
@@ -361,6 +364,16 @@ def main():
             body = BUILDERS[command["kind"]](command["fields"])
             result = send(switch, systems[command["as"]], command["kind"], body)
             result["sent"] = body
+        elif cmd == "json":
+            system = systems[command["as"]]
+            data = json.dumps(command["body"]).encode()
+            headers = {"Content-Type": "application/json", **system.sign("POST", command["path"], "", data)}
+            request = urllib.request.Request(switch + command["path"], data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    result = {"http": response.status, "json": json.loads(response.read())}
+            except urllib.error.HTTPError as error:
+                result = {"http": error.code, "json": json.loads(error.read() or b"null")}
         elif cmd == "raw":
             result = send(switch, systems[command["as"]], command["kind"], command["body"])
         elif cmd == "mode":

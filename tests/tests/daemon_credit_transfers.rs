@@ -200,6 +200,8 @@ fn credits_between_two_payment_systems() {
     assert_eq!(pushed_field(&pushed[0], "IntrBkSttlmAmt"), "108.28");
     assert_eq!(pushed_field(&pushed[0], "IntrBkSttlmAmt@Ccy"), "HKD");
     assert_eq!(pushed_field(&pushed[0], "InstdAmt"), "100.00");
+    // XchgRate as ISO 20022 states it: what the creditor gets per unit sent, all in.
+    assert_eq!(pushed_field(&pushed[0], "XchgRate"), "1.0828343313");
     assert_eq!(pushed_field(&pushed[0], "CdtrAcct/Id/Othr/Id"), "HK-012-345678-001");
     assert_eq!(pushed_field(&pushed[0], "PmtId/EndToEndId"), "E2E-1");
     assert_eq!(pushed_field(&pushed[0], "PmtId/TxId"), reference);
@@ -373,7 +375,39 @@ fn credits_between_two_payment_systems() {
     assert_eq!(refused["http"], 409, "{refused}");
     assert_eq!(refused["json"]["error"]["code"], "recall_refused");
 
-    // 11. kill -9 with a credit still pending: after the restart it is finished, and every
+    // 11. A quote locks the rate: the credit that names it is booked at the quoted amounts
+    // even after the rate moved; once used, or for another amount, it names nothing.
+    peer.mode(HKD_SYSTEM, "accept", "agree");
+    let quote = peer.call(json!({"cmd": "json", "as": CNY_SYSTEM, "path": "/v1/iso20022/quotes",
+                                 "body": {"creditor_currency": "HKD", "amount": "100.00", "currency": "CNY"}}));
+    assert_eq!(quote["http"], 200, "{quote}");
+    assert_eq!(quote["json"]["credit"]["amount"], "108.28");
+    let rate = quote["json"]["xchg_rate"].as_str().unwrap().to_string();
+    let moved = junction_tests::http_agent()
+        .post(&daemon.url("/v1/admin/fx/rates"))
+        .header("authorization", &format!("Bearer {}", junction_tests::ADMIN_TOKEN))
+        .header("content-type", "application/json")
+        .send(
+            json!({"rates": [{"provider": 6, "base": "CNY", "quote": "HKD", "rate": "1.2000", "spread_bps": 20}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(moved.status().as_u16(), 200);
+    let mut quoted = credit("M-Q1", "E2E-Q1", "100.00", "CNY", HK_MOBILE, "D-Q");
+    quoted["xchg_rate"] = json!(rate);
+    assert_eq!(status(&peer.send(CNY_SYSTEM, "pacs.008", quoted.clone())).1, "ACSC");
+    let last = |peer: &mut Peer| peer.received(HKD_SYSTEM, "pacs.008").last().cloned().unwrap();
+    assert_eq!(pushed_field(&last(&mut peer), "IntrBkSttlmAmt"), "108.28", "the quoted amount, not the new rate's");
+    quoted["e2e"] = json!("E2E-Q2");
+    quoted["tx_id"] = json!("TX-E2E-Q2");
+    assert_eq!(status(&peer.send(CNY_SYSTEM, "pacs.008", quoted)).2, "NARR", "a quote is used once");
+    let now_rate = peer.send(CNY_SYSTEM, "pacs.008", credit("M-Q3", "E2E-Q3", "100.00", "CNY", HK_MOBILE, "D-Q"));
+    assert_eq!(status(&now_rate).1, "ACSC");
+    // 100.00 CNY at 1.2000 less 0.20%: 119.760..., rounded down.
+    assert_eq!(pushed_field(&last(&mut peer), "IntrBkSttlmAmt"), "119.76");
+
+    // 12. kill -9 with a credit still pending: after the restart it is finished, and every
     // answer and the debtors' usage are as they were.
     peer.mode(HKD_SYSTEM, "down", "agree");
     let interrupted = peer.send(CNY_SYSTEM, "pacs.008", credit("M-16", "E2E-16", "80.00", "CNY", HK_MOBILE, "D-9"));
@@ -396,7 +430,7 @@ fn credits_between_two_payment_systems() {
     let after = peer.send(CNY_SYSTEM, "pacs.008", credit("M-8d", "E2E-8d", "1.00", "CNY", HK_MOBILE, "D-1"));
     assert_eq!(status(&after).2, "AM02", "the debtor's day is remembered across the restart");
 
-    // 12. The window's files: both systems' nets, every step of the credits, verified.
+    // 13. The window's files: both systems' nets, every step of the credits, verified.
     let folder = close_window(&daemon);
     let output = Command::new(binary("junction")).args(["clearing", "verify"]).arg(&folder).output().unwrap();
     assert!(
@@ -413,12 +447,12 @@ fn credits_between_two_payment_systems() {
             .map_or(0, |row| row["net_minor"].parse().unwrap())
     };
     // The CNY system sent 100.00 (returned), 99,900.00, 45,000.00, 20.00 (refused and
-    // returned), 30.00, 40.00 (returned), 60.00 (recalled), 70.00 and 80.00: 145,080.00 out,
-    // and received what the HKD system's credits were worth in CNY.
+    // returned), 30.00, 40.00 (returned), 60.00 (recalled), 70.00, 100.00, 100.00 and 80.00:
+    // 145,280.00 out, and received what the HKD system's credits were worth in CNY.
     let minor = |text: &str| -> i64 { text.replace('.', "").parse().unwrap() };
     let received: i64 =
         peer.received(CNY_SYSTEM, "pacs.008").iter().map(|m| minor(&pushed_field(m, "IntrBkSttlmAmt"))).sum();
-    assert_eq!(net(CNY_SYSTEM, "CNY"), -14_508_000 + received);
+    assert_eq!(net(CNY_SYSTEM, "CNY"), -14_528_000 + received);
     let transactions = csv_rows(&folder.join("transactions.csv"));
     let credit_rows: Vec<_> = transactions.iter().filter(|row| row["channel"] == "credit_transfer").collect();
     assert!(credit_rows.iter().any(|row| row["merchant_id"] == "E2E-1" && row["original_rrn"].is_empty()));

@@ -100,9 +100,40 @@ pub struct CreditGateway {
     usage: Mutex<HashMap<String, Usage>>,
     http: ureq::Agent,
     next_message: AtomicU64,
+    /// Quotes handed out and not yet used or expired, by id.
+    quotes: Mutex<HashMap<String, CreditQuote>>,
 }
 
-/// The answer to a sender or a receiver: the HTTP status and an XML body.
+/// Most quotes held at once; past it, a new quote is refused with 503.
+pub const CREDIT_QUOTES_MAX: usize = 100_000;
+
+/// A rate locked for one sender, one pair and one amount, until it expires or is used.
+#[derive(Debug, Clone)]
+struct CreditQuote {
+    sender: u64,
+    debit: (u64, Currency),
+    credit: (u64, Currency),
+    /// Which side the sender fixed.
+    fixed: (u64, Currency),
+    provider: ParticipantId,
+    /// The all-in rate (credit currency per debit currency) as `XchgRate` carries it.
+    rate: rust_decimal::Decimal,
+    expires_at_ms: u64,
+}
+
+/// What `POST /v1/iso20022/quotes` asks.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteRequest {
+    /// The receiving system's currency.
+    pub creditor_currency: String,
+    /// The amount and its currency: the sender's (what is debited) or the creditor's
+    /// (what is received).
+    pub amount: String,
+    pub currency: String,
+}
+
+/// The answer to the sender or a receiver or a receiver: the HTTP status and an XML body.
 pub struct XmlAnswer {
     pub status: u16,
     pub body: String,
@@ -170,6 +201,7 @@ impl CreditGateway {
             usage: Mutex::new(HashMap::new()),
             http,
             next_message: AtomicU64::new(0),
+            quotes: Mutex::new(HashMap::new()),
         };
         Ok(gateway)
     }
@@ -329,6 +361,107 @@ impl CreditGateway {
                 },
             ),
         }
+    }
+
+    // ---- quotes -------------------------------------------------------------------------
+
+    /// `POST /v1/iso20022/quotes`: locks the FX provider's rate of the moment for one
+    /// credit of the sender's, until `quote_ttl_ms`. The sender's pacs.008 then carries the
+    /// quote's rate as `XchgRate` (and the same amount): it is booked at the quoted amounts.
+    pub fn quote(
+        &self,
+        headers: &axum::http::HeaderMap,
+        path: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, ApiError> {
+        let signer = self.verify(headers, path, body)?;
+        let sender = self.systems.get(&signer.id.0).ok_or_else(system_error)?;
+        let request: QuoteRequest = serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+        let unprocessable =
+            |code: &'static str, message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+        let creditor = Currency::from_code(&request.creditor_currency)
+            .ok()
+            .filter(|c| *c != sender.currency && self.systems.values().any(|s| s.currency == *c))
+            .ok_or_else(|| {
+                unprocessable(
+                    "unsupported_currency",
+                    format!("no other payment system settles in {}", request.creditor_currency),
+                )
+            })?;
+        let currency = Currency::from_code(&request.currency)
+            .ok()
+            .filter(|c| *c == sender.currency || *c == creditor)
+            .ok_or_else(|| {
+                unprocessable(
+                    "unsupported_currency",
+                    format!("the amount must be in {} or {creditor}", sender.currency),
+                )
+            })?;
+        let minor = crate::fx::parse_minor_units(&request.amount, currency)
+            .ok()
+            .filter(|m| *m > 0 && *m <= junction_engine::AMOUNT_PER_REQUEST_MAX)
+            .ok_or_else(|| {
+                unprocessable("invalid_amount", format!("{} is not a valid amount of {currency}", request.amount))
+            })?;
+        let rate = self.fx.lookup(sender.currency, creditor).map_err(|e| unprocessable("no_fx_rate", e.to_string()))?;
+        let (debit, credit) = if currency == sender.currency {
+            (minor, rate.payee_amount(minor, sender.currency, creditor).unwrap_or(0))
+        } else {
+            (rate.payer_amount(minor, creditor, sender.currency).unwrap_or(0), minor)
+        };
+        if debit == 0 || credit == 0 || debit > junction_engine::AMOUNT_PER_REQUEST_MAX {
+            return Err(unprocessable("invalid_amount", "the converted amount is not valid".into()));
+        }
+        let now = now_ms();
+        let quote = CreditQuote {
+            sender: sender.id.0,
+            debit: (debit, sender.currency),
+            credit: (credit, creditor),
+            fixed: (minor, currency),
+            provider: rate.provider,
+            rate: messages::base_one_rate(rate.payee_per_payer(sender.currency)),
+            expires_at_ms: now.saturating_add(self.settings.quote_ttl_ms),
+        };
+        let id = self.new_message_id("Q");
+        let mut quotes = self.quotes.lock();
+        quotes.retain(|_, q| q.expires_at_ms > now);
+        if quotes.len() >= CREDIT_QUOTES_MAX {
+            return Err(overloaded());
+        }
+        quotes.insert(id.clone(), quote.clone());
+        let money = |(minor, currency): (u64, Currency)| serde_json::json!({ "amount": currency.format_minor(minor.into()), "amount_minor": minor, "currency": currency.code() });
+        Ok(serde_json::json!({
+            "quote_id": id,
+            "xchg_rate": quote.rate.to_string(),
+            "debit": money(quote.debit),
+            "credit": money(quote.credit),
+            "expires_at_ms": quote.expires_at_ms,
+        }))
+    }
+
+    /// The live quote of this sender that a credit's `XchgRate` and amount name (used up).
+    fn take_quote(
+        &self,
+        sender: ParticipantId,
+        rate: &str,
+        fixed: (u64, Currency),
+        creditor: Currency,
+    ) -> Option<CreditQuote> {
+        let rate: rust_decimal::Decimal = rate.parse().ok()?;
+        let now = now_ms();
+        let mut quotes = self.quotes.lock();
+        let id = quotes
+            .iter()
+            .find(|(_, q)| {
+                q.sender == sender.0
+                    && q.expires_at_ms > now
+                    && q.fixed == fixed
+                    && q.credit.1 == creditor
+                    && q.rate == rate.normalize()
+            })
+            .map(|(id, _)| id.clone())?;
+        quotes.remove(&id)
     }
 
     // ---- pacs.008 from a sending system -------------------------------------------------
@@ -540,7 +673,23 @@ impl CreditGateway {
             .ok()
             .filter(|m| *m > 0 && *m <= junction_engine::AMOUNT_PER_REQUEST_MAX)
             .ok_or_else(|| Refusal::new("AM12", format!("the amount {} {currency} is not valid", message.amount)))?;
-        let (debit, credit) = if sender.currency == receiver.currency {
+        let quoted = match &message.exchange_rate {
+            Some(rate) if sender.currency != receiver.currency => {
+                let quote = self.take_quote(sender.id, rate, (minor, currency), receiver.currency).ok_or_else(|| {
+                    Refusal::new(
+                        "NARR",
+                        "XchgRate names no live quote of this amount: ask for a quote, or send no XchgRate to take the rate of the moment",
+                    )
+                })?;
+                record.provider = Some(quote.provider.0);
+                record.rate = Some(quote.rate.to_string());
+                Some((quote.debit.0, quote.credit.0))
+            }
+            _ => None,
+        };
+        let (debit, credit) = if let Some(amounts) = quoted {
+            amounts
+        } else if sender.currency == receiver.currency {
             (minor, minor)
         } else {
             let rate = self.fx.lookup(sender.currency, receiver.currency).map_err(|e| match e {
@@ -557,7 +706,7 @@ impl CreditGateway {
                 return Err(Refusal::new("AM12", "the converted amount is not valid"));
             }
             record.provider = Some(rate.provider.0);
-            record.rate = Some(rate.customer_rate(sender.currency).to_string());
+            record.rate = Some(messages::base_one_rate(rate.payee_per_payer(sender.currency)).to_string());
             (debit, credit)
         };
         record.debit_minor = debit;
@@ -1293,6 +1442,7 @@ fn content_digest(sender: ParticipantId, message: &CreditTransferMessage) -> Str
         &message.currency,
         message.debtor_account.as_deref().unwrap_or_default(),
         &creditor,
+        message.exchange_rate.as_deref().unwrap_or_default(),
     ] {
         hasher.update((part.len() as u32).to_be_bytes());
         hasher.update(part.as_bytes());

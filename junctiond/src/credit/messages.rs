@@ -36,6 +36,8 @@ pub struct CreditTransferMessage {
     pub creditor: Creditor,
     pub creditor_name: Option<String>,
     pub remittance: Option<String>,
+    /// `XchgRate`: the rate of a quote the sender took (`POST /v1/iso20022/quotes`).
+    pub exchange_rate: Option<String>,
 }
 
 /// A refusal of a message as a whole: an ISO status reason code and a text.
@@ -93,6 +95,7 @@ pub fn credit_transfer(leaves: &Leaves) -> Result<CreditTransferMessage, Refusal
         creditor,
         creditor_name: owned(&format!("{TX}/Cdtr/Nm")),
         remittance: owned(&format!("{TX}/RmtInf/Ustrd")),
+        exchange_rate: owned(&format!("{TX}/XchgRate")),
     })
 }
 
@@ -188,6 +191,12 @@ pub fn recall_message(leaves: &Leaves) -> Result<RecallMessage, Refusal> {
             .or_else(|| leaves.text(&format!("{T}/CxlRsnInf/Rsn/Prtry")))
             .map(str::to_owned),
     })
+}
+
+/// A rate as `BaseOneRate` allows it: at most 11 significant digits, 10 of them decimals.
+pub fn base_one_rate(rate: rust_decimal::Decimal) -> rust_decimal::Decimal {
+    let integer_digits = if rate >= rust_decimal::Decimal::ONE { rate.trunc().to_string().len() as u32 } else { 0 };
+    rate.round_dp(10.min(11u32.saturating_sub(integer_digits))).normalize()
 }
 
 /// An agent by BIC.
@@ -320,7 +329,7 @@ pub fn push(push: &Push<'_>) -> String {
     let _ = write!(out, "<IntrBkSttlmDt>{}</IntrBkSttlmDt>", xml::date(push.created_ms));
     if let Some((minor, currency, rate)) = push.instructed {
         amount(&mut out, "InstdAmt", minor, currency);
-        let _ = write!(out, "<XchgRate>{}</XchgRate>", rate.normalize());
+        let _ = write!(out, "<XchgRate>{}</XchgRate>", base_one_rate(rate));
     }
     out.push_str("<ChrgBr>SLEV</ChrgBr>");
     out.push_str("<Dbtr>");

@@ -7,6 +7,7 @@
 //! | `POST /v1/iso20022/pacs.008` | the sending system | a credit (one transaction) | `pacs.002` |
 //! | `POST /v1/iso20022/pacs.004` | the receiving system | a return of a credit it took | `pacs.002` |
 //! | `POST /v1/iso20022/camt.056` | the sending system | a recall of a settled credit | `pacs.004` (or 409 JSON) |
+//! | `POST /v1/iso20022/quotes` | the sending system | JSON `{"creditor_currency", "amount", "currency"}` | JSON: a quote |
 //!
 //! Participants of role `payment_system` sign like the QR API (`qr/auth.rs`: the same
 //! three headers over the same canonical string). Every message is read through
@@ -21,7 +22,10 @@
 //! 2. **Priced**: `IntrBkSttlmAmt` in the sending system's currency fixes what is debited;
 //!    in the receiving system's, what the creditor receives (`AM03` otherwise). Between
 //!    two currencies, at the FX provider's rate of the moment (`fx.rs`: the debit rounded
-//!    up, the credit rounded down), the provider's legs linked with the credit.
+//!    up, the credit rounded down), the provider's legs linked with the credit; or at a
+//!    quote's: the sender asked `POST /v1/iso20022/quotes` for the same amount and puts the
+//!    quote's `xchg_rate` in `XchgRate` (used once, until `quote_ttl_ms`; a rate that names
+//!    no live quote: `NARR`).
 //! 3. **Limited**: per transaction, per debtor per UTC day and per UTC year
 //!    (`credit_transfers.limits`, by sending currency): `AM02`. The debtor is the sending
 //!    system's `DbtrAcct` (`RR01` when missing and a debtor limit applies).
@@ -79,6 +83,7 @@ pub fn router(gateway: Arc<CreditGateway>) -> Router {
         .route("/v1/iso20022/pacs.008", post(credit))
         .route("/v1/iso20022/pacs.004", post(credit_return))
         .route("/v1/iso20022/camt.056", post(recall))
+        .route("/v1/iso20022/quotes", post(quote))
         // Bodies somewhat over a message's bound still reach `xml::read`, which answers them
         // FF01 like any other unreadable message; far over it, 413.
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -143,6 +148,21 @@ async fn credit_return(
 ) -> HttpResponse {
     match body_or_error(body) {
         Ok(body) => answered(gateway.receive_return(&headers, uri.path(), body).await),
+        Err(response) => *response,
+    }
+}
+
+async fn quote(
+    State(gateway): State<Arc<CreditGateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    match body_or_error(body) {
+        Ok(body) => match gateway.quote(&headers, uri.path(), &body) {
+            Ok(view) => axum::Json(view).into_response(),
+            Err(error) => error.into_response(),
+        },
         Err(response) => *response,
     }
 }

@@ -73,7 +73,7 @@ pub struct Record {
     pub credit_currency: String,
     /// The FX provider, when the currencies differ.
     pub provider: Option<u64>,
-    /// The all-in rate (debit currency per credit currency), as text.
+    /// The all-in rate (credit currency per debit currency, as `XchgRate`), as text.
     pub rate: Option<String>,
     pub received_ms: u64,
     pub state: State,
