@@ -3,6 +3,7 @@
 
 mod clearing_bench;
 mod codec_bench;
+mod iso20022_bench;
 mod ledger_bench;
 mod machine;
 mod pipeline_bench;
@@ -30,6 +31,8 @@ enum Command {
     Recovery(recovery_bench::RecoveryArgs),
     /// CPU per request of the ISO 8583 socket path's codec work: decode, MACs, answer.
     Codec(codec_bench::CodecArgs),
+    /// CPU per ISO 20022 message of the credit transfers' gateway: scan, schema validation, reading.
+    Iso20022(iso20022_bench::Iso20022Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Clearing(args) => clearing_bench::run(&args),
         Command::Recovery(args) => recovery_bench::run(&args),
         Command::Codec(args) => codec_bench::run(&args),
+        Command::Iso20022(args) => iso20022_bench::run(&args),
     }
 }

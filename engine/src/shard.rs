@@ -387,7 +387,10 @@ impl Shard {
                 if is_expired(expiry_yymm, now.yymm) {
                     return Err((request, DeclineReason::TokenExpired));
                 }
-                if !modes.allows(request.entry_mode) {
+                // A tax refund pays into the token's account: no use of the token at a
+                // terminal, so no domain to keep it to.
+                let paid_in = matches!(request.operation, Operation::TaxRefund { .. });
+                if !paid_in && !modes.allows(request.entry_mode) {
                     return Err((request, DeclineReason::TokenDomainViolation));
                 }
             }

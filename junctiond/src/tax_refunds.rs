@@ -165,6 +165,9 @@ pub struct TaxRefunds {
     settings: TaxRefundsConfig,
     /// Refunds not final yet, by request key (all of them are in the metadata too).
     open: Mutex<HashMap<u128, Record>>,
+    /// Releases and clawbacks one at a time: a departure confirmed just as the sweep finds
+    /// the refund due never races it for the same hold.
+    steps: tokio::sync::Mutex<()>,
 }
 
 impl TaxRefunds {
@@ -181,6 +184,7 @@ impl TaxRefunds {
             fx,
             settings: config.tax_refunds.clone(),
             open: Mutex::new(HashMap::new()),
+            steps: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -393,8 +397,15 @@ impl TaxRefunds {
     ) -> Result<HttpResponse, ApiError> {
         let agent = self.verify(&headers, &method, &uri, &[])?;
         let key = RequestKey::derive("tax-refund", &[&agent.id.0.to_be_bytes(), refund_id.as_bytes()]);
+        let _one_at_a_time = self.steps.lock().await;
         let mut record = self.stored(key)?.ok_or_else(unknown)?;
         match record.state {
+            RefundState::Guaranteed if now_ms() >= record.departure_by_ms => {
+                return Err(ApiError::conflict(
+                    "too_late",
+                    "the departure was not confirmed in time: the refund is clawed back",
+                ))
+            }
             RefundState::Guaranteed | RefundState::Releasing => {}
             RefundState::Released => return self.answer(&record),
             RefundState::ClawingBack | RefundState::ClawedBack => {
@@ -569,6 +580,7 @@ impl TaxRefunds {
     /// One sweep: finishes steps left open (a restart, an overload) and claws back the
     /// refunds whose departure was not confirmed in time.
     async fn sweep(&self) {
+        let _one_at_a_time = self.steps.lock().await;
         let now = now_ms();
         let due: Vec<Record> = self
             .open

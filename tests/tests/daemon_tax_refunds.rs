@@ -135,6 +135,19 @@ fn tax_refunds_paid_guaranteed_released_and_clawed_back() {
     assert_eq!((status, d["state"].as_str()), (200, Some("released")));
     wait_state(&daemon, "TR-C", "clawed_back");
 
+    // F: to the card's device token (DPAN): the same account, released.
+    let mut to_token = to_card("TR-F", "10.00");
+    to_token["card"]["number"] = json!("4895370000000013");
+    let (status, f) = refund(&daemon, &to_token);
+    assert_eq!(
+        (status, f["state"].as_str(), f["card"].as_str()),
+        (200, Some("guaranteed"), Some("489537******0013")),
+        "{f}"
+    );
+    let (status, f) = call(&daemon, "POST", "/v1/tax-refunds/TR-F/departure", "", AGENT, AGENT_KEY);
+    assert_eq!((status, f["state"].as_str()), (200, Some("released")));
+    let after_a = available(&daemon);
+
     // Refused: an unknown card, neither or both targets, no invoice, an unsigned call, a
     // wallet calling.
     let (status, unknown) = refund(
@@ -174,9 +187,9 @@ fn tax_refunds_paid_guaranteed_released_and_clawed_back() {
     let daemon = Daemon::start_with_config(&data, &config);
     wait_state(&daemon, "TR-E", "clawed_back");
     assert_eq!(state(&daemon, "TR-A"), "released");
-    assert_eq!(available(&daemon), after_a, "the card ends with A only");
+    assert_eq!(available(&daemon), after_a, "the card ends with A and F only");
 
-    // The window's files: the agent paid CNY 1,150.00; it took back B's and E's USD (the
+    // The window's files: the agent paid CNY 1,160.00; it took back B's and E's USD (the
     // cards' holds are in their currency) and C's CNY 300.00 (a wallet's refund comes back
     // through the FX provider at the refund's own amounts); every step is a row naming its
     // refund.
@@ -195,7 +208,7 @@ fn tax_refunds_paid_guaranteed_released_and_clawed_back() {
             .find(|row| row["participant_id"] == participant.to_string() && row["currency"] == currency)
             .map_or(0, |row| row["net_minor"].parse().unwrap())
     };
-    assert_eq!(net(AGENT, "CNY"), -115_000 + 30_000);
+    assert_eq!(net(AGENT, "CNY"), -116_000 + 30_000);
     assert_eq!(net(AGENT, "USD"), (b_credit + e_credit) as i64);
     assert_eq!(net(AGENT, "SGD"), 0);
     // The wallet kept D's refund only.

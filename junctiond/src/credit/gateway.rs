@@ -216,17 +216,23 @@ impl CreditGateway {
             table.insert(entry.debtor.clone(), entry);
         }
         drop(table);
-        let all: Vec<Record> = records::load_all(ledger, records::META_CREDIT).map_err(|e| e.to_string())?;
+        // Streamed: only the unfinished records are kept.
         let mut open = Vec::new();
         let mut live = self.live.lock();
-        for record in all {
-            let unfinished = !record.state.is_final() || (!record.sender_told && record.notices < SENDER_NOTICES_MAX);
-            let Some(key) = record.request_key() else { continue };
-            if unfinished {
-                live.insert(key.0, Arc::new(Live::new(record)));
-                open.push(key);
-            }
-        }
+        ledger
+            .scan_metadata(&[records::META_CREDIT], |_, value| {
+                let Ok(record) = serde_json::from_slice::<Record>(value) else {
+                    tracing::error!("a credit transfer record does not decode; skipped");
+                    return;
+                };
+                let unfinished =
+                    !record.state.is_final() || (!record.sender_told && record.notices < SENDER_NOTICES_MAX);
+                if let (true, Some(key)) = (unfinished, record.request_key()) {
+                    live.insert(key.0, Arc::new(Live::new(record)));
+                    open.push(key);
+                }
+            })
+            .map_err(|e| e.to_string())?;
         Ok(open)
     }
 
@@ -235,19 +241,29 @@ impl CreditGateway {
     pub fn prune(&self) -> Result<usize, String> {
         let ledger = self.engine.ledger();
         let cutoff = now_ms().saturating_sub(self.settings.records_kept_s.saturating_mul(1000));
-        let all: Vec<Record> = records::load_all(ledger, records::META_CREDIT).map_err(|e| e.to_string())?;
+        // Streamed: only what goes is kept, not every record of the duplicate window.
         let mut deletes = Vec::new();
-        for record in all {
-            let in_memory = record.request_key().is_some_and(|key| self.live.lock().contains_key(&key.0));
-            if record.state.is_final() && record.received_ms < cutoff && !in_memory {
-                if let Some(key) = record.request_key() {
-                    deletes.push(records::record_key(key));
+        ledger
+            .scan_metadata(&[records::META_CREDIT], |_, value| {
+                let Ok(record) = serde_json::from_slice::<Record>(value) else { return };
+                if !record.state.is_final() || record.received_ms >= cutoff {
+                    return;
                 }
-                if let Some(reference) = records::parse_reference(&record.reference) {
+                if let (Some(key), Some(reference)) =
+                    (record.request_key(), records::parse_reference(&record.reference))
+                {
+                    deletes.push(records::record_key(key));
                     deletes.push(records::reference_key(reference));
                 }
-            }
-        }
+            })
+            .map_err(|e| e.to_string())?;
+        // A record brought back into memory (a late return) stays until it is done.
+        let live = self.live.lock();
+        deletes.retain(|key| {
+            key[0] != records::META_CREDIT
+                || !key[1..].try_into().map(u128::from_be_bytes).is_ok_and(|k| live.contains_key(&k))
+        });
+        drop(live);
         let removed = deletes.len() / 2;
         let (_, year) = day_and_year(now_ms());
         let mut usage = self.usage.lock();
