@@ -710,6 +710,9 @@ impl Shard {
         if self.holds.len() >= HOLDS_PER_SHARD_MAX {
             return Err((request, DeclineReason::Overloaded));
         }
+        if fx.is_some_and(|leg| self.suspended.contains(&leg.provider)) {
+            return Err((request, DeclineReason::ParticipantSuspended));
+        }
         let agent = (request.acquirer, request.currency);
         if !self.headroom.reserve(&self.caps, agent, request.amount) {
             return Err((request, DeclineReason::NetDebitCapExceeded));

@@ -84,6 +84,9 @@ pub enum RefundState {
     ClawedBack,
     /// The switch declined the refund; nothing moved.
     Declined,
+    /// A release or clawback the ledger refused for good (the hold was no longer there:
+    /// expired, or resolved otherwise). Logged as an error for an operator.
+    Failed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,14 +240,20 @@ impl TaxRefunds {
     }
 
     /// Writes a record: durable no later than the next commit (the refund's own payment,
-    /// or the release or clawback that follows).
+    /// or the release or clawback that follows); a finished one durable at once. Blocks
+    /// for a sync then (a fraction of a millisecond to a few on this disk).
     fn persist(&self, record: &Record) -> Result<(), ApiError> {
         let key = record.request_key().ok_or_else(system_error)?;
         let value = serde_json::to_vec(record).map_err(|_| system_error())?;
-        self.engine
-            .ledger()
-            .put_metadata_before_next_commit(&[(record_key(key), value)])
-            .map_err(|e| unavailable(e.to_string()))?;
+        let records = [(record_key(key), value)];
+        // A finished refund leaves memory: it is written durably first, so that a request
+        // that no longer finds it in memory reads this state, never an older one.
+        let written = if is_done(record.state) {
+            self.engine.ledger().put_metadata(&records)
+        } else {
+            self.engine.ledger().put_metadata_before_next_commit(&records)
+        };
+        written.map_err(|e| unavailable(e.to_string()))?;
         let mut open = self.open.lock();
         if is_done(record.state) {
             open.remove(&key.0);
@@ -285,15 +294,26 @@ impl TaxRefunds {
                 unprocessable("invalid_amount", format!("{} is not a valid amount of {currency}", request.amount))
             })?;
         let key = RequestKey::derive("tax-refund", &[&agent.id.0.to_be_bytes(), request.refund_id.as_bytes()]);
-        let digest = digest(&request);
+        let card_key = request.card.as_ref().map(|card| self.engine.pan_key(&card.number));
+        let digest = digest(&request, card_key);
         if let Some(existing) = self.stored(key)? {
             if existing.digest != digest {
                 return Err(ApiError::conflict("duplicate_conflict", "this refund_id was used for another refund"));
             }
             return self.answer(&existing);
         }
-        if self.open.lock().len() >= TAX_REFUNDS_OPEN_MAX {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many open refunds; retry"));
+        {
+            let open = self.open.lock();
+            if open.contains_key(&key.0) {
+                return Err(ApiError::conflict("in_progress", "a refund with this refund_id is being paid; retry"));
+            }
+            if open.len() >= TAX_REFUNDS_OPEN_MAX {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many open refunds; retry",
+                ));
+            }
         }
         let now = now_ms();
         let mut record = Record {
@@ -367,7 +387,19 @@ impl TaxRefunds {
                 .filter(|credit| *credit > 0)
                 .ok_or_else(|| unprocessable("invalid_amount", "the converted amount is not valid"))?
         };
-        self.persist(&record)?;
+        // The key is claimed (in `open`, under its lock) before anything is written: a
+        // second request with this refund_id meanwhile is told to retry.
+        {
+            let mut open = self.open.lock();
+            if open.contains_key(&key.0) {
+                return Err(ApiError::conflict("in_progress", "a refund with this refund_id is being paid; retry"));
+            }
+            open.insert(key.0, record.clone());
+        }
+        if let Err(error) = self.persist(&record) {
+            self.open.lock().remove(&key.0);
+            return Err(error);
+        }
         let response = self.submit(&record, Step::Refund).await;
         match response.decline {
             None => record.state = RefundState::Guaranteed,
@@ -408,6 +440,9 @@ impl TaxRefunds {
             }
             RefundState::Guaranteed | RefundState::Releasing => {}
             RefundState::Released => return self.answer(&record),
+            RefundState::Failed => {
+                return Err(ApiError::conflict("failed", "the guarantee could not be resolved; see the log"))
+            }
             RefundState::ClawingBack | RefundState::ClawedBack => {
                 return Err(ApiError::conflict(
                     "too_late",
@@ -474,8 +509,14 @@ impl TaxRefunds {
                 record.state = RefundState::Declined;
                 record.decline = Some(reason.name().to_string());
             }
+            Some(reason) if is_final(reason) => {
+                // Journaled under the step's key: asking again would get the same answer.
+                tracing::error!(refund = %record.refund_id, ?reason, ?step, "a tax refund's step was refused for good");
+                record.state = RefundState::Failed;
+                record.decline = Some(reason.name().to_string());
+            }
             Some(reason) => {
-                tracing::error!(refund = %record.refund_id, ?reason, ?step, "a tax refund's step was declined; retried by the sweep");
+                tracing::warn!(refund = %record.refund_id, ?reason, ?step, "a tax refund's step was not taken yet; the sweep retries it");
                 return Err(ApiError::declined(reason));
             }
         }
@@ -610,7 +651,7 @@ enum Step {
 }
 
 fn is_done(state: RefundState) -> bool {
-    matches!(state, RefundState::Released | RefundState::ClawedBack | RefundState::Declined)
+    matches!(state, RefundState::Released | RefundState::ClawedBack | RefundState::Declined | RefundState::Failed)
 }
 
 fn record_key(key: RequestKey) -> Vec<u8> {
@@ -619,11 +660,14 @@ fn record_key(key: RequestKey) -> Vec<u8> {
     bytes
 }
 
-fn digest(request: &RefundBody) -> String {
+/// What a request asks, to tell a resend from another request with the same id. The card
+/// is named by the vault's keyed hash of its number: a plain hash of a card number is
+/// brute-forced in milliseconds from its first six and last four digits.
+fn digest(request: &RefundBody, card_key: Option<PanKey>) -> String {
     use sha2::{Digest as _, Sha256};
     let mut hasher = Sha256::new();
-    let target = match (&request.card, &request.wallet) {
-        (Some(card), _) => format!("card\n{}", card.number),
+    let target = match (card_key, &request.wallet) {
+        (Some(key), _) => format!("card\n{:032x}", key.0),
         (_, Some(wallet)) => format!("wallet\n{}\n{}\n{}", wallet.participant, wallet.currency, wallet.account),
         _ => String::new(),
     };
@@ -706,7 +750,11 @@ async fn create(
     let Ok(body) = body else {
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is too large").into_response();
     };
-    gateway.create(headers, method, uri, body).await.unwrap_or_else(IntoResponse::into_response)
+    // In its own task: a client that hangs up never leaves a paid refund without its record.
+    match tokio::spawn(async move { gateway.create(headers, method, uri, body).await }).await {
+        Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
+        Err(_) => system_error().into_response(),
+    }
 }
 
 async fn departure(
@@ -716,7 +764,10 @@ async fn departure(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> HttpResponse {
-    gateway.departure(headers, method, uri, id).await.unwrap_or_else(IntoResponse::into_response)
+    match tokio::spawn(async move { gateway.departure(headers, method, uri, id).await }).await {
+        Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
+        Err(_) => system_error().into_response(),
+    }
 }
 
 async fn show(

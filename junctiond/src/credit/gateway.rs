@@ -72,8 +72,15 @@ impl Live {
     }
 
     fn update(&self, change: impl FnOnce(&mut Record)) -> Record {
+        self.update_then(change, |_| {})
+    }
+
+    /// `update`, with `then` run on the new record while it is still locked (writing it:
+    /// two changes are written in the order they were made).
+    fn update_then(&self, change: impl FnOnce(&mut Record), then: impl FnOnce(&Record)) -> Record {
         let mut record = self.record.lock();
         change(&mut record);
+        then(&record);
         let copy = record.clone();
         drop(record);
         self.changed.send_modify(|version| *version += 1);
@@ -106,6 +113,12 @@ pub struct CreditGateway {
 
 /// Most quotes held at once; past it, a new quote is refused with 503.
 pub const CREDIT_QUOTES_MAX: usize = 100_000;
+
+/// How long a return refused for good waits before it is tried again.
+const RETURN_REFUSED_RETRY: Duration = Duration::from_secs(60);
+
+/// Most live quotes of one sender.
+pub const CREDIT_QUOTES_PER_SENDER_MAX: usize = 1_000;
 
 /// A rate locked for one sender, one pair and one amount, until it expires or is used.
 #[derive(Debug, Clone)]
@@ -442,7 +455,9 @@ impl CreditGateway {
         let id = self.new_message_id("Q");
         let mut quotes = self.quotes.lock();
         quotes.retain(|_, q| q.expires_at_ms > now);
-        if quotes.len() >= CREDIT_QUOTES_MAX {
+        if quotes.len() >= CREDIT_QUOTES_MAX
+            || quotes.values().filter(|q| q.sender == sender.id.0).count() >= CREDIT_QUOTES_PER_SENDER_MAX
+        {
             return Err(overloaded());
         }
         quotes.insert(id.clone(), quote.clone());
@@ -518,6 +533,14 @@ impl CreditGateway {
         match self.admit(sender, key, &digest, &message)? {
             Admit::Stored(record) => Ok(self.resend(&record, &digest, &message)),
             Admit::New(live, book) => self.start(live, book, deadline).await,
+            Admit::Resumed(live) => {
+                self.ensure_finishing(&live, key);
+                let record = live.record.lock().clone();
+                if record.digest != digest {
+                    return Ok(self.duplicate(&record, &message));
+                }
+                Ok(self.wait_for(&live, deadline).await)
+            }
             Admit::Existing(live) => {
                 let record = live.record.lock().clone();
                 if record.digest != digest {
@@ -544,6 +567,13 @@ impl CreditGateway {
         let stored: Option<Record> =
             records::load(self.engine.ledger(), &records::record_key(key)).map_err(|e| unavailable(e.to_string()))?;
         if let Some(record) = stored {
+            if !record.state.is_final() {
+                // Unfinished (an interrupted run of this node or of a primary before it):
+                // back into memory, to be finished.
+                let live = Arc::new(Live::new(record));
+                table.insert(key.0, Arc::clone(&live));
+                return Ok(Admit::Resumed(live));
+            }
             return Ok(Admit::Stored(Box::new(record)));
         }
         if table.len() >= CREDITS_IN_FLIGHT_MAX {
@@ -630,6 +660,7 @@ impl CreditGateway {
             sender_told: false,
             notices: 0,
             return_id: None,
+            return_attempt: 0,
         };
         match self.plan(sender, message, &mut record) {
             Ok(()) => (record, true),
@@ -804,12 +835,17 @@ impl CreditGateway {
                 key.0.to_be_bytes().to_vec(),
             ),
         ];
-        if let Some(claim) = &record.usage {
-            if let Some(usage) = self.usage.lock().get(&claim.debtor) {
-                puts.push((records::usage_key(&claim.debtor), records::encode(usage)));
+        // The usage is written under its lock: snapshots reach the journal in order.
+        let written = {
+            let usage = self.usage.lock();
+            if let Some(claim) = &record.usage {
+                if let Some(entry) = usage.get(&claim.debtor) {
+                    puts.push((records::usage_key(&claim.debtor), records::encode(entry)));
+                }
             }
-        }
-        if let Err(error) = ledger.put_metadata_before_next_commit(&puts) {
+            ledger.put_metadata_before_next_commit(&puts)
+        };
+        if let Err(error) = written {
             self.give_back(&record);
             self.live.lock().remove(&key.0);
             return Err(unavailable(error.to_string()));
@@ -820,7 +856,11 @@ impl CreditGateway {
                 // Never reached the ledger (overloaded): forgotten, the sender may retry.
                 self.give_back(&record);
                 self.live.lock().remove(&key.0);
-                let _ = self.engine.ledger().delete_metadata_lazily(&[records::record_key(key)]);
+                let reference = records::parse_reference(&record.reference).unwrap_or_default();
+                let _ = self
+                    .engine
+                    .ledger()
+                    .delete_metadata_lazily(&[records::record_key(key), records::reference_key(reference)]);
                 return Err(ApiError::declined(reason));
             }
         }
@@ -836,14 +876,13 @@ impl CreditGateway {
         let response = admission::round_trip(&self.engine, &self.admission, request).await;
         match response.decline {
             None => {
-                self.persist(&live.update(|r| r.state = State::Delivering));
+                self.change(live, |r| r.state = State::Delivering);
                 Booked::Yes
             }
             Some(reason) if is_final(reason) => {
                 self.give_back(&record);
                 let (code, info) = iso_reason(reason);
-                let updated = live.update(|r| r.state = State::Rejected { code: code.into(), info: info.clone() });
-                self.persist(&updated);
+                self.change(live, |r| r.state = State::Rejected { code: code.into(), info: info.clone() });
                 self.count(code);
                 Booked::Refused
             }
@@ -911,9 +950,13 @@ impl CreditGateway {
                 entry.year_amount = entry.year_amount.saturating_sub(claim.amount);
             }
             let put = vec![(records::usage_key(&claim.debtor), records::encode(&*entry))];
-            drop(usage);
             let _ = self.engine.ledger().put_metadata_before_next_commit(&put);
         }
+    }
+
+    /// Changes a credit's record and writes it, in that order for every change.
+    fn change(&self, live: &Live, change: impl FnOnce(&mut Record)) -> Record {
+        live.update_then(change, |record| self.persist(record))
     }
 
     /// Writes a record's new state (durable with the next commit or sync: a state lost in
@@ -934,7 +977,7 @@ impl CreditGateway {
             let record = live.record.lock().clone();
             if record.state.is_final() {
                 if !record.sender_told {
-                    self.persist(&live.update(|r| r.sender_told = true));
+                    self.change(live, |r| r.sender_told = true);
                 }
                 if let State::Settled { .. } = record.state {
                     self.count("ACSC");
@@ -969,19 +1012,32 @@ impl CreditGateway {
                 State::Delivering => {
                     if now_ms() > record.received_ms.saturating_add(self.settings.give_up_after_ms) {
                         let info = "the receiving system did not take the credit in time; returned".to_string();
-                        self.persist(&live.update(|r| r.state = State::Returning { code: "AB05".into(), info }));
+                        // Only from Delivering: a return that came in meanwhile stands.
+                        self.change(&live, |r| {
+                            if r.state == State::Delivering {
+                                r.state = State::Returning { code: "AB05".into(), info };
+                            }
+                        });
                         continue;
                     }
                     match self.push(&record).await {
                         Ok(answer) => match answer.status.as_str() {
                             "ACSC" | "ACCP" | "ACSP" | "ACWC" | "ACCC" => {
                                 let at_ms = now_ms();
-                                self.persist(&live.update(|r| r.state = State::Settled { at_ms }));
+                                self.change(&live, |r| {
+                                    if r.state == State::Delivering {
+                                        r.state = State::Settled { at_ms };
+                                    }
+                                });
                             }
                             "RJCT" => {
                                 let code = answer.reason.unwrap_or_else(|| "NARR".into());
                                 let info = answer.info.unwrap_or_else(|| "refused by the receiving system".into());
-                                self.persist(&live.update(|r| r.state = State::Returning { code, info }));
+                                self.change(&live, |r| {
+                                    if r.state == State::Delivering {
+                                        r.state = State::Returning { code, info };
+                                    }
+                                });
                             }
                             _ => {
                                 live.update(|r| r.attempts += 1);
@@ -1004,10 +1060,20 @@ impl CreditGateway {
                     match response.decline {
                         None => {
                             let (code, info, at_ms) = (code.clone(), info.clone(), now_ms());
-                            self.persist(&live.update(|r| r.state = State::Returned { code, info, at_ms }));
+                            self.change(&live, |r| r.state = State::Returned { code, info, at_ms });
+                        }
+                        Some(reason) if is_final(reason) => {
+                            // Refused for good under this key: an operator must look (a cap,
+                            // a suspension); tried again under a new key, not too often.
+                            tracing::error!(
+                                reference = %record.reference, ?reason, attempt = record.return_attempt,
+                                "a credit's return was refused; trying again under a new key"
+                            );
+                            self.change(&live, |r| r.return_attempt += 1);
+                            tokio::time::sleep(retry.max(RETURN_REFUSED_RETRY)).await;
                         }
                         Some(reason) => {
-                            tracing::error!(reference = %record.reference, ?reason, "a credit's return was not booked; retrying");
+                            tracing::warn!(reference = %record.reference, ?reason, "a credit's return was not booked yet; retrying");
                             tokio::time::sleep(retry).await;
                         }
                     }
@@ -1023,20 +1089,35 @@ impl CreditGateway {
                         }
                         if !record.sender_told {
                             match self.tell_sender(&record).await {
-                                Ok(()) => self.persist(&live.update(|r| r.sender_told = true)),
+                                Ok(()) => {
+                                    self.change(&live, |r| r.sender_told = true);
+                                }
                                 Err(error) => {
                                     tracing::warn!(reference = %record.reference, %error, "telling the sender failed");
-                                    self.persist(&live.update(|r| r.notices += 1));
+                                    self.change(&live, |r| r.notices += 1);
                                     tokio::time::sleep(retry).await;
                                 }
                             }
                             continue;
                         }
                     }
-                    // Done: out of memory, unless a return came in meanwhile.
+                    // Done. Written durably first: a resend that no longer finds it in memory
+                    // reads this record, never an older one still on its way to the journal.
+                    let done = live.record.lock().clone();
+                    let ledger = Arc::clone(self.engine.ledger());
+                    let put = vec![(records::record_key(key), records::encode(&done))];
+                    let written = tokio::task::spawn_blocking(move || ledger.put_metadata(&put)).await;
+                    if !matches!(written, Ok(Ok(()))) {
+                        tokio::time::sleep(retry).await;
+                        continue;
+                    }
+                    // Then out of memory, unless something changed meanwhile (a return).
                     let mut table = self.live.lock();
                     let record = live.record.lock().clone();
-                    if record.state.is_final() && (record.sender_told || record.notices >= SENDER_NOTICES_MAX) {
+                    if records::encode(&record) == records::encode(&done)
+                        && record.state.is_final()
+                        && (record.sender_told || record.notices >= SENDER_NOTICES_MAX)
+                    {
                         table.remove(&key.0);
                         live.finishing.store(false, Ordering::Release);
                         return;
@@ -1189,22 +1270,25 @@ impl CreditGateway {
         if !amount_ok {
             return refuse("AM09", "a return gives back the whole credit, in the credit's currency");
         }
-        match &record.state {
-            State::Settled { .. } | State::Delivering => {
-                let code = returned.reason.clone().unwrap_or_else(|| "NARR".into());
-                let info = returned.info.clone().unwrap_or_else(|| "returned by the receiving system".into());
-                let return_id = returned.return_id.clone().unwrap_or_else(|| returned.msg_id.clone());
-                let updated = live.update(|r| {
-                    r.state = State::Returning { code: code.clone(), info: info.clone() };
-                    r.return_id = Some(return_id.clone());
-                    r.sender_told = false;
-                    r.notices = 0;
-                });
-                self.persist(&updated);
-                self.ensure_finishing(&live, key);
+        if matches!(record.state, State::Booking | State::Rejected { .. }) {
+            return refuse("NOOR", "the credit was never booked");
+        }
+        let code = returned.reason.clone().unwrap_or_else(|| "NARR".into());
+        let info = returned.info.clone().unwrap_or_else(|| "returned by the receiving system".into());
+        let return_id = returned.return_id.clone().unwrap_or_else(|| returned.msg_id.clone());
+        // Decided on the record as it is now (a push's outcome may land meanwhile).
+        let mut taken = false;
+        self.change(&live, |r| {
+            if matches!(r.state, State::Settled { .. } | State::Delivering) {
+                r.state = State::Returning { code, info };
+                r.return_id = Some(return_id);
+                r.sender_told = false;
+                r.notices = 0;
+                taken = true;
             }
-            State::Returning { .. } | State::Returned { .. } => {}
-            State::Booking | State::Rejected { .. } => return refuse("NOOR", "the credit was never booked"),
+        });
+        if taken {
+            self.ensure_finishing(&live, key);
         }
         // The return is booked by `finish`; wait for it like a sender waits.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.settings.answer_within_ms);
@@ -1322,7 +1406,8 @@ impl CreditGateway {
         let record = self.peek(key).map_err(unavailable)?.ok_or_else(not_found)?;
         match &record.state {
             State::Settled { .. } => {}
-            State::Returned { .. } | State::Returning { .. } => return Ok(self.returned_notice(&record)),
+            State::Returned { .. } => return Ok(self.returned_notice(&record)),
+            State::Returning { .. } => return Err(returning()),
             State::Rejected { .. } | State::Booking | State::Delivering => {
                 return Err(ApiError::conflict(
                     "not_recallable",
@@ -1382,11 +1467,23 @@ impl CreditGateway {
         let Some(live) = self.live.lock().get(&key.0).cloned() else {
             // Finished meanwhile: the stored record has the return.
             let record = self.peek(key).map_err(unavailable)?.ok_or_else(not_found)?;
-            return Ok(self.returned_notice(&record));
+            return match record.state {
+                State::Returned { .. } => Ok(self.returned_notice(&record)),
+                _ => Err(returning()),
+            };
         };
-        // The sender has its answer here: no separate notice.
-        let record = live.update(|r| r.sender_told = true);
-        self.persist(&record);
+        // Booked: the sender has its pacs.004 here, no separate notice. Not yet: it is
+        // pushed to the sender once booked.
+        let mut booked = false;
+        let record = self.change(&live, |r| {
+            if matches!(r.state, State::Returned { .. }) {
+                r.sender_told = true;
+                booked = true;
+            }
+        });
+        if !booked {
+            return Err(returning());
+        }
         Ok(self.returned_notice(&record))
     }
 
@@ -1421,6 +1518,7 @@ impl CreditGateway {
 
 enum Admit {
     Existing(Arc<Live>),
+    Resumed(Arc<Live>),
     Stored(Box<Record>),
     New(Arc<Live>, bool),
 }
@@ -1478,6 +1576,16 @@ fn checked(kind: Kind, body: String) -> String {
 fn day_and_year(unix_ms: u64) -> (i64, i64) {
     let day = (unix_ms / 86_400_000) as i64;
     (day, junction_wire::calendar::civil_from_days(day).0)
+}
+
+/// A recall the receiving system agreed to, whose return is not booked yet: the sender
+/// gets the pacs.004 at its endpoint once it is.
+fn returning() -> ApiError {
+    ApiError::new(
+        StatusCode::ACCEPTED,
+        "returning",
+        "the credit is being returned; the pacs.004 is pushed to the sending system's endpoint once booked",
+    )
 }
 
 fn system_error() -> ApiError {

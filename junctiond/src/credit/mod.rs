@@ -118,6 +118,18 @@ fn answered(result: Result<XmlAnswer, crate::qr::ApiError>) -> HttpResponse {
     }
 }
 
+/// Runs a message's handling in its own task: a client that hangs up never leaves a
+/// booked credit, a return or a recall half done.
+async fn detached<F>(work: F) -> HttpResponse
+where
+    F: std::future::Future<Output = Result<XmlAnswer, crate::qr::ApiError>> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(result) => answered(result),
+        Err(_) => crate::http::error(StatusCode::INTERNAL_SERVER_ERROR, "system_error", "the gateway failed; retry"),
+    }
+}
+
 fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<HttpResponse>> {
     body.map_err(|rejection| {
         Box::new(crate::http::error(
@@ -135,7 +147,10 @@ async fn credit(
     body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
     match body_or_error(body) {
-        Ok(body) => answered(gateway.receive_credit(&headers, uri.path(), body).await),
+        Ok(body) => {
+            let path = uri.path().to_string();
+            detached(async move { gateway.receive_credit(&headers, &path, body).await }).await
+        }
         Err(response) => *response,
     }
 }
@@ -147,7 +162,10 @@ async fn credit_return(
     body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
     match body_or_error(body) {
-        Ok(body) => answered(gateway.receive_return(&headers, uri.path(), body).await),
+        Ok(body) => {
+            let path = uri.path().to_string();
+            detached(async move { gateway.receive_return(&headers, &path, body).await }).await
+        }
         Err(response) => *response,
     }
 }
@@ -174,7 +192,10 @@ async fn recall(
     body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
     match body_or_error(body) {
-        Ok(body) => answered(gateway.receive_recall(&headers, uri.path(), body).await),
+        Ok(body) => {
+            let path = uri.path().to_string();
+            detached(async move { gateway.receive_recall(&headers, &path, body).await }).await
+        }
         Err(response) => *response,
     }
 }

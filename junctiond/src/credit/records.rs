@@ -90,6 +90,9 @@ pub struct Record {
     /// sender is told with a pacs.004 rather than a status report.
     #[serde(default)]
     pub return_id: Option<String>,
+    /// Which key the return is booked under (0: the first; more after refusals).
+    #[serde(default)]
+    pub return_attempt: u32,
 }
 
 /// What a credit counted in its debtor's usage.
