@@ -54,8 +54,14 @@
 //! started) and pushes a pacs.004 to the sending system. A sending system recalls a settled
 //! credit with a camt.056; the switch passes it to the receiving system (`camt.056` at its
 //! endpoint), which agrees by answering with a pacs.004 (booked as above, and the sender
-//! gets its own pacs.004 as the answer) or refuses with any other answer (409
-//! `recall_refused`).
+//! gets its own pacs.004 as the answer, or 202 `returning` if the return is not booked
+//! within `answer_within_ms`: the pacs.004 is then pushed to it) or refuses with any other
+//! answer (409 `recall_refused`). A return the ledger refuses for good (the receiving
+//! system's cap, a suspension) is logged as an error and tried again every minute under a
+//! new key; the journaled refusal of the old key would otherwise be its answer forever.
+//!
+//! Each message is handled in a task of its own: a client that hangs up never leaves a
+//! booked credit, a return or a recall half done.
 //!
 //! Records live in the ledger's metadata (`records.rs`), so they survive a kill -9 and
 //! reach a standby with the journal; what a restart left unfinished is finished by
