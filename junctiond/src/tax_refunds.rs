@@ -240,16 +240,18 @@ impl TaxRefunds {
     }
 
     /// Writes a record: durable no later than the next commit (the refund's own payment,
-    /// or the release or clawback that follows); a finished one durable at once. Blocks
-    /// for a sync then (a fraction of a millisecond to a few on this disk).
-    fn persist(&self, record: &Record) -> Result<(), ApiError> {
+    /// or the release or clawback that follows); a finished one durable at once (a sync, on
+    /// a blocking thread).
+    async fn persist(&self, record: &Record) -> Result<(), ApiError> {
         let key = record.request_key().ok_or_else(system_error)?;
         let value = serde_json::to_vec(record).map_err(|_| system_error())?;
         let records = [(record_key(key), value)];
-        // A finished refund leaves memory: it is written durably first, so that a request
-        // that no longer finds it in memory reads this state, never an older one.
+        // A finished refund leaves memory: it is written durably first (off the async
+        // threads), so that a request that no longer finds it in memory reads this state,
+        // never an older one.
         let written = if is_done(record.state) {
-            self.engine.ledger().put_metadata(&records)
+            let ledger = Arc::clone(self.engine.ledger());
+            tokio::task::spawn_blocking(move || ledger.put_metadata(&records)).await.map_err(|_| system_error())?
         } else {
             self.engine.ledger().put_metadata_before_next_commit(&records)
         };
@@ -396,7 +398,7 @@ impl TaxRefunds {
             }
             open.insert(key.0, record.clone());
         }
-        if let Err(error) = self.persist(&record) {
+        if let Err(error) = self.persist(&record).await {
             self.open.lock().remove(&key.0);
             return Err(error);
         }
@@ -415,7 +417,7 @@ impl TaxRefunds {
             }
         }
         record.changed_ms = now_ms();
-        self.persist(&record)?;
+        self.persist(&record).await?;
         self.answer(&record)
     }
 
@@ -457,7 +459,7 @@ impl TaxRefunds {
             }
         }
         record.state = RefundState::Releasing;
-        self.persist(&record)?;
+        self.persist(&record).await?;
         self.finish(&mut record).await?;
         self.answer(&record)
     }
@@ -494,7 +496,7 @@ impl TaxRefunds {
             // A wallet guarantees its own refunds: releasing moves nothing.
             record.state = RefundState::Released;
             record.changed_ms = now_ms();
-            return self.persist(record);
+            return self.persist(record).await;
         }
         let (step, done) = match record.state {
             RefundState::Booking => (Step::Refund, RefundState::Guaranteed),
@@ -521,7 +523,7 @@ impl TaxRefunds {
             }
         }
         record.changed_ms = now_ms();
-        self.persist(record)
+        self.persist(record).await
     }
 
     /// The engine request of one step of a refund.
@@ -633,7 +635,7 @@ impl TaxRefunds {
         for mut record in due {
             if record.state == RefundState::Guaranteed {
                 record.state = RefundState::ClawingBack;
-                if self.persist(&record).is_err() {
+                if self.persist(&record).await.is_err() {
                     continue;
                 }
                 tracing::info!(refund = %record.refund_id, agent = record.agent, "no departure confirmed in time: clawing the tax refund back");
