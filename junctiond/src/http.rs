@@ -126,6 +126,14 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
     (status, Json(json!({ "error": { "code": code, "message": message.into() } }))).into_response()
 }
 
+/// Runs a request's work in a task of its own: a client that hangs up never leaves money
+/// half moved (axum drops a handler's future when its connection goes).
+pub async fn detached(work: impl std::future::Future<Output = Response> + Send + 'static) -> Response {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "system_error", "the switch failed; retry"))
+}
+
 /// Whether the request carries the admin token (`Authorization: Bearer <token>`),
 /// compared in constant time.
 pub fn authorized(headers: &HeaderMap, token: &str) -> bool {

@@ -226,36 +226,30 @@ impl TaxRefunds {
         if let Some(record) = self.open.lock().get(&key.0) {
             return Ok(Some(record.clone()));
         }
-        let mut found = None;
-        let wanted = record_key(key);
-        self.engine
-            .ledger()
-            .scan_metadata(&wanted, |k, v| {
-                if k == wanted.as_slice() {
-                    found = serde_json::from_slice(v).ok();
-                }
-            })
-            .map_err(|e| unavailable(e.to_string()))?;
-        Ok(found)
+        let stored =
+            self.engine.ledger().metadata(&record_key(key)).map_err(|e| ApiError::ledger_unavailable(e.to_string()))?;
+        Ok(stored.and_then(|value| serde_json::from_slice(&value).ok()))
     }
 
     /// Writes a record: durable no later than the next commit (the refund's own payment,
     /// or the release or clawback that follows); a finished one durable at once (a sync, on
     /// a blocking thread).
     async fn persist(&self, record: &Record) -> Result<(), ApiError> {
-        let key = record.request_key().ok_or_else(system_error)?;
-        let value = serde_json::to_vec(record).map_err(|_| system_error())?;
+        let key = record.request_key().ok_or_else(ApiError::system_error)?;
+        let value = serde_json::to_vec(record).map_err(|_| ApiError::system_error())?;
         let records = [(record_key(key), value)];
         // A finished refund leaves memory: it is written durably first (off the async
         // threads), so that a request that no longer finds it in memory reads this state,
         // never an older one.
         let written = if is_done(record.state) {
             let ledger = Arc::clone(self.engine.ledger());
-            tokio::task::spawn_blocking(move || ledger.put_metadata(&records)).await.map_err(|_| system_error())?
+            tokio::task::spawn_blocking(move || ledger.put_metadata(&records))
+                .await
+                .map_err(|_| ApiError::system_error())?
         } else {
             self.engine.ledger().put_metadata_before_next_commit(&records)
         };
-        written.map_err(|e| unavailable(e.to_string()))?;
+        written.map_err(|e| ApiError::ledger_unavailable(e.to_string()))?;
         let mut open = self.open.lock();
         if is_done(record.state) {
             open.remove(&key.0);
@@ -287,13 +281,19 @@ impl TaxRefunds {
         }
         let currency = Currency::from_code(&request.currency).map_err(|_| bad("currency must be an ISO 4217 code"))?;
         if !agent.settles_in(currency) {
-            return Err(unprocessable("unsupported_currency", format!("the agent does not settle in {currency}")));
+            return Err(ApiError::unprocessable(
+                "unsupported_currency",
+                format!("the agent does not settle in {currency}"),
+            ));
         }
         let amount = crate::fx::parse_minor_units(&request.amount, currency)
             .ok()
             .filter(|a| *a > 0 && *a <= junction_engine::AMOUNT_PER_REQUEST_MAX)
             .ok_or_else(|| {
-                unprocessable("invalid_amount", format!("{} is not a valid amount of {currency}", request.amount))
+                ApiError::unprocessable(
+                    "invalid_amount",
+                    format!("{} is not a valid amount of {currency}", request.amount),
+                )
             })?;
         let key = RequestKey::derive("tax-refund", &[&agent.id.0.to_be_bytes(), request.refund_id.as_bytes()]);
         let card_key = request.card.as_ref().map(|card| self.engine.pan_key(&card.number));
@@ -345,22 +345,23 @@ impl TaxRefunds {
             (Some(card), None) => {
                 let pan_key = self.engine.pan_key(&card.number);
                 let (_, card_currency, _) = self.engine.card_account(pan_key).ok_or_else(|| {
-                    unprocessable("unknown_card", "no card or token with this number on the switch's books")
+                    ApiError::unprocessable("unknown_card", "no card or token with this number on the switch's books")
                 })?;
                 record.card_key = Some(format!("{:032x}", pan_key.0));
                 record.card_masked = Some(MaskedCard::of(&card.number).display());
                 card_currency
             }
             (None, Some(wallet)) => {
-                let participant = self
-                    .signers
-                    .get(ParticipantId(wallet.participant))
-                    .filter(|p| p.role == Role::Wallet)
-                    .ok_or_else(|| unprocessable("unknown_wallet", "wallet.participant is not a wallet"))?;
-                let wallet_currency =
-                    Currency::from_code(&wallet.currency).ok().filter(|c| participant.settles_in(*c)).ok_or_else(
-                        || unprocessable("unsupported_currency", "the wallet does not settle in wallet.currency"),
+                let participant =
+                    self.signers.get(ParticipantId(wallet.participant)).filter(|p| p.role == Role::Wallet).ok_or_else(
+                        || ApiError::unprocessable("unknown_wallet", "wallet.participant is not a wallet"),
                     )?;
+                let wallet_currency = Currency::from_code(&wallet.currency)
+                    .ok()
+                    .filter(|c| participant.settles_in(*c))
+                    .ok_or_else(|| {
+                        ApiError::unprocessable("unsupported_currency", "the wallet does not settle in wallet.currency")
+                    })?;
                 if wallet.account.is_empty() || wallet.account.len() > ID_CHARS_MAX || !is_printable(&wallet.account) {
                     return Err(bad("wallet.account must be 1-35 printable characters"));
                 }
@@ -371,7 +372,7 @@ impl TaxRefunds {
             _ => return Err(bad("name exactly one of card or wallet")),
         };
         if !agent.settles_in(target_currency) {
-            return Err(unprocessable(
+            return Err(ApiError::unprocessable(
                 "unsupported_currency",
                 format!("the agent must settle in {target_currency} to take a refund back from it"),
             ));
@@ -380,14 +381,16 @@ impl TaxRefunds {
         record.credited_minor = if target_currency == currency {
             amount
         } else {
-            let rate =
-                self.fx.lookup(currency, target_currency).map_err(|e| unprocessable("no_fx_rate", e.to_string()))?;
+            let rate = self
+                .fx
+                .lookup(currency, target_currency)
+                .map_err(|e| ApiError::unprocessable("no_fx_rate", e.to_string()))?;
             record.provider = Some(rate.provider.0);
             record.rate = Some(rate.payee_per_payer(currency).to_string());
             rate.payee_amount(amount, currency, target_currency)
                 .ok()
                 .filter(|credit| *credit > 0)
-                .ok_or_else(|| unprocessable("invalid_amount", "the converted amount is not valid"))?
+                .ok_or_else(|| ApiError::unprocessable("invalid_amount", "the converted amount is not valid"))?
         };
         // The key is claimed (in `open`, under its lock) before anything is written: a
         // second request with this refund_id meanwhile is told to retry.
@@ -711,25 +714,11 @@ fn view(record: &Record) -> serde_json::Value {
     })
 }
 
-fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-}
-
 fn unknown() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "unknown_refund", "no refund of this agent has this refund_id")
 }
 
-fn system_error() -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "system_error", "the gateway failed; retry")
-}
-
-fn unavailable(message: String) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", message)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use crate::activity::now_unix_ms as now_ms;
 
 // ---- HTTP ----------------------------------------------------------------------------------
 
@@ -753,10 +742,10 @@ async fn create(
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is too large").into_response();
     };
     // In its own task: a client that hangs up never leaves a paid refund without its record.
-    match tokio::spawn(async move { gateway.create(headers, method, uri, body).await }).await {
-        Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
-        Err(_) => system_error().into_response(),
-    }
+    crate::http::detached(async move {
+        gateway.create(headers, method, uri, body).await.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 async fn departure(
@@ -766,10 +755,10 @@ async fn departure(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> HttpResponse {
-    match tokio::spawn(async move { gateway.departure(headers, method, uri, id).await }).await {
-        Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
-        Err(_) => system_error().into_response(),
-    }
+    crate::http::detached(async move {
+        gateway.departure(headers, method, uri, id).await.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 async fn show(

@@ -849,6 +849,11 @@ impl Ledger {
         Ok(seq)
     }
 
+    /// One metadata record by its key (visible once written, like `scan_metadata`).
+    pub fn metadata(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.shared.store.metadata(key)
+    }
+
     /// Visits every metadata record whose key starts with `prefix`, in key order.
     pub fn scan_metadata(&self, prefix: &[u8], visit: impl FnMut(&[u8], &[u8])) -> Result<(), LedgerError> {
         self.shared.store.scan_metadata(prefix, visit)

@@ -182,6 +182,11 @@ impl Store {
         Ok(())
     }
 
+    /// One metadata record by its key.
+    pub(crate) fn metadata(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.db.get_cf(self.family(META_CF)?, key)?)
+    }
+
     /// A record of the ledger's own in the metadata family (never the engine's).
     pub(crate) fn ledger_record(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         Ok(self.db.get_cf(self.family(META_CF)?, ledger_key(name))?)

@@ -400,6 +400,26 @@ pub fn close_window(daemon: &Daemon) -> PathBuf {
     folder
 }
 
+/// Checks a window's folder with `junction clearing verify`, as clearing staff would.
+pub fn assert_clearing_verifies(folder: &Path) {
+    let output = Command::new(binary("junction")).args(["clearing", "verify"]).arg(folder).output().expect("junction");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A participant's net in a currency in a window's `positions.csv`, in minor units (0 when
+/// it has no row).
+pub fn position_net(folder: &Path, participant: u64, currency: &str) -> i64 {
+    csv_rows(&folder.join("positions.csv"))
+        .iter()
+        .find(|row| row["participant_id"] == participant.to_string() && row["currency"] == currency)
+        .map_or(0, |row| row["net_minor"].parse().expect("net_minor"))
+}
+
 /// The rows of a clearing CSV file (no quoted fields) as maps from header name to value.
 pub fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path).expect("reading a CSV file");

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use junction_tests::{binary, close_window, csv_rows, demo_config, python, Daemon};
+use junction_tests::{assert_clearing_verifies, close_window, csv_rows, demo_config, position_net, python, Daemon};
 use junctiond::config::Config;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -432,20 +432,8 @@ fn credits_between_two_payment_systems() {
 
     // 13. The window's files: both systems' nets, every step of the credits, verified.
     let folder = close_window(&daemon);
-    let output = Command::new(binary("junction")).args(["clearing", "verify"]).arg(&folder).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let positions = csv_rows(&folder.join("positions.csv"));
-    let net = |participant: u64, currency: &str| -> i64 {
-        positions
-            .iter()
-            .find(|row| row["participant_id"] == participant.to_string() && row["currency"] == currency)
-            .map_or(0, |row| row["net_minor"].parse().unwrap())
-    };
+    assert_clearing_verifies(&folder);
+    let net = |participant: u64, currency: &str| position_net(&folder, participant, currency);
     // The CNY system sent 100.00 (returned), 99,900.00, 45,000.00, 20.00 (refused and
     // returned), 30.00, 40.00 (returned), 60.00 (recalled), 70.00, 100.00, 100.00 and 80.00:
     // 145,280.00 out, and received what the HKD system's credits were worth in CNY.

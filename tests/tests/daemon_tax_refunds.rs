@@ -6,10 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use junction_tests::{binary, close_window, csv_rows, demo_config, http_agent, Daemon, DEMO_PAN, DEMO_WALLET};
+use junction_tests::{
+    assert_clearing_verifies, close_window, csv_rows, demo_config, http_agent, position_net, Daemon, DEMO_PAN,
+    DEMO_WALLET,
+};
 use junction_wire::qr_api;
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const AGENT: u64 = 15;
@@ -194,20 +196,8 @@ fn tax_refunds_paid_guaranteed_released_and_clawed_back() {
     // through the FX provider at the refund's own amounts); every step is a row naming its
     // refund.
     let folder = close_window(&daemon);
-    let output = Command::new(binary("junction")).args(["clearing", "verify"]).arg(&folder).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let positions = csv_rows(&folder.join("positions.csv"));
-    let net = |participant: u64, currency: &str| -> i64 {
-        positions
-            .iter()
-            .find(|row| row["participant_id"] == participant.to_string() && row["currency"] == currency)
-            .map_or(0, |row| row["net_minor"].parse().unwrap())
-    };
+    assert_clearing_verifies(&folder);
+    let net = |participant: u64, currency: &str| position_net(&folder, participant, currency);
     assert_eq!(net(AGENT, "CNY"), -116_000 + 30_000);
     assert_eq!(net(AGENT, "USD"), (b_credit + e_credit) as i64);
     assert_eq!(net(AGENT, "SGD"), 0);

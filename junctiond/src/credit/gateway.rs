@@ -4,7 +4,7 @@
 
 use super::messages::{self, CreditTransferMessage, Creditor, Refusal, Status};
 use super::records::{self, Record, State, Usage, UsageClaim};
-use super::xml::{self, Kind};
+use super::xml::{self, Kind, Leaves};
 use crate::admission::{self, Admission};
 use crate::config::{Config, CreditTransfersConfig};
 use crate::fx::{FxError, FxTable};
@@ -404,16 +404,14 @@ impl CreditGateway {
         body: &[u8],
     ) -> Result<serde_json::Value, ApiError> {
         let signer = self.verify(headers, path, body)?;
-        let sender = self.systems.get(&signer.id.0).ok_or_else(system_error)?;
+        let sender = self.systems.get(&signer.id.0).ok_or_else(ApiError::system_error)?;
         let request: QuoteRequest = serde_json::from_slice(body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
-        let unprocessable =
-            |code: &'static str, message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
         let creditor = Currency::from_code(&request.creditor_currency)
             .ok()
             .filter(|c| *c != sender.currency && self.systems.values().any(|s| s.currency == *c))
             .ok_or_else(|| {
-                unprocessable(
+                ApiError::unprocessable(
                     "unsupported_currency",
                     format!("no other payment system settles in {}", request.creditor_currency),
                 )
@@ -422,7 +420,7 @@ impl CreditGateway {
             .ok()
             .filter(|c| *c == sender.currency || *c == creditor)
             .ok_or_else(|| {
-                unprocessable(
+                ApiError::unprocessable(
                     "unsupported_currency",
                     format!("the amount must be in {} or {creditor}", sender.currency),
                 )
@@ -431,16 +429,22 @@ impl CreditGateway {
             .ok()
             .filter(|m| *m > 0 && *m <= junction_engine::AMOUNT_PER_REQUEST_MAX)
             .ok_or_else(|| {
-                unprocessable("invalid_amount", format!("{} is not a valid amount of {currency}", request.amount))
+                ApiError::unprocessable(
+                    "invalid_amount",
+                    format!("{} is not a valid amount of {currency}", request.amount),
+                )
             })?;
-        let rate = self.fx.lookup(sender.currency, creditor).map_err(|e| unprocessable("no_fx_rate", e.to_string()))?;
+        let rate = self
+            .fx
+            .lookup(sender.currency, creditor)
+            .map_err(|e| ApiError::unprocessable("no_fx_rate", e.to_string()))?;
         let (debit, credit) = if currency == sender.currency {
             (minor, rate.payee_amount(minor, sender.currency, creditor).unwrap_or(0))
         } else {
             (rate.payer_amount(minor, creditor, sender.currency).unwrap_or(0), minor)
         };
         if debit == 0 || credit == 0 || debit > junction_engine::AMOUNT_PER_REQUEST_MAX {
-            return Err(unprocessable("invalid_amount", "the converted amount is not valid".into()));
+            return Err(ApiError::unprocessable("invalid_amount", "the converted amount is not valid"));
         }
         let now = now_ms();
         let quote = CreditQuote {
@@ -495,39 +499,69 @@ impl CreditGateway {
         quotes.remove(&id)
     }
 
+    /// A signed message of `kind` from a payment system, read and interpreted: its system
+    /// and what it says, or the answer refusing it (`FF01` and HTTP 400 for what does not
+    /// read; another reason, HTTP 200, for what reads but cannot be taken).
+    async fn incoming<T>(
+        &self,
+        headers: &axum::http::HeaderMap,
+        path: &str,
+        body: axum::body::Bytes,
+        kind: Kind,
+        interpret: impl FnOnce(&Leaves) -> Result<T, Refusal>,
+    ) -> Result<Result<(&System, T), XmlAnswer>, ApiError> {
+        let signer = self.verify(headers, path, &body)?;
+        let system = self.systems.get(&signer.id.0).ok_or_else(ApiError::system_error)?;
+        let read =
+            tokio::task::spawn_blocking(move || xml::read(kind, &body)).await.map_err(|_| ApiError::system_error())?;
+        let leaves = match read {
+            Ok(leaves) => leaves,
+            Err(error) => return Ok(Err(self.refusal(Some(system), kind, "", &Refusal::format(error.0), 400))),
+        };
+        match interpret(&leaves) {
+            Ok(message) => Ok(Ok((system, message))),
+            Err(refusal) => {
+                let msg_id = leaves.text(kind.message_id_path()).unwrap_or_default();
+                let status = if refusal.code == "FF01" { 400 } else { 200 };
+                Ok(Err(self.refusal(Some(system), kind, msg_id, &refusal, status)))
+            }
+        }
+    }
+
+    /// A message a payment system sent: a credit (pacs.008), a return (pacs.004) or a
+    /// recall (camt.056).
+    pub async fn receive(
+        self: &Arc<Self>,
+        kind: Kind,
+        headers: &axum::http::HeaderMap,
+        path: &str,
+        body: axum::body::Bytes,
+    ) -> Result<XmlAnswer, ApiError> {
+        match kind {
+            Kind::Pacs008 => self.receive_credit(headers, path, body).await,
+            Kind::Pacs004 => self.receive_return(headers, path, body).await,
+            Kind::Camt056 => self.receive_recall(headers, path, body).await,
+            Kind::Pacs002 => {
+                Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "the switch takes no pacs.002 here"))
+            }
+        }
+    }
+
     // ---- pacs.008 from a sending system -------------------------------------------------
 
     /// `POST /v1/iso20022/pacs.008`.
-    pub async fn receive_credit(
+    async fn receive_credit(
         self: &Arc<Self>,
         headers: &axum::http::HeaderMap,
         path: &str,
         body: axum::body::Bytes,
     ) -> Result<XmlAnswer, ApiError> {
-        let sender = self.verify(headers, path, &body)?;
-        let sender = self.systems.get(&sender.id.0).ok_or_else(system_error)?;
-        let read =
-            tokio::task::spawn_blocking(move || xml::read(Kind::Pacs008, &body)).await.map_err(|_| system_error())?;
-        let leaves = match read {
-            Ok(leaves) => leaves,
-            Err(error) => return Ok(self.refusal(Some(sender), Kind::Pacs008, "", &Refusal::format(error.0), 400)),
-        };
-        let message = match messages::credit_transfer(&leaves) {
-            Ok(message) => message,
-            Err(refusal) => {
-                let msg_id = leaves.text("FIToFICstmrCdtTrf/GrpHdr/MsgId").unwrap_or_default();
-                let status = if refusal.code == "FF01" { 400 } else { 200 };
-                return Ok(self.refusal(Some(sender), Kind::Pacs008, msg_id, &refusal, status));
-            }
-        };
-        let key = RequestKey::derive(
-            "pacs.008",
-            &[
-                &sender.id.0.to_be_bytes(),
-                message.end_to_end_id.as_bytes(),
-                message.tx_id.as_deref().unwrap_or_default().as_bytes(),
-            ],
-        );
+        let (sender, message) =
+            match self.incoming(headers, path, body, Kind::Pacs008, messages::credit_transfer).await? {
+                Ok(read) => read,
+                Err(refused) => return Ok(refused),
+            };
+        let key = credit_key(sender.id, &message.end_to_end_id, message.tx_id.as_deref());
         let digest = content_digest(sender.id, &message);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.settings.answer_within_ms);
         match self.admit(sender, key, &digest, &message)? {
@@ -564,8 +598,8 @@ impl CreditGateway {
         if let Some(live) = table.get(&key.0) {
             return Ok(Admit::Existing(Arc::clone(live)));
         }
-        let stored: Option<Record> =
-            records::load(self.engine.ledger(), &records::record_key(key)).map_err(|e| unavailable(e.to_string()))?;
+        let stored: Option<Record> = records::load(self.engine.ledger(), &records::record_key(key))
+            .map_err(|e| ApiError::ledger_unavailable(e.to_string()))?;
         if let Some(record) = stored {
             if !record.state.is_final() {
                 // Unfinished (an interrupted run of this node or of a primary before it):
@@ -809,7 +843,7 @@ impl CreditGateway {
         deadline: tokio::time::Instant,
     ) -> Result<XmlAnswer, ApiError> {
         let record = live.record.lock().clone();
-        let Some(key) = record.request_key() else { return Err(system_error()) };
+        let Some(key) = record.request_key() else { return Err(ApiError::system_error()) };
         let ledger = Arc::clone(self.engine.ledger());
         if !book {
             // Refused before booking: kept (synced) so that a resend gets the same answer.
@@ -818,7 +852,7 @@ impl CreditGateway {
             let stored = tokio::task::spawn_blocking(move || ledger.put_metadata(&puts)).await;
             self.live.lock().remove(&key.0);
             if !matches!(stored, Ok(Ok(()))) {
-                return Err(unavailable("the ledger did not take the record".into()));
+                return Err(ApiError::ledger_unavailable("the ledger did not take the record"));
             }
             let answer = self.answer_of(&record);
             if let State::Rejected { code, .. } = &record.state {
@@ -848,7 +882,7 @@ impl CreditGateway {
         if let Err(error) = written {
             self.give_back(&record);
             self.live.lock().remove(&key.0);
-            return Err(unavailable(error.to_string()));
+            return Err(ApiError::ledger_unavailable(error.to_string()));
         }
         match self.book(&live).await {
             Booked::Yes | Booked::Refused => {}
@@ -1224,24 +1258,17 @@ impl CreditGateway {
 
     /// `POST /v1/iso20022/pacs.004`: the receiving system returns a credit it had taken
     /// (the creditor's account closed, a recall it agreed to).
-    pub async fn receive_return(
+    async fn receive_return(
         self: &Arc<Self>,
         headers: &axum::http::HeaderMap,
         path: &str,
         body: axum::body::Bytes,
     ) -> Result<XmlAnswer, ApiError> {
-        let signer = self.verify(headers, path, &body)?;
-        let system = self.systems.get(&signer.id.0).ok_or_else(system_error)?;
-        let read =
-            tokio::task::spawn_blocking(move || xml::read(Kind::Pacs004, &body)).await.map_err(|_| system_error())?;
-        let leaves = match read {
-            Ok(leaves) => leaves,
-            Err(error) => return Ok(self.refusal(Some(system), Kind::Pacs004, "", &Refusal::format(error.0), 400)),
-        };
-        let returned = match messages::return_message(&leaves) {
-            Ok(returned) => returned,
-            Err(refusal) => return Ok(self.refusal(Some(system), Kind::Pacs004, "", &refusal, 400)),
-        };
+        let (system, returned) =
+            match self.incoming(headers, path, body, Kind::Pacs004, messages::return_message).await? {
+                Ok(read) => read,
+                Err(refused) => return Ok(refused),
+            };
         Ok(self.take_return(system, &returned).await)
     }
 
@@ -1327,14 +1354,8 @@ impl CreditGateway {
     }
 
     fn key_of_reference(&self, reference: u128) -> Option<RequestKey> {
-        let mut found = None;
-        let index = records::reference_key(reference);
-        let _ = self.engine.ledger().scan_metadata(&index, |k, v| {
-            if k == index.as_slice() {
-                found = v.try_into().ok().map(u128::from_be_bytes).map(RequestKey);
-            }
-        });
-        found
+        let value = self.engine.ledger().metadata(&records::reference_key(reference)).ok()??;
+        value.try_into().ok().map(u128::from_be_bytes).map(RequestKey)
     }
 
     /// A credit's record as it stands, from memory or the metadata.
@@ -1374,36 +1395,26 @@ impl CreditGateway {
     /// `POST /v1/iso20022/camt.056`: the sending system recalls a credit. The switch
     /// passes the recall on to the receiving system; if it agrees, it answers with a
     /// pacs.004, the switch books the return and answers the sender with its own pacs.004.
-    pub async fn receive_recall(
+    async fn receive_recall(
         self: &Arc<Self>,
         headers: &axum::http::HeaderMap,
         path: &str,
         body: axum::body::Bytes,
     ) -> Result<XmlAnswer, ApiError> {
-        let signer = self.verify(headers, path, &body)?;
-        let sender = self.systems.get(&signer.id.0).ok_or_else(system_error)?;
-        let read =
-            tokio::task::spawn_blocking(move || xml::read(Kind::Camt056, &body)).await.map_err(|_| system_error())?;
-        let leaves = match read {
-            Ok(leaves) => leaves,
-            Err(error) => return Ok(self.refusal(Some(sender), Kind::Camt056, "", &Refusal::format(error.0), 400)),
+        let (sender, recall) = match self.incoming(headers, path, body, Kind::Camt056, messages::recall_message).await?
+        {
+            Ok(read) => read,
+            Err(refused) => return Ok(refused),
         };
-        let recall = match messages::recall_message(&leaves) {
-            Ok(recall) => recall,
-            Err(refusal) => return Ok(self.refusal(Some(sender), Kind::Camt056, "", &refusal, 400)),
-        };
-        let key = RequestKey::derive(
-            "pacs.008",
-            &[
-                &sender.id.0.to_be_bytes(),
-                recall.original_end_to_end_id.as_deref().unwrap_or_default().as_bytes(),
-                recall.original_tx_id.as_deref().unwrap_or_default().as_bytes(),
-            ],
+        let key = credit_key(
+            sender.id,
+            recall.original_end_to_end_id.as_deref().unwrap_or_default(),
+            recall.original_tx_id.as_deref(),
         );
         let not_found = || {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "unknown_credit", "no credit of this sender has these ids")
         };
-        let record = self.peek(key).map_err(unavailable)?.ok_or_else(not_found)?;
+        let record = self.peek(key).map_err(ApiError::ledger_unavailable)?.ok_or_else(not_found)?;
         match &record.state {
             State::Settled { .. } => {}
             State::Returned { .. } => return Ok(self.returned_notice(&record)),
@@ -1415,9 +1426,9 @@ impl CreditGateway {
                 ));
             }
         }
-        let receiver = self.systems.get(&record.receiver).ok_or_else(system_error)?;
+        let receiver = self.systems.get(&record.receiver).ok_or_else(ApiError::system_error)?;
         let Ok(credit_currency) = Currency::from_code(&record.credit_currency) else {
-            return Err(system_error());
+            return Err(ApiError::system_error());
         };
         let case_id = if recall.case_id.is_empty() { self.new_message_id("R") } else { recall.case_id.clone() };
         let notice = checked(
@@ -1446,7 +1457,7 @@ impl CreditGateway {
         };
         let leaves = tokio::task::spawn_blocking(move || xml::read(Kind::Pacs004, answer.as_bytes()))
             .await
-            .map_err(|_| system_error())?
+            .map_err(|_| ApiError::system_error())?
             .map_err(|e| {
                 ApiError::new(
                     axum::http::StatusCode::BAD_GATEWAY,
@@ -1466,7 +1477,7 @@ impl CreditGateway {
         }
         let Some(live) = self.live.lock().get(&key.0).cloned() else {
             // Finished meanwhile: the stored record has the return.
-            let record = self.peek(key).map_err(unavailable)?.ok_or_else(not_found)?;
+            let record = self.peek(key).map_err(ApiError::ledger_unavailable)?.ok_or_else(not_found)?;
             return match record.state {
                 State::Returned { .. } => Ok(self.returned_notice(&record)),
                 _ => Err(returning()),
@@ -1540,6 +1551,14 @@ fn iso_reason(reason: DeclineReason) -> (&'static str, String) {
     (code, format!("declined by the switch: {}", reason.name()))
 }
 
+/// A credit's request key: its sending system, end-to-end id and transaction id.
+fn credit_key(sender: ParticipantId, end_to_end_id: &str, tx_id: Option<&str>) -> RequestKey {
+    RequestKey::derive(
+        "pacs.008",
+        &[&sender.0.to_be_bytes(), end_to_end_id.as_bytes(), tx_id.unwrap_or_default().as_bytes()],
+    )
+}
+
 /// What a message asks, without its message id and time: the same ids with the same
 /// content are a resend.
 fn content_digest(sender: ParticipantId, message: &CreditTransferMessage) -> String {
@@ -1588,18 +1607,8 @@ fn returning() -> ApiError {
     )
 }
 
-fn system_error() -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "system_error", "the gateway failed; retry the same message")
-}
-
-fn unavailable(message: String) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", message)
-}
-
 fn overloaded() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many credits in flight; retry the same message")
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use crate::activity::now_unix_ms as now_ms;

@@ -86,9 +86,9 @@ use std::time::Duration;
 
 pub fn router(gateway: Arc<CreditGateway>) -> Router {
     Router::new()
-        .route("/v1/iso20022/pacs.008", post(credit))
-        .route("/v1/iso20022/pacs.004", post(credit_return))
-        .route("/v1/iso20022/camt.056", post(recall))
+        .route("/v1/iso20022/pacs.008", post(message::<0>))
+        .route("/v1/iso20022/pacs.004", post(message::<1>))
+        .route("/v1/iso20022/camt.056", post(message::<2>))
         .route("/v1/iso20022/quotes", post(quote))
         // Bodies somewhat over a message's bound still reach `xml::read`, which answers them
         // FF01 like any other unreadable message; far over it, 413.
@@ -124,18 +124,6 @@ fn answered(result: Result<XmlAnswer, crate::qr::ApiError>) -> HttpResponse {
     }
 }
 
-/// Runs a message's handling in its own task: a client that hangs up never leaves a
-/// booked credit, a return or a recall half done.
-async fn detached<F>(work: F) -> HttpResponse
-where
-    F: std::future::Future<Output = Result<XmlAnswer, crate::qr::ApiError>> + Send + 'static,
-{
-    match tokio::spawn(work).await {
-        Ok(result) => answered(result),
-        Err(_) => crate::http::error(StatusCode::INTERNAL_SERVER_ERROR, "system_error", "the gateway failed; retry"),
-    }
-}
-
 fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<HttpResponse>> {
     body.map_err(|rejection| {
         Box::new(crate::http::error(
@@ -146,34 +134,23 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<HttpR
     })
 }
 
-async fn credit(
-    State(gateway): State<Arc<CreditGateway>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> HttpResponse {
-    match body_or_error(body) {
-        Ok(body) => {
-            let path = uri.path().to_string();
-            detached(async move { gateway.receive_credit(&headers, &path, body).await }).await
-        }
-        Err(response) => *response,
-    }
-}
+/// The messages the switch takes, by the index its route names (`message::<I>`).
+const INBOUND: [xml::Kind; 3] = [xml::Kind::Pacs008, xml::Kind::Pacs004, xml::Kind::Camt056];
 
-async fn credit_return(
+/// `POST /v1/iso20022/<message>`: handled in a task of its own (`http::detached`), so that
+/// a client that hangs up never leaves a booked credit, a return or a recall half done.
+async fn message<const INDEX: usize>(
     State(gateway): State<Arc<CreditGateway>>,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
-    match body_or_error(body) {
-        Ok(body) => {
-            let path = uri.path().to_string();
-            detached(async move { gateway.receive_return(&headers, &path, body).await }).await
-        }
-        Err(response) => *response,
-    }
+    let body = match body_or_error(body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let path = uri.path().to_string();
+    crate::http::detached(async move { answered(gateway.receive(INBOUND[INDEX], &headers, &path, body).await) }).await
 }
 
 async fn quote(
@@ -187,21 +164,6 @@ async fn quote(
             Ok(view) => axum::Json(view).into_response(),
             Err(error) => error.into_response(),
         },
-        Err(response) => *response,
-    }
-}
-
-async fn recall(
-    State(gateway): State<Arc<CreditGateway>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> HttpResponse {
-    match body_or_error(body) {
-        Ok(body) => {
-            let path = uri.path().to_string();
-            detached(async move { gateway.receive_recall(&headers, &path, body).await }).await
-        }
         Err(response) => *response,
     }
 }

@@ -161,13 +161,7 @@ pub fn load<T: for<'de> Deserialize<'de>>(
     ledger: &Ledger,
     key: &[u8],
 ) -> Result<Option<T>, junction_ledger::LedgerError> {
-    let mut found = None;
-    ledger.scan_metadata(key, |k, v| {
-        if k == key {
-            found = serde_json::from_slice(v).ok();
-        }
-    })?;
-    Ok(found)
+    Ok(ledger.metadata(key)?.and_then(|value| serde_json::from_slice(&value).ok()))
 }
 
 /// Every record under a tag.

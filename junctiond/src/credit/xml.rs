@@ -59,6 +59,16 @@ impl Kind {
         }
     }
 
+    /// Where the message's own id is (a refusal names it).
+    pub fn message_id_path(self) -> &'static str {
+        match self {
+            Kind::Pacs008 => "FIToFICstmrCdtTrf/GrpHdr/MsgId",
+            Kind::Pacs002 => "FIToFIPmtStsRpt/GrpHdr/MsgId",
+            Kind::Pacs004 => "PmtRtr/GrpHdr/MsgId",
+            Kind::Camt056 => "FIToFIPmtCxlReq/Assgnmt/Id",
+        }
+    }
+
     fn schema(self) -> &'static [u8] {
         match self {
             Kind::Pacs008 => include_bytes!("../../schemas/pacs.008.001.09.xsd"),

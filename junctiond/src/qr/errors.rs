@@ -40,8 +40,18 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub(super) fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// The gateway itself failed (a task that did not come back); the caller retries.
+    pub(crate) fn system_error() -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "system_error", "the gateway failed; retry")
+    }
+
+    /// The ledger did not read or write; nothing was moved.
+    pub(crate) fn ledger_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", message)
     }
 
     pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {

@@ -434,7 +434,7 @@ impl QrGateway {
         let wallet = wallet.id;
         tokio::spawn(telemetry::carried(async move { gateway.complete_payment(key, content, quote, wallet).await }))
             .await
-            .unwrap_or_else(|_| Err(internal()))
+            .unwrap_or_else(|_| Err(ApiError::system_error()))
     }
 
     /// Submits a payment recorded as pending and records the engine's answer.
@@ -520,7 +520,7 @@ impl QrGateway {
             Ok::<_, junction_ledger::LedgerError>((first, second))
         })
         .await
-        .map_err(|_| internal())?
+        .map_err(|_| ApiError::system_error())?
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()))?;
         let (Some(first), second) = lookup else { return Ok(None) };
         let payee_leg = second.unwrap_or(first).transfer;
@@ -675,7 +675,7 @@ impl QrGateway {
             gateway.complete_refund(key, payment_id, content, quote, amount, credit).await
         }))
         .await
-        .unwrap_or_else(|_| Err(internal()))
+        .unwrap_or_else(|_| Err(ApiError::system_error()))
     }
 
     /// Submits a refund recorded as pending and records the engine's answer (in its own
@@ -750,10 +750,6 @@ impl QrGateway {
 }
 
 pub(super) type ApiResult = Result<HttpResponse, ApiError>;
-
-pub(super) fn internal() -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "system_error", "the gateway failed; retry")
-}
 
 pub(super) fn payment_answer(record: &PaymentRecord, refunds: &tables::BoundedMap<RefundRecord>) -> ApiResult {
     let refund_views: Vec<RefundView<'_>> =
