@@ -305,6 +305,55 @@ pub struct ParticipantConfig {
     pub endpoint: Option<String>,
 }
 
+impl ParticipantConfig {
+    /// Checks the entry on its own (the configuration checks that ids and institution ids
+    /// are unique; the directory, when one is onboarded at runtime).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let p = self;
+        if p.id == 0 {
+            return Err(invalid("participant id 0 is reserved"));
+        }
+        if p.name.is_empty() || p.name.len() > 140 || p.name.chars().any(char::is_control) {
+            return Err(invalid(format!("participant {}: name must be 1-140 characters, none a control", p.id)));
+        }
+        if p.institution_id.is_empty()
+            || p.institution_id.len() > 11
+            || !p.institution_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(invalid(format!("participant {}: institution_id must be 1-11 digits", p.id)));
+        }
+        check_bic(&p.bic)?;
+        let key = hex::decode(&p.key).map_err(|_| invalid(format!("participant {}: key must be hex", p.id)))?;
+        if key.len() < 16 {
+            return Err(invalid(format!("participant {}: key must be at least 16 bytes", p.id)));
+        }
+        if p.net_debit_caps.is_empty() {
+            return Err(invalid(format!("participant {}: net_debit_caps names no currency", p.id)));
+        }
+        for code in p.net_debit_caps.keys() {
+            Currency::from_code(code).map_err(|e| invalid(format!("participant {}: {e}", p.id)))?;
+        }
+        match (p.role, &p.endpoint) {
+            (Role::PaymentSystem, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {}
+            (Role::PaymentSystem, _) => return Err(invalid(format!(
+                "participant {}: a payment_system needs an http:// or https:// endpoint where its credits are pushed",
+                p.id
+            ))),
+            (_, Some(_)) => {
+                return Err(invalid(format!("participant {}: only a payment_system has an endpoint", p.id)))
+            }
+            (_, None) => {}
+        }
+        if p.role == Role::PaymentSystem && p.net_debit_caps.len() != 1 {
+            return Err(invalid(format!(
+                "participant {}: a payment_system settles in exactly one currency (one net_debit_caps entry)",
+                p.id
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
@@ -603,27 +652,6 @@ impl Config {
     /// Payment systems (one currency each, an endpoint), the proxies and the limits.
     fn validate_credit_transfers(&self) -> Result<(), ConfigError> {
         let ct = &self.credit_transfers;
-        for p in &self.participants {
-            match (p.role, &p.endpoint) {
-                (Role::PaymentSystem, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {}
-                (Role::PaymentSystem, _) => {
-                    return Err(invalid(format!(
-                        "participant {}: a payment_system needs an http:// or https:// endpoint where its credits are pushed",
-                        p.id
-                    )))
-                }
-                (_, Some(_)) => {
-                    return Err(invalid(format!("participant {}: only a payment_system has an endpoint", p.id)))
-                }
-                (_, None) => {}
-            }
-            if p.role == Role::PaymentSystem && p.net_debit_caps.len() != 1 {
-                return Err(invalid(format!(
-                    "participant {}: a payment_system settles in exactly one currency (one net_debit_caps entry)",
-                    p.id
-                )));
-            }
-        }
         let tax = &self.tax_refunds;
         // The guarantee hold (a u32 of seconds) outlives the window by a week.
         if tax.departure_within_s == 0 || tax.departure_within_s > 10 * 365 * 24 * 3600 || tax.sweep_every_ms == 0 {
@@ -802,23 +830,12 @@ impl Config {
         let mut ids = std::collections::BTreeSet::new();
         let mut institutions = std::collections::BTreeSet::new();
         for p in &self.participants {
-            if p.id == 0 || !ids.insert(p.id) {
-                return Err(invalid(format!("participant id {} is zero or repeated", p.id)));
+            p.check()?;
+            if !ids.insert(p.id) {
+                return Err(invalid(format!("participant id {} is repeated", p.id)));
             }
-            if p.institution_id.is_empty()
-                || p.institution_id.len() > 11
-                || !p.institution_id.bytes().all(|b| b.is_ascii_digit())
-                || !institutions.insert(normalize_institution(&p.institution_id))
-            {
-                return Err(invalid(format!("participant {}: institution_id must be 1-11 digits and unique", p.id)));
-            }
-            check_bic(&p.bic)?;
-            let key = hex::decode(&p.key).map_err(|_| invalid(format!("participant {}: key must be hex", p.id)))?;
-            if key.len() < 16 {
-                return Err(invalid(format!("participant {}: key must be at least 16 bytes", p.id)));
-            }
-            for code in p.net_debit_caps.keys() {
-                Currency::from_code(code).map_err(|e| invalid(format!("participant {}: {e}", p.id)))?;
+            if !institutions.insert(normalize_institution(&p.institution_id)) {
+                return Err(invalid(format!("participant {}: institution_id must be unique", p.id)));
             }
         }
         let mut accounts = std::collections::BTreeMap::new();
@@ -975,7 +992,8 @@ impl Config {
 }
 
 fn check_bic(bic: &str) -> Result<(), ConfigError> {
-    let ok = (bic.len() == 8 || bic.len() == 11)
+    let ok = bic.is_ascii()
+        && (bic.len() == 8 || bic.len() == 11)
         && bic[..6].bytes().all(|b| b.is_ascii_uppercase())
         && bic[6..].bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     if ok {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 pub struct HttpContext {
     pub engine: Arc<Engine>,
+    pub directory: Arc<crate::directory::Directory>,
     pub clearing: Arc<super::windows::Windows>,
     pub iso: Arc<IsoContext>,
     pub metrics: Arc<Metrics>,
@@ -89,7 +90,8 @@ pub fn admin_router(context: Arc<HttpContext>) -> Router {
     // The views: anyone with the read token or the admin token.
     let views = Router::new()
         .route("/v1/admin/status", get(status))
-        .route("/v1/admin/participants", get(participants))
+        // Onboarding is a change: its handler checks for the admin token.
+        .route("/v1/admin/participants", get(participants).post(onboard))
         .route("/v1/admin/windows", get(windows))
         .route("/v1/admin/positions", get(positions))
         .route("/v1/admin/accounts/{id}", get(account))
@@ -107,6 +109,8 @@ pub fn admin_router(context: Arc<HttpContext>) -> Router {
         .route("/v1/admin/participants/{id}/caps", post(set_cap))
         .route("/v1/admin/participants/{id}/suspend", post(suspend))
         .route("/v1/admin/participants/{id}/reinstate", post(reinstate))
+        .route("/v1/admin/participants/{id}/retire", post(retire))
+        .route("/v1/admin/participants/{id}/keys", post(rotate_key))
         .route("/v1/admin/bins", axum::routing::put(replace_bins).post(upsert_bins))
         .route("/v1/admin/bins/{prefix}", axum::routing::delete(delete_bin))
         .route("/v1/admin/fees", axum::routing::put(replace_fees))
@@ -287,6 +291,7 @@ async fn participants(State(context): State<Arc<HttpContext>>) -> Json<Value> {
         .participants()
         .iter()
         .map(|p| {
+            let member = context.directory.get(p.id);
             let caps: serde_json::Map<String, Value> = p
                 .net_debit_caps
                 .iter()
@@ -303,6 +308,10 @@ async fn participants(State(context): State<Arc<HttpContext>>) -> Json<Value> {
                 "name": p.name,
                 "role": p.role,
                 "suspended": engine.is_suspended(p.id),
+                "retired": member.as_ref().is_some_and(|m| m.is_retired()),
+                "institution_id": member.as_ref().map(|m| m.institution_id.clone()),
+                "bic": member.as_ref().map(|m| m.bic.clone()),
+                "keys": member.as_ref().map(|m| m.key_view()),
                 "currencies": caps,
             })
         })
@@ -592,10 +601,88 @@ async fn reinstate(State(context): State<Arc<HttpContext>>, headers: HeaderMap, 
 }
 
 async fn set_suspended(context: Arc<HttpContext>, headers: HeaderMap, id: u64, suspended: bool) -> Response {
+    if !suspended && context.directory.get(junction_ledger::ParticipantId(id)).is_some_and(|m| m.is_retired()) {
+        return error(StatusCode::CONFLICT, "participant_retired", format!("participant {id} is retired for good"));
+    }
     admin_call(&context, &headers, move |engine| {
         engine.set_suspended(junction_ledger::ParticipantId(id), suspended)?;
         tracing::info!(participant = id, suspended, "participant status changed");
         Ok(json!({ "participant": id, "suspended": suspended }))
+    })
+    .await
+}
+
+/// Runs a change of the participant directory on a blocking thread (it writes the
+/// ledger's metadata durably), after the admin token is checked.
+async fn directory_call(
+    context: &Arc<HttpContext>,
+    headers: &HeaderMap,
+    change: impl FnOnce(&crate::directory::Directory) -> Result<Value, crate::directory::DirectoryError> + Send + 'static,
+) -> Response {
+    use crate::directory::DirectoryError;
+    if let Some(refusal) = context.admin_refusal(headers) {
+        return refusal;
+    }
+    let directory = Arc::clone(&context.directory);
+    match tokio::task::spawn_blocking(move || change(&directory)).await {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e @ DirectoryError::Invalid(_))) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()),
+        Ok(Err(e @ DirectoryError::Conflict(_))) => error(StatusCode::CONFLICT, "conflict", e.to_string()),
+        Ok(Err(e @ DirectoryError::Unknown(_))) => error(StatusCode::NOT_FOUND, "unknown_participant", e.to_string()),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// Onboards a participant at runtime: the body is its `[[participants]]` entry as JSON.
+/// It can sign on, sign requests and be paid from the moment the answer comes back.
+async fn onboard(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    body: Result<Json<super::config::ParticipantConfig>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let entry = match body {
+        Ok(Json(entry)) => entry,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, "bad_json", rejection.body_text()),
+    };
+    directory_call(&context, &headers, move |directory| {
+        let member = directory.onboard(entry)?;
+        Ok(json!({ "participant": member.id.0, "name": member.name, "role": member.role, "keys": member.key_view() }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    /// The new key, hex (at least 16 bytes).
+    key: String,
+    /// How long the old key is still accepted, seconds (0: not at all).
+    overlap_s: u64,
+}
+
+/// Rotates a participant's key, the old one accepted for `overlap_s` more.
+async fn rotate_key(
+    State(context): State<Arc<HttpContext>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Result<Json<KeyBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "expected {\"key\": \"<hex>\", \"overlap_s\": ...}");
+    };
+    directory_call(&context, &headers, move |directory| {
+        let member = directory.rotate_key(junction_ledger::ParticipantId(id), &body.key, body.overlap_s)?;
+        Ok(json!({ "participant": id, "keys": member.key_view() }))
+    })
+    .await
+}
+
+/// Retires a participant for good; its positions still settle.
+async fn retire(State(context): State<Arc<HttpContext>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    directory_call(&context, &headers, move |directory| {
+        directory.retire(junction_ledger::ParticipantId(id))?;
+        Ok(json!({ "participant": id, "retired": true }))
     })
     .await
 }

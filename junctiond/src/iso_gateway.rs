@@ -18,6 +18,7 @@
 use super::activity::{Decline, Sessions};
 use super::admission::Admission;
 use super::config::normalize_institution;
+use super::directory::{Directory, Key, Member};
 use super::forwarding::Forwarding;
 use super::issuer_links::{IssuerLinks, Link};
 use super::metrics::{Metrics, INTERFACE_ISO8583};
@@ -27,7 +28,7 @@ use junction_engine::model::*;
 use junction_engine::routing::RouteMode;
 use junction_engine::{DeclineReason, Engine, ResponseCode};
 use junction_ledger::{Currency, ParticipantId};
-use junction_wire::iso8583::{mac, next_frame, FrameError, Iso8583Message, MacKey, MaskedPan, FRAME_PREFIX_SIZE_BYTES};
+use junction_wire::iso8583::{mac, next_frame, FrameError, Iso8583Message, MaskedPan, FRAME_PREFIX_SIZE_BYTES};
 use opentelemetry::KeyValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -81,24 +82,29 @@ impl Backlog {
     }
 }
 
-/// A participant that may connect.
-pub struct IsoParticipant {
-    pub id: ParticipantId,
-    pub name: String,
-    pub institution_id: String,
-    pub key: MacKey,
-    /// An issuer: its signed-on connections become its links.
-    pub issuer: bool,
-    /// An acquirer: the only role that sends requests (purchases, refunds, reversals...).
-    /// A wallet, an FX provider or an issuer that signs on may echo and, for an issuer,
-    /// answer what it is sent, never originate a payment.
-    pub acquirer: bool,
+/// Who a message is MAC'd for, and with which of its keys: an answer with the key its
+/// request was verified with, a message the switch originates with the key the
+/// participant was last seen using (`Member::signing_key`).
+#[derive(Clone)]
+pub struct Signer {
+    pub member: Arc<Member>,
+    pub key: Arc<Key>,
+}
+
+impl Signer {
+    pub fn originating(member: Arc<Member>) -> Signer {
+        let key = member.signing_key();
+        Signer { member, key }
+    }
 }
 
 pub struct IsoContext {
     pub engine: Arc<Engine>,
-    /// By normalised institution id (field 32 without leading zeros).
-    pub participants: HashMap<String, Arc<IsoParticipant>>,
+    /// Every participant; only an issuer's signed-on connections become its links, and
+    /// only an acquirer originates requests (purchases, refunds, reversals...). A wallet,
+    /// an FX provider or an issuer that signs on may echo and, for an issuer, answer what
+    /// it is sent, never originate a payment.
+    pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
     pub connections_open: AtomicUsize,
     /// Shared with the QR gateway: requests handed to the engine and not yet answered.
@@ -115,7 +121,7 @@ pub struct IsoContext {
 impl IsoContext {
     pub fn new(
         engine: Arc<Engine>,
-        participants: Vec<IsoParticipant>,
+        directory: Arc<Directory>,
         metrics: Arc<Metrics>,
         admission: Arc<Admission>,
         forwarding: Arc<Forwarding>,
@@ -125,10 +131,7 @@ impl IsoContext {
             links: Arc::clone(&forwarding.links),
             forwarding,
             engine,
-            participants: participants
-                .into_iter()
-                .map(|p| (normalize_institution(&p.institution_id).to_string(), Arc::new(p)))
-                .collect(),
+            directory,
             metrics,
             connections_open: AtomicUsize::new(0),
             admission,
@@ -195,21 +198,21 @@ pub async fn serve(
 
 pub enum WriterMessage {
     /// A request was submitted with this tag; its answer echoes these fields.
-    Expect { tag: u64, request: Box<Iso8583Message>, key: Option<Arc<IsoParticipant>>, received: Instant },
+    Expect { tag: u64, request: Box<Iso8583Message>, key: Option<Signer>, received: Instant },
     /// The engine's answer.
     Answer(Response),
     /// An answer the reader built itself (network management, refusals).
-    Direct { response: Box<Iso8583Message>, key: Option<Arc<IsoParticipant>> },
+    Direct { response: Box<Iso8583Message>, key: Option<Signer> },
     /// A request the switch sends an issuer on its link (MAC'd with the issuer's key); it
     /// takes no room of the connection's in-flight bound (links have their own).
-    Forward { message: Box<Iso8583Message>, key: Arc<IsoParticipant> },
+    Forward { message: Box<Iso8583Message>, key: Signer },
 }
 
 /// What a connection knows of its peer.
 struct Peer {
     /// The connection's number in `IsoContext::sessions`.
     connection: u64,
-    signed_on: Option<Arc<IsoParticipant>>,
+    signed_on: Option<Arc<Member>>,
     /// Set while an issuer is signed on: the connection is one of its links.
     link: Option<Arc<Link>>,
 }
@@ -347,7 +350,7 @@ fn handle(
             return;
         }
     };
-    let direct = |response: Iso8583Message, key: Option<Arc<IsoParticipant>>| direct(sender, in_flight, response, key);
+    let direct = |response: Iso8583Message, key: Option<Signer>| direct(sender, in_flight, response, key);
     if message.mti() == "0800" {
         let (response, key) = network_management(&message, context, peer, sender);
         direct(response, key);
@@ -361,18 +364,28 @@ fn handle(
     let log_span = traced.as_ref().map(|traced| tracing::info_span!("request", trace_id = %traced.trace_id()));
     let _in_span = log_span.as_ref().map(tracing::Span::enter);
     // Financial messages: signed on, MAC'd with the participant's key, as itself.
-    let Some(participant) = peer.signed_on.clone() else {
+    let Some(member) = peer.signed_on.clone() else {
         metrics.security_refusals.inc();
         tracing::info!(mti = message.mti(), "financial message on a connection that has not signed on");
         direct(answer(&message, "63"), None);
         return;
     };
-    if let Err(error) = mac::verify_decoded(&message, &participant.key) {
+    if member.is_retired() {
         metrics.security_refusals.inc();
-        tracing::warn!(participant = participant.id.0, mti = message.mti(), stan = message.get(11).unwrap_or("-"), %error, "MAC check failed");
-        direct(answer(&message, error.response_code()), Some(participant));
+        tracing::warn!(participant = member.id.0, mti = message.mti(), "a message from a retired participant");
+        direct(answer(&message, "63"), Some(Signer::originating(member)));
         return;
     }
+    let participant = match member.verify(|key| mac::verify_decoded(&message, &key.mac)) {
+        Ok(key) => Signer { member, key },
+        Err(error) => {
+            metrics.security_refusals.inc();
+            tracing::warn!(participant = member.id.0, mti = message.mti(), stan = message.get(11).unwrap_or("-"), %error, "MAC check failed");
+            direct(answer(&message, error.response_code()), Some(Signer::originating(member)));
+            return;
+        }
+    };
+    let id = participant.member.id;
     if is_response(message.mti()) {
         // An issuer's host answering what the switch sent it on this link.
         match &peer.link {
@@ -383,24 +396,20 @@ fn handle(
             }
             None => {
                 metrics.issuer_unmatched_answers.inc();
-                tracing::info!(participant = participant.id.0, "a response on a connection that is not an issuer link");
+                tracing::info!(participant = id.0, "a response on a connection that is not an issuer link");
             }
         }
         return;
     }
-    if !participant.acquirer {
+    if participant.member.role != Role::Acquirer {
         metrics.security_refusals.inc();
-        tracing::warn!(
-            participant = participant.id.0,
-            mti = message.mti(),
-            "a request from a participant that is not an acquirer"
-        );
+        tracing::warn!(participant = id.0, mti = message.mti(), "a request from a participant that is not an acquirer");
         direct(answer(&message, "63"), Some(participant));
         return;
     }
-    if message.get(32).map(normalize_institution) != Some(normalize_institution(&participant.institution_id)) {
+    if message.get(32).map(normalize_institution) != Some(normalize_institution(&participant.member.institution_id)) {
         metrics.security_refusals.inc();
-        tracing::warn!(participant = participant.id.0, "field 32 names another institution");
+        tracing::warn!(participant = id.0, "field 32 names another institution");
         direct(answer(&message, "63"), Some(participant));
         return;
     }
@@ -410,7 +419,7 @@ fn handle(
         return;
     }
     let tag = context.next_tag.fetch_add(1, Ordering::Relaxed);
-    match to_request(&message, context, participant.id, tag, sink) {
+    match to_request(&message, context, id, tag, sink) {
         Ok((request, _)) if !context.admission.try_admit() => {
             // Declined at the door: answering at once keeps what is accepted moving.
             drop(request);
@@ -471,7 +480,7 @@ fn direct(
     sender: &mpsc::Sender<WriterMessage>,
     in_flight: &AtomicUsize,
     response: Iso8583Message,
-    key: Option<Arc<IsoParticipant>>,
+    key: Option<Signer>,
 ) {
     in_flight.fetch_add(1, Ordering::AcqRel);
     enqueue(sender, WriterMessage::Direct { response: Box::new(response), key });
@@ -482,31 +491,44 @@ fn network_management(
     context: &IsoContext,
     peer: &mut Peer,
     sender: &mpsc::Sender<WriterMessage>,
-) -> (Iso8583Message, Option<Arc<IsoParticipant>>) {
-    let participant = match message.get(32) {
-        Some(id) => context.participants.get(normalize_institution(id)).cloned(),
+) -> (Iso8583Message, Option<Signer>) {
+    let member = match message.get(32) {
+        Some(id) => context.directory.by_institution(id),
         None => peer.signed_on.clone(),
     };
-    let Some(participant) = participant else {
+    let Some(member) = member else {
         context.metrics.security_refusals.inc();
         tracing::info!(institution = message.get(32).unwrap_or("-"), "network management from an unknown institution");
         return (answer(message, if message.contains(32) { "63" } else { "30" }), None);
     };
-    if let Err(error) = mac::verify_decoded(message, &participant.key) {
+    let signer = match member.verify(|key| mac::verify_decoded(message, &key.mac)) {
+        Ok(key) => Signer { member, key },
+        Err(error) => {
+            context.metrics.security_refusals.inc();
+            tracing::warn!(participant = member.id.0, %error, "MAC check failed on network management");
+            return (answer(message, error.response_code()), Some(Signer::originating(member)));
+        }
+    };
+    if signer.member.is_retired() {
         context.metrics.security_refusals.inc();
-        tracing::warn!(participant = participant.id.0, %error, "MAC check failed on network management");
-        return (answer(message, error.response_code()), Some(participant));
+        tracing::warn!(participant = signer.member.id.0, "network management from a retired participant");
+        if let Some(link) = peer.link.take() {
+            context.links.unregister(&link);
+        }
+        peer.signed_on = None;
+        return (answer(message, "63"), Some(signer));
     }
+    let participant = &signer.member;
     let code = match message.get(70) {
         Some("001") => {
             tracing::info!(participant = participant.id.0, name = %participant.name, "signed on");
             if let Some(link) = peer.link.take() {
                 context.links.unregister(&link);
             }
-            if participant.issuer {
-                peer.link = Some(context.links.register(Arc::clone(&participant), sender.clone()));
+            if participant.role == Role::Issuer {
+                peer.link = Some(context.links.register(Arc::clone(participant), sender.clone()));
             }
-            peer.signed_on = Some(Arc::clone(&participant));
+            peer.signed_on = Some(Arc::clone(participant));
             context.sessions.signed_on(peer.connection, participant.id.0);
             "00"
         }
@@ -526,7 +548,7 @@ fn network_management(
         Some(_) => "12",
         None => "30",
     };
-    (answer(message, code), Some(participant))
+    (answer(message, code), Some(signer))
 }
 
 /// Whether an MTI is a response (its third digit is odd).
@@ -672,7 +694,7 @@ pub fn request_key(acquirer: &str, terminal: &str, stan: &str, transmission_time
 }
 
 /// A submitted request awaiting its answer: what to echo, the key to MAC with, when it came.
-type Expected = (Box<Iso8583Message>, Option<Arc<IsoParticipant>>, Instant);
+type Expected = (Box<Iso8583Message>, Option<Signer>, Instant);
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
@@ -694,10 +716,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 WriterMessage::Answer(response) => {
                     if let Some((request, key, received)) = expected.remove(&response.tag) {
                         if response.code != ResponseCode::Approved {
-                            note_decline(&context.metrics, &request, response.code, response.decline, key.as_deref());
+                            note_decline(&context.metrics, &request, response.code, response.decline, key.as_ref());
                         }
                         let message = engine_answer(&request, &response);
-                        push(&mut out, message, key.as_deref());
+                        push(&mut out, message, key.as_ref());
                         in_flight.fetch_sub(1, Ordering::AcqRel);
                         context.admission.release();
                         context.metrics.observe(response.code, received.elapsed());
@@ -709,12 +731,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         context.metrics.responses_by_code.with_label_values(&[INTERFACE_ISO8583, code]).inc();
                         match ResponseCode::from_wire(code) {
                             Some(code) if code != ResponseCode::Approved && !response.mti().starts_with("08") => {
-                                note_decline(&context.metrics, &response, code, None, key.as_deref());
+                                note_decline(&context.metrics, &response, code, None, key.as_ref());
                             }
                             _ => {}
                         }
                     }
-                    push(&mut out, *response, key.as_deref());
+                    push(&mut out, *response, key.as_ref());
                     in_flight.fetch_sub(1, Ordering::AcqRel);
                     notify.notify_one();
                 }
@@ -762,7 +784,7 @@ fn note_decline(
     message: &Iso8583Message,
     code: ResponseCode,
     reason: Option<DeclineReason>,
-    participant: Option<&IsoParticipant>,
+    participant: Option<&Signer>,
 ) {
     let pan = match message.get(2) {
         Some(pan) => pan,
@@ -771,7 +793,7 @@ fn note_decline(
     metrics.recent_declines.note(Decline {
         unix_ms: crate::activity::now_unix_ms(),
         interface: INTERFACE_ISO8583,
-        participant: participant.map_or(0, |p| p.id.0),
+        participant: participant.map_or(0, |p| p.member.id.0),
         mti: Text::new(message.mti()),
         card: MaskedCard::of(pan),
         amount: message.get(4).and_then(|amount| amount.parse().ok()).unwrap_or(0),
@@ -786,9 +808,9 @@ fn note_decline(
 /// Field 44 of an answer the switch gave standing in for the issuer.
 pub const STOOD_IN_MARK: &str = "1";
 
-fn push(out: &mut Vec<u8>, mut message: Iso8583Message, key: Option<&IsoParticipant>) {
+fn push(out: &mut Vec<u8>, mut message: Iso8583Message, key: Option<&Signer>) {
     let encoded = match key {
-        Some(participant) => mac::sign_framed(&mut message, &participant.key, out).map(|_| ()),
+        Some(signer) => mac::sign_framed(&mut message, &signer.key.mac, out).map(|_| ()),
         None => message.encode_framed(out).map(|_| ()),
     };
     if let Err(error) = encoded {

@@ -11,7 +11,8 @@
 //! An answer that comes after its request timed out is still matched for
 //! `late_answer_window_ms`, and handed to the late-answer rules (`hosted.rs`).
 
-use crate::iso_gateway::{IsoParticipant, WriterMessage};
+use crate::directory::Member;
+use crate::iso_gateway::{Signer, WriterMessage};
 use junction_engine::model::RequestKey;
 use junction_ledger::ParticipantId;
 use junction_wire::iso8583::Iso8583Message;
@@ -64,7 +65,7 @@ struct Outstanding {
 /// One signed-on connection of an issuer's host.
 pub struct Link {
     pub id: u64,
-    pub participant: Arc<IsoParticipant>,
+    pub participant: Arc<Member>,
     sender: mpsc::Sender<WriterMessage>,
     /// The issuer's STAN counter, shared by all its links: a STAN names one request to
     /// the issuer whichever link carried it (field 90 of a later reversal or advice).
@@ -91,7 +92,10 @@ impl Link {
     /// Sends a message on the link (MAC'd with the issuer's key by the writer); gives it
     /// back if the connection's queue cannot take it.
     fn send(&self, message: Box<Iso8583Message>) -> Result<(), Box<Iso8583Message>> {
-        match self.sender.try_send(WriterMessage::Forward { message, key: Arc::clone(&self.participant) }) {
+        match self
+            .sender
+            .try_send(WriterMessage::Forward { message, key: Signer::originating(Arc::clone(&self.participant)) })
+        {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(WriterMessage::Forward { message, .. }))
             | Err(mpsc::error::TrySendError::Closed(WriterMessage::Forward { message, .. })) => Err(message),
@@ -138,7 +142,7 @@ impl IssuerLinks {
     }
 
     /// A connection of an issuer signed on: a new link in its rotation.
-    pub fn register(&self, participant: Arc<IsoParticipant>, sender: mpsc::Sender<WriterMessage>) -> Arc<Link> {
+    pub fn register(&self, participant: Arc<Member>, sender: mpsc::Sender<WriterMessage>) -> Arc<Link> {
         let link = Arc::new(Link {
             id: self.next_link_id.fetch_add(1, Ordering::Relaxed),
             participant: Arc::clone(&participant),

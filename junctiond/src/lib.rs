@@ -10,6 +10,7 @@ pub mod background;
 pub mod config;
 pub mod console;
 pub mod credit;
+pub mod directory;
 pub mod forwarding;
 pub mod fx;
 pub mod http;
@@ -29,7 +30,6 @@ use config::Config;
 use junction_engine::model::*;
 use junction_engine::{Engine, EngineConfig};
 use junction_ledger::{AccountId, Currency, Ledger, LedgerOptions, ParticipantId};
-use junction_wire::iso8583::MacKey;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,18 +204,11 @@ pub async fn run(mut config: Config) -> Result<()> {
         Some(settings) => Some(Arc::new(telemetry::Telemetry::start(settings, node)?)),
         None => None,
     };
-    let mut iso_participants = Vec::new();
-    for p in &config.participants {
-        let key = MacKey::new(&hex::decode(&p.key)?).map_err(|e| anyhow::anyhow!("participant {}: {e}", p.id))?;
-        iso_participants.push(iso_gateway::IsoParticipant {
-            id: ParticipantId(p.id),
-            name: p.name.clone(),
-            institution_id: p.institution_id.clone(),
-            key,
-            issuer: p.role == junction_engine::model::Role::Issuer,
-            acquirer: p.role == junction_engine::model::Role::Acquirer,
-        });
-    }
+    let directory = Arc::new(tokio::task::block_in_place(|| -> Result<directory::Directory> {
+        let directory = directory::Directory::load(&config, Arc::clone(&engine))?;
+        directory.provision_recorded()?;
+        Ok(directory)
+    })?);
     let link_config = &config.issuer_links;
     let (links, late_answers) =
         issuer_links::IssuerLinks::new(Duration::from_millis(link_config.late_answer_window_ms));
@@ -232,18 +225,24 @@ pub async fn run(mut config: Config) -> Result<()> {
     });
     let iso = Arc::new(iso_gateway::IsoContext::new(
         Arc::clone(&engine),
-        iso_participants,
+        Arc::clone(&directory),
         Arc::clone(&metrics),
         Arc::clone(&admission),
         Arc::clone(&forwarding),
         telemetry.clone(),
     ));
-    let clearing = Arc::new(windows::Windows::new(switch.data_dir.join("clearing"), &config, Arc::clone(&engine)));
+    let clearing = Arc::new(windows::Windows::new(
+        switch.data_dir.join("clearing"),
+        &config,
+        Arc::clone(&engine),
+        Arc::clone(&directory),
+    ));
     // Windows closed before a crash without their files get them now.
     let catch_up = Arc::clone(&clearing);
     tokio::task::spawn_blocking(move || catch_up.catch_up());
     let http_context = Arc::new(http::HttpContext {
         engine: Arc::clone(&engine),
+        directory: Arc::clone(&directory),
         clearing: Arc::clone(&clearing),
         iso: Arc::clone(&iso),
         metrics: Arc::clone(&metrics),
@@ -276,6 +275,7 @@ pub async fn run(mut config: Config) -> Result<()> {
     let qr_gateway = Arc::new(
         qr::QrGateway::new(
             Arc::clone(&engine),
+            &directory,
             &config,
             Arc::clone(&admission),
             Arc::clone(&metrics),
@@ -286,6 +286,7 @@ pub async fn run(mut config: Config) -> Result<()> {
     let credit_gateway = Arc::new(
         credit::CreditGateway::new(
             Arc::clone(&engine),
+            &directory,
             &config,
             Arc::clone(&admission),
             Arc::clone(&metrics),
@@ -300,7 +301,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("loading the credit transfer records: {e}"))?;
     tokio::spawn(credit::resume_and_prune(Arc::clone(&credit_gateway), open_credits, shutdown_rx.clone()));
     let tax_refunds = Arc::new(
-        tax_refunds::TaxRefunds::new(Arc::clone(&engine), &config, Arc::clone(&admission), qr_gateway.fx())
+        tax_refunds::TaxRefunds::new(Arc::clone(&engine), &directory, &config, Arc::clone(&admission), qr_gateway.fx())
             .map_err(anyhow::Error::msg)?,
     );
     let loader = Arc::clone(&tax_refunds);

@@ -176,6 +176,7 @@ pub struct TaxRefunds {
 impl TaxRefunds {
     pub fn new(
         engine: Arc<Engine>,
+        directory: &Arc<crate::directory::Directory>,
         config: &Config,
         admission: Arc<Admission>,
         fx: Arc<FxTable>,
@@ -183,7 +184,7 @@ impl TaxRefunds {
         Ok(TaxRefunds {
             engine,
             admission,
-            signers: Signers::new(config)?,
+            signers: Signers::new(Arc::clone(directory), config),
             fx,
             settings: config.tax_refunds.clone(),
             open: Mutex::new(HashMap::new()),
@@ -209,7 +210,7 @@ impl TaxRefunds {
         Ok(open.len())
     }
 
-    fn verify(&self, headers: &HeaderMap, method: &Method, uri: &Uri, body: &[u8]) -> Result<&Known, ApiError> {
+    fn verify(&self, headers: &HeaderMap, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<Known>, ApiError> {
         let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         let known = self.signers.verify(headers, method, path, body, now_ms() / 1000)?;
         if known.role != Role::RefundAgent {

@@ -14,6 +14,7 @@ use crate::metrics::ClearingFigures;
 use junction_clearing::{self as clearing, ClearingConfig, ParticipantInfo};
 use junction_engine::Engine;
 use junction_ledger::{ParticipantId, WindowId, WindowState};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +42,9 @@ pub struct Windows {
     pub root: PathBuf,
     pub config: ClearingConfig,
     pub engine: Arc<Engine>,
+    /// The participants' names and BICs in the files: those in force when they are
+    /// written (one onboarded at runtime is in the files from its first window).
+    directory: Arc<crate::directory::Directory>,
     /// Serialises file writing (two writers of one window are not supported).
     writing: parking_lot::Mutex<()>,
     /// Folders that verified, and folders that failed to be written or to verify.
@@ -74,21 +78,13 @@ pub enum WindowStatus {
 }
 
 impl Windows {
-    pub fn new(root: PathBuf, config: &super::config::Config, engine: Arc<Engine>) -> Windows {
-        let participants = config
-            .participants
-            .iter()
-            .map(|p| {
-                (
-                    ParticipantId(p.id),
-                    ParticipantInfo {
-                        name: p.name.clone(),
-                        bic: Some(p.bic.clone()),
-                        settlement_account_iban_or_id: format!("JUNCTION-{}", p.institution_id),
-                    },
-                )
-            })
-            .collect();
+    pub fn new(
+        root: PathBuf,
+        config: &super::config::Config,
+        engine: Arc<Engine>,
+        directory: Arc<crate::directory::Directory>,
+    ) -> Windows {
+        let participants = BTreeMap::new();
         let config = ClearingConfig {
             switch_name: config.switch.name.clone(),
             switch_bic: config.switch.bic.clone(),
@@ -102,6 +98,7 @@ impl Windows {
             root,
             config,
             engine,
+            directory,
             writing: parking_lot::Mutex::new(()),
             verified: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -192,6 +189,24 @@ impl Windows {
         verdict
     }
 
+    /// Every participant the directory knows, as the files name it.
+    fn participants(&self) -> BTreeMap<ParticipantId, ParticipantInfo> {
+        self.directory
+            .members()
+            .iter()
+            .map(|member| {
+                (
+                    member.id,
+                    ParticipantInfo {
+                        name: member.name.clone(),
+                        bic: Some(member.bic.clone()),
+                        settlement_account_iban_or_id: format!("JUNCTION-{}", member.institution_id),
+                    },
+                )
+            })
+            .collect()
+    }
+
     fn write_and_verify(&self, window: WindowId) -> Result<clearing::Manifest, FilesError> {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| clearing::ClearingError::Io { path: self.root.clone(), source: e })?;
@@ -203,6 +218,7 @@ impl Windows {
             // The switch's fee participant as the schedule in force names it.
             let config = ClearingConfig {
                 fee_participant: self.engine.fee_schedule().switch_participant,
+                participants: self.participants(),
                 ..self.config.clone()
             };
             let manifest = clearing::write_window_files(self.engine.ledger(), window, &self.root, &config)?;

@@ -71,8 +71,8 @@ enum Command {
         #[command(subcommand)]
         command: CardsCommand,
     },
-    /// Suspend a participant (nothing new of it is approved; what it approved before
-    /// still completes, reverses and settles), or reinstate it.
+    /// Onboard, suspend, reinstate or retire a participant, or rotate its key, without a
+    /// restart.
     Participant {
         #[command(subcommand)]
         command: ParticipantCommand,
@@ -140,10 +140,26 @@ enum CardsCommand {
 
 #[derive(Subcommand)]
 enum ParticipantCommand {
+    /// Onboard the participants of a TOML file, each written as a `[[participants]]`
+    /// entry of the configuration (its key included: keys never go on a command line).
+    /// Each can sign on and be paid as soon as this returns.
+    Onboard { file: std::path::PathBuf },
     /// Decline its new requests (57, `participant_suspended`) from now on.
     Suspend { participant: u64 },
     /// Let its requests through again.
     Reinstate { participant: u64 },
+    /// Retire it for good: it can no longer sign on or sign a request, and nothing new of
+    /// it or to it is approved; what it owes or is owed still settles.
+    Retire { participant: u64 },
+    /// Make a new key current; the old one is still accepted for `--overlap-s` seconds.
+    /// The new key (hex) is read from `--key-file`, or from standard input.
+    RotateKey {
+        participant: u64,
+        #[arg(long)]
+        key_file: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 3600)]
+        overlap_s: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,6 +182,12 @@ enum FxCommand {
 }
 
 /// The `[[section]]` records of a TOML file, as JSON for the admin API.
+fn participant_status(cli: &Cli, participant: u64, action: &str, done: &str) -> Result<()> {
+    send(cli, "POST", &format!("/v1/admin/participants/{participant}/{action}"), None)?;
+    println!("participant {participant} {done}");
+    Ok(())
+}
+
 fn toml_records(file: &std::path::Path, section: &str) -> Result<Value> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
@@ -370,8 +392,24 @@ fn main() -> Result<()> {
                     p["id"].to_string(),
                     p["name"].as_str().unwrap_or("?"),
                     p["role"].as_str().unwrap_or("?"),
-                    if p["suspended"].as_bool() == Some(true) { "  SUSPENDED" } else { "" }
+                    if p["retired"].as_bool() == Some(true) {
+                        "  RETIRED"
+                    } else if p["suspended"].as_bool() == Some(true) {
+                        "  SUSPENDED"
+                    } else {
+                        ""
+                    }
                 );
+                if let Some(key) = p["keys"]["current"].as_str() {
+                    let previous = &p["keys"]["previous"];
+                    match previous["fingerprint"].as_str() {
+                        Some(old) => println!(
+                            "        key {key} (previous {old} accepted until {} ms)",
+                            previous["accepted_until_unix_ms"]
+                        ),
+                        None => println!("        key {key}"),
+                    }
+                }
                 for (currency, cap) in p["currencies"].as_object().into_iter().flatten() {
                     println!(
                         "        {currency}: net debit cap {} (headroom in pool {})",
@@ -452,13 +490,37 @@ fn main() -> Result<()> {
             let body = send(&cli, "POST", "/v1/admin/cards", Some(&serde_json::json!({ "cards": cards })))?;
             println!("{} card(s) provisioned", body["provisioned"]);
         }
-        Command::Participant { command } => {
-            let (participant, action, done) = match command {
-                ParticipantCommand::Suspend { participant } => (participant, "suspend", "suspended"),
-                ParticipantCommand::Reinstate { participant } => (participant, "reinstate", "reinstated"),
+        Command::Participant { command: ParticipantCommand::Onboard { ref file } } => {
+            for entry in toml_records(file, "participants")?.as_array().into_iter().flatten() {
+                let body = send(&cli, "POST", "/v1/admin/participants", Some(entry))?;
+                println!(
+                    "participant {} onboarded ({}, key {})",
+                    body["participant"],
+                    body["role"].as_str().unwrap_or("?"),
+                    body["keys"]["current"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        Command::Participant { command: ParticipantCommand::RotateKey { participant, ref key_file, overlap_s } } => {
+            let key = match key_file {
+                Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+                None => std::io::read_to_string(std::io::stdin()).context("reading the key from standard input")?,
             };
-            send(&cli, "POST", &format!("/v1/admin/participants/{participant}/{action}"), None)?;
-            println!("participant {participant} {done}");
+            let body = serde_json::json!({ "key": key.trim(), "overlap_s": overlap_s });
+            let answer = send(&cli, "POST", &format!("/v1/admin/participants/{participant}/keys"), Some(&body))?;
+            println!(
+                "participant {participant}: key {} current; the old key accepted for {overlap_s} s",
+                answer["keys"]["current"].as_str().unwrap_or("?")
+            );
+        }
+        Command::Participant { command: ParticipantCommand::Suspend { participant } } => {
+            participant_status(&cli, *participant, "suspend", "suspended")?
+        }
+        Command::Participant { command: ParticipantCommand::Reinstate { participant } } => {
+            participant_status(&cli, *participant, "reinstate", "reinstated")?
+        }
+        Command::Participant { command: ParticipantCommand::Retire { participant } } => {
+            participant_status(&cli, *participant, "retire", "retired")?
         }
         Command::Cap { command: CapCommand::Set { participant, ref currency, net_debit_cap } } => {
             let cap = serde_json::json!({ "currency": currency, "net_debit_cap": net_debit_cap });

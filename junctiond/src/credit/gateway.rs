@@ -19,7 +19,6 @@ use junction_engine::model::{EntryMode, FxLeg, Instrument, Operation, Request, R
 use junction_engine::Engine;
 use junction_ledger::{Currency, ParticipantId};
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,12 +33,24 @@ pub const CREDITS_IN_FLIGHT_MAX: usize = 100_000;
 /// before the switch stops (the sender can still ask again with the same message).
 pub const SENDER_NOTICES_MAX: u32 = 10;
 
-/// A payment system, as configured.
+/// A payment system, as the directory knows it (onboarded at runtime or configured).
 pub struct System {
     pub id: ParticipantId,
     pub bic: String,
     pub currency: Currency,
     pub endpoint: String,
+}
+
+fn system_of(member: &crate::directory::Member) -> Option<Arc<System>> {
+    if member.role != Role::PaymentSystem || member.is_retired() {
+        return None;
+    }
+    Some(Arc::new(System {
+        id: member.id,
+        bic: member.bic.clone(),
+        currency: *member.currencies.first()?,
+        endpoint: member.endpoint.clone()?,
+    }))
 }
 
 struct Proxy {
@@ -94,9 +105,8 @@ pub struct CreditGateway {
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
     signers: Signers,
+    directory: Arc<crate::directory::Directory>,
     fx: Arc<FxTable>,
-    systems: FxHashMap<u64, System>,
-    by_bic: HashMap<String, ParticipantId>,
     /// By (kind, id) and by id alone (a proxy given without its type).
     proxies: HashMap<(String, String), Proxy>,
     proxy_kinds: HashMap<String, Vec<String>>,
@@ -155,20 +165,12 @@ pub struct XmlAnswer {
 impl CreditGateway {
     pub fn new(
         engine: Arc<Engine>,
+        directory: &Arc<crate::directory::Directory>,
         config: &Config,
         admission: Arc<Admission>,
         metrics: Arc<Metrics>,
         fx: Arc<FxTable>,
     ) -> Result<CreditGateway, String> {
-        let mut systems = FxHashMap::default();
-        let mut by_bic = HashMap::new();
-        for p in config.participants.iter().filter(|p| p.role == Role::PaymentSystem) {
-            let code = p.net_debit_caps.keys().next().ok_or_else(|| format!("participant {}: no currency", p.id))?;
-            let currency = Currency::from_code(code).map_err(|e| format!("participant {}: {e}", p.id))?;
-            let endpoint = p.endpoint.clone().ok_or_else(|| format!("participant {}: no endpoint", p.id))?;
-            by_bic.insert(p.bic.clone(), ParticipantId(p.id));
-            systems.insert(p.id, System { id: ParticipantId(p.id), bic: p.bic.clone(), currency, endpoint });
-        }
         let settings = config.credit_transfers.clone();
         let mut proxies = HashMap::new();
         let mut proxy_kinds: HashMap<String, Vec<String>> = HashMap::new();
@@ -201,10 +203,9 @@ impl CreditGateway {
             engine,
             admission,
             metrics,
-            signers: Signers::new(config)?,
+            signers: Signers::new(Arc::clone(directory), config),
+            directory: Arc::clone(directory),
             fx,
-            systems,
-            by_bic,
             proxies,
             proxy_kinds,
             limits,
@@ -301,7 +302,7 @@ impl CreditGateway {
         format!("JNC{prefix}{now:x}{sequence:x}")
     }
 
-    fn verify(&self, headers: &axum::http::HeaderMap, path: &str, body: &[u8]) -> Result<&Known, ApiError> {
+    fn verify(&self, headers: &axum::http::HeaderMap, path: &str, body: &[u8]) -> Result<Arc<Known>, ApiError> {
         let known = self.signers.verify(headers, &axum::http::Method::POST, path, body, now_ms() / 1000)?;
         if known.role != Role::PaymentSystem {
             return Err(ApiError::new(
@@ -311,6 +312,20 @@ impl CreditGateway {
             ));
         }
         Ok(known)
+    }
+
+    /// A payment system by id: one that is not retired.
+    fn system(&self, id: ParticipantId) -> Option<Arc<System>> {
+        self.signers.get(id).and_then(|member| system_of(&member))
+    }
+
+    fn system_by_bic(&self, bic: &str) -> Option<ParticipantId> {
+        self.directory.by_bic(bic).and_then(|member| system_of(&member)).map(|system| system.id)
+    }
+
+    /// Whether some payment system settles in `currency`.
+    fn system_in(&self, currency: Currency) -> bool {
+        self.directory.members().iter().filter_map(|m| system_of(m)).any(|system| system.currency == currency)
     }
 
     /// A status report to `to` about one of its messages.
@@ -360,7 +375,7 @@ impl CreditGateway {
 
     /// The sender's answer for a record as it stands.
     fn answer_of(&self, record: &Record) -> XmlAnswer {
-        let sender = self.systems.get(&record.sender);
+        let sender = self.system(ParticipantId(record.sender));
         let (status, reason): (&str, Option<(&str, &str)>) = match &record.state {
             State::Settled { .. } => ("ACSC", None),
             State::Booking | State::Delivering | State::Returning { .. } => ("PDNG", None),
@@ -371,7 +386,7 @@ impl CreditGateway {
         XmlAnswer {
             status: 200,
             body: self.status_report(
-                sender,
+                sender.as_deref(),
                 Status {
                     msg_id: "",
                     created_ms: now_ms(),
@@ -404,12 +419,12 @@ impl CreditGateway {
         body: &[u8],
     ) -> Result<serde_json::Value, ApiError> {
         let signer = self.verify(headers, path, body)?;
-        let sender = self.systems.get(&signer.id.0).ok_or_else(ApiError::system_error)?;
+        let sender = self.system(signer.id).ok_or_else(ApiError::system_error)?;
         let request: QuoteRequest = serde_json::from_slice(body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
         let creditor = Currency::from_code(&request.creditor_currency)
             .ok()
-            .filter(|c| *c != sender.currency && self.systems.values().any(|s| s.currency == *c))
+            .filter(|c| *c != sender.currency && self.system_in(*c))
             .ok_or_else(|| {
                 ApiError::unprocessable(
                     "unsupported_currency",
@@ -509,21 +524,21 @@ impl CreditGateway {
         body: axum::body::Bytes,
         kind: Kind,
         interpret: impl FnOnce(&Leaves) -> Result<T, Refusal>,
-    ) -> Result<Result<(&System, T), XmlAnswer>, ApiError> {
+    ) -> Result<Result<(Arc<System>, T), XmlAnswer>, ApiError> {
         let signer = self.verify(headers, path, &body)?;
-        let system = self.systems.get(&signer.id.0).ok_or_else(ApiError::system_error)?;
+        let system = self.system(signer.id).ok_or_else(ApiError::system_error)?;
         let read =
             tokio::task::spawn_blocking(move || xml::read(kind, &body)).await.map_err(|_| ApiError::system_error())?;
         let leaves = match read {
             Ok(leaves) => leaves,
-            Err(error) => return Ok(Err(self.refusal(Some(system), kind, "", &Refusal::format(error.0), 400))),
+            Err(error) => return Ok(Err(self.refusal(Some(&system), kind, "", &Refusal::format(error.0), 400))),
         };
         match interpret(&leaves) {
             Ok(message) => Ok(Ok((system, message))),
             Err(refusal) => {
                 let msg_id = leaves.text(kind.message_id_path()).unwrap_or_default();
                 let status = if refusal.code == "FF01" { 400 } else { 200 };
-                Ok(Err(self.refusal(Some(system), kind, msg_id, &refusal, status)))
+                Ok(Err(self.refusal(Some(&system), kind, msg_id, &refusal, status)))
             }
         }
     }
@@ -564,7 +579,7 @@ impl CreditGateway {
         let key = credit_key(sender.id, &message.end_to_end_id, message.tx_id.as_deref());
         let digest = content_digest(sender.id, &message);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.settings.answer_within_ms);
-        match self.admit(sender, key, &digest, &message)? {
+        match self.admit(&sender, key, &digest, &message)? {
             Admit::Stored(record) => Ok(self.resend(&record, &digest, &message)),
             Admit::New(live, book) => self.start(live, book, deadline).await,
             Admit::Resumed(live) => {
@@ -631,11 +646,11 @@ impl CreditGateway {
 
     fn duplicate(&self, record: &Record, message: &CreditTransferMessage) -> XmlAnswer {
         self.count("DUPL");
-        let sender = self.systems.get(&record.sender);
+        let sender = self.system(ParticipantId(record.sender));
         XmlAnswer {
             status: 200,
             body: self.status_report(
-                sender,
+                sender.as_deref(),
                 Status {
                     msg_id: "",
                     created_ms: now_ms(),
@@ -723,17 +738,16 @@ impl CreditGateway {
             Creditor::Account { account, bic } => {
                 let bic = bic.as_deref().ok_or_else(|| Refusal::new("RC01", "the creditor agent's BIC is missing"))?;
                 let system = self
-                    .by_bic
-                    .get(bic)
-                    .or_else(|| self.by_bic.get(&format!("{bic}XXX")))
+                    .system_by_bic(bic)
+                    .or_else(|| self.system_by_bic(&format!("{bic}XXX")))
                     .ok_or_else(|| Refusal::new("RC01", format!("no payment system has BIC {bic}")))?;
-                (*system, account.clone(), None)
+                (system, account.clone(), None)
             }
         };
         if receiver == sender.id {
             return Err(Refusal::new("RC01", "the creditor's system is the sender's: pay within it"));
         }
-        let receiver = self.systems.get(&receiver.0).ok_or_else(|| Refusal::new("RC01", "unknown receiving system"))?;
+        let receiver = self.system(receiver).ok_or_else(|| Refusal::new("RC01", "unknown receiving system"))?;
         record.receiver = receiver.id.0;
         record.creditor_account = account;
         if record.creditor_name.is_none() {
@@ -1163,8 +1177,8 @@ impl CreditGateway {
 
     /// Pushes the credit to the receiving system; its answer (a pacs.002).
     async fn push(&self, record: &Record) -> Result<messages::StatusAnswer, String> {
-        let receiver = self.systems.get(&record.receiver).ok_or("unknown receiving system")?;
-        let sender = self.systems.get(&record.sender).ok_or("unknown sending system")?;
+        let receiver = self.system(ParticipantId(record.receiver)).ok_or("unknown receiving system")?;
+        let sender = self.system(ParticipantId(record.sender)).ok_or("unknown sending system")?;
         let (Ok(credit_currency), Ok(debit_currency)) =
             (Currency::from_code(&record.credit_currency), Currency::from_code(&record.debit_currency))
         else {
@@ -1191,7 +1205,7 @@ impl CreditGateway {
             remittance: record.remittance.as_deref(),
         });
         let body = checked(Kind::Pacs008, body);
-        let answer = self.post(receiver, "pacs.008", &record.reference, body).await?;
+        let answer = self.post(&receiver, "pacs.008", &record.reference, body).await?;
         let leaves = tokio::task::spawn_blocking(move || xml::read(Kind::Pacs002, answer.as_bytes()))
             .await
             .map_err(|e| e.to_string())?
@@ -1246,12 +1260,12 @@ impl CreditGateway {
     /// Tells the sender the final status of a credit it was answered "pending" for: a
     /// pacs.002, or a pacs.004 when the receiving system returned the credit.
     async fn tell_sender(&self, record: &Record) -> Result<(), String> {
-        let sender = self.systems.get(&record.sender).ok_or("unknown sending system")?;
+        let sender = self.system(ParticipantId(record.sender)).ok_or("unknown sending system")?;
         let (message, body) = match (&record.return_id, &record.state) {
             (Some(_), State::Returned { .. }) => ("pacs.004", self.returned_notice(record).body),
             _ => ("pacs.002", self.answer_of(record).body),
         };
-        self.post(sender, message, &record.reference, body).await.map(|_| ())
+        self.post(&sender, message, &record.reference, body).await.map(|_| ())
     }
 
     // ---- pacs.004 from a receiving system, camt.056 from a sending system ----------------
@@ -1269,7 +1283,7 @@ impl CreditGateway {
                 Ok(read) => read,
                 Err(refused) => return Ok(refused),
             };
-        Ok(self.take_return(system, &returned).await)
+        Ok(self.take_return(&system, &returned).await)
     }
 
     async fn take_return(self: &Arc<Self>, system: &System, returned: &messages::ReturnMessage) -> XmlAnswer {
@@ -1426,7 +1440,7 @@ impl CreditGateway {
                 ));
             }
         }
-        let receiver = self.systems.get(&record.receiver).ok_or_else(ApiError::system_error)?;
+        let receiver = self.system(ParticipantId(record.receiver)).ok_or_else(ApiError::system_error)?;
         let Ok(credit_currency) = Currency::from_code(&record.credit_currency) else {
             return Err(ApiError::system_error());
         };
@@ -1445,7 +1459,7 @@ impl CreditGateway {
                 reason: recall.reason.as_deref().unwrap_or("CUST"),
             }),
         );
-        let answer = match self.post(receiver, "camt.056", &record.reference, notice).await {
+        let answer = match self.post(&receiver, "camt.056", &record.reference, notice).await {
             Ok(answer) => answer,
             Err(error) => {
                 return Err(ApiError::new(
@@ -1467,7 +1481,7 @@ impl CreditGateway {
             })?;
         let returned = messages::return_message(&leaves)
             .map_err(|r| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "bad_answer", r.info))?;
-        let taken = self.take_return(receiver, &returned).await;
+        let taken = self.take_return(&receiver, &returned).await;
         if !taken.body.contains("<TxSts>ACSC</TxSts>") && !taken.body.contains("<TxSts>PDNG</TxSts>") {
             return Err(ApiError::new(
                 axum::http::StatusCode::BAD_GATEWAY,
@@ -1500,7 +1514,7 @@ impl CreditGateway {
 
     /// A pacs.004 telling the sender its credit came back.
     fn returned_notice(&self, record: &Record) -> XmlAnswer {
-        let sender = self.systems.get(&record.sender);
+        let sender = self.system(ParticipantId(record.sender));
         let (code, info) = match &record.state {
             State::Returning { code, info } | State::Returned { code, info, .. } => (code.as_str(), info.as_str()),
             _ => ("NARR", ""),
@@ -1513,7 +1527,7 @@ impl CreditGateway {
             msg_id: &msg_id,
             created_ms: now_ms(),
             switch_bic: &self.switch_bic,
-            to_bic: sender.map_or("JNCTXXXX", |s| s.bic.as_str()),
+            to_bic: sender.as_deref().map_or("JNCTXXXX", |s| s.bic.as_str()),
             return_id: &format!("R{}", &record.reference[1..]),
             original_msg_id: &record.msg_id,
             original_end_to_end_id: &record.end_to_end_id,

@@ -24,60 +24,35 @@
 //! nothing. The signature is compared in constant time (`Mac::verify_slice`).
 
 use super::ApiError;
+use crate::directory::Directory;
 use axum::http::{HeaderMap, Method, StatusCode};
 use hmac::Mac;
-use junction_engine::model::Role;
-use junction_ledger::{Currency, ParticipantId};
-use rustc_hash::FxHashMap;
+use junction_ledger::ParticipantId;
+use std::sync::Arc;
 
 // The scheme itself lives in the wire crate, shared with clients such as loadgen.
 pub use junction_wire::qr_api::{
-    canonical_string, feed_canonical, HmacSha256, HEADER_IDEMPOTENCY_KEY, HEADER_PARTICIPANT, HEADER_SIGNATURE,
-    HEADER_TIMESTAMP, SIGNATURE_SCHEME,
+    canonical_string, feed_canonical, HEADER_IDEMPOTENCY_KEY, HEADER_PARTICIPANT, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    SIGNATURE_SCHEME,
 };
 
-/// A participant the gateway knows: from the configuration, with its key ready to use.
-pub struct Known {
-    pub id: ParticipantId,
-    pub name: String,
-    pub role: Role,
-    /// Currencies it settles in (its net debit caps), fixed at start.
-    pub currencies: Vec<Currency>,
-    /// The HMAC keyed once; cloned per request (no re-keying).
-    mac: HmacSha256,
-}
+/// A participant as the gateways know it (`directory.rs`).
+pub use crate::directory::Member as Known;
 
-impl Known {
-    pub fn settles_in(&self, currency: Currency) -> bool {
-        self.currencies.contains(&currency)
-    }
-}
-
-/// Every participant that may sign QR API requests, by id, with its key.
+/// Checks and makes request signatures with the participants' keys in force (rotated at
+/// runtime, with an overlap when the old key is still accepted).
 pub struct Signers {
-    participants: FxHashMap<u64, Known>,
+    directory: Arc<Directory>,
     skew_s: u64,
 }
 
 impl Signers {
-    pub fn new(config: &crate::config::Config) -> Result<Signers, String> {
-        let mut participants = FxHashMap::default();
-        for p in &config.participants {
-            let key = hex::decode(&p.key).map_err(|_| format!("participant {}: key must be hex", p.id))?;
-            let mac = HmacSha256::new_from_slice(&key).map_err(|e| format!("participant {}: {e}", p.id))?;
-            let currencies = p
-                .net_debit_caps
-                .keys()
-                .map(|code| Currency::from_code(code).map_err(|e| format!("participant {}: {e}", p.id)))
-                .collect::<Result<Vec<_>, _>>()?;
-            participants
-                .insert(p.id, Known { id: ParticipantId(p.id), name: p.name.clone(), role: p.role, currencies, mac });
-        }
-        Ok(Signers { participants, skew_s: config.qr.signature_skew_s })
+    pub fn new(directory: Arc<Directory>, config: &crate::config::Config) -> Signers {
+        Signers { directory, skew_s: config.qr.signature_skew_s }
     }
 
-    pub fn get(&self, id: ParticipantId) -> Option<&Known> {
-        self.participants.get(&id.0)
+    pub fn get(&self, id: ParticipantId) -> Option<Arc<Known>> {
+        self.directory.get(id)
     }
 
     /// Signs a request the switch sends to a participant (a push to a payment system) with
@@ -92,9 +67,9 @@ impl Signers {
         body: &[u8],
         now_s: u64,
     ) -> Option<[(&'static str, String); 3]> {
-        let known = self.participants.get(&id.0)?;
+        let known = self.directory.get(id)?;
         let (participant, timestamp) = (id.0.to_string(), now_s.to_string());
-        let mut mac = known.mac.clone();
+        let mut mac = known.signing_key().hmac();
         feed_canonical(&mut mac, method, path_and_query, &timestamp, &participant, idempotency_key, body);
         let signature = hex::encode(mac.finalize().into_bytes());
         Some([(HEADER_PARTICIPANT, participant), (HEADER_TIMESTAMP, timestamp), (HEADER_SIGNATURE, signature)])
@@ -108,7 +83,7 @@ impl Signers {
         path_and_query: &str,
         body: &[u8],
         now_s: u64,
-    ) -> Result<&Known, ApiError> {
+    ) -> Result<Arc<Known>, ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let unauthorized = |code: &'static str, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
         let (Some(participant), Some(timestamp), Some(signature)) =
@@ -122,7 +97,7 @@ impl Signers {
         let known = participant
             .parse::<u64>()
             .ok()
-            .and_then(|id| self.participants.get(&id))
+            .and_then(|id| self.directory.get(ParticipantId(id)))
             .ok_or_else(|| unauthorized("unknown_participant", "X-Junction-Participant names no participant"))?;
         let signed_at: u64 = timestamp
             .parse()
@@ -136,17 +111,29 @@ impl Signers {
         let mut given = [0u8; 32];
         hex::decode_to_slice(signature, &mut given)
             .map_err(|_| unauthorized("bad_signature", "X-Junction-Signature must be 64 hex digits"))?;
-        let mut mac = known.mac.clone();
-        feed_canonical(
-            &mut mac,
-            method.as_str(),
-            path_and_query,
-            timestamp,
-            participant,
-            header(HEADER_IDEMPOTENCY_KEY).unwrap_or_default(),
-            body,
-        );
-        mac.verify_slice(&given).map_err(|_| unauthorized("bad_signature", "the signature does not verify"))?;
+        let idempotency_key = header(HEADER_IDEMPOTENCY_KEY).unwrap_or_default();
+        known
+            .verify(|key| {
+                let mut mac = key.hmac();
+                feed_canonical(
+                    &mut mac,
+                    method.as_str(),
+                    path_and_query,
+                    timestamp,
+                    participant,
+                    idempotency_key,
+                    body,
+                );
+                mac.verify_slice(&given)
+            })
+            .map_err(|_| unauthorized("bad_signature", "the signature does not verify"))?;
+        if known.is_retired() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "participant_retired",
+                "this participant is retired: it can no longer sign requests",
+            ));
+        }
         Ok(known)
     }
 }

@@ -65,6 +65,7 @@ impl QrGateway {
     /// From the validated configuration.
     pub fn new(
         engine: Arc<Engine>,
+        directory: &Arc<crate::directory::Directory>,
         config: &Config,
         admission: Arc<Admission>,
         metrics: Arc<Metrics>,
@@ -75,7 +76,7 @@ impl QrGateway {
             engine,
             admission,
             metrics,
-            signers: Signers::new(config)?,
+            signers: Signers::new(Arc::clone(directory), config),
             routes: Routes::new(&config.qr_routes)?,
             fx: Arc::new(FxTable::new(&rates)?),
             quotes: Quotes::default(),
@@ -98,9 +99,9 @@ impl QrGateway {
 }
 
 /// Who is calling an endpoint that several kinds of caller may use.
-pub(super) enum Caller<'a> {
+pub(super) enum Caller {
     Admin,
-    Participant(&'a Known),
+    Participant(Arc<Known>),
 }
 
 impl QrGateway {
@@ -110,7 +111,7 @@ impl QrGateway {
         method: &Method,
         uri: &Uri,
         body: &[u8],
-    ) -> Result<&Known, ApiError> {
+    ) -> Result<Arc<Known>, ApiError> {
         self.signers.verify(headers, method, path_and_query(uri), body, now_ms() / 1000)
     }
 
@@ -120,7 +121,7 @@ impl QrGateway {
         method: &Method,
         uri: &Uri,
         body: &[u8],
-    ) -> Result<&Known, ApiError> {
+    ) -> Result<Arc<Known>, ApiError> {
         let known = self.verify(headers, method, uri, body)?;
         if known.role != Role::Wallet {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only wallet participants pay QR codes"));
@@ -135,7 +136,7 @@ impl QrGateway {
         method: &Method,
         uri: &Uri,
         body: &[u8],
-    ) -> Result<Caller<'_>, ApiError> {
+    ) -> Result<Caller, ApiError> {
         if headers.contains_key("authorization") {
             return if http::authorized(headers, &self.admin_token) {
                 Ok(Caller::Admin)
@@ -405,7 +406,7 @@ impl QrGateway {
                 // Deterministic, so that a resend after the record is forgotten is the same
                 // ledger transfer (the reference is part of it).
                 let id = RequestKey::derive("qr-direct-quote", &[&key.0.to_be_bytes()]).0;
-                Arc::new(self.price(wallet, &payload, &pricing, id, now)?)
+                Arc::new(self.price(&wallet, &payload, &pricing, id, now)?)
             }
         };
         {

@@ -102,7 +102,7 @@ async fn decode(State(gateway): State<Arc<QrGateway>>, body: Result<Bytes, Bytes
                         scheme: scheme.key.scheme.as_str(),
                         merchant_id: &scheme.key.identifier,
                         acquirer: acquirer.0,
-                        acquirer_name: gateway.signers.get(acquirer).map(|known| known.name.as_str()),
+                        acquirer_name: gateway.signers.get(acquirer).map(|known| known.name.clone()),
                         currency: currency.code().to_string(),
                     })
                 }
@@ -131,7 +131,7 @@ async fn create_quote(
             request.payload.as_deref().ok_or_else(|| ApiError::bad_request("bad_request", "payload is required"))?,
         )?;
         let now = now_ms();
-        let quote = Arc::new(gateway.price(wallet, &payload, &request, gateway.new_quote_id(), now)?);
+        let quote = Arc::new(gateway.price(&wallet, &payload, &request, gateway.new_quote_id(), now)?);
         gateway.quotes.insert(Arc::clone(&quote), now).map_err(|_| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the quote store is full; retry shortly")
         })?;
@@ -170,7 +170,7 @@ async fn get_payment(
     let result = async {
         let caller = gateway.caller(&headers, &method, &uri, &[])?;
         let key = RequestKey(parse_hex_id(&id, "the payment id")?);
-        let may_see = |wallet: ParticipantId, acquirer: ParticipantId| match caller {
+        let may_see = |wallet: ParticipantId, acquirer: ParticipantId| match &caller {
             Caller::Admin => true,
             Caller::Participant(known) => known.id == wallet || known.id == acquirer,
         };

@@ -237,7 +237,7 @@ pub(super) struct RouteView<'a> {
     pub(super) scheme: &'static str,
     pub(super) merchant_id: &'a str,
     pub(super) acquirer: u64,
-    pub(super) acquirer_name: Option<&'a str>,
+    pub(super) acquirer_name: Option<String>,
     pub(super) currency: String,
 }
 
