@@ -335,10 +335,12 @@ impl ParticipantConfig {
         }
         match (p.role, &p.endpoint) {
             (Role::PaymentSystem, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {}
-            (Role::PaymentSystem, _) => return Err(invalid(format!(
+            (Role::PaymentSystem, _) => {
+                return Err(invalid(format!(
                 "participant {}: a payment_system needs an http:// or https:// endpoint where its credits are pushed",
                 p.id
-            ))),
+            )))
+            }
             (_, Some(_)) => {
                 return Err(invalid(format!("participant {}: only a payment_system has an endpoint", p.id)))
             }

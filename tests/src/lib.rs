@@ -349,12 +349,27 @@ pub fn wallet_pays_with(
     amount: u64,
     headers: &[(&str, &str)],
 ) -> Option<(u16, serde_json::Value)> {
+    let signer = (DEMO_WALLET, DEMO_WALLET_KEY_HEX);
+    participant_pays(agent, http, signer, merchant, key, amount, headers)
+}
+
+/// A wallet `(participant, key hex)` pays `amount` US cents for the `merchant` QR under
+/// idempotency `key`, its request signed with that key.
+pub fn participant_pays(
+    agent: &ureq::Agent,
+    http: SocketAddr,
+    (participant, key_hex): (u64, &str),
+    merchant: &str,
+    key: &str,
+    amount: u64,
+    headers: &[(&str, &str)],
+) -> Option<(u16, serde_json::Value)> {
     let path = "/v1/qr/payments";
     let amount = format!("{}.{:02}", amount / 100, amount % 100);
     let body = serde_json::json!({ "payload": merchant, "payer_currency": "USD", "amount": amount }).to_string();
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
-    let secret = hex::decode(DEMO_WALLET_KEY_HEX).expect("hex");
-    let participant = DEMO_WALLET.to_string();
+    let secret = hex::decode(key_hex).expect("hex");
+    let participant = participant.to_string();
     let signature =
         qr_api::sign_hex(&secret, "POST", path, &timestamp, &participant, key, body.as_bytes()).expect("a key");
     let mut request = agent.post(&format!("http://{http}{path}"));
