@@ -26,6 +26,10 @@ pub enum Role {
     /// tourists' refunds to their cards or wallets, and gets them back when a departure is
     /// not confirmed in time.
     RefundAgent,
+    /// An acquiring service provider: connects for a list of acquirers (its `acts_for`),
+    /// each request naming the acquirer in field 32 and itself in field 33. It settles
+    /// nothing itself: the acquirer it sends for is the request's acquirer.
+    AcquiringServiceProvider,
 }
 
 /// A participant as provisioned. Keys are held by the gateways, not here.

@@ -303,6 +303,10 @@ pub struct ParticipantConfig {
     /// final status (pacs.002) of a credit it was first told is pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// An acquiring service provider's acquirers (participant ids): the only ones it may
+    /// name in field 32.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acts_for: Vec<u64>,
 }
 
 impl ParticipantConfig {
@@ -327,8 +331,15 @@ impl ParticipantConfig {
         if key.len() < 16 {
             return Err(invalid(format!("participant {}: key must be at least 16 bytes", p.id)));
         }
-        if p.net_debit_caps.is_empty() {
+        let provider = p.role == Role::AcquiringServiceProvider;
+        if p.net_debit_caps.is_empty() && !provider {
             return Err(invalid(format!("participant {}: net_debit_caps names no currency", p.id)));
+        }
+        if provider == p.acts_for.is_empty() {
+            return Err(invalid(format!(
+                "participant {}: an acquiring_service_provider, and only one, names the acquirers it acts_for",
+                p.id
+            )));
         }
         for code in p.net_debit_caps.keys() {
             Currency::from_code(code).map_err(|e| invalid(format!("participant {}: {e}", p.id)))?;
@@ -838,6 +849,13 @@ impl Config {
             }
             if !institutions.insert(normalize_institution(&p.institution_id)) {
                 return Err(invalid(format!("participant {}: institution_id must be unique", p.id)));
+            }
+        }
+        for p in &self.participants {
+            for acquirer in &p.acts_for {
+                if !self.participants.iter().any(|a| a.id == *acquirer && a.role == Role::Acquirer) {
+                    return Err(invalid(format!("participant {}: acts_for {acquirer}, not an acquirer", p.id)));
+                }
             }
         }
         let mut accounts = std::collections::BTreeMap::new();

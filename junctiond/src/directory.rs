@@ -96,6 +96,8 @@ pub struct Member {
     pub endpoint: Option<String>,
     /// Currencies it settles in.
     pub currencies: Vec<Currency>,
+    /// An acquiring service provider's acquirers.
+    pub acts_for: Vec<ParticipantId>,
     keys: ArcSwap<KeyRing>,
     /// The key it was last seen using: what the switch signs its own messages to it with.
     in_use: ArcSwap<Key>,
@@ -113,6 +115,7 @@ impl Member {
             bic: config.bic.clone(),
             endpoint: config.endpoint.clone(),
             currencies,
+            acts_for: config.acts_for.iter().copied().map(ParticipantId).collect(),
             keys: ArcSwap::from_pointee(ring),
             in_use: ArcSwap::new(in_use),
             retired: AtomicBool::new(retired),
@@ -370,6 +373,11 @@ impl Directory {
                 entry.institution_id
             )));
         }
+        for acquirer in &entry.acts_for {
+            if !tables.by_id.get(acquirer).is_some_and(|a| a.role == Role::Acquirer && !a.is_retired()) {
+                return Err(DirectoryError::Invalid(format!("acts_for {acquirer}: not an acquirer in service")));
+            }
+        }
         if tables.by_bic.contains_key(&entry.bic) {
             return Err(DirectoryError::Conflict(format!("BIC {} belongs to another participant", entry.bic)));
         }
@@ -525,6 +533,7 @@ impl Directory {
                 key: String::new(),
                 net_debit_caps: caps,
                 endpoint: member.endpoint.clone(),
+                acts_for: member.acts_for.iter().map(|a| a.0).collect(),
             },
             false,
         ))
@@ -568,6 +577,7 @@ mod tests {
             key: String::new(),
             net_debit_caps: Default::default(),
             endpoint: None,
+            acts_for: Vec::new(),
         };
         Member::new(&entry, Vec::new(), keys, false)
     }

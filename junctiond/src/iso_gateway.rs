@@ -401,25 +401,22 @@ fn handle(
         }
         return;
     }
-    if participant.member.role != Role::Acquirer {
-        metrics.security_refusals.inc();
-        tracing::warn!(participant = id.0, mti = message.mti(), "a request from a participant that is not an acquirer");
-        direct(answer(&message, "63"), Some(participant));
-        return;
-    }
-    if message.get(32).map(normalize_institution) != Some(normalize_institution(&participant.member.institution_id)) {
-        metrics.security_refusals.inc();
-        tracing::warn!(participant = id.0, "field 32 names another institution");
-        direct(answer(&message, "63"), Some(participant));
-        return;
-    }
+    let acquirer = match acquirer_of(&message, &participant.member, &context.directory) {
+        Ok(acquirer) => acquirer,
+        Err(why) => {
+            metrics.security_refusals.inc();
+            tracing::warn!(participant = id.0, mti = message.mti(), why, "a request refused for its sender's role");
+            direct(answer(&message, "63"), Some(participant));
+            return;
+        }
+    };
     if shed {
         metrics.requests_shed.inc();
         direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
         return;
     }
     let tag = context.next_tag.fetch_add(1, Ordering::Relaxed);
-    match to_request(&message, context, id, tag, sink) {
+    match to_request(&message, context, acquirer, tag, sink) {
         Ok((request, _)) if !context.admission.try_admit() => {
             // Declined at the door: answering at once keeps what is accepted moving.
             drop(request);
@@ -453,6 +450,33 @@ fn handle(
             }
             direct(answer(&message, code), Some(participant));
         }
+    }
+}
+
+/// The acquirer a request is for. An acquirer sends its own (field 32 is its institution
+/// id); an acquiring service provider sends for one of its acquirers (field 32 names it,
+/// field 33 the provider). No other role originates requests.
+fn acquirer_of(
+    message: &Iso8583Message,
+    sender: &Member,
+    directory: &Directory,
+) -> Result<ParticipantId, &'static str> {
+    let field = |n: u8| message.get(n).map(normalize_institution);
+    match sender.role {
+        Role::Acquirer if field(32) == Some(normalize_institution(&sender.institution_id)) => Ok(sender.id),
+        Role::Acquirer => Err("field 32 names another institution"),
+        Role::AcquiringServiceProvider => {
+            if field(33) != Some(normalize_institution(&sender.institution_id)) {
+                return Err("an acquiring service provider's field 33 must be its own institution id");
+            }
+            let acquirer =
+                message.get(32).and_then(|id| directory.by_institution(id)).ok_or("field 32 names no acquirer")?;
+            if !sender.acts_for.contains(&acquirer.id) || acquirer.role != Role::Acquirer {
+                return Err("field 32 names an acquirer the provider does not act for");
+            }
+            Ok(acquirer.id)
+        }
+        _ => Err("only an acquirer or its service provider sends requests"),
     }
 }
 

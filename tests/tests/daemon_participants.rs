@@ -1,6 +1,7 @@
 //! Participants changed at runtime, through a real daemon, under traffic: a wallet and an
 //! acquirer onboarded and used at once, a key rotated while a connection signed on with
-//! the old one keeps working, the overlap ended, suspension, retirement, a wallet trying
+//! the old one keeps working, the overlap ended, an acquiring service provider sending for
+//! its acquirers and refused for another, suspension, retirement, a wallet trying
 //! to act as an acquirer, refusals of bad changes; then a kill -9, after which every
 //! change still holds, and the window's files name and settle the new participants.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -206,7 +207,40 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     let message = purchase(&mut impostor, 1_000);
     assert_eq!(impostor.call(&message).get(39), Some("63"), "a wallet's purchase");
 
-    // 7. Suspended, then reinstated.
+    // 7. An acquiring service provider, onboarded for the demo acquirer and the new one:
+    //    it sends for each of them (field 32 the acquirer, 33 itself), never for another.
+    let provider = json!({
+        "id": 54, "name": "Onboarded Service Provider", "role": "acquiring_service_provider",
+        "institution_id": "600054", "bic": "ASPRUS33XXX", "key": KEY_ONE,
+        "net_debit_caps": {}, "acts_for": [DEMO_ACQUIRER, NEW_ACQUIRER],
+    });
+    let (status, body) = admin(&daemon, "/v1/admin/participants", &provider);
+    assert_eq!(status, 200, "{body}");
+    let mut asp = IsoClient::connect_as(daemon.iso, "600054", KEY_ONE);
+    asp.stan = 700_000; // apart from the demo acquirer's own traffic on the same terminal
+    assert_eq!(asp.sign_on().get(39), Some("00"));
+    let on_behalf = |asp: &mut IsoClient, acquirer: &str, forwarder: Option<&str>, amount: u64| {
+        let stan = asp.next_stan();
+        let mut message = financial("0200", "000000", DEMO_PAN, amount, &stan);
+        message.set(32, acquirer).unwrap();
+        if let Some(forwarder) = forwarder {
+            message.set(33, forwarder).unwrap();
+        }
+        asp.call(&message).get(39).map(str::to_string)
+    };
+    assert_eq!(on_behalf(&mut asp, ACQUIRER_INSTITUTION, Some("600054"), 3_100).as_deref(), Some("00"));
+    assert_eq!(on_behalf(&mut asp, NEW_ACQUIRER_INSTITUTION, Some("600054"), 3_200).as_deref(), Some("00"));
+    assert_eq!(on_behalf(&mut asp, "200002", Some("600054"), 3_300).as_deref(), Some("63"), "an unlisted acquirer");
+    assert_eq!(on_behalf(&mut asp, ACQUIRER_INSTITUTION, None, 3_400).as_deref(), Some("63"), "without field 33");
+    assert_eq!(on_behalf(&mut asp, ACQUIRER_INSTITUTION, Some("600099"), 3_500).as_deref(), Some("63"));
+    let mut not_an_acquirer = provider.clone();
+    not_an_acquirer["id"] = json!(55);
+    not_an_acquirer["institution_id"] = json!("600055");
+    not_an_acquirer["bic"] = json!("ASPSUS33XXX");
+    not_an_acquirer["acts_for"] = json!([NEW_WALLET]);
+    assert_eq!(admin(&daemon, "/v1/admin/participants", &not_an_acquirer).0, 422, "acts for a wallet");
+
+    // 8. Suspended, then reinstated.
     let (ok, out) = junction(&daemon, &["participant", "suspend", "50"]);
     assert!(ok, "{out}");
     let (status, answer) =
@@ -217,7 +251,7 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     let (status, paid) = participant_pays(&agent, daemon.http, wallet, &usd_merchant_qr(), "new-3", 700, &[]).unwrap();
     assert_eq!((status, paid["state"].as_str()), (200, Some("approved")), "{paid}");
 
-    // 8. Retired for good: it can no longer sign, and reinstating it is refused.
+    // 9. Retired for good: it can no longer sign, and reinstating it is refused.
     let (ok, out) = junction(&daemon, &["participant", "retire", "50"]);
     assert!(ok && out.contains("retired"), "{out}");
     let (status, answer) =
@@ -234,7 +268,7 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     let approved = background.join().unwrap();
     assert!(approved > 0);
 
-    // 9. kill -9: every change holds after the restart.
+    // 10. kill -9: every change holds after the restart.
     daemon.kill9();
     let daemon = Daemon::start(&data);
     assert_eq!(listed(&daemon, NEW_WALLET)["retired"], true);
@@ -256,7 +290,7 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
         assert!(!log.contains(secret), "a key in the daemon's log");
     }
 
-    // 10. The window's files name the new participants and settle them.
+    // 11. The window's files name the new participants and settle them.
     let folder = close_window(&daemon);
     assert_clearing_verifies(&folder);
     let positions = csv_rows(&folder.join("positions.csv"));
@@ -265,10 +299,12 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     assert_eq!(named(NEW_ACQUIRER)["participant_name"], "Onboarded Acquirer");
     // The wallet paid 12.50 + 7.00 to the demo merchant's acquirer (same currency: no FX).
     assert_eq!(position_net(&folder, NEW_WALLET, "USD"), -1_950);
-    // The acquirer's purchases: 20.00 + 21.00 + 22.00 + 23.00 + 25.00 + 26.00, less
-    // interchange and fees if the schedule charges any.
+    // The acquirer's purchases: 20.00 + 21.00 + 22.00 + 23.00 + 25.00 + 26.00, and 32.00
+    // its service provider sent, less interchange and fees if the schedule charges any.
     let acquirer_net = position_net(&folder, NEW_ACQUIRER, "USD");
-    assert!(acquirer_net > 0 && acquirer_net <= 13_700, "{acquirer_net}");
+    assert!(acquirer_net > 13_700 && acquirer_net <= 16_900, "{acquirer_net}");
+    let provider_rows = positions.iter().filter(|row| row["participant_id"] == "54").count();
+    assert_eq!(provider_rows, 0, "a service provider settles nothing itself");
     let statement = std::fs::read_to_string(folder.join(format!("camt053-{NEW_ACQUIRER}-USD.xml"))).unwrap();
     assert!(statement.contains("ONBAUS33XXX"), "the new acquirer's statement names its BIC");
 }

@@ -72,6 +72,7 @@ fn test_config(dir: &Path, quote_ttl_ms: u64) -> (Config, std::path::PathBuf) {
         key: "bb".repeat(16),
         net_debit_caps: [("USD".to_string(), TINY_WALLET_CAP)].into_iter().collect(),
         endpoint: None,
+        acts_for: Vec::new(),
     });
     let path = dir.join("junctiond.toml");
     std::fs::write(&path, config.to_toml()).unwrap();
