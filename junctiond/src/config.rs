@@ -33,6 +33,10 @@ pub struct Config {
     /// Which acquirer takes a merchant QR, by scheme and merchant identifier.
     #[serde(default)]
     pub qr_routes: Vec<QrRouteConfig>,
+    /// Merchant codes that are not EMV (domestic aggregated codes): how to recognise each
+    /// kind and read its merchant id (`qr/code_types.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qr_code_types: Vec<QrCodeTypeConfig>,
     /// FX provider rates per currency pair (changeable at runtime through the admin API).
     #[serde(default)]
     pub fx_rates: Vec<FxRateConfig>,
@@ -586,6 +590,35 @@ pub struct QrRouteConfig {
     pub acquirer: u64,
 }
 
+/// A kind of merchant code that is not EMV (`[[qr_code_types]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrCodeTypeConfig {
+    /// 1-24 of a-z, 0-9 and -: the merchant identifier is `<name>:<merchant id>`.
+    pub name: String,
+    /// A URL code: `http(s)://host/path...` it starts with (scheme and host compared
+    /// without regard to case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_prefix: Option<String>,
+    /// Or a fixed prefix of a proprietary code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The merchant id is this URL query parameter's value; without it, what follows the
+    /// prefix up to `/`, `?` or `#`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_id_param: Option<String>,
+    /// `digits` or `alphanumeric`.
+    pub merchant_id_chars: String,
+    /// `[min, max]` characters.
+    pub merchant_id_length: [usize; 2],
+    /// What the code's merchants are paid in, where, and as what (the codes carry none of it).
+    pub currency: String,
+    pub country: String,
+    pub mcc: String,
+    pub merchant_name: String,
+    pub merchant_city: String,
+}
+
 /// A rate of an FX provider: one `base` buys `rate` of `quote` (mid), and the provider adds
 /// `spread_bps` in its favour. Serves both directions of the pair.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -904,6 +937,7 @@ impl Config {
                 }
             }
         }
+        crate::qr::CodeTypes::new(&self.qr_code_types)?;
         junction_engine::routing::BinTable::new(self.bin_routes.clone())
             .map_err(|e| invalid(format!("bin_routes: {e}")))?;
         let links = &self.issuer_links;

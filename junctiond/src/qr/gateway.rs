@@ -45,6 +45,8 @@ pub struct QrGateway {
     pub(super) admission: Arc<Admission>,
     /// Answers are counted with the ISO 8583 gateway's, by code (`interface="qr"`).
     pub(super) metrics: Arc<Metrics>,
+    /// Merchant codes that are not EMV, read into the EMV form.
+    pub(super) code_types: super::CodeTypes,
     pub(super) signers: Signers,
     pub(super) routes: Routes,
     pub(super) fx: Arc<FxTable>,
@@ -78,6 +80,7 @@ impl QrGateway {
             metrics,
             signers: Signers::new(Arc::clone(directory), config),
             routes: Routes::new(&config.qr_routes)?,
+            code_types: super::CodeTypes::new(&config.qr_code_types).map_err(|e| e.to_string())?,
             fx: Arc::new(FxTable::new(&rates)?),
             quotes: Quotes::default(),
             payments: Payments::default(),
@@ -145,6 +148,20 @@ impl QrGateway {
             };
         }
         self.verify(headers, method, uri, body).map(Caller::Participant)
+    }
+
+    /// A merchant code: one of a configured non-EMV type read into the EMV form, or EMV.
+    pub(super) fn read_code(&self, code: &str) -> Result<junction_wire::qr::QrPayload, ApiError> {
+        match self.code_types.read(code) {
+            Some(Ok(payload)) => Ok(payload),
+            Some(Err(malformed)) => Err(ApiError::unprocessable(
+                "qr_invalid",
+                format!("a {} code: {}", malformed.code_type, malformed.message),
+            )
+            .with("reason", "merchant_id")
+            .with("code_type", malformed.code_type)),
+            None => parse_qr(code),
+        }
     }
 
     pub(super) fn new_quote_id(&self) -> u128 {
@@ -402,7 +419,7 @@ impl QrGateway {
                 }
             },
             None => {
-                let payload = parse_qr(pricing.payload.as_deref().unwrap_or_default())?;
+                let payload = self.read_code(pricing.payload.as_deref().unwrap_or_default())?;
                 // Deterministic, so that a resend after the record is forgotten is the same
                 // ledger transfer (the reference is part of it).
                 let id = RequestKey::derive("qr-direct-quote", &[&key.0.to_be_bytes()]).0;

@@ -2,7 +2,7 @@
 
 use super::errors::ApiError;
 use super::gateway::{Caller, QrGateway, REQUEST_BODY_BYTES_MAX};
-use super::requests::{body_bytes, hex_id, now_ms, parse_hex_id, parse_json, parse_qr};
+use super::requests::{body_bytes, hex_id, now_ms, parse_hex_id, parse_json};
 use super::views::{
     DecodeBody, DecodeView, PaymentView, PricingFields, PricingView, QuoteView, RatesBody, RefundView, RouteErrorView,
     RouteView,
@@ -76,7 +76,7 @@ async fn decode(State(gateway): State<Arc<QrGateway>>, body: Result<Bytes, Bytes
     let result = (|| {
         let body = body_bytes(body)?;
         let request: DecodeBody = parse_json(&body)?;
-        let payload = parse_qr(&request.payload)?;
+        let payload = gateway.read_code(&request.payload)?;
         let currency = Currency::from_numeric(payload.currency_numeric()).ok();
         let mut view = DecodeView {
             scheme: payload.scheme().key.scheme.as_str(),
@@ -127,7 +127,7 @@ async fn create_quote(
         let body = body_bytes(body)?;
         let wallet = gateway.verify_wallet(&headers, &method, &uri, &body)?;
         let request: PricingFields = parse_json(&body)?;
-        let payload = parse_qr(
+        let payload = gateway.read_code(
             request.payload.as_deref().ok_or_else(|| ApiError::bad_request("bad_request", "payload is required"))?,
         )?;
         let now = now_ms();

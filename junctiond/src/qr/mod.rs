@@ -39,6 +39,7 @@
 //! payment is answered from the ledger's transfers (approved payments only, without the
 //! merchant details), and refunds of payments made before the restart are refused.
 mod auth;
+mod code_types;
 mod errors;
 mod gateway;
 mod handlers;
@@ -52,6 +53,7 @@ pub use auth::{
     canonical_string, Known, Signers, HEADER_IDEMPOTENCY_KEY, HEADER_PARTICIPANT, HEADER_SIGNATURE, HEADER_TIMESTAMP,
     SIGNATURE_SCHEME,
 };
+pub use code_types::CodeTypes;
 pub(crate) use errors::is_final;
 pub use errors::ApiError;
 pub use gateway::{QrGateway, REQUEST_BODY_BYTES_MAX};
