@@ -986,38 +986,8 @@ impl Config {
         if qr.signature_skew_s == 0 || qr.signature_skew_s > SIGNATURE_SKEW_S_MAX {
             return Err(invalid(format!("qr.signature_skew_s must be 1..={SIGNATURE_SKEW_S_MAX}")));
         }
-        if self.qr_routes.len() > QR_ROUTES_MAX {
-            return Err(invalid(format!("at most {QR_ROUTES_MAX} qr_routes")));
-        }
         let participant = |id: u64| self.participants.iter().find(|p| p.id == id);
-        let mut seen = std::collections::BTreeSet::new();
-        for route in &self.qr_routes {
-            let what = format!(
-                "qr_routes ({} {})",
-                route.scheme,
-                route.identifier.as_deref().or(route.identifier_prefix.as_deref()).unwrap_or("?")
-            );
-            if parse_scheme(&route.scheme).is_none() {
-                return Err(invalid(format!("{what}: scheme must be unionpay, pix, promptpay, qris or other")));
-            }
-            let key = match (&route.identifier, &route.identifier_prefix) {
-                (Some(exact), None) if !exact.is_empty() => (route.scheme.as_str(), false, exact.as_str()),
-                (None, Some(prefix)) => (route.scheme.as_str(), true, prefix.as_str()),
-                _ => {
-                    return Err(invalid(format!(
-                        "{what}: give exactly one of identifier (not empty) or identifier_prefix"
-                    )))
-                }
-            };
-            if !seen.insert(key) {
-                return Err(invalid(format!("{what}: the same rule appears twice")));
-            }
-            match participant(route.acquirer) {
-                Some(p) if p.role == Role::Acquirer => {}
-                Some(_) => return Err(invalid(format!("{what}: participant {} is not an acquirer", route.acquirer))),
-                None => return Err(invalid(format!("{what}: unknown participant {}", route.acquirer))),
-            }
-        }
+        check_qr_routes(&self.qr_routes, &|id| participant(id).map(|p| p.role))?;
         self.validate_credit_transfers()?;
         let mut pairs = std::collections::BTreeSet::new();
         for entry in &self.fx_rates {
@@ -1043,6 +1013,41 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks a `[[qr_routes]]` table: known schemes, one identifier or prefix per rule, no
+/// rule twice, and acquirers only (`role_of` says what a participant id is).
+pub fn check_qr_routes(routes: &[QrRouteConfig], role_of: &dyn Fn(u64) -> Option<Role>) -> Result<(), ConfigError> {
+    if routes.len() > QR_ROUTES_MAX {
+        return Err(invalid(format!("at most {QR_ROUTES_MAX} qr_routes")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for route in routes {
+        let what = format!(
+            "qr_routes ({} {})",
+            route.scheme,
+            route.identifier.as_deref().or(route.identifier_prefix.as_deref()).unwrap_or("?")
+        );
+        if parse_scheme(&route.scheme).is_none() {
+            return Err(invalid(format!("{what}: scheme must be unionpay, pix, promptpay, qris or other")));
+        }
+        let key = match (&route.identifier, &route.identifier_prefix) {
+            (Some(exact), None) if !exact.is_empty() => (route.scheme.as_str(), false, exact.as_str()),
+            (None, Some(prefix)) => (route.scheme.as_str(), true, prefix.as_str()),
+            _ => {
+                return Err(invalid(format!("{what}: give exactly one of identifier (not empty) or identifier_prefix")))
+            }
+        };
+        if !seen.insert(key) {
+            return Err(invalid(format!("{what}: the same rule appears twice")));
+        }
+        match role_of(route.acquirer) {
+            Some(Role::Acquirer) => {}
+            Some(_) => return Err(invalid(format!("{what}: participant {} is not an acquirer", route.acquirer))),
+            None => return Err(invalid(format!("{what}: unknown participant {}", route.acquirer))),
+        }
+    }
+    Ok(())
 }
 
 fn check_bic(bic: &str) -> Result<(), ConfigError> {

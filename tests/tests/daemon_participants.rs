@@ -1,13 +1,18 @@
-//! Participants changed at runtime, through a real daemon, under traffic: a wallet and an
-//! acquirer onboarded and used at once, a key rotated while a connection signed on with
-//! the old one keeps working, the overlap ended, an acquiring service provider sending for
-//! its acquirers and refused for another, suspension, retirement, a wallet trying
-//! to act as an acquirer, refusals of bad changes; then a kill -9, after which every
-//! change still holds, and the window's files name and settle the new participants.
+//! Participants changed at runtime, through a real daemon, under traffic:
+//! - a wallet and an acquirer onboarded and used at once, and a QR route to the acquirer
+//!   put at runtime;
+//! - a key rotated while a connection signed on with the old one keeps working, then a
+//!   rotation without overlap that refuses the old key at once;
+//! - an acquiring service provider sending for its acquirers, refused for another;
+//! - a wallet trying to act as an acquirer; suspension; retirement; refusals of bad
+//!   changes;
+//! - then a kill -9, after which every change still holds, and the window's files name and
+//!   settle the new participants.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_tests::*;
 use junction_wire::iso8583::{Iso8583Message, MacKey};
+use junction_wire::qr::QrPayloadBuilder;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::process::Command;
@@ -36,6 +41,15 @@ fn junction(daemon: &Daemon, args: &[&str]) -> (bool, String) {
 fn admin(daemon: &Daemon, path: &str, body: &Value) -> (u16, Value) {
     let mut response = http_agent()
         .post(&daemon.url(path))
+        .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .send_json(body)
+        .unwrap();
+    (response.status().as_u16(), response.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn put(daemon: &Daemon, path: &str, body: &Value) -> (u16, Value) {
+    let mut response = http_agent()
+        .put(&daemon.url(path))
         .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
         .send_json(body)
         .unwrap();
@@ -135,6 +149,31 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     assert_eq!(old_connection.sign_on().get(39), Some("00"));
     let message = purchase(&mut old_connection, 2_000);
     assert_eq!(old_connection.call(&message).get(39), Some("00"));
+
+    // 2b. A QR route to the new acquirer, put at runtime: the new wallet pays its merchant.
+    let mut routes = daemon.get_json("/v1/admin/qr-routes")["routes"].clone();
+    routes.as_array_mut().unwrap().push(json!({
+        "scheme": "other", "identifier": "com.onboarded.shop", "acquirer": NEW_ACQUIRER,
+    }));
+    let (status, body) = put(&daemon, "/v1/admin/qr-routes", &json!({ "routes": routes }));
+    assert_eq!(status, 200, "{body}");
+    let shop = QrPayloadBuilder::new()
+        .merchant_account(26, "com.onboarded.shop", &[(1, "SHOP-1")])
+        .mcc("5411")
+        .currency_numeric(840)
+        .country("US")
+        .merchant_name("Onboarded Shop")
+        .merchant_city("Austin")
+        .encode()
+        .unwrap();
+    let (status, paid) = participant_pays(&agent, daemon.http, wallet, &shop, "new-shop", 500, &[]).unwrap();
+    assert_eq!((status, paid["state"].as_str()), (200, Some("approved")), "{paid}");
+    let mut bad_routes = routes.clone();
+    bad_routes.as_array_mut().unwrap().push(json!({ "scheme": "other", "identifier": "x", "acquirer": NEW_WALLET }));
+    let (status, body) = put(&daemon, "/v1/admin/qr-routes", &json!({ "routes": bad_routes }));
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_routes")), "a wallet as acquirer");
+    let (ok, out) = junction(&daemon, &["qr-routes"]);
+    assert!(ok && out.contains("com.onboarded.shop") && !out.lines().any(|l| l.starts_with("other      x ")), "{out}");
 
     // 3. Bad changes are refused, and nothing is half made.
     let (status, body) = admin(&daemon, "/v1/admin/participants", &acquirer_entry);
@@ -285,6 +324,8 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     let (status, answer) =
         participant_pays(&agent, daemon.http, wallet, &usd_merchant_qr(), "new-5", 300, &[]).unwrap();
     assert_eq!(status, 403, "{answer}");
+    let routes = daemon.get_json("/v1/admin/qr-routes");
+    assert!(routes.to_string().contains("com.onboarded.shop"), "the QR route after a restart: {routes}");
     let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
     for secret in [NEW_WALLET_KEY, KEY_ONE, KEY_TWO, KEY_THREE] {
         assert!(!log.contains(secret), "a key in the daemon's log");
@@ -297,12 +338,14 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     let named = |id: u64| positions.iter().find(|row| row["participant_id"] == id.to_string()).cloned().unwrap();
     assert_eq!(named(NEW_WALLET)["participant_name"], "Onboarded Wallet");
     assert_eq!(named(NEW_ACQUIRER)["participant_name"], "Onboarded Acquirer");
-    // The wallet paid 12.50 + 7.00 to the demo merchant's acquirer (same currency: no FX).
-    assert_eq!(position_net(&folder, NEW_WALLET, "USD"), -1_950);
-    // The acquirer's purchases: 20.00 + 21.00 + 22.00 + 23.00 + 25.00 + 26.00, and 32.00
-    // its service provider sent, less interchange and fees if the schedule charges any.
+    // The wallet paid 12.50 + 7.00 to the demo merchant's acquirer and 5.00 to the new
+    // shop (same currency: no FX).
+    assert_eq!(position_net(&folder, NEW_WALLET, "USD"), -2_450);
+    // The acquirer's purchases: 20.00 + 21.00 + 22.00 + 23.00 + 25.00 + 26.00, 32.00 its
+    // service provider sent, and its shop's 5.00, less interchange and fees if the
+    // schedule charges any.
     let acquirer_net = position_net(&folder, NEW_ACQUIRER, "USD");
-    assert!(acquirer_net > 13_700 && acquirer_net <= 16_900, "{acquirer_net}");
+    assert!(acquirer_net > 13_700 && acquirer_net <= 17_400, "{acquirer_net}");
     let provider_rows = positions.iter().filter(|row| row["participant_id"] == "54").count();
     assert_eq!(provider_rows, 0, "a service provider settles nothing itself");
     let statement = std::fs::read_to_string(folder.join(format!("camt053-{NEW_ACQUIRER}-USD.xml"))).unwrap();

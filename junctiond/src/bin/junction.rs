@@ -55,6 +55,11 @@ enum Command {
     },
     /// Issuers' hosts signed on (their links), and advices not yet acknowledged.
     Links,
+    /// Which acquirer takes which merchant QR: show the table, or replace it.
+    QrRoutes {
+        #[command(subcommand)]
+        command: Option<QrRoutesCommand>,
+    },
     /// The fee schedule (interchange, the switch's fees): show it, or replace it.
     Fees {
         #[command(subcommand)]
@@ -197,6 +202,13 @@ fn toml_records(file: &std::path::Path, section: &str) -> Result<Value> {
         bail!("{}: [[{section}]] must be a non-empty array of tables", file.display());
     }
     Ok(records)
+}
+
+#[derive(Subcommand)]
+enum QrRoutesCommand {
+    /// Replace the whole table with the `[[qr_routes]]` of a TOML file (refused whole if
+    /// any rule is bad); it applies to the next request and survives restarts.
+    Set { file: std::path::PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -418,6 +430,23 @@ fn main() -> Result<()> {
                     );
                 }
             }
+        }
+        Command::QrRoutes { command: None } => {
+            let body = get(&cli, "/v1/admin/qr-routes")?;
+            println!("{:<10} {:<40} {:>8}", "scheme", "merchant identifier", "acquirer");
+            for route in body["routes"].as_array().into_iter().flatten() {
+                let identifier = match (route["identifier"].as_str(), route["identifier_prefix"].as_str()) {
+                    (Some(exact), _) => exact.to_string(),
+                    (None, Some(prefix)) => format!("{prefix}*"),
+                    (None, None) => "?".to_string(),
+                };
+                println!("{:<10} {identifier:<40} {:>8}", route["scheme"].as_str().unwrap_or("?"), route["acquirer"]);
+            }
+        }
+        Command::QrRoutes { command: Some(QrRoutesCommand::Set { ref file }) } => {
+            let routes = toml_records(file, "qr_routes")?;
+            let body = send(&cli, "PUT", "/v1/admin/qr-routes", Some(&serde_json::json!({ "routes": routes })))?;
+            println!("{} QR route(s) in force", body["routes"]);
         }
         Command::Positions { window } => {
             let path = match window {

@@ -51,6 +51,10 @@ impl Signers {
         Signers { directory, skew_s: config.qr.signature_skew_s }
     }
 
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
     pub fn get(&self, id: ParticipantId) -> Option<Arc<Known>> {
         self.directory.get(id)
     }

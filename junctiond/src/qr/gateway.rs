@@ -12,7 +12,7 @@ use super::tables::{
 };
 use super::views::{PaymentBody, PaymentView, PricingFields, RefundBody, RefundView};
 use crate::admission::Admission;
-use crate::config::{Config, FxRateConfig};
+use crate::config::{Config, FxRateConfig, QrRouteConfig};
 use crate::fx::{self, FxError, FxTable};
 use crate::http;
 use crate::metrics::{Metrics, INTERFACE_QR};
@@ -48,7 +48,9 @@ pub struct QrGateway {
     /// Merchant codes that are not EMV, read into the EMV form.
     pub(super) code_types: super::CodeTypes,
     pub(super) signers: Signers,
-    pub(super) routes: Routes,
+    /// `[[qr_routes]]` in force: the configuration's, or the table the operator last put
+    /// (`PUT /v1/admin/qr-routes`, kept in the ledger's metadata).
+    pub(super) routes: arc_swap::ArcSwap<RouteTable>,
     pub(super) fx: Arc<FxTable>,
     pub(super) quotes: Quotes,
     pub(super) payments: Payments,
@@ -74,12 +76,22 @@ impl QrGateway {
         telemetry: Option<Arc<Telemetry>>,
     ) -> Result<QrGateway, String> {
         let rates = config.fx_rates.iter().map(FxRateConfig::to_rate).collect::<Result<Vec<_>, _>>()?;
+        let stored = engine.ledger().metadata(&[META_QR_ROUTES]).map_err(|e| format!("reading the QR routes: {e}"))?;
+        let entries = match stored {
+            Some(value) => {
+                let entries: Vec<QrRouteConfig> =
+                    serde_json::from_slice(&value).map_err(|e| format!("the stored QR routes do not decode: {e}"))?;
+                tracing::info!(routes = entries.len(), "QR routes as last put through the admin API");
+                entries
+            }
+            None => config.qr_routes.clone(),
+        };
         Ok(QrGateway {
             engine,
             admission,
             metrics,
             signers: Signers::new(Arc::clone(directory), config),
-            routes: Routes::new(&config.qr_routes)?,
+            routes: arc_swap::ArcSwap::from_pointee(RouteTable { routes: Routes::new(&entries)?, entries }),
             code_types: super::CodeTypes::new(&config.qr_code_types).map_err(|e| e.to_string())?,
             fx: Arc::new(FxTable::new(&rates)?),
             quotes: Quotes::default(),
@@ -98,6 +110,36 @@ impl QrGateway {
     /// The rate table (shared with the credit transfers' gateway).
     pub fn fx(&self) -> Arc<FxTable> {
         Arc::clone(&self.fx)
+    }
+}
+
+/// The QR routes' metadata record: the table as JSON.
+pub const META_QR_ROUTES: u8 = b'q';
+
+/// The QR routes in force, and the entries they were built from.
+pub struct RouteTable {
+    pub routes: Routes,
+    pub entries: Vec<QrRouteConfig>,
+}
+
+impl QrGateway {
+    /// Replaces the QR routes, durably, from the next request on: every acquirer must be
+    /// one in service.
+    pub(super) fn set_routes(&self, entries: Vec<QrRouteConfig>) -> Result<usize, ApiError> {
+        let directory = self.signers.directory();
+        let role_of = |id: u64| directory.get(ParticipantId(id)).filter(|m| !m.is_retired()).map(|m| m.role);
+        crate::config::check_qr_routes(&entries, &role_of)
+            .map_err(|e| ApiError::unprocessable("invalid_routes", e.to_string()))?;
+        let routes = Routes::new(&entries).map_err(|e| ApiError::unprocessable("invalid_routes", e))?;
+        let record = serde_json::to_vec(&entries).map_err(|_| ApiError::system_error())?;
+        self.engine
+            .ledger()
+            .put_metadata(&[(vec![META_QR_ROUTES], record)])
+            .map_err(|e| ApiError::ledger_unavailable(e.to_string()))?;
+        let count = entries.len();
+        self.routes.store(Arc::new(RouteTable { routes, entries }));
+        tracing::info!(routes = count, "QR routes replaced");
+        Ok(count)
     }
 }
 
@@ -202,6 +244,8 @@ impl QrGateway {
             ));
         }
         let (scheme, acquirer) = self
+            .routes
+            .load()
             .routes
             .route(payload, payee_currency, &self.signers)
             .map_err(|unroutable| ApiError::unprocessable("unroutable", unroutable.0))?;

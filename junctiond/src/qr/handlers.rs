@@ -33,6 +33,7 @@ pub fn router(gateway: Arc<QrGateway>) -> Router {
         .route("/v1/qr/payments/{id}", get(get_payment))
         .route("/v1/qr/payments/{id}/refund", post(refund))
         .route("/v1/admin/fx/rates", get(list_rates).post(set_rates))
+        .route("/v1/admin/qr-routes", get(list_routes).put(replace_routes))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX));
     // Tracing off: not even the layer.
     let router = match &gateway.telemetry {
@@ -96,7 +97,7 @@ async fn decode(State(gateway): State<Arc<QrGateway>>, body: Result<Bytes, Bytes
                     ),
                 })
             }
-            Some(currency) => match gateway.routes.route(&payload, currency, &gateway.signers) {
+            Some(currency) => match gateway.routes.load().routes.route(&payload, currency, &gateway.signers) {
                 Ok((scheme, acquirer)) => {
                     view.route = Some(RouteView {
                         scheme: scheme.key.scheme.as_str(),
@@ -226,6 +227,46 @@ async fn list_rates(State(gateway): State<Arc<QrGateway>>, headers: HeaderMap) -
         return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
     }
     Json(json!({ "rates": gateway.fx.all() })).into_response()
+}
+
+/// The QR routes in force, as `[[qr_routes]]` entries.
+async fn list_routes(State(gateway): State<Arc<QrGateway>>, headers: HeaderMap) -> HttpResponse {
+    if http::access(&headers, &gateway.admin_token, gateway.read_token.as_deref()) == http::Access::None {
+        let message = "this view needs the read token or the admin token";
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    }
+    Json(json!({ "routes": gateway.routes.load().entries })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesBody {
+    routes: Vec<crate::config::QrRouteConfig>,
+}
+
+/// Replaces the whole QR routing table (`PUT`), durably; refused whole if any rule is bad.
+async fn replace_routes(
+    State(gateway): State<Arc<QrGateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    if !http::authorized(&headers, &gateway.admin_token) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token")
+            .into_response();
+    }
+    let result = async {
+        let body = body_bytes(body)?;
+        let request: RoutesBody = parse_json(&body)?;
+        let worker = Arc::clone(&gateway);
+        tokio::task::spawn_blocking(move || worker.set_routes(request.routes))
+            .await
+            .map_err(|_| ApiError::system_error())?
+    }
+    .await;
+    match result {
+        Ok(count) => Json(json!({ "routes": count })).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn set_rates(
