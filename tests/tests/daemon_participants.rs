@@ -5,7 +5,7 @@
 //!   rotation without overlap that refuses the old key at once;
 //! - an acquiring service provider sending for its acquirers, refused for another;
 //! - a wallet trying to act as an acquirer; suspension; retirement; refusals of bad
-//!   changes;
+//!   changes; an FX rate set;
 //! - then a kill -9, after which every change still holds, and the window's files name and
 //!   settle the new participants.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -303,6 +303,12 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     let (ok, out) = junction(&daemon, &["participants"]);
     assert!(ok && out.lines().any(|l| l.trim_start().starts_with("50 ") && l.contains("RETIRED")), "{out}");
 
+    // An FX rate set at runtime is kept too.
+    let rate =
+        json!({ "rates": [{ "provider": 6, "base": "USD", "quote": "THB", "rate": "40.125", "spread_bps": 30 }] });
+    let (status, body) = admin(&daemon, "/v1/admin/fx/rates", &rate);
+    assert_eq!(status, 200, "{body}");
+
     stop.store(true, Ordering::Relaxed);
     let approved = background.join().unwrap();
     assert!(approved > 0);
@@ -324,6 +330,9 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     let (status, answer) =
         participant_pays(&agent, daemon.http, wallet, &usd_merchant_qr(), "new-5", 300, &[]).unwrap();
     assert_eq!(status, 403, "{answer}");
+    let rates = daemon.get_json("/v1/admin/fx/rates")["rates"].clone();
+    let thb = rates.as_array().unwrap().iter().find(|r| r["quote"] == "THB" && r["base"] == "USD").unwrap();
+    assert_eq!((thb["mid"].as_str(), thb["spread_bps"].as_u64()), (Some("40.125"), Some(30)), "{rates}");
     let routes = daemon.get_json("/v1/admin/qr-routes");
     assert!(routes.to_string().contains("com.onboarded.shop"), "the QR route after a restart: {routes}");
     let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();

@@ -415,10 +415,14 @@ fn main() -> Result<()> {
                 if let Some(key) = p["keys"]["current"].as_str() {
                     let previous = &p["keys"]["previous"];
                     match previous["fingerprint"].as_str() {
-                        Some(old) => println!(
-                            "        key {key} (previous {old} accepted until {} ms)",
-                            previous["accepted_until_unix_ms"]
-                        ),
+                        Some(old) => {
+                            let now_ms = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as u64);
+                            let until_ms = previous["accepted_until_unix_ms"].as_u64().unwrap_or(0);
+                            let left_s = until_ms.saturating_sub(now_ms) / 1000;
+                            println!("        key {key} (previous {old} accepted for {left_s} s more)")
+                        }
                         None => println!("        key {key}"),
                     }
                 }

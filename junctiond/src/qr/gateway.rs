@@ -45,6 +45,8 @@ pub struct QrGateway {
     pub(super) admission: Arc<Admission>,
     /// Answers are counted with the ISO 8583 gateway's, by code (`interface="qr"`).
     pub(super) metrics: Arc<Metrics>,
+    /// One change of the FX rates at a time (the whole table is written each time).
+    fx_changes: parking_lot::Mutex<()>,
     /// Merchant codes that are not EMV, read into the EMV form.
     pub(super) code_types: super::CodeTypes,
     pub(super) signers: Signers,
@@ -76,6 +78,18 @@ impl QrGateway {
         telemetry: Option<Arc<Telemetry>>,
     ) -> Result<QrGateway, String> {
         let rates = config.fx_rates.iter().map(FxRateConfig::to_rate).collect::<Result<Vec<_>, _>>()?;
+        let fx = FxTable::new(&rates)?;
+        // Rates set at runtime, kept in the ledger's metadata, are in force over the
+        // configuration's for their pairs.
+        if let Some(value) =
+            engine.ledger().metadata(&[META_FX_RATES]).map_err(|e| format!("reading the FX rates: {e}"))?
+        {
+            let stored: Vec<FxRateConfig> =
+                serde_json::from_slice(&value).map_err(|e| format!("the stored FX rates do not decode: {e}"))?;
+            let stored = stored.iter().map(FxRateConfig::to_rate).collect::<Result<Vec<_>, _>>()?;
+            fx.upsert(&stored)?;
+            tracing::info!(rates = stored.len(), "FX rates as last set through the admin API");
+        }
         let stored = engine.ledger().metadata(&[META_QR_ROUTES]).map_err(|e| format!("reading the QR routes: {e}"))?;
         let entries = match stored {
             Some(value) => {
@@ -93,7 +107,8 @@ impl QrGateway {
             signers: Signers::new(Arc::clone(directory), config),
             routes: arc_swap::ArcSwap::from_pointee(RouteTable { routes: Routes::new(&entries)?, entries }),
             code_types: super::CodeTypes::new(&config.qr_code_types).map_err(|e| e.to_string())?,
-            fx: Arc::new(FxTable::new(&rates)?),
+            fx: Arc::new(fx),
+            fx_changes: parking_lot::Mutex::new(()),
             quotes: Quotes::default(),
             payments: Payments::default(),
             admin_token: config.switch.admin_token.clone(),
@@ -115,6 +130,38 @@ impl QrGateway {
 
 /// The QR routes' metadata record: the table as JSON.
 pub const META_QR_ROUTES: u8 = b'q';
+
+/// The FX rates set at runtime: every rate in force, as `[[fx_rates]]` entries.
+pub const META_FX_RATES: u8 = b'r';
+
+impl QrGateway {
+    /// Adds or replaces rates, durably: the whole table is written first (so a restart
+    /// keeps it), then swapped in; all or none.
+    pub(super) fn set_rates(&self, rates: &[fx::FxRate]) -> Result<(), ApiError> {
+        let _change = self.fx_changes.lock();
+        let next = FxTable::new(&self.fx.all()).map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
+        next.upsert(rates).map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
+        let entries: Vec<FxRateConfig> = next
+            .all()
+            .iter()
+            .map(|rate| FxRateConfig {
+                provider: rate.provider.0,
+                base: rate.base.code().to_string(),
+                quote: rate.quote.code().to_string(),
+                rate: rate.mid.to_string(),
+                spread_bps: rate.spread_bps,
+            })
+            .collect();
+        let record = serde_json::to_vec(&entries).map_err(|_| ApiError::system_error())?;
+        self.engine
+            .ledger()
+            .put_metadata(&[(vec![META_FX_RATES], record)])
+            .map_err(|e| ApiError::ledger_unavailable(e.to_string()))?;
+        self.fx.upsert(rates).map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
+        tracing::info!(rates = rates.len(), "FX rates updated");
+        Ok(())
+    }
+}
 
 /// The QR routes in force, and the entries they were built from.
 pub struct RouteTable {

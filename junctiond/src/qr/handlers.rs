@@ -298,9 +298,16 @@ async fn set_rates(
             }
             rates.push(rate);
         }
-        gateway.fx.upsert(&rates).map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
-        tracing::info!(rates = rates.len(), "FX rates updated");
-        Ok(Json(json!({ "rates": gateway.fx.all() })).into_response())
+        Ok(rates)
     })();
-    result.unwrap_or_else(IntoResponse::into_response)
+    let rates = match result {
+        Ok(rates) => rates,
+        Err(error) => return error.into_response(),
+    };
+    let worker = Arc::clone(&gateway);
+    match tokio::task::spawn_blocking(move || worker.set_rates(&rates)).await {
+        Ok(Ok(())) => Json(json!({ "rates": gateway.fx.all() })).into_response(),
+        Ok(Err(error)) => error.into_response(),
+        Err(_) => ApiError::system_error().into_response(),
+    }
 }
