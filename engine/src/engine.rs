@@ -317,6 +317,21 @@ impl Engine {
         self.rules.fees.store(Arc::new(schedule));
     }
 
+    /// Gives the fee schedule in force the countries of participants it does not know
+    /// (one onboarded at runtime), under the admin lock so no schedule change is undone.
+    pub fn add_fee_countries(&self, countries: &[(ParticipantId, [u8; 2])]) {
+        let _admin = self.admin.lock();
+        let current = self.rules.fees.load();
+        if countries.iter().all(|(id, _)| current.countries.contains_key(id)) {
+            return;
+        }
+        let mut schedule = (**current).clone();
+        for (id, country) in countries {
+            schedule.countries.entry(*id).or_insert(*country);
+        }
+        self.rules.fees.store(Arc::new(schedule));
+    }
+
     /// Replaces the fee schedule, durably; it applies to the next payment. Its switch
     /// participant must exist, with a position account in every currency of the others
     /// (fees are charged in the payment's currency).

@@ -135,13 +135,28 @@ impl Member {
     /// with the previous one while it is accepted. The current key's error otherwise.
     pub fn verify<E>(&self, check: impl Fn(&Key) -> Result<(), E>) -> Result<Arc<Key>, E> {
         let ring = self.keys.load();
-        match check(&ring.current) {
-            Ok(()) => {
-                self.seen(&ring.current);
-                Ok(Arc::clone(&ring.current))
+        if ring.previous.is_none() {
+            // No rotation in its overlap: one key, one check.
+            check(&ring.current)?;
+            return Ok(Arc::clone(&ring.current));
+        }
+        let previous = ring.accepted_previous(crate::activity::now_unix_ms());
+        // The key it was last seen using first: a participant still on the old key costs
+        // one MAC per message during the overlap, not two.
+        let previous_first = previous.is_some_and(|p| Arc::ptr_eq(p, &self.in_use.load()));
+        let accepted = |key: &Arc<Key>| {
+            self.seen(key);
+            Arc::clone(key)
+        };
+        if let Some(previous) = previous.filter(|_| previous_first) {
+            if check(previous).is_ok() {
+                return Ok(accepted(previous));
             }
-            Err(error) => match ring.accepted_previous(crate::activity::now_unix_ms()) {
-                Some(previous) if check(previous.as_ref()).is_ok() => Ok(Arc::clone(previous)),
+        }
+        match check(&ring.current) {
+            Ok(()) => Ok(accepted(&ring.current)),
+            Err(error) => match previous.filter(|_| !previous_first) {
+                Some(previous) if check(previous).is_ok() => Ok(accepted(previous)),
                 _ => Err(error),
             },
         }
@@ -237,10 +252,17 @@ impl Directory {
     /// The configuration's participants, then the records of what changed at runtime.
     pub fn load(config: &crate::config::Config, engine: Arc<Engine>) -> anyhow::Result<Directory> {
         let mut records = Vec::new();
-        engine.ledger().scan_metadata(&[META_DIRECTORY], |_, value| match serde_json::from_slice::<Record>(value) {
-            Ok(record) => records.push(record),
-            Err(error) => tracing::error!(%error, "a participant record does not decode; skipped"),
+        let mut undecodable = None;
+        engine.ledger().scan_metadata(&[META_DIRECTORY], |key, value| {
+            match serde_json::from_slice::<Record>(value) {
+                Ok(record) => records.push(record),
+                Err(error) => undecodable = Some(format!("{}: {error}", hex::encode(key))),
+            }
         })?;
+        // Fails closed: skipping a record could bring back a retired participant's keys.
+        if let Some(what) = undecodable {
+            anyhow::bail!("a participant record does not decode ({what}); refusing to start without it");
+        }
         let directory = Directory {
             tables: ArcSwap::from_pointee(Tables::default()),
             engine,
@@ -265,6 +287,34 @@ impl Directory {
         }
         for record in &records {
             let member = directory.member_of(record).map_err(|e| anyhow::anyhow!("participant record: {e}"))?;
+            let institution = normalize_institution(&member.institution_id);
+            if let Some(other) = tables.by_institution.get(institution).filter(|o| o.id != member.id) {
+                anyhow::bail!(
+                    "participant {}'s record claims institution id {} of participant {}",
+                    member.id.0,
+                    member.institution_id,
+                    other.id.0
+                );
+            }
+            if let Some(other) = tables.by_bic.get(&member.bic).filter(|o| o.id != member.id) {
+                anyhow::bail!(
+                    "participant {}'s record claims BIC {} of participant {}",
+                    member.id.0,
+                    member.bic,
+                    other.id.0
+                );
+            }
+            if let Some(p) = config.participants.iter().find(|p| p.id == record.participant.id) {
+                let ring = member.keys.load();
+                let configured = Key::from_hex(&p.key).map(|k| k.fingerprint).unwrap_or_default();
+                if configured != ring.current.fingerprint {
+                    tracing::warn!(participant = p.id, "the configuration's key is not the key in force (rotated at runtime); the configured key is ignored");
+                }
+            }
+            // A retired participant stays suspended whatever happened since.
+            if member.is_retired() && !directory.engine.is_suspended(member.id) {
+                directory.engine.set_suspended(member.id, true)?;
+            }
             tables.insert(Arc::new(member));
         }
         directory.tables.store(Arc::new(tables));
@@ -275,16 +325,12 @@ impl Directory {
     /// Gives the fee schedule in force every participant's country (from its BIC), so an
     /// onboarded participant's payments are priced domestic or cross-border like others'.
     fn note_countries(&self) {
-        let mut schedule = (*self.engine.fee_schedule()).clone();
-        let before = schedule.countries.len();
-        for member in self.members() {
-            if let Some(country) = junction_engine::fees::country_of_bic(&member.bic) {
-                schedule.countries.entry(member.id).or_insert(country);
-            }
-        }
-        if schedule.countries.len() != before {
-            self.engine.install_fee_schedule(schedule);
-        }
+        let countries = self
+            .members()
+            .iter()
+            .filter_map(|member| Some((member.id, junction_engine::fees::country_of_bic(&member.bic)?)))
+            .collect::<Vec<_>>();
+        self.engine.add_fee_countries(&countries);
     }
 
     fn currencies(&self, p: &ParticipantConfig) -> Result<Vec<Currency>, DirectoryError> {
@@ -497,6 +543,9 @@ impl Directory {
     pub fn retire(&self, id: ParticipantId) -> Result<Arc<Member>, DirectoryError> {
         let _change = self.changes.lock();
         let member = self.get(id).ok_or(DirectoryError::Unknown(id.0))?;
+        // Suspended first (idempotent): a crash after it and before the record leaves a
+        // suspended participant, never a retired one the engine still serves.
+        self.engine.set_suspended(id, true)?;
         if member.is_retired() {
             return Ok(member);
         }
@@ -505,9 +554,19 @@ impl Directory {
         record.retired = true;
         self.write(&record)?;
         member.retired.store(true, Ordering::Relaxed);
-        self.engine.set_suspended(id, true)?;
         tracing::info!(participant = id.0, "participant retired");
         Ok(member)
+    }
+
+    /// Suspends a participant (`true`) or reinstates it, under the directory's lock so a
+    /// reinstatement never crosses a retirement: a retired participant stays suspended.
+    pub fn set_suspended(&self, id: ParticipantId, suspended: bool) -> Result<(), DirectoryError> {
+        let _change = self.changes.lock();
+        if !suspended && self.get(id).is_some_and(|m| m.is_retired()) {
+            return Err(DirectoryError::Conflict(format!("participant {} is retired for good", id.0)));
+        }
+        self.engine.set_suspended(id, suspended)?;
+        Ok(())
     }
 
     /// A member's `[[participants]]` entry as in force (its record's, or rebuilt from the

@@ -601,11 +601,8 @@ async fn reinstate(State(context): State<Arc<HttpContext>>, headers: HeaderMap, 
 }
 
 async fn set_suspended(context: Arc<HttpContext>, headers: HeaderMap, id: u64, suspended: bool) -> Response {
-    if !suspended && context.directory.get(junction_ledger::ParticipantId(id)).is_some_and(|m| m.is_retired()) {
-        return error(StatusCode::CONFLICT, "participant_retired", format!("participant {id} is retired for good"));
-    }
-    admin_call(&context, &headers, move |engine| {
-        engine.set_suspended(junction_ledger::ParticipantId(id), suspended)?;
+    directory_call(&context, &headers, move |directory| {
+        directory.set_suspended(junction_ledger::ParticipantId(id), suspended)?;
         tracing::info!(participant = id, suspended, "participant status changed");
         Ok(json!({ "participant": id, "suspended": suspended }))
     })
@@ -629,6 +626,10 @@ async fn directory_call(
         Ok(Err(e @ DirectoryError::Invalid(_))) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()),
         Ok(Err(e @ DirectoryError::Conflict(_))) => error(StatusCode::CONFLICT, "conflict", e.to_string()),
         Ok(Err(e @ DirectoryError::Unknown(_))) => error(StatusCode::NOT_FOUND, "unknown_participant", e.to_string()),
+        Ok(Err(e @ DirectoryError::Engine(junction_engine::EngineError::UnknownParticipant(_)))) => {
+            error(StatusCode::NOT_FOUND, "unknown_participant", e.to_string())
+        }
+        Ok(Err(e @ DirectoryError::Engine(_))) => error(StatusCode::UNPROCESSABLE_ENTITY, "rejected", e.to_string()),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }

@@ -370,12 +370,6 @@ fn handle(
         direct(answer(&message, "63"), None);
         return;
     };
-    if member.is_retired() {
-        metrics.security_refusals.inc();
-        tracing::warn!(participant = member.id.0, mti = message.mti(), "a message from a retired participant");
-        direct(answer(&message, "63"), Some(Signer::originating(member)));
-        return;
-    }
     let participant = match member.verify(|key| mac::verify_decoded(&message, &key.mac)) {
         Ok(key) => Signer { member, key },
         Err(error) => {
@@ -386,6 +380,9 @@ fn handle(
         }
     };
     let id = participant.member.id;
+    if let Some(link) = &peer.link {
+        link.seen(&participant.key);
+    }
     if is_response(message.mti()) {
         // An issuer's host answering what the switch sent it on this link.
         match &peer.link {
@@ -399,6 +396,14 @@ fn handle(
                 tracing::info!(participant = id.0, "a response on a connection that is not an issuer link");
             }
         }
+        return;
+    }
+    // A retired participant's answers to what it was sent before still count (above);
+    // nothing new of it is taken.
+    if participant.member.is_retired() {
+        metrics.security_refusals.inc();
+        tracing::warn!(participant = id.0, mti = message.mti(), "a request from a retired participant");
+        direct(answer(&message, "63"), Some(participant));
         return;
     }
     let acquirer = match acquirer_of(&message, &participant.member, &context.directory) {
@@ -473,6 +478,9 @@ fn acquirer_of(
                 message.get(32).and_then(|id| directory.by_institution(id)).ok_or("field 32 names no acquirer")?;
             if !sender.acts_for.contains(&acquirer.id) || acquirer.role != Role::Acquirer {
                 return Err("field 32 names an acquirer the provider does not act for");
+            }
+            if acquirer.is_retired() {
+                return Err("field 32 names a retired acquirer");
             }
             Ok(acquirer.id)
         }
@@ -550,7 +558,7 @@ fn network_management(
                 context.links.unregister(&link);
             }
             if participant.role == Role::Issuer {
-                peer.link = Some(context.links.register(Arc::clone(participant), sender.clone()));
+                peer.link = Some(context.links.register(&signer, sender.clone()));
             }
             peer.signed_on = Some(Arc::clone(participant));
             context.sessions.signed_on(peer.connection, participant.id.0);

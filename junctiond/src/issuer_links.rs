@@ -11,7 +11,7 @@
 //! An answer that comes after its request timed out is still matched for
 //! `late_answer_window_ms`, and handed to the late-answer rules (`hosted.rs`).
 
-use crate::directory::Member;
+use crate::directory::{Key, Member};
 use crate::iso_gateway::{Signer, WriterMessage};
 use junction_engine::model::RequestKey;
 use junction_ledger::ParticipantId;
@@ -66,6 +66,9 @@ struct Outstanding {
 pub struct Link {
     pub id: u64,
     pub participant: Arc<Member>,
+    /// The key the host on this connection last used: what requests sent on the link are
+    /// MAC'd with (hosts of one issuer may change keys at different times in an overlap).
+    key: arc_swap::ArcSwap<Key>,
     sender: mpsc::Sender<WriterMessage>,
     /// The issuer's STAN counter, shared by all its links: a STAN names one request to
     /// the issuer whichever link carried it (field 90 of a later reversal or advice).
@@ -85,6 +88,13 @@ pub struct Link {
 }
 
 impl Link {
+    /// A message from the host on this connection verified with `key`.
+    pub fn seen(&self, key: &Arc<Key>) {
+        if !Arc::ptr_eq(&self.key.load(), key) {
+            self.key.store(Arc::clone(key));
+        }
+    }
+
     fn take_stan(&self) -> u32 {
         self.next_stan.fetch_add(1, Ordering::Relaxed) % STAN_MODULUS
     }
@@ -92,10 +102,10 @@ impl Link {
     /// Sends a message on the link (MAC'd with the issuer's key by the writer); gives it
     /// back if the connection's queue cannot take it.
     fn send(&self, message: Box<Iso8583Message>) -> Result<(), Box<Iso8583Message>> {
-        match self
-            .sender
-            .try_send(WriterMessage::Forward { message, key: Signer::originating(Arc::clone(&self.participant)) })
-        {
+        match self.sender.try_send(WriterMessage::Forward {
+            message,
+            key: Signer { member: Arc::clone(&self.participant), key: self.key.load_full() },
+        }) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(WriterMessage::Forward { message, .. }))
             | Err(mpsc::error::TrySendError::Closed(WriterMessage::Forward { message, .. })) => Err(message),
@@ -142,10 +152,12 @@ impl IssuerLinks {
     }
 
     /// A connection of an issuer signed on: a new link in its rotation.
-    pub fn register(&self, participant: Arc<Member>, sender: mpsc::Sender<WriterMessage>) -> Arc<Link> {
+    pub fn register(&self, signer: &Signer, sender: mpsc::Sender<WriterMessage>) -> Arc<Link> {
+        let participant = Arc::clone(&signer.member);
         let link = Arc::new(Link {
             id: self.next_link_id.fetch_add(1, Ordering::Relaxed),
             participant: Arc::clone(&participant),
+            key: arc_swap::ArcSwap::new(Arc::clone(&signer.key)),
             sender,
             next_stan: self.stan_counter(participant.id),
             outstanding: Mutex::new(HashMap::new()),

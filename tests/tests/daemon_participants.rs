@@ -330,6 +330,17 @@ fn participants_are_onboarded_rotated_suspended_and_retired_at_runtime_across_a_
     let (status, answer) =
         participant_pays(&agent, daemon.http, wallet, &usd_merchant_qr(), "new-5", 300, &[]).unwrap();
     assert_eq!(status, 403, "{answer}");
+    // The new acquirer retired after the restart: its provider may no longer send for it,
+    // nor may a wallet pay its shop; what it took before still settles (below).
+    let (status, body) = admin(&daemon, "/v1/admin/participants/51/retire", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    let mut asp = IsoClient::connect_as(daemon.iso, "600054", KEY_ONE);
+    asp.stan = 800_000;
+    assert_eq!(asp.sign_on().get(39), Some("00"));
+    assert_eq!(on_behalf(&mut asp, NEW_ACQUIRER_INSTITUTION, Some("600054"), 3_600).as_deref(), Some("63"));
+    assert_eq!(on_behalf(&mut asp, ACQUIRER_INSTITUTION, Some("600054"), 3_700).as_deref(), Some("00"));
+    let (status, answer) = wallet_pays(&agent, daemon.http, &shop, "retired-shop", 500).unwrap();
+    assert_eq!((status, answer["error"]["decline"].as_str()), (422, Some("participant_suspended")), "{answer}");
     let rates = daemon.get_json("/v1/admin/fx/rates")["rates"].clone();
     let thb = rates.as_array().unwrap().iter().find(|r| r["quote"] == "THB" && r["base"] == "USD").unwrap();
     assert_eq!((thb["mid"].as_str(), thb["spread_bps"].as_u64()), (Some("40.125"), Some(30)), "{rates}");

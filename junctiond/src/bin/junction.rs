@@ -186,13 +186,14 @@ enum FxCommand {
     },
 }
 
-/// The `[[section]]` records of a TOML file, as JSON for the admin API.
+/// Suspends, reinstates or retires a participant (`action`), and says so.
 fn participant_status(cli: &Cli, participant: u64, action: &str, done: &str) -> Result<()> {
     send(cli, "POST", &format!("/v1/admin/participants/{participant}/{action}"), None)?;
     println!("participant {participant} {done}");
     Ok(())
 }
 
+/// The `[[section]]` records of a TOML file, as JSON for the admin API.
 fn toml_records(file: &std::path::Path, section: &str) -> Result<Value> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;

@@ -39,10 +39,13 @@ pub struct System {
     pub bic: String,
     pub currency: Currency,
     pub endpoint: String,
+    /// Retired: no new credit goes to it; those booked before are still delivered and
+    /// returned.
+    pub retired: bool,
 }
 
 fn system_of(member: &crate::directory::Member) -> Option<Arc<System>> {
-    if member.role != Role::PaymentSystem || member.is_retired() {
+    if member.role != Role::PaymentSystem {
         return None;
     }
     Some(Arc::new(System {
@@ -50,6 +53,7 @@ fn system_of(member: &crate::directory::Member) -> Option<Arc<System>> {
         bic: member.bic.clone(),
         currency: *member.currencies.first()?,
         endpoint: member.endpoint.clone()?,
+        retired: member.is_retired(),
     }))
 }
 
@@ -314,18 +318,18 @@ impl CreditGateway {
         Ok(known)
     }
 
-    /// A payment system by id: one that is not retired.
+    /// A payment system by id, retired or not (what it booked before still completes).
     fn system(&self, id: ParticipantId) -> Option<Arc<System>> {
         self.signers.get(id).and_then(|member| system_of(&member))
     }
 
     fn system_by_bic(&self, bic: &str) -> Option<ParticipantId> {
-        self.directory.by_bic(bic).and_then(|member| system_of(&member)).map(|system| system.id)
+        self.directory.by_bic(bic).and_then(|member| system_of(&member)).filter(|s| !s.retired).map(|system| system.id)
     }
 
     /// Whether some payment system settles in `currency`.
     fn system_in(&self, currency: Currency) -> bool {
-        self.directory.members().iter().filter_map(|m| system_of(m)).any(|system| system.currency == currency)
+        self.directory.members().iter().filter_map(|m| system_of(m)).any(|s| s.currency == currency && !s.retired)
     }
 
     /// A status report to `to` about one of its messages.
@@ -747,7 +751,10 @@ impl CreditGateway {
         if receiver == sender.id {
             return Err(Refusal::new("RC01", "the creditor's system is the sender's: pay within it"));
         }
-        let receiver = self.system(receiver).ok_or_else(|| Refusal::new("RC01", "unknown receiving system"))?;
+        let receiver = self
+            .system(receiver)
+            .filter(|system| !system.retired)
+            .ok_or_else(|| Refusal::new("RC01", "unknown or retired receiving system"))?;
         record.receiver = receiver.id.0;
         record.creditor_account = account;
         if record.creditor_name.is_none() {

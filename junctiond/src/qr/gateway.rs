@@ -45,7 +45,7 @@ pub struct QrGateway {
     pub(super) admission: Arc<Admission>,
     /// Answers are counted with the ISO 8583 gateway's, by code (`interface="qr"`).
     pub(super) metrics: Arc<Metrics>,
-    /// One change of the FX rates at a time (the whole table is written each time).
+    /// One change of the FX rates or the QR routes at a time (each is written whole).
     fx_changes: parking_lot::Mutex<()>,
     /// Merchant codes that are not EMV, read into the EMV form.
     pub(super) code_types: super::CodeTypes,
@@ -135,13 +135,24 @@ pub const META_QR_ROUTES: u8 = b'q';
 pub const META_FX_RATES: u8 = b'r';
 
 impl QrGateway {
-    /// Adds or replaces rates, durably: the whole table is written first (so a restart
-    /// keeps it), then swapped in; all or none.
+    /// Adds or replaces rates, durably: the pairs set at runtime are written first (so a
+    /// restart keeps them over the configuration's), then swapped in; all or none.
     pub(super) fn set_rates(&self, rates: &[fx::FxRate]) -> Result<(), ApiError> {
         let _change = self.fx_changes.lock();
+        // The table stays within its bounds with these rates.
         let next = FxTable::new(&self.fx.all()).map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
         next.upsert(rates).map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
-        let entries: Vec<FxRateConfig> = next
+        let stored = self
+            .engine
+            .ledger()
+            .metadata(&[META_FX_RATES])
+            .map_err(|e| ApiError::ledger_unavailable(e.to_string()))?
+            .and_then(|value| serde_json::from_slice::<Vec<FxRateConfig>>(&value).ok())
+            .unwrap_or_default();
+        let set_at_runtime = FxTable::new(&stored.iter().filter_map(|entry| entry.to_rate().ok()).collect::<Vec<_>>())
+            .map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
+        set_at_runtime.upsert(rates).map_err(|e| ApiError::unprocessable("invalid_rate", e))?;
+        let entries: Vec<FxRateConfig> = set_at_runtime
             .all()
             .iter()
             .map(|rate| FxRateConfig {
@@ -173,6 +184,8 @@ impl QrGateway {
     /// Replaces the QR routes, durably, from the next request on: every acquirer must be
     /// one in service.
     pub(super) fn set_routes(&self, entries: Vec<QrRouteConfig>) -> Result<usize, ApiError> {
+        // One change at a time: the table written is the table swapped in.
+        let _change = self.fx_changes.lock();
         let directory = self.signers.directory();
         let role_of = |id: u64| directory.get(ParticipantId(id)).filter(|m| !m.is_retired()).map(|m| m.role);
         crate::config::check_qr_routes(&entries, &role_of)

@@ -250,9 +250,16 @@ async fn replace_routes(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
-    if !http::authorized(&headers, &gateway.admin_token) {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token")
-            .into_response();
+    match http::access(&headers, &gateway.admin_token, gateway.read_token.as_deref()) {
+        http::Access::Admin => {}
+        http::Access::Read => {
+            return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the read token cannot change the QR routes")
+                .into_response()
+        }
+        http::Access::None => {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token")
+                .into_response()
+        }
     }
     let result = async {
         let body = body_bytes(body)?;
