@@ -314,6 +314,23 @@ pub struct ParticipantConfig {
 }
 
 impl ParticipantConfig {
+    /// The engine's view of the entry: its id, name, role and caps by currency.
+    pub fn spec(&self) -> Result<junction_engine::model::ParticipantSpec, ConfigError> {
+        let caps = self
+            .net_debit_caps
+            .iter()
+            .map(|(code, cap)| {
+                Ok((Currency::from_code(code).map_err(|e| invalid(format!("participant {}: {e}", self.id)))?, *cap))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        Ok(junction_engine::model::ParticipantSpec {
+            id: ParticipantId(self.id),
+            name: self.name.clone(),
+            role: self.role,
+            net_debit_caps: caps,
+        })
+    }
+
     /// Checks the entry on its own (the configuration checks that ids and institution ids
     /// are unique; the directory, when one is onboarded at runtime).
     pub fn check(&self) -> Result<(), ConfigError> {

@@ -24,7 +24,7 @@
 use crate::config::{normalize_institution, ConfigError, ParticipantConfig};
 use arc_swap::ArcSwap;
 use hmac::Mac;
-use junction_engine::model::{ParticipantSpec, Role};
+use junction_engine::model::Role;
 use junction_engine::Engine;
 use junction_ledger::{Currency, ParticipantId};
 use junction_wire::iso8583::MacKey;
@@ -286,6 +286,10 @@ impl Directory {
             tables.insert(Arc::new(Member::new(p, directory.currencies(p)?, ring, false)));
         }
         for record in &records {
+            // A crash may have come between an onboarding's record and its engine side.
+            if record.onboarded && directory.engine.participant(ParticipantId(record.participant.id)).is_none() {
+                directory.engine.add_participant(record.participant.spec()?)?;
+            }
             let member = directory.member_of(record).map_err(|e| anyhow::anyhow!("participant record: {e}"))?;
             let institution = normalize_institution(&member.institution_id);
             if let Some(other) = tables.by_institution.get(institution).filter(|o| o.id != member.id) {
@@ -428,13 +432,8 @@ impl Directory {
             return Err(DirectoryError::Conflict(format!("BIC {} belongs to another participant", entry.bic)));
         }
         let key = Key::from_hex(&entry.key).map_err(DirectoryError::Invalid)?;
-        let caps = entry
-            .net_debit_caps
-            .iter()
-            .map(|(code, cap)| {
-                Ok((Currency::from_code(code).map_err(|e| DirectoryError::Invalid(e.to_string()))?, *cap))
-            })
-            .collect::<Result<Vec<_>, DirectoryError>>()?;
+        let spec = entry.spec()?;
+        let caps = &spec.net_debit_caps;
         // Fees are charged in the payment's currency to the switch's own participant.
         if let Some(switch) = self.engine.fee_schedule().switch_participant {
             let own = self.engine.participant(switch).map(|spec| spec.net_debit_caps).unwrap_or_default();
@@ -449,14 +448,9 @@ impl Directory {
         let member =
             Arc::new(Member::new(&entry, currencies, KeyRing { current: Arc::new(key), previous: None }, false));
         // The record first: a crash between the two leaves a record whose engine side the
-        // next start provisions again from it (see `provision_recorded`).
+        // next start provisions again from it (`load`).
         self.write(&self.record_of(&member, true, &entry))?;
-        let provisioned = self.engine.add_participant(ParticipantSpec {
-            id: member.id,
-            name: entry.name.clone(),
-            role: entry.role,
-            net_debit_caps: caps,
-        });
+        let provisioned = self.engine.add_participant(spec);
         if let Err(error) = provisioned {
             self.engine.ledger().delete_metadata(&[record_key(entry.id)])?;
             return Err(error.into());
@@ -467,38 +461,6 @@ impl Directory {
         self.note_countries();
         tracing::info!(participant = entry.id, name = %entry.name, role = ?entry.role, "participant onboarded");
         Ok(member)
-    }
-
-    /// The engine side of every onboarded participant's record (at start: a crash may
-    /// have come between the record and the engine's provisioning).
-    pub fn provision_recorded(&self) -> Result<(), DirectoryError> {
-        let mut entries = Vec::new();
-        self.engine.ledger().scan_metadata(&[META_DIRECTORY], |_, value| {
-            if let Ok(record) = serde_json::from_slice::<Record>(value) {
-                if record.onboarded {
-                    entries.push(record.participant);
-                }
-            }
-        })?;
-        for entry in entries {
-            if self.engine.participant(ParticipantId(entry.id)).is_some() {
-                continue;
-            }
-            let caps = entry
-                .net_debit_caps
-                .iter()
-                .map(|(code, cap)| {
-                    Ok((Currency::from_code(code).map_err(|e| DirectoryError::Invalid(e.to_string()))?, *cap))
-                })
-                .collect::<Result<Vec<_>, DirectoryError>>()?;
-            self.engine.add_participant(ParticipantSpec {
-                id: ParticipantId(entry.id),
-                name: entry.name.clone(),
-                role: entry.role,
-                net_debit_caps: caps,
-            })?;
-        }
-        Ok(())
     }
 
     /// Rotates a participant's key: `key_hex` is current from now, the old key is accepted

@@ -46,30 +46,21 @@ pub const COMMIT: &str = env!("JUNCTION_COMMIT");
 /// twice and funds no account twice.
 pub fn provision(engine: &Engine, config: &Config) -> Result<()> {
     for p in &config.participants {
-        let caps: Result<Vec<(Currency, u64)>> =
-            p.net_debit_caps.iter().map(|(code, cap)| Ok((Currency::from_code(code)?, *cap))).collect();
-        let mut caps = caps?;
+        let mut spec = p.spec()?;
         // The configuration seeds a participant's caps; once it exists, the caps in force
         // are the ledger's (changed at runtime through the admin API, kept across restarts
         // and failovers). A currency the configuration adds gets its configured cap.
         if let Some(existing) = engine.participant(ParticipantId(p.id)) {
-            for (currency, cap) in &mut caps {
+            for (currency, cap) in &mut spec.net_debit_caps {
                 if let Some((_, in_force)) = existing.net_debit_caps.iter().find(|(c, _)| c == currency) {
                     *cap = *in_force;
                 }
             }
-            if existing.name == p.name && existing.role == p.role && existing.net_debit_caps == caps {
+            if existing == spec {
                 continue;
             }
         }
-        engine
-            .add_participant(ParticipantSpec {
-                id: ParticipantId(p.id),
-                name: p.name.clone(),
-                role: p.role,
-                net_debit_caps: caps,
-            })
-            .with_context(|| format!("provisioning participant {}", p.id))?;
+        engine.add_participant(spec).with_context(|| format!("provisioning participant {}", p.id))?;
     }
     let accounts: Result<Vec<AccountSpec>> = config
         .accounts
@@ -206,7 +197,6 @@ pub async fn run(mut config: Config) -> Result<()> {
     };
     let directory = Arc::new(tokio::task::block_in_place(|| -> Result<directory::Directory> {
         let directory = directory::Directory::load(&config, Arc::clone(&engine))?;
-        directory.provision_recorded()?;
         Ok(directory)
     })?);
     let link_config = &config.issuer_links;
