@@ -9,6 +9,8 @@
 //! | 2 | `UnknownCard` | 14 | card, token or account not provisioned |
 //! | 3 | `TokenDomainViolation` | 57 | token used outside its entry modes / channels |
 //! | 3 | `TokenExpired` | 57 | device token past its expiry |
+//! | 3 | `TokenSuspended` | 57 | device token suspended by its requestor or issuer (`junctiond/src/tokens.rs`) |
+//! | 3 | `TokenDeleted` | 14 | device token deleted by its requestor or issuer |
 //! | 4 | `AccountBlocked` | 05 | account blocked by the issuer |
 //! | 4 | `AccountClosed` | 05 | account closed |
 //! | 5 | `CardExpired` | 54 | card past its expiry date, or the request's expiry differs |
@@ -96,6 +98,10 @@ pub enum DeclineReason {
     TokenDomainViolation,
     #[error("token expired")]
     TokenExpired,
+    #[error("token suspended")]
+    TokenSuspended,
+    #[error("token deleted")]
+    TokenDeleted,
     #[error("account blocked")]
     AccountBlocked,
     #[error("account closed")]
@@ -144,8 +150,8 @@ impl DeclineReason {
         use DeclineReason::*;
         match self {
             DuplicateConflict => ResponseCode::DuplicateTransmission,
-            UnknownCard => ResponseCode::InvalidCard,
-            TokenDomainViolation | TokenExpired | ParticipantSuspended => ResponseCode::NotPermitted,
+            UnknownCard | TokenDeleted => ResponseCode::InvalidCard,
+            TokenDomainViolation | TokenExpired | TokenSuspended | ParticipantSuspended => ResponseCode::NotPermitted,
             AccountBlocked | AccountClosed | NetDebitCapExceeded => ResponseCode::DoNotHonor,
             CardExpired => ResponseCode::ExpiredCard,
             InvalidAmount => ResponseCode::InvalidAmount,
@@ -171,6 +177,8 @@ impl DeclineReason {
             UnknownCard => "unknown_card",
             TokenDomainViolation => "token_domain_violation",
             TokenExpired => "token_expired",
+            TokenSuspended => "token_suspended",
+            TokenDeleted => "token_deleted",
             AccountBlocked => "account_blocked",
             AccountClosed => "account_closed",
             CardExpired => "card_expired",
@@ -194,7 +202,7 @@ impl DeclineReason {
 
     /// Every reason with its stable number: refusals are journaled by number, so a number
     /// is never reused or changed.
-    const IDS: [(DeclineReason, u16); 22] = [
+    const IDS: [(DeclineReason, u16); DeclineReason::COUNT] = [
         (DeclineReason::DuplicateConflict, 1),
         (DeclineReason::UnknownCard, 2),
         (DeclineReason::TokenDomainViolation, 3),
@@ -217,7 +225,17 @@ impl DeclineReason {
         (DeclineReason::IssuerUnavailable, 20),
         (DeclineReason::StandInLimitExceeded, 21),
         (DeclineReason::ParticipantSuspended, 22),
+        (DeclineReason::TokenSuspended, 23),
+        (DeclineReason::TokenDeleted, 24),
     ];
+
+    /// How many reasons there are; their ids are 1 to `COUNT`.
+    pub const COUNT: usize = 24;
+
+    /// Every reason, by id.
+    pub fn all() -> impl Iterator<Item = DeclineReason> {
+        Self::IDS.iter().map(|(reason, _)| *reason)
+    }
 
     /// The reason's stable number (never 0).
     pub fn id(self) -> u16 {

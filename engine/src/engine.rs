@@ -19,8 +19,8 @@ use crate::messages::{
     HeldReservation, ShardMessage, ShardQueues, COMMITS_IN_FLIGHT_MAX, COMMIT_QUEUE_DEPTH_MAX, FEEDBACK_QUEUE_DEPTH_MAX,
 };
 use crate::model::{
-    AccountSpec, AccountStatus, CardSpec, Instrument, PanKey, ParticipantSpec, ReplySink, Request, RequestKey,
-    Response, TokenSpec, VelocityLimits,
+    AccountSpec, AccountStatus, CardSpec, EntryMode, Instrument, PanKey, ParticipantSpec, ReplySink, Request,
+    RequestKey, Response, TokenSpec, TokenState, VelocityLimits,
 };
 use crate::provisioning::{
     decode_card, decode_participant, encode_card, encode_participant, meta_key, META_BIN_ROUTES, META_CARD, META_FEES,
@@ -702,7 +702,7 @@ impl Engine {
         let mut keys = Vec::with_capacity(cards.len());
         for card in cards {
             let key = self.directory.add_card(&self.vault, card)?;
-            let entry = CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None };
+            let entry = CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token: None };
             records.push((meta_key(META_CARD, key.0), encode_card(&entry)));
             keys.push(key);
         }
@@ -715,12 +715,7 @@ impl Engine {
         let mut records = Vec::with_capacity(tokens.len());
         let mut keys = Vec::with_capacity(tokens.len());
         for token in tokens {
-            let key = self.directory.add_token(&self.vault, token)?;
-            let entry = CardEntry {
-                account: token.account,
-                expiry_yymm: token.expiry_yymm,
-                token_entry_modes: Some(token.allowed_entry_modes),
-            };
+            let (key, entry) = self.directory.add_token(&self.vault, token)?;
             records.push((meta_key(META_CARD, key.0), encode_card(&entry)));
             if let Some(fpan) = &token.fpan {
                 let sealed = self.vault.seal(fpan);
@@ -731,6 +726,56 @@ impl Engine {
         }
         self.ledger.put_metadata(&records)?;
         Ok(keys)
+    }
+
+    /// Suspends, resumes or deletes a device token: the changed record is durable before
+    /// the token's next use sees it. A deleted token stays deleted (what it approved still
+    /// completes or reverses); the state it had before is returned.
+    pub fn set_token_state(&self, key: PanKey, state: TokenState) -> Result<TokenState, EngineError> {
+        let _admin = self.admin.lock();
+        let not_a_token = || EngineError::Config("no device token has this number".into());
+        let mut entry = self.directory.get(key).ok_or_else(not_a_token)?;
+        let token = entry.token.as_mut().ok_or_else(not_a_token)?;
+        let before = token.state;
+        if before == TokenState::Deleted && state != TokenState::Deleted {
+            return Err(EngineError::Config("the token is deleted; a deleted token never comes back".into()));
+        }
+        if before != state {
+            token.state = state;
+            self.ledger.put_metadata(&[(meta_key(META_CARD, key.0), encode_card(&entry))])?;
+            self.directory.insert_entry(key, entry)?;
+        }
+        Ok(before)
+    }
+
+    /// A cardholder account's participant, currency and status; `None` if it is not one.
+    pub fn account_status(&self, id: AccountId) -> Option<(ParticipantId, Currency, AccountStatus)> {
+        let view = self.ledger.account(id)?;
+        (view.account.kind == AccountKind::Cardholder)
+            .then(|| (view.account.participant, view.account.currency, status_of_data(view.account.user_data)))
+    }
+
+    /// Seals a secret (a device token's number, kept so that a replayed token request gets
+    /// the same one) under the vault's sealing key: `Vault::seal`.
+    pub fn seal(&self, secret: &str) -> Vec<u8> {
+        self.vault.seal(secret)
+    }
+
+    /// Opens what `seal` sealed; `None` if it was sealed under another vault key or altered.
+    pub fn open_sealed(&self, sealed: &[u8]) -> Option<String> {
+        self.vault.open(sealed)
+    }
+
+    /// What the directory knows of a card or device token.
+    pub fn card_entry(&self, key: PanKey) -> Option<CardEntry> {
+        self.directory.get(key)
+    }
+
+    /// Why a new use of a device token would be refused now (`CardEntry::token_refusal`):
+    /// for requests the switch forwards to an issuer's host, which the shards never see.
+    pub fn token_refusal(&self, key: PanKey, mode: EntryMode) -> Option<DeclineReason> {
+        let today = crate::clock::yymm(crate::clock::now_unix_s());
+        self.directory.get(key)?.token_refusal(mode, today, false)
     }
 
     /// Blocks, closes or reopens an account: a journaled change of the ledger account (its

@@ -30,6 +30,10 @@ pub enum Role {
     /// each request naming the acquirer in field 32 and itself in field 33. It settles
     /// nothing itself: the acquirer it sends for is the request's acquirer.
     AcquiringServiceProvider,
+    /// A token requestor: a phone maker's or a wallet's token service, which asks the
+    /// switch for device tokens of cards (`junctiond/src/tokens.rs`) and manages their life.
+    /// It settles nothing: payments with its tokens are the cards' issuers'.
+    TokenRequestor,
 }
 
 /// A participant as provisioned. Keys are held by the gateways, not here.
@@ -138,6 +142,28 @@ impl EntryModes {
 
     pub fn allows(self, mode: EntryMode) -> bool {
         mode.bit() != 0 && self.0 & mode.bit() != 0
+    }
+}
+
+/// Where a device token stands in its life. Suspended: refused until resumed (57).
+/// Deleted: refused for good (14); what it approved before still completes or reverses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum TokenState {
+    Active = 0,
+    Suspended = 1,
+    Deleted = 2,
+}
+
+impl TokenState {
+    pub fn from_u8(value: u8) -> Option<TokenState> {
+        match value {
+            0 => Some(TokenState::Active),
+            1 => Some(TokenState::Suspended),
+            2 => Some(TokenState::Deleted),
+            _ => None,
+        }
     }
 }
 

@@ -380,19 +380,13 @@ impl Shard {
         {
             return Err((request, DeclineReason::ParticipantSuspended));
         }
-        // 3. Device token: its domain and its own expiry. (The directory knows whether a
-        // number is a token; the gateway need not.)
-        if let Some(CardEntry { token_entry_modes: Some(modes), expiry_yymm, .. }) = card {
-            if !follow_up {
-                if is_expired(expiry_yymm, now.yymm) {
-                    return Err((request, DeclineReason::TokenExpired));
-                }
-                // A tax refund pays into the token's account: no use of the token at a
-                // terminal, so no domain to keep it to.
-                let paid_in = matches!(request.operation, Operation::TaxRefund { .. });
-                if !paid_in && !modes.allows(request.entry_mode) {
-                    return Err((request, DeclineReason::TokenDomainViolation));
-                }
+        // 3. Device token: its state, its own expiry and its domain. (The directory knows
+        // whether a number is a token; the gateway need not.) A tax refund pays into the
+        // token's account: no use of the token at a terminal, so no domain to keep it to.
+        if let Some(card) = card.filter(|_| !follow_up) {
+            let paid_in = matches!(request.operation, Operation::TaxRefund { .. });
+            if let Some(reason) = card.token_refusal(request.entry_mode, now.yymm, paid_in) {
+                return Err((request, reason));
             }
         }
         // 4. Account status. Reversals and completions of what was approved still go through.
@@ -403,7 +397,7 @@ impl Shard {
             AccountStatus::Closed => return Err((request, DeclineReason::AccountClosed)),
         }
         // 5. Card expiry, and the expiry the terminal read must be the card's.
-        if let Some(CardEntry { token_entry_modes: None, expiry_yymm, .. }) = card {
+        if let Some(CardEntry { token: None, expiry_yymm, .. }) = card {
             if !follow_up
                 && (is_expired(expiry_yymm, now.yymm)
                     || request.card_expiry_yymm.is_some_and(|read| read != expiry_yymm))

@@ -12,7 +12,8 @@ pub struct Counters {
     by_code: [AtomicU64; RESPONSE_CODES.len()],
     /// Codes not in `RESPONSE_CODES` (an issuer host's own).
     by_other_code: AtomicU64,
-    by_reason: [AtomicU64; DECLINE_REASONS.len()],
+    /// By the reason's id (`DeclineReason::id`, 1 to `COUNT`).
+    by_reason: [AtomicU64; DeclineReason::COUNT + 1],
 }
 
 static RESPONSE_CODES: [ResponseCode; 16] = [
@@ -34,30 +35,6 @@ static RESPONSE_CODES: [ResponseCode; 16] = [
     ResponseCode::SystemMalfunction,
 ];
 
-const DECLINE_REASONS: [DeclineReason; 21] = [
-    DeclineReason::DuplicateConflict,
-    DeclineReason::UnknownCard,
-    DeclineReason::TokenDomainViolation,
-    DeclineReason::TokenExpired,
-    DeclineReason::AccountBlocked,
-    DeclineReason::AccountClosed,
-    DeclineReason::CardExpired,
-    DeclineReason::InvalidAmount,
-    DeclineReason::CurrencyMismatch,
-    DeclineReason::VelocityCountExceeded,
-    DeclineReason::VelocityAmountExceeded,
-    DeclineReason::NetDebitCapExceeded,
-    DeclineReason::InsufficientFunds,
-    DeclineReason::OriginalNotFound,
-    DeclineReason::OriginalAlreadyFinal,
-    DeclineReason::Overloaded,
-    DeclineReason::LedgerUnavailable,
-    DeclineReason::SystemError,
-    DeclineReason::IssuerDeclined,
-    DeclineReason::IssuerUnavailable,
-    DeclineReason::StandInLimitExceeded,
-];
-
 /// Answer counters by response code and decline reason, one cache line set per thread.
 pub struct EngineStats {
     slots: Vec<CachePadded<Counters>>,
@@ -74,8 +51,8 @@ impl EngineStats {
             Some(index) => counters.by_code[index].fetch_add(1, Ordering::Relaxed),
             None => counters.by_other_code.fetch_add(1, Ordering::Relaxed),
         };
-        if let Some(index) = reason.and_then(|r| DECLINE_REASONS.iter().position(|d| *d == r)) {
-            counters.by_reason[index].fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = reason {
+            counters.by_reason[usize::from(reason.id())].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -98,7 +75,8 @@ impl EngineStats {
     /// Declines so far per reason (only reasons seen).
     pub fn by_reason(&self) -> BTreeMap<&'static str, u64> {
         let mut totals = BTreeMap::new();
-        for (index, reason) in DECLINE_REASONS.iter().enumerate() {
+        for reason in DeclineReason::all() {
+            let index = usize::from(reason.id());
             let sum: u64 = self.slots.iter().map(|s| s.by_reason[index].load(Ordering::Relaxed)).sum();
             if sum > 0 {
                 totals.insert(reason.name(), sum);

@@ -9,7 +9,8 @@
 //! once, so the directory is a lock-free concurrent map (papaya): readers never block each
 //! other or the admin side provisioning millions of cards.
 
-use crate::model::{CardSpec, EntryModes, PanKey, TokenSpec};
+use crate::codes::DeclineReason;
+use crate::model::{CardSpec, EntryMode, EntryModes, PanKey, TokenSpec, TokenState};
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
@@ -92,8 +93,34 @@ impl Vault {
 pub struct CardEntry {
     pub account: AccountId,
     pub expiry_yymm: u16,
-    /// For device tokens: where the token may be used. `None` for real cards.
-    pub token_entry_modes: Option<EntryModes>,
+    /// For device tokens: where the token may be used, and whether it may be now. `None`
+    /// for real cards.
+    pub token: Option<TokenDomain>,
+}
+
+/// A device token's domain restriction and lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenDomain {
+    pub entry_modes: EntryModes,
+    pub state: TokenState,
+}
+
+impl CardEntry {
+    /// Why a new use of this device token is refused, if it is (`None` for real cards):
+    /// suspended, deleted, expired, or outside its entry modes. `paid_in`: the token is
+    /// credited, not presented at a terminal (a tax refund), so no entry mode applies.
+    pub fn token_refusal(&self, mode: EntryMode, today_yymm: u16, paid_in: bool) -> Option<DeclineReason> {
+        let token = self.token?;
+        match token.state {
+            TokenState::Active => {}
+            TokenState::Suspended => return Some(DeclineReason::TokenSuspended),
+            TokenState::Deleted => return Some(DeclineReason::TokenDeleted),
+        }
+        if is_expired(self.expiry_yymm, today_yymm) {
+            return Some(DeclineReason::TokenExpired);
+        }
+        (!paid_in && !token.entry_modes.allows(mode)).then_some(DeclineReason::TokenDomainViolation)
+    }
 }
 
 /// Most cards and tokens the directory holds. Each costs about 64 bytes.
@@ -144,10 +171,7 @@ impl Directory {
 
     pub fn add_card(&self, vault: &Vault, card: &CardSpec) -> Result<PanKey, DirectoryError> {
         let key = vault.pan_key(&card.pan);
-        self.insert_entry(
-            key,
-            CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token_entry_modes: None },
-        )?;
+        self.insert_entry(key, CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token: None })?;
         Ok(key)
     }
 
@@ -161,17 +185,18 @@ impl Directory {
         self.sealed.pin().get(&key).cloned()
     }
 
-    pub fn add_token(&self, vault: &Vault, token: &TokenSpec) -> Result<PanKey, DirectoryError> {
+    /// Adds a device token; one already known keeps its lifecycle state (a token suspended
+    /// or deleted at runtime stays so when the configuration provisions it again).
+    pub fn add_token(&self, vault: &Vault, token: &TokenSpec) -> Result<(PanKey, CardEntry), DirectoryError> {
         let key = vault.pan_key(&token.dpan);
-        self.insert_entry(
-            key,
-            CardEntry {
-                account: token.account,
-                expiry_yymm: token.expiry_yymm,
-                token_entry_modes: Some(token.allowed_entry_modes),
-            },
-        )?;
-        Ok(key)
+        let state = self.get(key).and_then(|known| known.token).map_or(TokenState::Active, |t| t.state);
+        let entry = CardEntry {
+            account: token.account,
+            expiry_yymm: token.expiry_yymm,
+            token: Some(TokenDomain { entry_modes: token.allowed_entry_modes, state }),
+        };
+        self.insert_entry(key, entry)?;
+        Ok((key, entry))
     }
 }
 

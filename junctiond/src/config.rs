@@ -7,6 +7,7 @@ use junction_engine::fees::FeeScheduleSpec;
 use junction_engine::model::{EntryMode, EntryModes, Role};
 use junction_engine::routing::BinRoute;
 use junction_ledger::{Currency, ParticipantId};
+use junction_wire::iso8583::MaskedPan;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,6 +31,10 @@ pub struct Config {
     pub cards: Vec<CardConfig>,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// The number ranges device tokens are issued from at runtime, per issuer, with the
+    /// issuer's rules for approving them (`tokens.rs`).
+    #[serde(default)]
+    pub token_ranges: Vec<TokenRangeConfig>,
     /// Which acquirer takes a merchant QR, by scheme and merchant identifier.
     #[serde(default)]
     pub qr_routes: Vec<QrRouteConfig>,
@@ -300,7 +305,9 @@ pub struct ParticipantConfig {
     pub bic: String,
     /// Hex of its MAC/signature key (at least 16 bytes).
     pub key: String,
-    /// Net debit cap per currency, minor units.
+    /// Net debit cap per currency, minor units. Only an acquiring service provider and a
+    /// token requestor, which settle nothing, have none.
+    #[serde(default)]
     pub net_debit_caps: BTreeMap<String, u64>,
     /// A payment system's endpoint (`http://` or `https://`): where the switch pushes the
     /// credits for its users (pacs.008) and the returns for its own (pacs.004), and the
@@ -353,7 +360,8 @@ impl ParticipantConfig {
             return Err(invalid(format!("participant {}: key must be at least 16 bytes", p.id)));
         }
         let provider = p.role == Role::AcquiringServiceProvider;
-        if p.net_debit_caps.is_empty() && !provider {
+        let settles_nothing = provider || p.role == Role::TokenRequestor;
+        if p.net_debit_caps.is_empty() && !settles_nothing {
             return Err(invalid(format!("participant {}: net_debit_caps names no currency", p.id)));
         }
         if provider == p.acts_for.is_empty() {
@@ -424,6 +432,39 @@ pub struct TokenConfig {
     /// sealed by the vault at start, never kept in clear.
     #[serde(default)]
     pub fpan: Option<String>,
+}
+
+/// A range of device token numbers of one issuer (`POST /v1/tokens`), and the issuer's
+/// rules for approving tokens of its cards that the switch authorizes: a card the switch
+/// knows, not expired, its account active, the issuer in service, a requestor of the list
+/// (any when empty), entry modes within `entry_modes`. A card whose BIN routes to the
+/// issuer's host is approved by the host instead.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRangeConfig {
+    pub issuer: u64,
+    /// The token numbers' first digits: 6 to 11 digits. Every number of the range routes
+    /// as this prefix routes in `[[bin_routes]]` (so a hosted issuer's range must route to
+    /// its host).
+    pub prefix: String,
+    /// Digits of a token number, the Luhn check digit included: 13 to 19, and at least 6
+    /// more than the prefix.
+    #[serde(default = "default_token_length")]
+    pub length: usize,
+    /// The token requestors the issuer accepts; empty: every one.
+    #[serde(default)]
+    pub requestors: Vec<u64>,
+    /// The most a token of this range may be used for.
+    #[serde(default = "default_token_entry_modes")]
+    pub entry_modes: Vec<String>,
+}
+
+fn default_token_length() -> usize {
+    16
+}
+
+fn default_token_entry_modes() -> Vec<String> {
+    vec!["contactless".into(), "ecommerce".into()]
 }
 
 /// Longest quote lifetime the configuration accepts.
@@ -942,6 +983,43 @@ impl Config {
                 return Err(invalid(format!("a token names unknown account {} (0 needs an fpan)", t.account)));
             }
             parse_entry_modes(&t.entry_modes)?;
+        }
+        let role_of = |id: u64| self.participants.iter().find(|p| p.id == id).map(|p| p.role);
+        for (index, range) in self.token_ranges.iter().enumerate() {
+            let name = format!("token_ranges {:?}", range.prefix);
+            if role_of(range.issuer) != Some(Role::Issuer) {
+                return Err(invalid(format!("{name}: participant {} is not an issuer", range.issuer)));
+            }
+            if !(6..=11).contains(&range.prefix.len()) || !range.prefix.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid(format!("{name}: the prefix must be 6 to 11 digits")));
+            }
+            if !(13..=19).contains(&range.length) || range.length < range.prefix.len() + 6 {
+                return Err(invalid(format!("{name}: length must be 13 to 19, and at least 6 more than the prefix")));
+            }
+            if let Some(other) = self.token_ranges[..index]
+                .iter()
+                .find(|o| o.prefix.starts_with(&range.prefix) || range.prefix.starts_with(&o.prefix))
+            {
+                return Err(invalid(format!("{name}: overlaps token range {:?}", other.prefix)));
+            }
+            if let Some(requestor) = range.requestors.iter().find(|r| role_of(**r) != Some(Role::TokenRequestor)) {
+                return Err(invalid(format!("{name}: participant {requestor} is not a token_requestor")));
+            }
+            if parse_entry_modes(&range.entry_modes)?.0 == 0 {
+                return Err(invalid(format!("{name}: entry_modes names none")));
+            }
+            let routed = (6..=range.prefix.len())
+                .rev()
+                .find_map(|digits| self.bin_routes.iter().find(|r| r.prefix == range.prefix[..digits]));
+            if let Some(route) = routed.filter(|r| r.issuer.0 != range.issuer) {
+                return Err(invalid(format!(
+                    "{name}: bin_routes {:?} sends its numbers to issuer {}, not to {}",
+                    route.prefix, route.issuer.0, range.issuer
+                )));
+            }
+            if let Some(card) = self.cards.iter().find(|c| c.pan.starts_with(&range.prefix)) {
+                return Err(invalid(format!("{name}: card {} is in the range", MaskedPan(&card.pan))));
+            }
         }
         for route in &self.bin_routes {
             match self.participants.iter().find(|p| p.id == route.issuer.0) {

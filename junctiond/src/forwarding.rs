@@ -20,7 +20,7 @@ use junction_engine::codes::{DeclineReason, ResponseCode};
 use junction_engine::hosted::{
     forwarded_stan, late_answer_action, Claim, HostedBooking, HostedDecision, HostedKind, LateAction,
 };
-use junction_engine::model::{Operation, Request, RequestKey, Response};
+use junction_engine::model::{Instrument, Operation, Request, RequestKey, Response};
 use junction_engine::routing::{RouteMode, RouteTarget};
 use junction_engine::Engine;
 use junction_ledger::{CommandOutcome, Currency, TransferId};
@@ -129,6 +129,12 @@ impl Forwarding {
         if new && (self.engine.is_suspended(request.acquirer) || self.engine.is_suspended(route.issuer)) {
             let decision = HostedDecision::Refused { reason: DeclineReason::ParticipantSuspended };
             self.book(request, booking(decision, 0, None));
+            return;
+        }
+        // A device token suspended, deleted, expired or out of its domain: the switch is its
+        // token service, so the issuer never sees the request.
+        if let Some(reason) = new.then(|| self.token_refusal(&request)).flatten() {
+            self.book(request, booking(HostedDecision::Refused { reason }, 0, None));
             return;
         }
         // 3. The payer's cap, before anything leaves.
@@ -246,6 +252,13 @@ impl Forwarding {
 
     /// The acquirer's request made ready for the issuer: its fields but the STAN and MACs,
     /// the real card number, field 33 naming the switch.
+    fn token_refusal(&self, request: &Request) -> Option<DeclineReason> {
+        match request.instrument {
+            Instrument::Card(key) => self.engine.token_refusal(key, request.entry_mode),
+            Instrument::Account(_) => None,
+        }
+    }
+
     fn prepare(&self, message: &mut Iso8583Message, card_number: &str) {
         for field in NOT_FORWARDED {
             message.remove(field);
@@ -282,6 +295,10 @@ impl Forwarding {
     /// A balance inquiry: relayed as the issuer answers it, moving nothing, remembered
     /// nowhere.
     async fn relay_inquiry(&self, request: Request, mut message: Iso8583Message, pan: String, route: RouteTarget) {
+        if let Some(reason) = self.token_refusal(&request) {
+            request.reply.send(Response::declined(request.tag, request.key, reason));
+            return;
+        }
         let outcome = match self.engine.card_number_for_issuer(&pan) {
             Some(number) => {
                 self.prepare(&mut message, &number);

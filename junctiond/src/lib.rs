@@ -23,6 +23,7 @@ pub mod replication;
 pub mod tax_refunds;
 pub mod telemetry;
 pub mod tls;
+pub mod tokens;
 pub mod windows;
 
 use anyhow::{Context, Result};
@@ -302,6 +303,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         tracing::info!(open_refunds, "tax refunds with an open guarantee loaded");
     }
     tokio::spawn(tax_refunds::sweep_loop(Arc::clone(&tax_refunds), shutdown_rx.clone()));
+    let tokens = Arc::new(tokens::TokenService::new(Arc::clone(&engine), &directory, &config, Arc::clone(&links)));
     tokio::spawn(maintenance::checkpoint_loop(Arc::clone(&engine), shutdown_rx.clone()));
     tokio::spawn(forwarding::late_answers(Arc::clone(&forwarding), late_answers));
     tokio::spawn(maintenance::issuer_links_loop(Arc::clone(&links), link_config.clone(), shutdown_rx.clone()));
@@ -325,6 +327,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         .merge(qr::router(qr_gateway))
         .merge(credit::router(credit_gateway))
         .merge(tax_refunds::router(tax_refunds))
+        .merge(tokens::router(tokens))
         .merge(console::router(console));
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {

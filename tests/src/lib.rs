@@ -388,6 +388,42 @@ pub fn participant_pays(
     Some((status, response.body_mut().read_json().ok()?))
 }
 
+/// A request signed as participant `(id, key hex)` signs it (no idempotency key): the
+/// HTTP status and JSON answer (`null` when the answer is not JSON).
+pub fn signed_call(
+    agent: &ureq::Agent,
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    (participant, key_hex): (u64, &str),
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
+    let secret = hex::decode(key_hex).expect("hex");
+    let participant = participant.to_string();
+    let signature =
+        qr_api::sign_hex(&secret, method, path, &timestamp, &participant, "", body.as_bytes()).expect("a key");
+    let url = format!("http://{http}{path}");
+    let sent = match method {
+        "GET" => agent
+            .get(&url)
+            .header(qr_api::HEADER_PARTICIPANT, &participant)
+            .header(qr_api::HEADER_TIMESTAMP, &timestamp)
+            .header(qr_api::HEADER_SIGNATURE, &signature)
+            .call(),
+        _ => agent
+            .post(&url)
+            .header(qr_api::HEADER_PARTICIPANT, &participant)
+            .header(qr_api::HEADER_TIMESTAMP, &timestamp)
+            .header(qr_api::HEADER_SIGNATURE, &signature)
+            .header("content-type", "application/json")
+            .send(body.as_bytes()),
+    };
+    let mut response = sent.expect("the daemon answers");
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_json().unwrap_or(serde_json::Value::Null))
+}
+
 /// An HTTP agent that hands back 4xx/5xx answers instead of failing on them.
 pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
