@@ -24,11 +24,14 @@ debit_participant,credit_account,credit_participant,currency,amount,amount_minor
 /// are in the settlement currency, `payer_fee` (the issuer's or the wallet's, to the
 /// switch) in the request's, negative when they flow back, empty for a decline;
 /// `original_rrn` names what a completion, reversal or refund refers to; `transfer_id` is
-/// the request's first row in `transfers.csv`.
+/// the request's first row in `transfers.csv`; `aggregator_participant` and
+/// `sub_merchant_id` name the aggregator (payment facilitator) and its sub-merchant a
+/// payment was for, empty when none (the payment settles through `acquirer_participant`).
 pub const TRANSACTIONS_HEADER: &str = "transaction_key,timestamp,channel,mti,processing_code,rrn,stan,\
 auth_code,response_code,acquirer_institution,acquirer_participant,issuer_participant,wallet_participant,\
 terminal_id,merchant_id,mcc,card_masked,currency,amount,settlement_currency,settlement_amount,rate,\
-interchange,acquirer_fee,payer_fee,original_rrn,stood_in,qr_scheme,transfer_id\n";
+interchange,acquirer_fee,payer_fee,original_rrn,stood_in,qr_scheme,transfer_id,aggregator_participant,\
+sub_merchant_id\n";
 
 /// Header of `positions.csv`: a participant's movement in one currency over the window.
 /// `net` = credits - debits: positive is owed to the participant, negative it owes. It is

@@ -30,7 +30,8 @@ pub(crate) const RATE_DECIMALS: u32 = 8;
 
 /// Who a row concerns: each gets it in its own file.
 pub(crate) struct Named {
-    pub participants: [Option<ParticipantId>; 3],
+    /// The acquirer, the issuer, the wallet and the aggregator.
+    pub participants: [Option<ParticipantId>; 4],
 }
 
 /// Formats one transaction's row into `row` and says who it names. `records` are the
@@ -135,9 +136,16 @@ pub(crate) fn push_transaction(
     if let Some(record) = own.first() {
         push_hex_u128(row, record.transfer.id.0);
     }
+    row.push(b',');
+    if memo.aggregator != 0 {
+        push_u64(row, u64::from(memo.aggregator));
+    }
+    row.push(b',');
+    row.extend_from_slice(memo.sub_merchant.as_str().as_bytes());
     row.push(b'\n');
     let named = |id: u64| (id != 0).then_some(ParticipantId(id));
-    Ok(Named { participants: [named(memo.acquirer), named(memo.issuer), named(memo.wallet)] })
+    let aggregator = named(u64::from(memo.aggregator));
+    Ok(Named { participants: [named(memo.acquirer), named(memo.issuer), named(memo.wallet), aggregator] })
 }
 
 /// Units of the settlement currency per unit of the transaction's: 1 in one currency,

@@ -8,7 +8,9 @@
 //! only, most of them, packed two digits to a byte, flagged by the length byte's top bit),
 //! the masked card, then the numbers as LEB128 varints (signed ones zigzagged). A typical
 //! card purchase takes 75 to 85 bytes (184 in format 1). A memo of another format is refused by
-//! `Detail::from_memo`.
+//! `Detail::from_memo`. A payment of an aggregator's sub-merchant appends the aggregator
+//! (varint) and the sub-merchant id (text) after the fees; a memo without them is a memo of
+//! no aggregator, so memos written before aggregators existed read the same.
 
 use junction_ledger::{Memo, MEMO_BYTES};
 
@@ -188,6 +190,12 @@ pub struct Detail {
     pub interchange: i64,
     pub acquirer_fee: i64,
     pub payer_fee: i64,
+    /// The aggregator (payment facilitator) whose sub-merchant was paid, 0 for none: the
+    /// payment settles through its acquirer (`acquirer`). Participant ids of aggregators
+    /// fit 32 bits (the configuration checks), which keeps the memo within its bytes.
+    pub aggregator: u32,
+    /// The sub-merchant's id at its aggregator.
+    pub sub_merchant: Text<15>,
 }
 
 const FLAG_STOOD_IN: u8 = 1;
@@ -251,8 +259,10 @@ impl Writer {
 
 /// Most bytes `Detail::to_memo` writes: two header bytes; ten text fields of at most 106
 /// characters with their length bytes; the card's length and ten digits; four u64, a u16
-/// and three i64 as varints (10, 3 and 10 bytes at most).
-const ENCODED_BYTES_MAX: usize = 2 + (4 + 6 + 12 + 6 + 11 + 8 + 35 + 4 + 12 + 8) + 10 + 11 + 4 * 10 + 3 + 3 * 10;
+/// and three i64 as varints (10, 3 and 10 bytes at most); an aggregator's u32 varint (5)
+/// and its sub-merchant's text (16).
+const ENCODED_BYTES_MAX: usize =
+    2 + (4 + 6 + 12 + 6 + 11 + 8 + 35 + 4 + 12 + 8) + 10 + 11 + 4 * 10 + 3 + 3 * 10 + 5 + 16;
 const _: () = assert!(ENCODED_BYTES_MAX <= MEMO_BYTES);
 
 /// Reads a memo's fields back in order.
@@ -345,6 +355,10 @@ impl Detail {
         for value in [self.interchange, self.acquirer_fee, self.payer_fee] {
             out.signed(value);
         }
+        if self.aggregator != 0 {
+            out.varint(u64::from(self.aggregator));
+            out.text(&self.sub_merchant);
+        }
         Memo::from_parts(out.bytes, out.len)
     }
 
@@ -389,6 +403,10 @@ impl Detail {
         detail.interchange = input.signed()?;
         detail.acquirer_fee = input.signed()?;
         detail.payer_fee = input.signed()?;
+        if !input.bytes.is_empty() {
+            detail.aggregator = u32::try_from(input.varint()?).map_err(|_| DetailError::Length)?;
+            detail.sub_merchant = input.text()?;
+        }
         if !input.bytes.is_empty() {
             return Err(DetailError::Length);
         }
@@ -444,6 +462,8 @@ mod tests {
             interchange: -62,
             acquirer_fee: 3,
             payer_fee: 1,
+            aggregator: 0,
+            sub_merchant: Text::default(),
         }
     }
 
@@ -478,8 +498,13 @@ mod tests {
             acquirer_fee: i64::MAX,
             payer_fee: -1,
             stood_in: false,
+            aggregator: u32::MAX,
+            sub_merchant: Text::new("SUBMERCHANT-XYZ"),
         };
         assert_eq!(Detail::from_memo(&widest.to_memo()), Ok(widest));
+        // Without an aggregator the memo is as before aggregators existed.
+        let plain = Detail { aggregator: 0, sub_merchant: Text::default(), ..widest };
+        assert_eq!(plain.to_memo().as_bytes().len() + 5 + 16, widest.to_memo().as_bytes().len());
         assert_eq!(Detail::from_memo(&Detail::default().to_memo()), Ok(Detail::default()));
     }
 

@@ -34,6 +34,11 @@ pub enum Role {
     /// switch for device tokens of cards (`junctiond/src/tokens.rs`) and manages their life.
     /// It settles nothing: payments with its tokens are the cards' issuers'.
     TokenRequestor,
+    /// An aggregator (payment facilitator): has sub-merchants, sends their payments for
+    /// its one acquirer (`acts_for`) as an acquiring service provider does, each naming the
+    /// sub-merchant; they settle through that acquirer. Its QR code kind's payments
+    /// (`[[qr_code_types]]` with `aggregator`) are its sub-merchants' too.
+    Aggregator,
 }
 
 /// A participant as provisioned. Keys are held by the gateways, not here.

@@ -359,14 +359,20 @@ impl ParticipantConfig {
         if key.len() < 16 {
             return Err(invalid(format!("participant {}: key must be at least 16 bytes", p.id)));
         }
-        let provider = p.role == Role::AcquiringServiceProvider;
+        let provider = matches!(p.role, Role::AcquiringServiceProvider | Role::Aggregator);
         let settles_nothing = provider || p.role == Role::TokenRequestor;
         if p.net_debit_caps.is_empty() && !settles_nothing {
             return Err(invalid(format!("participant {}: net_debit_caps names no currency", p.id)));
         }
         if provider == p.acts_for.is_empty() {
             return Err(invalid(format!(
-                "participant {}: an acquiring_service_provider, and only one, names the acquirers it acts_for",
+                "participant {}: an acquiring_service_provider or aggregator, and only one, names the acquirers it acts_for",
+                p.id
+            )));
+        }
+        if p.role == Role::Aggregator && (p.acts_for.len() != 1 || p.id > u64::from(u32::MAX)) {
+            return Err(invalid(format!(
+                "participant {}: an aggregator acts_for exactly one acquirer, and its id is below 2^32",
                 p.id
             )));
         }
@@ -675,6 +681,11 @@ pub struct QrCodeTypeConfig {
     pub mcc: String,
     pub merchant_name: String,
     pub merchant_city: String,
+    /// The aggregator whose sub-merchants the codes of this kind are (their merchant ids
+    /// are its sub-merchant ids, at most 15 characters): its payments settle through the
+    /// aggregator's acquirer, which its routes must name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregator: Option<u64>,
 }
 
 /// A rate of an FX provider: one `base` buys `rate` of `quote` (mid), and the provider adds
@@ -1033,6 +1044,14 @@ impl Config {
             }
         }
         crate::qr::CodeTypes::new(&self.qr_code_types)?;
+        for kind in &self.qr_code_types {
+            if let Some(aggregator) = kind.aggregator.filter(|id| role_of(*id) != Some(Role::Aggregator)) {
+                return Err(invalid(format!(
+                    "qr_code_types {:?}: participant {aggregator} is not an aggregator",
+                    kind.name
+                )));
+            }
+        }
         junction_engine::routing::BinTable::new(self.bin_routes.clone())
             .map_err(|e| invalid(format!("bin_routes: {e}")))?;
         let links = &self.issuer_links;

@@ -415,6 +415,18 @@ fn handle(
             return;
         }
     };
+    // An aggregator's request names the sub-merchant it is for (field 48).
+    let sub_merchant = match participant.member.role {
+        Role::Aggregator => match sub_merchant_of(&message) {
+            Some(sub_merchant) => Some((participant.member.id, sub_merchant)),
+            None => {
+                metrics.format_errors.inc();
+                direct(answer(&message, "30"), Some(participant));
+                return;
+            }
+        },
+        _ => None,
+    };
     if shed {
         metrics.requests_shed.inc();
         direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
@@ -429,6 +441,11 @@ fn handle(
             direct(answer(&message, ResponseCode::SystemUnavailable.as_str()), Some(participant));
         }
         Ok((mut request, pan)) => {
+            if let Some((aggregator, sub_merchant)) = sub_merchant {
+                // Aggregator ids fit 32 bits (`ParticipantConfig::check`).
+                request.detail.aggregator = u32::try_from(aggregator.0).unwrap_or(0);
+                request.detail.sub_merchant = sub_merchant;
+            }
             if let Some(traced) = traced.take() {
                 request.trace = TraceSlot::new(Box::new(traced));
             }
@@ -459,8 +476,8 @@ fn handle(
 }
 
 /// The acquirer a request is for. An acquirer sends its own (field 32 is its institution
-/// id); an acquiring service provider sends for one of its acquirers (field 32 names it,
-/// field 33 the provider). No other role originates requests.
+/// id); an acquiring service provider or an aggregator sends for one of its acquirers
+/// (field 32 names it, field 33 the sender). No other role originates requests.
 fn acquirer_of(
     message: &Iso8583Message,
     sender: &Member,
@@ -470,9 +487,9 @@ fn acquirer_of(
     match sender.role {
         Role::Acquirer if field(32) == Some(normalize_institution(&sender.institution_id)) => Ok(sender.id),
         Role::Acquirer => Err("field 32 names another institution"),
-        Role::AcquiringServiceProvider => {
+        Role::AcquiringServiceProvider | Role::Aggregator => {
             if field(33) != Some(normalize_institution(&sender.institution_id)) {
-                return Err("an acquiring service provider's field 33 must be its own institution id");
+                return Err("an acquiring service provider's or aggregator's field 33 must be its own institution id");
             }
             let acquirer =
                 message.get(32).and_then(|id| directory.by_institution(id)).ok_or("field 32 names no acquirer")?;
@@ -486,6 +503,16 @@ fn acquirer_of(
         }
         _ => Err("only an acquirer or its service provider sends requests"),
     }
+}
+
+/// Field 48 of an aggregator's request: `SUB` and its sub-merchant's id, 1 to 15 letters,
+/// digits or dashes.
+pub const SUB_MERCHANT_TAG: &str = "SUB";
+
+fn sub_merchant_of(message: &Iso8583Message) -> Option<Text<15>> {
+    let id = message.get(48)?.strip_prefix(SUB_MERCHANT_TAG)?;
+    let valid = (1..=15).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    valid.then(|| Text::new(id))
 }
 
 /// A traced ISO 8583 request's root span, named by its MTI, with the fields that identify

@@ -134,8 +134,10 @@ fn forwarded_and_relayed_with_macs_on_both_legs() {
     assert!(next_from_switch(&mut issuer, Duration::from_millis(300)).is_none(), "the copy was forwarded too");
     assert_eq!(net_debit(&daemon, HOSTED_ISSUER), 13_045);
 
-    // A device token: the issuer sees the real card number, never the token.
-    let token_purchase = financial("0200", "000000", HOSTED_DPAN, 500, "000204");
+    // A device token (contactless, its domain): the issuer sees the real card number,
+    // never the token.
+    let mut token_purchase = financial("0200", "000000", HOSTED_DPAN, 500, "000204");
+    token_purchase.set(22, "071").unwrap();
     acquirer.send(&token_purchase, true);
     let forwarded = next_from_switch(&mut issuer, Duration::from_secs(5)).unwrap();
     assert_eq!(forwarded.get(2), Some(HOSTED_FPAN));

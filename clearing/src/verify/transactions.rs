@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-const TRANSACTION_FIELDS: usize = 29;
+const TRANSACTION_FIELDS: usize = 31;
 
 /// Column numbers, as in `TRANSACTIONS_HEADER`.
 mod column {
@@ -41,6 +41,7 @@ mod column {
     pub const PAYER_FEE: usize = 24;
     pub const STOOD_IN: usize = 26;
     pub const TRANSFER_ID: usize = 28;
+    pub const AGGREGATOR: usize = 29;
 }
 
 /// Empty; all `*` (a number too short to show); or six digits, `*`s and four digits, 13
@@ -219,8 +220,9 @@ pub(super) fn check_transactions(
             line_bytes.extend_from_slice(value);
         }
         line_bytes.push(b'\n');
-        let mut named: [Option<u64>; 3] = [None; 3];
-        for (slot, index) in named.iter_mut().zip(column::ACQUIRER..=column::WALLET) {
+        let mut named: [Option<u64>; 4] = [None; 4];
+        let named_columns = [column::ACQUIRER, column::ISSUER, column::WALLET, column::AGGREGATOR];
+        for (slot, index) in named.iter_mut().zip(named_columns) {
             if !field(index).is_empty() {
                 *slot = Some(parse_u64(text(index)).filter(|id| *id > 0).ok_or_else(|| bad(index))?);
             }

@@ -44,6 +44,7 @@ struct CodeType {
     mcc: String,
     merchant_name: String,
     merchant_city: String,
+    aggregator: Option<u64>,
 }
 
 /// Why a code of a known type cannot be read.
@@ -117,7 +118,11 @@ impl CodeTypes {
             if !text_ok(&config.merchant_name) || !text_ok(&config.merchant_city) {
                 return Err(invalid(name, "merchant_name and merchant_city must be 1-25 characters"));
             }
+            if config.aggregator.is_some() && max > 15 {
+                return Err(invalid(name, "an aggregator's sub-merchant ids are at most 15 characters"));
+            }
             types.push(CodeType {
+                aggregator: config.aggregator,
                 name: name.clone(),
                 prefix,
                 url,
@@ -132,6 +137,14 @@ impl CodeTypes {
             });
         }
         Ok(CodeTypes { types })
+    }
+
+    /// The aggregator and sub-merchant id of a merchant identifier `<type>:<id>` whose
+    /// type is an aggregator's.
+    pub fn aggregator_of<'a>(&self, identifier: &'a str) -> Option<(u64, &'a str)> {
+        let (name, id) = identifier.split_once(':')?;
+        let aggregator = self.types.iter().find(|t| t.name == name)?.aggregator?;
+        Some((aggregator, id))
     }
 
     /// A code read into its canonical EMV form: `None` when no code type starts it (it is
@@ -212,12 +225,14 @@ mod tests {
             mcc: "5812".into(),
             merchant_name: "SH AGG MERCHANT".into(),
             merchant_city: "SHANGHAI".into(),
+            aggregator: Some(17),
         };
         let query = QrCodeTypeConfig {
             name: "wx-agg".into(),
             url_prefix: Some("https://qr.wx-agg.cn/pay".into()),
             merchant_id_param: Some("mid".into()),
             merchant_id_chars: "alphanumeric".into(),
+            aggregator: None,
             ..url.clone()
         };
         let fixed = QrCodeTypeConfig {
@@ -262,6 +277,13 @@ mod tests {
         }
         assert!(table.read("https://pay.sh-agg.cn/M/12345678").is_none(), "the path is case-sensitive");
         assert!(table.read("000201010211").is_none(), "EMV is not a code type");
+        assert_eq!(
+            table.aggregator_of("sh-agg:12345678"),
+            Some((17, "12345678")),
+            "sh-agg codes are 17's sub-merchants"
+        );
+        assert_eq!(table.aggregator_of("wx-agg:AB12CD34EF"), None);
+        assert_eq!(table.aggregator_of("nokind"), None);
     }
 
     #[test]
@@ -278,6 +300,7 @@ mod tests {
             mcc: "5812".into(),
             merchant_name: "N".into(),
             merchant_city: "C".into(),
+            aggregator: None,
         };
         let bad = |change: &dyn Fn(&mut QrCodeTypeConfig)| {
             let mut config = base.clone();
@@ -292,6 +315,14 @@ mod tests {
         assert!(bad(&|c| c.merchant_id_length = [5, 65]));
         assert!(bad(&|c| c.currency = "XXQ".into()));
         assert!(bad(&|c| c.merchant_id_param = Some("mid".into())));
+        assert!(!bad(&|c| c.aggregator = Some(17)));
+        assert!(
+            bad(&|c| {
+                c.aggregator = Some(17);
+                c.merchant_id_length = [1, 16];
+            }),
+            "an aggregator's sub-merchant ids are at most 15 characters"
+        );
         assert!(
             CodeTypes::new(&[
                 base.clone(),

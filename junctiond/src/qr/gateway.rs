@@ -309,6 +309,20 @@ impl QrGateway {
             .routes
             .route(payload, payee_currency, &self.signers)
             .map_err(|unroutable| ApiError::unprocessable("unroutable", unroutable.0))?;
+        // An aggregator's sub-merchant settles through the aggregator's acquirer.
+        let aggregator = match self.code_types.aggregator_of(&scheme.key.identifier) {
+            Some((aggregator, sub_merchant)) => {
+                let member = self.signers.get(ParticipantId(aggregator)).filter(|m| !m.is_retired());
+                if !member.is_some_and(|m| m.acts_for.contains(&acquirer)) {
+                    return Err(ApiError::unprocessable(
+                        "unroutable",
+                        format!("the code's aggregator {aggregator} is not in service for acquirer {}", acquirer.0),
+                    ));
+                }
+                Some((ParticipantId(aggregator), sub_merchant.to_string()))
+            }
+            None => None,
+        };
         let exponent = payee_currency.exponent();
         let amount_field = |text: &str, field: &str| {
             fx::parse_minor_units(text, payee_currency).map_err(|reason| {
@@ -379,6 +393,8 @@ impl QrGateway {
             scheme: scheme.key.scheme,
             merchant_identifier: scheme.key.identifier.clone(),
             merchant_name: payload.merchant_name().map(str::to_owned),
+            mcc: payload.mcc().unwrap_or_default().to_string(),
+            aggregator,
             acquirer,
             payee_currency,
             payer_currency,
@@ -916,6 +932,9 @@ fn qr_detail(quote: &Quote, key: RequestKey, refunds: Option<RequestKey>, wallet
         channel: Channel::Qr,
         rrn: short(key),
         merchant: Text::new(&quote.merchant_identifier),
+        mcc: Text::new(&quote.mcc),
+        aggregator: quote.aggregator.as_ref().map_or(0, |(id, _)| u32::try_from(id.0).unwrap_or(0)),
+        sub_merchant: quote.aggregator.as_ref().map(|(_, sub)| Text::new(sub)).unwrap_or_default(),
         original_rrn: refunds.map(short).unwrap_or_default(),
         qr_scheme: Text::new(quote.scheme.as_str()),
         wallet: wallet.0,

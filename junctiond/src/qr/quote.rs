@@ -28,6 +28,10 @@ pub struct Quote {
     pub scheme: Scheme,
     pub merchant_identifier: String,
     pub merchant_name: Option<String>,
+    /// The merchant category code (ID 52).
+    pub mcc: String,
+    /// The aggregator and its sub-merchant's id, when the code is an aggregator's.
+    pub aggregator: Option<(ParticipantId, String)>,
     pub acquirer: ParticipantId,
     pub payee_currency: Currency,
     pub payer_currency: Currency,
