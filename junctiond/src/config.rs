@@ -35,6 +35,10 @@ pub struct Config {
     /// issuer's rules for approving them (`tokens.rs`).
     #[serde(default)]
     pub token_ranges: Vec<TokenRangeConfig>,
+    /// The QR payments' two directions, inbound and outbound, with their own rules
+    /// (`qr/flows.rs`); without it, every QR payment is one generic flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_flows: Option<QrFlowsConfig>,
     /// Which acquirer takes a merchant QR, by scheme and merchant identifier.
     #[serde(default)]
     pub qr_routes: Vec<QrRouteConfig>,
@@ -438,6 +442,58 @@ pub struct TokenConfig {
     /// sealed by the vault at start, never kept in clear.
     #[serde(default)]
     pub fpan: Option<String>,
+}
+
+/// The switch's home market and the rules of each direction of a QR payment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrFlowsConfig {
+    /// Two capital letters: its merchants and wallets are domestic.
+    pub home_country: String,
+    /// What its merchants are paid in and its wallets pay abroad in.
+    pub home_currency: String,
+    /// A foreign wallet paying a domestic merchant.
+    #[serde(default)]
+    pub inbound: FlowRulesConfig,
+    /// A domestic wallet paying a merchant abroad.
+    #[serde(default)]
+    pub outbound: FlowRulesConfig,
+}
+
+/// One direction's rules; an empty list allows any.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowRulesConfig {
+    #[serde(default = "default_true")]
+    pub allowed: bool,
+    /// The currencies the wallets may pay in (inbound: foreign wallets' currencies).
+    #[serde(default)]
+    pub payer_currencies: Vec<String>,
+    /// The merchants' countries (outbound: where domestic wallets may pay).
+    #[serde(default)]
+    pub merchant_countries: Vec<String>,
+    /// The FX provider whose rates convert the direction's payments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fx_provider: Option<u64>,
+    /// The acquirers that take the direction's payments.
+    #[serde(default)]
+    pub acquirers: Vec<u64>,
+}
+
+impl Default for FlowRulesConfig {
+    fn default() -> FlowRulesConfig {
+        FlowRulesConfig {
+            allowed: true,
+            payer_currencies: Vec::new(),
+            merchant_countries: Vec::new(),
+            fx_provider: None,
+            acquirers: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A range of device token numbers of one issuer (`POST /v1/tokens`), and the issuer's
@@ -1044,6 +1100,17 @@ impl Config {
             }
         }
         crate::qr::CodeTypes::new(&self.qr_code_types)?;
+        if let Some(flows) = &self.qr_flows {
+            crate::qr::Flows::new(flows)?;
+            for (name, rules) in [("inbound", &flows.inbound), ("outbound", &flows.outbound)] {
+                if let Some(provider) = rules.fx_provider.filter(|p| role_of(*p) != Some(Role::FxProvider)) {
+                    return Err(invalid(format!("qr_flows.{name}: participant {provider} is not an fx_provider")));
+                }
+                if let Some(acquirer) = rules.acquirers.iter().find(|a| role_of(**a) != Some(Role::Acquirer)) {
+                    return Err(invalid(format!("qr_flows.{name}: participant {acquirer} is not an acquirer")));
+                }
+            }
+        }
         for kind in &self.qr_code_types {
             if let Some(aggregator) = kind.aggregator.filter(|id| role_of(*id) != Some(Role::Aggregator)) {
                 return Err(invalid(format!(

@@ -60,6 +60,12 @@ enum Command {
         #[command(subcommand)]
         command: Option<QrRoutesCommand>,
     },
+    /// Pay a merchant's QR code as a wallet (a signed QR API request): to try the flows,
+    /// inbound and outbound, by hand.
+    Qr {
+        #[command(subcommand)]
+        command: QrCommand,
+    },
     /// The fee schedule (interchange, the switch's fees): show it, or replace it.
     Fees {
         #[command(subcommand)]
@@ -210,6 +216,28 @@ enum QrRoutesCommand {
     /// Replace the whole table with the `[[qr_routes]]` of a TOML file (refused whole if
     /// any rule is bad); it applies to the next request and survives restarts.
     Set { file: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+enum QrCommand {
+    /// Pay `code` (an EMV payload, or a code of a `[[qr_code_types]]` kind) as wallet
+    /// `--wallet`, signing with the key in `--key-file` (hex; never on a command line).
+    Pay {
+        code: String,
+        #[arg(long)]
+        wallet: u64,
+        #[arg(long)]
+        key_file: std::path::PathBuf,
+        /// What the wallet pays in.
+        #[arg(long)]
+        currency: String,
+        /// The merchant's amount, in its currency ("12.50"), when the code has none.
+        #[arg(long)]
+        amount: Option<String>,
+        /// The idempotency key (the same key again gets the same answer).
+        #[arg(long)]
+        idempotency_key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -452,6 +480,68 @@ fn main() -> Result<()> {
             let routes = toml_records(file, "qr_routes")?;
             let body = send(&cli, "PUT", "/v1/admin/qr-routes", Some(&serde_json::json!({ "routes": routes })))?;
             println!("{} QR route(s) in force", body["routes"]);
+        }
+        Command::Qr {
+            command: QrCommand::Pay { ref code, wallet, ref key_file, ref currency, ref amount, ref idempotency_key },
+        } => {
+            let key = std::fs::read_to_string(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+            let secret = hex::decode(key.trim()).context("the key file must hold the key in hex")?;
+            let mut body = serde_json::json!({ "payload": code, "payer_currency": currency });
+            if let Some(amount) = amount {
+                body["amount"] = Value::String(amount.clone());
+            }
+            let body = body.to_string();
+            let path = "/v1/qr/payments";
+            let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs().to_string();
+            let participant = wallet.to_string();
+            let signature = junction_wire::qr_api::sign_hex(
+                &secret,
+                "POST",
+                path,
+                &timestamp,
+                &participant,
+                idempotency_key,
+                body.as_bytes(),
+            )
+            .context("the key is not usable")?;
+            let url = format!("{}{path}", cli.url.trim_end_matches('/'));
+            let mut response = agent(&cli)?
+                .post(&url)
+                .header(junction_wire::qr_api::HEADER_PARTICIPANT, &participant)
+                .header(junction_wire::qr_api::HEADER_TIMESTAMP, &timestamp)
+                .header(junction_wire::qr_api::HEADER_SIGNATURE, &signature)
+                .header(junction_wire::qr_api::HEADER_IDEMPOTENCY_KEY, idempotency_key)
+                .header("content-type", "application/json")
+                .send(body.as_bytes())
+                .with_context(|| format!("calling {url}"))?;
+            let status = response.status();
+            let answer: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+            json_out(&cli, &answer)?;
+            if !status.is_success() {
+                bail!("{status}: {}", answer["error"]);
+            }
+            let fx = match &answer["fx"] {
+                Value::Null => String::new(),
+                fx => format!(
+                    ", {} {} per {} (FX provider {}, {})",
+                    fx["rate"].as_str().unwrap_or(""),
+                    answer["payer_currency"].as_str().unwrap_or(""),
+                    answer["payee_currency"].as_str().unwrap_or(""),
+                    fx["provider"],
+                    fx["pair"].as_str().unwrap_or(""),
+                ),
+            };
+            println!(
+                "{} {}: paid {} {} for {} {} to {} (acquirer {}){fx}",
+                answer["flow"].as_str().unwrap_or("payment"),
+                answer["state"].as_str().unwrap_or(""),
+                answer["payer_amount"].as_str().unwrap_or(""),
+                answer["payer_currency"].as_str().unwrap_or(""),
+                answer["payee_amount"].as_str().unwrap_or(""),
+                answer["payee_currency"].as_str().unwrap_or(""),
+                answer["merchant_id"].as_str().unwrap_or(""),
+                answer["acquirer"],
+            );
         }
         Command::Positions { window } => {
             let path = match window {

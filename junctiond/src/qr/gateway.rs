@@ -49,6 +49,8 @@ pub struct QrGateway {
     fx_changes: parking_lot::Mutex<()>,
     /// Merchant codes that are not EMV, read into the EMV form.
     pub(super) code_types: super::CodeTypes,
+    /// The inbound and outbound flows' rules (`flows.rs`), when the switch has a home market.
+    pub(super) flows: Option<super::Flows>,
     pub(super) signers: Signers,
     /// `[[qr_routes]]` in force: the configuration's, or the table the operator last put
     /// (`PUT /v1/admin/qr-routes`, kept in the ledger's metadata).
@@ -107,6 +109,7 @@ impl QrGateway {
             signers: Signers::new(Arc::clone(directory), config),
             routes: arc_swap::ArcSwap::from_pointee(RouteTable { routes: Routes::new(&entries)?, entries }),
             code_types: super::CodeTypes::new(&config.qr_code_types).map_err(|e| e.to_string())?,
+            flows: config.qr_flows.as_ref().map(super::Flows::new).transpose().map_err(|e| e.to_string())?,
             fx: Arc::new(fx),
             fx_changes: parking_lot::Mutex::new(()),
             quotes: Quotes::default(),
@@ -323,6 +326,14 @@ impl QrGateway {
             }
             None => None,
         };
+        // Inbound or outbound: the direction's own routing and currency rules.
+        let flow = self.flows.as_ref().map(|flows| {
+            let wallet_country = wallet.bic.get(4..6).unwrap_or_default();
+            (flows, flows.classify(wallet_country, payload.country()))
+        });
+        if let Some((flows, flow)) = flow {
+            flows.check(flow, payer_currency, payee_currency, payload.country(), acquirer)?;
+        }
         let exponent = payee_currency.exponent();
         let amount_field = |text: &str, field: &str| {
             fx::parse_minor_units(text, payee_currency).map_err(|reason| {
@@ -381,6 +392,9 @@ impl QrGateway {
                 FxError::NoRate(..) => ApiError::unprocessable("no_fx_rate", e.to_string()),
                 FxError::Overflow => ApiError::unprocessable("invalid_amount", e.to_string()),
             })?;
+            if let Some((flows, flow)) = flow {
+                flows.check_rate(flow, &rate)?;
+            }
             let charged = rate
                 .payer_amount(payee_minor, payee_currency, payer_currency)
                 .map_err(|e| ApiError::unprocessable("invalid_amount", e.to_string()))?;
@@ -395,6 +409,7 @@ impl QrGateway {
             merchant_name: payload.merchant_name().map(str::to_owned),
             mcc: payload.mcc().unwrap_or_default().to_string(),
             aggregator,
+            flow: flow.map(|(_, flow)| flow),
             acquirer,
             payee_currency,
             payer_currency,

@@ -41,6 +41,7 @@
 mod auth;
 mod code_types;
 mod errors;
+mod flows;
 mod gateway;
 mod handlers;
 mod quote;
@@ -56,6 +57,7 @@ pub use auth::{
 pub use code_types::CodeTypes;
 pub(crate) use errors::is_final;
 pub use errors::ApiError;
+pub use flows::{Flow, Flows};
 pub use gateway::{QrGateway, REQUEST_BODY_BYTES_MAX};
 pub use handlers::router;
 pub use quote::{FeeRule, Quote};

@@ -32,6 +32,8 @@ pub struct Quote {
     pub mcc: String,
     /// The aggregator and its sub-merchant's id, when the code is an aggregator's.
     pub aggregator: Option<(ParticipantId, String)>,
+    /// Its direction, when the switch has a home market (`flows.rs`).
+    pub flow: Option<super::Flow>,
     pub acquirer: ParticipantId,
     pub payee_currency: Currency,
     pub payer_currency: Currency,

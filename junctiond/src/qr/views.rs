@@ -106,6 +106,15 @@ pub(super) struct PricingView<'a> {
     pub(super) payer_amount_minor: u64,
     pub(super) payer_amount: String,
     pub(super) fx: Option<FxView>,
+    /// `domestic`, `inbound`, `outbound` or `cross_border`, when the switch has a home
+    /// market.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) flow: Option<&'static str>,
+    /// The aggregator whose sub-merchant the merchant is, and the sub-merchant's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) aggregator: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) sub_merchant_id: Option<&'a str>,
 }
 
 impl PricingView<'_> {
@@ -133,6 +142,9 @@ impl PricingView<'_> {
                 spread_bps: rate.spread_bps,
                 rate: rate.customer_rate(quote.payer_currency).to_string(),
             }),
+            flow: quote.flow.map(super::Flow::name),
+            aggregator: quote.aggregator.as_ref().map(|(id, _)| id.0),
+            sub_merchant_id: quote.aggregator.as_ref().map(|(_, sub)| sub.as_str()),
         }
     }
 }
