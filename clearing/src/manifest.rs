@@ -15,8 +15,9 @@ pub const MANIFEST_FORMAT: &str = "junction-clearing";
 
 /// Bumped whenever a file's layout changes; `verify_folder` refuses other versions.
 /// Version 2 (2026-12): `transactions.csv` and each participant's transactions file;
-/// references in `transfers.csv` unmasked.
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// references in `transfers.csv` unmasked. Version 3 (2026-12): `transactions.csv` ends
+/// with `aggregator_participant` and `sub_merchant_id`.
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const POSITIONS_FILE: &str = "positions.csv";

@@ -567,7 +567,7 @@ fn check_manifest(folder: &Path, model: &Model, window: usize, closed: &WindowPo
     let on_disk: Manifest = serde_json::from_str(&read(&folder.join("manifest.json"))).unwrap();
     assert_eq!(&on_disk, manifest);
     let WindowState::Closed { closed_at } = closed.state else { panic!("window {window} is not closed") };
-    assert_eq!(manifest.format_version, 2);
+    assert_eq!(manifest.format_version, 3);
     assert_eq!(manifest.window, window as u64);
     assert_eq!(manifest.cut_off, iso8601(closed_at));
     assert_eq!(manifest.cut_off_ns, closed_at);

@@ -700,13 +700,18 @@ impl Engine {
     pub fn add_cards(&self, cards: &[CardSpec]) -> Result<Vec<PanKey>, EngineError> {
         let mut records = Vec::with_capacity(cards.len());
         let mut keys = Vec::with_capacity(cards.len());
+        let mut entries = Vec::with_capacity(cards.len());
         for card in cards {
-            let key = self.directory.add_card(&self.vault, card)?;
-            let entry = CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token: None };
+            let (key, entry) = self.directory.card_entry(&self.vault, card)?;
             records.push((meta_key(META_CARD, key.0), encode_card(&entry)));
+            entries.push((key, entry));
             keys.push(key);
         }
+        // Durable first: a card the directory serves is one a restart knows again.
         self.ledger.put_metadata(&records)?;
+        for (key, entry) in entries {
+            self.directory.insert_entry(key, entry)?;
+        }
         Ok(keys)
     }
 
@@ -714,17 +719,25 @@ impl Engine {
     pub fn add_tokens(&self, tokens: &[TokenSpec]) -> Result<Vec<PanKey>, EngineError> {
         let mut records = Vec::with_capacity(tokens.len());
         let mut keys = Vec::with_capacity(tokens.len());
+        let mut entries = Vec::with_capacity(tokens.len());
         for token in tokens {
-            let (key, entry) = self.directory.add_token(&self.vault, token)?;
+            let (key, entry) = self.directory.token_entry(&self.vault, token)?;
             records.push((meta_key(META_CARD, key.0), encode_card(&entry)));
-            if let Some(fpan) = &token.fpan {
-                let sealed = self.vault.seal(fpan);
+            let sealed = token.fpan.as_ref().map(|fpan| self.vault.seal(fpan));
+            if let Some(sealed) = &sealed {
                 records.push((meta_key(META_SEALED_PAN, key.0), sealed.clone()));
-                self.directory.insert_sealed(key, sealed);
             }
+            entries.push((key, entry, sealed));
             keys.push(key);
         }
+        // Durable first: a token the directory serves is one a restart knows again.
         self.ledger.put_metadata(&records)?;
+        for (key, entry, sealed) in entries {
+            if let Some(sealed) = sealed {
+                self.directory.insert_sealed(key, sealed);
+            }
+            self.directory.insert_entry(key, entry)?;
+        }
         Ok(keys)
     }
 
@@ -776,6 +789,26 @@ impl Engine {
     pub fn token_refusal(&self, key: PanKey, mode: EntryMode) -> Option<DeclineReason> {
         let today = crate::clock::yymm(crate::clock::now_unix_s());
         self.directory.get(key)?.token_refusal(mode, today, false)
+    }
+
+    /// Funds an account's opening balance if it was not: for an account whose creation a
+    /// crash cut short between the account and its funding (the transfer id is derived
+    /// from the account, so it is never funded twice).
+    pub fn ensure_opening_balance(&self, spec: &AccountSpec) -> Result<(), EngineError> {
+        if spec.opening_balance == 0 {
+            return Ok(());
+        }
+        let id = RequestKey::derive("opening-balance", &[&spec.id.0.to_be_bytes()]).0;
+        if self.ledger.transfer(TransferId(id))?.is_some() {
+            return Ok(());
+        }
+        let issuer = participant_account(spec.participant, spec.currency);
+        let mut transfer = Transfer::new(id, issuer.0, spec.id.0, spec.opening_balance, spec.currency);
+        transfer.code = TRANSFER_CODE_OPENING_BALANCE;
+        for result in self.ledger.commit(std::slice::from_ref(&transfer))? {
+            result.map_err(|e| EngineError::Account(spec.id, format!("opening balance: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Blocks, closes or reopens an account: a journaled change of the ledger account (its

@@ -169,10 +169,11 @@ impl Directory {
         Ok(())
     }
 
-    pub fn add_card(&self, vault: &Vault, card: &CardSpec) -> Result<PanKey, DirectoryError> {
-        let key = vault.pan_key(&card.pan);
-        self.insert_entry(key, CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token: None })?;
-        Ok(key)
+    /// A card's key and entry, checked, not yet inserted (`insert_entry`).
+    pub fn card_entry(&self, vault: &Vault, card: &CardSpec) -> Result<(PanKey, CardEntry), DirectoryError> {
+        let entry = CardEntry { account: card.account, expiry_yymm: card.expiry_yymm, token: None };
+        check_entry(&entry)?;
+        Ok((vault.pan_key(&card.pan), entry))
     }
 
     /// Keeps the sealed real card number of a token.
@@ -185,9 +186,10 @@ impl Directory {
         self.sealed.pin().get(&key).cloned()
     }
 
-    /// Adds a device token; one already known keeps its lifecycle state (a token suspended
-    /// or deleted at runtime stays so when the configuration provisions it again).
-    pub fn add_token(&self, vault: &Vault, token: &TokenSpec) -> Result<(PanKey, CardEntry), DirectoryError> {
+    /// A device token's key and entry, checked, not yet inserted (`insert_entry`); one
+    /// already known keeps its lifecycle state (a token suspended or deleted at runtime
+    /// stays so when the configuration provisions it again).
+    pub fn token_entry(&self, vault: &Vault, token: &TokenSpec) -> Result<(PanKey, CardEntry), DirectoryError> {
         let key = vault.pan_key(&token.dpan);
         let state = self.get(key).and_then(|known| known.token).map_or(TokenState::Active, |t| t.state);
         let entry = CardEntry {
@@ -195,8 +197,16 @@ impl Directory {
             expiry_yymm: token.expiry_yymm,
             token: Some(TokenDomain { entry_modes: token.allowed_entry_modes, state }),
         };
-        self.insert_entry(key, entry)?;
+        check_entry(&entry)?;
         Ok((key, entry))
+    }
+}
+
+fn check_entry(entry: &CardEntry) -> Result<(), DirectoryError> {
+    if valid_yymm(entry.expiry_yymm) {
+        Ok(())
+    } else {
+        Err(DirectoryError::BadExpiry(entry.expiry_yymm))
     }
 }
 

@@ -1078,7 +1078,10 @@ impl Config {
             let routed = (6..=range.prefix.len())
                 .rev()
                 .find_map(|digits| self.bin_routes.iter().find(|r| r.prefix == range.prefix[..digits]));
-            if let Some(route) = routed.filter(|r| r.issuer.0 != range.issuer) {
+            // A route of the range's prefix or a shorter one, or a longer one inside the range.
+            let inside =
+                self.bin_routes.iter().find(|r| r.prefix.starts_with(&range.prefix) && r.issuer.0 != range.issuer);
+            if let Some(route) = routed.filter(|r| r.issuer.0 != range.issuer).or(inside) {
                 return Err(invalid(format!(
                     "{name}: bin_routes {:?} sends its numbers to issuer {}, not to {}",
                     route.prefix, route.issuer.0, range.issuer

@@ -250,8 +250,7 @@ impl Forwarding {
         self.engine.submit_hosted(request);
     }
 
-    /// The acquirer's request made ready for the issuer: its fields but the STAN and MACs,
-    /// the real card number, field 33 naming the switch.
+    /// Why a device token may not be used for this request (`Engine::token_refusal`).
     fn token_refusal(&self, request: &Request) -> Option<DeclineReason> {
         match request.instrument {
             Instrument::Card(key) => self.engine.token_refusal(key, request.entry_mode),
@@ -259,6 +258,8 @@ impl Forwarding {
         }
     }
 
+    /// The acquirer's request made ready for the issuer: its fields but the STAN and MACs,
+    /// the real card number, field 33 naming the switch.
     fn prepare(&self, message: &mut Iso8583Message, card_number: &str) {
         for field in NOT_FORWARDED {
             message.remove(field);

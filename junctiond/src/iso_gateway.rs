@@ -415,10 +415,13 @@ fn handle(
             return;
         }
     };
-    // An aggregator's request names the sub-merchant it is for (field 48).
+    // An aggregator's request names the sub-merchant it is for (field 48); a reversal or
+    // completion may leave it out (its original named it).
+    let follow_up = matches!(message.mti(), "0220" | "0400" | "0420");
     let sub_merchant = match participant.member.role {
         Role::Aggregator => match sub_merchant_of(&message) {
             Some(sub_merchant) => Some((participant.member.id, sub_merchant)),
+            None if follow_up && !message.contains(48) => None,
             None => {
                 metrics.format_errors.inc();
                 direct(answer(&message, "30"), Some(participant));

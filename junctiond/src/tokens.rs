@@ -94,7 +94,8 @@ struct TokenRecord {
     /// Who asked (the requestor, or the issuer for issue and bind) and its id for it.
     caller: u64,
     request_id: String,
-    /// Hex of the request's digest: the same id with another request is a conflict.
+    /// Hex of the request's digest (over the card's keyed hash, never its number): the
+    /// same id with another request is a conflict.
     digest: String,
     requestor: u64,
     issuer: u64,
@@ -106,6 +107,9 @@ struct TokenRecord {
     /// The rest for an approved token: its number sealed by the vault (hex), its PAN key
     /// (hex), the account it draws on (0 for a hosted issuer's card), expiry and modes.
     sealed_number: Option<String>,
+    /// A hosted issuer's card number, sealed (hex): its host must see it behind the token.
+    #[serde(default)]
+    sealed_card: Option<String>,
     pan_key: Option<String>,
     account: u64,
     expiry: String,
@@ -113,6 +117,9 @@ struct TokenRecord {
     /// Issue and bind: the card's account was made by the call.
     created_account: bool,
     created_ms: u64,
+    /// Suspended by the issuer: only the issuer resumes it.
+    #[serde(default)]
+    suspended_by_issuer: bool,
 }
 
 impl TokenRecord {
@@ -129,9 +136,24 @@ pub struct TokenService {
     ranges: Vec<TokenRangeConfig>,
     switch_institution: String,
     host_timeout: Duration,
-    /// Token requests one at a time (they are rare: a device's enrolment): a number is
-    /// never handed out twice, and a request id never decided twice.
+    /// Request keys being decided: the same request twice at once is `in_progress`.
+    in_flight: parking_lot::Mutex<std::collections::HashSet<u128>>,
+    /// Numbers picked and recorded one request at a time (a disk write each; never held
+    /// while an issuer's host is asked), so a number is never handed out twice, and a
+    /// token's life changes one at a time.
     deciding: tokio::sync::Mutex<()>,
+}
+
+/// A request key marked in flight until dropped.
+struct InFlight<'a> {
+    keys: &'a parking_lot::Mutex<std::collections::HashSet<u128>>,
+    key: u128,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.keys.lock().remove(&self.key);
+    }
 }
 
 /// What a token request asks, read and checked.
@@ -320,8 +342,28 @@ impl TokenService {
             ranges: config.token_ranges.clone(),
             switch_institution: config.switch.institution_id.clone(),
             host_timeout: Duration::from_millis(config.issuer_links.timeout_ms),
+            in_flight: parking_lot::Mutex::new(std::collections::HashSet::new()),
             deciding: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn claim(&self, key: RequestKey) -> Result<InFlight<'_>, ApiError> {
+        if !self.in_flight.lock().insert(key.0) {
+            return Err(ApiError::conflict("in_progress", "this request is being decided; retry"));
+        }
+        Ok(InFlight { keys: &self.in_flight, key: key.0 })
+    }
+
+    /// A token requestor or an issuer the operator suspended changes nothing.
+    fn in_service(&self, known: &Known) -> Result<(), ApiError> {
+        if self.engine.is_suspended(known.id) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "participant_suspended",
+                "this participant is suspended by the operator",
+            ));
+        }
+        Ok(())
     }
 
     fn verify(&self, headers: &HeaderMap, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<Known>, ApiError> {
@@ -383,20 +425,27 @@ impl TokenService {
         if known.role != Role::TokenRequestor {
             return Err(forbidden("only token_requestor participants ask for device tokens"));
         }
+        self.in_service(&known)?;
         let request: TokenBody =
             serde_json::from_slice(&body).map_err(|e| bad("bad_json", format!("the body is not valid: {e}")))?;
         check_request_id(&request.token_request_id)?;
         check_card(&request.card)?;
-        let modes_text = request.entry_modes.clone().unwrap_or_default().join(",");
-        let digest =
-            digest_of(&[request.card.number.as_bytes(), request.card.expiry.as_bytes(), modes_text.as_bytes()]);
-        let _one = self.deciding.lock().await;
-        let key = request_key(known.id.0, &request.token_request_id);
-        if let Some(record) = self.stored(key)? {
-            return self.replay(record, &digest, &request.card.number);
-        }
-        // The card's issuer: from the switch's own books, or its BIN's route to a host.
         let pan_key = self.engine.pan_key(&request.card.number);
+        let modes_text = request.entry_modes.clone().unwrap_or_default().join(",");
+        let digest = digest_of(&[&pan_key.0.to_be_bytes(), request.card.expiry.as_bytes(), modes_text.as_bytes()]);
+        let key = request_key(known.id.0, &request.token_request_id);
+        let _claimed = self.claim(key)?;
+        if let Some(record) = self.stored(key)? {
+            return self.replay(record, &digest);
+        }
+        // The card's issuer: from the switch's own books, or its BIN's route to a host. A
+        // card the switch does not know and a wrong expiry get the same refusal, so that
+        // token requests cannot tell which card numbers exist.
+        let not_eligible = || {
+            ApiError::unprocessable("token_declined", "the card is not eligible for a token")
+                .with("reason", "card_not_eligible")
+                .with("issuer_code", ResponseCode::InvalidCard.as_str())
+        };
         let hosted = self.engine.route(&request.card.number).filter(|route| route.mode != RouteMode::Switch);
         let card = self.engine.card_entry(pan_key);
         let on_books = card.filter(|entry| entry.token.is_none()).and_then(|entry| {
@@ -407,13 +456,7 @@ impl TokenService {
         let issuer = match (&hosted, &on_books) {
             (Some(route), _) => route.issuer,
             (None, Some((_, issuer, _, _))) => *issuer,
-            (None, None) => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown_card",
-                    "the switch knows no card with this number, and no issuer's host takes its BIN",
-                ))
-            }
+            (None, None) => return Err(not_eligible()),
         };
         let range = self.range_of(issuer)?;
         let entry_modes = modes_of(&request.entry_modes, range)?;
@@ -435,10 +478,13 @@ impl TokenService {
             }
             (None, None) => return Err(ApiError::system_error()),
         };
-        let hosted_number = hosted.is_some().then_some(ask.card_number.as_str());
-        let record = self.decide(&ask, issuer, range, approver, refusal, account, false)?;
+        let _one = self.deciding.lock().await;
+        let mut record = self.decide(&ask, issuer, range, approver, refusal, account, false)?;
+        if hosted.is_some() && record.refusal.is_none() {
+            record.sealed_card = Some(hex::encode(self.engine.seal(&ask.card_number)));
+        }
         self.persist(key, &record).await?;
-        self.provision(&record, hosted_number)?;
+        self.provision(&record)?;
         self.answer(&record, StatusCode::CREATED)
     }
 
@@ -455,7 +501,8 @@ impl TokenService {
         let refuse = |reason: &str, code: ResponseCode| Some((reason.to_string(), code.as_str().to_string()));
         let today = clock::yymm(clock::now_unix_s());
         if parse_yymm(&ask.expiry) != Some(card_expiry) || is_expired(card_expiry, today) {
-            return refuse("card_expired", ResponseCode::ExpiredCard);
+            // As for a card the switch does not know (`request_token`).
+            return refuse("card_not_eligible", ResponseCode::InvalidCard);
         }
         if status != AccountStatus::Active {
             return refuse("account_not_active", ResponseCode::DoNotHonor);
@@ -485,10 +532,12 @@ impl TokenService {
         let link = self.links.links_of(issuer).into_iter().find(|link| link.is_healthy()).ok_or_else(unavailable)?;
         let mut pending = self.links.forward_on(&link, key, message).ok_or_else(unavailable)?;
         match pending.wait(self.host_timeout).await {
-            Outcome::Answered(answer) => {
-                let code = answer.message.get(39).unwrap_or("96").to_string();
-                Ok((code != "00").then(|| ("issuer_declined".to_string(), code)))
-            }
+            Outcome::Answered(answer) => match answer.message.get(39) {
+                Some("00") => Ok(None),
+                // "Try again" is not a decision: nothing is remembered.
+                None | Some("91" | "96" | "68") => Err(unavailable()),
+                Some(code) => Ok(Some(("issuer_declined".to_string(), code.to_string()))),
+            },
             _ => Err(unavailable()),
         }
     }
@@ -547,6 +596,8 @@ impl TokenService {
             entry_modes: ask.entry_modes.0,
             created_account,
             created_ms: now_ms(),
+            sealed_card: None,
+            suspended_by_issuer: false,
         };
         if record.refusal.is_none() {
             let number = self.fresh_number(range)?;
@@ -558,63 +609,65 @@ impl TokenService {
 
     /// Gives the engine the token of an approved record (again, after a crash between the
     /// record and the token: the same entry).
-    fn provision(&self, record: &TokenRecord, hosted_number: Option<&str>) -> Result<(), ApiError> {
+    fn provision(&self, record: &TokenRecord) -> Result<(), ApiError> {
         if record.refusal.is_some() {
             return Ok(());
         }
         let number = self.number_of(record)?;
+        let fpan = match &record.sealed_card {
+            Some(sealed) => Some(self.open(sealed)?),
+            None => None,
+        };
         let spec = TokenSpec {
             dpan: number,
             account: AccountId(u128::from(record.account)),
             expiry_yymm: parse_yymm(&record.expiry).unwrap_or(0),
             allowed_entry_modes: EntryModes(record.entry_modes),
-            fpan: hosted_number.map(str::to_string),
+            fpan,
         };
         self.engine.add_tokens(&[spec]).map_err(ledger)?;
         Ok(())
     }
 
+    /// An approved record's token in the engine: made now if a crash came between the
+    /// record and the token (the record holds all it needs).
+    fn ensure_token(&self, record: &TokenRecord) -> Result<(), ApiError> {
+        match record.token_key() {
+            Some(key) if record.refusal.is_none() && self.engine.card_entry(key).is_none() => self.provision(record),
+            _ => Ok(()),
+        }
+    }
+
+    fn open(&self, sealed_hex: &str) -> Result<String, ApiError> {
+        hex::decode(sealed_hex).ok().and_then(|sealed| self.engine.open_sealed(&sealed)).ok_or_else(|| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "system_error", "a sealed number does not open")
+        })
+    }
+
     fn number_of(&self, record: &TokenRecord) -> Result<String, ApiError> {
-        record
-            .sealed_number
-            .as_deref()
-            .and_then(|hex| hex::decode(hex).ok())
-            .and_then(|sealed| self.engine.open_sealed(&sealed))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "system_error",
-                    "the token's sealed number does not open",
-                )
-            })
+        self.open(record.sealed_number.as_deref().unwrap_or_default())
     }
 
     /// The same request again: the same answer (the token made again if a crash came
     /// between its record and the engine). Another request under the same id: a conflict.
-    fn replay(&self, record: TokenRecord, digest: &str, card_number: &str) -> Result<HttpResponse, ApiError> {
+    fn replay(&self, record: TokenRecord, digest: &str) -> Result<HttpResponse, ApiError> {
         if record.digest != digest {
             return Err(ApiError::conflict("duplicate_conflict", "this request id was used for another request"));
         }
-        if record.refusal.is_none() && record.token_key().and_then(|k| self.engine.card_entry(k)).is_none() {
-            let hosted = (record.account == 0).then_some(card_number);
-            self.provision(&record, hosted)?;
-        }
+        self.ensure_token(&record)?;
         self.answer(&record, StatusCode::OK)
     }
 
     /// The answer to a token request: the token with its number, or the issuer's refusal.
     fn answer(&self, record: &TokenRecord, status: StatusCode) -> Result<HttpResponse, ApiError> {
         if let Some((reason, code)) = &record.refusal {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "error": {
-                    "code": "token_declined",
-                    "message": "the card's issuer declined the token",
-                    "reason": reason,
-                    "issuer_code": code,
-                    "approver": record.approver,
-                }})),
-            )
+            let message = match reason.as_str() {
+                "card_not_eligible" => "the card is not eligible for a token",
+                _ => "the card's issuer declined the token",
+            };
+            return Ok(ApiError::unprocessable("token_declined", message)
+                .with("reason", reason.as_str())
+                .with("issuer_code", code.as_str())
                 .into_response());
         }
         let mut view = self.view(record)?;
@@ -667,6 +720,7 @@ impl TokenService {
     ) -> Result<HttpResponse, ApiError> {
         let known = self.verify(&headers, &method, &uri, b"")?;
         let (_, record) = self.owned(&known, &token_ref)?;
+        self.ensure_token(&record)?;
         Ok(Json(self.view(&record)?).into_response())
     }
 
@@ -680,20 +734,45 @@ impl TokenService {
         state: TokenState,
     ) -> Result<HttpResponse, ApiError> {
         let known = self.verify(&headers, &method, &uri, &body)?;
-        let (_, record) = self.owned(&known, &token_ref)?;
+        self.in_service(&known)?;
+        let _one = self.deciding.lock().await;
+        let (request_key, mut record) = self.owned(&known, &token_ref)?;
+        self.ensure_token(&record)?;
         let key = record.token_key().ok_or_else(ApiError::system_error)?;
+        let current = self.engine.card_entry(key).and_then(|entry| entry.token).ok_or_else(ApiError::system_error)?;
+        if current.state == TokenState::Deleted && state != TokenState::Deleted {
+            return Err(ApiError::conflict("token_deleted", "the token is deleted; a deleted token never comes back"));
+        }
+        // What the issuer suspended, only the issuer resumes.
+        let by_issuer = known.id.0 == record.issuer;
+        if state == TokenState::Active
+            && current.state == TokenState::Suspended
+            && record.suspended_by_issuer
+            && !by_issuer
+        {
+            return Err(ApiError::conflict(
+                "suspended_by_issuer",
+                "the card's issuer suspended this token: it resumes it",
+            ));
+        }
+        let held = match state {
+            TokenState::Suspended => {
+                by_issuer || (record.suspended_by_issuer && current.state == TokenState::Suspended)
+            }
+            TokenState::Active | TokenState::Deleted => false,
+        };
+        if held != record.suspended_by_issuer {
+            // Recorded before the state changes: a crash between leaves the stricter rule.
+            record.suspended_by_issuer = held;
+            self.persist(request_key, &record).await?;
+        }
         let engine = Arc::clone(&self.engine);
         let changed = tokio::task::spawn_blocking(move || engine.set_token_state(key, state))
             .await
-            .map_err(|_| ApiError::system_error())?;
-        match changed {
-            Ok(before) => {
-                tracing::info!(token_ref, by = known.id.0, ?before, after = ?state, "device token changed");
-                Ok(Json(self.view(&record)?).into_response())
-            }
-            Err(junction_engine::EngineError::Config(message)) => Err(ApiError::conflict("token_deleted", message)),
-            Err(error) => Err(ledger(error)),
-        }
+            .map_err(|_| ApiError::system_error())?
+            .map_err(ledger)?;
+        tracing::info!(token_ref, by = known.id.0, before = ?changed, after = ?state, "device token changed");
+        Ok(Json(self.view(&record)?).into_response())
     }
 
     // ---- POST /v1/issuer/cards ----------------------------------------------------------------
@@ -713,10 +792,33 @@ impl TokenService {
             serde_json::from_slice(&body).map_err(|e| bad("bad_json", format!("the body is not valid: {e}")))?;
         check_request_id(&request.request_id)?;
         check_card(&request.card)?;
+        self.in_service(&known)?;
         let issuer = known.id;
+        let currency = Currency::from_code(&request.account.currency).map_err(|e| bad("bad_request", e.to_string()))?;
+        let modes_text = request.token.entry_modes.clone().unwrap_or_default().join(",");
+        let digest = digest_of(&[
+            &self.engine.pan_key(&request.card.number).0.to_be_bytes(),
+            request.card.expiry.as_bytes(),
+            &request.account.id.to_be_bytes(),
+            currency.code().as_bytes(),
+            &request.account.opening_balance.to_be_bytes(),
+            &request.token.requestor.to_be_bytes(),
+            modes_text.as_bytes(),
+        ]);
+        let key = request_key(issuer.0, &request.request_id);
+        let _claimed = self.claim(key)?;
+        // The same request again: what it made, finished if a crash cut it short; never
+        // provisioned again (an account blocked since stays blocked).
+        if let Some(record) = self.stored(key)? {
+            if record.digest != digest {
+                return Err(ApiError::conflict("duplicate_conflict", "this request id was used for another request"));
+            }
+            let (account, card) = self.card_specs(&request, currency, issuer);
+            self.finish_card(&account, &card, record.created_account)?;
+            return self.replay(record, &digest);
+        }
         let range = self.range_of(issuer)?;
         let entry_modes = modes_of(&request.token.entry_modes, range)?;
-        let currency = Currency::from_code(&request.account.currency).map_err(|e| bad("bad_request", e.to_string()))?;
         if !known.currencies.contains(&currency) {
             return Err(ApiError::unprocessable("unsupported_currency", "the issuer does not settle in this currency"));
         }
@@ -730,26 +832,7 @@ impl TokenService {
         if request.account.id == 0 {
             return Err(bad("bad_request", "account.id must not be 0"));
         }
-        let modes_text = request.token.entry_modes.clone().unwrap_or_default().join(",");
-        let digest = digest_of(&[
-            request.card.number.as_bytes(),
-            request.card.expiry.as_bytes(),
-            &request.account.id.to_be_bytes(),
-            currency.code().as_bytes(),
-            &request.account.opening_balance.to_be_bytes(),
-            &request.token.requestor.to_be_bytes(),
-            modes_text.as_bytes(),
-        ]);
         let _one = self.deciding.lock().await;
-        let key = request_key(issuer.0, &request.request_id);
-        if let Some(record) = self.stored(key)? {
-            if record.digest != digest {
-                return Err(ApiError::conflict("duplicate_conflict", "this request id was used for another request"));
-            }
-            let (account, card) = self.card_specs(&request, currency, issuer);
-            self.make_card(&account, &card, record.created_account)?;
-            return self.replay(record, &digest, "");
-        }
         // The card must be new, or this issuer's on this account; the account new, or this
         // issuer's in this currency.
         let account_id = AccountId(u128::from(request.account.id));
@@ -788,7 +871,7 @@ impl TokenService {
         self.persist(key, &record).await?;
         let (account, card) = self.card_specs(&request, currency, issuer);
         self.make_card(&account, &card, created_account)?;
-        self.provision(&record, None)?;
+        self.provision(&record)?;
         tracing::info!(issuer = issuer.0, requestor = ask.requestor, card = %record.card, "card issued and token bound");
         self.answer(&record, StatusCode::CREATED)
     }
@@ -810,8 +893,22 @@ impl TokenService {
         (account, card)
     }
 
-    /// The card (and its account when the call made it): again after a crash, to the
-    /// same effect (the opening balance is funded once).
+    /// What a replayed issue and bind finds missing: the account it made (and its opening
+    /// balance), the card. Nothing that exists is provisioned again.
+    fn finish_card(&self, account: &AccountSpec, card: &CardSpec, created_account: bool) -> Result<(), ApiError> {
+        if created_account {
+            match self.engine.account_status(account.id) {
+                None => self.engine.add_accounts(std::slice::from_ref(account)).map_err(ledger)?,
+                Some(_) => self.engine.ensure_opening_balance(account).map_err(ledger)?,
+            }
+        }
+        if self.engine.card_entry(self.engine.pan_key(&card.pan)).is_none() {
+            self.engine.add_cards(std::slice::from_ref(card)).map_err(ledger)?;
+        }
+        Ok(())
+    }
+
+    /// The card (and its account when the call made it).
     fn make_card(&self, account: &AccountSpec, card: &CardSpec, created_account: bool) -> Result<(), ApiError> {
         if created_account {
             self.engine.add_accounts(std::slice::from_ref(account)).map_err(ledger)?;

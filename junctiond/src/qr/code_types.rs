@@ -143,8 +143,10 @@ impl CodeTypes {
     /// type is an aggregator's.
     pub fn aggregator_of<'a>(&self, identifier: &'a str) -> Option<(u64, &'a str)> {
         let (name, id) = identifier.split_once(':')?;
-        let aggregator = self.types.iter().find(|t| t.name == name)?.aggregator?;
-        Some((aggregator, id))
+        let code_type = self.types.iter().find(|t| t.name == name)?;
+        let aggregator = code_type.aggregator?;
+        // An EMV code may name `<type>:<id>` itself: its id must be one the type reads.
+        code_type.valid_id(id).then_some((aggregator, id))
     }
 
     /// A code read into its canonical EMV form: `None` when no code type starts it (it is
@@ -170,6 +172,15 @@ impl CodeType {
         head[..host_end].eq_ignore_ascii_case(&prefix[..host_end]) && head[host_end..] == prefix[host_end..]
     }
 
+    fn valid_id(&self, merchant: &str) -> bool {
+        let (min, max) = self.length;
+        let allowed = |c: char| match self.alphabet {
+            Alphabet::Digits => c.is_ascii_digit(),
+            Alphabet::Alphanumeric => c.is_ascii_alphanumeric(),
+        };
+        (min..=max).contains(&merchant.len()) && merchant.chars().all(allowed)
+    }
+
     fn read(&self, code: &str) -> Result<QrPayload, Malformed> {
         let malformed = |message: String| Malformed { code_type: self.name.clone(), message };
         let rest = &code[self.prefix.len()..];
@@ -184,11 +195,7 @@ impl CodeType {
             None => rest.split(['/', '?', '#']).next().unwrap_or_default(),
         };
         let (min, max) = self.length;
-        let allowed = |c: char| match self.alphabet {
-            Alphabet::Digits => c.is_ascii_digit(),
-            Alphabet::Alphanumeric => c.is_ascii_alphanumeric(),
-        };
-        if merchant.len() < min || merchant.len() > max || !merchant.chars().all(allowed) {
+        if !self.valid_id(merchant) {
             let kind = if self.alphabet == Alphabet::Digits { "digits" } else { "letters and digits" };
             return Err(malformed(format!("its merchant id must be {min}-{max} {kind}")));
         }
@@ -284,6 +291,7 @@ mod tests {
         );
         assert_eq!(table.aggregator_of("wx-agg:AB12CD34EF"), None);
         assert_eq!(table.aggregator_of("nokind"), None);
+        assert_eq!(table.aggregator_of("sh-agg:1234567890123456789"), None, "an id the type would not read");
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl ApiError {
         ApiError { status, code, message: message.into(), details: serde_json::Map::new(), attached: None }
     }
 
-    pub(super) fn with(mut self, name: &str, value: impl Into<Value>) -> ApiError {
+    pub(crate) fn with(mut self, name: &str, value: impl Into<Value>) -> ApiError {
         self.details.insert(name.to_string(), value.into());
         self
     }

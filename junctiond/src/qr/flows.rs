@@ -11,7 +11,9 @@
 //! | home | abroad | `outbound` | the wallet pays in the home currency; the merchant is in one of `outbound.merchant_countries` |
 //! | abroad | abroad | `cross_border` | none here (a hub between two other markets) |
 //!
-//! Each direction may also name the FX provider whose rates convert it (`fx_provider`) and
+//! Each direction may also name the FX provider it converts with (`fx_provider`: the FX
+//! table holds one rate per pair, so a payment whose pair's rate is another provider's is
+//! refused, never converted at another rate) and
 //! the acquirers that take it (`acquirers`: inbound, the home acquirers of its merchants;
 //! outbound, the acquirers abroad the switch has links with), may be switched off
 //! (`allowed = false`), and an empty list allows any. A payment a flow's rules refuse is
