@@ -15,8 +15,10 @@
 //! requestor one the issuer accepts, the entry modes within the range's. A card whose BIN
 //! routes to the issuer's host is asked of the host: an ISO 8583 account verification
 //! (0100, processing code 000000, amount zero, field 25 `51`, field 48 `TKN<requestor id>`)
-//! on one of its links, approved on 00. A host that does not answer in time: 503
-//! `issuer_unavailable`, nothing remembered (retry).
+//! on one of its links, approved on 00. A host that does not answer in time, or answers
+//! 91, 96 or 68: 503 `issuer_unavailable`, nothing remembered (retry). A card the switch
+//! does not know and a wrong expiry get the same refusal (`card_not_eligible`), so token
+//! requests cannot tell which card numbers exist.
 //!
 //! **The token.** A number of the issuer's range (random digits, then the Luhn digit),
 //! never one the directory knows, expiring with the card, usable only in its entry modes.
@@ -24,13 +26,16 @@
 //! when the issuer's host must see that. Its state (active, suspended, deleted) is the
 //! engine's (`Engine::set_token_state`): suspended is declined 57 (`token_suspended`),
 //! deleted 14 (`token_deleted`) for good; what it approved before still completes or
-//! reverses.
+//! reverses. What the issuer suspended, only the issuer resumes. A participant the
+//! operator suspended changes nothing.
 //!
 //! **Records.** A request is known by its caller and id: the same request again gets the
 //! same answer (the same token number, or the same refusal); another body with the same id
-//! is `duplicate_conflict`. The record (metadata `k` + request key) is written durably
-//! before the token exists, so a crash between the two is finished by the replay. The
-//! token's number is kept only sealed by the vault; the card number never.
+//! is `duplicate_conflict`; the same one while it is decided, `in_progress`. The record
+//! (metadata `k` + request key) is written durably before the token exists and holds all
+//! the token needs (its number and a hosted card's number sealed by the vault), so a crash
+//! between the two is finished by a replay, a view or a change. The request's digest is
+//! over the card's keyed hash, never its number.
 //!
 //! **Issue and bind.** An issuer creates a card (and its account, unless it names one of
 //! its own) and binds a token of its range for a requestor, in one call: both are usable at
