@@ -42,6 +42,7 @@ mod column {
     pub const STOOD_IN: usize = 26;
     pub const TRANSFER_ID: usize = 28;
     pub const AGGREGATOR: usize = 29;
+    pub const SUB_MERCHANT: usize = 30;
 }
 
 /// Empty; all `*` (a number too short to show); or six digits, `*`s and four digits, 13
@@ -209,6 +210,15 @@ pub(super) fn check_transactions(
         }
         if !(field(column::TRANSFER_ID).is_empty() || is_hex(field(column::TRANSFER_ID), 32)) {
             return Err(bad(column::TRANSFER_ID));
+        }
+        // A sub-merchant is named with its aggregator, or not at all: 1-15 letters,
+        // digits or dashes.
+        let sub_merchant = field(column::SUB_MERCHANT);
+        let sub_merchant_ok = sub_merchant.len() <= 15
+            && sub_merchant.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && sub_merchant.is_empty() == field(column::AGGREGATOR).is_empty();
+        if !sub_merchant_ok {
+            return Err(bad(column::SUB_MERCHANT));
         }
         // The row as written (fields never hold commas or quotes), for the digest of each
         // participant it names.
