@@ -255,7 +255,7 @@ fn check_card(card: &CardBody) -> Result<(), ApiError> {
     if !(12..=19).contains(&card.number.len()) || !card.number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad("bad_request", "card.number must be 12-19 digits"));
     }
-    if !luhn_valid(&card.number) {
+    if !junction_wire::luhn::is_valid(&card.number) {
         return Err(bad("bad_card_number", "card.number fails its check digit"));
     }
     parse_yymm(&card.expiry).ok_or_else(|| bad("bad_request", "card.expiry must be YYMM"))?;
@@ -270,34 +270,6 @@ fn digest_of(parts: &[&[u8]]) -> String {
         hasher.update(part);
     }
     hex::encode(&hasher.finalize()[..16])
-}
-
-/// The Luhn check digit that completes `digits`.
-fn luhn_digit(digits: &str) -> u8 {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(index, byte)| {
-            let digit = u32::from(byte - b'0');
-            if index % 2 == 0 {
-                let doubled = digit * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                digit
-            }
-        })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
-}
-
-fn luhn_valid(number: &str) -> bool {
-    let (body, check) = number.split_at(number.len() - 1);
-    check.as_bytes()[0] - b'0' == luhn_digit(body)
 }
 
 fn mode_names(modes: EntryModes) -> Vec<&'static str> {
@@ -409,7 +381,7 @@ impl TokenService {
             while number.len() < range.length - 1 {
                 number.push(char::from(b'0' + rng.gen_range(0..10u8)));
             }
-            number.push(char::from(b'0' + luhn_digit(&number)));
+            number.push(char::from(b'0' + junction_wire::luhn::check_digit(&number)));
             if self.engine.card_entry(self.engine.pan_key(&number)).is_none() {
                 return Ok(number);
             }
@@ -929,9 +901,7 @@ pub fn router(service: Arc<TokenService>) -> Router {
     Router::new()
         .route("/v1/tokens", post(create))
         .route("/v1/tokens/{token_ref}", get(show))
-        .route("/v1/tokens/{token_ref}/suspend", post(suspend))
-        .route("/v1/tokens/{token_ref}/resume", post(resume))
-        .route("/v1/tokens/{token_ref}/delete", post(delete))
+        .route("/v1/tokens/{token_ref}/{action}", post(lifecycle))
         .route("/v1/issuer/cards", post(issue))
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024))
         .with_state(service)
@@ -980,15 +950,21 @@ async fn show(
     service.show(headers, method, uri, token_ref).await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// `suspend`, `resume` or `delete`.
 async fn lifecycle(
-    service: Arc<TokenService>,
+    State(service): State<Arc<TokenService>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    Path((token_ref, action)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
-    token_ref: String,
-    state: TokenState,
 ) -> HttpResponse {
+    let state = match action.as_str() {
+        "suspend" => TokenState::Suspended,
+        "resume" => TokenState::Active,
+        "delete" => TokenState::Deleted,
+        _ => return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such token action").into_response(),
+    };
     let Ok(body) = body else { return too_large() };
     crate::http::detached(async move {
         service.change(headers, method, uri, body, token_ref, state).await.unwrap_or_else(IntoResponse::into_response)
@@ -996,50 +972,9 @@ async fn lifecycle(
     .await
 }
 
-async fn suspend(
-    State(service): State<Arc<TokenService>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(token_ref): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> HttpResponse {
-    lifecycle(service, method, uri, headers, body, token_ref, TokenState::Suspended).await
-}
-
-async fn resume(
-    State(service): State<Arc<TokenService>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(token_ref): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> HttpResponse {
-    lifecycle(service, method, uri, headers, body, token_ref, TokenState::Active).await
-}
-
-async fn delete(
-    State(service): State<Arc<TokenService>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(token_ref): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> HttpResponse {
-    lifecycle(service, method, uri, headers, body, token_ref, TokenState::Deleted).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn luhn_digits_complete_known_numbers() {
-        assert!(luhn_valid("4000001234567899"));
-        assert!(luhn_valid("4761730000000011"));
-        assert!(!luhn_valid("4000001234567898"));
-        assert_eq!(luhn_digit("400000123456789"), 9);
-    }
 
     #[test]
     fn entry_mode_names_round_trip() {

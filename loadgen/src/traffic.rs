@@ -245,37 +245,8 @@ pub const PROVISION_CARDS_MAX: u64 = 10u64.pow(PAN_SERIAL_DIGITS as u32);
 /// The `serial`-th card number of a BIN, with its Luhn check digit.
 pub fn pan(bin: &str, serial: u64) -> String {
     let body = format!("{bin}{serial:0width$}", width = PAN_SERIAL_DIGITS);
-    let check = luhn_check_digit(&body);
+    let check = junction_wire::luhn::check_digit(&body);
     format!("{body}{check}")
-}
-
-/// The digit that makes `body` followed by it pass the Luhn check.
-pub fn luhn_check_digit(body: &str) -> u8 {
-    let sum: u32 = body
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(index, byte)| {
-            let digit = u32::from(byte - b'0');
-            if index % 2 == 0 {
-                let doubled = digit * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                digit
-            }
-        })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
-}
-
-#[cfg(test)]
-pub fn luhn_valid(pan: &str) -> bool {
-    let (body, check) = pan.split_at(pan.len() - 1);
-    check.bytes().next().map(|b| b - b'0') == Some(luhn_check_digit(body))
 }
 
 /// Currency code (alpha) of the numeric codes loadgen sends, for matching positions.
@@ -302,10 +273,10 @@ mod tests {
     fn demo_pans_pass_luhn() {
         // The demo JPY card of the default configuration does not pass Luhn; the switch
         // does not check it, and loadgen sends it as configured.
-        assert!(luhn_valid(&demo_cards()[0].pan));
+        assert!(junction_wire::luhn::is_valid(&demo_cards()[0].pan));
         let generated = pan(PROVISION_BIN, 42);
         assert_eq!(generated.len(), 16);
-        assert!(luhn_valid(&generated));
+        assert!(junction_wire::luhn::is_valid(&generated));
         assert!(generated.starts_with("424242000000042"));
     }
 

@@ -364,9 +364,24 @@ pub fn participant_pays(
     amount: u64,
     headers: &[(&str, &str)],
 ) -> Option<(u16, serde_json::Value)> {
-    let path = "/v1/qr/payments";
     let amount = format!("{}.{:02}", amount / 100, amount % 100);
-    let body = serde_json::json!({ "payload": merchant, "payer_currency": "USD", "amount": amount }).to_string();
+    let body = serde_json::json!({ "payload": merchant, "payer_currency": "USD", "amount": amount });
+    qr_pay(agent, http, (participant, key_hex), &body, key, headers)
+}
+
+/// A QR payment request `body` (payload, payer currency, amount...) sent as participant
+/// `(id, key hex)` under idempotency `key`, signed with that key: the HTTP status and JSON
+/// answer, or `None` when the daemon does not answer.
+pub fn qr_pay(
+    agent: &ureq::Agent,
+    http: SocketAddr,
+    (participant, key_hex): (u64, &str),
+    body: &serde_json::Value,
+    key: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, serde_json::Value)> {
+    let path = "/v1/qr/payments";
+    let body = body.to_string();
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
     let secret = hex::decode(key_hex).expect("hex");
     let participant = participant.to_string();

@@ -8,9 +8,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use junction_tests::*;
-use junction_wire::qr_api;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAINLAND_WALLET: (u64, &str) = (19, "19191919191919191919191919191919");
 const GLOBAL_WALLET: (u64, &str) = (DEMO_WALLET, DEMO_WALLET_KEY_HEX);
@@ -22,32 +20,17 @@ const SHANGHAI_CODE: &str = "https://pay.sh-agg.example.cn/m/31000012345";
 /// A wallet pays `code`, in `currency`, under idempotency key `key`.
 fn pay(
     daemon: &Daemon,
-    (wallet, key_hex): (u64, &str),
+    wallet: (u64, &str),
     code: &str,
     currency: &str,
     amount: Option<&str>,
     key: &str,
 ) -> (u16, Value) {
-    let path = "/v1/qr/payments";
     let mut body = json!({ "payload": code, "payer_currency": currency });
     if let Some(amount) = amount {
         body["amount"] = json!(amount);
     }
-    let body = body.to_string();
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs().to_string();
-    let participant = wallet.to_string();
-    let secret = hex::decode(key_hex).unwrap();
-    let signature = qr_api::sign_hex(&secret, "POST", path, &timestamp, &participant, key, body.as_bytes()).unwrap();
-    let mut response = http_agent()
-        .post(&daemon.url(path))
-        .header(qr_api::HEADER_PARTICIPANT, &participant)
-        .header(qr_api::HEADER_TIMESTAMP, &timestamp)
-        .header(qr_api::HEADER_SIGNATURE, &signature)
-        .header(qr_api::HEADER_IDEMPOTENCY_KEY, key)
-        .header("content-type", "application/json")
-        .send(body.as_bytes())
-        .unwrap();
-    (response.status().as_u16(), response.body_mut().read_json().unwrap())
+    qr_pay(&http_agent(), daemon.http, wallet, &body, key, &[]).unwrap()
 }
 
 #[test]

@@ -29,28 +29,6 @@ fn reconcile(folder: &Path, records: &Path, participant: u64) -> Output {
         .unwrap()
 }
 
-fn luhn_valid(digits: &str) -> bool {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(index, byte)| {
-            let digit = u32::from(byte - b'0');
-            if index % 2 == 1 {
-                let doubled = digit * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                digit
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
 /// Card numbers of the BINs this test's traffic used (loadgen's 424242, the demo's 400000),
 /// anywhere in `text`: a run of 13 to 19 digits (or a window of one) that passes Luhn.
 fn card_numbers_in(text: &str) -> Vec<String> {
@@ -60,7 +38,7 @@ fn card_numbers_in(text: &str) -> Vec<String> {
             for length in 13..=19 {
                 let Some(candidate) = run.get(start..start + length) else { break };
                 let of_ours = candidate.starts_with("424242") || candidate.starts_with("400000");
-                if of_ours && luhn_valid(candidate) && (length == 16 || candidate == DEMO_PAN) {
+                if of_ours && junction_wire::luhn::is_valid(candidate) && (length == 16 || candidate == DEMO_PAN) {
                     found.push(candidate.to_string());
                 }
             }

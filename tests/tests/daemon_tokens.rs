@@ -47,23 +47,6 @@ fn acquirer(daemon: &Daemon) -> IsoClient {
     client
 }
 
-fn luhn_valid(number: &str) -> bool {
-    let sum: u32 = number
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(index, byte)| {
-            let digit = u32::from(byte - b'0');
-            match index % 2 {
-                1 if digit * 2 > 9 => digit * 2 - 9,
-                1 => digit * 2,
-                _ => digit,
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
 /// Every file of the data folder, read whole: none may hold `secret` in clear.
 fn assert_nowhere_in_clear(folder: &Path, secret: &str) {
     for entry in walk(folder) {
@@ -106,7 +89,7 @@ fn a_token_lives_suspended_resumed_and_deleted_across_a_kill_9() {
     let (status, token) = call(http, "POST", "/v1/tokens", REQUESTOR, &body);
     assert_eq!(status, 201, "{token}");
     let number = token["token_number"].as_str().unwrap().to_string();
-    assert!(number.starts_with("489538") && number.len() == 16 && luhn_valid(&number), "{number}");
+    assert!(number.starts_with("489538") && number.len() == 16 && junction_wire::luhn::is_valid(&number), "{number}");
     assert_eq!(token["state"], "active");
     assert_eq!(token["approver"], "rules");
     assert_eq!(token["card"], "400000******7899");
@@ -290,7 +273,7 @@ fn a_hosted_issuers_host_approves_and_declines_its_tokens() {
     let (status, token) = asking.join().unwrap();
     assert_eq!((status, token["approver"].as_str()), (201, Some("host")), "{token}");
     let number = token["token_number"].as_str().unwrap().to_string();
-    assert!(number.starts_with("48953922") && luhn_valid(&number));
+    assert!(number.starts_with("48953922") && junction_wire::luhn::is_valid(&number));
 
     // A purchase with the token reaches the host with the real card number.
     let mut acquirer = acquirer(&daemon);

@@ -4,5 +4,6 @@
 
 pub mod calendar;
 pub mod iso8583;
+pub mod luhn;
 pub mod qr;
 pub mod qr_api;
