@@ -39,6 +39,7 @@
 mod format;
 mod iso20022;
 mod manifest;
+mod merge;
 mod reconcile;
 mod sink;
 mod summary;
@@ -49,9 +50,11 @@ mod write;
 
 pub use format::{POSITIONS_HEADER, TRANSACTIONS_HEADER, TRANSFERS_HEADER};
 pub use manifest::{
-    participant_transactions_file_name, window_folder_name, CurrencyTotals, FileEntry, Manifest, RecordCounts,
-    MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSACTIONS_FILE, TRANSFERS_FILE,
+    cut_folder_name, participant_transactions_file_name, window_folder_name, ClusterCut, CurrencyTotals, FileEntry,
+    Manifest, PartEntry, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE,
+    TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
+pub use merge::{merge_parts, MergeError, Part};
 pub use reconcile::{
     reconcile, Entry as ReconcileEntry, ReconcileError, ReconcileReport, Totals as ReconcileTotals,
     RECONCILE_LISTED_MAX,

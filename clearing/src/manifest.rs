@@ -16,8 +16,12 @@ pub const MANIFEST_FORMAT: &str = "junction-clearing";
 /// Bumped whenever a file's layout changes; `verify_folder` refuses other versions.
 /// Version 2 (2026-12): `transactions.csv` and each participant's transactions file;
 /// references in `transfers.csv` unmasked. Version 3 (2026-12): `transactions.csv` ends
-/// with `aggregator_participant` and `sub_merchant_id`.
-pub const MANIFEST_FORMAT_VERSION: u32 = 3;
+/// with `aggregator_participant` and `sub_merchant_id`. Version 4 (2026-12): a partitioned
+/// switch's merged set says so in `cluster`; nothing else changed, so version 3 is read too.
+pub const MANIFEST_FORMAT_VERSION: u32 = 4;
+
+/// The versions `verify_folder` reads.
+pub const MANIFEST_FORMAT_VERSIONS_READ: std::ops::RangeInclusive<u32> = 3..=MANIFEST_FORMAT_VERSION;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const POSITIONS_FILE: &str = "positions.csv";
@@ -50,6 +54,43 @@ pub struct Manifest {
     pub currencies: Vec<CurrencyTotals>,
     /// Every file of the folder except the manifest itself, by name.
     pub files: Vec<FileEntry>,
+    /// Set on the merged set of a partitioned switch's cut-off: the partitions it is made
+    /// of. `window` is then the cut's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterCut>,
+}
+
+/// What a merged set is made of: one part per partition of the switch at the cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterCut {
+    /// The cluster-wide cut-off's number.
+    pub cut: u64,
+    /// Every partition of the switch at the cut, sorted: a set needs a part of each.
+    pub partitions: Vec<String>,
+    /// By partition.
+    pub parts: Vec<PartEntry>,
+}
+
+/// One partition's own clearing set of a cut, as merged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartEntry {
+    pub partition: String,
+    /// The partition's window that the cut closed, and its journal entries.
+    pub window: u64,
+    pub cut_off: String,
+    pub journal_first_seq: u64,
+    pub journal_last_seq: u64,
+    /// SHA-256 of the part's own manifest.json.
+    pub manifest_sha256: String,
+    pub records: RecordCounts,
+    pub currencies: Vec<CurrencyTotals>,
+}
+
+/// The folder name of a partitioned switch's merged cut: `cut-00000007`.
+pub fn cut_folder_name(cut: u64) -> String {
+    format!("cut-{cut:08}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use super::format::{
 use super::iso20022::{self, Hub, NetSettlement, PartyRef, StatementInput};
 use super::manifest::{
     currency_totals, instruction_file_name, statement_file_name, window_folder_name, window_temp_folder_name,
-    FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE,
-    TRANSACTIONS_FILE, TRANSFERS_FILE,
+    CurrencyTotals, FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION,
+    POSITIONS_FILE, TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
 use super::sink::{sync_dir, write_small_file, PipelinedSink};
 use super::text::{
@@ -136,60 +136,10 @@ fn build_folder(
     files.extend(journal_files);
     check_streamed(view, &streamed)?;
 
-    // Everyone the files name, resolved once.
-    let mut parties: BTreeMap<ParticipantId, ParticipantInfo> = BTreeMap::new();
-    let statement_keys: BTreeSet<PositionKey> = view
-        .positions
-        .keys()
-        .copied()
-        .chain(openings.iter().filter(|(_, opening)| **opening != 0).map(|(key, _)| *key))
-        .collect();
-    for (participant, _) in &statement_keys {
-        parties.entry(*participant).or_insert_with(|| config.participant(*participant));
-    }
-    let party = |participant: ParticipantId| party_ref(&parties, participant);
-    let hub = Hub {
-        switch_name: &config.switch_name,
-        switch_bic: &config.switch_bic,
-        settlement_bank_bic: &config.settlement_bank_bic,
-    };
-
-    files.push(write_positions(view, &streamed.components, &parties, dir)?);
-
-    for key in &statement_keys {
-        let (participant, currency) = *key;
-        let file = statement_file_name(participant.0, currency.code());
-        let input = StatementInput {
-            file: &file,
-            window,
-            cut_off_ns: closed_at,
-            party: party(participant),
-            currency,
-            opening_minor: openings.get(key).copied().unwrap_or(0),
-            position: view.positions.get(key).copied().unwrap_or_default(),
-            charges: streamed.components.get(key).map_or([0, 0], |parts| [parts[1], parts[2]]),
-        };
-        let xml = iso20022::statement_xml(&input, &hub)?;
-        files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
-    }
-
-    let totals = currency_totals(view.positions.iter().map(|((_, currency), position)| (*currency, position)));
-    let mut instructions = 0u64;
-    for currency in totals.keys() {
-        let settlements: Vec<NetSettlement<'_>> = view
-            .positions
-            .iter()
-            .filter(|((_, c), position)| c == currency && position.net() != 0)
-            .map(|((participant, _), position)| NetSettlement { party: party(*participant), net_minor: position.net() })
-            .collect();
-        if settlements.is_empty() {
-            continue; // everyone is flat in this currency: nothing to settle
-        }
-        instructions += settlements.len() as u64;
-        let file = instruction_file_name(currency.code());
-        let xml = iso20022::instructions_xml(&file, window, closed_at, *currency, &settlements, &hub)?;
-        files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
-    }
+    let components: BTreeMap<PositionKey, Components> = streamed.components.iter().map(|(k, v)| (*k, *v)).collect();
+    let settlement = Settlement { window, closed_at, positions: &view.positions, components: &components, openings };
+    let settlement = write_settlement_files(&settlement, config, dir)?;
+    files.extend(settlement.files);
 
     files.sort_by(|a, b| a.name.cmp(&b.name));
     let manifest = Manifest {
@@ -209,16 +159,104 @@ fn build_folder(
             transactions: streamed.transactions,
             participant_transactions: streamed.participant_transactions,
             positions: view.positions.len() as u64,
-            statements: statement_keys.len() as u64,
-            settlement_instructions: instructions,
+            statements: settlement.statements,
+            settlement_instructions: settlement.instructions,
         },
-        currencies: totals.into_values().collect(),
+        currencies: settlement.totals.into_values().collect(),
         files,
+        cluster: None,
     };
     let mut json = serde_json::to_vec_pretty(&manifest)?;
     json.push(b'\n');
     write_small_file(dir, MANIFEST_FILE, &json).map_err(ClearingError::io(dir.join(MANIFEST_FILE)))?;
     Ok(manifest)
+}
+
+/// What the settlement files of a window (or of a cluster's merged cut) are made from.
+pub(crate) struct Settlement<'a> {
+    /// The window's id, or the cut's for a merged set: in the statements' and
+    /// instructions' ids.
+    pub window: u64,
+    pub closed_at: u64,
+    pub positions: &'a BTreeMap<PositionKey, Position>,
+    /// Each position's net by component (payments, interchange, fees).
+    pub components: &'a BTreeMap<PositionKey, Components>,
+    /// Each participant's cumulative net per currency before this window.
+    pub openings: &'a BTreeMap<PositionKey, i128>,
+}
+
+/// What `write_settlement_files` wrote: the files, how many statements and settlement
+/// instructions, and the control totals per currency.
+pub(crate) struct SettlementFiles {
+    pub files: Vec<FileEntry>,
+    pub statements: u64,
+    pub instructions: u64,
+    pub totals: BTreeMap<Currency, CurrencyTotals>,
+}
+
+/// Writes positions.csv, a camt.053 statement per participant and currency, and a pacs.009
+/// per currency with a net to settle.
+pub(crate) fn write_settlement_files(
+    settlement: &Settlement<'_>,
+    config: &ClearingConfig,
+    dir: &Path,
+) -> Result<SettlementFiles, ClearingError> {
+    let Settlement { window, closed_at, positions, components, openings } = *settlement;
+    let mut files = Vec::new();
+    // Everyone the files name, resolved once.
+    let mut parties: BTreeMap<ParticipantId, ParticipantInfo> = BTreeMap::new();
+    let statement_keys: BTreeSet<PositionKey> = positions
+        .keys()
+        .copied()
+        .chain(openings.iter().filter(|(_, opening)| **opening != 0).map(|(key, _)| *key))
+        .collect();
+    for (participant, _) in &statement_keys {
+        parties.entry(*participant).or_insert_with(|| config.participant(*participant));
+    }
+    let party = |participant: ParticipantId| party_ref(&parties, participant);
+    let hub = Hub {
+        switch_name: &config.switch_name,
+        switch_bic: &config.switch_bic,
+        settlement_bank_bic: &config.settlement_bank_bic,
+    };
+
+    files.push(write_positions(positions, components, &parties, dir)?);
+
+    for key in &statement_keys {
+        let (participant, currency) = *key;
+        let file = statement_file_name(participant.0, currency.code());
+        let input = StatementInput {
+            file: &file,
+            window,
+            cut_off_ns: closed_at,
+            party: party(participant),
+            currency,
+            opening_minor: openings.get(key).copied().unwrap_or(0),
+            position: positions.get(key).copied().unwrap_or_default(),
+            charges: components.get(key).map_or([0, 0], |parts| [parts[1], parts[2]]),
+        };
+        let xml = iso20022::statement_xml(&input, &hub)?;
+        files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
+    }
+
+    let totals = currency_totals(positions.iter().map(|((_, currency), position)| (*currency, position)));
+    let mut instructions = 0u64;
+    for currency in totals.keys() {
+        let settlements: Vec<NetSettlement<'_>> = positions
+            .iter()
+            .filter(|((_, c), position)| c == currency && position.net() != 0)
+            .map(|((participant, _), position)| NetSettlement { party: party(*participant), net_minor: position.net() })
+            .collect();
+        if settlements.is_empty() {
+            continue; // everyone is flat in this currency: nothing to settle
+        }
+        instructions += settlements.len() as u64;
+        let file = instruction_file_name(currency.code());
+        let xml = iso20022::instructions_xml(&file, window, closed_at, *currency, &settlements, &hub)?;
+        files.push(write_small_file(dir, &file, xml.as_bytes()).map_err(ClearingError::io(dir.join(&file)))?);
+    }
+
+    Ok(SettlementFiles { files, statements: statement_keys.len() as u64, instructions, totals })
 }
 
 fn party_ref(parties: &BTreeMap<ParticipantId, ParticipantInfo>, participant: ParticipantId) -> PartyRef<'_> {
@@ -449,14 +487,14 @@ fn check_streamed(view: &WindowPositions, streamed: &Streamed) -> Result<(), Cle
 }
 
 fn write_positions(
-    view: &WindowPositions,
-    components: &FxHashMap<PositionKey, Components>,
+    positions: &BTreeMap<PositionKey, Position>,
+    components: &BTreeMap<PositionKey, Components>,
     parties: &BTreeMap<ParticipantId, ParticipantInfo>,
     dir: &Path,
 ) -> Result<FileEntry, ClearingError> {
-    let mut out = Vec::with_capacity(POSITIONS_HEADER.len() + view.positions.len() * 160);
+    let mut out = Vec::with_capacity(POSITIONS_HEADER.len() + positions.len() * 160);
     out.extend_from_slice(POSITIONS_HEADER.as_bytes());
-    for ((participant, currency), position) in &view.positions {
+    for ((participant, currency), position) in positions {
         let exponent = currency.exponent();
         push_u64(&mut out, participant.0);
         out.push(b',');

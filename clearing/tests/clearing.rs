@@ -567,7 +567,7 @@ fn check_manifest(folder: &Path, model: &Model, window: usize, closed: &WindowPo
     let on_disk: Manifest = serde_json::from_str(&read(&folder.join("manifest.json"))).unwrap();
     assert_eq!(&on_disk, manifest);
     let WindowState::Closed { closed_at } = closed.state else { panic!("window {window} is not closed") };
-    assert_eq!(manifest.format_version, 3);
+    assert_eq!(manifest.format_version, 4);
     assert_eq!(manifest.window, window as u64);
     assert_eq!(manifest.cut_off, iso8601(closed_at));
     assert_eq!(manifest.cut_off_ns, closed_at);
@@ -923,4 +923,84 @@ fn tampered_copies_fail_with_the_problem_named() {
     fs::remove_file(folder.join("pacs009-JPY.xml")).unwrap();
     let (error, message) = failure(&folder);
     assert!(matches!(error, VerifyError::MissingFile { .. }) && message.contains("pacs009-JPY.xml"), "{message}");
+}
+
+/// Two windows' folders taken as two partitions' parts of one cut (the later window first,
+/// so commit order starts again at the second part, as between two ledgers): the merged
+/// set has every row of both, positions and openings summed, valid XML, and verifies; a
+/// set that lost a part, or a part whose counts no longer add up, does not.
+#[test]
+fn parts_of_a_cut_merge_into_one_set_that_names_every_partition() {
+    use junction_clearing::{cut_folder_name, merge_parts, MergeError, Part};
+    let s = scenario();
+    let config = config();
+    let root = tempfile::tempdir().unwrap();
+    for closed in &s.closed[..2] {
+        write_window_files(&s.ledger, closed.window, root.path(), &config).unwrap();
+    }
+    let part =
+        |name: &str, window: u64| Part { partition: name.into(), folder: root.path().join(window_folder_name(window)) };
+    let partitions = ["p1".to_string(), "p2".to_string()];
+    let out = tempfile::tempdir().unwrap();
+    let manifest = merge_parts(7, &partitions, &[part("p1", 2), part("p2", 1)], out.path(), &config).unwrap();
+    let merged = out.path().join(cut_folder_name(7));
+    xmllint_folder(&merged);
+    assert_eq!(verify_folder(&merged).unwrap().manifest, manifest);
+    let cluster = manifest.cluster.as_ref().unwrap();
+    assert_eq!((cluster.cut, cluster.partitions.clone()), (7, partitions.to_vec()));
+    assert_eq!(manifest.records.transfers, (s.model.rows[0].len() + s.model.rows[1].len()) as u64);
+    let data_rows = |path: &Path| read(path).lines().skip(1).map(str::to_string).collect::<Vec<_>>();
+    let mut both = data_rows(&root.path().join(window_folder_name(2)).join("transfers.csv"));
+    both.extend(data_rows(&root.path().join(window_folder_name(1)).join("transfers.csv")));
+    assert_eq!(data_rows(&merged.join("transfers.csv")), both);
+    // Participant 1's USD net over the two windows, and its merged statement opens with
+    // the sum of the parts' openings (window 2's part opened with window 1's net).
+    let net = |folder: &Path| -> i128 {
+        read(&folder.join("positions.csv"))
+            .lines()
+            .find(|line| line.starts_with("1,") && line.contains(",USD,"))
+            .map(|line| line.split(',').nth(10).unwrap().parse().unwrap())
+            .unwrap()
+    };
+    let window_1 = net(&root.path().join(window_folder_name(1)));
+    let window_2 = net(&root.path().join(window_folder_name(2)));
+    assert_eq!(net(&merged), window_1 + window_2);
+    let statement = read(&merged.join("camt053-1-USD.xml"));
+    let opening = blocks(&statement, "Bal").into_iter().find(|b| b.contains("OPBD")).unwrap().to_string();
+    assert_eq!(signed_amount(&opening, "USD"), window_1, "{opening}");
+    // Merging again is idempotent.
+    assert_eq!(merge_parts(7, &partitions, &[part("p1", 2), part("p2", 1)], out.path(), &config).unwrap(), manifest);
+
+    // Refusals: a partition without a part, a part of none, the same partition twice.
+    let refused = merge_parts(8, &partitions, &[part("p1", 1)], out.path(), &config);
+    assert!(matches!(refused, Err(MergeError::MissingPart(ref p)) if p == "p2"), "{refused:?}");
+    let refused = merge_parts(8, &partitions, &[part("p1", 1), part("p3", 2)], out.path(), &config);
+    assert!(matches!(refused, Err(MergeError::UnexpectedPart(_))), "{refused:?}");
+    let refused = merge_parts(8, &partitions, &[part("p1", 1), part("p1", 2), part("p2", 2)], out.path(), &config);
+    assert!(matches!(refused, Err(MergeError::DuplicatePart(_))), "{refused:?}");
+    assert!(!out.path().join(cut_folder_name(8)).exists());
+
+    // A merged set that lost a part, or whose parts do not add up, fails.
+    let tamper = |name: &str, change: &dyn Fn(&mut serde_json::Value)| -> String {
+        let copy = out.path().join(name);
+        fs::create_dir_all(&copy).unwrap();
+        for entry in fs::read_dir(&merged).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+        let path = copy.join("manifest.json");
+        let mut json: serde_json::Value = serde_json::from_str(&read(&path)).unwrap();
+        change(&mut json);
+        fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+        verify_folder(&copy).unwrap_err().to_string()
+    };
+    let lost = tamper("lost", &|json| {
+        json["cluster"]["parts"].as_array_mut().unwrap().remove(1);
+    });
+    assert!(lost.contains("partition p2's part is missing"), "{lost}");
+    let short = tamper("short", &|json| {
+        let transfers = json["cluster"]["parts"][0]["records"]["transfers"].as_u64().unwrap();
+        json["cluster"]["parts"][0]["records"]["transfers"] = (transfers - 1).into();
+    });
+    assert!(short.contains("transfers of the set"), "{short}");
 }

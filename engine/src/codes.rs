@@ -143,6 +143,11 @@ pub enum DeclineReason {
     /// A participant the request needs is suspended by the operator.
     #[error("a participant of the request is suspended")]
     ParticipantSuspended,
+    /// A partitioned switch: the partition that owns the card's issuer did not answer the
+    /// door in time (no primary, or too slow). Answered by the door; nothing is booked
+    /// there (the owner may have booked it: a resend gets its answer).
+    #[error("the card's partition did not answer")]
+    PartitionUnavailable,
 }
 
 impl DeclineReason {
@@ -160,7 +165,7 @@ impl DeclineReason {
             VelocityAmountExceeded => ResponseCode::AmountLimitExceeded,
             InsufficientFunds => ResponseCode::InsufficientFunds,
             OriginalNotFound => ResponseCode::OriginalNotFound,
-            Overloaded | LedgerUnavailable => ResponseCode::SystemUnavailable,
+            Overloaded | LedgerUnavailable | PartitionUnavailable => ResponseCode::SystemUnavailable,
             SystemError => ResponseCode::SystemMalfunction,
             // The issuer's own code is in the response; 05 when it is not known.
             IssuerDeclined => ResponseCode::DoNotHonor,
@@ -197,6 +202,7 @@ impl DeclineReason {
             IssuerUnavailable => "issuer_unavailable",
             StandInLimitExceeded => "stand_in_limit_exceeded",
             ParticipantSuspended => "participant_suspended",
+            PartitionUnavailable => "partition_unavailable",
         }
     }
 
@@ -227,10 +233,11 @@ impl DeclineReason {
         (DeclineReason::ParticipantSuspended, 22),
         (DeclineReason::TokenSuspended, 23),
         (DeclineReason::TokenDeleted, 24),
+        (DeclineReason::PartitionUnavailable, 25),
     ];
 
     /// How many reasons there are; their ids are 1 to `COUNT`.
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
 
     /// Every reason, by id.
     pub fn all() -> impl Iterator<Item = DeclineReason> {

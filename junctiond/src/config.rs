@@ -72,6 +72,11 @@ pub struct Config {
     /// Absent: one node, its own disk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationConfig>,
+    /// A partitioned switch (`cluster.rs`): this node's partition, which owns a set of
+    /// issuers, and the partition map every node shares on NATS. Needs `[replication]`
+    /// (each partition has its own journal stream). Absent: one switch owns every issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
     /// OpenTelemetry traces of a sampled share of requests, over OTLP/HTTP
     /// (`telemetry.rs`). Absent: nothing is traced, at no cost per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +130,35 @@ pub struct ReplicationConfig {
     /// when it could not for half of it, and a standby takes it over after all of it.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
+}
+
+/// A partitioned switch: see `cluster.rs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's partition (a primary and its standbys share one): letters, digits, -
+    /// and _.
+    pub partition: String,
+    /// The key-value bucket of the partition map and the cluster's cut-offs.
+    #[serde(default = "default_map_bucket")]
+    pub map_bucket: String,
+    /// How long a door waits for the owning partition's answer to a request it forwards
+    /// before it answers 91.
+    #[serde(default = "default_cluster_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// The map's first entries (issuer participant id -> partition), written only where
+    /// the bucket has none for that issuer: the map in the bucket is the one in force,
+    /// changed with `junction cluster move`.
+    #[serde(default)]
+    pub seed: BTreeMap<String, String>,
+}
+
+fn default_map_bucket() -> String {
+    "junction_partitions".into()
+}
+
+fn default_cluster_timeout_ms() -> u64 {
+    2_000
 }
 
 fn default_stream() -> String {
@@ -1147,6 +1181,41 @@ impl Config {
             }
             if !(400..=60_000).contains(&replication.lease_ms) {
                 return Err(invalid("replication.lease_ms must be 400..=60000"));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            let name_ok = |name: &str| {
+                !name.is_empty()
+                    && name.len() <= 32
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            if self.replication.is_none() {
+                return Err(invalid("cluster needs [replication]: each partition journals to its own stream"));
+            }
+            if !self.switch.cutoff_times.is_empty() {
+                return Err(invalid(
+                    "switch.cutoff_times with [cluster]: a partitioned switch cuts off all partitions at once \
+                     (`junction cluster cutoff`, from your scheduler); a partition must not close its own windows",
+                ));
+            }
+            if !name_ok(&cluster.partition) || !name_ok(&cluster.map_bucket) {
+                return Err(invalid("cluster.partition and cluster.map_bucket: 1-32 letters, digits, - and _"));
+            }
+            if !(50..=60_000).contains(&cluster.request_timeout_ms) {
+                return Err(invalid("cluster.request_timeout_ms must be 50..=60000"));
+            }
+            for (issuer, partition) in &cluster.seed {
+                let id: u64 =
+                    issuer.parse().map_err(|_| invalid(format!("cluster.seed: {issuer:?} is not a participant id")))?;
+                match self.participants.iter().find(|p| p.id == id) {
+                    Some(p) if p.role == Role::Issuer => {}
+                    _ => return Err(invalid(format!("cluster.seed: participant {id} is not an issuer"))),
+                }
+                if !name_ok(partition) {
+                    return Err(invalid(format!(
+                        "cluster.seed: partition {partition:?}: 1-32 letters, digits, - and _"
+                    )));
+                }
             }
         }
         if switch.institution_id.is_empty()

@@ -32,6 +32,8 @@ pub struct HttpContext {
     pub fault_injection: bool,
     /// With replication: the node's role and how far the log is.
     pub replication: Option<Arc<crate::replication::Status>>,
+    /// A partitioned switch: this node's partition and the map (`cluster.rs`).
+    pub cluster: Option<Arc<crate::cluster::Partitions>>,
 }
 
 /// What a replication standby serves on its HTTP address until it takes over: its status
@@ -114,7 +116,9 @@ pub fn admin_router(context: Arc<HttpContext>) -> Router {
         .route("/v1/admin/bins", axum::routing::put(replace_bins).post(upsert_bins))
         .route("/v1/admin/bins/{prefix}", axum::routing::delete(delete_bin))
         .route("/v1/admin/fees", axum::routing::put(replace_fees))
-        .route("/v1/admin/faults/panic", post(inject_panic));
+        .route("/v1/admin/faults/panic", post(inject_panic))
+        .route("/v1/admin/cluster/cutoff", post(cluster_cutoff))
+        .route("/v1/admin/cluster/issuers/{id}", axum::routing::put(cluster_move));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -261,6 +265,7 @@ async fn status(State(context): State<Arc<HttpContext>>) -> Json<Value> {
             "index": index_json(ledger.index_report()),
         },
         "replication": context.replication.as_ref().map(|status| status.json()),
+        "cluster": context.cluster.as_ref().map(|cluster| cluster.json()),
         // For load testers: CPU per request is (difference of cpu_us) / (requests).
         "process": { "cpu_us": process_cpu_us() },
     }))
@@ -400,9 +405,79 @@ async fn positions(State(context): State<Arc<HttpContext>>, Query(query): Query<
     }
 }
 
+/// A cut-off of the whole partitioned switch: every partition closes its window, and one
+/// merged clearing set is made of their parts (`cluster.rs`).
+async fn cluster_cutoff(State(context): State<Arc<HttpContext>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = context.admin_refusal(&headers) {
+        return refusal;
+    }
+    let Some(cluster) = &context.cluster else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_partitioned",
+            "this switch has no [cluster]: close its window instead",
+        );
+    };
+    match cluster.cut().await {
+        Ok(record) => Json(json!({ "cut": record.cut, "partitions": record.partitions })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", format!("{e:#}")),
+    }
+}
+
+/// Puts an issuer in a partition of the map: `{"partition": "b"}`. The switch must not be
+/// taking requests for its cards while it moves (see docs/scale-out.md).
+async fn cluster_move(
+    State(context): State<Arc<HttpContext>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refusal) = context.admin_refusal(&headers) {
+        return refusal;
+    }
+    let Some(cluster) = &context.cluster else {
+        return error(StatusCode::NOT_FOUND, "not_partitioned", "this switch has no [cluster]");
+    };
+    let Ok(issuer) = id.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, "bad_participant_id", "participant ids are decimal integers");
+    };
+    match context.engine.participant(junction_ledger::ParticipantId(issuer)) {
+        Some(p) if p.role == junction_engine::model::Role::Issuer => {}
+        _ => return error(StatusCode::NOT_FOUND, "unknown_issuer", format!("participant {issuer} is not an issuer")),
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Move {
+        partition: String,
+    }
+    let moved: Move = match serde_json::from_slice(&body) {
+        Ok(moved) => moved,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    };
+    let name_ok = !moved.partition.is_empty()
+        && moved.partition.len() <= 32
+        && moved.partition.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok {
+        return error(StatusCode::BAD_REQUEST, "bad_partition", "a partition is 1-32 letters, digits, - and _");
+    }
+    match cluster.assign(issuer, &moved.partition).await {
+        Ok(()) => Json(json!({ "issuer": issuer, "partition": moved.partition })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", format!("{e:#}")),
+    }
+}
+
 async fn close_window(State(context): State<Arc<HttpContext>>, headers: HeaderMap) -> Response {
     if let Some(refusal) = context.admin_refusal(&headers) {
         return refusal;
+    }
+    if context.cluster.is_some() {
+        // A window closed here alone would belong to no cut-off: its transfers would be in
+        // no merged set.
+        return error(
+            StatusCode::CONFLICT,
+            "partitioned",
+            "a partition's windows close only at a cut-off of the whole switch: POST /v1/admin/cluster/cutoff",
+        );
     }
     let engine = Arc::clone(&context.engine);
     match tokio::task::spawn_blocking(move || engine.close_window()).await {

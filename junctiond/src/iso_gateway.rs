@@ -17,6 +17,7 @@
 
 use super::activity::{Decline, Sessions};
 use super::admission::Admission;
+use super::cluster::{Forward, Partitions};
 use super::config::normalize_institution;
 use super::directory::{Directory, Key, Member};
 use super::forwarding::Forwarding;
@@ -116,6 +117,9 @@ pub struct IsoContext {
     next_tag: AtomicU64,
     /// Traces a sampled share of requests (`[telemetry]`).
     pub telemetry: Option<Arc<Telemetry>>,
+    /// A partitioned switch (`cluster.rs`): requests for cards of another partition's
+    /// issuers go there.
+    pub cluster: Option<Arc<Partitions>>,
 }
 
 impl IsoContext {
@@ -126,6 +130,7 @@ impl IsoContext {
         admission: Arc<Admission>,
         forwarding: Arc<Forwarding>,
         telemetry: Option<Arc<Telemetry>>,
+        cluster: Option<Arc<Partitions>>,
     ) -> IsoContext {
         IsoContext {
             links: Arc::clone(&forwarding.links),
@@ -138,6 +143,7 @@ impl IsoContext {
             sessions: Sessions::default(),
             next_tag: AtomicU64::new(1),
             telemetry,
+            cluster,
         }
     }
 }
@@ -453,7 +459,24 @@ fn handle(
                 request.trace = TraceSlot::new(Box::new(traced));
             }
             in_flight.fetch_add(1, Ordering::AcqRel);
-            let route = context.engine.route(pan).filter(|route| route.mode != RouteMode::Switch);
+            let target = context.engine.route(pan);
+            let owner = context.cluster.as_ref().zip(target.as_ref()).and_then(|(cluster, target)| {
+                cluster.remote_owner(target.issuer).map(|partition| (Arc::clone(cluster), partition))
+            });
+            if let Some((cluster, partition)) = owner {
+                // Another partition's card: its primary answers, after its own commit.
+                let (tag, key, reply) = (request.tag, request.key, Arc::clone(&request.reply));
+                drop(request);
+                let raw = bytes::Bytes::copy_from_slice(raw);
+                enqueue(
+                    sender,
+                    WriterMessage::Expect { tag, request: Box::new(message), key: Some(participant), received },
+                );
+                let forward = Forward { partition, raw, acquirer, sub_merchant };
+                tokio::spawn(cluster.forward(forward, tag, key, reply));
+                return;
+            }
+            let route = target.filter(|route| route.mode != RouteMode::Switch);
             let pan = route.map(|_| pan.to_string());
             let message = Box::new(message);
             let forwarded = route.map(|_| message.clone());
@@ -476,6 +499,44 @@ fn handle(
             direct(answer(&message, code), Some(participant));
         }
     }
+}
+
+/// A request another partition's door took and forwarded here (`cluster.rs`), handled as
+/// if it came in on a connection of `acquirer`'s: the door checked its MAC and its
+/// sender's role. The answer goes to `reply` and takes a place of the admission bound
+/// until then (the caller gives it back); `Err` is a response code to answer at once.
+pub fn submit_forwarded(
+    context: &Arc<IsoContext>,
+    message: Iso8583Message,
+    acquirer: ParticipantId,
+    sub_merchant: Option<(ParticipantId, Text<15>)>,
+    reply: Arc<dyn ReplySink>,
+) -> Result<(), &'static str> {
+    let tag = context.next_tag.fetch_add(1, Ordering::Relaxed);
+    let (mut request, pan) = to_request(&message, context, acquirer, tag, &reply)?;
+    let target = context.engine.route(pan);
+    if let (Some(cluster), Some(target)) = (&context.cluster, &target) {
+        if cluster.remote_owner(target.issuer).is_some() {
+            // The map moved the issuer away since the door looked: a resend finds it.
+            return Err("91");
+        }
+    }
+    if !context.admission.try_admit() {
+        context.metrics.requests_refused_in_flight_max.inc();
+        return Err("91");
+    }
+    if let Some((aggregator, sub_merchant)) = sub_merchant {
+        request.detail.aggregator = u32::try_from(aggregator.0).unwrap_or(0);
+        request.detail.sub_merchant = sub_merchant;
+    }
+    match target.filter(|route| route.mode != RouteMode::Switch) {
+        Some(route) => {
+            let pan = pan.to_string();
+            tokio::spawn(Arc::clone(&context.forwarding).forward(request, Box::new(message), pan, route));
+        }
+        None => context.engine.submit(request),
+    }
+    Ok(())
 }
 
 /// The acquirer a request is for. An acquirer sends its own (field 32 is its institution

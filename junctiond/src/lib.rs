@@ -7,6 +7,7 @@ pub mod activity;
 pub mod admission;
 pub mod advices;
 pub mod background;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod credit;
@@ -200,6 +201,14 @@ pub async fn run(mut config: Config) -> Result<()> {
         let directory = directory::Directory::load(&config, Arc::clone(&engine))?;
         Ok(directory)
     })?);
+    // A partitioned switch: the map is read before any request is taken.
+    let partitions = match (&config.cluster, &replicated) {
+        (Some(settings), Some((cluster, _))) => {
+            let replication = config.replication.as_ref().context("cluster needs [replication]")?;
+            Some(cluster::Partitions::open(cluster.jetstream(), cluster.client(), settings, replication).await?)
+        }
+        _ => None,
+    };
     let link_config = &config.issuer_links;
     let (links, late_answers) =
         issuer_links::IssuerLinks::new(Duration::from_millis(link_config.late_answer_window_ms));
@@ -221,6 +230,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         Arc::clone(&admission),
         Arc::clone(&forwarding),
         telemetry.clone(),
+        partitions.clone(),
     ));
     let clearing = Arc::new(windows::Windows::new(
         switch.data_dir.join("clearing"),
@@ -243,6 +253,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         switch_name: switch.name.clone(),
         fault_injection: switch.fault_injection,
         replication: replicated.as_ref().map(|(_, status)| Arc::clone(status)),
+        cluster: partitions.clone(),
     });
     let iso_tls = switch.iso8583_tls.as_ref().map(|tls| tls::acceptor(tls, "switch.iso8583_tls")).transpose()?;
     let http_tls = switch.http_tls.as_ref().map(|tls| tls::acceptor(tls, "switch.http_tls")).transpose()?;
@@ -255,6 +266,15 @@ pub async fn run(mut config: Config) -> Result<()> {
     let iso_address = iso_listener.local_addr()?;
     let http_address = http_listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    if let Some(partitions) = &partitions {
+        let serving = Arc::clone(partitions).serve(Arc::clone(&iso), shutdown_rx.clone());
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                tracing::error!(error = format!("{error:#}"), "serving other partitions' doors failed");
+            }
+        });
+        tokio::spawn(Arc::clone(partitions).follow(Arc::clone(&clearing), shutdown_rx.clone()));
+    }
     let iso_task = tokio::spawn(iso_gateway::serve(iso_listener, iso_tls, Arc::clone(&iso), shutdown_rx.clone()));
     let cutoffs: Vec<(u32, u32)> = switch.cutoff_times.iter().filter_map(|t| config::parse_hh_mm(t)).collect();
     tokio::spawn(windows::cutoff_loop(

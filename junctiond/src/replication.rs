@@ -222,6 +222,16 @@ impl Cluster {
         Ok((stream, lease))
     }
 
+    /// The JetStream context and the client under it, for the partitioned switch's map
+    /// and requests (`cluster.rs`).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn client(&self) -> async_nats::Client {
+        self.js.client()
+    }
+
     /// The stream's last sequence: the last journal entry of the cluster.
     pub async fn last_seq(&self) -> Result<u64> {
         let info = self.stream.get_info().await.context("asking the journal stream for its state")?;

@@ -77,6 +77,29 @@ pub enum WindowStatus {
     Settled,
 }
 
+/// What the clearing files name, from a configuration alone (participants onboarded at
+/// runtime get placeholders): for `junction clearing merge`, away from the daemon.
+pub fn clearing_config(config: &super::config::Config) -> ClearingConfig {
+    ClearingConfig {
+        switch_name: config.switch.name.clone(),
+        switch_bic: config.switch.bic.clone(),
+        settlement_bank_bic: config.switch.settlement_bank_bic.clone(),
+        participants: config
+            .participants
+            .iter()
+            .map(|p| {
+                let info = ParticipantInfo {
+                    name: p.name.clone(),
+                    bic: Some(p.bic.clone()),
+                    settlement_account_iban_or_id: format!("JUNCTION-{}", p.institution_id),
+                };
+                (ParticipantId(p.id), info)
+            })
+            .collect(),
+        fee_participant: None,
+    }
+}
+
 impl Windows {
     pub fn new(
         root: PathBuf,
@@ -207,6 +230,16 @@ impl Windows {
             .collect()
     }
 
+    /// What the files name: the configuration's, with the participants and the switch's
+    /// fee participant as they are now.
+    pub fn clearing_config(&self) -> ClearingConfig {
+        ClearingConfig {
+            fee_participant: self.engine.fee_schedule().switch_participant,
+            participants: self.participants(),
+            ..self.config.clone()
+        }
+    }
+
     fn write_and_verify(&self, window: WindowId) -> Result<clearing::Manifest, FilesError> {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| clearing::ClearingError::Io { path: self.root.clone(), source: e })?;
@@ -215,12 +248,7 @@ impl Windows {
         let fresh = !folder.exists();
         // At background priority: seconds of CPU for a large window, which requests need more.
         crate::background::run("clearing-files", || -> Result<clearing::Manifest, FilesError> {
-            // The switch's fee participant as the schedule in force names it.
-            let config = ClearingConfig {
-                fee_participant: self.engine.fee_schedule().switch_participant,
-                participants: self.participants(),
-                ..self.config.clone()
-            };
+            let config = self.clearing_config();
             let manifest = clearing::write_window_files(self.engine.ledger(), window, &self.root, &config)?;
             if fresh {
                 clearing::verify_folder(&folder).map_err(|error| FilesError::Verify(Box::new(error)))?;

@@ -2,7 +2,7 @@
 //! debit caps, reading net positions. Blocking calls, made before and after the load.
 
 use crate::stats::Delta;
-use crate::traffic::{pan, Card, PROVISION_BIN, PROVISION_CARDS_MAX};
+use crate::traffic::{pan, Card, PROVISION_CARDS_MAX};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -34,6 +34,18 @@ pub struct Admin {
 
 /// How long `health` looks for a serving node among several (a failover in progress).
 const SERVING_NODE_WAIT: Duration = Duration::from_secs(30);
+
+/// What `Admin::provision` creates.
+#[derive(Clone, Copy)]
+pub struct Provision<'a> {
+    pub count: u64,
+    pub account_base: u64,
+    pub issuer: u64,
+    pub acquirer: u64,
+    pub opening_balance: u64,
+    /// The card numbers' BIN (6 digits).
+    pub bin: &'a str,
+}
 
 impl Admin {
     pub fn new(address: SocketAddr, token: &str) -> Admin {
@@ -134,18 +146,11 @@ impl Admin {
     }
 
     /// Creates `count` USD accounts of `issuer` (ids `account_base..`) funded with
-    /// `opening_balance`, each with one card from the deterministic range, and raises the
-    /// USD net debit caps of the issuer and the acquirer. Provisioning the same range again
-    /// changes nothing (the switch's provisioning is idempotent).
-    pub fn provision(
-        &self,
-        count: u64,
-        account_base: u64,
-        issuer: u64,
-        acquirer: u64,
-        opening_balance: u64,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Vec<Card>> {
+    /// `opening_balance`, each with one card from the deterministic range of `bin`, and
+    /// raises the USD net debit caps of the issuer and the acquirer. Provisioning the same
+    /// range again changes nothing (the switch's provisioning is idempotent).
+    pub fn provision(&self, plan: &Provision<'_>, progress: &mut dyn FnMut(u64)) -> Result<Vec<Card>> {
+        let Provision { count, account_base, issuer, acquirer, opening_balance, bin } = *plan;
         ensure!(count > 0, "--provision needs at least one account");
         ensure!(count <= PROVISION_CARDS_MAX, "--provision takes at most {PROVISION_CARDS_MAX} accounts");
         let mut cards = Vec::with_capacity(usize::try_from(count).unwrap_or(usize::MAX));
@@ -164,16 +169,11 @@ impl Admin {
             let chunk_cards: Vec<Value> = serials
                 .clone()
                 .map(|serial| {
-                    json!({"pan": pan(PROVISION_BIN, serial), "account": account_base + serial, "expiry": PROVISION_CARD_EXPIRY})
+                    json!({"pan": pan(bin, serial), "account": account_base + serial, "expiry": PROVISION_CARD_EXPIRY})
                 })
                 .collect();
             self.post("/v1/admin/cards", &json!({ "cards": chunk_cards })).context("provisioning cards")?;
-            cards.extend(serials.map(|serial| Card {
-                pan: pan(PROVISION_BIN, serial),
-                issuer,
-                currency: 840,
-                opening_balance,
-            }));
+            cards.extend(serials.map(|serial| Card { pan: pan(bin, serial), issuer, currency: 840, opening_balance }));
             done += chunk;
             progress(done);
         }

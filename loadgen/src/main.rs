@@ -178,6 +178,10 @@ struct Args {
     /// acquirer's USD net debit caps, and use those cards. Without it: the demo cards.
     #[arg(long)]
     provision: Option<u64>,
+    /// BIN of --provision's card numbers (6 digits): another issuer's cards need their
+    /// own BIN where the BIN table routes by issuer (a partitioned switch).
+    #[arg(long, default_value = traffic::PROVISION_BIN)]
+    provision_bin: String,
     /// First account id of --provision.
     #[arg(long, default_value_t = 100_000_000)]
     account_base: u64,
@@ -366,22 +370,27 @@ fn real_main(args: Args) -> Result<ExitCode> {
     let (cards, default_amounts) = match args.provision {
         Some(count) => {
             ensure!(args.opening_balance >= 1.0 && args.opening_balance <= 1e15, "--opening-balance must be 1 to 1e15");
+            ensure!(
+                args.provision_bin.len() == 6 && args.provision_bin.bytes().all(|b| b.is_ascii_digit()),
+                "--provision-bin must be 6 digits"
+            );
             eprintln!("loadgen: provisioning {count} accounts and cards through the admin API at {http}...");
             let started = std::time::Instant::now();
             let mut last_report = std::time::Instant::now();
-            let cards = admin.provision(
+            let plan = admin::Provision {
                 count,
-                args.account_base,
-                args.issuer,
-                args.acquirer_participant,
-                args.opening_balance as u64,
-                &mut |done| {
-                    if last_report.elapsed() > Duration::from_secs(2) || done == count {
-                        eprintln!("loadgen:   {done}/{count} provisioned");
-                        last_report = std::time::Instant::now();
-                    }
-                },
-            )?;
+                account_base: args.account_base,
+                issuer: args.issuer,
+                acquirer: args.acquirer_participant,
+                opening_balance: args.opening_balance as u64,
+                bin: &args.provision_bin,
+            };
+            let cards = admin.provision(&plan, &mut |done| {
+                if last_report.elapsed() > Duration::from_secs(2) || done == count {
+                    eprintln!("loadgen:   {done}/{count} provisioned");
+                    last_report = std::time::Instant::now();
+                }
+            })?;
             eprintln!("loadgen: provisioned in {:.1} s", started.elapsed().as_secs_f64());
             (cards, (100, 20_000))
         }

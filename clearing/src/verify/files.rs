@@ -2,8 +2,8 @@
 
 use super::{malformed, read_limited, VerifyError, MANIFEST_BYTES_MAX};
 use crate::manifest::{
-    Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, POSITIONS_FILE, TRANSACTIONS_FILE,
-    TRANSFERS_FILE,
+    Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, MANIFEST_FORMAT_VERSIONS_READ, POSITIONS_FILE,
+    TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
 use crate::sink::hash_file;
 use std::collections::BTreeSet;
@@ -16,10 +16,11 @@ pub(crate) fn read_manifest(path: &Path) -> Result<Manifest, VerifyError> {
     if manifest.format != MANIFEST_FORMAT {
         return Err(VerifyError::Manifest(format!("format is {:?}, expected {MANIFEST_FORMAT:?}", manifest.format)));
     }
-    if manifest.format_version != MANIFEST_FORMAT_VERSION {
+    if !MANIFEST_FORMAT_VERSIONS_READ.contains(&manifest.format_version) {
         return Err(VerifyError::Manifest(format!(
-            "format version is {}, this build reads version {MANIFEST_FORMAT_VERSION}",
-            manifest.format_version
+            "format version is {}, this build reads versions {} to {MANIFEST_FORMAT_VERSION}",
+            manifest.format_version,
+            MANIFEST_FORMAT_VERSIONS_READ.start()
         )));
     }
     Ok(manifest)

@@ -9,8 +9,10 @@
 //! against the manifest's control totals (and nets summing to zero); transfers.csv,
 //! aggregated the way the ledger nets, against positions.csv; transactions.csv, and each
 //! participant's transactions file against its rows of it; the camt.053 statements and
-//! the pacs.009 instructions against positions.csv.
+//! the pacs.009 instructions against positions.csv. A partitioned switch's merged set is
+//! also checked for a part of every partition, adding up to the whole (`cluster`).
 
+mod cluster;
 mod files;
 mod instructions;
 mod positions;
@@ -92,6 +94,9 @@ pub fn verify_folder(path: &Path) -> Result<VerifyReport, VerifyError> {
     let bytes_checked = files::check_files(path, &manifest)?;
     let positions = positions::read_positions(path, &manifest)?;
     positions::check_positions_against_manifest(&manifest, &positions)?;
+    if let Some(cluster) = &manifest.cluster {
+        cluster::check_cluster(&manifest, cluster)?;
+    }
     transfers::check_transfers(path, &manifest, &positions)?;
     transactions::check_transactions(path, &manifest, &positions)?;
     statements::check_statements(path, &manifest, &positions)?;

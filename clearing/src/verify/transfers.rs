@@ -49,6 +49,19 @@ pub(super) fn check_transfers(
     let mut components: FxHashMap<PositionKey, Components> = FxHashMap::default();
     let mut currencies: Vec<Currency> = Vec::new();
     let mut previous_timestamp = Vec::new();
+    // A merged set is its parts' rows part after part, each part in its own commit order:
+    // the order starts again at each part's first row.
+    let mut part_starts: Vec<u64> = manifest
+        .cluster
+        .iter()
+        .flat_map(|cluster| cluster.parts.iter())
+        .scan(0u64, |start, part| {
+            let this = *start;
+            *start += part.records.transfers;
+            Some(this)
+        })
+        .collect();
+    part_starts.reverse();
     let mut count = 0u64;
     let mut first = true;
     loop {
@@ -83,6 +96,11 @@ pub(super) fn check_transfers(
         }
         if !is_timestamp(field(1)) {
             return Err(bad("timestamp"));
+        }
+        // `count` is this row's number from 1.
+        while part_starts.last() == Some(&(count - 1)) {
+            part_starts.pop();
+            previous_timestamp.clear();
         }
         if field(1) <= previous_timestamp.as_slice() {
             return Err(malformed(file, location(), "timestamps must increase strictly in commit order"));

@@ -48,6 +48,12 @@ enum Command {
         #[command(subcommand)]
         command: ClearingCommand,
     },
+    /// A partitioned switch: its partition map, moving an issuer, a cut-off of every
+    /// partition at once.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// The BIN table: which issuer's host authorizes which cards.
     Bins {
         #[command(subcommand)]
@@ -291,11 +297,40 @@ enum ClearingCommand {
         #[arg(long)]
         participant: Option<u64>,
     },
+    /// Merge the parts of a partitioned switch's cut-off into one clearing set (the
+    /// daemon does this itself; this is for doing it again by hand). Every partition
+    /// needs its part: `--part a=/path/window-00000003 --part b=...`.
+    Merge {
+        /// The cut's number.
+        #[arg(long)]
+        cut: u64,
+        /// A partition's part: `<partition>=<its window folder>`; one per partition.
+        #[arg(long = "part", required = true)]
+        parts: Vec<String>,
+        /// Where `cut-<n>/` is written.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The switch's configuration (names, BICs, settlement accounts); default: the
+        /// embedded demo's.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// The window folders under a clearing directory, with whether each verifies.
     List {
         #[arg(long, default_value = "data/clearing")]
         dir: std::path::PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// This node's partition, the map (issuer -> partition), requests forwarded.
+    Status,
+    /// Put an issuer in a partition (stop its traffic first: see docs/scale-out.md).
+    Move { issuer: u64, partition: String },
+    /// A cut-off of the whole switch: every partition closes its window, and the first
+    /// partition's primary merges their files into one clearing set (`cut-<n>`).
+    Cutoff,
 }
 
 #[derive(Subcommand)]
@@ -550,6 +585,39 @@ fn main() -> Result<()> {
             };
             print_positions(&get(&cli, &path)?);
         }
+        Command::Cluster { command: ClusterCommand::Status } => {
+            let body = get(&cli, "/v1/admin/status")?;
+            let cluster = &body["cluster"];
+            if !cluster.is_object() {
+                bail!("this switch is not partitioned (no [cluster])");
+            }
+            println!("partition: {}", cluster["partition"].as_str().unwrap_or("?"));
+            for (issuer, partition) in cluster["map"].as_object().into_iter().flatten() {
+                println!("  issuer {issuer:>8} -> {}", partition.as_str().unwrap_or("?"));
+            }
+            println!(
+                "forwarded {} (failed {}), served for other doors {}, last cut part {}, last merged {}",
+                cluster["forwarded"],
+                cluster["forward_failures"],
+                cluster["served_for_other_doors"],
+                cluster["last_cut_part"],
+                cluster["last_cut_merged"]
+            );
+        }
+        Command::Cluster { command: ClusterCommand::Move { issuer, partition } } => {
+            let body = serde_json::json!({ "partition": partition });
+            send(&cli, "PUT", &format!("/v1/admin/cluster/issuers/{issuer}"), Some(&body))?;
+            println!("issuer {issuer} -> partition {partition}");
+        }
+        Command::Cluster { command: ClusterCommand::Cutoff } => {
+            let body = post(&cli, "/v1/admin/cluster/cutoff")?;
+            println!(
+                "cut-off {} started in partitions {}; the merged set appears as clearing/cut-{:08}",
+                body["cut"],
+                body["partitions"],
+                body["cut"].as_u64().unwrap_or(0)
+            );
+        }
         Command::Window { command: WindowCommand::List } => {
             let body = get(&cli, "/v1/admin/windows")?;
             for w in body["windows"].as_array().into_iter().flatten() {
@@ -790,6 +858,30 @@ fn main() -> Result<()> {
             let summary =
                 junction_clearing::summarize(folder).with_context(|| format!("reading {}", folder.display()))?;
             println!("{summary}");
+        }
+        Command::Clearing { command: ClearingCommand::Merge { cut, parts, out, config } } => {
+            let config = match config {
+                Some(path) => junctiond::config::Config::parse(
+                    &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+                )?,
+                None => junctiond::config::Config::embedded_default()?,
+            };
+            let clearing = junctiond::windows::clearing_config(&config);
+            let mut inputs = Vec::new();
+            for part in parts {
+                let (partition, folder) =
+                    part.split_once('=').with_context(|| format!("--part {part:?}: <partition>=<folder>"))?;
+                inputs.push(junction_clearing::Part { partition: partition.into(), folder: folder.into() });
+            }
+            let partitions: Vec<String> = inputs.iter().map(|part| part.partition.clone()).collect();
+            let manifest = junction_clearing::merge_parts(*cut, &partitions, &inputs, out, &clearing)?;
+            println!(
+                "cut {cut}: {} partitions merged into {} ({} transfers, {} transactions)",
+                partitions.len(),
+                out.join(junction_clearing::cut_folder_name(*cut)).display(),
+                manifest.records.transfers,
+                manifest.records.transactions
+            );
         }
         Command::Clearing { command: ClearingCommand::List { dir } } => {
             for folder in junctiond::windows::list_folders(dir) {

@@ -1,0 +1,729 @@
+//! A partitioned switch on NATS: partitions own issuers, any node is a door, and a cut-off
+//! is one event for the whole switch with one merged clearing set.
+//!
+//! - **Partitions.** A partition is a primary and its standbys with a journal stream of
+//!   its own (`replication.rs`, `replication.stream` differs per partition). It owns a
+//!   set of issuers: their cards' accounts, caps and journal. The partition map (issuer ->
+//!   partition) is the key-value bucket `cluster.map_bucket` (keys `issuer.<id>`), which
+//!   every node reads at start and watches; `junction cluster move` changes it. An issuer
+//!   the map does not name is served where the request arrives (a single switch's way).
+//! - **Any node is a door.** A request for a card (by its BIN route's issuer) that another
+//!   partition owns goes to that partition's primary over core NATS request/reply
+//!   (subject `<bucket>.<partition>.iso8583`, queue group per partition, a deadline of
+//!   `cluster.request_timeout_ms`): the ISO 8583 message as the acquirer sent it (its MAC
+//!   checked at the door), the acquirer and any sub-merchant in headers. The owner takes
+//!   it as if it came in on its own port, answers after its own durable commit, and the
+//!   door writes the answer signed with the acquirer's key. The request key is the
+//!   acquirer's fields, so a resend through any door reaches the same ledger and gets the
+//!   original answer. No answer in time: 91 (the owner may still book it; a resend then
+//!   gets that answer).
+//! - **One cut-off.** `POST /v1/admin/cluster/cutoff` on any node puts `cut.<n>` with the
+//!   partitions of the map at that moment. Every partition's primary sees it, closes its
+//!   window (the cut's window is kept in its ledger's metadata first, so a crash in
+//!   between neither loses nor repeats the close), writes and verifies its files, uploads
+//!   them to the object store `<bucket>_files` under `<n>/<partition>/`, and puts
+//!   `part.<n>.<partition>`. The primary of the first partition (by name) waits for every
+//!   part, downloads them and merges them (`junction_clearing::merge_parts`) into
+//!   `clearing/cut-<n>/`, which it uploads too, and puts `merged.<n>`.
+
+use crate::config::{ClusterConfig, ReplicationConfig};
+use crate::iso_gateway::{self, IsoContext};
+use crate::windows::Windows;
+use anyhow::{anyhow, bail, Context, Result};
+use arc_swap::ArcSwap;
+use async_nats::jetstream::{self, kv, object_store, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use junction_engine::detail::Text;
+use junction_engine::model::{ReplySink, RequestKey, Response};
+use junction_engine::{DeclineReason, ResponseCode};
+use junction_ledger::{Currency, ParticipantId};
+use junction_wire::iso8583::Iso8583Message;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// Keys of the bucket: an issuer's partition, a cut-off, a partition's part of a cut, and
+/// a cut's merged set.
+const ISSUER_KEY: &str = "issuer.";
+const CUT_KEY: &str = "cut.";
+const PART_KEY: &str = "part.";
+const MERGED_KEY: &str = "merged.";
+
+/// Headers of a forwarded request.
+const HEADER_ACQUIRER: &str = "Junction-Acquirer";
+const HEADER_AGGREGATOR: &str = "Junction-Aggregator";
+const HEADER_SUB_MERCHANT: &str = "Junction-Sub-Merchant";
+
+/// The ledger metadata that ties a cut to the window it closes in this partition.
+const CUT_WINDOW_RECORD: &[u8] = b"cluster/cut/";
+
+/// Requests a partition serves for other doors at once; past it they are answered 91.
+pub const FORWARDED_IN_FLIGHT_MAX: usize = 8192;
+
+/// Pause before watching the bucket again after its watch ended (a NATS server gone).
+const REWATCH_PAUSE: Duration = Duration::from_millis(500);
+
+/// How long a starting node keeps trying to open the map (a cluster just formed).
+const OPEN_WAIT: Duration = Duration::from_secs(60);
+
+/// How long the merging node waits for every partition's part of a cut.
+const PARTS_WAIT: Duration = Duration::from_secs(600);
+
+/// A forwarded request's answer on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decline: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    balance: Option<(String, u16)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timestamp: Option<u64>,
+    #[serde(default)]
+    stood_in: bool,
+}
+
+impl Answer {
+    fn of(response: &Response) -> Answer {
+        Answer {
+            code: response.code.as_str().to_string(),
+            decline: response.decline.map(DeclineReason::id),
+            auth_code: response.auth_code.map(|code| String::from_utf8_lossy(&code).into_owned()),
+            balance: response.balance.map(|(minor, currency)| (minor.to_string(), currency.numeric())),
+            timestamp: response.timestamp,
+            stood_in: response.stood_in,
+        }
+    }
+
+    fn refusal(code: &str) -> Answer {
+        Answer {
+            code: code.to_string(),
+            decline: None,
+            auth_code: None,
+            balance: None,
+            timestamp: None,
+            stood_in: false,
+        }
+    }
+
+    /// The door's `Response` for its own request `tag` and `key`.
+    fn response(&self, tag: u64, key: RequestKey) -> Option<Response> {
+        let code = ResponseCode::from_wire(&self.code)?;
+        let auth_code = match &self.auth_code {
+            Some(text) => Some(<[u8; 6]>::try_from(text.as_bytes()).ok()?),
+            None => None,
+        };
+        let balance = match &self.balance {
+            Some((minor, numeric)) => Some((minor.parse().ok()?, Currency::from_numeric(*numeric).ok()?)),
+            None => None,
+        };
+        Some(Response {
+            tag,
+            key,
+            code,
+            decline: self.decline.and_then(DeclineReason::from_id),
+            auth_code,
+            balance,
+            timestamp: self.timestamp,
+            stood_in: self.stood_in,
+        })
+    }
+}
+
+/// A cut-off of the whole switch, as put in the bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CutRecord {
+    pub cut: u64,
+    /// Every partition of the map when the cut was made, sorted.
+    pub partitions: Vec<String>,
+    pub requested_by: String,
+}
+
+/// One partition's part of a cut.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub partition: String,
+    pub window: u64,
+    /// SHA-256 of the part's manifest.json.
+    pub manifest_sha256: String,
+    /// Its files in the object store: `<cut>/<partition>/<name>`.
+    pub files: Vec<String>,
+    pub node: String,
+}
+
+/// A request a door sends to the partition that owns its card.
+pub struct Forward {
+    pub partition: String,
+    /// The ISO 8583 message as the acquirer sent it (its MAC checked at the door).
+    pub raw: Bytes,
+    pub acquirer: ParticipantId,
+    /// An aggregator's request: the aggregator and its sub-merchant.
+    pub sub_merchant: Option<(ParticipantId, Text<15>)>,
+}
+
+/// This node's view of the partitioned switch.
+pub struct Partitions {
+    /// This node's partition.
+    pub me: String,
+    node: String,
+    map: ArcSwap<BTreeMap<u64, String>>,
+    client: async_nats::Client,
+    kv: kv::Store,
+    files: object_store::ObjectStore,
+    subject_prefix: String,
+    timeout: Duration,
+    forwarded_in_flight: AtomicU64,
+    /// Requests sent to other partitions, answered by them, failed (91 at the door), and
+    /// served here for other doors.
+    pub forwarded: AtomicU64,
+    pub forward_failures: AtomicU64,
+    pub served: AtomicU64,
+    /// The last cut this partition wrote its part of, and the last it merged.
+    pub last_part: AtomicU64,
+    pub last_merged: AtomicU64,
+}
+
+impl Partitions {
+    /// Opens the map bucket and the files' object store (creating them if needed), seeds
+    /// the map with the configuration's entries the bucket lacks, and loads it.
+    pub async fn open(
+        js: &jetstream::Context,
+        client: async_nats::Client,
+        config: &ClusterConfig,
+        replication: &ReplicationConfig,
+    ) -> Result<Arc<Partitions>> {
+        // A bucket just made (by this node or another starting at the same moment) may
+        // not take writes for a moment while its Raft group forms: try again meanwhile.
+        let deadline = tokio::time::Instant::now() + OPEN_WAIT;
+        loop {
+            match Partitions::try_open(js, client.clone(), config, replication).await {
+                Ok(partitions) => return Ok(partitions),
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "the partition map cannot be opened yet; trying again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn try_open(
+        js: &jetstream::Context,
+        client: async_nats::Client,
+        config: &ClusterConfig,
+        replication: &ReplicationConfig,
+    ) -> Result<Arc<Partitions>> {
+        let bucket = &config.map_bucket;
+        // As the lease bucket is made (`replication.rs`): NATS 2.9 words the key-value
+        // API's own account check differently.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replication.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("opening the partition map bucket {bucket}"))?;
+        let kv = js.get_key_value(bucket).await.with_context(|| format!("opening the partition map {bucket}"))?;
+        let files_bucket = format!("{bucket}_files");
+        js.get_or_create_stream(stream::Config {
+            name: format!("OBJ_{files_bucket}"),
+            subjects: vec![format!("$O.{files_bucket}.C.>"), format!("$O.{files_bucket}.M.>")],
+            storage: stream::StorageType::File,
+            num_replicas: replication.replicas,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("opening the clearing files' object store {files_bucket}"))?;
+        let files = js
+            .get_object_store(&files_bucket)
+            .await
+            .with_context(|| format!("opening the clearing files' object store {files_bucket}"))?;
+        for (issuer, partition) in &config.seed {
+            let key = format!("{ISSUER_KEY}{issuer}");
+            match kv.create(&key, Bytes::from(partition.clone())).await {
+                Ok(_) => tracing::info!(issuer, partition, "partition map seeded"),
+                Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(error) => return Err(anyhow!("seeding the partition map ({key}): {error}")),
+            }
+        }
+        let partitions = Arc::new(Partitions {
+            me: config.partition.clone(),
+            node: replication.node.clone(),
+            map: ArcSwap::default(),
+            client,
+            kv,
+            files,
+            subject_prefix: bucket.clone(),
+            timeout: Duration::from_millis(config.request_timeout_ms),
+            forwarded_in_flight: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            forward_failures: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            last_part: AtomicU64::new(0),
+            last_merged: AtomicU64::new(0),
+        });
+        partitions.load().await?;
+        Ok(partitions)
+    }
+
+    /// Reads the whole map from the bucket.
+    async fn load(&self) -> Result<()> {
+        let mut keys = self.kv.keys().await.context("listing the partition map")?;
+        let mut map = BTreeMap::new();
+        while let Some(key) = keys.next().await {
+            let key = key.context("listing the partition map")?;
+            let Some(issuer) = key.strip_prefix(ISSUER_KEY).and_then(|id| id.parse::<u64>().ok()) else {
+                continue;
+            };
+            if let Some(value) = self.kv.get(&key).await.with_context(|| format!("reading {key}"))? {
+                map.insert(issuer, String::from_utf8_lossy(&value).into_owned());
+            }
+        }
+        tracing::info!(partition = self.me, issuers = map.len(), "partition map loaded");
+        self.map.store(Arc::new(map));
+        Ok(())
+    }
+
+    /// The partition that owns `issuer`'s cards when it is not this one.
+    pub fn remote_owner(&self, issuer: ParticipantId) -> Option<String> {
+        let map = self.map.load();
+        map.get(&issuer.0).filter(|partition| **partition != self.me).cloned()
+    }
+
+    /// Every partition the map names, and this one.
+    pub fn partitions(&self) -> Vec<String> {
+        let map = self.map.load();
+        let mut all: BTreeSet<String> = map.values().cloned().collect();
+        all.insert(self.me.clone());
+        all.into_iter().collect()
+    }
+
+    fn subject(&self, partition: &str) -> String {
+        format!("{}.{partition}.iso8583", self.subject_prefix)
+    }
+
+    /// For `/v1/admin/status`.
+    pub fn json(&self) -> serde_json::Value {
+        let map = self.map.load();
+        json!({
+            "partition": self.me,
+            "map": map.iter().map(|(issuer, partition)| (issuer.to_string(), partition.clone())).collect::<BTreeMap<_, _>>(),
+            "forwarded": self.forwarded.load(Ordering::Relaxed),
+            "forward_failures": self.forward_failures.load(Ordering::Relaxed),
+            "served_for_other_doors": self.served.load(Ordering::Relaxed),
+            "last_cut_part": self.last_part.load(Ordering::Relaxed),
+            "last_cut_merged": self.last_merged.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Sends a request a door received to the partition that owns its card and hands the
+    /// answer to `reply` (91 when none comes in time). `raw` is the message as the
+    /// acquirer sent it.
+    pub async fn forward(self: Arc<Self>, request: Forward, tag: u64, key: RequestKey, reply: Arc<dyn ReplySink>) {
+        let Forward { partition, raw, acquirer, sub_merchant } = request;
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_ACQUIRER, acquirer.0.to_string().as_str());
+        if let Some((aggregator, sub_merchant)) = &sub_merchant {
+            headers.insert(HEADER_AGGREGATOR, aggregator.0.to_string().as_str());
+            headers.insert(HEADER_SUB_MERCHANT, sub_merchant.as_str());
+        }
+        let request = async_nats::Request::new().headers(headers).payload(raw).timeout(Some(self.timeout));
+        let answered = self.client.send_request(self.subject(&partition), request).await;
+        let response = match answered {
+            Ok(message) => match serde_json::from_slice::<Answer>(&message.payload) {
+                Ok(answer) => answer.response(tag, key),
+                Err(error) => {
+                    tracing::warn!(partition, %error, "a partition's answer is not readable");
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::warn!(partition, %error, "a partition did not answer a forwarded request");
+                None
+            }
+        };
+        match response {
+            Some(response) => {
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                reply.send(response);
+            }
+            None => {
+                self.forward_failures.fetch_add(1, Ordering::Relaxed);
+                reply.send(Response::declined(tag, key, DeclineReason::PartitionUnavailable));
+            }
+        }
+    }
+
+    /// Serves the requests other doors send this partition until `shutdown`. Only a
+    /// primary calls it (a standby has no engine to serve with).
+    pub async fn serve(self: Arc<Self>, iso: Arc<IsoContext>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let subject = self.subject(&self.me);
+        let mut requests = self
+            .client
+            .queue_subscribe(subject.clone(), self.me.clone())
+            .await
+            .with_context(|| format!("subscribing to {subject}"))?;
+        tracing::info!(subject, "serving requests forwarded by other partitions' doors");
+        loop {
+            let message = tokio::select! {
+                message = requests.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            let Some(reply) = message.reply.clone() else { continue };
+            let partitions = Arc::clone(&self);
+            let iso = Arc::clone(&iso);
+            tokio::spawn(async move {
+                let answer = partitions.serve_one(&iso, &message).await;
+                let body = serde_json::to_vec(&answer).unwrap_or_default();
+                if let Err(error) = partitions.client.publish(reply, Bytes::from(body)).await {
+                    tracing::warn!(%error, "answering a forwarded request failed");
+                }
+            });
+        }
+        let _ = requests.unsubscribe().await;
+        Ok(())
+    }
+
+    async fn serve_one(&self, iso: &Arc<IsoContext>, message: &async_nats::Message) -> Answer {
+        let header = |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
+        let Some(acquirer) = header(HEADER_ACQUIRER).and_then(|id| id.parse::<u64>().ok()) else {
+            return Answer::refusal("30");
+        };
+        let sub_merchant = match (header(HEADER_AGGREGATOR), header(HEADER_SUB_MERCHANT)) {
+            (Some(aggregator), Some(sub_merchant)) => match aggregator.parse::<u64>() {
+                Ok(aggregator) => Some((ParticipantId(aggregator), Text::new(&sub_merchant))),
+                Err(_) => return Answer::refusal("30"),
+            },
+            _ => None,
+        };
+        let Ok(request) = Iso8583Message::decode(&message.payload) else {
+            return Answer::refusal("30");
+        };
+        if self.forwarded_in_flight.fetch_add(1, Ordering::AcqRel) >= FORWARDED_IN_FLIGHT_MAX as u64 {
+            self.forwarded_in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Answer::refusal(ResponseCode::SystemUnavailable.as_str());
+        }
+        let (sender, receiver) = oneshot::channel();
+        let sink: Arc<dyn ReplySink> = Arc::new(OneAnswer(parking_lot::Mutex::new(Some(sender))));
+        let submitted = iso_gateway::submit_forwarded(iso, request, ParticipantId(acquirer), sub_merchant, sink);
+        let answer = match submitted {
+            Ok(()) => {
+                let answered = receiver.await;
+                iso.admission.release();
+                match answered {
+                    Ok(response) => Answer::of(&response),
+                    Err(_) => Answer::refusal(ResponseCode::SystemUnavailable.as_str()),
+                }
+            }
+            Err(code) => Answer::refusal(code),
+        };
+        self.forwarded_in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.served.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+
+    /// Follows the bucket: the map's changes, and cut-offs (this partition's part; the
+    /// merge when this partition merges). Runs until `shutdown`.
+    pub async fn follow(self: Arc<Self>, windows: Arc<Windows>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let watched = self.kv.watch_with_history(">").await;
+            let mut entries = match watched {
+                Ok(entries) => entries,
+                Err(error) => {
+                    tracing::warn!(%error, "watching the partition map failed; trying again");
+                    tokio::time::sleep(REWATCH_PAUSE).await;
+                    continue;
+                }
+            };
+            loop {
+                let entry = tokio::select! {
+                    entry = entries.next() => entry,
+                    _ = shutdown.changed() => return,
+                };
+                match entry {
+                    Some(Ok(entry)) => self.apply(entry, &windows),
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "the partition map's watch failed; watching again");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            tokio::time::sleep(REWATCH_PAUSE).await;
+        }
+    }
+
+    fn apply(self: &Arc<Self>, entry: kv::Entry, windows: &Arc<Windows>) {
+        let deleted = entry.operation != kv::Operation::Put;
+        if let Some(issuer) = entry.key.strip_prefix(ISSUER_KEY).and_then(|id| id.parse::<u64>().ok()) {
+            let mut map = BTreeMap::clone(&self.map.load());
+            if deleted {
+                map.remove(&issuer);
+            } else {
+                let partition = String::from_utf8_lossy(&entry.value).into_owned();
+                tracing::info!(issuer, partition, "partition map changed");
+                map.insert(issuer, partition);
+            }
+            self.map.store(Arc::new(map));
+        } else if let Some(cut) = entry.key.strip_prefix(CUT_KEY).and_then(|n| n.parse::<u64>().ok()) {
+            if deleted {
+                return;
+            }
+            let Ok(record) = serde_json::from_slice::<CutRecord>(&entry.value) else {
+                tracing::error!(cut, "a cut-off record is not readable");
+                return;
+            };
+            if !record.partitions.contains(&self.me) {
+                return;
+            }
+            let partitions = Arc::clone(self);
+            let windows = Arc::clone(windows);
+            tokio::spawn(async move {
+                if let Err(error) = partitions.take_part(cut, &record, &windows).await {
+                    tracing::error!(cut, error = format!("{error:#}"), "this partition's part of a cut-off failed");
+                    return;
+                }
+                if record.partitions.first() == Some(&partitions.me) {
+                    if let Err(error) = partitions.merge(cut, &record, &windows).await {
+                        tracing::error!(cut, error = format!("{error:#}"), "merging a cut-off's parts failed");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Starts a cut-off of the whole switch: `cut.<n>` with the next number. Returns it.
+    pub async fn cut(&self) -> Result<CutRecord> {
+        let mut next = 1;
+        let mut keys = self.kv.keys().await.context("listing the cut-offs")?;
+        while let Some(key) = keys.next().await {
+            if let Some(cut) = key?.strip_prefix(CUT_KEY).and_then(|n| n.parse::<u64>().ok()) {
+                next = next.max(cut + 1);
+            }
+        }
+        loop {
+            let record = CutRecord { cut: next, partitions: self.partitions(), requested_by: self.node.clone() };
+            let body = Bytes::from(serde_json::to_vec(&record)?);
+            match self.kv.create(format!("{CUT_KEY}{next}"), body).await {
+                Ok(_) => {
+                    tracing::info!(cut = next, partitions = ?record.partitions, "cluster cut-off started");
+                    return Ok(record);
+                }
+                // Another node started one at the same moment: take the next number.
+                Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => next += 1,
+                Err(error) => bail!("starting cut-off {next}: {error}"),
+            }
+        }
+    }
+
+    /// Moves `issuer` to `partition` in the map.
+    pub async fn assign(&self, issuer: u64, partition: &str) -> Result<()> {
+        self.kv
+            .put(format!("{ISSUER_KEY}{issuer}"), Bytes::from(partition.to_string()))
+            .await
+            .with_context(|| format!("moving issuer {issuer} to partition {partition}"))?;
+        Ok(())
+    }
+
+    /// This partition's part of cut `cut`: its window closed (once), its files written,
+    /// verified and uploaded, `part.<cut>.<me>` put.
+    async fn take_part(&self, cut: u64, _record: &CutRecord, windows: &Arc<Windows>) -> Result<()> {
+        let part_key = format!("{PART_KEY}{cut}.{}", self.me);
+        if self.kv.get(&part_key).await.with_context(|| format!("reading {part_key}"))?.is_some() {
+            self.last_part.fetch_max(cut, Ordering::Relaxed);
+            return Ok(());
+        }
+        let windows_for_close = Arc::clone(windows);
+        let window = tokio::task::spawn_blocking(move || close_for_cut(&windows_for_close, cut)).await??;
+        let folder = windows.folder(window);
+        let manifest_sha256 = sha256_of(&folder.join(junction_clearing::MANIFEST_FILE)).await?;
+        let mut names = Vec::new();
+        let mut listing =
+            tokio::fs::read_dir(&folder).await.with_context(|| format!("listing {}", folder.display()))?;
+        while let Some(item) = listing.next_entry().await? {
+            names.push(item.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        for name in &names {
+            let object = format!("{cut}/{}/{name}", self.me);
+            self.upload(&folder.join(name), &object).await?;
+        }
+        let part = PartRecord {
+            partition: self.me.clone(),
+            window: window.0,
+            manifest_sha256,
+            files: names,
+            node: self.node.clone(),
+        };
+        self.kv
+            .put(&part_key, Bytes::from(serde_json::to_vec(&part)?))
+            .await
+            .with_context(|| format!("putting {part_key}"))?;
+        self.last_part.fetch_max(cut, Ordering::Relaxed);
+        tracing::info!(cut, window = window.0, "this partition's part of the cut-off is written and uploaded");
+        Ok(())
+    }
+
+    async fn upload(&self, path: &Path, object: &str) -> Result<()> {
+        let mut file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
+        self.files.put(object, &mut file).await.map_err(|error| anyhow!("uploading {object}: {error}"))?;
+        Ok(())
+    }
+
+    async fn download(&self, object: &str, path: &Path) -> Result<()> {
+        let mut source = self.files.get(object).await.map_err(|error| anyhow!("downloading {object}: {error}"))?;
+        let mut file = tokio::fs::File::create(path).await.with_context(|| format!("creating {}", path.display()))?;
+        tokio::io::copy(&mut source, &mut file).await.with_context(|| format!("downloading {object}"))?;
+        file.sync_all().await?;
+        Ok(())
+    }
+
+    /// Waits for every partition's part of `cut`, downloads them, merges them into
+    /// `clearing/cut-<n>/`, uploads the merged set and puts `merged.<cut>`.
+    async fn merge(&self, cut: u64, record: &CutRecord, windows: &Arc<Windows>) -> Result<()> {
+        let merged_key = format!("{MERGED_KEY}{cut}");
+        if self.kv.get(&merged_key).await.with_context(|| format!("reading {merged_key}"))?.is_some() {
+            // Merged before (the watch replays every cut when a node starts).
+            self.last_merged.fetch_max(cut, Ordering::Relaxed);
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + PARTS_WAIT;
+        let mut parts: BTreeMap<String, PartRecord> = BTreeMap::new();
+        while parts.len() < record.partitions.len() {
+            for partition in &record.partitions {
+                if parts.contains_key(partition) {
+                    continue;
+                }
+                if let Some(value) = self.kv.get(format!("{PART_KEY}{cut}.{partition}")).await? {
+                    parts.insert(partition.clone(), serde_json::from_slice(&value)?);
+                }
+            }
+            if parts.len() < record.partitions.len() {
+                if tokio::time::Instant::now() > deadline {
+                    let missing: Vec<&String> = record.partitions.iter().filter(|p| !parts.contains_key(*p)).collect();
+                    bail!("cut-off {cut}: no part from {missing:?} within {PARTS_WAIT:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let staging = windows.root.join(format!(".cut-{cut:08}.parts"));
+        let mut inputs = Vec::new();
+        for (partition, part) in &parts {
+            let folder = staging.join(partition);
+            if folder.exists() {
+                tokio::fs::remove_dir_all(&folder).await?;
+            }
+            tokio::fs::create_dir_all(&folder).await?;
+            for name in &part.files {
+                self.download(&format!("{cut}/{partition}/{name}"), &folder.join(name)).await?;
+            }
+            let found = sha256_of(&folder.join(junction_clearing::MANIFEST_FILE)).await?;
+            if found != part.manifest_sha256 {
+                bail!(
+                    "cut-off {cut}: partition {partition}'s manifest downloaded as {found}, recorded {}",
+                    part.manifest_sha256
+                );
+            }
+            inputs.push(junction_clearing::Part { partition: partition.clone(), folder });
+        }
+        let root = windows.root.clone();
+        let config = windows.clearing_config();
+        let partitions = record.partitions.clone();
+        let manifest = tokio::task::spawn_blocking(move || {
+            crate::background::run("clearing-merge", || {
+                junction_clearing::merge_parts(cut, &partitions, &inputs, &root, &config)
+            })
+        })
+        .await??;
+        let folder = windows.root.join(junction_clearing::cut_folder_name(cut));
+        let mut names: Vec<String> = manifest.files.iter().map(|f| f.name.clone()).collect();
+        names.push(junction_clearing::MANIFEST_FILE.to_string());
+        for name in &names {
+            self.upload(&folder.join(name), &format!("{cut}/merged/{name}")).await?;
+        }
+        let manifest_sha256 = sha256_of(&folder.join(junction_clearing::MANIFEST_FILE)).await?;
+        let body = json!({ "cut": cut, "node": self.node, "folder": folder.display().to_string(),
+                           "manifest_sha256": manifest_sha256, "files": names });
+        self.kv.put(&merged_key, Bytes::from(serde_json::to_vec(&body)?)).await?;
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        self.last_merged.fetch_max(cut, Ordering::Relaxed);
+        tracing::info!(cut, folder = %folder.display(), transfers = manifest.records.transfers, "the cut-off's merged clearing set is written");
+        Ok(())
+    }
+}
+
+/// Closes this partition's window for cut `cut`, once: the window about to close is kept
+/// in the ledger's metadata first, so a restart after a crash finds which window the cut
+/// took (closed already, or still to close) instead of closing another one.
+fn close_for_cut(windows: &Windows, cut: u64) -> Result<junction_ledger::WindowId> {
+    let ledger = windows.engine.ledger();
+    let mut key = CUT_WINDOW_RECORD.to_vec();
+    key.extend_from_slice(&cut.to_be_bytes());
+    let window = match ledger.metadata(&key)? {
+        Some(bytes) => junction_ledger::WindowId(u64::from_be_bytes(
+            bytes.as_slice().try_into().map_err(|_| anyhow!("the cut's window record is damaged"))?,
+        )),
+        None => {
+            let open = ledger.current_window();
+            ledger.put_metadata(&[(key, open.0.to_be_bytes().to_vec())])?;
+            open
+        }
+    };
+    if ledger.current_window() == window {
+        let closed = windows.engine.close_window().map_err(|e| anyhow!("closing window {}: {e}", window.0))?;
+        tracing::info!(
+            cut,
+            window = closed.window.0,
+            transfers = closed.transfer_count,
+            "settlement window closed for a cluster cut-off"
+        );
+    }
+    windows.write(window).map_err(|e| anyhow!("writing window {}'s files: {e}", window.0))?;
+    Ok(window)
+}
+
+async fn sha256_of(path: &Path) -> Result<String> {
+    let path: PathBuf = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(hex::encode(Sha256::digest(&bytes)))
+    })
+    .await?
+}
+
+/// The one answer of a forwarded request.
+struct OneAnswer(parking_lot::Mutex<Option<oneshot::Sender<Response>>>);
+
+impl ReplySink for OneAnswer {
+    fn send(&self, response: Response) {
+        if let Some(sender) = self.0.lock().take() {
+            let _ = sender.send(response);
+        }
+    }
+}

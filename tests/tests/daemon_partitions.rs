@@ -1,0 +1,255 @@
+//! A partitioned switch, with real processes on loopback: a 3-server NATS cluster and two
+//! partitions (a primary each), each owning one issuer; loadgen driving each door with
+//! the other partition's cards; one cut-off of the whole switch merged into one clearing
+//! set.
+
+#![allow(clippy::unwrap_used)]
+
+use junction_tests::cluster::{NatsCluster, Node};
+use junction_tests::{binary, demo_config, financial, http_agent, IsoClient, ADMIN_TOKEN};
+use junctiond::config::{ClusterConfig, Config, ReplicationConfig};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The demo's two issuers, each in its own partition, and the BINs of their cards.
+const ISSUER_A: u64 = 1;
+const ISSUER_B: u64 = 2;
+const BIN_A: &str = "424242";
+const BIN_B: &str = "434343";
+
+/// One partition's configuration: the demo's, with both issuers' BINs routed (the door
+/// finds a card's issuer by its BIN), issuer 2 settling USD too (loadgen's cards are USD),
+/// its own journal stream, and the map seeded with both issuers.
+fn partition_config(nats: &NatsCluster, partition: &str) -> Config {
+    let mut config = demo_config();
+    for participant in config.participants.iter_mut().filter(|p| p.id == ISSUER_B) {
+        participant.net_debit_caps.insert("USD".into(), 100_000_000_000);
+    }
+    let route = |prefix: &str, issuer: u64| {
+        serde_json::from_value(serde_json::json!({ "prefix": prefix, "issuer": issuer, "mode": "switch" })).unwrap()
+    };
+    config.bin_routes.push(route(BIN_A, ISSUER_A));
+    config.bin_routes.push(route(BIN_B, ISSUER_B));
+    config.replication = Some(ReplicationConfig {
+        nats_urls: nats.urls(),
+        node: partition.into(),
+        stream: format!("JUNCTION_{}", partition.to_uppercase()),
+        replicas: nats.client_ports.len(),
+        lease_ms: 2_000,
+    });
+    config.cluster = Some(ClusterConfig {
+        partition: partition.into(),
+        map_bucket: "junction_partitions".into(),
+        request_timeout_ms: 5_000,
+        seed: [(ISSUER_A.to_string(), "a".to_string()), (ISSUER_B.to_string(), "b".to_string())].into(),
+    });
+    config
+}
+
+fn two_partitions(dir: &Path) -> (NatsCluster, Node, Node) {
+    let nats = NatsCluster::start(&dir.join("nats"));
+    let mut a = Node::new(dir, "a", &partition_config(&nats, "a"));
+    let mut b = Node::new(dir, "b", &partition_config(&nats, "b"));
+    a.start(false);
+    b.start(false);
+    a.wait_primary(Duration::from_secs(60));
+    b.wait_primary(Duration::from_secs(60));
+    (nats, a, b)
+}
+
+/// loadgen sending cards that `owner` provisions (and verifies) through `door`.
+fn loadgen(door: &Node, owner: &Node, issuer: u64, bin: &str, account_base: u64) -> std::process::Child {
+    Command::new(binary("loadgen"))
+        .args(["--iso", &door.iso.to_string(), "--http", &owner.http.to_string()])
+        .args(["--provision", "2000", "--issuer", &issuer.to_string(), "--provision-bin", bin])
+        .args(["--account-base", &account_base.to_string()])
+        .args(["--rate", "300", "--duration", "6s", "--connections", "2", "--timeout", "20s", "--verify"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting loadgen")
+}
+
+fn finished(child: std::process::Child) -> (bool, String) {
+    let output = child.wait_with_output().expect("loadgen ran");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Requests loadgen saw approved: `00: <n>` of its "by code" line.
+fn approved(text: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("by code"))
+        .and_then(|codes| codes.split(", ").find_map(|code| code.trim().strip_prefix("00: ")))
+        .and_then(|count| count.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
+fn card(bin: &str, serial: u64) -> String {
+    let body = format!("{bin}{serial:09}");
+    format!("{body}{}", junction_wire::luhn::check_digit(&body))
+}
+
+fn admin(node: &Node, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    let url = format!("http://{}{path}", node.http);
+    let token = format!("Bearer {ADMIN_TOKEN}");
+    let agent = http_agent();
+    let mut response = match (method, body) {
+        ("GET", _) => agent.get(&url).header("authorization", &token).call(),
+        ("PUT", Some(body)) => agent.put(&url).header("authorization", &token).send_json(&body),
+        (_, Some(body)) => agent.post(&url).header("authorization", &token).send_json(&body),
+        (_, None) => agent.post(&url).header("authorization", &token).send_empty(),
+    }
+    .unwrap_or_else(|error| panic!("{method} {url}: {error}"));
+    response.body_mut().read_json().unwrap()
+}
+
+fn available(node: &Node, account: u64) -> String {
+    admin(node, "GET", &format!("/v1/admin/accounts/{account}"), None)["available"].as_str().unwrap().to_string()
+}
+
+fn wait_for(path: &Path, within: Duration, what: &str, nodes: &[&Node]) {
+    let deadline = Instant::now() + within;
+    while !path.exists() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|node| {
+                    let text = node.log_text();
+                    let tail: Vec<&str> = text.lines().rev().take(25).collect();
+                    format!("--- {}:\n{}", node.name, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                })
+                .collect();
+            panic!("{what}: no {} within {within:?}\n{}", path.display(), logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn any_node_is_a_door_and_one_cut_off_merges_every_partition_into_one_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nats, a, b) = two_partitions(dir.path());
+
+    // Every request crosses: issuer 1's cards (partition a) through b's door, issuer 2's
+    // (partition b) through a's. Each loadgen verifies against the owning partition's
+    // positions.
+    let through_b = loadgen(&b, &a, ISSUER_A, BIN_A, 100_000_000);
+    let through_a = loadgen(&a, &b, ISSUER_B, BIN_B, 200_000_000);
+    let (ok_b, text_b) = finished(through_b);
+    let (ok_a, text_a) = finished(through_a);
+    assert!(ok_b && text_b.contains("verify: PASSED"), "issuer 1's cards through b's door:\n{text_b}");
+    assert!(ok_a && text_a.contains("verify: PASSED"), "issuer 2's cards through a's door:\n{text_a}");
+    for text in [&text_a, &text_b] {
+        assert!(approved(text) > 1000, "most requests approved:\n{text}");
+    }
+    for (door, owner) in [(&a, &b), (&b, &a)] {
+        let door_status = &admin(door, "GET", "/v1/admin/status", None)["cluster"];
+        let owner_status = &admin(owner, "GET", "/v1/admin/status", None)["cluster"];
+        assert!(
+            door_status["forwarded"].as_u64().unwrap_or(0) > 1000,
+            "{}: {door_status}\n{}",
+            door.name,
+            door.log_text()
+        );
+        assert!(owner_status["served_for_other_doors"].as_u64().unwrap_or(0) > 1000, "{}: {owner_status}", owner.name);
+        assert_eq!(door_status["forward_failures"], 0, "{}: {door_status}", door.name);
+    }
+
+    // The same request through two doors: one booking, one answer.
+    let pan = card(BIN_B, 7);
+    let account = 200_000_007;
+    let before = available(&b, account);
+    let purchase = financial("0200", "000000", &pan, 1_234, "770001");
+    let mut at_b = IsoClient::connect(b.iso);
+    assert_eq!(at_b.sign_on().get(39), Some("00"));
+    let first = at_b.call(&purchase);
+    assert_eq!(first.get(39), Some("00"), "{first:?}");
+    let mut at_a = IsoClient::connect(a.iso);
+    assert_eq!(at_a.sign_on().get(39), Some("00"));
+    let again = at_a.call(&purchase);
+    assert_eq!((again.get(39), again.get(38)), (first.get(39), first.get(38)), "the resend through a's door");
+    let after = available(&b, account);
+    let moved = |text: &str| -> i64 { text.replace('.', "").parse().unwrap() };
+    assert_eq!(moved(&before) - moved(&after), 1_234, "the card paid once: {before} -> {after}");
+    // A card the map does not place is the door's own (the demo card of issuer 1's BIN
+    // 400000 has no route): approved at either door from that node's own books.
+    assert_eq!(at_a.call(&financial("0200", "000000", junction_tests::DEMO_PAN, 100, "770002")).get(39), Some("00"));
+
+    // One cut-off for the whole switch, asked of b; a (the first partition by name)
+    // merges both parts.
+    let cut = admin(&b, "POST", "/v1/admin/cluster/cutoff", None);
+    assert_eq!(cut["partitions"], serde_json::json!(["a", "b"]), "{cut}");
+    let n = cut["cut"].as_u64().unwrap();
+    let merged = a.data_dir.join("clearing").join(junction_clearing::cut_folder_name(n));
+    wait_for(&merged.join("manifest.json"), Duration::from_secs(60), "the merged set", &[&a, &b]);
+    let report = junction_clearing::verify_folder(&merged).unwrap();
+    let cluster = report.manifest.cluster.clone().expect("a merged set says so");
+    assert_eq!(cluster.partitions, ["a", "b"]);
+    let parts: Vec<&str> = cluster.parts.iter().map(|part| part.partition.as_str()).collect();
+    assert_eq!(parts, ["a", "b"]);
+    let part_transactions: u64 = cluster.parts.iter().map(|part| part.records.transactions).sum();
+    assert_eq!(report.manifest.records.transactions, part_transactions);
+    // Each partition booked one loadgen's requests (loadgen's approvals count its
+    // resends too, each answered again from the one row of its original).
+    for (part, text) in cluster.parts.iter().zip([&text_b, &text_a]) {
+        let rows = part.records.transactions;
+        assert!(rows > 1000 && approved(text) > 1000, "partition {}: {rows} transactions", part.partition);
+    }
+
+    // Each partition's own folder is a part; the acquirer's merged net is the sum of its
+    // nets in the parts, and every net of the set sums to zero.
+    let part_folder =
+        |node: &Node, window: u64| node.data_dir.join("clearing").join(junction_clearing::window_folder_name(window));
+    let folder_a = part_folder(&a, cluster.parts[0].window);
+    let folder_b = part_folder(&b, cluster.parts[1].window);
+    let acquirer = junction_tests::DEMO_ACQUIRER;
+    let net = |folder: &Path| junction_tests::position_net(folder, acquirer, "USD");
+    assert_eq!(net(&merged), net(&folder_a) + net(&folder_b));
+    assert!(net(&folder_a) > 0 && net(&folder_b) > 0, "the acquirer was paid in both partitions");
+    let nets: i64 = junction_tests::csv_rows(&merged.join("positions.csv"))
+        .iter()
+        .filter(|row| row["currency"] == "USD")
+        .map(|row| row["net_minor"].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(nets, 0);
+
+    // A set that lost a part must not verify, and parts missing one partition are not
+    // merged.
+    let tampered = dir.path().join("tampered");
+    copy_folder(&merged, &tampered);
+    let manifest_path = tampered.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["cluster"]["parts"].as_array_mut().unwrap().pop();
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let problem = junction_clearing::verify_folder(&tampered).unwrap_err().to_string();
+    assert!(problem.contains("partition b's part is missing"), "{problem}");
+    let only_a = [junction_clearing::Part { partition: "a".into(), folder: folder_a.clone() }];
+    let config = junctiond::windows::clearing_config(&demo_config());
+    let refused =
+        junction_clearing::merge_parts(99, &["a".into(), "b".into()], &only_a, &dir.path().join("out"), &config);
+    assert!(matches!(refused, Err(junction_clearing::MergeError::MissingPart(ref p)) if p == "b"), "{refused:?}");
+
+    // `junction clearing merge` makes the same set again by hand from the two folders.
+    let output = Command::new(binary("junction"))
+        .args(["clearing", "merge", "--cut", &n.to_string(), "--out", dir.path().join("by-hand").to_str().unwrap()])
+        .args(["--part", &format!("a={}", folder_a.display()), "--part", &format!("b={}", folder_b.display())])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let by_hand = dir.path().join("by-hand").join(junction_clearing::cut_folder_name(n));
+    junction_clearing::verify_folder(&by_hand).unwrap();
+    let rows = |folder: &Path| std::fs::read(folder.join("transactions.csv")).unwrap();
+    assert_eq!(rows(&by_hand), rows(&merged), "the same parts merge to the same rows");
+}
+
+fn copy_folder(from: &Path, to: &PathBuf) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
