@@ -15,8 +15,9 @@
 //!   it as if it came in on its own port, answers after its own durable commit, and the
 //!   door writes the answer signed with the acquirer's key. The request key is the
 //!   acquirer's fields, so a resend through any door reaches the same ledger and gets the
-//!   original answer. No answer in time: 91 (the owner may still book it; a resend then
-//!   gets that answer).
+//!   original answer; the door itself sends again while no answer comes (a takeover in
+//!   the owning partition), until `cluster.request_timeout_ms`. No answer by then: 91 (the
+//!   owner may still book it; the acquirer's resend then gets that answer).
 //! - **One cut-off.** `POST /v1/admin/cluster/cutoff` on any node puts `cut.<n>` with the
 //!   partitions of the map at that moment. Every partition's primary sees it, closes its
 //!   window (the cut's window is kept in its ledger's metadata first, so a crash in
@@ -69,6 +70,11 @@ pub const FORWARDED_IN_FLIGHT_MAX: usize = 8192;
 
 /// Pause before watching the bucket again after its watch ended (a NATS server gone).
 const REWATCH_PAUSE: Duration = Duration::from_millis(500);
+
+/// The longest one attempt of a forwarded request waits for its answer, and the pause
+/// before the next when the partition has no primary to answer.
+const FORWARD_ATTEMPT_WAIT: Duration = Duration::from_millis(1_000);
+const FORWARD_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// How long a starting node keeps trying to open the map (a cluster just formed).
 const OPEN_WAIT: Duration = Duration::from_secs(60);
@@ -349,21 +355,39 @@ impl Partitions {
             headers.insert(HEADER_AGGREGATOR, aggregator.0.to_string().as_str());
             headers.insert(HEADER_SUB_MERCHANT, sub_merchant.as_str());
         }
-        let request = async_nats::Request::new().headers(headers).payload(raw).timeout(Some(self.timeout));
-        let answered = self.client.send_request(self.subject(&partition), request).await;
-        let response = match answered {
-            Ok(message) => match serde_json::from_slice::<Answer>(&message.payload) {
-                Ok(answer) => answer.response(tag, key),
-                Err(error) => {
-                    tracing::warn!(partition, %error, "a partition's answer is not readable");
-                    None
-                }
-            },
-            Err(error) => {
-                tracing::warn!(partition, %error, "a partition did not answer a forwarded request");
-                None
+        // Until the partition answers or the deadline passes: a partition between two
+        // primaries (a takeover) has no responder for a moment, and an attempt that gets no
+        // answer may have been booked by a primary that died before answering. Sending the
+        // same request again is safe (the key is the acquirer's): the new primary answers
+        // it from its books if the old one booked it, and books it once if not.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut response = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                tracing::warn!(partition, "a partition did not answer a forwarded request in time");
+                break;
             }
-        };
+            let request = async_nats::Request::new()
+                .headers(headers.clone())
+                .payload(raw.clone())
+                .timeout(Some(remaining.min(FORWARD_ATTEMPT_WAIT)));
+            match self.client.send_request(self.subject(&partition), request).await {
+                Ok(message) => {
+                    match serde_json::from_slice::<Answer>(&message.payload) {
+                        Ok(answer) => response = answer.response(tag, key),
+                        Err(error) => tracing::warn!(partition, %error, "a partition's answer is not readable"),
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(partition, %error, "a forwarded request got no answer; sending it again");
+                    if error.kind() == async_nats::RequestErrorKind::NoResponders {
+                        tokio::time::sleep(FORWARD_RETRY_PAUSE.min(remaining)).await;
+                    }
+                }
+            }
+        }
         match response {
             Some(response) => {
                 self.forwarded.fetch_add(1, Ordering::Relaxed);

@@ -143,7 +143,8 @@ pub struct ClusterConfig {
     #[serde(default = "default_map_bucket")]
     pub map_bucket: String,
     /// How long a door waits for the owning partition's answer to a request it forwards
-    /// before it answers 91.
+    /// (sending it again while none comes: a takeover there takes about a lease) before
+    /// it answers 91.
     #[serde(default = "default_cluster_timeout_ms")]
     pub request_timeout_ms: u64,
     /// The map's first entries (issuer participant id -> partition), written only where
@@ -158,7 +159,7 @@ fn default_map_bucket() -> String {
 }
 
 fn default_cluster_timeout_ms() -> u64 {
-    2_000
+    10_000
 }
 
 fn default_stream() -> String {

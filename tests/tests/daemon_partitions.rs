@@ -47,6 +47,14 @@ fn partition_config(nats: &NatsCluster, partition: &str) -> Config {
     config
 }
 
+/// One cluster at a time: three NATS servers and three daemons per test are plenty for
+/// two cores, and lease timing should not compete with another test's load.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn two_partitions(dir: &Path) -> (NatsCluster, Node, Node) {
     let nats = NatsCluster::start(&dir.join("nats"));
     let mut a = Node::new(dir, "a", &partition_config(&nats, "a"));
@@ -130,6 +138,7 @@ fn wait_for(path: &Path, within: Duration, what: &str, nodes: &[&Node]) {
 
 #[test]
 fn any_node_is_a_door_and_one_cut_off_merges_every_partition_into_one_set() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (_nats, a, b) = two_partitions(dir.path());
 
@@ -252,4 +261,61 @@ fn copy_folder(from: &Path, to: &PathBuf) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
+}
+
+/// Waits until `node` reports itself a standby that has applied the whole stream.
+fn wait_caught_up_standby(node: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(status) = std::panic::catch_unwind(|| node.status()) {
+            let replication = &status["replication"];
+            if replication["role"] == "standby"
+                && replication["lag"] == 0
+                && replication["stream_seq"].as_u64() > Some(0)
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "node {} did not catch up as a standby", node.name);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_partitions_primary_killed_mid_run_hands_over_to_its_standby_and_the_other_door_loses_nothing() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(&dir.path().join("nats"));
+    let config_a = partition_config(&nats, "a");
+    let mut a1 = Node::new(dir.path(), "a1", &config_a);
+    let mut a2 = Node::new(dir.path(), "a2", &config_a);
+    let mut b = Node::new(dir.path(), "b", &partition_config(&nats, "b"));
+    a1.start(false);
+    b.start(false);
+    a1.wait_primary(Duration::from_secs(60));
+    b.wait_primary(Duration::from_secs(60));
+    a2.start(true);
+    wait_caught_up_standby(&a2);
+
+    // Issuer 1's cards (partition a) through b's door; partition a's primary is killed
+    // -9 in the middle. b's door sends what gets no answer again until a2 answers it.
+    let run = Command::new(binary("loadgen"))
+        .args(["--iso", &b.iso.to_string(), "--http", &format!("{},{}", a1.http, a2.http)])
+        .args(["--provision", "2000", "--issuer", "1", "--provision-bin", BIN_A])
+        .args(["--rate", "300", "--duration", "12s", "--connections", "2", "--timeout", "30s", "--verify"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    a1.kill9();
+    a2.wait_primary(Duration::from_secs(30));
+    let (ok, text) = finished(run);
+    assert!(ok && text.contains("verify: PASSED"), "across partition a's takeover:\n{text}");
+    assert!(approved(&text) > 2000, "{text}");
+    assert!(text.contains("timeouts            0"), "{text}");
+    let door = &admin(&b, "GET", "/v1/admin/status", None)["cluster"];
+    assert_eq!(door["forward_failures"], 0, "b's door answered 91 for partition a: {door}");
+    let taken_over = &admin(&a2, "GET", "/v1/admin/status", None)["cluster"];
+    assert!(taken_over["served_for_other_doors"].as_u64().unwrap_or(0) > 100, "a2 after the takeover: {taken_over}");
 }
