@@ -24,7 +24,7 @@ use super::manifest::{
     cut_folder_name, ClusterCut, FileEntry, Manifest, PartEntry, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT,
     MANIFEST_FORMAT_VERSION, TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
-use super::sink::{sync_dir, write_small_file};
+use super::sink::{build_atomically, write_small_file};
 use super::text::timestamp_string;
 use super::verify::{self, read_limited, read_positions, signed_by, xml_amount, VerifyError};
 use super::write::{write_settlement_files, Settlement};
@@ -32,7 +32,7 @@ use super::{ClearingConfig, ClearingError};
 use junction_ledger::{Currency, ParticipantId, Position, PositionKey};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -131,24 +131,8 @@ pub fn merge_parts(
         }
     }
 
-    fs::create_dir_all(out_root).map_err(ClearingError::io(out_root))?;
     let temp = out_root.join(format!(".{}.tmp", cut_folder_name(cut)));
-    if temp.exists() {
-        fs::remove_dir_all(&temp).map_err(ClearingError::io(&temp))?;
-    }
-    fs::create_dir(&temp).map_err(ClearingError::io(&temp))?;
-    let built = build_merged(cut, partitions, &read, &temp, config);
-    let manifest = match built {
-        Ok(manifest) => manifest,
-        Err(error) => {
-            let _ = fs::remove_dir_all(&temp);
-            return Err(error);
-        }
-    };
-    sync_dir(&temp).map_err(ClearingError::io(&temp))?;
-    fs::rename(&temp, &target).map_err(ClearingError::io(&target))?;
-    sync_dir(out_root).map_err(ClearingError::io(out_root))?;
-    Ok(manifest)
+    build_atomically(out_root, &temp, &target, |dir| build_merged(cut, partitions, &read, dir, config))
 }
 
 /// What one part adds to the merged settlement files.

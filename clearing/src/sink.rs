@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 use super::manifest::FileEntry;
+use super::ClearingError;
 use crossbeam::channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -287,6 +288,39 @@ pub(crate) fn write_small_file(dir: &Path, name: &str, contents: &[u8]) -> io::R
         bytes: contents.len() as u64,
         sha256: hex::encode(Sha256::digest(contents)),
     })
+}
+
+/// Builds a folder whole or not at all: `build` fills the hidden temporary folder `temp`
+/// (emptied first: a crashed attempt's leftovers), which is then fsynced and renamed to
+/// `target` in `out_root`. On an error nothing is left behind.
+pub(crate) fn build_atomically<T, E: From<ClearingError>>(
+    out_root: &Path,
+    temp: &Path,
+    target: &Path,
+    build: impl FnOnce(&Path) -> Result<T, E>,
+) -> Result<T, E> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| E::from(ClearingError::Io { path, source })
+    };
+    std::fs::create_dir_all(out_root).map_err(io(out_root))?;
+    if temp.exists() {
+        // Left by a crash part-way through an earlier attempt: start again from nothing.
+        std::fs::remove_dir_all(temp).map_err(io(temp))?;
+    }
+    std::fs::create_dir(temp).map_err(io(temp))?;
+    let built = match build(temp) {
+        Ok(built) => built,
+        Err(error) => {
+            // Best effort: a leftover is removed by the next attempt anyway.
+            let _ = std::fs::remove_dir_all(temp);
+            return Err(error);
+        }
+    };
+    sync_dir(temp).map_err(io(temp))?;
+    std::fs::rename(temp, target).map_err(io(target))?;
+    sync_dir(out_root).map_err(io(out_root))?;
+    Ok(built)
 }
 
 /// Fsyncs a directory so that the names created or renamed in it survive a crash.

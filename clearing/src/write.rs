@@ -9,7 +9,7 @@ use super::manifest::{
     CurrencyTotals, FileEntry, Manifest, RecordCounts, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION,
     POSITIONS_FILE, TRANSACTIONS_FILE, TRANSFERS_FILE,
 };
-use super::sink::{sync_dir, write_small_file, PipelinedSink};
+use super::sink::{build_atomically, write_small_file, PipelinedSink};
 use super::text::{
     push_amount, push_amount_u64, push_csv_field, push_hex_short, push_hex_u128, push_hex_u64, push_timestamp,
     push_u128, push_u64, timestamp_string,
@@ -22,7 +22,6 @@ use junction_ledger::{
 };
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::Path;
 
 /// Longest `transfers.csv` row: five 32-hex fields (transfer, pending, two accounts,
@@ -71,26 +70,10 @@ pub fn write_window_files(
     check_zero_sum(&view)?;
     let openings = opening_balances(ledger, window);
 
-    fs::create_dir_all(out_root).map_err(ClearingError::io(out_root))?;
     let temp = out_root.join(window_temp_folder_name(window.0));
-    if temp.exists() {
-        // Left by a crash part-way through an earlier attempt: start again from nothing.
-        fs::remove_dir_all(&temp).map_err(ClearingError::io(&temp))?;
-    }
-    fs::create_dir(&temp).map_err(ClearingError::io(&temp))?;
-    let built = build_folder(ledger, &view, closed_at, last_seq, &openings, &temp, config);
-    let manifest = match built {
-        Ok(manifest) => manifest,
-        Err(error) => {
-            // Best effort: a leftover is removed by the next attempt anyway.
-            let _ = fs::remove_dir_all(&temp);
-            return Err(error);
-        }
-    };
-    sync_dir(&temp).map_err(ClearingError::io(&temp))?;
-    fs::rename(&temp, &target).map_err(ClearingError::io(&target))?;
-    sync_dir(out_root).map_err(ClearingError::io(out_root))?;
-    Ok(manifest)
+    build_atomically(out_root, &temp, &target, |dir| {
+        build_folder(ledger, &view, closed_at, last_seq, &openings, dir, config)
+    })
 }
 
 /// DESIGN.md invariant 1, checked again before anything is written.

@@ -232,23 +232,9 @@ impl Partitions {
         replication: &ReplicationConfig,
     ) -> Result<Arc<Partitions>> {
         let bucket = &config.map_bucket;
-        // As the lease bucket is made (`replication.rs`): NATS 2.9 words the key-value
-        // API's own account check differently.
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            storage: stream::StorageType::File,
-            num_replicas: replication.replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("opening the partition map bucket {bucket}"))?;
-        let kv = js.get_key_value(bucket).await.with_context(|| format!("opening the partition map {bucket}"))?;
+        let kv = crate::replication::open_bucket(js, bucket, replication.replicas)
+            .await
+            .context("opening the partition map")?;
         let files_bucket = format!("{bucket}_files");
         js.get_or_create_stream(stream::Config {
             name: format!("OBJ_{files_bucket}"),

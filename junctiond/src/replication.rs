@@ -202,23 +202,7 @@ impl Cluster {
             })
             .await
             .with_context(|| format!("opening the journal stream {}", config.stream))?;
-        // The bucket's stream is made here as the key-value API would make it: its own
-        // create asks the server for account details that NATS 2.9 words differently.
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("opening the lease bucket {bucket}"))?;
-        let lease = js.get_key_value(bucket).await.with_context(|| format!("opening the lease bucket {bucket}"))?;
+        let lease = open_bucket(js, bucket, config.replicas).await.context("opening the lease bucket")?;
         Ok((stream, lease))
     }
 
@@ -265,6 +249,27 @@ impl Cluster {
             .expected_last_sequence(seq - 1);
         Ok(self.js.send_publish(self.subject.clone(), message).await?)
     }
+}
+
+/// A key-value bucket (the lease's, the partition map's), created if it is not there. Its
+/// stream is made here as the key-value API would make it: the API's own create asks the
+/// server for account details that NATS 2.9 words differently.
+pub async fn open_bucket(js: &jetstream::Context, bucket: &str, replicas: usize) -> Result<kv::Store> {
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the bucket {bucket}"))?;
+    js.get_key_value(bucket).await.with_context(|| format!("opening the bucket {bucket}"))
 }
 
 /// How this node's journal stands against the stream's.

@@ -249,6 +249,30 @@ impl Node {
         }
     }
 
+    /// Waits until it reports itself a standby that has applied the whole stream.
+    pub fn wait_caught_up_standby(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(status) = std::panic::catch_unwind(|| self.status()) {
+                let replication = &status["replication"];
+                if replication["role"] == "standby"
+                    && replication["lag"] == 0
+                    && replication["stream_seq"].as_u64() > Some(0)
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not catch up as a standby; see {}",
+                self.name,
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The standby's status, which needs no token (a primary's does: see `admin/status`).
     pub fn status(&self) -> serde_json::Value {
         let url = format!("http://{}/v1/admin/status", self.http);
         crate::http_agent().get(&url).call().expect("GET status").body_mut().read_json().expect("JSON")

@@ -18,29 +18,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Waits until `node` reports itself a standby that has applied the whole stream.
-fn wait_caught_up_standby(node: &Node) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(status) = std::panic::catch_unwind(|| node.status()) {
-            let replication = &status["replication"];
-            if replication["role"] == "standby"
-                && replication["lag"] == 0
-                && replication["stream_seq"].as_u64() > Some(0)
-            {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {} did not catch up as a standby; see {}",
-            node.name,
-            node.log.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// loadgen against both nodes, in the background.
 fn loadgen(nodes: [&Node; 2], rate: &str, duration: &str) -> std::process::Child {
     let isos = format!("{},{}", nodes[0].iso, nodes[1].iso);
@@ -63,7 +40,7 @@ fn primary_and_standby(dir: &std::path::Path) -> (NatsCluster, Node, Node) {
     a.start(false);
     a.wait_primary(Duration::from_secs(30));
     b.start(true);
-    wait_caught_up_standby(&b);
+    b.wait_caught_up_standby();
     (nats, a, b)
 }
 
@@ -95,7 +72,7 @@ fn a_standby_takes_over_from_a_killed_primary_and_every_approval_counts_once() {
     // The old primary comes back as a standby and catches up; a second failover, back to
     // it, loses nothing either.
     a.start(true);
-    wait_caught_up_standby(&a);
+    a.wait_caught_up_standby();
     let run = loadgen([&b, &a], "1000", "8s");
     std::thread::sleep(Duration::from_secs(3));
     b.kill9();
@@ -240,7 +217,7 @@ fn a_node_whose_journal_the_stream_never_acknowledged_moves_it_aside_and_rebuild
 
     a.configure(&replicated_config(&log_y, LEASE_MS));
     a.start(true);
-    wait_caught_up_standby(&a);
+    a.wait_caught_up_standby();
     assert!(a.log_text().contains("moved aside, rebuilding from the stream"), "see {}", a.log.display());
     let aside: Vec<_> = std::fs::read_dir(a.data_dir.as_path())
         .unwrap()
