@@ -38,7 +38,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use junction_engine::detail::Text;
 use junction_engine::model::{ReplySink, RequestKey, Response};
-use junction_engine::{DeclineReason, ResponseCode};
+use junction_engine::{DeclineReason, Engine, ResponseCode};
 use junction_ledger::{Currency, ParticipantId};
 use junction_wire::iso8583::Iso8583Message;
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,13 @@ const ISSUER_KEY: &str = "issuer.";
 const CUT_KEY: &str = "cut.";
 const PART_KEY: &str = "part.";
 const MERGED_KEY: &str = "merged.";
+const CAP_KEY: &str = "cap.";
+
+/// A cap's pool is leased in slices of this share of the cap, divided by the partitions.
+const CAP_SLICES: u64 = 4;
+
+/// How often a partition looks at its headroom under each leased cap.
+const CAP_LEASE_EVERY: Duration = Duration::from_millis(100);
 
 /// Headers of a forwarded request.
 const HEADER_ACQUIRER: &str = "Junction-Acquirer";
@@ -176,6 +183,22 @@ pub struct Forward {
     pub sub_merchant: Option<(ParticipantId, Text<15>)>,
 }
 
+/// A participant's net debit cap in one currency for the whole switch, and what each
+/// partition has leased of it (`cap.<participant>.<CCY>` in the bucket). The leases never
+/// add up to more than the cap: a partition reserves a slice here before its own cap
+/// grows, and lowers its own cap before it gives a slice back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CapRecord {
+    pub cap: u64,
+    pub leases: BTreeMap<String, u64>,
+}
+
+impl CapRecord {
+    fn leased(&self) -> u64 {
+        self.leases.values().sum()
+    }
+}
+
 /// This node's view of the partitioned switch.
 pub struct Partitions {
     /// This node's partition.
@@ -188,14 +211,58 @@ pub struct Partitions {
     subject_prefix: String,
     timeout: Duration,
     forwarded_in_flight: AtomicU64,
-    /// Requests sent to other partitions, answered by them, failed (91 at the door), and
-    /// served here for other doors.
+    pub counters: Counters,
+}
+
+/// What a partition did, for its status and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests sent to other partitions and answered by them, failed (91 at the door),
+    /// and served here for other doors.
     pub forwarded: AtomicU64,
     pub forward_failures: AtomicU64,
     pub served: AtomicU64,
     /// The last cut this partition wrote its part of, and the last it merged.
     pub last_part: AtomicU64,
     pub last_merged: AtomicU64,
+}
+
+impl Counters {
+    /// Prometheus lines.
+    pub fn metrics(&self) -> String {
+        let line = |kind: &str, name: &str, help: &str, value: &AtomicU64| {
+            let value = value.load(Ordering::Relaxed);
+            format!("# HELP junction_cluster_{name} {help}\n# TYPE junction_cluster_{name} {kind}\njunction_cluster_{name} {value}\n")
+        };
+        [
+            line(
+                "counter",
+                "forwarded_total",
+                "Requests this door sent to another partition and got its answer",
+                &self.forwarded,
+            ),
+            line(
+                "counter",
+                "forward_failures_total",
+                "Requests this door sent to another partition and answered 91 (no answer in time)",
+                &self.forward_failures,
+            ),
+            line(
+                "counter",
+                "served_total",
+                "Requests this partition answered for other partitions' doors",
+                &self.served,
+            ),
+            line(
+                "gauge",
+                "last_cut_part",
+                "The last cluster cut-off this partition wrote its part of",
+                &self.last_part,
+            ),
+            line("gauge", "last_cut_merged", "The last cluster cut-off this node merged", &self.last_merged),
+        ]
+        .concat()
+    }
 }
 
 impl Partitions {
@@ -270,11 +337,7 @@ impl Partitions {
             subject_prefix: bucket.clone(),
             timeout: Duration::from_millis(config.request_timeout_ms),
             forwarded_in_flight: AtomicU64::new(0),
-            forwarded: AtomicU64::new(0),
-            forward_failures: AtomicU64::new(0),
-            served: AtomicU64::new(0),
-            last_part: AtomicU64::new(0),
-            last_merged: AtomicU64::new(0),
+            counters: Counters::default(),
         });
         partitions.load().await?;
         Ok(partitions)
@@ -322,11 +385,11 @@ impl Partitions {
         json!({
             "partition": self.me,
             "map": map.iter().map(|(issuer, partition)| (issuer.to_string(), partition.clone())).collect::<BTreeMap<_, _>>(),
-            "forwarded": self.forwarded.load(Ordering::Relaxed),
-            "forward_failures": self.forward_failures.load(Ordering::Relaxed),
-            "served_for_other_doors": self.served.load(Ordering::Relaxed),
-            "last_cut_part": self.last_part.load(Ordering::Relaxed),
-            "last_cut_merged": self.last_merged.load(Ordering::Relaxed),
+            "forwarded": self.counters.forwarded.load(Ordering::Relaxed),
+            "forward_failures": self.counters.forward_failures.load(Ordering::Relaxed),
+            "served_for_other_doors": self.counters.served.load(Ordering::Relaxed),
+            "last_cut_part": self.counters.last_part.load(Ordering::Relaxed),
+            "last_cut_merged": self.counters.last_merged.load(Ordering::Relaxed),
         })
     }
 
@@ -376,11 +439,11 @@ impl Partitions {
         }
         match response {
             Some(response) => {
-                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
                 reply.send(response);
             }
             None => {
-                self.forward_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters.forward_failures.fetch_add(1, Ordering::Relaxed);
                 reply.send(Response::declined(tag, key, DeclineReason::PartitionUnavailable));
             }
         }
@@ -453,7 +516,7 @@ impl Partitions {
             Err(code) => Answer::refusal(code),
         };
         self.forwarded_in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.served.fetch_add(1, Ordering::Relaxed);
+        self.counters.served.fetch_add(1, Ordering::Relaxed);
         answer
     }
 
@@ -551,6 +614,121 @@ impl Partitions {
         }
     }
 
+    /// Sets a participant's net debit cap for the whole switch: the total its partitions
+    /// lease from. Leases above a lowered cap stay until their partitions give them back.
+    pub async fn set_cap(&self, participant: ParticipantId, currency: Currency, cap: u64) -> Result<()> {
+        let key = format!("{CAP_KEY}{}.{}", participant.0, currency.code());
+        loop {
+            let entry = self.kv.entry(&key).await.with_context(|| format!("reading {key}"))?;
+            let (mut record, revision) = match &entry {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    (serde_json::from_slice::<CapRecord>(&entry.value)?, Some(entry.revision))
+                }
+                _ => (CapRecord::default(), None),
+            };
+            record.cap = cap;
+            let body = Bytes::from(serde_json::to_vec(&record)?);
+            let written = match revision {
+                Some(revision) => self.kv.update(&key, body, revision).await.map(|_| ()).map_err(|e| e.to_string()),
+                None => self.kv.create(&key, body).await.map(|_| ()).map_err(|e| e.to_string()),
+            };
+            match written {
+                Ok(()) => return Ok(()),
+                // Another node changed it in between: read it again.
+                Err(error) => tracing::debug!(key, error, "a cap's pool changed while it was set; again"),
+            }
+        }
+    }
+
+    /// Keeps this partition's share of every participant's net debit caps, until
+    /// `shutdown`: each cap is a pool for the whole switch in the bucket, and a partition
+    /// enforces, as its engine's own cap, what it has leased of it. When its headroom
+    /// falls below a slice it leases another (a quarter of the cap over the number of partitions) if
+    /// the pool has one; when it has more than it uses it gives back. `sync_caps` has run once before requests are
+    /// taken.
+    pub async fn lease_caps(self: Arc<Self>, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CAP_LEASE_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(error) = self.sync_caps(&engine).await {
+                tracing::warn!(error = format!("{error:#}"), "leasing net debit caps failed; trying again");
+            }
+        }
+    }
+
+    /// One round of `lease_caps`: for each participant's cap in each currency, this
+    /// partition's engine cap made equal to its lease, and the lease grown or shrunk.
+    pub async fn sync_caps(&self, engine: &Arc<Engine>) -> Result<()> {
+        for participant in engine.participants() {
+            for (currency, local) in participant.net_debit_caps.clone() {
+                self.sync_cap(engine, participant.id, currency, local).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_cap(
+        &self,
+        engine: &Arc<Engine>,
+        participant: ParticipantId,
+        currency: Currency,
+        local: u64,
+    ) -> Result<()> {
+        let key = format!("{CAP_KEY}{}.{}", participant.0, currency.code());
+        let entry = self.kv.entry(&key).await.with_context(|| format!("reading {key}"))?;
+        let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
+            // The first node to see this cap makes its pool, from its configuration.
+            let record = CapRecord { cap: local, leases: BTreeMap::new() };
+            let _ = self.kv.create(&key, Bytes::from(serde_json::to_vec(&record)?)).await;
+            return Ok(());
+        };
+        let mut record: CapRecord = serde_json::from_slice(&entry.value)?;
+        let leased = record.leases.get(&self.me).copied().unwrap_or(0);
+        let set_local = |cap: u64| {
+            let engine = Arc::clone(engine);
+            tokio::task::spawn_blocking(move || engine.set_net_debit_cap(participant, currency, cap))
+        };
+        if local > leased {
+            // Enforcing more than the lease (a start from the configuration, or a give-back
+            // whose record did not land): the engine's cap comes down to the lease first.
+            set_local(leased).await?.map_err(|e| anyhow!("setting the cap of {}: {e}", participant.0))?;
+            return Ok(());
+        }
+        if leased > local {
+            // A give-back whose record did not land: the record comes down to what is enforced.
+            record.leases.insert(self.me.clone(), local);
+            self.kv.update(&key, Bytes::from(serde_json::to_vec(&record)?), entry.revision).await?;
+            return Ok(());
+        }
+        // Each partition may hold a slice of every cap while idle: slices shrink as
+        // partitions are added.
+        let partitions = self.partitions().len() as u64;
+        let slice = (record.cap / (CAP_SLICES * partitions.max(1))).max(1);
+        let headroom = engine.cap_headroom(participant, currency).unwrap_or(0);
+        if headroom < i128::from(slice) {
+            let free = record.cap.saturating_sub(record.leased());
+            if free == 0 {
+                return Ok(());
+            }
+            let grant = slice.min(free);
+            record.leases.insert(self.me.clone(), leased + grant);
+            // Reserved in the pool first, then enforced: a crash in between leaves the
+            // record above the engine's cap, which the next round corrects.
+            if self.kv.update(&key, Bytes::from(serde_json::to_vec(&record)?), entry.revision).await.is_ok() {
+                set_local(leased + grant).await?.map_err(|e| anyhow!("setting the cap of {}: {e}", participant.0))?;
+            }
+        } else if headroom > i128::from(3 * slice) && leased > slice {
+            let surplus = u64::try_from(headroom - i128::from(2 * slice)).unwrap_or(0).min(leased - slice);
+            // Enforced first, then given back.
+            set_local(leased - surplus).await?.map_err(|e| anyhow!("setting the cap of {}: {e}", participant.0))?;
+            record.leases.insert(self.me.clone(), leased - surplus);
+            let _ = self.kv.update(&key, Bytes::from(serde_json::to_vec(&record)?), entry.revision).await;
+        }
+        Ok(())
+    }
+
     /// Moves `issuer` to `partition` in the map.
     pub async fn assign(&self, issuer: u64, partition: &str) -> Result<()> {
         self.kv
@@ -565,7 +743,7 @@ impl Partitions {
     async fn take_part(&self, cut: u64, _record: &CutRecord, windows: &Arc<Windows>) -> Result<()> {
         let part_key = format!("{PART_KEY}{cut}.{}", self.me);
         if self.kv.get(&part_key).await.with_context(|| format!("reading {part_key}"))?.is_some() {
-            self.last_part.fetch_max(cut, Ordering::Relaxed);
+            self.counters.last_part.fetch_max(cut, Ordering::Relaxed);
             return Ok(());
         }
         let windows_for_close = Arc::clone(windows);
@@ -594,7 +772,7 @@ impl Partitions {
             .put(&part_key, Bytes::from(serde_json::to_vec(&part)?))
             .await
             .with_context(|| format!("putting {part_key}"))?;
-        self.last_part.fetch_max(cut, Ordering::Relaxed);
+        self.counters.last_part.fetch_max(cut, Ordering::Relaxed);
         tracing::info!(cut, window = window.0, "this partition's part of the cut-off is written and uploaded");
         Ok(())
     }
@@ -619,7 +797,7 @@ impl Partitions {
         let merged_key = format!("{MERGED_KEY}{cut}");
         if self.kv.get(&merged_key).await.with_context(|| format!("reading {merged_key}"))?.is_some() {
             // Merged before (the watch replays every cut when a node starts).
-            self.last_merged.fetch_max(cut, Ordering::Relaxed);
+            self.counters.last_merged.fetch_max(cut, Ordering::Relaxed);
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + PARTS_WAIT;
@@ -681,7 +859,7 @@ impl Partitions {
                            "manifest_sha256": manifest_sha256, "files": names });
         self.kv.put(&merged_key, Bytes::from(serde_json::to_vec(&body)?)).await?;
         let _ = tokio::fs::remove_dir_all(&staging).await;
-        self.last_merged.fetch_max(cut, Ordering::Relaxed);
+        self.counters.last_merged.fetch_max(cut, Ordering::Relaxed);
         tracing::info!(cut, folder = %folder.display(), transfers = manifest.records.transfers, "the cut-off's merged clearing set is written");
         Ok(())
     }

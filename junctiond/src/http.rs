@@ -238,6 +238,7 @@ async fn metrics(State(context): State<Arc<HttpContext>>) -> Response {
         window_opened_unix_s: context.clearing.open_window_began_unix_s(),
         clearing: context.clearing.figures(),
         replication: context.replication.as_ref().map(|status| status.metrics()),
+        cluster: context.cluster.as_ref().map(|cluster| cluster.counters.metrics()),
     };
     ([("content-type", "text/plain; version=0.0.4")], context.metrics.render(&scrape)).into_response()
 }
@@ -658,6 +659,30 @@ async fn set_cap(
     let Ok(currency) = junction_ledger::Currency::from_code(&body.currency) else {
         return error(StatusCode::BAD_REQUEST, "bad_currency", "unknown currency");
     };
+    if let Some(cluster) = &context.cluster {
+        // A partitioned switch: the cap is the whole switch's, which its partitions lease.
+        if let Some(refusal) = context.admin_refusal(&headers) {
+            return refusal;
+        }
+        let participant = junction_ledger::ParticipantId(id);
+        let settles = context
+            .engine
+            .participant(participant)
+            .is_some_and(|spec| spec.net_debit_caps.iter().any(|(c, _)| *c == currency));
+        if !settles {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_currency",
+                format!("participant {id} does not settle in {currency}"),
+            );
+        }
+        return match cluster.set_cap(participant, currency, body.net_debit_cap).await {
+            Ok(()) => Json(json!({ "participant": id, "currency": body.currency, "net_debit_cap": body.net_debit_cap,
+                                   "scope": "switch" }))
+            .into_response(),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", format!("{e:#}")),
+        };
+    }
     admin_call(&context, &headers, move |engine| {
         engine.set_net_debit_cap(junction_ledger::ParticipantId(id), currency, body.net_debit_cap)?;
         Ok(json!({ "participant": id, "currency": body.currency, "net_debit_cap": body.net_debit_cap }))

@@ -205,7 +205,14 @@ pub async fn run(mut config: Config) -> Result<()> {
     let partitions = match (&config.cluster, &replicated) {
         (Some(settings), Some((cluster, _))) => {
             let replication = config.replication.as_ref().context("cluster needs [replication]")?;
-            Some(cluster::Partitions::open(cluster.jetstream(), cluster.client(), settings, replication).await?)
+            let partitions =
+                cluster::Partitions::open(cluster.jetstream(), cluster.client(), settings, replication).await?;
+            // Net debit caps are the switch's, leased in slices by the partitions: this
+            // one enforces its lease, not its configuration's cap, before any request.
+            for _ in 0..2 {
+                partitions.sync_caps(&engine).await.context("leasing the net debit caps")?;
+            }
+            Some(partitions)
         }
         _ => None,
     };
@@ -274,6 +281,7 @@ pub async fn run(mut config: Config) -> Result<()> {
             }
         });
         tokio::spawn(Arc::clone(partitions).follow(Arc::clone(&clearing), shutdown_rx.clone()));
+        tokio::spawn(Arc::clone(partitions).lease_caps(Arc::clone(&engine), shutdown_rx.clone()));
     }
     let iso_task = tokio::spawn(iso_gateway::serve(iso_listener, iso_tls, Arc::clone(&iso), shutdown_rx.clone()));
     let cutoffs: Vec<(u32, u32)> = switch.cutoff_times.iter().filter_map(|t| config::parse_hh_mm(t)).collect();

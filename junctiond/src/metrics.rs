@@ -161,6 +161,8 @@ pub struct Scrape {
     pub clearing: ClearingFigures,
     /// With replication: the node's own lines (`replication::Status::metrics`).
     pub replication: Option<String>,
+    /// A partitioned switch: the partition's own lines (`cluster::Partitions::metrics`).
+    pub cluster: Option<String>,
 }
 
 /// What the daemon did with closed windows' clearing files since it started.
@@ -293,6 +295,9 @@ impl Scrape {
         if let Some(replication) = &self.replication {
             text.push_str(replication);
         }
+        if let Some(cluster) = &self.cluster {
+            text.push_str(cluster);
+        }
     }
 }
 
@@ -316,6 +321,7 @@ mod tests {
             window_opened_unix_s: 1_795_644_000.5,
             clearing: ClearingFigures { verified: 2, failed: 0, windows_unverified: 0 },
             replication: None,
+            cluster: None,
         }
     }
 

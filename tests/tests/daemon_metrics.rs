@@ -111,6 +111,7 @@ fn the_guide_lists_what_is_exported_and_deploy_uses_only_that() {
     let replicated = families(&junctiond::replication::Status::default().metrics());
     assert!(replicated.contains("junction_replication_lag"), "{replicated:?}");
     exported.extend(replicated);
+    exported.extend(families(&junctiond::cluster::Counters::default().metrics()));
 
     let guide = std::fs::read_to_string(repository().join("docs/operations.md")).unwrap();
     let documented = names_in(&guide);

@@ -301,3 +301,50 @@ fn a_partitions_primary_killed_mid_run_hands_over_to_its_standby_and_the_other_d
     let taken_over = &admin(&a2, "GET", "/v1/admin/status", None)["cluster"];
     assert!(taken_over["served_for_other_doors"].as_u64().unwrap_or(0) > 100, "a2 after the takeover: {taken_over}");
 }
+
+/// An acquirer refunds in both partitions (each books the refunds of the cards it serves):
+/// its net debit cap is the whole switch's, leased in slices by the partitions, so what
+/// both approve together never passes it.
+#[test]
+fn a_net_debit_cap_holds_for_the_whole_switch_across_partitions() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (_nats, a, b) = two_partitions(dir.path());
+    let cap = 100_000; // 1,000.00 USD for the whole switch
+    let set = admin(
+        &b,
+        "POST",
+        "/v1/admin/participants/3/caps",
+        Some(serde_json::json!({"currency": "USD", "net_debit_cap": cap})),
+    );
+    assert_eq!(set["scope"], "switch", "{set}");
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The demo card's BIN has no route: each door books its refunds in its own partition.
+    let mut clients = [IsoClient::connect(a.iso), IsoClient::connect(b.iso)];
+    for client in &mut clients {
+        assert_eq!(client.sign_on().get(39), Some("00"));
+    }
+    let mut approved = [0u64; 2];
+    for n in 0..40u64 {
+        let side = (n % 2) as usize;
+        let refund = financial("0200", "200000", junction_tests::DEMO_PAN, 10_000, &format!("88{n:04}"));
+        let answer = clients[side].call(&refund);
+        match answer.get(39) {
+            Some("00") => approved[side] += 10_000,
+            Some("05") => {}
+            other => panic!("refund {n}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let total = approved[0] + approved[1];
+    eprintln!("refunds approved: a {}, b {}, of the switch's cap {cap}", approved[0], approved[1]);
+    assert!(
+        total <= cap,
+        "refunds approved in a {} and b {}: {total} over the switch's cap {cap}",
+        approved[0],
+        approved[1]
+    );
+    assert!(approved[0] > 0 && approved[1] > 0, "both partitions refunded: {approved:?}");
+    assert!(total >= cap * 3 / 4, "the pool was used, not only declined: {approved:?}");
+}
