@@ -211,6 +211,9 @@ pub struct Partitions {
     subject_prefix: String,
     timeout: Duration,
     forwarded_in_flight: AtomicU64,
+    /// The caps' pools as last seen (value and revision), kept by the bucket's watch, so
+    /// that a round of `sync_caps` reads nothing from NATS unless a lease changes.
+    caps: parking_lot::Mutex<BTreeMap<String, (Bytes, u64)>>,
     pub counters: Counters,
 }
 
@@ -337,6 +340,7 @@ impl Partitions {
             subject_prefix: bucket.clone(),
             timeout: Duration::from_millis(config.request_timeout_ms),
             forwarded_in_flight: AtomicU64::new(0),
+            caps: parking_lot::Mutex::new(BTreeMap::new()),
             counters: Counters::default(),
         });
         partitions.load().await?;
@@ -553,6 +557,14 @@ impl Partitions {
 
     fn apply(self: &Arc<Self>, entry: kv::Entry, windows: &Arc<Windows>) {
         let deleted = entry.operation != kv::Operation::Put;
+        if entry.key.starts_with(CAP_KEY) {
+            if deleted {
+                self.caps.lock().remove(&entry.key);
+            } else {
+                self.remember_cap(&entry.key, entry.value, entry.revision);
+            }
+            return;
+        }
         if let Some(issuer) = entry.key.strip_prefix(ISSUER_KEY).and_then(|id| id.parse::<u64>().ok()) {
             let mut map = BTreeMap::clone(&self.map.load());
             if deleted {
@@ -677,14 +689,22 @@ impl Partitions {
         local: u64,
     ) -> Result<()> {
         let key = format!("{CAP_KEY}{}.{}", participant.0, currency.code());
-        let entry = self.kv.entry(&key).await.with_context(|| format!("reading {key}"))?;
-        let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
-            // The first node to see this cap makes its pool, from its configuration.
-            let record = CapRecord { cap: local, leases: BTreeMap::new() };
-            let _ = self.kv.create(&key, Bytes::from(serde_json::to_vec(&record)?)).await;
-            return Ok(());
+        let cached = self.caps.lock().get(&key).cloned();
+        let (value, revision) = match cached {
+            Some(cached) => cached,
+            None => {
+                let entry = self.kv.entry(&key).await.with_context(|| format!("reading {key}"))?;
+                let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
+                    // The first node to see this cap makes its pool, from its configuration.
+                    let record = CapRecord { cap: local, leases: BTreeMap::new() };
+                    let _ = self.kv.create(&key, Bytes::from(serde_json::to_vec(&record)?)).await;
+                    return Ok(());
+                };
+                self.remember_cap(&key, entry.value.clone(), entry.revision);
+                (entry.value, entry.revision)
+            }
         };
-        let mut record: CapRecord = serde_json::from_slice(&entry.value)?;
+        let mut record: CapRecord = serde_json::from_slice(&value)?;
         let leased = record.leases.get(&self.me).copied().unwrap_or(0);
         let set_local = |cap: u64| {
             let engine = Arc::clone(engine);
@@ -699,7 +719,7 @@ impl Partitions {
         if leased > local {
             // A give-back whose record did not land: the record comes down to what is enforced.
             record.leases.insert(self.me.clone(), local);
-            self.kv.update(&key, Bytes::from(serde_json::to_vec(&record)?), entry.revision).await?;
+            self.update_cap(&key, &record, revision).await;
             return Ok(());
         }
         // Each partition may hold a slice of every cap while idle: slices shrink as
@@ -716,7 +736,7 @@ impl Partitions {
             record.leases.insert(self.me.clone(), leased + grant);
             // Reserved in the pool first, then enforced: a crash in between leaves the
             // record above the engine's cap, which the next round corrects.
-            if self.kv.update(&key, Bytes::from(serde_json::to_vec(&record)?), entry.revision).await.is_ok() {
+            if self.update_cap(&key, &record, revision).await {
                 set_local(leased + grant).await?.map_err(|e| anyhow!("setting the cap of {}: {e}", participant.0))?;
             }
         } else if headroom > i128::from(3 * slice) && leased > slice {
@@ -724,9 +744,37 @@ impl Partitions {
             // Enforced first, then given back.
             set_local(leased - surplus).await?.map_err(|e| anyhow!("setting the cap of {}: {e}", participant.0))?;
             record.leases.insert(self.me.clone(), leased - surplus);
-            let _ = self.kv.update(&key, Bytes::from(serde_json::to_vec(&record)?), entry.revision).await;
+            self.update_cap(&key, &record, revision).await;
         }
         Ok(())
+    }
+
+    fn remember_cap(&self, key: &str, value: Bytes, revision: u64) {
+        let mut caps = self.caps.lock();
+        match caps.get(key) {
+            Some((_, known)) if *known >= revision => {}
+            _ => {
+                caps.insert(key.to_string(), (value, revision));
+            }
+        }
+    }
+
+    /// Writes a cap's pool if it is still at `revision`. False when another node changed
+    /// it first: the cached copy is dropped, and the next round reads it again.
+    async fn update_cap(&self, key: &str, record: &CapRecord, revision: u64) -> bool {
+        let Ok(body) = serde_json::to_vec(record) else { return false };
+        let body = Bytes::from(body);
+        match self.kv.update(key, body.clone(), revision).await {
+            Ok(written) => {
+                self.remember_cap(key, body, written);
+                true
+            }
+            Err(error) => {
+                tracing::debug!(key, %error, "a cap's pool changed under this partition; reading it again");
+                self.caps.lock().remove(key);
+                false
+            }
+        }
     }
 
     /// Moves `issuer` to `partition` in the map.
