@@ -49,6 +49,10 @@ pub const TRANSFER_CODE_TAX_REFUND: u16 = 19;
 /// The guarantee hold a tax refund places on the card: released when the tourist's
 /// departure is confirmed, captured (the refund clawed back) when it is not.
 pub const TRANSFER_CODE_GUARANTEE: u16 = 20;
+/// What a cardholder account had available, moved between its issuer's position account
+/// and the account when the issuer moves to another partition of the switch (on-us:
+/// moves no position): out in the partition it leaves, in at the one it joins.
+pub const TRANSFER_CODE_HANDOVER: u16 = 21;
 
 /// Whether a transfer code is a fee's (interchange or the switch's).
 pub fn is_fee(code: u16) -> bool {

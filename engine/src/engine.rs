@@ -5,7 +5,9 @@
 //! touches RocksDB itself) and reloaded on start, so a restarted switch knows its
 //! participants, cards and limits again.
 
-use crate::books::{is_stand_in, participant_account, participant_of_account, TRANSFER_CODE_OPENING_BALANCE};
+use crate::books::{
+    is_stand_in, participant_account, participant_of_account, TRANSFER_CODE_HANDOVER, TRANSFER_CODE_OPENING_BALANCE,
+};
 use crate::codes::DeclineReason;
 use crate::commit;
 use crate::completion;
@@ -811,6 +813,139 @@ impl Engine {
         Ok(())
     }
 
+    // ---- moving an issuer to another partition of the switch --------------------------
+
+    /// The cardholder accounts of `issuer`, as another partition would provision them
+    /// (opening balance 0: what they hold moves with `hand_out` and `hand_in`).
+    pub fn issuer_accounts(&self, issuer: ParticipantId) -> Vec<AccountSpec> {
+        let mut specs = Vec::new();
+        self.ledger.for_each_account(|account| {
+            if account.participant == issuer && account.kind == AccountKind::Cardholder {
+                specs.push(AccountSpec {
+                    id: account.id,
+                    participant: account.participant,
+                    currency: account.currency,
+                    opening_balance: 0,
+                    status: status_of_data(account.user_data),
+                    velocity: VelocityLimits {
+                        count_per_day_max: account.debit_limits.count_per_day_max,
+                        amount_per_day_max: account.debit_limits.amount_per_day_max,
+                    },
+                });
+            }
+        });
+        specs
+    }
+
+    /// The directory's records of the cards and tokens on `accounts`, as the ledger's
+    /// metadata keeps them (a PAN key, never a card number; a token's real number sealed).
+    pub fn card_records(&self, accounts: &BTreeSet<AccountId>) -> Result<Vec<CardRecord>, EngineError> {
+        let mut records = Vec::new();
+        self.ledger.scan_metadata(&[META_CARD], |key, value| {
+            let Some(id) = key.get(1..17).and_then(|id| <[u8; 16]>::try_from(id).ok()) else { return };
+            if decode_card(value).is_some_and(|entry| accounts.contains(&entry.account)) {
+                records.push(CardRecord { key: PanKey(u128::from_be_bytes(id)), card: value.to_vec(), sealed: None });
+            }
+        })?;
+        for record in &mut records {
+            record.sealed = self.ledger.metadata(&meta_key(META_SEALED_PAN, record.key.0))?;
+        }
+        Ok(records)
+    }
+
+    /// Provisions cards and tokens another partition handed over (`card_records`): durable
+    /// before the directory serves them.
+    pub fn import_cards(&self, cards: &[CardRecord]) -> Result<(), EngineError> {
+        let mut metadata = Vec::with_capacity(cards.len());
+        let mut entries = Vec::with_capacity(cards.len());
+        for card in cards {
+            let entry = decode_card(&card.card)
+                .ok_or_else(|| EngineError::Config(format!("card record {:032x} is not readable", card.key.0)))?;
+            metadata.push((meta_key(META_CARD, card.key.0), card.card.clone()));
+            if let Some(sealed) = &card.sealed {
+                metadata.push((meta_key(META_SEALED_PAN, card.key.0), sealed.clone()));
+            }
+            entries.push((card.key, entry, card.sealed.clone()));
+        }
+        for chunk in metadata.chunks(PROVISION_BATCH_MAX) {
+            self.ledger.put_metadata(chunk)?;
+        }
+        for (key, entry, sealed) in entries {
+            if let Some(sealed) = sealed {
+                self.directory.insert_sealed(key, sealed);
+            }
+            self.directory.insert_entry(key, entry)?;
+        }
+        Ok(())
+    }
+
+    /// Moves what each account has available now to its issuer's position account (on-us:
+    /// no position moves), once for its key: a key booked before moves nothing again and
+    /// its amount is returned. Holds stay where they are. In ledger batches.
+    pub fn hand_out(&self, accounts: &[(AccountId, RequestKey)]) -> Result<Vec<u64>, EngineError> {
+        let mut amounts = vec![0u64; accounts.len()];
+        let mut transfers = Vec::new();
+        let mut slots = Vec::new();
+        for (slot, (account, key)) in accounts.iter().enumerate() {
+            if let Some(record) = self.ledger.transfer(TransferId(key.0))? {
+                amounts[slot] = record.transfer.amount;
+                continue;
+            }
+            let view = self
+                .ledger
+                .account(*account)
+                .ok_or_else(|| EngineError::Account(*account, "no such account".into()))?;
+            let amount = u64::try_from(view.balances.available()).unwrap_or(0);
+            if amount == 0 {
+                continue;
+            }
+            let position = participant_account(view.account.participant, view.account.currency);
+            let mut transfer = Transfer::new(key.0, account.0, position.0, amount, view.account.currency);
+            transfer.code = TRANSFER_CODE_HANDOVER;
+            transfers.push(transfer);
+            slots.push(slot);
+        }
+        let mut slots = slots.into_iter();
+        for chunk in transfers.chunks(BATCH_TRANSFERS_MAX) {
+            for (transfer, result) in chunk.iter().zip(self.ledger.commit(chunk)?) {
+                let slot = slots.next().unwrap_or_default();
+                result.map_err(|e| EngineError::Account(transfer.debit_account, format!("handing over: {e}")))?;
+                amounts[slot] = transfer.amount;
+            }
+        }
+        Ok(amounts)
+    }
+
+    /// Credits what another partition's `hand_out` moved to each account, from its
+    /// issuer's position account, once for its key; provisions the accounts this
+    /// partition has none of first. In ledger batches.
+    pub fn hand_in(&self, accounts: &[(AccountSpec, RequestKey, u64)]) -> Result<(), EngineError> {
+        let missing: Vec<AccountSpec> = accounts
+            .iter()
+            .filter(|(spec, _, _)| self.ledger.account(spec.id).is_none())
+            .map(|(spec, _, _)| AccountSpec { opening_balance: 0, ..*spec })
+            .collect();
+        for chunk in missing.chunks(PROVISION_BATCH_MAX) {
+            self.add_accounts(chunk)?;
+        }
+        let mut transfers = Vec::new();
+        for (spec, key, amount) in accounts {
+            if *amount == 0 || self.ledger.transfer(TransferId(key.0))?.is_some() {
+                continue;
+            }
+            let position = participant_account(spec.participant, spec.currency);
+            let mut transfer = Transfer::new(key.0, position.0, spec.id.0, *amount, spec.currency);
+            transfer.code = TRANSFER_CODE_HANDOVER;
+            transfers.push(transfer);
+        }
+        for chunk in transfers.chunks(BATCH_TRANSFERS_MAX) {
+            for (transfer, result) in chunk.iter().zip(self.ledger.commit(chunk)?) {
+                result.map_err(|e| EngineError::Account(transfer.credit_account, format!("taking over: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Blocks, closes or reopens an account: a journaled change of the ledger account (its
     /// `user_data` holds the status), then the account's shard applies it.
     pub fn set_account_status(&self, id: AccountId, status: AccountStatus) -> Result<(), EngineError> {
@@ -1049,6 +1184,17 @@ fn status_of_data(data: u64) -> AccountStatus {
         2 => AccountStatus::Closed,
         _ => AccountStatus::Active,
     }
+}
+
+/// A card or token as the directory keeps it in the ledger's metadata, for moving its
+/// issuer to another partition (`Engine::card_records`, `Engine::import_cards`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRecord {
+    pub key: PanKey,
+    /// The encoded directory entry (`provisioning::encode_card`).
+    pub card: Vec<u8>,
+    /// A token's real card number, sealed by the vault.
+    pub sealed: Option<Vec<u8>>,
 }
 
 /// The reply sink of a hosted booking: answers the request, then the copies that waited.

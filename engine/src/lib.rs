@@ -32,7 +32,7 @@ pub mod vault;
 pub use books::{participant_account, participant_of_account};
 pub use codes::{DeclineReason, ResponseCode};
 pub use engine::{
-    Engine, EngineConfig, EngineError, PauseGuard, COMMIT_DELAY_US_DEFAULT, PROVISION_BATCH_MAX,
+    CardRecord, Engine, EngineConfig, EngineError, PauseGuard, COMMIT_DELAY_US_DEFAULT, PROVISION_BATCH_MAX,
     SHARD_QUEUE_DEPTH_MAX_DEFAULT,
 };
 pub use messages::{

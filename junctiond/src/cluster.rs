@@ -53,6 +53,9 @@ use tokio::sync::{oneshot, watch};
 /// Keys of the bucket: an issuer's partition, a cut-off, a partition's part of a cut, and
 /// a cut's merged set.
 const ISSUER_KEY: &str = "issuer.";
+/// A partition that exists (put by its nodes at start): every cut-off takes a part of it,
+/// whether the map gives it issuers or not (an issuer moved away leaves its books there).
+const PARTITION_KEY: &str = "partition.";
 const CUT_KEY: &str = "cut.";
 const PART_KEY: &str = "part.";
 const MERGED_KEY: &str = "merged.";
@@ -68,6 +71,15 @@ const CAP_LEASE_EVERY: Duration = Duration::from_millis(100);
 const HEADER_ACQUIRER: &str = "Junction-Acquirer";
 const HEADER_AGGREGATOR: &str = "Junction-Aggregator";
 const HEADER_SUB_MERCHANT: &str = "Junction-Sub-Merchant";
+/// Set on a request a partition sends the one its issuer moved from: answer it only if
+/// you booked it (or its original), else say so.
+const HEADER_LOOKUP: &str = "Junction-Moved-Lookup";
+
+/// `Answer::status`: the issuer is not (or not yet) this partition's: find its owner in
+/// the map and send the request there.
+const STATUS_MOVED: &str = "moved";
+/// `Answer::status` to a lookup: this partition did not book the request.
+const STATUS_NOT_BOOKED_HERE: &str = "not_booked_here";
 
 /// The ledger metadata that ties a cut to the window it closes in this partition.
 const CUT_WINDOW_RECORD: &[u8] = b"cluster/cut/";
@@ -103,6 +115,9 @@ struct Answer {
     timestamp: Option<u64>,
     #[serde(default)]
     stood_in: bool,
+    /// Not an answer to the acquirer: `STATUS_MOVED` or `STATUS_NOT_BOOKED_HERE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
 }
 
 impl Answer {
@@ -114,6 +129,7 @@ impl Answer {
             balance: response.balance.map(|(minor, currency)| (minor.to_string(), currency.numeric())),
             timestamp: response.timestamp,
             stood_in: response.stood_in,
+            status: None,
         }
     }
 
@@ -125,7 +141,12 @@ impl Answer {
             balance: None,
             timestamp: None,
             stood_in: false,
+            status: None,
         }
+    }
+
+    fn status(status: &str) -> Answer {
+        Answer { status: Some(status.to_string()), ..Answer::refusal(ResponseCode::SystemUnavailable.as_str()) }
     }
 
     /// The door's `Response` for its own request `tag` and `key`.
@@ -175,12 +196,52 @@ pub struct PartRecord {
 
 /// A request a door sends to the partition that owns its card.
 pub struct Forward {
-    pub partition: String,
+    /// The card's issuer (by its BIN route): the map says which partition owns it.
+    pub issuer: ParticipantId,
     /// The ISO 8583 message as the acquirer sent it (its MAC checked at the door).
     pub raw: Bytes,
     pub acquirer: ParticipantId,
     /// An aggregator's request: the aggregator and its sub-merchant.
     pub sub_merchant: Option<(ParticipantId, Text<15>)>,
+}
+
+/// Where the map puts an issuer (the value of `issuer.<id>`): a partition's name alone, or
+/// JSON while the issuer moves or after it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The partition that owns the issuer.
+    pub partition: String,
+    /// The issuer is moving there: `partition` drains it (doors hold its requests), hands
+    /// its accounts and cards over, and then puts the issuer's new placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<String>,
+    /// The issuer moved here from this partition, which still answers the resends and
+    /// follow-ups of what it booked: asked first until `since` + `cluster.moved_lookback_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
+    /// When the move started (`moving_to`) or ended (`moved_from`), Unix seconds.
+    #[serde(default)]
+    pub since: u64,
+}
+
+impl Placement {
+    fn settled(partition: &str) -> Placement {
+        Placement { partition: partition.to_string(), moving_to: None, moved_from: None, since: 0 }
+    }
+
+    fn read(value: &[u8]) -> Placement {
+        match serde_json::from_slice::<Placement>(value) {
+            Ok(placement) => placement,
+            Err(_) => Placement::settled(String::from_utf8_lossy(value).trim()),
+        }
+    }
+
+    fn bytes(&self) -> Bytes {
+        if self.moving_to.is_none() && self.moved_from.is_none() {
+            return Bytes::from(self.partition.clone());
+        }
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
 }
 
 /// A participant's net debit cap in one currency for the whole switch, and what each
@@ -204,12 +265,19 @@ pub struct Partitions {
     /// This node's partition.
     pub me: String,
     node: String,
-    map: ArcSwap<BTreeMap<u64, String>>,
+    map: ArcSwap<BTreeMap<u64, Placement>>,
+    /// Every partition that put `partition.<name>`.
+    members: parking_lot::Mutex<BTreeSet<String>>,
     client: async_nats::Client,
     kv: kv::Store,
     files: object_store::ObjectStore,
     subject_prefix: String,
     timeout: Duration,
+    moved_lookback_s: u64,
+    /// Held (shared) while a request's partition is decided and the request submitted;
+    /// taken alone by an issuer's move once, so that what was decided before it is in the
+    /// engine when the move drains.
+    gate: parking_lot::RwLock<()>,
     forwarded_in_flight: AtomicU64,
     /// The caps' pools as last seen (value and revision), kept by the bucket's watch, so
     /// that a round of `sync_caps` reads nothing from NATS unless a lease changes.
@@ -330,15 +398,22 @@ impl Partitions {
                 Err(error) => return Err(anyhow!("seeding the partition map ({key}): {error}")),
             }
         }
+        let member = format!("{PARTITION_KEY}{}", config.partition);
+        kv.put(&member, Bytes::from(replication.node.clone()))
+            .await
+            .with_context(|| format!("putting {member} in the partition map"))?;
         let partitions = Arc::new(Partitions {
             me: config.partition.clone(),
             node: replication.node.clone(),
             map: ArcSwap::default(),
+            members: parking_lot::Mutex::new(BTreeSet::new()),
             client,
             kv,
             files,
             subject_prefix: bucket.clone(),
             timeout: Duration::from_millis(config.request_timeout_ms),
+            moved_lookback_s: config.moved_lookback_s,
+            gate: parking_lot::RwLock::new(()),
             forwarded_in_flight: AtomicU64::new(0),
             caps: parking_lot::Mutex::new(BTreeMap::new()),
             counters: Counters::default(),
@@ -353,11 +428,15 @@ impl Partitions {
         let mut map = BTreeMap::new();
         while let Some(key) = keys.next().await {
             let key = key.context("listing the partition map")?;
+            if let Some(partition) = key.strip_prefix(PARTITION_KEY) {
+                self.members.lock().insert(partition.to_string());
+                continue;
+            }
             let Some(issuer) = key.strip_prefix(ISSUER_KEY).and_then(|id| id.parse::<u64>().ok()) else {
                 continue;
             };
             if let Some(value) = self.kv.get(&key).await.with_context(|| format!("reading {key}"))? {
-                map.insert(issuer, String::from_utf8_lossy(&value).into_owned());
+                map.insert(issuer, Placement::read(&value));
             }
         }
         tracing::info!(partition = self.me, issuers = map.len(), "partition map loaded");
@@ -365,16 +444,65 @@ impl Partitions {
         Ok(())
     }
 
-    /// The partition that owns `issuer`'s cards when it is not this one.
-    pub fn remote_owner(&self, issuer: ParticipantId) -> Option<String> {
+    /// Whether a request for `issuer`'s cards goes through NATS: another partition owns
+    /// the issuer, it is moving, or it moved here lately (the partition it left is asked
+    /// first). False for an issuer that is this partition's, or that the map does not name.
+    pub fn forwards(&self, issuer: ParticipantId) -> bool {
         let map = self.map.load();
-        map.get(&issuer.0).filter(|partition| **partition != self.me).cloned()
+        let Some(placement) = map.get(&issuer.0) else { return false };
+        placement.partition != self.me || placement.moving_to.is_some() || self.asks_first(placement).is_some()
     }
 
-    /// Every partition the map names, and this one.
+    /// The partition an issuer moved here from, while it is still asked first.
+    fn asks_first<'p>(&self, placement: &'p Placement) -> Option<&'p str> {
+        let from = placement.moved_from.as_deref()?;
+        (placement.partition == self.me
+            && junction_engine::clock::now_unix_s() < placement.since + self.moved_lookback_s)
+            .then_some(from)
+    }
+
+    /// Where the map puts `issuer`, if it names it.
+    pub fn placement(&self, issuer: u64) -> Option<Placement> {
+        self.map.load().get(&issuer).cloned()
+    }
+
+    /// Every issuer this partition owns that the map says is moving away.
+    pub fn moving_away(&self) -> Vec<(u64, Placement)> {
+        let map = self.map.load();
+        map.iter()
+            .filter(|(_, placement)| placement.partition == self.me && placement.moving_to.is_some())
+            .map(|(issuer, placement)| (*issuer, placement.clone()))
+            .collect()
+    }
+
+    /// Held while a request's partition is decided and the request submitted.
+    pub fn gate(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.gate.read()
+    }
+
+    /// Waits until every request whose partition was decided before now is submitted.
+    pub fn close_gate_once(&self) {
+        drop(self.gate.write());
+    }
+
+    /// The NATS client (the moves' hand-overs).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The subject where `partition`'s primary takes the hand-overs of issuers moving to it.
+    pub fn handover_subject(&self, partition: &str) -> String {
+        format!("{}.{partition}.handover", self.subject_prefix)
+    }
+
+    /// Every partition: those that put `partition.<name>`, those the map names, and this one.
     pub fn partitions(&self) -> Vec<String> {
         let map = self.map.load();
-        let mut all: BTreeSet<String> = map.values().cloned().collect();
+        let mut all: BTreeSet<String> = map
+            .values()
+            .flat_map(|placement| std::iter::once(placement.partition.clone()).chain(placement.moving_to.clone()))
+            .collect();
+        all.extend(self.members.lock().iter().cloned());
         all.insert(self.me.clone());
         all.into_iter().collect()
     }
@@ -388,7 +516,12 @@ impl Partitions {
         let map = self.map.load();
         json!({
             "partition": self.me,
-            "map": map.iter().map(|(issuer, partition)| (issuer.to_string(), partition.clone())).collect::<BTreeMap<_, _>>(),
+            "map": map.iter().map(|(issuer, placement)| (issuer.to_string(), placement.partition.clone())).collect::<BTreeMap<_, _>>(),
+            "moves": map
+                .iter()
+                .filter(|(_, placement)| placement.moving_to.is_some() || placement.moved_from.is_some())
+                .map(|(issuer, placement)| (issuer.to_string(), json!(placement)))
+                .collect::<BTreeMap<_, _>>(),
             "forwarded": self.counters.forwarded.load(Ordering::Relaxed),
             "forward_failures": self.counters.forward_failures.load(Ordering::Relaxed),
             "served_for_other_doors": self.counters.served.load(Ordering::Relaxed),
@@ -401,7 +534,7 @@ impl Partitions {
     /// answer to `reply` (91 when none comes in time). `raw` is the message as the
     /// acquirer sent it.
     pub async fn forward(self: Arc<Self>, request: Forward, tag: u64, key: RequestKey, reply: Arc<dyn ReplySink>) {
-        let Forward { partition, raw, acquirer, sub_merchant } = request;
+        let Forward { issuer, raw, acquirer, sub_merchant } = request;
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_ACQUIRER, acquirer.0.to_string().as_str());
         if let Some((aggregator, sub_merchant)) = &sub_merchant {
@@ -412,24 +545,34 @@ impl Partitions {
         // primaries (a takeover) has no responder for a moment, and an attempt that gets no
         // answer may have been booked by a primary that died before answering. Sending the
         // same request again is safe (the key is the acquirer's): the new primary answers
-        // it from its books if the old one booked it, and books it once if not.
+        // it from its books if the old one booked it, and books it once if not. While the
+        // issuer moves, the request waits here; each attempt reads the map again.
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut response = None;
+        let mut partition = String::new();
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
-                tracing::warn!(partition, "a partition did not answer a forwarded request in time");
+                tracing::warn!(issuer = issuer.0, partition, "no partition answered a forwarded request in time");
                 break;
             }
-            let request = async_nats::Request::new()
-                .headers(headers.clone())
-                .payload(raw.clone())
-                .timeout(Some(remaining.min(FORWARD_ATTEMPT_WAIT)));
-            match self.client.send_request(self.subject(&partition), request).await {
-                Ok(message) => {
-                    match serde_json::from_slice::<Answer>(&message.payload) {
-                        Ok(answer) => response = answer.response(tag, key),
-                        Err(error) => tracing::warn!(partition, %error, "a partition's answer is not readable"),
+            match self.placement(issuer.0) {
+                Some(placement) if placement.moving_to.is_none() => partition = placement.partition,
+                _ => {
+                    // Moving (or, briefly, out of the map): its new owner takes it soon.
+                    tokio::time::sleep(FORWARD_RETRY_PAUSE.min(remaining)).await;
+                    continue;
+                }
+            }
+            match self.ask(&partition, &headers, &raw, remaining.min(FORWARD_ATTEMPT_WAIT)).await {
+                Ok(answer) if answer.status.is_some() => {
+                    // Moved since the map was read here: read it again.
+                    tokio::time::sleep(FORWARD_RETRY_PAUSE.min(remaining)).await;
+                }
+                Ok(answer) => {
+                    response = answer.response(tag, key);
+                    if response.is_none() {
+                        tracing::warn!(partition, code = answer.code, "a partition's answer is not readable");
                     }
                     break;
                 }
@@ -451,6 +594,21 @@ impl Partitions {
                 reply.send(Response::declined(tag, key, DeclineReason::PartitionUnavailable));
             }
         }
+    }
+
+    /// One attempt: `raw` to `partition`'s primary, its answer (an unreadable one is a
+    /// 91 refusal).
+    async fn ask(
+        &self,
+        partition: &str,
+        headers: &HeaderMap,
+        raw: &Bytes,
+        wait: Duration,
+    ) -> Result<Answer, async_nats::RequestError> {
+        let request = async_nats::Request::new().headers(headers.clone()).payload(raw.clone()).timeout(Some(wait));
+        let message = self.client.send_request(self.subject(partition), request).await?;
+        Ok(serde_json::from_slice::<Answer>(&message.payload)
+            .unwrap_or_else(|_| Answer::refusal(ResponseCode::SystemUnavailable.as_str())))
     }
 
     /// Serves the requests other doors send this partition until `shutdown`. Only a
@@ -498,6 +656,7 @@ impl Partitions {
             },
             _ => None,
         };
+        let lookup = header(HEADER_LOOKUP).is_some();
         let Ok(request) = Iso8583Message::decode(&message.payload) else {
             return Answer::refusal("30");
         };
@@ -505,10 +664,55 @@ impl Partitions {
             self.forwarded_in_flight.fetch_sub(1, Ordering::AcqRel);
             return Answer::refusal(ResponseCode::SystemUnavailable.as_str());
         }
+        let answer = self.serve_request(iso, request, ParticipantId(acquirer), sub_merchant, lookup, message).await;
+        self.forwarded_in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.counters.served.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+
+    async fn serve_request(
+        &self,
+        iso: &Arc<IsoContext>,
+        request: Iso8583Message,
+        acquirer: ParticipantId,
+        sub_merchant: Option<(ParticipantId, Text<15>)>,
+        lookup: bool,
+        message: &async_nats::Message,
+    ) -> Answer {
         let (sender, receiver) = oneshot::channel();
         let sink: Arc<dyn ReplySink> = Arc::new(OneAnswer(parking_lot::Mutex::new(Some(sender))));
-        let submitted = iso_gateway::submit_forwarded(iso, request, ParticipantId(acquirer), sub_merchant, sink);
-        let answer = match submitted {
+        let forwarded = match iso_gateway::prepare_forwarded(iso, &request, acquirer, sub_merchant, sink) {
+            Ok(forwarded) => forwarded,
+            Err(code) => return Answer::refusal(code),
+        };
+        let placement = forwarded.target.as_ref().and_then(|target| self.placement(target.issuer.0));
+        // An issuer that moved here lately: the partition it left answers what it booked.
+        let ask_first = placement.as_ref().filter(|_| !lookup).and_then(|p| self.asks_first(p)).map(str::to_string);
+        if let Some(from) = ask_first {
+            let mut headers = message.headers.clone().unwrap_or_default();
+            headers.insert(HEADER_LOOKUP, "1");
+            match self.ask(&from, &headers, &message.payload, FORWARD_ATTEMPT_WAIT).await {
+                Ok(answer) if answer.status.as_deref() == Some(STATUS_NOT_BOOKED_HERE) => {}
+                Ok(answer) => return answer,
+                // Not known yet: the door sends it again.
+                Err(_) => return Answer::status(STATUS_MOVED),
+            }
+        }
+        let submitted = {
+            let _gate = self.gate();
+            // Re-read under the gate: a move that starts now waits for this submission.
+            let placement = forwarded.target.as_ref().and_then(|target| self.placement(target.issuer.0));
+            let ours = placement.as_ref().is_none_or(|p| p.partition == self.me && p.moving_to.is_none());
+            if lookup || !ours {
+                // The issuer is not (or no longer) this partition's: what it booked it
+                // still answers, anything else goes to the owner.
+                if !forwarded.booked_here(&iso.engine) {
+                    return Answer::status(if lookup { STATUS_NOT_BOOKED_HERE } else { STATUS_MOVED });
+                }
+            }
+            iso_gateway::submit_forwarded(iso, request, forwarded)
+        };
+        match submitted {
             Ok(()) => {
                 let answered = receiver.await;
                 iso.admission.release();
@@ -518,10 +722,7 @@ impl Partitions {
                 }
             }
             Err(code) => Answer::refusal(code),
-        };
-        self.forwarded_in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.counters.served.fetch_add(1, Ordering::Relaxed);
-        answer
+        }
     }
 
     /// Follows the bucket: the map's changes, and cut-offs (this partition's part; the
@@ -565,14 +766,28 @@ impl Partitions {
             }
             return;
         }
+        if let Some(partition) = entry.key.strip_prefix(PARTITION_KEY) {
+            if deleted {
+                self.members.lock().remove(partition);
+            } else {
+                self.members.lock().insert(partition.to_string());
+            }
+            return;
+        }
         if let Some(issuer) = entry.key.strip_prefix(ISSUER_KEY).and_then(|id| id.parse::<u64>().ok()) {
             let mut map = BTreeMap::clone(&self.map.load());
             if deleted {
                 map.remove(&issuer);
             } else {
-                let partition = String::from_utf8_lossy(&entry.value).into_owned();
-                tracing::info!(issuer, partition, "partition map changed");
-                map.insert(issuer, partition);
+                let placement = Placement::read(&entry.value);
+                tracing::info!(
+                    issuer,
+                    partition = placement.partition,
+                    moving_to = placement.moving_to,
+                    moved_from = placement.moved_from,
+                    "partition map changed"
+                );
+                map.insert(issuer, placement);
             }
             self.map.store(Arc::new(map));
         } else if let Some(cut) = entry.key.strip_prefix(CUT_KEY).and_then(|n| n.parse::<u64>().ok()) {
@@ -777,12 +992,60 @@ impl Partitions {
         }
     }
 
-    /// Moves `issuer` to `partition` in the map.
-    pub async fn assign(&self, issuer: u64, partition: &str) -> Result<()> {
+    /// Moves `issuer` to `partition`: an issuer the map does not name yet is placed there
+    /// at once; one another partition owns is marked moving, and that partition's primary
+    /// drains it, hands it over and puts its new placement (`moving.rs`). Returns the
+    /// placement put.
+    pub async fn assign(&self, issuer: u64, partition: &str) -> Result<Placement> {
+        let key = format!("{ISSUER_KEY}{issuer}");
+        let entry = self.kv.entry(&key).await.with_context(|| format!("reading {key}"))?;
+        let current = entry.as_ref().filter(|entry| entry.operation == kv::Operation::Put);
+        let Some(current) = current else {
+            let placement = Placement::settled(partition);
+            self.kv.put(&key, placement.bytes()).await.with_context(|| format!("placing issuer {issuer}"))?;
+            return Ok(placement);
+        };
+        let placement = Placement::read(&current.value);
+        if placement.moving_to.is_some() {
+            bail!("issuer {issuer} is moving to {} already", placement.moving_to.unwrap_or_default());
+        }
+        if placement.partition == partition {
+            return Ok(placement);
+        }
+        let moving = Placement {
+            partition: placement.partition,
+            moving_to: Some(partition.to_string()),
+            moved_from: None,
+            since: junction_engine::clock::now_unix_s(),
+        };
         self.kv
-            .put(format!("{ISSUER_KEY}{issuer}"), Bytes::from(partition.to_string()))
+            .update(&key, moving.bytes(), current.revision)
             .await
-            .with_context(|| format!("moving issuer {issuer} to partition {partition}"))?;
+            .with_context(|| format!("moving issuer {issuer} to partition {partition} (the map changed meanwhile?)"))?;
+        Ok(moving)
+    }
+
+    /// Ends a move this partition drained and handed over: the issuer is `to`'s, which
+    /// asks this one first for a while. Only if the map still holds the move `moving`.
+    pub async fn finish_move(&self, issuer: u64, moving: &Placement) -> Result<()> {
+        let key = format!("{ISSUER_KEY}{issuer}");
+        let entry = self.kv.entry(&key).await.with_context(|| format!("reading {key}"))?;
+        let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
+            bail!("issuer {issuer} left the map while it moved");
+        };
+        if Placement::read(&entry.value) != *moving {
+            bail!("issuer {issuer}'s move changed while it was handed over");
+        }
+        let moved = Placement {
+            partition: moving.moving_to.clone().context("not a move")?,
+            moving_to: None,
+            moved_from: Some(self.me.clone()),
+            since: junction_engine::clock::now_unix_s(),
+        };
+        self.kv
+            .update(&key, moved.bytes(), entry.revision)
+            .await
+            .with_context(|| format!("ending issuer {issuer}'s move"))?;
         Ok(())
     }
 

@@ -147,6 +147,11 @@ pub struct ClusterConfig {
     /// it answers 91.
     #[serde(default = "default_cluster_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// After an issuer moved here from another partition, for how long this partition asks
+    /// that one first whether it booked a request of the issuer's cards (a resend, or a
+    /// completion or reversal of what it booked, is answered there), seconds.
+    #[serde(default = "default_moved_lookback_s")]
+    pub moved_lookback_s: u64,
     /// The map's first entries (issuer participant id -> partition), written only where
     /// the bucket has none for that issuer: the map in the bucket is the one in force,
     /// changed with `junction cluster move`.
@@ -160,6 +165,10 @@ fn default_map_bucket() -> String {
 
 fn default_cluster_timeout_ms() -> u64 {
     10_000
+}
+
+fn default_moved_lookback_s() -> u64 {
+    86_400
 }
 
 fn default_stream() -> String {
@@ -1204,6 +1213,9 @@ impl Config {
             }
             if !(50..=60_000).contains(&cluster.request_timeout_ms) {
                 return Err(invalid("cluster.request_timeout_ms must be 50..=60000"));
+            }
+            if cluster.moved_lookback_s > 366 * 86_400 {
+                return Err(invalid("cluster.moved_lookback_s must be at most a year"));
             }
             for (issuer, partition) in &cluster.seed {
                 let id: u64 =

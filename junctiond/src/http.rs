@@ -462,8 +462,13 @@ async fn cluster_move(
         return error(StatusCode::BAD_REQUEST, "bad_partition", "a partition is 1-32 letters, digits, - and _");
     }
     match cluster.assign(issuer, &moved.partition).await {
-        Ok(()) => Json(json!({ "issuer": issuer, "partition": moved.partition })).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", format!("{e:#}")),
+        Ok(placement) if placement.moving_to.is_some() => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "issuer": issuer, "partition": placement.partition, "moving_to": placement.moving_to })),
+        )
+            .into_response(),
+        Ok(placement) => Json(json!({ "issuer": issuer, "partition": placement.partition })).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, "cannot_move", format!("{e:#}")),
     }
 }
 

@@ -26,9 +26,9 @@ use super::metrics::{Metrics, INTERFACE_ISO8583};
 use super::telemetry::{Telemetry, Traced};
 use junction_engine::detail::{pack_reference, Channel, Detail, MaskedCard, Text};
 use junction_engine::model::*;
-use junction_engine::routing::RouteMode;
+use junction_engine::routing::{RouteMode, RouteTarget};
 use junction_engine::{DeclineReason, Engine, ResponseCode};
-use junction_ledger::{Currency, ParticipantId};
+use junction_ledger::{Currency, ParticipantId, TransferId};
 use junction_wire::iso8583::{mac, next_frame, FrameError, Iso8583Message, MaskedPan, FRAME_PREFIX_SIZE_BYTES};
 use opentelemetry::KeyValue;
 use std::collections::HashMap;
@@ -460,11 +460,15 @@ fn handle(
             }
             in_flight.fetch_add(1, Ordering::AcqRel);
             let target = context.engine.route(pan);
-            let owner = context.cluster.as_ref().zip(target.as_ref()).and_then(|(cluster, target)| {
-                cluster.remote_owner(target.issuer).map(|partition| (Arc::clone(cluster), partition))
-            });
-            if let Some((cluster, partition)) = owner {
-                // Another partition's card: its primary answers, after its own commit.
+            // In a partitioned switch, whether the card's issuer is this partition's is
+            // decided and the request submitted under the gate: an issuer moving away
+            // drains only once what was decided here before its move was submitted.
+            let _gate = context.cluster.as_ref().map(|cluster| cluster.gate());
+            let issuer = target.as_ref().map(|target| target.issuer);
+            let remote = context.cluster.as_ref().zip(issuer).filter(|(cluster, issuer)| cluster.forwards(*issuer));
+            if let Some((cluster, issuer)) = remote {
+                // Another partition's card (or an issuer on the move): its owner answers,
+                // after its own commit.
                 let (tag, key, reply) = (request.tag, request.key, Arc::clone(&request.reply));
                 drop(request);
                 let raw = bytes::Bytes::copy_from_slice(raw);
@@ -472,8 +476,8 @@ fn handle(
                     sender,
                     WriterMessage::Expect { tag, request: Box::new(message), key: Some(participant), received },
                 );
-                let forward = Forward { partition, raw, acquirer, sub_merchant };
-                tokio::spawn(cluster.forward(forward, tag, key, reply));
+                let forward = Forward { issuer, raw, acquirer, sub_merchant };
+                tokio::spawn(Arc::clone(cluster).forward(forward, tag, key, reply));
                 return;
             }
             let route = target.filter(|route| route.mode != RouteMode::Switch);
@@ -501,37 +505,65 @@ fn handle(
     }
 }
 
-/// A request another partition's door took and forwarded here (`cluster.rs`), handled as
-/// if it came in on a connection of `acquirer`'s: the door checked its MAC and its
-/// sender's role. The answer goes to `reply` and takes a place of the admission bound
-/// until then (the caller gives it back); `Err` is a response code to answer at once.
-pub fn submit_forwarded(
+/// A request another partition's door took and forwarded here (`cluster.rs`), read as if
+/// it came in on a connection of `acquirer`'s (the door checked its MAC and its sender's
+/// role): the engine's request, whose answer goes to `reply`, and its card's BIN route.
+/// `Err` is a response code to answer at once.
+pub fn prepare_forwarded(
     context: &Arc<IsoContext>,
-    message: Iso8583Message,
+    message: &Iso8583Message,
     acquirer: ParticipantId,
     sub_merchant: Option<(ParticipantId, Text<15>)>,
     reply: Arc<dyn ReplySink>,
-) -> Result<(), &'static str> {
+) -> Result<Forwarded, &'static str> {
     let tag = context.next_tag.fetch_add(1, Ordering::Relaxed);
-    let (mut request, pan) = to_request(&message, context, acquirer, tag, &reply)?;
-    let target = context.engine.route(pan);
-    if let (Some(cluster), Some(target)) = (&context.cluster, &target) {
-        if cluster.remote_owner(target.issuer).is_some() {
-            // The map moved the issuer away since the door looked: a resend finds it.
-            return Err("91");
-        }
-    }
-    if !context.admission.try_admit() {
-        context.metrics.requests_refused_in_flight_max.inc();
-        return Err("91");
-    }
+    let (mut request, pan) = to_request(message, context, acquirer, tag, &reply)?;
     if let Some((aggregator, sub_merchant)) = sub_merchant {
         request.detail.aggregator = u32::try_from(aggregator.0).unwrap_or(0);
         request.detail.sub_merchant = sub_merchant;
     }
+    let target = context.engine.route(pan);
+    Ok(Forwarded { request, pan: pan.to_string(), target })
+}
+
+/// A forwarded request, read (`prepare_forwarded`).
+pub struct Forwarded {
+    pub request: Request,
+    pan: String,
+    pub target: Option<RouteTarget>,
+}
+
+impl Forwarded {
+    /// Whether this partition's ledger answered the request before (a resend), has it out
+    /// at the issuer's host, or booked the original it completes or reverses.
+    pub fn booked_here(&self, engine: &Engine) -> bool {
+        let request = &self.request;
+        if engine.forwarding(request.key) || matches!(engine.answered(request), Ok(Some(_))) {
+            return true;
+        }
+        let original = match request.operation {
+            Operation::Complete { original } | Operation::Reverse { original } => original,
+            _ => return false,
+        };
+        matches!(engine.ledger().command_answer(TransferId(original.0)), Ok(Some(_)))
+    }
+}
+
+/// Submits a forwarded request as if it came in here. Its answer takes a place of the
+/// admission bound until then (the caller gives it back); `Err` is a response code to
+/// answer at once.
+pub fn submit_forwarded(
+    context: &Arc<IsoContext>,
+    message: Iso8583Message,
+    forwarded: Forwarded,
+) -> Result<(), &'static str> {
+    if !context.admission.try_admit() {
+        context.metrics.requests_refused_in_flight_max.inc();
+        return Err("91");
+    }
+    let Forwarded { request, pan, target } = forwarded;
     match target.filter(|route| route.mode != RouteMode::Switch) {
         Some(route) => {
-            let pan = pan.to_string();
             tokio::spawn(Arc::clone(&context.forwarding).forward(request, Box::new(message), pan, route));
         }
         None => context.engine.submit(request),

@@ -19,6 +19,7 @@ pub mod iso_gateway;
 pub mod issuer_links;
 pub mod maintenance;
 pub mod metrics;
+pub mod moving;
 pub mod qr;
 pub mod replication;
 pub mod tax_refunds;
@@ -293,6 +294,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         });
         tokio::spawn(Arc::clone(partitions).follow(Arc::clone(&clearing), shutdown_rx.clone()));
         tokio::spawn(Arc::clone(partitions).lease_caps(Arc::clone(&engine), shutdown_rx.clone()));
+        tokio::spawn(moving::run(Arc::clone(partitions), Arc::clone(&engine), shutdown_rx.clone()));
     }
     let iso_task = tokio::spawn(iso_gateway::serve(iso_listener, iso_tls, Arc::clone(&iso), shutdown_rx.clone()));
     let cutoffs: Vec<(u32, u32)> = switch.cutoff_times.iter().filter_map(|t| config::parse_hh_mm(t)).collect();

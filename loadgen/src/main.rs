@@ -227,6 +227,11 @@ struct Args {
     /// any difference. Valid only when loadgen is the switch's only traffic.
     #[arg(long)]
     verify: bool,
+    /// With --verify: other nodes' admin listeners (host:port,...) whose positions' changes
+    /// count too: the other partitions of a partitioned switch, where an issuer moving
+    /// during the run has part of the run's traffic booked.
+    #[arg(long, value_name = "HOST:PORT,...")]
+    verify_also: Option<String>,
     /// ISO 8583: write loadgen's own record of every request the switch answered for good
     /// (RRN, MTI, currency, amount, response and authorization codes) to this CSV file,
     /// the input of `junction clearing reconcile` (the acquirer's side of the window).
@@ -434,6 +439,7 @@ fn real_main(args: Args) -> Result<ExitCode> {
     } else {
         None
     };
+    let also = verify_also(&args)?;
 
     let plan = Plan {
         targets,
@@ -483,7 +489,7 @@ fn real_main(args: Args) -> Result<ExitCode> {
         target_requests,
         threads: args.threads,
     };
-    conclude(&args, &mut admin, before.as_ref(), &outcome, context)
+    conclude(&args, &mut admin, before.as_ref(), &also, &outcome, context)
 }
 
 /// QR mode: signed direct payments to the QR gateway as a wallet (see `qr.rs`).
@@ -576,7 +582,7 @@ fn qr_main(args: Args) -> Result<ExitCode> {
         target_requests,
         threads: args.threads,
     };
-    conclude(&args, &mut admin, before.as_ref(), &outcome, context)
+    conclude(&args, &mut admin, before.as_ref(), &[], &outcome, context)
 }
 
 /// Issuer-host mode: answers what the switch forwards until --duration has passed.
@@ -644,11 +650,24 @@ fn parse_duration_or_zero(text: &str) -> Result<Duration> {
     parse_duration(text)
 }
 
+/// --verify-also's nodes and their positions before the run.
+fn verify_also(args: &Args) -> Result<Vec<(admin::Admin, admin::Snapshot)>> {
+    let Some(list) = args.verify_also.as_deref().filter(|_| args.verify) else { return Ok(Vec::new()) };
+    let mut also = Vec::new();
+    for address in target_list(list, "--verify-also")? {
+        let admin = admin::Admin::nodes(&[address], &args.admin_token);
+        let before = admin.positions(None).with_context(|| format!("reading positions at {address} before the run"))?;
+        also.push((admin, before));
+    }
+    Ok(also)
+}
+
 /// Verifies (with --verify), prints and writes the report, and picks the exit status.
 fn conclude(
     args: &Args,
     admin: &mut admin::Admin,
     before: Option<&admin::Snapshot>,
+    also: &[(admin::Admin, admin::Snapshot)],
     outcome: &run::Outcome,
     context: report::Context,
 ) -> Result<ExitCode> {
@@ -664,7 +683,14 @@ fn conclude(
             }
             // After a failover the serving node is another one.
             admin.health().context("finding the switch's serving node after the run")?;
-            let (windows, change) = verify::ledger_change(admin, before).context("reading positions after the run")?;
+            let (windows, mut change) =
+                verify::ledger_change(admin, before).context("reading positions after the run")?;
+            for (other, before) in also {
+                let (_, more) = verify::ledger_change(other, before).context("reading --verify-also's positions")?;
+                for (key, delta) in more {
+                    change.entry(key).or_default().add(&delta);
+                }
+            }
             let inconclusive = (!doubts.is_empty())
                 .then(|| format!("{}: their outcome is unknown, so the totals cannot be exact", doubts.join(", ")));
             Some(verify::compare(&counters.positions, windows, &change, inconclusive))

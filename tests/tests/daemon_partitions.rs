@@ -1,7 +1,7 @@
 //! A partitioned switch, with real processes on loopback: a 3-server NATS cluster and two
 //! partitions (a primary each), each owning one issuer; loadgen driving each door with
 //! the other partition's cards; one cut-off of the whole switch merged into one clearing
-//! set.
+//! set; an issuer moved from one partition to the other under load.
 
 #![allow(clippy::unwrap_used)]
 
@@ -42,6 +42,7 @@ fn partition_config(nats: &NatsCluster, partition: &str) -> Config {
         partition: partition.into(),
         map_bucket: "junction_partitions".into(),
         request_timeout_ms: 5_000,
+        moved_lookback_s: 86_400,
         seed: [(ISSUER_A.to_string(), "a".to_string()), (ISSUER_B.to_string(), "b".to_string())].into(),
     });
     config
@@ -347,4 +348,118 @@ fn a_net_debit_cap_holds_for_the_whole_switch_across_partitions() {
     );
     assert!(approved[0] > 0 && approved[1] > 0, "both partitions refunded: {approved:?}");
     assert!(total >= cap * 3 / 4, "the pool was used, not only declined: {approved:?}");
+}
+
+/// Issuer 1 moves from partition a to b while loadgen sends its cards through a's door:
+/// nothing lost or doubled (loadgen's positions check, summed over both partitions), no
+/// request failed for the move, and what a booked before the move (a resend, a hold's
+/// completion, a purchase's reversal) is answered from a's books after it.
+#[test]
+fn an_issuer_moved_between_partitions_under_load_loses_and_doubles_nothing() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (_nats, a, b) = two_partitions(dir.path());
+    let base = 300_000_000u64;
+    // Cards of issuer 1 besides loadgen's, and what the move must not forget: a purchase,
+    // a hold and a purchase to reverse later, booked by a before loadgen starts (loadgen
+    // checks the positions' change over its run alone).
+    let account = |serial: u64| base + serial;
+    let serials = [11u64, 12, 13, 14];
+    let accounts: Vec<serde_json::Value> = serials
+        .iter()
+        .map(|s| serde_json::json!({"id": account(5_000 + s), "participant": ISSUER_A, "currency": "USD", "opening_balance": 1_000_000}))
+        .collect();
+    admin(&a, "POST", "/v1/admin/accounts", Some(serde_json::json!({ "accounts": accounts })));
+    let cards: Vec<serde_json::Value> = serials
+        .iter()
+        .map(|s| serde_json::json!({"pan": card(BIN_A, 5_000 + s), "account": account(5_000 + s), "expiry": "3912"}))
+        .collect();
+    admin(&a, "POST", "/v1/admin/cards", Some(serde_json::json!({ "cards": cards })));
+    let mut at_a = IsoClient::connect(a.iso);
+    assert_eq!(at_a.sign_on().get(39), Some("00"));
+    let purchase = financial("0200", "000000", &card(BIN_A, 5_011), 2_500, "990001");
+    let first = at_a.call(&purchase);
+    assert_eq!(first.get(39), Some("00"), "{first:?}\n{}", a.log_text());
+    let hold = financial("0100", "000000", &card(BIN_A, 5_012), 4_000, "990002");
+    assert_eq!(at_a.call(&hold).get(39), Some("00"));
+    let to_reverse = financial("0200", "000000", &card(BIN_A, 5_013), 1_500, "990003");
+    assert_eq!(at_a.call(&to_reverse).get(39), Some("00"));
+
+    let run = Command::new(binary("loadgen"))
+        .args(["--iso", &a.iso.to_string(), "--http", &a.http.to_string()])
+        .args(["--provision", "2000", "--issuer", &ISSUER_A.to_string(), "--provision-bin", BIN_A])
+        .args(["--account-base", &base.to_string()])
+        .args(["--rate", "300", "--duration", "12s", "--connections", "2", "--timeout", "20s"])
+        .args(["--verify", "--verify-also", &b.http.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting loadgen");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while admin(&a, "GET", &format!("/v1/admin/accounts/{}", account(1_999)), None)["available"].is_null() {
+        assert!(Instant::now() < deadline, "loadgen did not provision its cards");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    std::thread::sleep(Duration::from_secs(3));
+    let moving =
+        admin(&a, "PUT", &format!("/v1/admin/cluster/issuers/{ISSUER_A}"), Some(serde_json::json!({"partition": "b"})));
+    assert_eq!(moving["moving_to"], "b", "{moving}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = &admin(&b, "GET", "/v1/admin/status", None)["cluster"];
+        if status["map"][ISSUER_A.to_string()] == "b" {
+            assert_eq!(status["moves"][ISSUER_A.to_string()]["moved_from"], "a", "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the move did not end: {status}\n{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (ok, text) = finished(run);
+    assert!(ok && text.contains("verify: PASSED"), "loadgen across the move:\n{text}\n{}", a.log_text());
+    assert!(approved(&text) > 2000, "most requests approved:\n{text}");
+    assert!(!text.contains(" 91: "), "no request failed for the move:\n{text}");
+    let door = &admin(&a, "GET", "/v1/admin/status", None)["cluster"];
+    assert!(door["forwarded"].as_u64().unwrap_or(0) > 500, "a's door forwarded after the move: {door}");
+    assert_eq!(door["forward_failures"], 0, "{door}");
+
+    // The cards are b's now: b holds their accounts with what they had available.
+    assert_ne!(
+        admin(&b, "GET", &format!("/v1/admin/accounts/{}", account(1_999)), None)["available"],
+        serde_json::Value::Null
+    );
+    // A resend of a purchase a booked, through b's door: a's answer, booked once.
+    let mut at_b = IsoClient::connect(b.iso);
+    assert_eq!(at_b.sign_on().get(39), Some("00"));
+    let again = at_b.call(&purchase);
+    assert_eq!((again.get(39), again.get(38)), (first.get(39), first.get(38)), "the resend after the move");
+    // The hold a placed is completed, and the purchase a booked is reversed, through b's
+    // door: both are a's to book, where the hold and the purchase are.
+    let mut completion = financial("0220", "000000", &card(BIN_A, 5_012), 4_000, "990004");
+    completion.set(90, &junction_tests::original_data("0100", "990002")).unwrap();
+    assert_eq!(at_b.call(&completion).get(39), Some("00"), "the completion of a's hold");
+    let mut reversal = financial("0400", "000000", &card(BIN_A, 5_013), 1_500, "990005");
+    reversal.set(90, &junction_tests::original_data("0200", "990003")).unwrap();
+    assert_eq!(at_b.call(&reversal).get(39), Some("00"), "the reversal of a's purchase");
+    // A new purchase is b's.
+    let cents = |text: &str| -> i64 { text.replace('.', "").parse().unwrap() };
+    assert_eq!(cents(&available(&b, account(5_014))), 1_000_000, "what the account had moved to b");
+    assert_eq!(at_b.call(&financial("0200", "000000", &card(BIN_A, 5_014), 700, "990006")).get(39), Some("00"));
+    assert_eq!(cents(&available(&b, account(5_014))), 1_000_000 - 700, "booked at b");
+    assert_eq!(cents(&available(&a, account(5_014))), 0, "nothing left at a");
+    assert_eq!(cents(&available(&b, account(5_011))), 1_000_000 - 2_500, "the purchase a booked moved with it");
+
+    // One cut-off: both partitions' parts merge into one set that verifies and nets to zero.
+    let cut = admin(&b, "POST", "/v1/admin/cluster/cutoff", None);
+    let n = cut["cut"].as_u64().unwrap();
+    let merged = a.data_dir.join("clearing").join(junction_clearing::cut_folder_name(n));
+    wait_for(&merged.join("manifest.json"), Duration::from_secs(60), "the merged set", &[&a, &b]);
+    junction_clearing::verify_folder(&merged).unwrap();
+    let nets: i64 = junction_tests::csv_rows(&merged.join("positions.csv"))
+        .iter()
+        .filter(|row| row["currency"] == "USD")
+        .map(|row| row["net_minor"].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(nets, 0);
 }

@@ -593,7 +593,13 @@ fn main() -> Result<()> {
             }
             println!("partition: {}", cluster["partition"].as_str().unwrap_or("?"));
             for (issuer, partition) in cluster["map"].as_object().into_iter().flatten() {
-                println!("  issuer {issuer:>8} -> {}", partition.as_str().unwrap_or("?"));
+                let placement = &cluster["moves"][issuer.as_str()];
+                let how = match (placement["moving_to"].as_str(), placement["moved_from"].as_str()) {
+                    (Some(to), _) => format!(" (moving to {to})"),
+                    (None, Some(from)) => format!(" (moved from {from})"),
+                    (None, None) => String::new(),
+                };
+                println!("  issuer {issuer:>8} -> {}{how}", partition.as_str().unwrap_or("?"));
             }
             println!(
                 "forwarded {} (failed {}), served for other doors {}, last cut part {}, last merged {}",
@@ -606,8 +612,16 @@ fn main() -> Result<()> {
         }
         Command::Cluster { command: ClusterCommand::Move { issuer, partition } } => {
             let body = serde_json::json!({ "partition": partition });
-            send(&cli, "PUT", &format!("/v1/admin/cluster/issuers/{issuer}"), Some(&body))?;
-            println!("issuer {issuer} -> partition {partition}");
+            let answer = send(&cli, "PUT", &format!("/v1/admin/cluster/issuers/{issuer}"), Some(&body))?;
+            match answer["moving_to"].as_str() {
+                Some(to) => println!(
+                    "issuer {issuer} moving from partition {} to {to}: its requests wait while {} drains it and \
+                     hands it over (`junction cluster status` shows when it is done)",
+                    answer["partition"].as_str().unwrap_or("?"),
+                    answer["partition"].as_str().unwrap_or("?")
+                ),
+                None => println!("issuer {issuer} -> partition {partition}"),
+            }
         }
         Command::Cluster { command: ClusterCommand::Cutoff } => {
             let body = post(&cli, "/v1/admin/cluster/cutoff")?;

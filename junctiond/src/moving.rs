@@ -1,0 +1,316 @@
+//! Moving an issuer to another partition of the switch (rebalancing), without losing or
+//! doubling a payment.
+//!
+//! `junction cluster move <issuer> <partition>` marks the issuer moving in the map
+//! (`cluster.rs`, `Placement::moving_to`). From then on:
+//!
+//! 1. **Doors hold its requests.** Every door sends the issuer's requests through NATS and
+//!    waits while the map says it moves (reading the map again before each attempt), up
+//!    to `cluster.request_timeout_ms`; a partition that no longer owns the issuer answers
+//!    "moved" and the door looks again. Nothing new of the issuer is booked meanwhile.
+//! 2. **The old owner drains.** Its primary (this file) closes the gate once: every
+//!    request whose partition was decided before the move is in the engine. Then its
+//!    shards finish what they were sent, and it waits until the issuer's accounts stay
+//!    still (`QUIET`).
+//! 3. **Hand-over.** For each of the issuer's accounts, what is available moves to the
+//!    issuer's position account (`Engine::hand_out`, a journaled, replicated transfer
+//!    whose id is derived from the move and the account: a primary that takes over the
+//!    move moves nothing twice). The accounts, those amounts and the cards (PAN keys, never
+//!    numbers) go to the new owner's primary over NATS request/reply
+//!    (`<bucket>.<partition>.handover`), which provisions them and books each amount in
+//!    (`Engine::hand_in`, the same transfer id: a resend books nothing twice) before it
+//!    answers. Holds stay where they were placed.
+//! 4. **The map switches.** The issuer is the new partition's, `moved_from` the old one.
+//!    For `cluster.moved_lookback_s` the new owner first asks the old one about each of
+//!    the issuer's requests: a resend of what the old one answered, or a completion or
+//!    reversal of what it booked, is answered there (against its books, where the hold
+//!    or the purchase is); anything else is booked by the new owner.
+//!
+//! Every step can be repeated: a primary killed mid-move is replaced by its standby,
+//! which sees the move in the map and runs it again.
+
+use crate::cluster::{Partitions, Placement};
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use junction_engine::model::{AccountSpec, AccountStatus, PanKey, RequestKey, VelocityLimits};
+use junction_engine::{CardRecord, Engine};
+use junction_ledger::{AccountId, Currency, ParticipantId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the old owner's primary looks for moves to run.
+const MOVES_EVERY: Duration = Duration::from_millis(200);
+/// The issuer's accounts must not change for this long before they are handed over: what
+/// was in the pipeline when the gate closed has committed by then.
+const QUIET: Duration = Duration::from_millis(250);
+/// At most this long waiting for quiet (a busy issuer's pipeline under a backlog); then
+/// the hand-over goes on (a debit still in the pipeline then finds the funds moved: 51).
+const QUIET_WAIT_MAX: Duration = Duration::from_secs(10);
+/// Accounts per hand-over message (a NATS message stays far below its 1 MiB limit).
+const ACCOUNTS_PER_MESSAGE: usize = 1_000;
+/// How long one hand-over message waits for the new owner's answer.
+const HANDOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// One message of a hand-over: some of the issuer's accounts with what moves into each,
+/// and the cards on them.
+#[derive(Debug, Serialize, Deserialize)]
+struct Handover {
+    issuer: u64,
+    from: String,
+    accounts: Vec<HandedAccount>,
+    cards: Vec<HandedCard>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HandedAccount {
+    id: String,
+    currency: String,
+    /// `active`, `blocked` or `closed`.
+    status: String,
+    count_per_day_max: u32,
+    amount_per_day_max: u64,
+    /// Minor units, and the id of the transfer that moved them out (and moves them in).
+    amount: u64,
+    transfer: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HandedCard {
+    key: String,
+    card: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
+}
+
+/// Runs on a partition's primary until `shutdown`: the moves away from this partition,
+/// and the hand-overs of issuers moving here.
+pub async fn run(partitions: Arc<Partitions>, engine: Arc<Engine>, shutdown: watch::Receiver<bool>) {
+    tokio::spawn(take_handovers(Arc::clone(&partitions), Arc::clone(&engine), shutdown.clone()));
+    let mut shutdown = shutdown;
+    loop {
+        for (issuer, moving) in partitions.moving_away() {
+            match move_away(&partitions, &engine, issuer, &moving).await {
+                Ok(accounts) => tracing::info!(
+                    issuer,
+                    to = moving.moving_to,
+                    accounts,
+                    "issuer moved: handed over to its new partition"
+                ),
+                Err(error) => {
+                    tracing::warn!(issuer, error = format!("{error:#}"), "moving an issuer failed; trying again")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MOVES_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Drains `issuer`, hands it over to the partition it moves to and switches the map.
+/// Returns how many accounts moved.
+async fn move_away(
+    partitions: &Arc<Partitions>,
+    engine: &Arc<Engine>,
+    issuer: u64,
+    moving: &Placement,
+) -> Result<usize> {
+    let to = moving.moving_to.clone().context("not a move")?;
+    let drained = {
+        let (partitions, engine) = (Arc::clone(partitions), Arc::clone(engine));
+        tokio::task::spawn_blocking(move || drain(&partitions, &engine, ParticipantId(issuer)))
+    };
+    let (accounts, cards) = drained.await??;
+    let keyed: Vec<(AccountId, RequestKey)> = accounts
+        .iter()
+        .map(|spec| (spec.id, handover_key(issuer, &moving.partition, &to, moving.since, spec.id)))
+        .collect();
+    let amounts = {
+        let (engine, keyed) = (Arc::clone(engine), keyed.clone());
+        tokio::task::spawn_blocking(move || engine.hand_out(&keyed)).await??
+    };
+    let mut handed: Vec<HandedAccount> = accounts
+        .iter()
+        .zip(keyed.iter().zip(amounts))
+        .map(|(spec, ((_, transfer), amount))| HandedAccount {
+            id: format!("{:032x}", spec.id.0),
+            currency: spec.currency.code().to_string(),
+            status: status_name(spec.status).to_string(),
+            count_per_day_max: spec.velocity.count_per_day_max,
+            amount_per_day_max: spec.velocity.amount_per_day_max,
+            amount,
+            transfer: format!("{:032x}", transfer.0),
+        })
+        .collect();
+    let mut cards: Vec<HandedCard> = cards
+        .into_iter()
+        .map(|card| HandedCard {
+            key: format!("{:032x}", card.key.0),
+            card: hex::encode(&card.card),
+            sealed: card.sealed.map(hex::encode),
+        })
+        .collect();
+    let moved = handed.len();
+    let subject = partitions.handover_subject(&to);
+    // Accounts first, then the cards on them (a card is served only once its account is).
+    let mut chunks: Vec<Handover> = Vec::new();
+    while !handed.is_empty() {
+        let rest = handed.split_off(handed.len().min(ACCOUNTS_PER_MESSAGE));
+        chunks.push(Handover { issuer, from: partitions.me.clone(), accounts: handed, cards: Vec::new() });
+        handed = rest;
+    }
+    while !cards.is_empty() {
+        let rest = cards.split_off(cards.len().min(ACCOUNTS_PER_MESSAGE));
+        chunks.push(Handover { issuer, from: partitions.me.clone(), accounts: Vec::new(), cards });
+        cards = rest;
+    }
+    for chunk in &chunks {
+        let body = Bytes::from(serde_json::to_vec(chunk)?);
+        let request = async_nats::Request::new().payload(body).timeout(Some(HANDOVER_WAIT));
+        let answer = partitions
+            .client()
+            .send_request(subject.clone(), request)
+            .await
+            .with_context(|| format!("handing issuer {issuer} over to partition {to}"))?;
+        let text = String::from_utf8_lossy(&answer.payload);
+        if text != "ok" {
+            bail!("partition {to} refused issuer {issuer}'s hand-over: {text}");
+        }
+    }
+    partitions.finish_move(issuer, moving).await?;
+    Ok(moved)
+}
+
+/// The old owner's side before the hand-over: every request decided before the move in
+/// the engine, the shards through them, the issuer's accounts still. Returns the accounts
+/// and their cards.
+fn drain(
+    partitions: &Partitions,
+    engine: &Engine,
+    issuer: ParticipantId,
+) -> Result<(Vec<AccountSpec>, Vec<CardRecord>)> {
+    partitions.close_gate_once();
+    engine.sync()?;
+    let accounts = engine.issuer_accounts(issuer);
+    let ids: BTreeSet<AccountId> = accounts.iter().map(|spec| spec.id).collect();
+    let started = std::time::Instant::now();
+    let mut last = balances(engine, &ids);
+    loop {
+        std::thread::sleep(QUIET);
+        let now = balances(engine, &ids);
+        if now == last {
+            break;
+        }
+        if started.elapsed() > QUIET_WAIT_MAX {
+            tracing::warn!(issuer = issuer.0, "the issuer's accounts did not stay still; handing over anyway");
+            break;
+        }
+        last = now;
+    }
+    let cards = engine.card_records(&ids)?;
+    Ok((accounts, cards))
+}
+
+fn balances(engine: &Engine, ids: &BTreeSet<AccountId>) -> Vec<junction_ledger::Balances> {
+    ids.iter().filter_map(|id| engine.ledger().account(*id)).map(|view| view.balances).collect()
+}
+
+fn status_name(status: AccountStatus) -> &'static str {
+    match status {
+        AccountStatus::Active => "active",
+        AccountStatus::Blocked => "blocked",
+        AccountStatus::Closed => "closed",
+    }
+}
+
+/// The id of the transfer that moves `account`'s money in this move: out at the old
+/// owner, in at the new one.
+fn handover_key(issuer: u64, from: &str, to: &str, since: u64, account: AccountId) -> RequestKey {
+    RequestKey::derive(
+        "handover",
+        &[&issuer.to_be_bytes(), from.as_bytes(), to.as_bytes(), &since.to_be_bytes(), &account.0.to_be_bytes()],
+    )
+}
+
+/// Takes the hand-overs of issuers moving to this partition until `shutdown`.
+async fn take_handovers(partitions: Arc<Partitions>, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let subject = partitions.handover_subject(&partitions.me);
+    let mut requests = match partitions.client().queue_subscribe(subject.clone(), partitions.me.clone()).await {
+        Ok(requests) => requests,
+        Err(error) => {
+            tracing::error!(subject, %error, "cannot take hand-overs of issuers moving here");
+            return;
+        }
+    };
+    loop {
+        let message = tokio::select! {
+            message = requests.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Some(reply) = message.reply.clone() else { continue };
+        let engine = Arc::clone(&engine);
+        let taken = tokio::task::spawn_blocking(move || take_handover(&engine, &message.payload)).await;
+        let answer = match taken {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(error) => error.to_string(),
+        };
+        if let Err(error) = partitions.client().publish(reply, Bytes::from(answer)).await {
+            tracing::warn!(%error, "answering a hand-over failed");
+        }
+    }
+}
+
+fn take_handover(engine: &Engine, payload: &[u8]) -> Result<()> {
+    let handover: Handover = serde_json::from_slice(payload).context("a hand-over message is not readable")?;
+    let issuer = ParticipantId(handover.issuer);
+    let mut accounts = Vec::with_capacity(handover.accounts.len());
+    for account in &handover.accounts {
+        let hex128 = |text: &str| u128::from_str_radix(text, 16).map_err(|_| anyhow!("{text:?} is not a hex id"));
+        let spec = AccountSpec {
+            id: AccountId(hex128(&account.id)?),
+            participant: issuer,
+            currency: Currency::from_code(&account.currency).map_err(|e| anyhow!("{e}"))?,
+            opening_balance: 0,
+            status: match account.status.as_str() {
+                "active" => AccountStatus::Active,
+                "blocked" => AccountStatus::Blocked,
+                "closed" => AccountStatus::Closed,
+                other => bail!("account status {other:?} is not one of active, blocked, closed"),
+            },
+            velocity: VelocityLimits {
+                count_per_day_max: account.count_per_day_max,
+                amount_per_day_max: account.amount_per_day_max,
+            },
+        };
+        accounts.push((spec, RequestKey(hex128(&account.transfer)?), account.amount));
+    }
+    engine.hand_in(&accounts)?;
+    let mut cards = Vec::with_capacity(handover.cards.len());
+    for card in &handover.cards {
+        cards.push(CardRecord {
+            key: PanKey(u128::from_str_radix(&card.key, 16).context("a card's key is not hex")?),
+            card: hex::decode(&card.card).context("a card record is not hex")?,
+            sealed: card.sealed.as_deref().map(hex::decode).transpose().context("a sealed number is not hex")?,
+        });
+    }
+    engine.import_cards(&cards)?;
+    if !handover.accounts.is_empty() || !cards.is_empty() {
+        tracing::info!(
+            issuer = issuer.0,
+            from = handover.from,
+            accounts = handover.accounts.len(),
+            cards = cards.len(),
+            "took over an issuer's accounts and cards"
+        );
+    }
+    Ok(())
+}
