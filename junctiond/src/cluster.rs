@@ -475,6 +475,15 @@ impl Partitions {
             .collect()
     }
 
+    /// Every issuer that moved away from this partition, and the partition that owns it now.
+    pub fn moved_away(&self) -> Vec<(u64, String)> {
+        let map = self.map.load();
+        map.iter()
+            .filter(|(_, placement)| placement.moved_from.as_deref() == Some(&self.me) && placement.partition != self.me)
+            .map(|(issuer, placement)| (*issuer, placement.partition.clone()))
+            .collect()
+    }
+
     /// Held while a request's partition is decided and the request submitted.
     pub fn gate(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
         self.gate.read()

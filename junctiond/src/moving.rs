@@ -28,6 +28,14 @@
 //!
 //! Every step can be repeated: a primary killed mid-move is replaced by its standby,
 //! which sees the move in the map and runs it again.
+//!
+//! **Sweeps.** What the old owner books for a moved issuer afterwards can credit a moved
+//! account there (a reversal of a purchase it booked, a hold voided, expired or completed
+//! for less). Every `SWEEP_EVERY` it moves what such accounts have available to the new
+//! owner the same way: a record in its ledger's metadata first (the transfer id and the
+//! account), then the transfer out, the hand-over, and the record deleted once the new
+//! owner took it. A primary that dies in between leaves the record to its successor,
+//! which sends it again (the transfer id makes both sides book it once).
 
 use crate::cluster::{Partitions, Placement};
 use anyhow::{anyhow, bail, Context, Result};
@@ -54,6 +62,11 @@ const QUIET_WAIT_MAX: Duration = Duration::from_secs(10);
 const ACCOUNTS_PER_MESSAGE: usize = 1_000;
 /// How long one hand-over message waits for the new owner's answer.
 const HANDOVER_WAIT: Duration = Duration::from_secs(30);
+/// How often the old owner sweeps what moved issuers' accounts got there since.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// A sweep not yet taken by the new owner: this prefix and the transfer id (16 bytes), in
+/// the ledger's metadata; the value is the account id (16 bytes).
+const SWEEP_RECORD: &[u8] = b"cluster/sweep/";
 
 /// One message of a hand-over: some of the issuer's accounts with what moves into each,
 /// and the cards on them.
@@ -91,7 +104,14 @@ struct HandedCard {
 pub async fn run(partitions: Arc<Partitions>, engine: Arc<Engine>, shutdown: watch::Receiver<bool>) {
     tokio::spawn(take_handovers(Arc::clone(&partitions), Arc::clone(&engine), shutdown.clone()));
     let mut shutdown = shutdown;
+    let mut last_sweep = std::time::Instant::now();
     loop {
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = std::time::Instant::now();
+            if let Err(error) = sweep(&partitions, &engine).await {
+                tracing::warn!(error = format!("{error:#}"), "sweeping moved issuers' accounts failed; trying again");
+            }
+        }
         for (issuer, moving) in partitions.moving_away() {
             match move_away(&partitions, &engine, issuer, &moving).await {
                 Ok(accounts) => tracing::info!(
@@ -134,20 +154,12 @@ async fn move_away(
         let (engine, keyed) = (Arc::clone(engine), keyed.clone());
         tokio::task::spawn_blocking(move || engine.hand_out(&keyed)).await??
     };
-    let mut handed: Vec<HandedAccount> = accounts
+    let handed: Vec<HandedAccount> = accounts
         .iter()
         .zip(keyed.iter().zip(amounts))
-        .map(|(spec, ((_, transfer), amount))| HandedAccount {
-            id: format!("{:032x}", spec.id.0),
-            currency: spec.currency.code().to_string(),
-            status: status_name(spec.status).to_string(),
-            count_per_day_max: spec.velocity.count_per_day_max,
-            amount_per_day_max: spec.velocity.amount_per_day_max,
-            amount,
-            transfer: format!("{:032x}", transfer.0),
-        })
+        .map(|(spec, ((_, transfer), amount))| handed_account(spec, *transfer, amount))
         .collect();
-    let mut cards: Vec<HandedCard> = cards
+    let cards: Vec<HandedCard> = cards
         .into_iter()
         .map(|card| HandedCard {
             key: format!("{:032x}", card.key.0),
@@ -156,8 +168,21 @@ async fn move_away(
         })
         .collect();
     let moved = handed.len();
-    let subject = partitions.handover_subject(&to);
-    // Accounts first, then the cards on them (a card is served only once its account is).
+    send_handover(partitions, issuer, &to, handed, cards).await?;
+    partitions.finish_move(issuer, moving).await?;
+    Ok(moved)
+}
+
+/// Sends `to` an issuer's accounts, then the cards on them (a card is served only once
+/// its account is), in messages of at most `ACCOUNTS_PER_MESSAGE`, each answered once taken.
+async fn send_handover(
+    partitions: &Partitions,
+    issuer: u64,
+    to: &str,
+    mut handed: Vec<HandedAccount>,
+    mut cards: Vec<HandedCard>,
+) -> Result<()> {
+    let subject = partitions.handover_subject(to);
     let mut chunks: Vec<Handover> = Vec::new();
     while !handed.is_empty() {
         let rest = handed.split_off(handed.len().min(ACCOUNTS_PER_MESSAGE));
@@ -182,8 +207,102 @@ async fn move_away(
             bail!("partition {to} refused issuer {issuer}'s hand-over: {text}");
         }
     }
-    partitions.finish_move(issuer, moving).await?;
-    Ok(moved)
+    Ok(())
+}
+
+fn handed_account(spec: &AccountSpec, transfer: RequestKey, amount: u64) -> HandedAccount {
+    HandedAccount {
+        id: format!("{:032x}", spec.id.0),
+        currency: spec.currency.code().to_string(),
+        status: status_name(spec.status).to_string(),
+        count_per_day_max: spec.velocity.count_per_day_max,
+        amount_per_day_max: spec.velocity.amount_per_day_max,
+        amount,
+        transfer: format!("{:032x}", transfer.0),
+    }
+}
+
+/// Moves what the accounts of issuers that moved away got here since to their new owner
+/// (see the module's notes): new sweep records first, then every record not yet taken.
+async fn sweep(partitions: &Arc<Partitions>, engine: &Arc<Engine>) -> Result<()> {
+    let moved = partitions.moved_away();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let engine_for_scan = Arc::clone(engine);
+    let issuers: Vec<u64> = moved.iter().map(|(issuer, _)| *issuer).collect();
+    // (issuer, its accounts here, the sweep records not yet taken)
+    let scanned = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<AccountSpec>, Vec<(RequestKey, AccountId)>)>> {
+        let engine = engine_for_scan;
+        let ledger = engine.ledger();
+        let mut pending: Vec<(RequestKey, AccountId)> = Vec::new();
+        ledger.scan_metadata(SWEEP_RECORD, |key, value| {
+            let id = key.get(SWEEP_RECORD.len()..).and_then(|id| <[u8; 16]>::try_from(id).ok());
+            let account = <[u8; 16]>::try_from(value).ok();
+            if let (Some(id), Some(account)) = (id, account) {
+                pending.push((RequestKey(u128::from_be_bytes(id)), AccountId(u128::from_be_bytes(account))));
+            }
+        })?;
+        let mut out = Vec::new();
+        for issuer in issuers {
+            let accounts = engine.issuer_accounts(ParticipantId(issuer));
+            let mut fresh = Vec::new();
+            for spec in &accounts {
+                let available = ledger.account(spec.id).map(|view| view.balances.available()).unwrap_or(0);
+                if available > 0 && !pending.iter().any(|(_, account)| *account == spec.id) {
+                    let key = RequestKey::derive(
+                        "sweep",
+                        &[&spec.id.0.to_be_bytes(), &ledger.last_seq().to_be_bytes(), &issuer.to_be_bytes()],
+                    );
+                    fresh.push((key, spec.id));
+                }
+            }
+            if !fresh.is_empty() {
+                let records: Vec<(Vec<u8>, Vec<u8>)> =
+                    fresh.iter().map(|(key, account)| (sweep_record(*key), account.0.to_be_bytes().to_vec())).collect();
+                ledger.put_metadata(&records)?;
+                pending.extend(fresh);
+            }
+            let ids: BTreeSet<AccountId> = accounts.iter().map(|spec| spec.id).collect();
+            let mine: Vec<(RequestKey, AccountId)> =
+                pending.iter().filter(|(_, account)| ids.contains(account)).copied().collect();
+            out.push((issuer, accounts, mine));
+        }
+        Ok(out)
+    })
+    .await??;
+    for ((issuer, accounts, pending), (_, to)) in scanned.into_iter().zip(moved) {
+        if pending.is_empty() {
+            continue;
+        }
+        let keyed: Vec<(AccountId, RequestKey)> = pending.iter().map(|(key, account)| (*account, *key)).collect();
+        let amounts = {
+            let (engine, keyed) = (Arc::clone(engine), keyed.clone());
+            tokio::task::spawn_blocking(move || engine.hand_out(&keyed)).await??
+        };
+        let handed: Vec<HandedAccount> = keyed
+            .iter()
+            .zip(amounts)
+            .filter_map(|((account, key), amount)| {
+                let spec = accounts.iter().find(|spec| spec.id == *account)?;
+                Some(handed_account(spec, *key, amount))
+            })
+            .collect();
+        let swept: u64 = handed.iter().map(|account| account.amount).sum();
+        send_handover(partitions, issuer, &to, handed, Vec::new()).await?;
+        let records: Vec<Vec<u8>> = pending.iter().map(|(key, _)| sweep_record(*key)).collect();
+        // A durable write waits for replication, which runs on this runtime: not here.
+        let ledger = Arc::clone(engine.ledger());
+        tokio::task::spawn_blocking(move || ledger.delete_metadata(&records)).await??;
+        tracing::info!(issuer, to, accounts = pending.len(), swept, "swept moved accounts' new money to their new partition");
+    }
+    Ok(())
+}
+
+fn sweep_record(key: RequestKey) -> Vec<u8> {
+    let mut record = SWEEP_RECORD.to_vec();
+    record.extend_from_slice(&key.0.to_be_bytes());
+    record
 }
 
 /// The old owner's side before the hand-over: every request decided before the move in

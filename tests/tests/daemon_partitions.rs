@@ -449,6 +449,16 @@ fn an_issuer_moved_between_partitions_under_load_loses_and_doubles_nothing() {
     assert_eq!(cents(&available(&b, account(5_014))), 1_000_000 - 700, "booked at b");
     assert_eq!(cents(&available(&a, account(5_014))), 0, "nothing left at a");
     assert_eq!(cents(&available(&b, account(5_011))), 1_000_000 - 2_500, "the purchase a booked moved with it");
+    // The hold stayed at a and was completed there; the rest moved before.
+    assert_eq!(cents(&available(&b, account(5_012))), 1_000_000 - 4_000);
+    assert_eq!(cents(&available(&a, account(5_012))), 0);
+    // The reversal credited the card at a: a sweeps it to b.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cents(&available(&b, account(5_013))) != 1_000_000 {
+        assert!(Instant::now() < deadline, "the reversal's money did not reach b:\n{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(cents(&available(&a, account(5_013))), 0, "swept from a");
 
     // One cut-off: both partitions' parts merge into one set that verifies and nets to zero.
     let cut = admin(&b, "POST", "/v1/admin/cluster/cutoff", None);
