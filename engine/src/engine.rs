@@ -918,8 +918,10 @@ impl Engine {
 
     /// Credits what another partition's `hand_out` moved to each account, from its
     /// issuer's position account, once for its key; provisions the accounts this
-    /// partition has none of first. In ledger batches.
-    pub fn hand_in(&self, accounts: &[(AccountSpec, RequestKey, u64)]) -> Result<(), EngineError> {
+    /// partition has none of first. With `replace` (a move's hand-over, not a later sweep)
+    /// it empties the ones it had into the position account first: the account then holds
+    /// what the old owner handed over. In ledger batches.
+    pub fn hand_in(&self, accounts: &[(AccountSpec, RequestKey, u64)], replace: bool) -> Result<(), EngineError> {
         let missing: Vec<AccountSpec> = accounts
             .iter()
             .filter(|(spec, _, _)| self.ledger.account(spec.id).is_none())
@@ -930,13 +932,27 @@ impl Engine {
         }
         let mut transfers = Vec::new();
         for (spec, key, amount) in accounts {
-            if *amount == 0 || self.ledger.transfer(TransferId(key.0))?.is_some() {
+            if self.ledger.transfer(TransferId(key.0))?.is_some() {
                 continue;
             }
             let position = participant_account(spec.participant, spec.currency);
-            let mut transfer = Transfer::new(key.0, position.0, spec.id.0, *amount, spec.currency);
-            transfer.code = TRANSFER_CODE_HANDOVER;
-            transfers.push(transfer);
+            // An account this partition had already (a configuration's cards are
+            // provisioned on every node, each with its opening balance) holds what the
+            // old owner says, not that plus its own: what it has available goes back to
+            // the issuer's position first (once: the id is derived from the hand-over's).
+            let own = self.ledger.account(spec.id).map(|view| view.balances.available()).unwrap_or(0);
+            let absorb = RequestKey::derive_from(*key, "absorbed");
+            let absorbed = || self.ledger.transfer(TransferId(absorb.0));
+            if let (true, Ok(own @ 1..), None) = (replace, u64::try_from(own), absorbed()?) {
+                let mut transfer = Transfer::new(absorb.0, spec.id.0, position.0, own, spec.currency);
+                transfer.code = TRANSFER_CODE_HANDOVER;
+                transfers.push(transfer);
+            }
+            if *amount > 0 {
+                let mut transfer = Transfer::new(key.0, position.0, spec.id.0, *amount, spec.currency);
+                transfer.code = TRANSFER_CODE_HANDOVER;
+                transfers.push(transfer);
+            }
         }
         for chunk in transfers.chunks(BATCH_TRANSFERS_MAX) {
             for (transfer, result) in chunk.iter().zip(self.ledger.commit(chunk)?) {

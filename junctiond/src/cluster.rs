@@ -296,6 +296,10 @@ pub struct Counters {
     /// The last cut this partition wrote its part of, and the last it merged.
     pub last_part: AtomicU64,
     pub last_merged: AtomicU64,
+    /// Issuers this partition handed over to another, and sweeps of what their accounts
+    /// got here afterwards.
+    pub moved_away: AtomicU64,
+    pub sweeps: AtomicU64,
 }
 
 impl Counters {
@@ -331,6 +335,18 @@ impl Counters {
                 &self.last_part,
             ),
             line("gauge", "last_cut_merged", "The last cluster cut-off this node merged", &self.last_merged),
+            line(
+                "counter",
+                "issuers_moved_away_total",
+                "Issuers this partition drained and handed over to another partition",
+                &self.moved_away,
+            ),
+            line(
+                "counter",
+                "sweeps_total",
+                "Sweeps of what moved issuers' accounts got here after their move, sent to their new partition",
+                &self.sweeps,
+            ),
         ]
         .concat()
     }
@@ -479,7 +495,9 @@ impl Partitions {
     pub fn moved_away(&self) -> Vec<(u64, String)> {
         let map = self.map.load();
         map.iter()
-            .filter(|(_, placement)| placement.moved_from.as_deref() == Some(&self.me) && placement.partition != self.me)
+            .filter(|(_, placement)| {
+                placement.moved_from.as_deref() == Some(&self.me) && placement.partition != self.me
+            })
             .map(|(issuer, placement)| (*issuer, placement.partition.clone()))
             .collect()
     }
@@ -536,6 +554,8 @@ impl Partitions {
             "served_for_other_doors": self.counters.served.load(Ordering::Relaxed),
             "last_cut_part": self.counters.last_part.load(Ordering::Relaxed),
             "last_cut_merged": self.counters.last_merged.load(Ordering::Relaxed),
+            "issuers_moved_away": self.counters.moved_away.load(Ordering::Relaxed),
+            "sweeps": self.counters.sweeps.load(Ordering::Relaxed),
         })
     }
 

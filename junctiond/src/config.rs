@@ -167,8 +167,10 @@ fn default_cluster_timeout_ms() -> u64 {
     10_000
 }
 
+/// Eight days: longer than an authorization's hold lives (`AUTH_HOLD_TIMEOUT_S`, 7 days),
+/// so a hold's completion always finds the partition that placed it.
 fn default_moved_lookback_s() -> u64 {
-    86_400
+    8 * 86_400
 }
 
 fn default_stream() -> String {

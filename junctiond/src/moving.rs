@@ -74,6 +74,10 @@ const SWEEP_RECORD: &[u8] = b"cluster/sweep/";
 struct Handover {
     issuer: u64,
     from: String,
+    /// A sweep after the move (the accounts keep what they have and get more), not the
+    /// move's hand-over (an account the new owner had already holds what is handed over).
+    #[serde(default)]
+    sweep: bool,
     accounts: Vec<HandedAccount>,
     cards: Vec<HandedCard>,
 }
@@ -114,12 +118,15 @@ pub async fn run(partitions: Arc<Partitions>, engine: Arc<Engine>, shutdown: wat
         }
         for (issuer, moving) in partitions.moving_away() {
             match move_away(&partitions, &engine, issuer, &moving).await {
-                Ok(accounts) => tracing::info!(
-                    issuer,
-                    to = moving.moving_to,
-                    accounts,
-                    "issuer moved: handed over to its new partition"
-                ),
+                Ok(accounts) => {
+                    partitions.counters.moved_away.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(
+                        issuer,
+                        to = moving.moving_to,
+                        accounts,
+                        "issuer moved: handed over to its new partition"
+                    )
+                }
                 Err(error) => {
                     tracing::warn!(issuer, error = format!("{error:#}"), "moving an issuer failed; trying again")
                 }
@@ -168,7 +175,7 @@ async fn move_away(
         })
         .collect();
     let moved = handed.len();
-    send_handover(partitions, issuer, &to, handed, cards).await?;
+    send_handover(partitions, issuer, &to, handed, cards, false).await?;
     partitions.finish_move(issuer, moving).await?;
     Ok(moved)
 }
@@ -181,17 +188,18 @@ async fn send_handover(
     to: &str,
     mut handed: Vec<HandedAccount>,
     mut cards: Vec<HandedCard>,
+    sweep: bool,
 ) -> Result<()> {
     let subject = partitions.handover_subject(to);
     let mut chunks: Vec<Handover> = Vec::new();
     while !handed.is_empty() {
         let rest = handed.split_off(handed.len().min(ACCOUNTS_PER_MESSAGE));
-        chunks.push(Handover { issuer, from: partitions.me.clone(), accounts: handed, cards: Vec::new() });
+        chunks.push(Handover { issuer, from: partitions.me.clone(), sweep, accounts: handed, cards: Vec::new() });
         handed = rest;
     }
     while !cards.is_empty() {
         let rest = cards.split_off(cards.len().min(ACCOUNTS_PER_MESSAGE));
-        chunks.push(Handover { issuer, from: partitions.me.clone(), accounts: Vec::new(), cards });
+        chunks.push(Handover { issuer, from: partitions.me.clone(), sweep, accounts: Vec::new(), cards });
         cards = rest;
     }
     for chunk in &chunks {
@@ -232,45 +240,48 @@ async fn sweep(partitions: &Arc<Partitions>, engine: &Arc<Engine>) -> Result<()>
     let engine_for_scan = Arc::clone(engine);
     let issuers: Vec<u64> = moved.iter().map(|(issuer, _)| *issuer).collect();
     // (issuer, its accounts here, the sweep records not yet taken)
-    let scanned = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<AccountSpec>, Vec<(RequestKey, AccountId)>)>> {
-        let engine = engine_for_scan;
-        let ledger = engine.ledger();
-        let mut pending: Vec<(RequestKey, AccountId)> = Vec::new();
-        ledger.scan_metadata(SWEEP_RECORD, |key, value| {
-            let id = key.get(SWEEP_RECORD.len()..).and_then(|id| <[u8; 16]>::try_from(id).ok());
-            let account = <[u8; 16]>::try_from(value).ok();
-            if let (Some(id), Some(account)) = (id, account) {
-                pending.push((RequestKey(u128::from_be_bytes(id)), AccountId(u128::from_be_bytes(account))));
-            }
-        })?;
-        let mut out = Vec::new();
-        for issuer in issuers {
-            let accounts = engine.issuer_accounts(ParticipantId(issuer));
-            let mut fresh = Vec::new();
-            for spec in &accounts {
-                let available = ledger.account(spec.id).map(|view| view.balances.available()).unwrap_or(0);
-                if available > 0 && !pending.iter().any(|(_, account)| *account == spec.id) {
-                    let key = RequestKey::derive(
-                        "sweep",
-                        &[&spec.id.0.to_be_bytes(), &ledger.last_seq().to_be_bytes(), &issuer.to_be_bytes()],
-                    );
-                    fresh.push((key, spec.id));
+    let scanned =
+        tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<AccountSpec>, Vec<(RequestKey, AccountId)>)>> {
+            let engine = engine_for_scan;
+            let ledger = engine.ledger();
+            let mut pending: Vec<(RequestKey, AccountId)> = Vec::new();
+            ledger.scan_metadata(SWEEP_RECORD, |key, value| {
+                let id = key.get(SWEEP_RECORD.len()..).and_then(|id| <[u8; 16]>::try_from(id).ok());
+                let account = <[u8; 16]>::try_from(value).ok();
+                if let (Some(id), Some(account)) = (id, account) {
+                    pending.push((RequestKey(u128::from_be_bytes(id)), AccountId(u128::from_be_bytes(account))));
                 }
+            })?;
+            let mut out = Vec::new();
+            for issuer in issuers {
+                let accounts = engine.issuer_accounts(ParticipantId(issuer));
+                let mut fresh = Vec::new();
+                for spec in &accounts {
+                    let available = ledger.account(spec.id).map(|view| view.balances.available()).unwrap_or(0);
+                    if available > 0 && !pending.iter().any(|(_, account)| *account == spec.id) {
+                        let key = RequestKey::derive(
+                            "sweep",
+                            &[&spec.id.0.to_be_bytes(), &ledger.last_seq().to_be_bytes(), &issuer.to_be_bytes()],
+                        );
+                        fresh.push((key, spec.id));
+                    }
+                }
+                if !fresh.is_empty() {
+                    let records: Vec<(Vec<u8>, Vec<u8>)> = fresh
+                        .iter()
+                        .map(|(key, account)| (sweep_record(*key), account.0.to_be_bytes().to_vec()))
+                        .collect();
+                    ledger.put_metadata(&records)?;
+                    pending.extend(fresh);
+                }
+                let ids: BTreeSet<AccountId> = accounts.iter().map(|spec| spec.id).collect();
+                let mine: Vec<(RequestKey, AccountId)> =
+                    pending.iter().filter(|(_, account)| ids.contains(account)).copied().collect();
+                out.push((issuer, accounts, mine));
             }
-            if !fresh.is_empty() {
-                let records: Vec<(Vec<u8>, Vec<u8>)> =
-                    fresh.iter().map(|(key, account)| (sweep_record(*key), account.0.to_be_bytes().to_vec())).collect();
-                ledger.put_metadata(&records)?;
-                pending.extend(fresh);
-            }
-            let ids: BTreeSet<AccountId> = accounts.iter().map(|spec| spec.id).collect();
-            let mine: Vec<(RequestKey, AccountId)> =
-                pending.iter().filter(|(_, account)| ids.contains(account)).copied().collect();
-            out.push((issuer, accounts, mine));
-        }
-        Ok(out)
-    })
-    .await??;
+            Ok(out)
+        })
+        .await??;
     for ((issuer, accounts, pending), (_, to)) in scanned.into_iter().zip(moved) {
         if pending.is_empty() {
             continue;
@@ -289,12 +300,19 @@ async fn sweep(partitions: &Arc<Partitions>, engine: &Arc<Engine>) -> Result<()>
             })
             .collect();
         let swept: u64 = handed.iter().map(|account| account.amount).sum();
-        send_handover(partitions, issuer, &to, handed, Vec::new()).await?;
+        send_handover(partitions, issuer, &to, handed, Vec::new(), true).await?;
         let records: Vec<Vec<u8>> = pending.iter().map(|(key, _)| sweep_record(*key)).collect();
         // A durable write waits for replication, which runs on this runtime: not here.
         let ledger = Arc::clone(engine.ledger());
         tokio::task::spawn_blocking(move || ledger.delete_metadata(&records)).await??;
-        tracing::info!(issuer, to, accounts = pending.len(), swept, "swept moved accounts' new money to their new partition");
+        partitions.counters.sweeps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            issuer,
+            to,
+            accounts = pending.len(),
+            swept,
+            "swept moved accounts' new money to their new partition"
+        );
     }
     Ok(())
 }
@@ -412,7 +430,7 @@ fn take_handover(engine: &Engine, payload: &[u8]) -> Result<()> {
         };
         accounts.push((spec, RequestKey(hex128(&account.transfer)?), account.amount));
     }
-    engine.hand_in(&accounts)?;
+    engine.hand_in(&accounts, !handover.sweep)?;
     let mut cards = Vec::with_capacity(handover.cards.len());
     for card in &handover.cards {
         cards.push(CardRecord {

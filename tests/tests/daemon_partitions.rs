@@ -459,6 +459,10 @@ fn an_issuer_moved_between_partitions_under_load_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(cents(&available(&a, account(5_013))), 0, "swept from a");
+    // The configuration's account of issuer 1 is provisioned on both nodes, each with its
+    // opening balance: at b it now holds what it had at a, not both.
+    assert_eq!(cents(&available(&b, 1002)), 50_000);
+    assert_eq!(cents(&available(&a, 1002)), 0);
 
     // One cut-off: both partitions' parts merge into one set that verifies and nets to zero.
     let cut = admin(&b, "POST", "/v1/admin/cluster/cutoff", None);

@@ -326,7 +326,8 @@ enum ClearingCommand {
 enum ClusterCommand {
     /// This node's partition, the map (issuer -> partition), requests forwarded.
     Status,
-    /// Put an issuer in a partition (stop its traffic first: see docs/scale-out.md).
+    /// Move an issuer to a partition under load: its owner drains it, hands its accounts
+    /// and cards over, then the map switches (see docs/scale-out.md).
     Move { issuer: u64, partition: String },
     /// A cut-off of the whole switch: every partition closes its window, and the first
     /// partition's primary merges their files into one clearing set (`cut-<n>`).
