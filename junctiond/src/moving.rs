@@ -237,52 +237,12 @@ async fn sweep(partitions: &Arc<Partitions>, engine: &Arc<Engine>) -> Result<()>
     if moved.is_empty() {
         return Ok(());
     }
-    let engine_for_scan = Arc::clone(engine);
-    let issuers: Vec<u64> = moved.iter().map(|(issuer, _)| *issuer).collect();
-    // (issuer, its accounts here, the sweep records not yet taken)
-    let scanned =
-        tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<AccountSpec>, Vec<(RequestKey, AccountId)>)>> {
-            let engine = engine_for_scan;
-            let ledger = engine.ledger();
-            let mut pending: Vec<(RequestKey, AccountId)> = Vec::new();
-            ledger.scan_metadata(SWEEP_RECORD, |key, value| {
-                let id = key.get(SWEEP_RECORD.len()..).and_then(|id| <[u8; 16]>::try_from(id).ok());
-                let account = <[u8; 16]>::try_from(value).ok();
-                if let (Some(id), Some(account)) = (id, account) {
-                    pending.push((RequestKey(u128::from_be_bytes(id)), AccountId(u128::from_be_bytes(account))));
-                }
-            })?;
-            let mut out = Vec::new();
-            for issuer in issuers {
-                let accounts = engine.issuer_accounts(ParticipantId(issuer));
-                let mut fresh = Vec::new();
-                for spec in &accounts {
-                    let available = ledger.account(spec.id).map(|view| view.balances.available()).unwrap_or(0);
-                    if available > 0 && !pending.iter().any(|(_, account)| *account == spec.id) {
-                        let key = RequestKey::derive(
-                            "sweep",
-                            &[&spec.id.0.to_be_bytes(), &ledger.last_seq().to_be_bytes(), &issuer.to_be_bytes()],
-                        );
-                        fresh.push((key, spec.id));
-                    }
-                }
-                if !fresh.is_empty() {
-                    let records: Vec<(Vec<u8>, Vec<u8>)> = fresh
-                        .iter()
-                        .map(|(key, account)| (sweep_record(*key), account.0.to_be_bytes().to_vec()))
-                        .collect();
-                    ledger.put_metadata(&records)?;
-                    pending.extend(fresh);
-                }
-                let ids: BTreeSet<AccountId> = accounts.iter().map(|spec| spec.id).collect();
-                let mine: Vec<(RequestKey, AccountId)> =
-                    pending.iter().filter(|(_, account)| ids.contains(account)).copied().collect();
-                out.push((issuer, accounts, mine));
-            }
-            Ok(out)
-        })
-        .await??;
-    for ((issuer, accounts, pending), (_, to)) in scanned.into_iter().zip(moved) {
+    let scanned = {
+        let engine = Arc::clone(engine);
+        let issuers: Vec<u64> = moved.iter().map(|(issuer, _)| *issuer).collect();
+        tokio::task::spawn_blocking(move || plan_sweeps(&engine, &issuers)).await??
+    };
+    for (SweepPlan { issuer, accounts, pending }, (_, to)) in scanned.into_iter().zip(moved) {
         if pending.is_empty() {
             continue;
         }
@@ -315,6 +275,54 @@ async fn sweep(partitions: &Arc<Partitions>, engine: &Arc<Engine>) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// One moved issuer's sweep: its accounts here, and the sweep records of them not yet
+/// taken by the new owner (transfer id, account).
+struct SweepPlan {
+    issuer: u64,
+    accounts: Vec<AccountSpec>,
+    pending: Vec<(RequestKey, AccountId)>,
+}
+
+/// Records a sweep for every account of `issuers` with money available here and none
+/// pending, and returns each issuer's records not yet taken.
+fn plan_sweeps(engine: &Engine, issuers: &[u64]) -> Result<Vec<SweepPlan>> {
+    let ledger = engine.ledger();
+    let mut pending: Vec<(RequestKey, AccountId)> = Vec::new();
+    ledger.scan_metadata(SWEEP_RECORD, |key, value| {
+        let id = key.get(SWEEP_RECORD.len()..).and_then(|id| <[u8; 16]>::try_from(id).ok());
+        let account = <[u8; 16]>::try_from(value).ok();
+        if let (Some(id), Some(account)) = (id, account) {
+            pending.push((RequestKey(u128::from_be_bytes(id)), AccountId(u128::from_be_bytes(account))));
+        }
+    })?;
+    let mut plans = Vec::with_capacity(issuers.len());
+    for &issuer in issuers {
+        let accounts = engine.issuer_accounts(ParticipantId(issuer));
+        let waiting: BTreeSet<AccountId> = pending.iter().map(|(_, account)| *account).collect();
+        let mut fresh = Vec::new();
+        for spec in &accounts {
+            let available = ledger.account(spec.id).map(|view| view.balances.available()).unwrap_or(0);
+            if available > 0 && !waiting.contains(&spec.id) {
+                let key = RequestKey::derive(
+                    "sweep",
+                    &[&spec.id.0.to_be_bytes(), &ledger.last_seq().to_be_bytes(), &issuer.to_be_bytes()],
+                );
+                fresh.push((key, spec.id));
+            }
+        }
+        if !fresh.is_empty() {
+            let records: Vec<(Vec<u8>, Vec<u8>)> =
+                fresh.iter().map(|(key, account)| (sweep_record(*key), account.0.to_be_bytes().to_vec())).collect();
+            ledger.put_metadata(&records)?;
+            pending.extend(fresh);
+        }
+        let ids: BTreeSet<AccountId> = accounts.iter().map(|spec| spec.id).collect();
+        let mine = pending.iter().filter(|(_, account)| ids.contains(account)).copied().collect();
+        plans.push(SweepPlan { issuer, accounts, pending: mine });
+    }
+    Ok(plans)
 }
 
 fn sweep_record(key: RequestKey) -> Vec<u8> {
