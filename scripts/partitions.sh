@@ -7,11 +7,13 @@
 #   scripts/partitions.sh one   RATE DURATION   # one partition owns both issuers; one loadgen
 #   scripts/partitions.sh local RATE DURATION   # two partitions; each door gets its own cards
 #   scripts/partitions.sh cross RATE DURATION   # two partitions; each door gets the other's cards
+#   scripts/partitions.sh move  RATE DURATION   # two partitions; issuer 1's cards through a's
+#                                               # door, issuer 1 moved to b a third of the way in
 #
 # RATE is per loadgen (two loadgens in `local` and `cross`, one in `one`).
 # Needs `cargo build --release --workspace --bins` and nats-server.
 set -u
-MODE=${1:?one, local or cross}; RATE=${2:-2000}; DURATION=${3:-20s}
+MODE=${1:?one, local, cross or move}; RATE=${2:-2000}; DURATION=${3:-20s}
 HERE=$(cd "$(dirname "$0")" && pwd)
 TARGET=${CARGO_TARGET_DIR:-$HERE/../target}
 [ -d "$TARGET/release" ] || TARGET=$HOME/.cache/junction-target
@@ -76,8 +78,8 @@ node() {
 }
 case $MODE in
   one) partition a '{ "1" = "a", "2" = "a" }'; node a ;;
-  local|cross) partition a '{ "1" = "a", "2" = "b" }'; partition b '{ "1" = "a", "2" = "b" }'; node a; node b ;;
-  *) echo "mode: one, local or cross"; exit 2 ;;
+  local|cross|move) partition a '{ "1" = "a", "2" = "b" }'; partition b '{ "1" = "a", "2" = "b" }'; node a; node b ;;
+  *) echo "mode: one, local, cross or move"; exit 2 ;;
 esac
 
 cpu_s() { # CPU seconds (user + system) of the given processes, summed
@@ -87,10 +89,10 @@ cpu_s() { # CPU seconds (user + system) of the given processes, summed
 }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u +%FT%TZ); commit $(git -C "$HERE" rev-parse --short HEAD)"
 echo "mode $MODE, loadgen --rate $RATE --duration $DURATION each"
-# run NAME DOOR OWNER ISSUER BIN BASE
+# run NAME DOOR OWNER ISSUER BIN BASE [loadgen arguments...]
 run() {
   $BIN/loadgen --iso "$2" --http "$3" --provision 20000 --issuer "$4" --provision-bin "$5" --account-base "$6" \
-    --rate "$RATE" --duration "$DURATION" --connections 4 --verify --json "$D/$1.json" > "$D/$1.txt" 2>&1
+    --rate "$RATE" --duration "$DURATION" --connections 4 --verify --json "$D/$1.json" "${@:7}" > "$D/$1.txt" 2>&1
 }
 provisioned=0
 NATS_CPU0=$(cpu_s "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")
@@ -106,6 +108,20 @@ case $MODE in
     run g2 $d2 $HTTP_b 2 434343 200000000 & G2=$!
     wait $G1 $G2
     A1=$(cpu_s $PID_a); B1=$(cpu_s $PID_b) ;;
+  move)
+    A0=$(cpu_s $PID_a); B0=$(cpu_s $PID_b)
+    run g1 $ISO_a $HTTP_a 1 424242 100000000 --verify-also $HTTP_b --timeout 30s & G1=$!
+    for _ in $(seq 600); do grep -q "provisioned in" "$D/g1.txt" 2>/dev/null && break; sleep 0.1; done
+    seconds=$(echo "$DURATION" | tr -dc '0-9'); sleep $((seconds / 3))
+    $BIN/junction --url "http://$HTTP_a" cluster move 1 b
+    wait $G1
+    A1=$(cpu_s $PID_a); B1=$(cpu_s $PID_b)
+    started=$(grep -m1 'moving_to="b"' "$D/a.log" | cut -c1-27); ended=$(grep -m1 'issuer moved' "$D/a.log" | cut -c1-27)
+    echo "move: asked $started, handed over $ended ($(grep -m1 'issuer moved' "$D/a.log" | grep -o 'accounts=[0-9]*'))"
+    python3 -c "
+from datetime import datetime as d
+f=lambda t: d.fromisoformat(t.rstrip('Z'))
+print('move took %.0f ms' % ((f('$ended') - f('$started')).total_seconds() * 1000))" ;;
 esac
 NATS_CPU1=$(cpu_s "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")
 answered=0

@@ -361,22 +361,26 @@ impl Partitions {
         config: &ClusterConfig,
         replication: &ReplicationConfig,
     ) -> Result<Arc<Partitions>> {
-        // A bucket just made (by this node or another starting at the same moment) may
-        // not take writes for a moment while its Raft group forms: try again meanwhile.
-        let deadline = tokio::time::Instant::now() + OPEN_WAIT;
-        loop {
-            match Partitions::try_open(js, client.clone(), config, replication).await {
-                Ok(partitions) => return Ok(partitions),
-                Err(error) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "the partition map cannot be opened yet; trying again"
-                    );
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => return Err(error),
-            }
+        while_bucket_forms("opening the partition map", || {
+            Partitions::try_open(js, client.clone(), config, replication)
+        })
+        .await
+    }
+
+    /// Opens the map, then leases this partition's slices of the net debit caps (twice:
+    /// the first round may create the pools), before any request is taken.
+    pub async fn start(
+        js: &jetstream::Context,
+        client: async_nats::Client,
+        config: &ClusterConfig,
+        replication: &ReplicationConfig,
+        engine: &Arc<Engine>,
+    ) -> Result<Arc<Partitions>> {
+        let partitions = Partitions::open(js, client, config, replication).await?;
+        for _ in 0..2 {
+            while_bucket_forms("leasing the net debit caps", || partitions.sync_caps(engine)).await?;
         }
+        Ok(partitions)
     }
 
     async fn try_open(
@@ -1208,6 +1212,27 @@ impl Partitions {
 /// Closes this partition's window for cut `cut`, once: the window about to close is kept
 /// in the ledger's metadata first, so a restart after a crash finds which window the cut
 /// took (closed already, or still to close) instead of closing another one.
+/// Runs `attempt` until it succeeds, for up to `OPEN_WAIT`: a bucket just made (by this
+/// node or another starting at the same moment) may time out a request for a moment
+/// while its Raft group forms.
+async fn while_bucket_forms<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + OPEN_WAIT;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = format!("{error:#}"), "{what}: not yet; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.context(what.to_string())),
+        }
+    }
+}
+
 fn close_for_cut(windows: &Windows, cut: u64) -> Result<junction_ledger::WindowId> {
     let ledger = windows.engine.ledger();
     let mut key = CUT_WINDOW_RECORD.to_vec();

@@ -206,24 +206,10 @@ pub async fn run(mut config: Config) -> Result<()> {
     let partitions = match (&config.cluster, &replicated) {
         (Some(settings), Some((cluster, _))) => {
             let replication = config.replication.as_ref().context("cluster needs [replication]")?;
-            let partitions =
-                cluster::Partitions::open(cluster.jetstream(), cluster.client(), settings, replication).await?;
             // Net debit caps are the switch's, leased in slices by the partitions: this
             // one enforces its lease, not its configuration's cap, before any request.
-            // A bucket just made may time out a request while its Raft group forms: try
-            // again meanwhile, as the map's opening does.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            let mut synced = 0;
-            while synced < 2 {
-                match partitions.sync_caps(&engine).await {
-                    Ok(()) => synced += 1,
-                    Err(error) if tokio::time::Instant::now() < deadline => {
-                        tracing::warn!(error = format!("{error:#}"), "leasing the net debit caps; trying again");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    Err(error) => return Err(error.context("leasing the net debit caps")),
-                }
-            }
+            let (js, client) = (cluster.jetstream(), cluster.client());
+            let partitions = cluster::Partitions::start(js, client, settings, replication, &engine).await?;
             Some(partitions)
         }
         _ => None,
