@@ -1030,6 +1030,11 @@ impl Partitions {
     /// drains it, hands it over and puts its new placement (`moving.rs`). Returns the
     /// placement put.
     pub async fn assign(&self, issuer: u64, partition: &str) -> Result<Placement> {
+        // A move to a partition no node runs would hold the issuer's requests until the
+        // doors' deadline, every one.
+        if !self.partitions().iter().any(|known| known == partition) {
+            bail!("no partition {partition} has started (known: {})", self.partitions().join(", "));
+        }
         let key = format!("{ISSUER_KEY}{issuer}");
         let entry = self.kv.entry(&key).await.with_context(|| format!("reading {key}"))?;
         let current = entry.as_ref().filter(|entry| entry.operation == kv::Operation::Put);

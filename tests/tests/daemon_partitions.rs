@@ -402,6 +402,14 @@ fn an_issuer_moved_between_partitions_under_load_loses_and_doubles_nothing() {
     }
 
     std::thread::sleep(Duration::from_secs(3));
+    // A partition no node runs is refused (the issuer's requests would wait for it).
+    let url = format!("http://{}/v1/admin/cluster/issuers/{ISSUER_A}", a.http);
+    let refused = http_agent()
+        .put(&url)
+        .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .send_json(serde_json::json!({"partition": "c"}))
+        .unwrap();
+    assert_eq!(refused.status(), 409);
     let moving =
         admin(&a, "PUT", &format!("/v1/admin/cluster/issuers/{ISSUER_A}"), Some(serde_json::json!({"partition": "b"})));
     assert_eq!(moving["moving_to"], "b", "{moving}");
