@@ -161,6 +161,12 @@ async fn move_away(
         let (engine, keyed) = (Arc::clone(engine), keyed.clone());
         tokio::task::spawn_blocking(move || engine.hand_out(&keyed)).await??
     };
+    tracing::info!(
+        issuer,
+        to,
+        accounts = accounts.len(),
+        "issuer drained and its accounts' money handed out; handing over"
+    );
     let handed: Vec<HandedAccount> = accounts
         .iter()
         .zip(keyed.iter().zip(amounts))

@@ -485,3 +485,60 @@ fn an_issuer_moved_between_partitions_under_load_loses_and_doubles_nothing() {
         .sum();
     assert_eq!(nets, 0);
 }
+
+/// Issuer 1 moves from a to b under load, and a's primary is killed -9 in the middle of
+/// the hand-over (its accounts' money moved out, b not yet told): a's standby takes over
+/// and runs the move again. Nothing is lost or booked twice, and the accounts hold at b
+/// what they held at a, once.
+#[test]
+fn a_move_survives_the_old_owners_primary_killed_in_the_middle_of_the_hand_over() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(&dir.path().join("nats"));
+    let config_a = partition_config(&nats, "a");
+    let mut a1 = Node::new(dir.path(), "a1", &config_a);
+    let mut a2 = Node::new(dir.path(), "a2", &config_a);
+    let mut b = Node::new(dir.path(), "b", &partition_config(&nats, "b"));
+    a1.start(false);
+    b.start(false);
+    a1.wait_primary(Duration::from_secs(60));
+    b.wait_primary(Duration::from_secs(60));
+    a2.start(true);
+    a2.wait_caught_up_standby();
+
+    let run = Command::new(binary("loadgen"))
+        .args(["--iso", &b.iso.to_string(), "--http", &format!("{},{}", a1.http, a2.http)])
+        .args(["--provision", "2000", "--issuer", "1", "--provision-bin", BIN_A])
+        .args(["--rate", "300", "--duration", "14s", "--connections", "2", "--timeout", "30s"])
+        .args(["--verify", "--verify-also", &b.http.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let moving =
+        admin(&b, "PUT", &format!("/v1/admin/cluster/issuers/{ISSUER_A}"), Some(serde_json::json!({"partition": "b"})));
+    assert_eq!(moving["moving_to"], "b", "{moving}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a1.log_text().contains("handing over") {
+        assert!(Instant::now() < deadline, "a1 did not start the hand-over:\n{}", a1.log_text());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    a1.kill9();
+    a2.wait_primary(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while admin(&b, "GET", "/v1/admin/status", None)["cluster"]["map"][ISSUER_A.to_string()] != "b" {
+        assert!(Instant::now() < deadline, "a2 did not finish the move:\n{}", a2.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // a2 ran the move again and ended it (a1 died before b was told).
+    assert!(a2.log_text().contains("issuer moved"), "{}", a2.log_text());
+    let (ok, text) = finished(run);
+    assert!(ok && text.contains("verify: PASSED"), "across the move and a's takeover:\n{text}\n{}", a2.log_text());
+    assert!(text.contains("timeouts            0"), "{text}");
+    // The configuration's account of issuer 1, on every node with 500.00: at b it holds
+    // what it held at a, once; at a nothing.
+    let cents = |text: String| -> i64 { text.replace('.', "").parse().unwrap() };
+    assert_eq!(cents(available(&b, 1002)), 50_000);
+    assert_eq!(cents(available(&a2, 1002)), 0);
+}
