@@ -821,17 +821,7 @@ impl Engine {
         let mut specs = Vec::new();
         self.ledger.for_each_account(|account| {
             if account.participant == issuer && account.kind == AccountKind::Cardholder {
-                specs.push(AccountSpec {
-                    id: account.id,
-                    participant: account.participant,
-                    currency: account.currency,
-                    opening_balance: 0,
-                    status: status_of_data(account.user_data),
-                    velocity: VelocityLimits {
-                        count_per_day_max: account.debit_limits.count_per_day_max,
-                        amount_per_day_max: account.debit_limits.amount_per_day_max,
-                    },
-                });
+                specs.push(spec_of(account));
             }
         });
         specs
@@ -1038,17 +1028,7 @@ impl Engine {
             }
             accounts += 1;
             let shard = self.shard_of(account.id.0, shards.len());
-            buffers[shard].push(AccountSpec {
-                id: account.id,
-                participant: account.participant,
-                currency: account.currency,
-                opening_balance: 0,
-                status: status_of_data(account.user_data),
-                velocity: VelocityLimits {
-                    count_per_day_max: account.debit_limits.count_per_day_max,
-                    amount_per_day_max: account.debit_limits.amount_per_day_max,
-                },
-            });
+            buffers[shard].push(spec_of(account));
             if buffers[shard].len() >= RELOAD_CHUNK_ACCOUNTS {
                 let chunk = std::mem::take(&mut buffers[shard]);
                 stopped |= shards[shard].send(ShardMessage::AddAccounts(chunk)).is_err();
@@ -1191,6 +1171,22 @@ fn status_data(status: AccountStatus) -> u64 {
         AccountStatus::Active => 0,
         AccountStatus::Blocked => 1,
         AccountStatus::Closed => 2,
+    }
+}
+
+/// What the engine knows of a ledger account, as a spec (its opening balance 0: the
+/// ledger has its balances).
+fn spec_of(account: &Account) -> AccountSpec {
+    AccountSpec {
+        id: account.id,
+        participant: account.participant,
+        currency: account.currency,
+        opening_balance: 0,
+        status: status_of_data(account.user_data),
+        velocity: VelocityLimits {
+            count_per_day_max: account.debit_limits.count_per_day_max,
+            amount_per_day_max: account.debit_limits.amount_per_day_max,
+        },
     }
 }
 

@@ -67,6 +67,22 @@ fn two_partitions(dir: &Path) -> (NatsCluster, Node, Node) {
     (nats, a, b)
 }
 
+/// Partition a as a primary (a1) and a caught-up standby (a2), and partition b.
+fn partition_a_with_a_standby(dir: &Path) -> (NatsCluster, Node, Node, Node) {
+    let nats = NatsCluster::start(&dir.join("nats"));
+    let config_a = partition_config(&nats, "a");
+    let mut a1 = Node::new(dir, "a1", &config_a);
+    let mut a2 = Node::new(dir, "a2", &config_a);
+    let mut b = Node::new(dir, "b", &partition_config(&nats, "b"));
+    a1.start(false);
+    b.start(false);
+    a1.wait_primary(Duration::from_secs(60));
+    b.wait_primary(Duration::from_secs(60));
+    a2.start(true);
+    a2.wait_caught_up_standby();
+    (nats, a1, a2, b)
+}
+
 /// loadgen sending cards that `owner` provisions (and verifies) through `door`.
 fn loadgen(door: &Node, owner: &Node, issuer: u64, bin: &str, account_base: u64) -> std::process::Child {
     Command::new(binary("loadgen"))
@@ -268,17 +284,7 @@ fn copy_folder(from: &Path, to: &PathBuf) {
 fn a_partitions_primary_killed_mid_run_hands_over_to_its_standby_and_the_other_door_loses_nothing() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsCluster::start(&dir.path().join("nats"));
-    let config_a = partition_config(&nats, "a");
-    let mut a1 = Node::new(dir.path(), "a1", &config_a);
-    let mut a2 = Node::new(dir.path(), "a2", &config_a);
-    let mut b = Node::new(dir.path(), "b", &partition_config(&nats, "b"));
-    a1.start(false);
-    b.start(false);
-    a1.wait_primary(Duration::from_secs(60));
-    b.wait_primary(Duration::from_secs(60));
-    a2.start(true);
-    a2.wait_caught_up_standby();
+    let (_nats, mut a1, mut a2, b) = partition_a_with_a_standby(dir.path());
 
     // Issuer 1's cards (partition a) through b's door; partition a's primary is killed
     // -9 in the middle. b's door sends what gets no answer again until a2 answers it.
@@ -494,17 +500,7 @@ fn an_issuer_moved_between_partitions_under_load_loses_and_doubles_nothing() {
 fn a_move_survives_the_old_owners_primary_killed_in_the_middle_of_the_hand_over() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsCluster::start(&dir.path().join("nats"));
-    let config_a = partition_config(&nats, "a");
-    let mut a1 = Node::new(dir.path(), "a1", &config_a);
-    let mut a2 = Node::new(dir.path(), "a2", &config_a);
-    let mut b = Node::new(dir.path(), "b", &partition_config(&nats, "b"));
-    a1.start(false);
-    b.start(false);
-    a1.wait_primary(Duration::from_secs(60));
-    b.wait_primary(Duration::from_secs(60));
-    a2.start(true);
-    a2.wait_caught_up_standby();
+    let (_nats, mut a1, mut a2, b) = partition_a_with_a_standby(dir.path());
 
     let run = Command::new(binary("loadgen"))
         .args(["--iso", &b.iso.to_string(), "--http", &format!("{},{}", a1.http, a2.http)])
