@@ -97,6 +97,8 @@ const FORWARD_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// How long a starting node keeps trying to open the map (a cluster just formed).
 const OPEN_WAIT: Duration = Duration::from_secs(60);
+/// How long past the lookback a moved issuer's accounts are still swept.
+const MOVED_SWEEP_GRACE_S: u64 = 86_400;
 
 /// How long the merging node waits for every partition's part of a cut.
 const PARTS_WAIT: Duration = Duration::from_secs(600);
@@ -495,13 +497,17 @@ impl Partitions {
             .collect()
     }
 
-    /// Every issuer that moved away from this partition, and the partition that owns it now.
+    /// Every issuer that moved away from this partition within `cluster.moved_lookback_s`
+    /// and a day (after it nothing new is booked here for it: its new owner no longer
+    /// asks, and a hold placed before the move has expired), and its owner now.
     pub fn moved_away(&self) -> Vec<(u64, String)> {
         let map = self.map.load();
+        let now = junction_engine::clock::now_unix_s();
         map.iter()
             .filter(|(_, placement)| {
                 placement.moved_from.as_deref() == Some(&self.me) && placement.partition != self.me
             })
+            .filter(|(_, placement)| now <= placement.since + self.moved_lookback_s + MOVED_SWEEP_GRACE_S)
             .map(|(issuer, placement)| (*issuer, placement.partition.clone()))
             .collect()
     }

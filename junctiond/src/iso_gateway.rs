@@ -523,13 +523,16 @@ pub fn prepare_forwarded(
         request.detail.sub_merchant = sub_merchant;
     }
     let target = context.engine.route(pan);
-    Ok(Forwarded { request, pan: pan.to_string(), target })
+    // Only a hosted issuer's forwarding needs the card number again.
+    let pan = target.as_ref().filter(|route| route.mode != RouteMode::Switch).map(|_| pan.to_string());
+    Ok(Forwarded { request, pan, target })
 }
 
 /// A forwarded request, read (`prepare_forwarded`).
 pub struct Forwarded {
     pub request: Request,
-    pan: String,
+    /// The card number, for a hosted issuer's forwarding only.
+    pan: Option<String>,
     pub target: Option<RouteTarget>,
 }
 
@@ -562,11 +565,11 @@ pub fn submit_forwarded(
         return Err("91");
     }
     let Forwarded { request, pan, target } = forwarded;
-    match target.filter(|route| route.mode != RouteMode::Switch) {
-        Some(route) => {
+    match (target.filter(|route| route.mode != RouteMode::Switch), pan) {
+        (Some(route), Some(pan)) => {
             tokio::spawn(Arc::clone(&context.forwarding).forward(request, Box::new(message), pan, route));
         }
-        None => context.engine.submit(request),
+        _ => context.engine.submit(request),
     }
     Ok(())
 }
