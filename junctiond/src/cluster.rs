@@ -379,7 +379,10 @@ impl Partitions {
         engine: &Arc<Engine>,
     ) -> Result<Arc<Partitions>> {
         let partitions = Partitions::open(js, client, config, replication).await?;
-        for _ in 0..2 {
+        // Three rounds before the first request: a cap's pool is made, the configuration's
+        // cap comes down to the (empty) lease, a first slice is leased. With fewer, a
+        // participant's first payments after a start were declined for want of headroom.
+        for _ in 0..3 {
             while_bucket_forms("leasing the net debit caps", || partitions.sync_caps(engine)).await?;
         }
         Ok(partitions)
@@ -546,6 +549,12 @@ impl Partitions {
 
     fn subject(&self, partition: &str) -> String {
         format!("{}.{partition}.iso8583", self.subject_prefix)
+    }
+
+    /// The subject where `partition`'s primary takes the HTTP requests of the wallets and
+    /// payment systems it books (`doors.rs`).
+    pub fn http_subject(&self, partition: &str) -> String {
+        format!("{}.{partition}.http", self.subject_prefix)
     }
 
     /// For `/v1/admin/status`.

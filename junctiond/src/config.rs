@@ -152,8 +152,9 @@ pub struct ClusterConfig {
     /// completion or reversal of what it booked, is answered there), seconds.
     #[serde(default = "default_moved_lookback_s")]
     pub moved_lookback_s: u64,
-    /// The map's first entries (issuer participant id -> partition), written only where
-    /// the bucket has none for that issuer: the map in the bucket is the one in force,
+    /// The map's first entries (participant id -> partition: an issuer, or a wallet or
+    /// payment system, whose requests the partition books), written only where the
+    /// bucket has none for that participant: the map in the bucket is the one in force,
     /// changed with `junction cluster move`.
     #[serde(default)]
     pub seed: BTreeMap<String, String>,
@@ -1223,8 +1224,12 @@ impl Config {
                 let id: u64 =
                     issuer.parse().map_err(|_| invalid(format!("cluster.seed: {issuer:?} is not a participant id")))?;
                 match self.participants.iter().find(|p| p.id == id) {
-                    Some(p) if p.role == Role::Issuer => {}
-                    _ => return Err(invalid(format!("cluster.seed: participant {id} is not an issuer"))),
+                    Some(p) if matches!(p.role, Role::Issuer | Role::Wallet | Role::PaymentSystem) => {}
+                    _ => {
+                        return Err(invalid(format!(
+                            "cluster.seed: participant {id} is not an issuer, a wallet or a payment system"
+                        )))
+                    }
                 }
                 if !name_ok(partition) {
                     return Err(invalid(format!(

@@ -442,10 +442,17 @@ async fn cluster_move(
     let Ok(issuer) = id.parse::<u64>() else {
         return error(StatusCode::BAD_REQUEST, "bad_participant_id", "participant ids are decimal integers");
     };
-    match context.engine.participant(junction_ledger::ParticipantId(issuer)) {
-        Some(p) if p.role == junction_engine::model::Role::Issuer => {}
-        _ => return error(StatusCode::NOT_FOUND, "unknown_issuer", format!("participant {issuer} is not an issuer")),
-    }
+    use junction_engine::model::Role;
+    let role = match context.engine.participant(junction_ledger::ParticipantId(issuer)) {
+        Some(p) if matches!(p.role, Role::Issuer | Role::Wallet | Role::PaymentSystem) => p.role,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_issuer",
+                format!("participant {issuer} is not an issuer, a wallet or a payment system"),
+            )
+        }
+    };
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Move {
@@ -460,6 +467,20 @@ async fn cluster_move(
         && moved.partition.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !name_ok {
         return error(StatusCode::BAD_REQUEST, "bad_partition", "a partition is 1-32 letters, digits, - and _");
+    }
+    // A wallet's or payment system's records (idempotency keys, quotes, payments, credits)
+    // stay in the partition that booked them: it is placed once, and does not move.
+    let placed_elsewhere = cluster.placement(issuer).is_some_and(|placed| placed.partition != moved.partition);
+    if role != Role::Issuer && placed_elsewhere {
+        return error(
+            StatusCode::CONFLICT,
+            "cannot_move",
+            format!(
+                "participant {issuer} is a {} placed in a partition already: its payments' records stay where they \
+                 were booked, so it does not move (place it once, before it pays)",
+                if role == Role::Wallet { "wallet" } else { "payment system" }
+            ),
+        );
     }
     match cluster.assign(issuer, &moved.partition).await {
         Ok(placement) if placement.moving_to.is_some() => (

@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod credit;
 pub mod directory;
+pub mod doors;
 pub mod forwarding;
 pub mod fx;
 pub mod http;
@@ -350,9 +351,28 @@ pub async fn run(mut config: Config) -> Result<()> {
         live: console::live::Live::default(),
     });
     tokio::spawn(console::sample_loop(Arc::clone(&console), shutdown_rx.clone()));
+    // The wallets' and payment systems' requests: in a partitioned switch, booked by the
+    // partition the map places their sender in, whichever door they reach.
+    let payers = qr::router(qr_gateway).merge(credit::router(credit_gateway));
+    let payers = match (&partitions, &config.cluster) {
+        (Some(partitions), Some(settings)) => {
+            let deadline =
+                Duration::from_millis(settings.request_timeout_ms + config.credit_transfers.answer_within_ms);
+            let signers = qr::Signers::new(Arc::clone(&directory), &config);
+            let doors = Arc::new(doors::HttpDoors::new(Arc::clone(partitions), signers, deadline));
+            let payers = payers.layer(axum::middleware::from_fn_with_state(doors, doors::door));
+            let serving = doors::serve(Arc::clone(partitions), payers.clone(), shutdown_rx.clone());
+            tokio::spawn(async move {
+                if let Err(error) = serving.await {
+                    tracing::error!(error = format!("{error:#}"), "serving other partitions' HTTP doors failed");
+                }
+            });
+            payers
+        }
+        _ => payers,
+    };
     let router = http::admin_router(Arc::clone(&http_context))
-        .merge(qr::router(qr_gateway))
-        .merge(credit::router(credit_gateway))
+        .merge(payers)
         .merge(tax_refunds::router(tax_refunds))
         .merge(tokens::router(tokens))
         .merge(console::router(console));

@@ -229,7 +229,8 @@ struct Args {
     verify: bool,
     /// With --verify: other nodes' admin listeners (host:port,...) whose positions' changes
     /// count too: the other partitions of a partitioned switch, where an issuer moving
-    /// during the run has part of the run's traffic booked.
+    /// during the run has part of the run's traffic booked, or where the wallet paying in
+    /// QR mode is placed.
     #[arg(long, value_name = "HOST:PORT,...")]
     verify_also: Option<String>,
     /// ISO 8583: write loadgen's own record of every request the switch answered for good
@@ -537,6 +538,7 @@ fn qr_main(args: Args) -> Result<ExitCode> {
     } else {
         None
     };
+    let also = verify_also(&args)?;
     let merchants = qr::demo_merchants()?;
     let nonce = format!(
         "{}{:x}",
@@ -582,7 +584,7 @@ fn qr_main(args: Args) -> Result<ExitCode> {
         target_requests,
         threads: args.threads,
     };
-    conclude(&args, &mut admin, before.as_ref(), &[], &outcome, context)
+    conclude(&args, &mut admin, before.as_ref(), &also, &outcome, context)
 }
 
 /// Issuer-host mode: answers what the switch forwards until --duration has passed.

@@ -6,7 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 use junction_tests::cluster::{NatsCluster, Node};
-use junction_tests::{binary, demo_config, financial, http_agent, IsoClient, ADMIN_TOKEN};
+use junction_tests::{
+    binary, demo_config, financial, http_agent, signed_call, usd_merchant_qr, wallet_pays, IsoClient, ACQUIRER_KEY_HEX,
+    ADMIN_TOKEN, DEMO_ACQUIRER, DEMO_WALLET, DEMO_WALLET_KEY_HEX,
+};
 use junctiond::config::{ClusterConfig, Config, ReplicationConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,7 +23,7 @@ const BIN_B: &str = "434343";
 
 /// One partition's configuration: the demo's, with both issuers' BINs routed (the door
 /// finds a card's issuer by its BIN), issuer 2 settling USD too (loadgen's cards are USD),
-/// its own journal stream, and the map seeded with both issuers.
+/// its own journal stream, and the map seeded with both issuers and the demo wallet (in b).
 fn partition_config(nats: &NatsCluster, partition: &str) -> Config {
     let mut config = demo_config();
     for participant in config.participants.iter_mut().filter(|p| p.id == ISSUER_B) {
@@ -43,7 +46,12 @@ fn partition_config(nats: &NatsCluster, partition: &str) -> Config {
         map_bucket: "junction_partitions".into(),
         request_timeout_ms: 5_000,
         moved_lookback_s: 86_400,
-        seed: [(ISSUER_A.to_string(), "a".to_string()), (ISSUER_B.to_string(), "b".to_string())].into(),
+        seed: [
+            (ISSUER_A.to_string(), "a".to_string()),
+            (ISSUER_B.to_string(), "b".to_string()),
+            (DEMO_WALLET.to_string(), "b".to_string()),
+        ]
+        .into(),
     });
     config
 }
@@ -354,6 +362,82 @@ fn a_net_debit_cap_holds_for_the_whole_switch_across_partitions() {
     );
     assert!(approved[0] > 0 && approved[1] > 0, "both partitions refunded: {approved:?}");
     assert!(total >= cap * 3 / 4, "the pool was used, not only declined: {approved:?}");
+}
+
+/// The payments of wallet `wallet` a node's ledger booked: its positions' debits.
+fn wallet_debits(node: &Node, wallet: u64) -> u64 {
+    let positions = admin(node, "GET", "/v1/admin/positions", None);
+    positions["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["participant"] == wallet)
+        .map(|row| row["debit_count"].as_u64().unwrap())
+        .sum()
+}
+
+/// The demo wallet is placed in partition b. Its payments, through either door, are
+/// booked once, in b: a resend through the other door gets the original answer; the
+/// payment is found and refunded through a's door; loadgen's QR traffic through a's door
+/// adds up in b's positions (with its own duplicates); and the wallet does not move.
+#[test]
+fn a_wallets_payments_through_either_door_are_booked_once_in_its_partition() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (_nats, a, b) = two_partitions(dir.path());
+    let agent = http_agent();
+    let merchant = usd_merchant_qr();
+
+    let (status, paid) = wallet_pays(&agent, a.http, &merchant, "door-a-1", 1_234).expect("a's door answers");
+    assert_eq!(status, 200, "{paid}");
+    let id = paid["payment_id"].as_str().unwrap().to_string();
+    for (door, name) in [(&b, "b"), (&a, "a")] {
+        let (status, again) = wallet_pays(&agent, door.http, &merchant, "door-a-1", 1_234).expect("answers");
+        assert_eq!(status, 200, "the resend through {name}'s door: {again}");
+        assert_eq!(again["payment_id"], paid["payment_id"], "through {name}: {again}");
+        assert_eq!(again["auth_code"], paid["auth_code"], "through {name}: {again}");
+    }
+    assert_eq!(wallet_debits(&b, DEMO_WALLET), 1, "booked once, in b");
+    assert_eq!(wallet_debits(&a, DEMO_WALLET), 0, "nothing booked in a");
+
+    // The acquirer finds and refunds it through a's door (a does not know it; b does).
+    let wallet = (DEMO_WALLET, DEMO_WALLET_KEY_HEX);
+    let acquirer = (DEMO_ACQUIRER, ACQUIRER_KEY_HEX);
+    let path = format!("/v1/qr/payments/{id}");
+    let (status, found) = signed_call(&agent, a.http, "GET", &path, wallet, "");
+    assert_eq!((status, found["payment_id"].as_str()), (200, Some(id.as_str())), "{found}");
+    let refund = serde_json::json!({ "amount": "2.34", "idempotency_key": "refund-1" }).to_string();
+    let (status, refunded) = signed_call(&agent, a.http, "POST", &format!("{path}/refund"), acquirer, &refund);
+    assert_eq!(status, 200, "{refunded}");
+    let (status, again) = signed_call(&agent, b.http, "POST", &format!("{path}/refund"), acquirer, &refund);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["refund_id"], refunded["refund_id"], "the refund's resend: {again}");
+    let (status, unknown) = signed_call(&agent, a.http, "GET", &format!("/v1/qr/payments/{:032x}", 7), wallet, "");
+    assert_eq!((status, unknown["error"]["code"].as_str()), (404, Some("unknown_payment")), "{unknown}");
+
+    // loadgen pays as the wallet through a's door; its check sums both partitions.
+    let output = Command::new(binary("loadgen"))
+        .args(["--mode", "qr", "--http", &a.http.to_string(), "--verify", "--verify-also", &b.http.to_string()])
+        .args(["--rate", "100", "--duration", "5s", "--connections", "4", "--timeout", "20s"])
+        .output()
+        .expect("loadgen runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && text.contains("verify: PASSED"), "loadgen through a's door:\n{text}");
+    assert_eq!(wallet_debits(&a, DEMO_WALLET), 0, "still nothing booked in a:\n{text}");
+    assert!(wallet_debits(&b, DEMO_WALLET) > 200, "b booked loadgen's payments:\n{text}");
+    let door_status = &admin(&a, "GET", "/v1/admin/status", None)["cluster"];
+    assert!(door_status["forwarded"].as_u64().unwrap() > 200, "a forwarded them: {door_status}");
+
+    // Placed once: it does not move (its records stay where they were booked).
+    let url = format!("http://{}/v1/admin/cluster/issuers/{DEMO_WALLET}", a.http);
+    let mut refused = agent
+        .put(&url)
+        .header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .send_json(serde_json::json!({ "partition": "a" }))
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    let body: serde_json::Value = refused.body_mut().read_json().unwrap();
+    assert_eq!(body["error"]["code"], "cannot_move", "{body}");
 }
 
 /// Issuer 1 moves from partition a to b while loadgen sends its cards through a's door:

@@ -324,10 +324,12 @@ enum ClearingCommand {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
-    /// This node's partition, the map (issuer -> partition), requests forwarded.
+    /// This node's partition, the map (issuer, wallet or payment system -> partition),
+    /// requests forwarded.
     Status,
     /// Move an issuer to a partition under load: its owner drains it, hands its accounts
-    /// and cards over, then the map switches (see docs/scale-out.md).
+    /// and cards over, then the map switches (see docs/scale-out.md). Places a wallet or a
+    /// payment system (once: it does not move).
     Move { issuer: u64, partition: String },
     /// A cut-off of the whole switch: every partition closes its window, and the first
     /// partition's primary merges their files into one clearing set (`cut-<n>`).
@@ -600,7 +602,7 @@ fn main() -> Result<()> {
                     (None, Some(from)) => format!(" (moved from {from})"),
                     (None, None) => String::new(),
                 };
-                println!("  issuer {issuer:>8} -> {}{how}", partition.as_str().unwrap_or("?"));
+                println!("  participant {issuer:>8} -> {}{how}", partition.as_str().unwrap_or("?"));
             }
             println!(
                 "forwarded {} (failed {}), served for other doors {}, last cut part {}, last merged {}",
@@ -621,7 +623,7 @@ fn main() -> Result<()> {
                     answer["partition"].as_str().unwrap_or("?"),
                     answer["partition"].as_str().unwrap_or("?")
                 ),
-                None => println!("issuer {issuer} -> partition {partition}"),
+                None => println!("participant {issuer} -> partition {partition}"),
             }
         }
         Command::Cluster { command: ClusterCommand::Cutoff } => {

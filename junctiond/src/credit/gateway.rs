@@ -160,10 +160,14 @@ pub struct QuoteRequest {
     pub currency: String,
 }
 
-/// The answer to the sender or a receiver or a receiver: the HTTP status and an XML body.
+/// The answer to the sender or a receiver: the HTTP status and an XML body.
+#[derive(Default)]
 pub struct XmlAnswer {
     pub status: u16,
     pub body: String,
+    /// A return that names no credit this partition booked: in a partitioned switch,
+    /// another partition may have booked it (`doors.rs`).
+    pub not_known_here: bool,
 }
 
 impl CreditGateway {
@@ -351,6 +355,7 @@ impl CreditGateway {
         self.count(refusal.code);
         XmlAnswer {
             status,
+            not_known_here: false,
             body: self.status_report(
                 to,
                 Status {
@@ -389,6 +394,7 @@ impl CreditGateway {
         let booked = !matches!(record.state, State::Rejected { .. });
         XmlAnswer {
             status: 200,
+            not_known_here: false,
             body: self.status_report(
                 sender.as_deref(),
                 Status {
@@ -653,6 +659,7 @@ impl CreditGateway {
         let sender = self.system(ParticipantId(record.sender));
         XmlAnswer {
             status: 200,
+            not_known_here: false,
             body: self.status_report(
                 sender.as_deref(),
                 Status {
@@ -1300,10 +1307,11 @@ impl CreditGateway {
         let Some(reference) = returned.original_tx_id.as_deref().and_then(records::parse_reference) else {
             return refuse("NOOR", "OrgnlTxId must be the switch's reference of the credit");
         };
-        let Some(key) = self.key_of_reference(reference) else { return refuse("NOOR", "no credit has this reference") };
+        let unknown = || XmlAnswer { not_known_here: true, ..refuse("NOOR", "no credit has this reference") };
+        let Some(key) = self.key_of_reference(reference) else { return unknown() };
         let live = match self.live_or_stored(key) {
             Ok(Some(live)) => live,
-            Ok(None) => return refuse("NOOR", "no credit has this reference"),
+            Ok(None) => return unknown(),
             Err(error) => return refuse("NARR", &error),
         };
         let record = live.record.lock().clone();
@@ -1350,6 +1358,7 @@ impl CreditGateway {
                 let credit = Currency::from_code(&record.credit_currency).ok().map(|c| (record.credit_minor, c));
                 return XmlAnswer {
                     status: 200,
+                    not_known_here: false,
                     body: self.status_report(
                         Some(system),
                         Status {
@@ -1527,7 +1536,7 @@ impl CreditGateway {
             _ => ("NARR", ""),
         };
         let Ok(debit_currency) = Currency::from_code(&record.debit_currency) else {
-            return XmlAnswer { status: 500, body: String::new() };
+            return XmlAnswer { status: 500, ..XmlAnswer::default() };
         };
         let msg_id = self.new_message_id("B");
         let body = messages::return_notice(&messages::ReturnNotice {
@@ -1544,7 +1553,7 @@ impl CreditGateway {
             reason: code,
             info: Some(info).filter(|i| !i.is_empty()),
         });
-        XmlAnswer { status: 200, body: checked(Kind::Pacs004, body) }
+        XmlAnswer { status: 200, body: checked(Kind::Pacs004, body), not_known_here: false }
     }
 }
 

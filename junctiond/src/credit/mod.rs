@@ -114,7 +114,11 @@ const BODY_BYTES_MAX: usize = 4 * xml::MESSAGE_BYTES_MAX;
 
 fn xml_response(answer: XmlAnswer) -> HttpResponse {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [("content-type", "application/xml; charset=utf-8")], answer.body).into_response()
+    let mut response = (status, [("content-type", "application/xml; charset=utf-8")], answer.body).into_response();
+    if answer.not_known_here {
+        response.extensions_mut().insert(crate::doors::NotKnownHere);
+    }
+    response
 }
 
 fn answered(result: Result<XmlAnswer, crate::qr::ApiError>) -> HttpResponse {

@@ -101,6 +101,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
+        let not_known_here = self.code == "unknown_payment";
+        let mut response = self.body();
+        if not_known_here {
+            // In a partitioned switch, another partition may know it (`doors.rs`).
+            response.extensions_mut().insert(crate::doors::NotKnownHere);
+        }
+        response
+    }
+}
+
+impl ApiError {
+    fn body(self) -> HttpResponse {
         if self.details.is_empty() && self.attached.is_none() {
             return http::error(self.status, self.code, self.message);
         }

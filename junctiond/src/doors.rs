@@ -1,0 +1,408 @@
+//! The HTTP doors of a partitioned switch: a wallet's QR requests and a payment system's
+//! ISO 20022 messages, received by any node, are answered by the partition that books
+//! them.
+//!
+//! A card's request goes to its issuer's partition (`cluster.rs`). A wallet or a payment
+//! system pays from its own position, which any partition could book. What ties it to
+//! one partition is its records: idempotency keys, quotes, payments and refunds, credits
+//! and their limits. A resend must find the payment it repeats. So the map places each
+//! wallet and payment system in a partition (`issuer.<id>`, like an issuer: participant
+//! ids are one space), and every door sends that sender's requests there:
+//!
+//! - **By sender** (`POST /v1/qr/quotes`, `/v1/qr/payments`, `/v1/iso20022/pacs.008`,
+//!   `/camt.056`, `/quotes`): the door checks the signature, reads where the map places
+//!   the signer, and sends the request as it came (method, path, headers, body) to that
+//!   partition's primary over core NATS request/reply (`<bucket>.<partition>.http`, a
+//!   queue group per partition). The primary runs it through its own router, as if it had
+//!   come in on its own port, and the door relays the answer. A sender the map does not
+//!   place is served where it arrives (a single switch's way). No answer (a takeover
+//!   there): sent again until the deadline, then 503 `partition_unavailable`; the resend
+//!   is safe, since the idempotency key decides.
+//! - **Where known** (`GET /v1/qr/payments/{id}`, `POST /v1/qr/payments/{id}/refund`,
+//!   `POST /v1/iso20022/pacs.004`): the caller is the merchant's acquirer or the receiving
+//!   system, not the payer, so the door cannot tell the partition. It runs the request
+//!   here; if this partition does not know the payment (or credit), it asks the others in
+//!   turn, and the first that knows it answers. Nothing moves where it is not known.
+//!
+//! A placed wallet or payment system does not move: its records stay where they were
+//! booked (`http.rs` refuses the move). Place it before it pays.
+
+use crate::cluster::Partitions;
+use crate::qr::Signers;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+/// Set by a handler on an answer that says "no such payment (or credit) here": the door
+/// asks the other partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct NotKnownHere;
+
+/// On a request a partition serves for another door: never forwarded again.
+#[derive(Debug, Clone, Copy)]
+struct ServedForDoor;
+
+/// Headers of a forwarded HTTP request and of its answer.
+const HEADER_METHOD: &str = "Junction-Http-Method";
+const HEADER_PATH: &str = "Junction-Http-Path";
+const HEADER_STATUS: &str = "Junction-Http-Status";
+/// On an answer that is not the request's: `moved` (the sender is not placed here) or
+/// `not-known-here`.
+const HEADER_DOOR: &str = "Junction-Door";
+const DOOR_MOVED: &str = "moved";
+const DOOR_NOT_KNOWN_HERE: &str = "not-known-here";
+
+/// HTTP headers that belong to one connection, not to the request.
+const HOP_BY_HOP: [&str; 5] = ["host", "content-length", "connection", "transfer-encoding", "keep-alive"];
+
+/// The largest body a door reads (the credit gateway's bound; the QR gateway's is smaller).
+const BODY_BYTES_MAX: usize = 4 * crate::credit::xml::MESSAGE_BYTES_MAX;
+/// The largest answer a partition sends back.
+const ANSWER_BYTES_MAX: usize = 1 << 20;
+
+/// The pause before sending again when a partition has no primary to answer.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// How a request finds its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The partition the map places its signer in.
+    BySender,
+    /// The partition that knows the payment or credit it names.
+    WhereKnown,
+    /// Here.
+    Here,
+}
+
+fn route(method: &Method, path: &str) -> Route {
+    const BY_SENDER: [&str; 5] =
+        ["/v1/qr/quotes", "/v1/qr/payments", "/v1/iso20022/pacs.008", "/v1/iso20022/camt.056", "/v1/iso20022/quotes"];
+    let payment = path.strip_prefix("/v1/qr/payments/");
+    match *method {
+        Method::POST if BY_SENDER.contains(&path) => Route::BySender,
+        Method::POST if path == "/v1/iso20022/pacs.004" => Route::WhereKnown,
+        Method::POST if payment.is_some_and(|rest| rest.ends_with("/refund")) => Route::WhereKnown,
+        Method::GET if payment.is_some_and(|rest| !rest.is_empty() && !rest.contains('/')) => Route::WhereKnown,
+        _ => Route::Here,
+    }
+}
+
+/// The doors' state: the map, and the signatures a door checks before it sends anything on.
+pub struct HttpDoors {
+    partitions: Arc<Partitions>,
+    signers: Signers,
+    /// How long a door waits for the partition's answer: the cluster's request deadline
+    /// plus the longest a credit's answer may take there.
+    deadline: Duration,
+}
+
+impl HttpDoors {
+    pub fn new(partitions: Arc<Partitions>, signers: Signers, deadline: Duration) -> HttpDoors {
+        HttpDoors { partitions, signers, deadline }
+    }
+}
+
+/// The middleware in front of the QR and credit gateways' routes.
+pub async fn door(State(doors): State<Arc<HttpDoors>>, request: Request, next: Next) -> Response {
+    let route = route(request.method(), request.uri().path());
+    if route == Route::Here {
+        return next.run(request).await;
+    }
+    let served_for_door = request.extensions().get::<ServedForDoor>().is_some();
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
+        return crate::http::error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large");
+    };
+    let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string());
+    match route {
+        Route::BySender => {
+            let now_s = junction_engine::clock::now_unix_s();
+            // A request that does not verify is answered here, by the gateway, as usual.
+            let signer = doors.signers.verify(&parts.headers, &parts.method, &path, &body, now_s).ok();
+            let placement = signer.as_ref().and_then(|known| doors.partitions.placement(known.id.0));
+            let ours = placement.as_ref().is_none_or(|p| p.partition == doors.partitions.me && p.moving_to.is_none());
+            if ours {
+                return next.run(Request::from_parts(parts, Body::from(body))).await;
+            }
+            if served_for_door {
+                // The door's map is behind this one's: it reads it again.
+                return door_status(DOOR_MOVED);
+            }
+            let sender = signer.map_or(0, |known| known.id.0);
+            doors.by_sender(sender, &parts, &path, body).await
+        }
+        Route::WhereKnown => {
+            let here = next.run(Request::from_parts(parts.clone(), Body::from(body.clone()))).await;
+            if here.extensions().get::<NotKnownHere>().is_none() || served_for_door {
+                return here;
+            }
+            doors.where_known(&parts, &path, body, here).await
+        }
+        Route::Here => unreachable!("answered above"),
+    }
+}
+
+impl HttpDoors {
+    /// Sends a request to the partition its sender is placed in until one answers or the
+    /// deadline passes (503 `partition_unavailable`).
+    async fn by_sender(&self, sender: u64, parts: &axum::http::request::Parts, path: &str, body: Bytes) -> Response {
+        let headers = nats_headers(parts, path);
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                tracing::warn!(sender, "no partition answered a forwarded HTTP request in time");
+                self.partitions.counters.forward_failures.fetch_add(1, Ordering::Relaxed);
+                return unavailable();
+            }
+            let partition = match self.partitions.placement(sender) {
+                Some(placement) if placement.moving_to.is_none() => placement.partition,
+                _ => {
+                    tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
+                    continue;
+                }
+            };
+            match self.ask(&partition, &headers, &body, remaining).await {
+                Ok(answer) if door_of(&answer) == Some(DOOR_MOVED) => {
+                    tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
+                }
+                Ok(answer) => {
+                    self.partitions.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                    return http_answer(answer);
+                }
+                Err(error) => {
+                    tracing::debug!(partition, %error, "a forwarded HTTP request got no answer; sending it again");
+                    if error.kind() == async_nats::RequestErrorKind::NoResponders {
+                        tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks every other partition about a payment or credit this one does not know; the
+    /// first that knows it answers. None does: `here`'s answer. One that could not be
+    /// asked: 503 (it may be the one that knows).
+    async fn where_known(
+        &self,
+        parts: &axum::http::request::Parts,
+        path: &str,
+        body: Bytes,
+        here: Response,
+    ) -> Response {
+        let headers = nats_headers(parts, path);
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        let mut unasked = false;
+        for partition in self.partitions.partitions().into_iter().filter(|p| *p != self.partitions.me) {
+            let mut answered = None;
+            while answered.is_none() {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if remaining.is_zero() {
+                    break;
+                }
+                match self.ask(&partition, &headers, &body, remaining).await {
+                    Ok(answer) => answered = Some(answer),
+                    Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {
+                        tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
+                    }
+                    Err(_) => {}
+                }
+            }
+            match answered {
+                Some(answer) if door_of(&answer) == Some(DOOR_NOT_KNOWN_HERE) => {}
+                Some(answer) => {
+                    self.partitions.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                    return http_answer(answer);
+                }
+                None => unasked = true,
+            }
+        }
+        if unasked {
+            self.partitions.counters.forward_failures.fetch_add(1, Ordering::Relaxed);
+            return unavailable();
+        }
+        here
+    }
+
+    async fn ask(
+        &self,
+        partition: &str,
+        headers: &async_nats::HeaderMap,
+        body: &Bytes,
+        wait: Duration,
+    ) -> Result<async_nats::Message, async_nats::RequestError> {
+        let request = async_nats::Request::new().headers(headers.clone()).payload(body.clone()).timeout(Some(wait));
+        self.partitions.client().send_request(self.partitions.http_subject(partition), request).await
+    }
+}
+
+/// Serves the HTTP requests other partitions' doors send this one, through `router` (the
+/// gateways' routes, behind `door`), until `shutdown`. Only a primary serves.
+pub async fn serve(
+    partitions: Arc<Partitions>,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let subject = partitions.http_subject(&partitions.me);
+    let mut requests = partitions
+        .client()
+        .queue_subscribe(subject.clone(), partitions.me.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("subscribing to {subject}: {e}"))?;
+    tracing::info!(subject, "serving HTTP requests forwarded by other partitions' doors");
+    loop {
+        let message = tokio::select! {
+            message = requests.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Some(reply) = message.reply.clone() else { continue };
+        let (partitions, router) = (Arc::clone(&partitions), router.clone());
+        tokio::spawn(async move {
+            let (headers, body) = serve_one(router, message).await;
+            partitions.counters.served.fetch_add(1, Ordering::Relaxed);
+            if let Err(error) = partitions.client().publish_with_headers(reply, headers, body).await {
+                tracing::warn!(%error, "answering a forwarded HTTP request failed");
+            }
+        });
+    }
+    let _ = requests.unsubscribe().await;
+    Ok(())
+}
+
+/// One forwarded request through `router`: the answer's headers (its status among them)
+/// and body.
+async fn serve_one(router: axum::Router, message: async_nats::Message) -> (async_nats::HeaderMap, Bytes) {
+    let header = |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
+    let mut builder = Request::builder()
+        .method(header(HEADER_METHOD).as_deref().unwrap_or("GET"))
+        .uri(header(HEADER_PATH).unwrap_or_else(|| "/".into()));
+    for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+        let name: &str = name.as_ref();
+        if name == HEADER_METHOD || name == HEADER_PATH {
+            continue;
+        }
+        for value in values {
+            builder = builder.header(name, value.as_str());
+        }
+    }
+    let request = match builder.extension(ServedForDoor).body(Body::from(message.payload)) {
+        Ok(request) => request,
+        Err(error) => {
+            let answer = crate::http::error(StatusCode::BAD_REQUEST, "bad_request", error.to_string());
+            return nats_answer(answer).await;
+        }
+    };
+    let answer = router.oneshot(request).await.unwrap_or_else(|never| match never {});
+    nats_answer(answer).await
+}
+
+/// An answer as NATS carries it back.
+async fn nats_answer(answer: Response) -> (async_nats::HeaderMap, Bytes) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(HEADER_STATUS, answer.status().as_str());
+    for (name, value) in answer.headers() {
+        if let (false, Ok(value)) = (HOP_BY_HOP.contains(&name.as_str()), value.to_str()) {
+            headers.insert(name.as_str(), value);
+        }
+    }
+    if answer.extensions().get::<NotKnownHere>().is_some() {
+        headers.insert(HEADER_DOOR, DOOR_NOT_KNOWN_HERE);
+    }
+    let body = axum::body::to_bytes(answer.into_body(), ANSWER_BYTES_MAX).await.unwrap_or_default();
+    (headers, body)
+}
+
+/// A request as NATS carries it: the HTTP headers (but the connection's), the method and
+/// the path.
+fn nats_headers(parts: &axum::http::request::Parts, path: &str) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(HEADER_METHOD, parts.method.as_str());
+    headers.insert(HEADER_PATH, path);
+    for (name, value) in &parts.headers {
+        if let (false, Ok(value)) = (HOP_BY_HOP.contains(&name.as_str()), value.to_str()) {
+            headers.insert(name.as_str(), value);
+        }
+    }
+    headers
+}
+
+fn door_of(answer: &async_nats::Message) -> Option<&str> {
+    answer.headers.as_ref().and_then(|h| h.get(HEADER_DOOR)).map(|v| v.as_str())
+}
+
+/// The answer a partition sent, as the door writes it.
+fn http_answer(answer: async_nats::Message) -> Response {
+    let status = answer
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HEADER_STATUS))
+        .and_then(|v| v.as_str().parse::<u16>().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, answer.payload).into_response();
+    for (name, values) in answer.headers.iter().flat_map(|h| h.iter()) {
+        let name: &str = name.as_ref();
+        if name == HEADER_STATUS || name == HEADER_DOOR {
+            continue;
+        }
+        let (Ok(name), Some(Ok(value))) =
+            (HeaderName::from_bytes(name.as_bytes()), values.first().map(|v| HeaderValue::from_str(v.as_str())))
+        else {
+            continue;
+        };
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// A door's own answer to a door (`moved`), never seen by a client.
+fn door_status(status: &'static str) -> Response {
+    let mut response = StatusCode::CONFLICT.into_response();
+    response.headers_mut().insert(HEADER_DOOR, HeaderValue::from_static(status));
+    response
+}
+
+fn unavailable() -> Response {
+    crate::http::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "partition_unavailable",
+        "the partition that books this request did not answer in time; send it again (same idempotency key)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_find_their_partition_by_sender_by_what_they_name_or_here() {
+        let cases = [
+            (Method::POST, "/v1/qr/payments", Route::BySender),
+            (Method::POST, "/v1/qr/quotes", Route::BySender),
+            (Method::POST, "/v1/iso20022/pacs.008", Route::BySender),
+            (Method::POST, "/v1/iso20022/camt.056", Route::BySender),
+            (Method::POST, "/v1/iso20022/quotes", Route::BySender),
+            (Method::POST, "/v1/iso20022/pacs.004", Route::WhereKnown),
+            (Method::GET, "/v1/qr/payments/00ab", Route::WhereKnown),
+            (Method::POST, "/v1/qr/payments/00ab/refund", Route::WhereKnown),
+            (Method::POST, "/v1/qr/decode", Route::Here),
+            (Method::GET, "/v1/qr/payments/", Route::Here),
+            (Method::GET, "/v1/admin/fx/rates", Route::Here),
+            (Method::GET, "/v1/qr/payments", Route::Here),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(route(&method, path), expected, "{method} {path}");
+        }
+    }
+}
