@@ -2,7 +2,7 @@
 //! `junctiond` nodes (primary, standby) sharing its journal stream.
 
 use crate::{binary, demo_config};
-use junctiond::config::{Config, ReplicationConfig};
+use junctiond::config::{ClusterConfig, Config, ReplicationConfig};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -133,6 +133,26 @@ pub fn replicated_config(cluster: &NatsCluster, lease_ms: u64) -> Config {
         stream: "JUNCTION".into(),
         replicas: cluster.client_ports.len(),
         lease_ms,
+    });
+    config
+}
+
+/// `config` as partition `partition` of a partitioned switch on `cluster`: its own journal
+/// stream, and the map seeded with `seed` (participant -> partition).
+pub fn partition_config(mut config: Config, cluster: &NatsCluster, partition: &str, seed: &[(u64, &str)]) -> Config {
+    config.replication = Some(ReplicationConfig {
+        nats_urls: cluster.urls(),
+        node: partition.into(),
+        stream: format!("JUNCTION_{}", partition.to_uppercase()),
+        replicas: cluster.client_ports.len(),
+        lease_ms: 2_000,
+    });
+    config.cluster = Some(ClusterConfig {
+        partition: partition.into(),
+        map_bucket: "junction_partitions".into(),
+        request_timeout_ms: 5_000,
+        moved_lookback_s: 86_400,
+        seed: seed.iter().map(|(participant, partition)| (participant.to_string(), partition.to_string())).collect(),
     });
     config
 }

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use junction_tests::cluster::{partition_config, NatsCluster, Node};
 use junction_tests::{assert_clearing_verifies, close_window, csv_rows, demo_config, position_net, python, Daemon};
 use junctiond::config::Config;
 use serde_json::{json, Value};
@@ -449,4 +450,63 @@ fn credits_between_two_payment_systems() {
         "the return's row"
     );
     let _ = daemon.terminate();
+}
+
+/// A partitioned switch (3 NATS servers, partitions a and b): the CNY system is placed in
+/// b, the HKD system in a. The CNY system's credit sent through a's door is booked in b;
+/// its resend through b's door gets the same answer and pushes nothing again; the HKD
+/// system's return of it through a's door (a never saw the credit) is booked in b, and
+/// the CNY system gets its pacs.004.
+#[test]
+fn a_payment_systems_credits_are_booked_in_its_partition_through_any_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut peer = Peer::start();
+    let nats = NatsCluster::start(&dir.path().join("nats"));
+    let seed = [(CNY_SYSTEM, "b"), (HKD_SYSTEM, "a")];
+    let mut a = Node::new(dir.path(), "a", &partition_config(config(&peer), &nats, "a", &seed));
+    let mut b = Node::new(dir.path(), "b", &partition_config(config(&peer), &nats, "b", &seed));
+    a.start(false);
+    b.start(false);
+    a.wait_primary(Duration::from_secs(60));
+    b.wait_primary(Duration::from_secs(60));
+    let through = |peer: &mut Peer, node: &Node| {
+        peer.call(json!({"cmd": "switch", "url": format!("http://{}", node.http)}));
+    };
+    let credits_booked = |node: &Node| {
+        let positions: Value = ureq::get(&format!("http://{}/v1/admin/positions", node.http))
+            .header("authorization", &format!("Bearer {}", junction_tests::ADMIN_TOKEN))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        let rows = positions["positions"].as_array().unwrap().clone();
+        rows.iter()
+            .filter(|row| row["participant"] == CNY_SYSTEM)
+            .map(|row| row["debit_count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+
+    through(&mut peer, &a);
+    let first = peer.send(CNY_SYSTEM, "pacs.008", credit("P-1", "P-E2E-1", "100.00", "CNY", HK_MOBILE, "D-1"));
+    assert_eq!(status(&first), (200, "ACSC".into(), String::new()), "{first}");
+    let reference = field(&first, "FIToFIPmtStsRpt/TxInfAndSts/ClrSysRef");
+    assert_eq!((credits_booked(&a), credits_booked(&b)), (0, 1), "booked once, in b");
+
+    through(&mut peer, &b);
+    let again = peer.send(CNY_SYSTEM, "pacs.008", credit("P-1b", "P-E2E-1", "100.00", "CNY", HK_MOBILE, "D-1"));
+    assert_eq!(status(&again).1, "ACSC", "{again}");
+    assert_eq!(field(&again, "FIToFIPmtStsRpt/TxInfAndSts/ClrSysRef"), reference);
+    assert_eq!(peer.received(HKD_SYSTEM, "pacs.008").len(), 1, "pushed once");
+    assert_eq!((credits_booked(&a), credits_booked(&b)), (0, 1), "still once");
+
+    through(&mut peer, &a);
+    let unknown = json!({"msg_id": "PR-0", "orgnl_e2e": "P-E2E-1", "orgnl_tx_id": format!("J{}", "0".repeat(32)), "amount": "108.28", "ccy": "HKD"});
+    assert_eq!(status(&peer.send(HKD_SYSTEM, "pacs.004", unknown)).2, "NOOR", "no partition knows it");
+    let give_back = json!({"msg_id": "PR-1", "orgnl_e2e": "P-E2E-1", "orgnl_tx_id": reference, "amount": "108.28", "ccy": "HKD", "reason": "AC04"});
+    let taken = peer.send(HKD_SYSTEM, "pacs.004", give_back);
+    assert_eq!(status(&taken).1, "ACSC", "the return, through the door that never saw the credit: {taken}");
+    let returns = peer.wait_received(CNY_SYSTEM, "pacs.004", 1);
+    assert_eq!(returns[0]["fields"]["PmtRtr/TxInf/OrgnlEndToEndId"], "P-E2E-1");
+    assert_eq!(returns[0]["fields"]["PmtRtr/TxInf/RtrdIntrBkSttlmAmt"], "100.00");
 }

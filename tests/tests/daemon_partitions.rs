@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use junction_tests::cluster::{NatsCluster, Node};
+use junction_tests::cluster::{self, NatsCluster, Node};
 use junction_tests::{
     binary, demo_config, financial, http_agent, signed_call, usd_merchant_qr, wallet_pays, IsoClient, ACQUIRER_KEY_HEX,
     ADMIN_TOKEN, DEMO_ACQUIRER, DEMO_WALLET, DEMO_WALLET_KEY_HEX,
 };
-use junctiond::config::{ClusterConfig, Config, ReplicationConfig};
+use junctiond::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,26 +34,7 @@ fn partition_config(nats: &NatsCluster, partition: &str) -> Config {
     };
     config.bin_routes.push(route(BIN_A, ISSUER_A));
     config.bin_routes.push(route(BIN_B, ISSUER_B));
-    config.replication = Some(ReplicationConfig {
-        nats_urls: nats.urls(),
-        node: partition.into(),
-        stream: format!("JUNCTION_{}", partition.to_uppercase()),
-        replicas: nats.client_ports.len(),
-        lease_ms: 2_000,
-    });
-    config.cluster = Some(ClusterConfig {
-        partition: partition.into(),
-        map_bucket: "junction_partitions".into(),
-        request_timeout_ms: 5_000,
-        moved_lookback_s: 86_400,
-        seed: [
-            (ISSUER_A.to_string(), "a".to_string()),
-            (ISSUER_B.to_string(), "b".to_string()),
-            (DEMO_WALLET.to_string(), "b".to_string()),
-        ]
-        .into(),
-    });
-    config
+    cluster::partition_config(config, nats, partition, &[(ISSUER_A, "a"), (ISSUER_B, "b"), (DEMO_WALLET, "b")])
 }
 
 /// One cluster at a time: three NATS servers and three daemons per test are plenty for
