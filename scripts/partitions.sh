@@ -9,11 +9,14 @@
 #   scripts/partitions.sh cross RATE DURATION   # two partitions; each door gets the other's cards
 #   scripts/partitions.sh move  RATE DURATION   # two partitions; issuer 1's cards through a's
 #                                               # door, issuer 1 moved to b a third of the way in
+#   scripts/partitions.sh qr-local RATE DURATION  # two partitions; wallet 5 (placed in b) pays
+#                                                 # QR codes through b's door
+#   scripts/partitions.sh qr-cross RATE DURATION  # the same through a's door (every request crosses)
 #
 # RATE is per loadgen (two loadgens in `local` and `cross`, one in `one`).
 # Needs `cargo build --release --workspace --bins` and nats-server.
 set -u
-MODE=${1:?one, local, cross or move}; RATE=${2:-2000}; DURATION=${3:-20s}
+MODE=${1:?one, local, cross, move, qr-local or qr-cross}; RATE=${2:-2000}; DURATION=${3:-20s}
 HERE=$(cd "$(dirname "$0")" && pwd)
 TARGET=${CARGO_TARGET_DIR:-$HERE/../target}
 [ -d "$TARGET/release" ] || TARGET=$HOME/.cache/junction-target
@@ -79,7 +82,9 @@ node() {
 case $MODE in
   one) partition a '{ "1" = "a", "2" = "a" }'; node a ;;
   local|cross|move) partition a '{ "1" = "a", "2" = "b" }'; partition b '{ "1" = "a", "2" = "b" }'; node a; node b ;;
-  *) echo "mode: one, local, cross or move"; exit 2 ;;
+  qr-local|qr-cross)
+    partition a '{ "1" = "a", "2" = "b", "5" = "b" }'; partition b '{ "1" = "a", "2" = "b", "5" = "b" }'; node a; node b ;;
+  *) echo "mode: one, local, cross, move, qr-local or qr-cross"; exit 2 ;;
 esac
 
 cpu_s() { # CPU seconds (user + system) of the given processes, summed
@@ -122,11 +127,19 @@ case $MODE in
 from datetime import datetime as d
 f=lambda t: d.fromisoformat(t.rstrip('Z'))
 print('move took %.0f ms' % ((f('$ended') - f('$started')).total_seconds() * 1000))" ;;
+  qr-local|qr-cross)
+    A0=$(cpu_s $PID_a); B0=$(cpu_s $PID_b)
+    if [ "$MODE" = qr-local ]; then door=$HTTP_b; other=$HTTP_a; else door=$HTTP_a; other=$HTTP_b; fi
+    # One request in flight per connection: enough connections for RATE at tens of ms.
+    $BIN/loadgen --mode qr --http "$door" --verify --verify-also "$other" --rate "$RATE" --duration "$DURATION" \
+      --connections 64 --timeout 20s --json "$D/g1.json" > "$D/g1.txt" 2>&1
+    A1=$(cpu_s $PID_a); B1=$(cpu_s $PID_b) ;;
 esac
 NATS_CPU1=$(cpu_s "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")
 answered=0
 for g in "$D"/g*.txt; do
-  echo "--- $(basename "$g" .txt)"; sed -n '/^loadgen iso8583/,$p' "$g" | grep -vE "^\s+(by kind|[a-z_]+ +sent)" | head -30
+  echo "--- $(basename "$g" .txt)"; sed -En '/^loadgen (iso8583|qr)/,$p' "$g" | grep -vE "^\s+(by kind|[a-z_]+ +sent)" | head -30
+  grep -E "^verify: (PASSED|FAILED)|CHECK FAILED" "$g"
   n=$(python3 -c "import json,sys; r=json.load(open('${g%.txt}.json')); print(r['responses_answered'])" 2>/dev/null || echo 0)
   answered=$((answered + n))
 done
