@@ -71,27 +71,26 @@ const ANSWER_BYTES_MAX: usize = 1 << 20;
 /// The pause before sending again when a partition has no primary to answer.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// How a request finds its partition.
+/// How a request that may belong to another partition finds it (the others are
+/// answered here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     /// The partition the map places its signer in.
     BySender,
     /// The partition that knows the payment or credit it names.
     WhereKnown,
-    /// Here.
-    Here,
 }
 
-fn route(method: &Method, path: &str) -> Route {
+fn route(method: &Method, path: &str) -> Option<Route> {
     const BY_SENDER: [&str; 5] =
         ["/v1/qr/quotes", "/v1/qr/payments", "/v1/iso20022/pacs.008", "/v1/iso20022/camt.056", "/v1/iso20022/quotes"];
     let payment = path.strip_prefix("/v1/qr/payments/");
     match *method {
-        Method::POST if BY_SENDER.contains(&path) => Route::BySender,
-        Method::POST if path == "/v1/iso20022/pacs.004" => Route::WhereKnown,
-        Method::POST if payment.is_some_and(|rest| rest.ends_with("/refund")) => Route::WhereKnown,
-        Method::GET if payment.is_some_and(|rest| !rest.is_empty() && !rest.contains('/')) => Route::WhereKnown,
-        _ => Route::Here,
+        Method::POST if BY_SENDER.contains(&path) => Some(Route::BySender),
+        Method::POST if path == "/v1/iso20022/pacs.004" => Some(Route::WhereKnown),
+        Method::POST if payment.is_some_and(|rest| rest.ends_with("/refund")) => Some(Route::WhereKnown),
+        Method::GET if payment.is_some_and(|rest| !rest.is_empty() && !rest.contains('/')) => Some(Route::WhereKnown),
+        _ => None,
     }
 }
 
@@ -112,10 +111,9 @@ impl HttpDoors {
 
 /// The middleware in front of the QR and credit gateways' routes.
 pub async fn door(State(doors): State<Arc<HttpDoors>>, request: Request, next: Next) -> Response {
-    let route = route(request.method(), request.uri().path());
-    if route == Route::Here {
+    let Some(route) = route(request.method(), request.uri().path()) else {
         return next.run(request).await;
-    }
+    };
     let served_for_door = request.extensions().get::<ServedForDoor>().is_some();
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
@@ -146,7 +144,6 @@ pub async fn door(State(doors): State<Arc<HttpDoors>>, request: Request, next: N
             }
             doors.where_known(&parts, &path, body, here).await
         }
-        Route::Here => unreachable!("answered above"),
     }
 }
 
@@ -388,18 +385,18 @@ mod tests {
     #[test]
     fn requests_find_their_partition_by_sender_by_what_they_name_or_here() {
         let cases = [
-            (Method::POST, "/v1/qr/payments", Route::BySender),
-            (Method::POST, "/v1/qr/quotes", Route::BySender),
-            (Method::POST, "/v1/iso20022/pacs.008", Route::BySender),
-            (Method::POST, "/v1/iso20022/camt.056", Route::BySender),
-            (Method::POST, "/v1/iso20022/quotes", Route::BySender),
-            (Method::POST, "/v1/iso20022/pacs.004", Route::WhereKnown),
-            (Method::GET, "/v1/qr/payments/00ab", Route::WhereKnown),
-            (Method::POST, "/v1/qr/payments/00ab/refund", Route::WhereKnown),
-            (Method::POST, "/v1/qr/decode", Route::Here),
-            (Method::GET, "/v1/qr/payments/", Route::Here),
-            (Method::GET, "/v1/admin/fx/rates", Route::Here),
-            (Method::GET, "/v1/qr/payments", Route::Here),
+            (Method::POST, "/v1/qr/payments", Some(Route::BySender)),
+            (Method::POST, "/v1/qr/quotes", Some(Route::BySender)),
+            (Method::POST, "/v1/iso20022/pacs.008", Some(Route::BySender)),
+            (Method::POST, "/v1/iso20022/camt.056", Some(Route::BySender)),
+            (Method::POST, "/v1/iso20022/quotes", Some(Route::BySender)),
+            (Method::POST, "/v1/iso20022/pacs.004", Some(Route::WhereKnown)),
+            (Method::GET, "/v1/qr/payments/00ab", Some(Route::WhereKnown)),
+            (Method::POST, "/v1/qr/payments/00ab/refund", Some(Route::WhereKnown)),
+            (Method::POST, "/v1/qr/decode", None),
+            (Method::GET, "/v1/qr/payments/", None),
+            (Method::GET, "/v1/admin/fx/rates", None),
+            (Method::GET, "/v1/qr/payments", None),
         ];
         for (method, path, expected) in cases {
             assert_eq!(route(&method, path), expected, "{method} {path}");
