@@ -64,6 +64,9 @@ const CAP_KEY: &str = "cap.";
 /// A cap's pool is leased in slices of this share of the cap, divided by the partitions.
 const CAP_SLICES: u64 = 4;
 
+/// The most rounds of cap leasing a starting partition runs before its first request.
+const START_CAP_ROUNDS_MAX: usize = 20;
+
 /// How often a partition looks at its headroom under each leased cap.
 const CAP_LEASE_EVERY: Duration = Duration::from_millis(100);
 
@@ -379,11 +382,14 @@ impl Partitions {
         engine: &Arc<Engine>,
     ) -> Result<Arc<Partitions>> {
         let partitions = Partitions::open(js, client, config, replication).await?;
-        // Three rounds before the first request: a cap's pool is made, the configuration's
-        // cap comes down to the (empty) lease, a first slice is leased. With fewer, a
+        // Rounds until every cap is settled before the first request: its pool made, the
+        // configuration's cap down to the (empty) lease, a first slice leased (a round
+        // whose compare-and-set lost to another partition's does it again). Without, a
         // participant's first payments after a start were declined for want of headroom.
-        for _ in 0..3 {
-            while_bucket_forms("leasing the net debit caps", || partitions.sync_caps(engine)).await?;
+        for _ in 0..START_CAP_ROUNDS_MAX {
+            if !while_bucket_forms("leasing the net debit caps", || partitions.sync_caps(engine)).await? {
+                break;
+            }
         }
         Ok(partitions)
     }
@@ -935,13 +941,15 @@ impl Partitions {
 
     /// One round of `lease_caps`: for each participant's cap in each currency, this
     /// partition's engine cap made equal to its lease, and the lease grown or shrunk.
-    pub async fn sync_caps(&self, engine: &Arc<Engine>) -> Result<()> {
+    /// Whether any cap changed or wanted to (another round has work).
+    pub async fn sync_caps(&self, engine: &Arc<Engine>) -> Result<bool> {
+        let mut busy = false;
         for participant in engine.participants() {
             for (currency, local) in participant.net_debit_caps.clone() {
-                self.sync_cap(engine, participant.id, currency, local).await?;
+                busy |= self.sync_cap(engine, participant.id, currency, local).await?;
             }
         }
-        Ok(())
+        Ok(busy)
     }
 
     async fn sync_cap(
@@ -950,7 +958,7 @@ impl Partitions {
         participant: ParticipantId,
         currency: Currency,
         local: u64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let key = format!("{CAP_KEY}{}.{}", participant.0, currency.code());
         let cached = self.caps.lock().get(&key).cloned();
         let (value, revision) = match cached {
@@ -961,7 +969,7 @@ impl Partitions {
                     // The first node to see this cap makes its pool, from its configuration.
                     let record = CapRecord { cap: local, leases: BTreeMap::new() };
                     let _ = self.kv.create(&key, Bytes::from(serde_json::to_vec(&record)?)).await;
-                    return Ok(());
+                    return Ok(true);
                 };
                 self.remember_cap(&key, entry.value.clone(), entry.revision);
                 (entry.value, entry.revision)
@@ -977,13 +985,13 @@ impl Partitions {
             // Enforcing more than the lease (a start from the configuration, or a give-back
             // whose record did not land): the engine's cap comes down to the lease first.
             set_local(leased).await?.map_err(|e| anyhow!("setting the cap of {}: {e}", participant.0))?;
-            return Ok(());
+            return Ok(true);
         }
         if leased > local {
             // A give-back whose record did not land: the record comes down to what is enforced.
             record.leases.insert(self.me.clone(), local);
             self.update_cap(&key, &record, revision).await;
-            return Ok(());
+            return Ok(true);
         }
         // Each partition may hold a slice of every cap while idle: slices shrink as
         // partitions are added.
@@ -993,7 +1001,7 @@ impl Partitions {
         if headroom < i128::from(slice) {
             let free = record.cap.saturating_sub(record.leased());
             if free == 0 {
-                return Ok(());
+                return Ok(false);
             }
             let grant = slice.min(free);
             record.leases.insert(self.me.clone(), leased + grant);
@@ -1002,14 +1010,16 @@ impl Partitions {
             if self.update_cap(&key, &record, revision).await {
                 set_local(leased + grant).await?.map_err(|e| anyhow!("setting the cap of {}: {e}", participant.0))?;
             }
+            return Ok(true);
         } else if headroom > i128::from(3 * slice) && leased > slice {
             let surplus = u64::try_from(headroom - i128::from(2 * slice)).unwrap_or(0).min(leased - slice);
             // Enforced first, then given back.
             set_local(leased - surplus).await?.map_err(|e| anyhow!("setting the cap of {}: {e}", participant.0))?;
             record.leases.insert(self.me.clone(), leased - surplus);
             self.update_cap(&key, &record, revision).await;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     fn remember_cap(&self, key: &str, value: Bytes, revision: u64) {
@@ -1043,8 +1053,9 @@ impl Partitions {
     /// Moves `issuer` to `partition`: an issuer the map does not name yet is placed there
     /// at once; one another partition owns is marked moving, and that partition's primary
     /// drains it, hands it over and puts its new placement (`moving.rs`). Returns the
-    /// placement put.
-    pub async fn assign(&self, issuer: u64, partition: &str) -> Result<Placement> {
+    /// placement put. A participant that may not move (a wallet, a payment system) is
+    /// only placed: refused when the bucket places it elsewhere already.
+    pub async fn assign(&self, issuer: u64, partition: &str, may_move: bool) -> Result<Placement> {
         // A move to a partition no node runs would hold the issuer's requests until the
         // doors' deadline, every one.
         if !self.partitions().iter().any(|known| known == partition) {
@@ -1064,6 +1075,9 @@ impl Partitions {
         }
         if placement.partition == partition {
             return Ok(placement);
+        }
+        if !may_move {
+            bail!("participant {issuer} is placed in partition {} already, and does not move", placement.partition);
         }
         let moving = Placement {
             partition: placement.partition,

@@ -60,7 +60,8 @@ const HEADER_DOOR: &str = "Junction-Door";
 const DOOR_MOVED: &str = "moved";
 const DOOR_NOT_KNOWN_HERE: &str = "not-known-here";
 
-/// HTTP headers that belong to one connection, not to the request.
+/// HTTP headers that belong to one connection, not to the request (lower case, as HTTP
+/// header names are kept).
 const HOP_BY_HOP: [&str; 5] = ["host", "content-length", "connection", "transfer-encoding", "keep-alive"];
 
 /// The largest body a door reads (the credit gateway's bound; the QR gateway's is smaller).
@@ -123,9 +124,13 @@ pub async fn door(State(doors): State<Arc<HttpDoors>>, request: Request, next: N
     match route {
         Route::BySender => {
             let now_s = junction_engine::clock::now_unix_s();
-            // A request that does not verify is answered here, by the gateway, as usual.
-            let signer = doors.signers.verify(&parts.headers, &parts.method, &path, &body, now_s).ok();
-            let placement = signer.as_ref().and_then(|known| doors.partitions.placement(known.id.0));
+            // Checked here as the gateway checks it: a request that does not verify is
+            // refused at the door, never served here instead of at its partition.
+            let signer = match doors.signers.verify(&parts.headers, &parts.method, &path, &body, now_s) {
+                Ok(signer) => signer,
+                Err(refused) => return refused.into_response(),
+            };
+            let placement = doors.partitions.placement(signer.id.0);
             let ours = placement.as_ref().is_none_or(|p| p.partition == doors.partitions.me && p.moving_to.is_none());
             if ours {
                 return next.run(Request::from_parts(parts, Body::from(body))).await;
@@ -134,8 +139,7 @@ pub async fn door(State(doors): State<Arc<HttpDoors>>, request: Request, next: N
                 // The door's map is behind this one's: it reads it again.
                 return door_status(DOOR_MOVED);
             }
-            let sender = signer.map_or(0, |known| known.id.0);
-            doors.by_sender(sender, &parts, &path, body).await
+            doors.by_sender(signer.id.0, &parts, &path, body).await
         }
         Route::WhereKnown => {
             let here = next.run(Request::from_parts(parts.clone(), Body::from(body.clone()))).await;
@@ -177,7 +181,7 @@ impl HttpDoors {
                 }
                 Err(error) => {
                     tracing::debug!(partition, %error, "a forwarded HTTP request got no answer; sending it again");
-                    if error.kind() == async_nats::RequestErrorKind::NoResponders {
+                    if error.kind() != async_nats::RequestErrorKind::TimedOut {
                         tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
                     }
                 }
@@ -185,9 +189,9 @@ impl HttpDoors {
         }
     }
 
-    /// Asks every other partition about a payment or credit this one does not know; the
-    /// first that knows it answers. None does: `here`'s answer. One that could not be
-    /// asked: 503 (it may be the one that knows).
+    /// Asks every other partition at once about a payment or credit this one does not
+    /// know; the answer of one that knows it. None does: `here`'s answer. One that could
+    /// not be asked, or failed: 503 (it may be the one that knows).
     async fn where_known(
         &self,
         parts: &axum::http::request::Parts,
@@ -197,36 +201,46 @@ impl HttpDoors {
     ) -> Response {
         let headers = nats_headers(parts, path);
         let deadline = tokio::time::Instant::now() + self.deadline;
-        let mut unasked = false;
-        for partition in self.partitions.partitions().into_iter().filter(|p| *p != self.partitions.me) {
-            let mut answered = None;
-            while answered.is_none() {
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if remaining.is_zero() {
-                    break;
-                }
-                match self.ask(&partition, &headers, &body, remaining).await {
-                    Ok(answer) => answered = Some(answer),
-                    Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {
-                        tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
-                    }
-                    Err(_) => {}
-                }
-            }
-            match answered {
+        let others = self.partitions.partitions().into_iter().filter(|p| *p != self.partitions.me);
+        let mut asked: futures_util::stream::FuturesUnordered<_> =
+            others.map(|partition| self.ask_until(partition, &headers, &body, deadline)).collect();
+        let mut failed = false;
+        while let Some(answer) = asked.next().await {
+            match answer {
                 Some(answer) if door_of(&answer) == Some(DOOR_NOT_KNOWN_HERE) => {}
-                Some(answer) => {
+                Some(answer) if status_of(&answer).is_some_and(|status| !status.is_server_error()) => {
                     self.partitions.counters.forwarded.fetch_add(1, Ordering::Relaxed);
                     return http_answer(answer);
                 }
-                None => unasked = true,
+                _ => failed = true,
             }
         }
-        if unasked {
+        if failed {
             self.partitions.counters.forward_failures.fetch_add(1, Ordering::Relaxed);
             return unavailable();
         }
         here
+    }
+
+    /// One partition's answer, sent again while it has no primary, until `deadline`.
+    async fn ask_until(
+        &self,
+        partition: String,
+        headers: &async_nats::HeaderMap,
+        body: &Bytes,
+        deadline: tokio::time::Instant,
+    ) -> Option<async_nats::Message> {
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return None;
+            }
+            match self.ask(&partition, headers, body, remaining).await {
+                Ok(answer) => return Some(answer),
+                Err(error) if error.kind() == async_nats::RequestErrorKind::TimedOut => return None,
+                Err(_) => tokio::time::sleep(RETRY_PAUSE.min(remaining)).await,
+            }
+        }
     }
 
     async fn ask(
@@ -286,7 +300,7 @@ async fn serve_one(router: axum::Router, message: async_nats::Message) -> (async
         .uri(header(HEADER_PATH).unwrap_or_else(|| "/".into()));
     for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
         let name: &str = name.as_ref();
-        if name == HEADER_METHOD || name == HEADER_PATH {
+        if is_doors_header(name) {
             continue;
         }
         for value in values {
@@ -304,69 +318,90 @@ async fn serve_one(router: axum::Router, message: async_nats::Message) -> (async
     nats_answer(answer).await
 }
 
-/// An answer as NATS carries it back.
+/// An answer as NATS carries it back: a body over `ANSWER_BYTES_MAX` is a 502.
 async fn nats_answer(answer: Response) -> (async_nats::HeaderMap, Bytes) {
+    let (parts, body) = answer.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, ANSWER_BYTES_MAX).await else {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(HEADER_STATUS, StatusCode::BAD_GATEWAY.as_str());
+        return (headers, Bytes::new());
+    };
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(HEADER_STATUS, answer.status().as_str());
-    for (name, value) in answer.headers() {
-        if let (false, Ok(value)) = (HOP_BY_HOP.contains(&name.as_str()), value.to_str()) {
-            headers.insert(name.as_str(), value);
+    headers.insert(HEADER_STATUS, parts.status.as_str());
+    for (name, value) in &parts.headers {
+        if let (false, Ok(value)) = (skipped(name.as_str()), value.to_str()) {
+            headers.append(name.as_str(), value);
         }
     }
-    if answer.extensions().get::<NotKnownHere>().is_some() {
+    if parts.extensions.get::<NotKnownHere>().is_some() {
         headers.insert(HEADER_DOOR, DOOR_NOT_KNOWN_HERE);
     }
-    let body = axum::body::to_bytes(answer.into_body(), ANSWER_BYTES_MAX).await.unwrap_or_default();
+    if let Some(DoorStatus(status)) = parts.extensions.get::<DoorStatus>() {
+        headers.insert(HEADER_DOOR, *status);
+    }
     (headers, body)
 }
 
-/// A request as NATS carries it: the HTTP headers (but the connection's), the method and
-/// the path.
+/// A request as NATS carries it: the HTTP headers (but the connection's, and any that
+/// look like the doors' own), the method and the path.
 fn nats_headers(parts: &axum::http::request::Parts, path: &str) -> async_nats::HeaderMap {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(HEADER_METHOD, parts.method.as_str());
     headers.insert(HEADER_PATH, path);
     for (name, value) in &parts.headers {
-        if let (false, Ok(value)) = (HOP_BY_HOP.contains(&name.as_str()), value.to_str()) {
-            headers.insert(name.as_str(), value);
+        if let (false, Ok(value)) = (skipped(name.as_str()), value.to_str()) {
+            headers.append(name.as_str(), value);
         }
     }
     headers
+}
+
+/// The doors' own headers, whatever their case.
+fn is_doors_header(name: &str) -> bool {
+    name.len() >= 9 && name[..9].eq_ignore_ascii_case("junction-")
+}
+
+/// Not carried between a door and a partition: the connection's headers and the doors'.
+fn skipped(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name) || is_doors_header(name)
 }
 
 fn door_of(answer: &async_nats::Message) -> Option<&str> {
     answer.headers.as_ref().and_then(|h| h.get(HEADER_DOOR)).map(|v| v.as_str())
 }
 
+fn status_of(answer: &async_nats::Message) -> Option<StatusCode> {
+    let status = answer.headers.as_ref()?.get(HEADER_STATUS)?.as_str().parse::<u16>().ok()?;
+    StatusCode::from_u16(status).ok()
+}
+
 /// The answer a partition sent, as the door writes it.
 fn http_answer(answer: async_nats::Message) -> Response {
-    let status = answer
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(HEADER_STATUS))
-        .and_then(|v| v.as_str().parse::<u16>().ok())
-        .and_then(|code| StatusCode::from_u16(code).ok())
-        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = status_of(&answer).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = (status, answer.payload).into_response();
     for (name, values) in answer.headers.iter().flat_map(|h| h.iter()) {
         let name: &str = name.as_ref();
-        if name == HEADER_STATUS || name == HEADER_DOOR {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+        if skipped(name.as_str()) {
             continue;
         }
-        let (Ok(name), Some(Ok(value))) =
-            (HeaderName::from_bytes(name.as_bytes()), values.first().map(|v| HeaderValue::from_str(v.as_str())))
-        else {
-            continue;
-        };
-        response.headers_mut().insert(name, value);
+        for value in values {
+            if let Ok(value) = HeaderValue::from_str(value.as_str()) {
+                response.headers_mut().append(name.clone(), value);
+            }
+        }
     }
     response
 }
 
-/// A door's own answer to a door (`moved`), never seen by a client.
+/// A partition's answer to a door that is not the request's (`DOOR_MOVED`): never seen by
+/// a client.
+#[derive(Debug, Clone, Copy)]
+struct DoorStatus(&'static str);
+
 fn door_status(status: &'static str) -> Response {
     let mut response = StatusCode::CONFLICT.into_response();
-    response.headers_mut().insert(HEADER_DOOR, HeaderValue::from_static(status));
+    response.extensions_mut().insert(DoorStatus(status));
     response
 }
 
@@ -401,5 +436,27 @@ mod tests {
         for (method, path, expected) in cases {
             assert_eq!(route(&method, path), expected, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn a_clients_headers_carry_over_but_the_doors_own_and_the_connections_do_not() {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/v1/qr/payments?x=1")
+            .header("x-junction-signature", "ab")
+            .header("idempotency-key", "k1")
+            .header("traceparent", "00-1-2-01")
+            .header("junction-http-status", "200")
+            .header("Junction-Door", "moved")
+            .header("host", "switch")
+            .header("content-length", "2")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let headers = nats_headers(&parts, "/v1/qr/payments?x=1");
+        let names: std::collections::BTreeSet<String> = headers.iter().map(|(name, _)| name.to_string()).collect();
+        let expected = [HEADER_METHOD, HEADER_PATH, "idempotency-key", "traceparent", "x-junction-signature"];
+        assert_eq!(names, expected.iter().map(|name| name.to_string()).collect());
+        assert_eq!(headers.get(HEADER_PATH).map(|v| v.as_str()), Some("/v1/qr/payments?x=1"));
     }
 }

@@ -482,7 +482,7 @@ async fn cluster_move(
             ),
         );
     }
-    match cluster.assign(issuer, &moved.partition).await {
+    match cluster.assign(issuer, &moved.partition, role == Role::Issuer).await {
         Ok(placement) if placement.moving_to.is_some() => (
             StatusCode::ACCEPTED,
             Json(json!({ "issuer": issuer, "partition": placement.partition, "moving_to": placement.moving_to })),

@@ -52,6 +52,9 @@ use tokio::sync::watch;
 
 /// How often the old owner's primary looks for moves to run.
 const MOVES_EVERY: Duration = Duration::from_millis(200);
+/// The longest pause before a failed move is tried again (the pause doubles from
+/// `MOVES_EVERY` with each failure): the issuer's requests wait at the doors meanwhile.
+const MOVE_RETRY_MAX: Duration = Duration::from_secs(5);
 /// The issuer's accounts must not change for this long before they are handed over: what
 /// was in the pipeline when the gate closed has committed by then.
 const QUIET: Duration = Duration::from_millis(250);
@@ -109,6 +112,9 @@ pub async fn run(partitions: Arc<Partitions>, engine: Arc<Engine>, shutdown: wat
     tokio::spawn(take_handovers(Arc::clone(&partitions), Arc::clone(&engine), shutdown.clone()));
     let mut shutdown = shutdown;
     let mut last_sweep = std::time::Instant::now();
+    // A move that failed (its new owner down, say) is tried again after a pause that
+    // doubles with each failure, up to `MOVE_RETRY_MAX`: each try drains again.
+    let mut failed: std::collections::HashMap<u64, (u32, std::time::Instant)> = std::collections::HashMap::new();
     loop {
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = std::time::Instant::now();
@@ -116,9 +122,15 @@ pub async fn run(partitions: Arc<Partitions>, engine: Arc<Engine>, shutdown: wat
                 tracing::warn!(error = format!("{error:#}"), "sweeping moved issuers' accounts failed; trying again");
             }
         }
-        for (issuer, moving) in partitions.moving_away() {
+        let moving_away = partitions.moving_away();
+        failed.retain(|issuer, _| moving_away.iter().any(|(moving, _)| moving == issuer));
+        for (issuer, moving) in moving_away {
+            if failed.get(&issuer).is_some_and(|(_, next)| std::time::Instant::now() < *next) {
+                continue;
+            }
             match move_away(&partitions, &engine, issuer, &moving).await {
                 Ok(accounts) => {
+                    failed.remove(&issuer);
                     partitions.counters.moved_away.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(
                         issuer,
@@ -128,7 +140,16 @@ pub async fn run(partitions: Arc<Partitions>, engine: Arc<Engine>, shutdown: wat
                     )
                 }
                 Err(error) => {
-                    tracing::warn!(issuer, error = format!("{error:#}"), "moving an issuer failed; trying again")
+                    let failures = failed.get(&issuer).map_or(1, |(failures, _)| failures + 1);
+                    let pause = MOVES_EVERY.saturating_mul(1 << failures.min(8)).min(MOVE_RETRY_MAX);
+                    failed.insert(issuer, (failures, std::time::Instant::now() + pause));
+                    tracing::warn!(
+                        issuer,
+                        failures,
+                        retry_in_ms = pause.as_millis() as u64,
+                        error = format!("{error:#}"),
+                        "moving an issuer failed; trying again"
+                    )
                 }
             }
         }
