@@ -90,12 +90,14 @@ pub(crate) fn completion_loop(
         give_back.clear();
         let requests = in_flight.batches.iter_mut().flat_map(|batch| batch.pending.iter_mut().map(|p| &mut p.request));
         for (request, response) in requests.zip(responses.drain(..)) {
-            request.reply.send(response);
+            // A traced request's spans end before its answer goes: the caller's own span
+            // ends after the answer, so it holds the engine's.
             if let Some(mut trace) = request.trace.take() {
                 let stages = trace.stages();
                 (stages.applied, stages.durable) = (in_flight.applied, durable);
                 trace.finish(&response);
             }
+            request.reply.send(response);
         }
     }
 }

@@ -667,14 +667,33 @@ impl Partitions {
 
     /// Serves the requests other doors send this partition until `shutdown`. Only a
     /// primary calls it (a standby has no engine to serve with).
-    pub async fn serve(self: Arc<Self>, iso: Arc<IsoContext>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    pub async fn serve(self: Arc<Self>, iso: Arc<IsoContext>, shutdown: watch::Receiver<bool>) -> Result<()> {
         let subject = self.subject(&self.me);
+        tracing::info!(subject, "serving requests forwarded by other partitions' doors");
+        let partitions = Arc::clone(&self);
+        self.respond(subject, shutdown, move |message| {
+            let (partitions, iso) = (Arc::clone(&partitions), Arc::clone(&iso));
+            async move {
+                let answer = partitions.serve_one(&iso, &message).await;
+                (HeaderMap::new(), Bytes::from(serde_json::to_vec(&answer).unwrap_or_default()))
+            }
+        })
+        .await
+    }
+
+    /// Answers the requests on `subject` (a queue group per partition: one node of it
+    /// answers each) until `shutdown`, each in a task of its own, with what `answer` makes
+    /// of it: headers and body.
+    pub async fn respond<F, Fut>(&self, subject: String, mut shutdown: watch::Receiver<bool>, answer: F) -> Result<()>
+    where
+        F: Fn(async_nats::Message) -> Fut,
+        Fut: std::future::Future<Output = (HeaderMap, Bytes)> + Send + 'static,
+    {
         let mut requests = self
             .client
             .queue_subscribe(subject.clone(), self.me.clone())
             .await
             .with_context(|| format!("subscribing to {subject}"))?;
-        tracing::info!(subject, "serving requests forwarded by other partitions' doors");
         loop {
             let message = tokio::select! {
                 message = requests.next() => match message {
@@ -684,13 +703,11 @@ impl Partitions {
                 _ = shutdown.changed() => break,
             };
             let Some(reply) = message.reply.clone() else { continue };
-            let partitions = Arc::clone(&self);
-            let iso = Arc::clone(&iso);
+            let (client, answered, subject) = (self.client.clone(), answer(message), subject.clone());
             tokio::spawn(async move {
-                let answer = partitions.serve_one(&iso, &message).await;
-                let body = serde_json::to_vec(&answer).unwrap_or_default();
-                if let Err(error) = partitions.client.publish(reply, Bytes::from(body)).await {
-                    tracing::warn!(%error, "answering a forwarded request failed");
+                let (headers, body) = answered.await;
+                if let Err(error) = client.publish_with_headers(reply, headers, body).await {
+                    tracing::warn!(subject, %error, "answering a forwarded request failed");
                 }
             });
         }

@@ -34,7 +34,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::StreamExt as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -260,35 +260,21 @@ impl HttpDoors {
 pub async fn serve(
     partitions: Arc<Partitions>,
     router: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let subject = partitions.http_subject(&partitions.me);
-    let mut requests = partitions
-        .client()
-        .queue_subscribe(subject.clone(), partitions.me.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("subscribing to {subject}: {e}"))?;
     tracing::info!(subject, "serving HTTP requests forwarded by other partitions' doors");
-    loop {
-        let message = tokio::select! {
-            message = requests.next() => match message {
-                Some(message) => message,
-                None => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let Some(reply) = message.reply.clone() else { continue };
-        let (partitions, router) = (Arc::clone(&partitions), router.clone());
-        tokio::spawn(async move {
-            let (headers, body) = serve_one(router, message).await;
-            partitions.counters.served.fetch_add(1, Ordering::Relaxed);
-            if let Err(error) = partitions.client().publish_with_headers(reply, headers, body).await {
-                tracing::warn!(%error, "answering a forwarded HTTP request failed");
+    let counted = Arc::clone(&partitions);
+    partitions
+        .respond(subject, shutdown, move |message| {
+            let (partitions, router) = (Arc::clone(&counted), router.clone());
+            async move {
+                let answer = serve_one(router, message).await;
+                partitions.counters.served.fetch_add(1, Ordering::Relaxed);
+                answer
             }
-        });
-    }
-    let _ = requests.unsubscribe().await;
-    Ok(())
+        })
+        .await
 }
 
 /// One forwarded request through `router`: the answer's headers (its status among them)
