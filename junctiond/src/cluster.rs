@@ -293,8 +293,9 @@ pub struct Partitions {
 /// What a partition did, for its status and metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Requests sent to other partitions and answered by them, failed (91 at the door),
-    /// and served here for other doors.
+    /// Requests sent to other partitions and answered by them, failed (91 at the door; 503
+    /// `partition_unavailable` for a wallet's or payment system's HTTP request), and served
+    /// here for other doors (ISO 8583 and HTTP).
     pub forwarded: AtomicU64,
     pub forward_failures: AtomicU64,
     pub served: AtomicU64,
@@ -324,7 +325,7 @@ impl Counters {
             line(
                 "counter",
                 "forward_failures_total",
-                "Requests this door sent to another partition and answered 91 (no answer in time)",
+                "Requests this door sent to another partition and answered 91 or 503 (no answer in time)",
                 &self.forward_failures,
             ),
             line(
