@@ -1095,7 +1095,11 @@ impl Partitions {
             return Ok(placement);
         }
         if !may_move {
-            bail!("participant {issuer} is placed in partition {} already, and does not move", placement.partition);
+            bail!(
+                "participant {issuer} is placed in partition {} already: its payments' records stay where they \
+                 were booked, so it does not move (place it once, before it pays)",
+                placement.partition
+            );
         }
         let moving = Placement {
             partition: placement.partition,

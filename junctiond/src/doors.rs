@@ -120,7 +120,7 @@ pub async fn door(State(doors): State<Arc<HttpDoors>>, request: Request, next: N
     let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
         return crate::http::error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large");
     };
-    let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string());
+    let path = crate::qr::path_and_query(&parts.uri).to_string();
     match route {
         Route::BySender => {
             let now_s = junction_engine::clock::now_unix_s();

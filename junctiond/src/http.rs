@@ -470,18 +470,6 @@ async fn cluster_move(
     }
     // A wallet's or payment system's records (idempotency keys, quotes, payments, credits)
     // stay in the partition that booked them: it is placed once, and does not move.
-    let placed_elsewhere = cluster.placement(issuer).is_some_and(|placed| placed.partition != moved.partition);
-    if role != Role::Issuer && placed_elsewhere {
-        return error(
-            StatusCode::CONFLICT,
-            "cannot_move",
-            format!(
-                "participant {issuer} is a {} placed in a partition already: its payments' records stay where they \
-                 were booked, so it does not move (place it once, before it pays)",
-                if role == Role::Wallet { "wallet" } else { "payment system" }
-            ),
-        );
-    }
     match cluster.assign(issuer, &moved.partition, role == Role::Issuer).await {
         Ok(placement) if placement.moving_to.is_some() => (
             StatusCode::ACCEPTED,

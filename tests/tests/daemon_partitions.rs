@@ -74,11 +74,25 @@ fn partition_a_with_a_standby(dir: &Path) -> (NatsCluster, Node, Node, Node) {
 
 /// loadgen sending cards that `owner` provisions (and verifies) through `door`.
 fn loadgen(door: &Node, owner: &Node, issuer: u64, bin: &str, account_base: u64) -> std::process::Child {
+    let base = account_base.to_string();
+    loadgen_with(
+        door,
+        &owner.http.to_string(),
+        issuer,
+        bin,
+        &["--account-base", &base, "--duration", "6s", "--timeout", "20s"],
+    )
+}
+
+/// loadgen at 300/s over 2 connections with `--verify`, provisioning 2,000 of `issuer`'s
+/// cards at `http` (its admin listeners) and sending them through `door`; `more` adds
+/// the rest (`--duration`, `--timeout`...).
+fn loadgen_with(door: &Node, http: &str, issuer: u64, bin: &str, more: &[&str]) -> std::process::Child {
     Command::new(binary("loadgen"))
-        .args(["--iso", &door.iso.to_string(), "--http", &owner.http.to_string()])
+        .args(["--iso", &door.iso.to_string(), "--http", http])
         .args(["--provision", "2000", "--issuer", &issuer.to_string(), "--provision-bin", bin])
-        .args(["--account-base", &account_base.to_string()])
-        .args(["--rate", "300", "--duration", "6s", "--connections", "2", "--timeout", "20s", "--verify"])
+        .args(["--rate", "300", "--connections", "2", "--verify"])
+        .args(more)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -277,14 +291,8 @@ fn a_partitions_primary_killed_mid_run_hands_over_to_its_standby_and_the_other_d
 
     // Issuer 1's cards (partition a) through b's door; partition a's primary is killed
     // -9 in the middle. b's door sends what gets no answer again until a2 answers it.
-    let run = Command::new(binary("loadgen"))
-        .args(["--iso", &b.iso.to_string(), "--http", &format!("{},{}", a1.http, a2.http)])
-        .args(["--provision", "2000", "--issuer", "1", "--provision-bin", BIN_A])
-        .args(["--rate", "300", "--duration", "12s", "--connections", "2", "--timeout", "30s", "--verify"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let both = format!("{},{}", a1.http, a2.http);
+    let run = loadgen_with(&b, &both, ISSUER_A, BIN_A, &["--duration", "12s", "--timeout", "30s"]);
     std::thread::sleep(Duration::from_secs(6));
     a1.kill9();
     a2.wait_primary(Duration::from_secs(30));
@@ -456,16 +464,9 @@ fn an_issuer_moved_between_partitions_under_load_loses_and_doubles_nothing() {
     let to_reverse = financial("0200", "000000", &card(BIN_A, 5_013), 1_500, "990003");
     assert_eq!(at_a.call(&to_reverse).get(39), Some("00"));
 
-    let run = Command::new(binary("loadgen"))
-        .args(["--iso", &a.iso.to_string(), "--http", &a.http.to_string()])
-        .args(["--provision", "2000", "--issuer", &ISSUER_A.to_string(), "--provision-bin", BIN_A])
-        .args(["--account-base", &base.to_string()])
-        .args(["--rate", "300", "--duration", "12s", "--connections", "2", "--timeout", "20s"])
-        .args(["--verify", "--verify-also", &b.http.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting loadgen");
+    let (base_text, also) = (base.to_string(), b.http.to_string());
+    let more = ["--account-base", &base_text, "--duration", "12s", "--timeout", "20s", "--verify-also", &also];
+    let run = loadgen_with(&a, &a.http.to_string(), ISSUER_A, BIN_A, &more);
     let deadline = Instant::now() + Duration::from_secs(60);
     while admin(&a, "GET", &format!("/v1/admin/accounts/{}", account(1_999)), None)["available"].is_null() {
         assert!(Instant::now() < deadline, "loadgen did not provision its cards");
@@ -567,15 +568,9 @@ fn a_move_survives_the_old_owners_primary_killed_in_the_middle_of_the_hand_over(
     let dir = tempfile::tempdir().unwrap();
     let (_nats, mut a1, mut a2, b) = partition_a_with_a_standby(dir.path());
 
-    let run = Command::new(binary("loadgen"))
-        .args(["--iso", &b.iso.to_string(), "--http", &format!("{},{}", a1.http, a2.http)])
-        .args(["--provision", "2000", "--issuer", "1", "--provision-bin", BIN_A])
-        .args(["--rate", "300", "--duration", "14s", "--connections", "2", "--timeout", "30s"])
-        .args(["--verify", "--verify-also", &b.http.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (both, also) = (format!("{},{}", a1.http, a2.http), b.http.to_string());
+    let more = ["--duration", "14s", "--timeout", "30s", "--verify-also", &also];
+    let run = loadgen_with(&b, &both, ISSUER_A, BIN_A, &more);
     std::thread::sleep(Duration::from_secs(4));
     let moving =
         admin(&b, "PUT", &format!("/v1/admin/cluster/issuers/{ISSUER_A}"), Some(serde_json::json!({"partition": "b"})));

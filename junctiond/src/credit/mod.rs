@@ -154,7 +154,7 @@ async fn message<const INDEX: usize>(
         Err(response) => return *response,
     };
     // Signed over the path with its query, as the QR API signs (`qr/auth.rs`).
-    let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
+    let path = crate::qr::path_and_query(&uri).to_string();
     crate::http::detached(async move { answered(gateway.receive(INBOUND[INDEX], &headers, &path, body).await) }).await
 }
 
@@ -165,7 +165,7 @@ async fn quote(
     body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
     match body_or_error(body) {
-        Ok(body) => match gateway.quote(&headers, uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()), &body) {
+        Ok(body) => match gateway.quote(&headers, crate::qr::path_and_query(&uri), &body) {
             Ok(view) => axum::Json(view).into_response(),
             Err(error) => error.into_response(),
         },

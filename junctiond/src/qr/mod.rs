@@ -61,5 +61,6 @@ pub use flows::{Flow, Flows};
 pub use gateway::{QrGateway, REQUEST_BODY_BYTES_MAX};
 pub use handlers::router;
 pub use quote::{FeeRule, Quote};
+pub(crate) use requests::path_and_query;
 pub use requests::IDEMPOTENCY_KEY_BYTES_MAX;
 pub use tables::{PAYMENTS_MAX, QUOTES_MAX, QUOTE_EXPIRED_KEPT_MS, REFUNDS_MAX, REFUNDS_PER_PAYMENT_MAX};

@@ -33,7 +33,8 @@ pub(super) fn parse_qr(payload: &str) -> Result<QrPayload, ApiError> {
     QrPayload::parse(payload).map_err(|e| ApiError::qr_invalid(&e))
 }
 
-pub(super) fn path_and_query(uri: &Uri) -> &str {
+/// What a request's signature covers: its path, with `?query` when there is one.
+pub(crate) fn path_and_query(uri: &Uri) -> &str {
     uri.path_and_query().map_or_else(|| uri.path(), |p| p.as_str())
 }
 
