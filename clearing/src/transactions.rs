@@ -65,11 +65,13 @@ pub(crate) fn push_transaction(
     row.push(b',');
     push_timestamp(row, own.first().map_or(detail.timestamp, |record| record.timestamp));
     row.push(b',');
-    for text in [memo.channel.name(), memo.mti.as_str(), memo.processing_code.as_str(), memo.rrn.as_str()] {
-        row.extend_from_slice(text.as_bytes());
+    for text in
+        [memo.channel.name().as_bytes(), memo.mti.as_bytes(), memo.processing_code.as_bytes(), memo.rrn.as_bytes()]
+    {
+        row.extend_from_slice(text);
         row.push(b',');
     }
-    row.extend_from_slice(memo.stan.as_str().as_bytes());
+    row.extend_from_slice(memo.stan.as_bytes());
     row.push(b',');
     if let Some(code) = auth_code {
         row.extend_from_slice(&code);
@@ -77,19 +79,19 @@ pub(crate) fn push_transaction(
     row.push(b',');
     row.extend_from_slice(response.as_str().as_bytes());
     row.push(b',');
-    row.extend_from_slice(memo.acquirer_institution.as_str().as_bytes());
+    row.extend_from_slice(memo.acquirer_institution.as_bytes());
     for participant in [memo.acquirer, memo.issuer, memo.wallet] {
         row.push(b',');
         if participant != 0 {
             push_u64(row, participant);
         }
     }
-    for text in [memo.terminal.as_str(), memo.merchant.as_str(), memo.mcc.as_str()] {
+    for text in [memo.terminal.as_bytes(), memo.merchant.as_bytes(), memo.mcc.as_bytes()] {
         row.push(b',');
-        row.extend_from_slice(text.as_bytes());
+        row.extend_from_slice(text);
     }
     row.push(b',');
-    row.extend_from_slice(memo.card.display().as_bytes());
+    memo.card.push_display(row);
     row.push(b',');
     if let Some(currency) = currency {
         row.extend_from_slice(currency.code().as_bytes());
@@ -105,8 +107,11 @@ pub(crate) fn push_transaction(
             row.push(b',');
             push_amount_u64(row, amount, settled_currency.exponent());
             row.push(b',');
-            if let Some(rate) = currency.and_then(|c| rate(asked, c, amount, settled_currency)) {
-                row.extend_from_slice(rate.to_string().as_bytes());
+            if currency == Some(settled_currency) {
+                row.push(b'1'); // `rate`'s answer in one currency, without a Decimal
+            } else if let Some(rate) = currency.and_then(|c| rate(asked, c, amount, settled_currency)) {
+                // Into the row as it is: no String per row.
+                let _ = std::io::Write::write_fmt(row, format_args!("{rate}"));
             }
         }
         None => row.extend_from_slice(b",,"),
@@ -127,11 +132,11 @@ pub(crate) fn push_transaction(
         }
     }
     row.push(b',');
-    row.extend_from_slice(memo.original_rrn.as_str().as_bytes());
+    row.extend_from_slice(memo.original_rrn.as_bytes());
     row.push(b',');
     row.extend_from_slice(if memo.stood_in { b"true" } else { b"false" });
     row.push(b',');
-    row.extend_from_slice(memo.qr_scheme.as_str().as_bytes());
+    row.extend_from_slice(memo.qr_scheme.as_bytes());
     row.push(b',');
     if let Some(record) = own.first() {
         push_hex_u128(row, record.transfer.id.0);
@@ -141,7 +146,7 @@ pub(crate) fn push_transaction(
         push_u64(row, u64::from(memo.aggregator));
     }
     row.push(b',');
-    row.extend_from_slice(memo.sub_merchant.as_str().as_bytes());
+    row.extend_from_slice(memo.sub_merchant.as_bytes());
     row.push(b'\n');
     let named = |id: u64| (id != 0).then_some(ParticipantId(id));
     let aggregator = named(u64::from(memo.aggregator));

@@ -17,8 +17,8 @@ use super::text::{
 use super::transactions::{push_transaction, ParticipantFiles, TRANSACTION_ROW_BYTES_MAX};
 use super::{verify, ClearingConfig, ClearingError, ParticipantInfo};
 use junction_ledger::{
-    AccountId, Currency, Ledger, ParticipantId, Position, PositionKey, TransferFlags, TransferRecord, WindowId,
-    WindowPositions, WindowState,
+    AccountId, Currency, DetailRecord, Ledger, ParticipantId, Position, PositionKey, TransferFlags, TransferRecord,
+    WindowId, WindowPositions, WindowState,
 };
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,9 +33,11 @@ const TRANSFER_ROW_BYTES_MAX: usize = 5 * 32 + 16 + 30 + 3 * 20 + 22 + 5 + 6 + 5
 const _: () = assert!(TRANSFER_ROW_BYTES_MAX * 1000 < super::sink::TRANSFERS_WRITE_BUFFER_BYTES);
 
 /// Slots of the account-to-participant cache used while streaming transfers. Direct
-/// mapped: costs 32 bytes per slot (2 MiB) and never grows, whatever the window's size;
-/// a miss costs one `Ledger::account` lookup (the ledger's lock, briefly).
-const ACCOUNT_CACHE_SLOTS: usize = 1 << 16;
+/// mapped: costs 32 bytes per slot (8 MiB) and never grows, whatever the window's size.
+/// The accounts of each journal entry that it does not hold are looked up together
+/// (`ParticipantCache::prefetch`): the sequencer lock once per thousand accounts, not once
+/// per account (at nice 10, while traffic commits, a lock holder preempted is a stall).
+const ACCOUNT_CACHE_SLOTS: usize = 1 << 18;
 const _: () = assert!(ACCOUNT_CACHE_SLOTS.is_power_of_two());
 
 /// Writes the clearing folder of a closed window under `out_root` and returns its manifest.
@@ -273,17 +275,46 @@ impl ParticipantCache {
         ParticipantCache { slots: vec![None; ACCOUNT_CACHE_SLOTS] }
     }
 
-    fn participant(&mut self, ledger: &Ledger, account: AccountId) -> Option<ParticipantId> {
+    fn slot(account: AccountId) -> usize {
         let folded = (account.0 as u64) ^ ((account.0 >> 64) as u64);
         // Fibonacci hashing: the top bits of the product spread sequential ids.
-        let slot = (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - ACCOUNT_CACHE_SLOTS.trailing_zeros())) as usize;
-        if let Some((cached, participant)) = self.slots[slot] {
-            if cached == account {
-                return Some(participant);
+        (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - ACCOUNT_CACHE_SLOTS.trailing_zeros())) as usize
+    }
+
+    fn cached(&self, account: AccountId) -> Option<ParticipantId> {
+        match self.slots[Self::slot(account)] {
+            Some((cached, participant)) if cached == account => Some(participant),
+            _ => None,
+        }
+    }
+
+    /// Looks up, together, the accounts of `records` the cache does not hold.
+    fn prefetch(&mut self, ledger: &Ledger, records: &[TransferRecord], missing: &mut Vec<AccountId>) {
+        missing.clear();
+        for record in records {
+            for account in [record.transfer.debit_account, record.transfer.credit_account] {
+                if self.cached(account).is_none() {
+                    missing.push(account);
+                }
             }
         }
+        missing.sort_unstable();
+        missing.dedup();
+        for (account, participant) in missing.iter().zip(ledger.participants_of(missing)) {
+            if let Some(participant) = participant {
+                self.slots[Self::slot(*account)] = Some((*account, participant));
+            }
+        }
+    }
+
+    /// The account's participant: from the cache, or (when two accounts of one entry
+    /// share a slot) from the ledger.
+    fn participant(&mut self, ledger: &Ledger, account: AccountId) -> Option<ParticipantId> {
+        if let Some(participant) = self.cached(account) {
+            return Some(participant);
+        }
         let participant = ledger.account(account)?.account.participant;
-        self.slots[slot] = Some((account, participant));
+        self.slots[Self::slot(account)] = Some((account, participant));
         Some(participant)
     }
 }
@@ -292,6 +323,11 @@ impl ParticipantCache {
 /// (every request answered, from its memo) and each participant's transactions file:
 /// rows formatted straight into recycled buffers that other threads hash and write.
 /// Memory does not grow with the window.
+///
+/// Two threads format: this one reads the journal and writes `transfers.csv`; a second
+/// (`clearing-rows`) writes the transactions rows and copies them into the participants'
+/// files, from the same entries handed over (`ENTRIES_IN_FLIGHT` at most). Each file is
+/// written by one thread in journal order, so nothing needs reordering.
 fn write_journal_files(
     ledger: &Ledger,
     view: &WindowPositions,
@@ -299,19 +335,14 @@ fn write_journal_files(
     dir: &Path,
 ) -> Result<(Vec<FileEntry>, Streamed), ClearingError> {
     let transfers_path = dir.join(TRANSFERS_FILE);
-    let transactions_path = dir.join(TRANSACTIONS_FILE);
     let mut transfers = PipelinedSink::create(dir, TRANSFERS_FILE).map_err(ClearingError::io(&transfers_path))?;
-    let mut transactions =
-        PipelinedSink::create(dir, TRANSACTIONS_FILE).map_err(ClearingError::io(&transactions_path))?;
-    for (sink, header, path) in [
-        (&mut transfers, TRANSFERS_HEADER, &transfers_path),
-        (&mut transactions, TRANSACTIONS_HEADER, &transactions_path),
-    ] {
-        sink.buffer_with_room(header.len()).map_err(ClearingError::io(path))?.extend_from_slice(header.as_bytes());
-    }
-    let mut participants = ParticipantFiles::new(dir)?;
+    transfers
+        .buffer_with_room(TRANSFERS_HEADER.len())
+        .map_err(ClearingError::io(&transfers_path))?
+        .extend_from_slice(TRANSFERS_HEADER.as_bytes());
     let window = view.window;
     let mut cache = ParticipantCache::new();
+    let mut missing = Vec::new();
     let mut streamed = Streamed {
         transfers: 0,
         transactions: 0,
@@ -319,43 +350,89 @@ fn write_journal_files(
         components: FxHashMap::default(),
         positions: FxHashMap::default(),
     };
-    // The visitor cannot return an error: remember the first and skip the rest.
-    let mut failure: Option<ClearingError> = None;
-    ledger.for_each_batch(view.first_seq, last_seq, |records, details| {
-        if failure.is_some() {
-            return;
-        }
-        let written = records
-            .iter()
-            .try_for_each(|record| {
+    let (entries_sender, entries) = crossbeam::channel::bounded::<Entry>(ENTRIES_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let rows = std::thread::Builder::new()
+            .name("clearing-rows".into())
+            .spawn_scoped(scope, move || write_transactions(dir, window, entries))
+            .map_err(ClearingError::io(dir))?;
+        // The visitor cannot return an error: remember the first and skip the rest.
+        let mut failure: Option<ClearingError> = None;
+        let scanned = ledger.for_each_batch(view.first_seq, last_seq, |records, details| {
+            if failure.is_some() {
+                return;
+            }
+            cache.prefetch(ledger, records, &mut missing);
+            let written = records.iter().try_for_each(|record| {
                 write_transfer(ledger, window, record, &mut cache, &mut transfers, &transfers_path, &mut streamed)
-            })
-            .and_then(|()| {
-                details.iter().try_for_each(|detail| {
-                    let row = transactions
-                        .buffer_with_room(TRANSACTION_ROW_BYTES_MAX)
-                        .map_err(ClearingError::io(&transactions_path))?;
-                    let start = row.len();
-                    let named = push_transaction(row, detail, records, window.0)?;
-                    streamed.transactions += 1;
-                    let named_count = participants.append(&row[start..], &named)?;
-                    streamed.participant_transactions += named_count;
-                    Ok(())
-                })
             });
-        if let Err(error) = written {
-            failure = Some(error);
+            if let Err(error) = written {
+                failure = Some(error);
+            } else if !details.is_empty() {
+                let entry = Entry { records: records.to_vec(), details: details.to_vec() };
+                if entries_sender.send(entry).is_err() {
+                    // The rows' thread stopped on an error: `join` below returns it.
+                    failure = Some(ClearingError::io(dir)(std::io::Error::other("the rows' thread stopped")));
+                }
+            }
+        });
+        drop(entries_sender); // ends the rows' thread's loop
+        let joined = rows.join().unwrap_or_else(|_| {
+            Err(ClearingError::io(dir)(std::io::Error::other("the clearing rows' thread panicked")))
+        });
+        // The rows' thread's own error first: this thread's may only say that it stopped.
+        let (transaction_entries, transactions, participant_transactions) = joined?;
+        scanned?;
+        if let Some(error) = failure {
+            return Err(error);
         }
-    })?;
-    if let Some(error) = failure {
-        return Err(error);
+        streamed.transactions = transactions;
+        streamed.participant_transactions = participant_transactions;
+        let mut entries = vec![transfers.finish().map_err(ClearingError::io(&transfers_path))?];
+        entries.extend(transaction_entries);
+        Ok((entries, streamed))
+    })
+}
+
+/// Journal entries in flight from the journal's reader to the rows' thread.
+const ENTRIES_IN_FLIGHT: usize = 8;
+
+/// One journal entry's transfer records and request details, for the rows' thread.
+struct Entry {
+    records: Vec<TransferRecord>,
+    details: Vec<DetailRecord>,
+}
+
+/// The rows' thread of `write_journal_files`: `transactions.csv` and each participant's
+/// file. Returns their manifest entries, the rows written, and the participants' rows.
+fn write_transactions(
+    dir: &Path,
+    window: WindowId,
+    entries: crossbeam::channel::Receiver<Entry>,
+) -> Result<(Vec<FileEntry>, u64, u64), ClearingError> {
+    let transactions_path = dir.join(TRANSACTIONS_FILE);
+    let mut transactions =
+        PipelinedSink::create(dir, TRANSACTIONS_FILE).map_err(ClearingError::io(&transactions_path))?;
+    transactions
+        .buffer_with_room(TRANSACTIONS_HEADER.len())
+        .map_err(ClearingError::io(&transactions_path))?
+        .extend_from_slice(TRANSACTIONS_HEADER.as_bytes());
+    let mut participants = ParticipantFiles::new(dir)?;
+    let (mut rows, mut participant_rows) = (0u64, 0u64);
+    for entry in entries {
+        for detail in &entry.details {
+            let row = transactions
+                .buffer_with_room(TRANSACTION_ROW_BYTES_MAX)
+                .map_err(ClearingError::io(&transactions_path))?;
+            let start = row.len();
+            let named = push_transaction(row, detail, &entry.records, window.0)?;
+            rows += 1;
+            participant_rows += participants.append(&row[start..], &named)?;
+        }
     }
-    let mut entries = vec![
-        transfers.finish().map_err(ClearingError::io(&transfers_path))?,
-        transactions.finish().map_err(ClearingError::io(&transactions_path))?,
-    ];
-    entries.extend(participants.finish()?);
-    Ok((entries, streamed))
+    let mut files = vec![transactions.finish().map_err(ClearingError::io(&transactions_path))?];
+    files.extend(participants.finish()?);
+    Ok((files, rows, participant_rows))
 }
 
 fn write_transfer(

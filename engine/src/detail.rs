@@ -72,9 +72,14 @@ impl<const N: usize> Text<N> {
     }
 
     pub fn as_str(&self) -> &str {
-        let end = self.0.iter().position(|b| *b == 0).unwrap_or(N);
         // Only ASCII is ever stored (`new`, `from_memo`'s check).
-        std::str::from_utf8(&self.0[..end]).unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The text's bytes (printable ASCII), for writers of files that need no `str`.
+    pub fn as_bytes(&self) -> &[u8] {
+        let end = self.0.iter().position(|b| *b == 0).unwrap_or(N);
+        &self.0[..end]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,18 +129,25 @@ impl MaskedCard {
 
     /// `123456******1234`, as long as the number was; empty when there was none.
     pub fn display(&self) -> String {
-        if self.length == 0 {
-            return String::new();
-        }
+        let mut out = Vec::with_capacity(usize::from(self.length));
+        self.push_display(&mut out);
+        // Only ASCII digits and stars are pushed.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends `display`'s text to `out`, without allocating.
+    pub fn push_display(&self, out: &mut Vec<u8>) {
         let length = usize::from(self.length);
-        if self.first6[0] == 0 {
-            return "*".repeat(length);
+        if length == 0 {
+            return;
         }
-        let mut out = String::with_capacity(length);
-        out.extend(self.first6.iter().map(|b| char::from(*b)));
-        out.extend(std::iter::repeat_n('*', length.saturating_sub(10)));
-        out.extend(self.last4.iter().map(|b| char::from(*b)));
-        out
+        if self.first6[0] == 0 {
+            out.resize(out.len() + length, b'*');
+            return;
+        }
+        out.extend_from_slice(&self.first6);
+        out.resize(out.len() + length.saturating_sub(10), b'*');
+        out.extend_from_slice(&self.last4);
     }
 }
 
