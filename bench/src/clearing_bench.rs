@@ -3,7 +3,7 @@
 //! (transfers, transactions and each participant's, camt.053, pacs.009, manifest). Reports the time to close
 //! the window, the time to write all files, and the bytes written.
 
-use crate::machine::Machine;
+use crate::machine::{CpuMeter, CpuUse, Machine};
 use anyhow::{Context, Result};
 use junction_clearing::{write_window_files, ClearingConfig};
 use junction_engine::detail::{Detail, Text};
@@ -38,6 +38,8 @@ struct CaseResult {
     ingest_s: f64,
     close_ms: u64,
     files_ms: u64,
+    /// CPU of the whole process (every thread) while the files were written.
+    files_cpu: CpuUse,
     bytes_written: u64,
     machine: Machine,
 }
@@ -57,11 +59,14 @@ pub fn run(args: &ClearingArgs) -> Result<()> {
             println!("kept {}", dir.keep().display());
         }
         println!(
-            "{:<14} close {:>6} ms   files {:>7} ms   {:>6} MB written   (ingest {:.1} s)",
+            "{:<14} close {:>6} ms   files {:>7} ms   {:>6} MB written   files CPU {:.1} s ({:.2} µs/transfer, steal {:.1}%)   (ingest {:.1} s)",
             result.case,
             result.close_ms,
             result.files_ms,
             result.bytes_written / 1_000_000,
+            result.files_cpu.user_s + result.files_cpu.system_s,
+            result.files_cpu.us_per(result.transfers),
+            result.files_cpu.steal_percent,
             result.ingest_s
         );
         results.push(result);
@@ -168,8 +173,10 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
         fee_participant: None,
     };
     let writing = Instant::now();
+    let meter = CpuMeter::start();
     let manifest = write_window_files(&ledger, closed.window, &dir.join("clearing"), &config)?;
     let files_ms = writing.elapsed().as_millis() as u64;
+    let files_cpu = meter.stop();
     let folder = dir.join("clearing").join(junction_clearing::window_folder_name(closed.window.0));
     let manifest_bytes = std::fs::metadata(folder.join("manifest.json")).map(|m| m.len()).unwrap_or(0);
     let bytes_written = manifest.files.iter().map(|f| f.bytes).sum::<u64>() + manifest_bytes;
@@ -179,6 +186,7 @@ fn run_case(transfers: u64, accounts: u64, dir: &std::path::Path, machine: &Mach
         ingest_s,
         close_ms,
         files_ms,
+        files_cpu,
         bytes_written,
         machine: machine.clone(),
     })

@@ -8,20 +8,9 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 const SECONDS_PER_DAY: u64 = 86_400;
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends `value` in decimal. (u64 division: the u128 one is a library call, per digit.)
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut value: u64) {
-    // u64::MAX has 20 digits.
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
+/// Appends `value` in decimal (`itoa`: two digits per step, from a table).
+pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// Appends `value` in decimal.
@@ -154,14 +143,25 @@ pub(crate) fn push_hex_short(out: &mut Vec<u8>, value: u128) {
     }
 }
 
-/// Appends `value` as exactly 16 lowercase hex digits.
+/// Appends `value` as exactly 16 lowercase hex digits (a byte at a time, from a table).
 pub(crate) fn push_hex_u64(out: &mut Vec<u8>, value: u64) {
     let mut digits = [0u8; 16];
-    for (index, slot) in digits.iter_mut().enumerate() {
-        *slot = HEX_DIGITS[((value >> ((15 - index) * 4)) & 0xf) as usize];
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(value.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     out.extend_from_slice(&digits);
 }
+
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut pairs = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [HEX_DIGITS[byte >> 4], HEX_DIGITS[byte & 0xf]];
+        byte += 1;
+    }
+    pairs
+};
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after Howard
 /// Hinnant's `civil_from_days`. Unsigned: ledger timestamps are never before 1970.

@@ -35,7 +35,7 @@ const _: () = assert!(TRANSFER_ROW_BYTES_MAX * 1000 < super::sink::TRANSFERS_WRI
 /// Slots of the account-to-participant cache used while streaming transfers. Direct
 /// mapped: costs 32 bytes per slot (8 MiB) and never grows, whatever the window's size.
 /// The accounts of each journal entry that it does not hold are looked up together
-/// (`ParticipantCache::prefetch`): the sequencer lock once per thousand accounts, not once
+/// (`ParticipantCache::participants`): the sequencer lock once per thousand accounts, not once
 /// per account (at nice 10, while traffic commits, a lock holder preempted is a stall).
 const ACCOUNT_CACHE_SLOTS: usize = 1 << 18;
 const _: () = assert!(ACCOUNT_CACHE_SLOTS.is_power_of_two());
@@ -288,15 +288,30 @@ impl ParticipantCache {
         }
     }
 
-    /// Looks up, together, the accounts of `records` the cache does not hold.
-    fn prefetch(&mut self, ledger: &Ledger, records: &[TransferRecord], missing: &mut Vec<AccountId>) {
+    /// The debtor's and creditor's participants of each of `records` (None for an
+    /// account the ledger does not know), into `out`: from the cache, and the accounts
+    /// it does not hold looked up together.
+    fn participants(
+        &mut self,
+        ledger: &Ledger,
+        records: &[TransferRecord],
+        missing: &mut Vec<AccountId>,
+        out: &mut Vec<[Option<ParticipantId>; 2]>,
+    ) {
         missing.clear();
+        out.clear();
         for record in records {
-            for account in [record.transfer.debit_account, record.transfer.credit_account] {
-                if self.cached(account).is_none() {
+            let sides = [record.transfer.debit_account, record.transfer.credit_account].map(|account| {
+                let participant = self.cached(account);
+                if participant.is_none() {
                     missing.push(account);
                 }
-            }
+                participant
+            });
+            out.push(sides);
+        }
+        if missing.is_empty() {
+            return;
         }
         missing.sort_unstable();
         missing.dedup();
@@ -305,17 +320,15 @@ impl ParticipantCache {
                 self.slots[Self::slot(*account)] = Some((*account, participant));
             }
         }
-    }
-
-    /// The account's participant: from the cache, or (when two accounts of one entry
-    /// share a slot) from the ledger.
-    fn participant(&mut self, ledger: &Ledger, account: AccountId) -> Option<ParticipantId> {
-        if let Some(participant) = self.cached(account) {
-            return Some(participant);
+        for (record, sides) in records.iter().zip(out.iter_mut()) {
+            let accounts = [record.transfer.debit_account, record.transfer.credit_account];
+            for (account, side) in accounts.into_iter().zip(sides.iter_mut()) {
+                if side.is_none() {
+                    // When two accounts of this entry share a slot, the ledger answers.
+                    *side = self.cached(account).or_else(|| ledger.account(account).map(|v| v.account.participant));
+                }
+            }
         }
-        let participant = ledger.account(account)?.account.participant;
-        self.slots[Self::slot(account)] = Some((account, participant));
-        Some(participant)
     }
 }
 
@@ -343,6 +356,7 @@ fn write_journal_files(
     let window = view.window;
     let mut cache = ParticipantCache::new();
     let mut missing = Vec::new();
+    let mut sides = Vec::new();
     let mut streamed = Streamed {
         transfers: 0,
         transactions: 0,
@@ -362,14 +376,14 @@ fn write_journal_files(
             if failure.is_some() {
                 return;
             }
-            cache.prefetch(ledger, records, &mut missing);
-            let written = records.iter().try_for_each(|record| {
-                write_transfer(ledger, window, record, &mut cache, &mut transfers, &transfers_path, &mut streamed)
+            cache.participants(ledger, &records, &mut missing, &mut sides);
+            let written = records.iter().zip(&sides).try_for_each(|(record, sides)| {
+                write_transfer(window, record, *sides, &mut transfers, &transfers_path, &mut streamed)
             });
             if let Err(error) = written {
                 failure = Some(error);
             } else if !details.is_empty() {
-                let entry = Entry { records: records.to_vec(), details: details.to_vec() };
+                let entry = Entry { records, details };
                 if entries_sender.send(entry).is_err() {
                     // The rows' thread stopped on an error: `join` below returns it.
                     failure = Some(ClearingError::io(dir)(std::io::Error::other("the rows' thread stopped")));
@@ -436,10 +450,9 @@ fn write_transactions(
 }
 
 fn write_transfer(
-    ledger: &Ledger,
     window: WindowId,
     record: &TransferRecord,
-    cache: &mut ParticipantCache,
+    [debtor, creditor]: [Option<ParticipantId>; 2],
     sink: &mut PipelinedSink,
     sink_path: &Path,
     streamed: &mut Streamed,
@@ -456,9 +469,8 @@ fn write_transfer(
         transfer: transfer.id.0,
         account: account.0,
     };
-    let debtor = cache.participant(ledger, transfer.debit_account).ok_or_else(|| unknown(transfer.debit_account))?;
-    let creditor =
-        cache.participant(ledger, transfer.credit_account).ok_or_else(|| unknown(transfer.credit_account))?;
+    let debtor = debtor.ok_or_else(|| unknown(transfer.debit_account))?;
+    let creditor = creditor.ok_or_else(|| unknown(transfer.credit_account))?;
     let kind = TransferKind::of(transfer.flags);
     let currency = transfer.currency;
 

@@ -704,7 +704,7 @@ impl Ledger {
         &self,
         first_seq: u64,
         last_seq: u64,
-        mut visit: impl FnMut(&[TransferRecord], &[DetailRecord]),
+        mut visit: impl FnMut(Vec<TransferRecord>, Vec<DetailRecord>),
     ) -> Result<(), LedgerError> {
         self.wait_durable(last_seq)?;
         self.shared.store.scan_journal(first_seq, |seq, bytes| {
@@ -717,7 +717,7 @@ impl Ledger {
                 let details = journal::detail_records(&records, &answers, &details, &memos)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| LedgerError::Corrupt(format!("entry {seq}: {e}")))?;
-                visit(&records, &details);
+                visit(records, details);
             }
             Ok(true)
         })

@@ -59,9 +59,7 @@ fn memo(tag: u8) -> Memo {
 /// Every (records, details) pair of the journal so far, one per entry with transfers.
 fn batches(ledger: &Ledger) -> Vec<(Vec<TransferRecord>, Vec<DetailRecord>)> {
     let mut out = Vec::new();
-    ledger
-        .for_each_batch(1, ledger.last_seq(), |records, details| out.push((records.to_vec(), details.to_vec())))
-        .unwrap();
+    ledger.for_each_batch(1, ledger.last_seq(), |records, details| out.push((records, details))).unwrap();
     out
 }
 
