@@ -364,8 +364,8 @@ fn write_journal_files(
         components: FxHashMap::default(),
         positions: FxHashMap::default(),
     };
-    let (entries_sender, entries) = crossbeam::channel::bounded::<Entry>(ENTRIES_IN_FLIGHT);
     std::thread::scope(|scope| {
+        let (sender, entries) = crossbeam::channel::bounded::<Entry>(ENTRIES_IN_FLIGHT);
         let rows = std::thread::Builder::new()
             .name("clearing-rows".into())
             .spawn_scoped(scope, move || write_transactions(dir, window, entries))
@@ -382,20 +382,17 @@ fn write_journal_files(
             });
             if let Err(error) = written {
                 failure = Some(error);
-            } else if !details.is_empty() {
-                let entry = Entry { records, details };
-                if entries_sender.send(entry).is_err() {
-                    // The rows' thread stopped on an error: `join` below returns it.
-                    failure = Some(ClearingError::io(dir)(std::io::Error::other("the rows' thread stopped")));
-                }
+            } else if !details.is_empty() && sender.send(Entry { records, details }).is_err() {
+                // The rows' thread stopped on an error: `join` below returns it.
+                failure = Some(ClearingError::io(dir)(std::io::Error::other("the rows' thread stopped")));
             }
         });
-        drop(entries_sender); // ends the rows' thread's loop
-        let joined = rows.join().unwrap_or_else(|_| {
+        drop(sender); // ends the rows' thread's loop
+        let rows = rows.join().unwrap_or_else(|_| {
             Err(ClearingError::io(dir)(std::io::Error::other("the clearing rows' thread panicked")))
         });
-        // The rows' thread's own error first: this thread's may only say that it stopped.
-        let (transaction_entries, transactions, participant_transactions) = joined?;
+        // The rows' own error first: this thread's may only say that the rows' stopped.
+        let (transaction_entries, transactions, participant_transactions) = rows?;
         scanned?;
         if let Some(error) = failure {
             return Err(error);
@@ -417,36 +414,59 @@ struct Entry {
     details: Vec<DetailRecord>,
 }
 
-/// The rows' thread of `write_journal_files`: `transactions.csv` and each participant's
-/// file. Returns their manifest entries, the rows written, and the participants' rows.
+/// `transactions.csv` and each participant's file, fed one journal entry at a time.
+struct TransactionFiles {
+    path: std::path::PathBuf,
+    transactions: PipelinedSink,
+    participants: ParticipantFiles,
+    window: WindowId,
+    rows: u64,
+    participant_rows: u64,
+}
+
+impl TransactionFiles {
+    fn create(dir: &Path, window: WindowId) -> Result<TransactionFiles, ClearingError> {
+        let path = dir.join(TRANSACTIONS_FILE);
+        let mut transactions = PipelinedSink::create(dir, TRANSACTIONS_FILE).map_err(ClearingError::io(&path))?;
+        transactions
+            .buffer_with_room(TRANSACTIONS_HEADER.len())
+            .map_err(ClearingError::io(&path))?
+            .extend_from_slice(TRANSACTIONS_HEADER.as_bytes());
+        let participants = ParticipantFiles::new(dir)?;
+        Ok(TransactionFiles { path, transactions, participants, window, rows: 0, participant_rows: 0 })
+    }
+
+    fn add(&mut self, entry: &Entry) -> Result<(), ClearingError> {
+        for detail in &entry.details {
+            let row =
+                self.transactions.buffer_with_room(TRANSACTION_ROW_BYTES_MAX).map_err(ClearingError::io(&self.path))?;
+            let start = row.len();
+            let named = push_transaction(row, detail, &entry.records, self.window.0)?;
+            self.rows += 1;
+            self.participant_rows += self.participants.append(&row[start..], &named)?;
+        }
+        Ok(())
+    }
+
+    /// Their manifest entries, the rows written, and the participants' rows.
+    fn finish(self) -> Result<(Vec<FileEntry>, u64, u64), ClearingError> {
+        let mut files = vec![self.transactions.finish().map_err(ClearingError::io(&self.path))?];
+        files.extend(self.participants.finish()?);
+        Ok((files, self.rows, self.participant_rows))
+    }
+}
+
+/// The rows' thread of `write_journal_files`.
 fn write_transactions(
     dir: &Path,
     window: WindowId,
     entries: crossbeam::channel::Receiver<Entry>,
 ) -> Result<(Vec<FileEntry>, u64, u64), ClearingError> {
-    let transactions_path = dir.join(TRANSACTIONS_FILE);
-    let mut transactions =
-        PipelinedSink::create(dir, TRANSACTIONS_FILE).map_err(ClearingError::io(&transactions_path))?;
-    transactions
-        .buffer_with_room(TRANSACTIONS_HEADER.len())
-        .map_err(ClearingError::io(&transactions_path))?
-        .extend_from_slice(TRANSACTIONS_HEADER.as_bytes());
-    let mut participants = ParticipantFiles::new(dir)?;
-    let (mut rows, mut participant_rows) = (0u64, 0u64);
+    let mut files = TransactionFiles::create(dir, window)?;
     for entry in entries {
-        for detail in &entry.details {
-            let row = transactions
-                .buffer_with_room(TRANSACTION_ROW_BYTES_MAX)
-                .map_err(ClearingError::io(&transactions_path))?;
-            let start = row.len();
-            let named = push_transaction(row, detail, &entry.records, window.0)?;
-            rows += 1;
-            participant_rows += participants.append(&row[start..], &named)?;
-        }
+        files.add(&entry)?;
     }
-    let mut files = vec![transactions.finish().map_err(ClearingError::io(&transactions_path))?];
-    files.extend(participants.finish()?);
-    Ok((files, rows, participant_rows))
+    files.finish()
 }
 
 fn write_transfer(
