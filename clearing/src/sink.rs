@@ -36,8 +36,9 @@ pub(crate) struct PipelinedSink {
 }
 
 impl PipelinedSink {
-    /// Creates `dir/name`, which must not exist yet, and starts its writer thread.
-    pub(crate) fn create(dir: &Path, name: &str) -> io::Result<PipelinedSink> {
+    /// Creates `dir/name`, which must not exist yet, starts its writer thread, and
+    /// begins the file with `header`.
+    pub(crate) fn create(dir: &Path, name: &str, header: &str) -> io::Result<PipelinedSink> {
         let mut file = OutFile::create(dir, name)?;
         let (full_sender, full_receiver) = bounded::<Vec<u8>>(TRANSFERS_WRITE_BUFFERS);
         let (empty_sender, empty_receiver) = bounded::<Vec<u8>>(TRANSFERS_WRITE_BUFFERS);
@@ -53,11 +54,13 @@ impl PipelinedSink {
                 // The formatting side may have stopped; then nobody needs the buffer back.
                 let _ = empty_sender.send(buffer);
             }
-            file.finish()
+            file.finish(&mut staging)
         })?;
+        let mut buffer = Vec::with_capacity(TRANSFERS_WRITE_BUFFER_BYTES);
+        buffer.extend_from_slice(header.as_bytes());
         Ok(PipelinedSink {
             name: name.to_string(),
-            buffer: Vec::with_capacity(TRANSFERS_WRITE_BUFFER_BYTES),
+            buffer,
             full: Some(full_sender),
             empty: empty_receiver,
             writer: Some(writer),
@@ -174,7 +177,7 @@ impl SharedSink {
                         }
                     }
                 }
-                files.into_iter().map(OutFile::finish).collect::<io::Result<Vec<_>>>()
+                files.into_iter().map(|file| file.finish(&mut staging)).collect::<io::Result<Vec<_>>>()
             })?;
             jobs.push(job_sender);
             writers.push(writer);
@@ -334,13 +337,12 @@ impl OutFile {
     }
 
     /// Writes the last partial block, fsyncs; the file's size and SHA-256 (hex).
-    fn finish(mut self) -> io::Result<Written> {
+    fn finish(mut self, staging: &mut Staging) -> io::Result<Written> {
         if self.direct && !self.carry.is_empty() {
-            let mut staging = Staging::new(DIRECT_ALIGN);
-            let area = staging.area();
-            area[..self.carry.len()].copy_from_slice(&self.carry);
-            area[self.carry.len()..].fill(0);
-            self.file.write_all(area)?;
+            let block = &mut staging.area()[..DIRECT_ALIGN];
+            block[..self.carry.len()].copy_from_slice(&self.carry);
+            block[self.carry.len()..].fill(0);
+            self.file.write_all(block)?;
             self.file.set_len(self.bytes)?;
         }
         self.file.sync_all()?;
@@ -493,7 +495,7 @@ mod tests {
                 file.write(&data, &mut staging).expect("write");
                 expected.extend_from_slice(&data);
             }
-            let (bytes, sha256) = file.finish().expect("finish");
+            let (bytes, sha256) = file.finish(&mut staging).expect("finish");
             let written = std::fs::read(dir.path().join(name)).expect("read");
             assert_eq!(written, expected, "{name}");
             assert_eq!(bytes, expected.len() as u64);

@@ -169,7 +169,7 @@ pub(crate) fn rate(asked: u64, currency: Currency, settled: u64, settled_currenc
 
 /// Each participant's own transactions file, written as rows come (rows are copied from
 /// the switch-wide file's, so they are byte for byte the same), hashed and written by
-/// another thread (`SharedSink`).
+/// the sink's writer threads (`SharedSink`).
 pub(crate) struct ParticipantFiles {
     dir: PathBuf,
     sink: SharedSink,

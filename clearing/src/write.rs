@@ -348,11 +348,8 @@ fn write_journal_files(
     dir: &Path,
 ) -> Result<(Vec<FileEntry>, Streamed), ClearingError> {
     let transfers_path = dir.join(TRANSFERS_FILE);
-    let mut transfers = PipelinedSink::create(dir, TRANSFERS_FILE).map_err(ClearingError::io(&transfers_path))?;
-    transfers
-        .buffer_with_room(TRANSFERS_HEADER.len())
-        .map_err(ClearingError::io(&transfers_path))?
-        .extend_from_slice(TRANSFERS_HEADER.as_bytes());
+    let mut transfers =
+        PipelinedSink::create(dir, TRANSFERS_FILE, TRANSFERS_HEADER).map_err(ClearingError::io(&transfers_path))?;
     let window = view.window;
     let mut cache = ParticipantCache::new();
     let mut missing = Vec::new();
@@ -414,59 +411,30 @@ struct Entry {
     details: Vec<DetailRecord>,
 }
 
-/// `transactions.csv` and each participant's file, fed one journal entry at a time.
-struct TransactionFiles {
-    path: std::path::PathBuf,
-    transactions: PipelinedSink,
-    participants: ParticipantFiles,
-    window: WindowId,
-    rows: u64,
-    participant_rows: u64,
-}
-
-impl TransactionFiles {
-    fn create(dir: &Path, window: WindowId) -> Result<TransactionFiles, ClearingError> {
-        let path = dir.join(TRANSACTIONS_FILE);
-        let mut transactions = PipelinedSink::create(dir, TRANSACTIONS_FILE).map_err(ClearingError::io(&path))?;
-        transactions
-            .buffer_with_room(TRANSACTIONS_HEADER.len())
-            .map_err(ClearingError::io(&path))?
-            .extend_from_slice(TRANSACTIONS_HEADER.as_bytes());
-        let participants = ParticipantFiles::new(dir)?;
-        Ok(TransactionFiles { path, transactions, participants, window, rows: 0, participant_rows: 0 })
-    }
-
-    fn add(&mut self, entry: &Entry) -> Result<(), ClearingError> {
-        for detail in &entry.details {
-            let row =
-                self.transactions.buffer_with_room(TRANSACTION_ROW_BYTES_MAX).map_err(ClearingError::io(&self.path))?;
-            let start = row.len();
-            let named = push_transaction(row, detail, &entry.records, self.window.0)?;
-            self.rows += 1;
-            self.participant_rows += self.participants.append(&row[start..], &named)?;
-        }
-        Ok(())
-    }
-
-    /// Their manifest entries, the rows written, and the participants' rows.
-    fn finish(self) -> Result<(Vec<FileEntry>, u64, u64), ClearingError> {
-        let mut files = vec![self.transactions.finish().map_err(ClearingError::io(&self.path))?];
-        files.extend(self.participants.finish()?);
-        Ok((files, self.rows, self.participant_rows))
-    }
-}
-
-/// The rows' thread of `write_journal_files`.
+/// The rows' thread of `write_journal_files`: `transactions.csv` and each participant's
+/// file. Returns their manifest entries, the rows written, and the participants' rows.
 fn write_transactions(
     dir: &Path,
     window: WindowId,
     entries: crossbeam::channel::Receiver<Entry>,
 ) -> Result<(Vec<FileEntry>, u64, u64), ClearingError> {
-    let mut files = TransactionFiles::create(dir, window)?;
+    let path = dir.join(TRANSACTIONS_FILE);
+    let mut transactions =
+        PipelinedSink::create(dir, TRANSACTIONS_FILE, TRANSACTIONS_HEADER).map_err(ClearingError::io(&path))?;
+    let mut participants = ParticipantFiles::new(dir)?;
+    let (mut rows, mut participant_rows) = (0u64, 0u64);
     for entry in entries {
-        files.add(&entry)?;
+        for detail in &entry.details {
+            let row = transactions.buffer_with_room(TRANSACTION_ROW_BYTES_MAX).map_err(ClearingError::io(&path))?;
+            let start = row.len();
+            let named = push_transaction(row, detail, &entry.records, window.0)?;
+            rows += 1;
+            participant_rows += participants.append(&row[start..], &named)?;
+        }
     }
-    files.finish()
+    let mut files = vec![transactions.finish().map_err(ClearingError::io(&path))?];
+    files.extend(participants.finish()?);
+    Ok((files, rows, participant_rows))
 }
 
 fn write_transfer(
